@@ -1,0 +1,154 @@
+//! The in-memory store: one mutex around plain maps and a priority heap per workflow.
+//! Fast and simple; everything is lost when the process ends (use the SQLite store for
+//! durability).
+
+use super::{ArtifactCounts, ArtifactQuery, Commit, Store, StoreError};
+use crate::artifact::{Artifact, ArtifactId, Viewer};
+use crate::invocation::{InvocationRecord, InvocationStatus};
+use crate::work::{Priority, WorkItem, WorkStatus};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// An in-memory [`Store`].
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    artifacts: HashMap<ArtifactId, Arc<Artifact>>,
+    /// Artifact ids per workflow, in publish order.
+    order: HashMap<String, Vec<ArtifactId>>,
+    counts: HashMap<String, ArtifactCounts>,
+    work: HashMap<ArtifactId, WorkItem>,
+    work_order: HashMap<String, Vec<ArtifactId>>,
+    invocations: HashMap<String, InvocationRecord>,
+    invocation_order: HashMap<String, Vec<String>>,
+    /// Queued invocation ids per workflow; entries whose record is no longer queued are
+    /// skipped when popped.
+    queues: HashMap<String, BinaryHeap<(Priority, Reverse<u64>, String)>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied commit (commits check
+        // before they write), so a poisoned lock is still consistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        // Check everything first so the commit applies whole or not at all.
+        for a in &commit.artifacts {
+            if g.artifacts.contains_key(&a.id) {
+                return Err(StoreError::DuplicateArtifact(a.id.clone()));
+            }
+        }
+        for a in commit.artifacts {
+            let counts = g.counts.entry(a.workflow_id.clone()).or_default();
+            counts.total += 1;
+            *counts.by_type.entry(a.type_name.clone()).or_default() += 1;
+            g.order.entry(a.workflow_id.clone()).or_default().push(a.id.clone());
+            g.artifacts.insert(a.id.clone(), a);
+        }
+        for w in commit.work_items {
+            if !g.work.contains_key(&w.id) {
+                g.work_order.entry(w.workflow_id.clone()).or_default().push(w.id.clone());
+            }
+            g.work.insert(w.id.clone(), w);
+        }
+        for inv in commit.invocations {
+            if inv.status == InvocationStatus::Queued {
+                g.queues.entry(inv.workflow_id.clone()).or_default().push((
+                    inv.priority,
+                    Reverse(inv.seq),
+                    inv.id.clone(),
+                ));
+            }
+            if !g.invocations.contains_key(&inv.id) {
+                g.invocation_order.entry(inv.workflow_id.clone()).or_default().push(inv.id.clone());
+            }
+            g.invocations.insert(inv.id.clone(), inv);
+        }
+        Ok(())
+    }
+
+    fn artifact(&self, id: &ArtifactId) -> Result<Option<Arc<Artifact>>, StoreError> {
+        Ok(self.lock().artifacts.get(id).cloned())
+    }
+
+    fn query(&self, query: &ArtifactQuery, viewer: &Viewer<'_>) -> Result<Vec<Arc<Artifact>>, StoreError> {
+        let g = self.lock();
+        let Some(ids) = g.order.get(&query.workflow_id) else { return Ok(Vec::new()) };
+        let mut out: Vec<Arc<Artifact>> = ids
+            .iter()
+            .rev()
+            .filter_map(|id| g.artifacts.get(id))
+            .filter(|a| query.type_name.as_ref().is_none_or(|t| *t == a.type_name))
+            .filter(|a| query.tags.iter().all(|t| a.tags.contains(t)))
+            .filter(|a| a.visible_to(viewer))
+            .take(query.limit)
+            .cloned()
+            .collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
+        let mut g = self.lock();
+        let g = &mut *g;
+        let Some(queue) = g.queues.get_mut(workflow_id) else { return Ok(None) };
+        while let Some((_, _, id)) = queue.pop() {
+            let Some(inv) = g.invocations.get_mut(&id) else { continue };
+            if inv.status != InvocationStatus::Queued {
+                continue;
+            }
+            inv.status = InvocationStatus::Running;
+            inv.attempts += 1;
+            if let Some(w) = inv.work_item.as_ref().and_then(|w| g.work.get_mut(w))
+                && w.status == WorkStatus::Pending
+            {
+                w.status = WorkStatus::Active;
+            }
+            return Ok(Some(inv.clone()));
+        }
+        Ok(None)
+    }
+
+    fn work_item(&self, id: &ArtifactId) -> Result<Option<WorkItem>, StoreError> {
+        Ok(self.lock().work.get(id).cloned())
+    }
+
+    fn work_items(&self, workflow_id: &str) -> Result<Vec<WorkItem>, StoreError> {
+        let g = self.lock();
+        Ok(g.work_order
+            .get(workflow_id)
+            .map(|ids| ids.iter().filter_map(|id| g.work.get(id).cloned()).collect())
+            .unwrap_or_default())
+    }
+
+    fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>, StoreError> {
+        Ok(self.lock().invocations.get(id).cloned())
+    }
+
+    fn invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError> {
+        let g = self.lock();
+        Ok(g.invocation_order
+            .get(workflow_id)
+            .map(|ids| ids.iter().filter_map(|id| g.invocations.get(id).cloned()).collect())
+            .unwrap_or_default())
+    }
+
+    fn counts(&self, workflow_id: &str) -> Result<ArtifactCounts, StoreError> {
+        Ok(self.lock().counts.get(workflow_id).cloned().unwrap_or_default())
+    }
+}

@@ -1,0 +1,57 @@
+//! Invocation records: one call of one plugin on one set of inputs.
+//!
+//! The queue of invocations lives in the store, not in the scheduler's memory: a store
+//! shared by several processes (DESIGN §8) can hand the same queue to several workers, and
+//! a durable store can resume it after a crash.
+
+use crate::artifact::ArtifactId;
+use crate::plugin::FaultKind;
+use crate::work::Priority;
+use serde::{Deserialize, Serialize};
+
+/// Where an invocation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvocationStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Claimed by a worker.
+    Running,
+    /// Finished; its outputs were published with its completion.
+    Done,
+    /// Finished without publishing anything.
+    Failed,
+    /// Will not run (a budget or limit stopped it).
+    Cancelled,
+}
+
+/// One call of a plugin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InvocationRecord {
+    /// A UUIDv7.
+    pub id: String,
+    /// The workflow it belongs to.
+    pub workflow_id: String,
+    /// The plugin (agent) to call.
+    pub agent: String,
+    /// The artifacts that triggered it.
+    pub inputs: Vec<ArtifactId>,
+    /// The work item it serves, if its inputs belong to one.
+    pub work_item: Option<ArtifactId>,
+    /// Scheduling priority (from the work item).
+    pub priority: Priority,
+    /// Enqueue order, for FIFO within a priority.
+    pub seq: u64,
+    /// Cascade depth of its inputs.
+    pub depth: u32,
+    /// Where it stands.
+    pub status: InvocationStatus,
+    /// Times it was claimed.
+    pub attempts: u32,
+    /// What went wrong, if it failed.
+    pub error: Option<String>,
+    /// The fault class, if the plugin misbehaved (as opposed to returning an error).
+    pub fault: Option<FaultKind>,
+    /// Artifacts it published.
+    pub outputs: Vec<ArtifactId>,
+}

@@ -1,0 +1,457 @@
+//! The workflow manifest (TOML): phases, artifact types, plugins, limits and inputs.
+//!
+//! Parsing keeps the byte span of every value a later check may complain about, so every
+//! error — syntax, a wrong type, an unknown world, a bad CEL filter, a missing plugin file,
+//! a payload that violates its schema — names the file, line and column.
+//! Relative paths are resolved against the manifest's own directory.
+
+use crate::phase::Phase;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use toml::Spanned;
+
+/// A manifest problem, located.
+#[derive(Debug, Error)]
+#[error("{}:{line}:{column}: {message}", file.display())]
+pub struct ManifestError {
+    /// The manifest file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+/// Byte offset → (line, column), both 1-based.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// The plugin worlds of the WIT contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum World {
+    /// Consumes artifacts, returns outputs.
+    Agent,
+    /// Chooses an invocation's context.
+    ContextProvider,
+    /// Assigns phases to discoveries.
+    Router,
+    /// Accepts or rejects outputs before publication.
+    Validator,
+}
+
+impl World {
+    /// The world's name in the WIT package.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Agent => "agent",
+            World::ContextProvider => "context-provider",
+            World::Router => "router",
+            World::Validator => "validator",
+        }
+    }
+    /// The interface the world exports.
+    pub fn export_interface(self) -> &'static str {
+        match self {
+            World::Agent => "agent-api",
+            World::ContextProvider => "context-provider-api",
+            World::Router => "router-api",
+            World::Validator => "validator-api",
+        }
+    }
+}
+
+impl fmt::Display for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed manifest, with paths resolved.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its text (kept to locate later errors).
+    pub source: String,
+    /// `[workflow]`.
+    pub workflow: WorkflowSection,
+    /// `[[phase]]` tables, in order.
+    pub phases: Vec<Phase>,
+    /// `[[type]]` tables: user artifact types.
+    pub types: Vec<TypeDecl>,
+    /// `[[plugin]]` tables, in order.
+    pub plugins: Vec<PluginDecl>,
+    /// `[[input]]` tables: the workflow's initial artifacts.
+    pub inputs: Vec<InputDecl>,
+}
+
+/// `[workflow]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowSection {
+    /// The workflow's name.
+    pub name: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: String,
+    /// `[workflow.limits]`.
+    #[serde(default)]
+    pub limits: WorkflowLimits,
+}
+
+/// `[workflow.limits]`: loop safety and parallelism. Every key has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkflowLimits {
+    /// Invocations running at once. Default: the number of CPUs (at least 2).
+    pub concurrency: usize,
+    /// Artifacts at this cascade depth or deeper trigger no invocations. Default 32.
+    pub max_depth: u32,
+    /// Budget: invocations in all before the workflow ends `budget_exhausted`. Default 1,000,000.
+    pub max_invocations: u64,
+    /// Invocations per agent before that agent's further work is cancelled. Default: unlimited (0).
+    pub max_invocations_per_agent: u64,
+}
+
+impl Default for WorkflowLimits {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Self { concurrency: cpus.max(2), max_depth: 32, max_invocations: 1_000_000, max_invocations_per_agent: 0 }
+    }
+}
+
+/// `[[type]]`: a user artifact type.
+#[derive(Debug, Clone)]
+pub struct TypeDecl {
+    /// The type's name.
+    pub name: String,
+    /// Its JSON Schema.
+    pub schema: serde_json::Value,
+    /// Where it was declared.
+    pub span: Range<usize>,
+}
+
+/// Per-plugin resource limits. Every key has a documented default.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginLimits {
+    /// Linear memory an instance may grow to, in MiB. Default 64. Growth beyond it fails,
+    /// and an instance that then traps is classified `memory`.
+    pub memory_mb: u64,
+    /// Wall-clock deadline per invocation, in milliseconds, covering guest code and host
+    /// calls alike. Default 10,000. Exceeding it is classified `timeout`.
+    pub timeout_ms: u64,
+    /// Outputs one invocation may return. Default 256; more is `invalid_output`.
+    pub max_outputs: usize,
+    /// Bytes of one output payload. Default 1 MiB; more is `invalid_output`.
+    pub max_output_bytes: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self { memory_mb: 64, timeout_ms: 10_000, max_outputs: 256, max_output_bytes: 1 << 20 }
+    }
+}
+
+/// A subscription as written in the manifest (overrides the plugin's own).
+#[derive(Debug, Clone)]
+pub struct SubscriptionDecl {
+    /// Artifact type name.
+    pub type_name: String,
+    /// Optional CEL filter.
+    pub filter: Option<String>,
+    /// Only from these producers.
+    pub from: Vec<String>,
+    /// Only with all of these tags.
+    pub tags: Vec<String>,
+    /// Whether the plugin's own outputs may trigger it.
+    pub allow_self: bool,
+    /// Where it was declared.
+    pub span: Range<usize>,
+}
+
+/// `[[plugin]]`.
+#[derive(Debug, Clone)]
+pub struct PluginDecl {
+    /// Unique name; the agent's identity (producer of its outputs).
+    pub name: String,
+    /// The component file, resolved against the manifest's directory.
+    pub path: PathBuf,
+    /// Which world it implements.
+    pub world: World,
+    /// Expected sha256 of the component file, if pinned.
+    pub sha256: Option<String>,
+    /// Resource limits.
+    pub limits: PluginLimits,
+    /// The `config` table, as JSON, handed to every invocation.
+    pub config: serde_json::Value,
+    /// Subscriptions replacing the plugin's own, when present.
+    pub subscriptions: Option<Vec<SubscriptionDecl>>,
+    /// Labels granted (for label visibility).
+    pub labels: Vec<String>,
+    /// Tenant (for tenant visibility).
+    pub tenant: Option<String>,
+    /// Where the table starts (for later errors about this plugin).
+    pub span: Range<usize>,
+    /// Where `path` was written.
+    pub path_span: Range<usize>,
+}
+
+/// `[[input]]`: an initial artifact.
+#[derive(Debug, Clone)]
+pub struct InputDecl {
+    /// Artifact type name.
+    pub type_name: String,
+    /// Its payload.
+    pub payload: serde_json::Value,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Where the payload was written.
+    pub span: Range<usize>,
+}
+
+// ---- raw serde shapes -------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    workflow: WorkflowSection,
+    #[serde(default)]
+    phase: Vec<Phase>,
+    #[serde(default, rename = "type")]
+    types: Vec<Spanned<RawType>>,
+    #[serde(default)]
+    plugin: Vec<Spanned<RawPlugin>>,
+    #[serde(default)]
+    input: Vec<Spanned<RawInput>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawType {
+    name: String,
+    #[serde(default)]
+    schema: Option<toml::Value>,
+    #[serde(default)]
+    schema_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    name: Spanned<String>,
+    path: Spanned<String>,
+    world: Spanned<String>,
+    #[serde(default)]
+    sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    limits: PluginLimits,
+    #[serde(default)]
+    config: Option<toml::Table>,
+    #[serde(default)]
+    subscribe: Option<Vec<Spanned<RawSubscription>>>,
+    #[serde(default)]
+    labels: Vec<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscription {
+    #[serde(rename = "type")]
+    type_name: String,
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    from: Vec<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    allow_self: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    #[serde(rename = "type")]
+    type_name: String,
+    payload: toml::Table,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+impl Manifest {
+    /// Read and check a manifest file.
+    pub fn load(path: &Path) -> Result<Self, ManifestError> {
+        let source = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            message: format!("cannot read the manifest: {e}"),
+        })?;
+        Self::parse(path, &source)
+    }
+
+    /// Parse manifest text; `path` names it in errors and anchors relative paths.
+    pub fn parse(path: &Path, source: &str) -> Result<Self, ManifestError> {
+        let at = |span: Range<usize>, message: String| {
+            let (line, column) = line_col(source, span.start);
+            ManifestError { file: path.to_path_buf(), line, column, message }
+        };
+        let raw: RawManifest = toml::from_str(source).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            at(span, e.message().trim().to_string())
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+        let mut phase_names = std::collections::BTreeSet::new();
+        for p in &raw.phase {
+            if p.name.is_empty() || p.name == "auto" {
+                return Err(at(0..0, format!("phase name '{}' is reserved or empty", p.name)));
+            }
+            if !phase_names.insert(p.name.clone()) {
+                let off = source.find(&format!("\"{}\"", p.name)).unwrap_or(0);
+                return Err(at(off..off, format!("phase '{}' is declared twice", p.name)));
+            }
+        }
+
+        let mut types = Vec::new();
+        for t in raw.types {
+            let span = t.span();
+            let t = t.into_inner();
+            let schema = match (t.schema, t.schema_file) {
+                (Some(s), None) => serde_json::to_value(s)
+                    .map_err(|e| at(span.clone(), format!("type '{}': schema is not JSON-compatible: {e}", t.name)))?,
+                (None, Some(file)) => {
+                    let p = base.join(file.get_ref());
+                    let text = std::fs::read_to_string(&p).map_err(|e| {
+                        at(file.span(), format!("type '{}': cannot read schema_file {}: {e}", t.name, p.display()))
+                    })?;
+                    serde_json::from_str(&text).map_err(|e| {
+                        at(file.span(), format!("type '{}': schema_file {} is not JSON: {e}", t.name, p.display()))
+                    })?
+                }
+                _ => {
+                    return Err(at(span, format!("type '{}': give exactly one of `schema` or `schema_file`", t.name)));
+                }
+            };
+            types.push(TypeDecl { name: t.name, schema, span });
+        }
+
+        let mut plugins: Vec<PluginDecl> = Vec::new();
+        for p in raw.plugin {
+            let span = p.span();
+            let p = p.into_inner();
+            let name = p.name.get_ref().clone();
+            if name.is_empty() || name == "user" || name == "host" {
+                return Err(at(p.name.span(), format!("plugin name '{name}' is reserved or empty")));
+            }
+            if plugins.iter().any(|q| q.name == name) {
+                return Err(at(p.name.span(), format!("plugin '{name}' is declared twice")));
+            }
+            let world = match p.world.get_ref().as_str() {
+                "agent" => World::Agent,
+                "context-provider" => World::ContextProvider,
+                "router" => World::Router,
+                "validator" => World::Validator,
+                other => {
+                    return Err(at(
+                        p.world.span(),
+                        format!("plugin '{name}': unknown world '{other}' (expected agent, context-provider, router or validator)"),
+                    ));
+                }
+            };
+            if let Some(sha) = &p.sha256 {
+                let ok = sha.get_ref().len() == 64 && sha.get_ref().chars().all(|c| c.is_ascii_hexdigit());
+                if !ok {
+                    return Err(at(sha.span(), format!("plugin '{name}': sha256 must be 64 hex digits")));
+                }
+            }
+            let l = &p.limits;
+            if l.memory_mb == 0 || l.timeout_ms == 0 || l.max_outputs == 0 || l.max_output_bytes == 0 {
+                return Err(at(span, format!("plugin '{name}': limits must be positive")));
+            }
+            let config = match p.config {
+                Some(c) => serde_json::to_value(c)
+                    .map_err(|e| at(span.clone(), format!("plugin '{name}': config is not JSON-compatible: {e}")))?,
+                None => serde_json::Value::Object(Default::default()),
+            };
+            let subscriptions = p.subscribe.map(|subs| {
+                subs.into_iter()
+                    .map(|s| {
+                        let span = s.span();
+                        let s = s.into_inner();
+                        SubscriptionDecl {
+                            type_name: s.type_name,
+                            filter: s.filter,
+                            from: s.from,
+                            tags: s.tags,
+                            allow_self: s.allow_self,
+                            span,
+                        }
+                    })
+                    .collect()
+            });
+            plugins.push(PluginDecl {
+                name,
+                path: base.join(p.path.get_ref()),
+                world,
+                sha256: p.sha256.map(|s| s.into_inner().to_ascii_lowercase()),
+                limits: p.limits,
+                config,
+                subscriptions,
+                labels: p.labels,
+                tenant: p.tenant,
+                span,
+                path_span: p.path.span(),
+            });
+        }
+
+        let mut inputs = Vec::new();
+        for i in raw.input {
+            let span = i.span();
+            let i = i.into_inner();
+            let payload = serde_json::to_value(i.payload)
+                .map_err(|e| at(span.clone(), format!("input payload is not JSON-compatible: {e}")))?;
+            inputs.push(InputDecl { type_name: i.type_name, payload, tags: i.tags, span });
+        }
+
+        if raw.workflow.limits.concurrency == 0 {
+            return Err(at(0..0, "workflow.limits.concurrency must be at least 1".into()));
+        }
+
+        Ok(Manifest {
+            path: path.to_path_buf(),
+            source: source.to_string(),
+            workflow: raw.workflow,
+            phases: raw.phase,
+            types,
+            plugins,
+            inputs,
+        })
+    }
+
+    /// An error located at `span` of this manifest.
+    pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> ManifestError {
+        let (line, column) = line_col(&self.source, span.start);
+        ManifestError { file: self.path.clone(), line, column, message: message.into() }
+    }
+
+    /// The phases by name.
+    pub fn phase_map(&self) -> BTreeMap<String, Phase> {
+        self.phases.iter().map(|p| (p.name.clone(), p.clone())).collect()
+    }
+}

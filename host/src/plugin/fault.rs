@@ -1,0 +1,88 @@
+//! Fault classes: how a plugin misbehaved, as opposed to an error it returned.
+//!
+//! A plugin that returns `plugin-error` has failed politely (errors are data). A plugin
+//! that traps, overruns its deadline, hits its memory cap, reaches for something it was
+//! not granted or returns garbage has *faulted*: its instance is discarded, nothing it
+//! returned is published, and the fault is counted by class in the run summary.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// How a plugin misbehaved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The instance trapped (panic, `unreachable`, stack overflow, bad memory access).
+    Trap,
+    /// The wall-clock deadline (or fuel) ran out.
+    Timeout,
+    /// The instance tried to grow memory beyond its cap.
+    Memory,
+    /// It used a capability it was not granted.
+    Denied,
+    /// It returned outputs the host refuses: not JSON, unknown type, schema violation, too many or too large.
+    InvalidOutput,
+}
+
+impl FaultKind {
+    /// All classes, in summary order.
+    pub const ALL: [FaultKind; 5] =
+        [FaultKind::Trap, FaultKind::Timeout, FaultKind::Memory, FaultKind::Denied, FaultKind::InvalidOutput];
+
+    /// The class's name in the summary.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Trap => "trap",
+            FaultKind::Timeout => "timeout",
+            FaultKind::Memory => "memory",
+            FaultKind::Denied => "denied",
+            FaultKind::InvalidOutput => "invalid_output",
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A classified fault with the evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// The class.
+    pub kind: FaultKind,
+    /// What happened, for the log and the invocation record.
+    pub message: String,
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// Classify an error from instantiating or calling a guest.
+/// `memory_denied`: the store's limiter refused a growth during this call.
+/// `deadline_passed`: the invocation's wall-clock deadline has passed.
+pub fn classify(err: &wasmtime::Error, memory_denied: bool, deadline_passed: bool) -> Fault {
+    let message = first_lines(&format!("{err:#}"), 6);
+    if memory_denied {
+        return Fault { kind: FaultKind::Memory, message: format!("memory cap reached; then {message}") };
+    }
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) | Some(wasmtime::Trap::OutOfFuel) => {
+            Fault { kind: FaultKind::Timeout, message }
+        }
+        _ if deadline_passed => Fault { kind: FaultKind::Timeout, message },
+        _ => Fault { kind: FaultKind::Trap, message },
+    }
+}
+
+fn first_lines(text: &str, n: usize) -> String {
+    let mut out: Vec<&str> = text.lines().take(n).collect();
+    if text.lines().count() > n {
+        out.push("…");
+    }
+    out.join(" | ")
+}

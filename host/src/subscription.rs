@@ -1,0 +1,126 @@
+//! Subscriptions: which artifacts trigger which plugin.
+//!
+//! A subscription names an artifact type and may narrow it with producers, tags and a
+//! CEL expression. CEL is compiled once when the workflow loads (a bad expression is a
+//! load error naming the plugin), then evaluated per candidate artifact with these
+//! variables: `payload` (the JSON payload), `type`, `producer`, `tags`, `depth`.
+
+use crate::artifact::Artifact;
+use std::fmt;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// A compiled CEL filter.
+#[derive(Clone)]
+pub struct Filter {
+    source: String,
+    program: Arc<cel::Program>,
+}
+
+impl fmt::Debug for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Filter({:?})", self.source)
+    }
+}
+
+/// A CEL filter that did not compile or did not evaluate to a boolean.
+#[derive(Debug, Error)]
+pub enum FilterError {
+    /// The expression does not parse.
+    #[error("CEL filter `{source_text}` does not compile: {message}")]
+    Compile {
+        /// The expression.
+        source_text: String,
+        /// The parser's complaint.
+        message: String,
+    },
+    /// The expression failed on an artifact (e.g. a missing field) or was not boolean.
+    #[error("CEL filter `{source_text}` failed on artifact {artifact}: {message}")]
+    Evaluate {
+        /// The expression.
+        source_text: String,
+        /// The artifact it was evaluated on.
+        artifact: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Filter {
+    /// Compile a CEL expression.
+    pub fn compile(source: &str) -> Result<Self, FilterError> {
+        let program = cel::Program::compile(source).map_err(|e| FilterError::Compile {
+            source_text: source.to_string(),
+            message: e.to_string().replace('\n', " "),
+        })?;
+        Ok(Self { source: source.to_string(), program: Arc::new(program) })
+    }
+
+    /// The expression's text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluate against an artifact. A reference to a field the payload lacks is an
+    /// evaluation error: the caller decides whether that means "no match".
+    pub fn matches(&self, artifact: &Artifact) -> Result<bool, FilterError> {
+        let fail = |message: String| FilterError::Evaluate {
+            source_text: self.source.clone(),
+            artifact: artifact.id.to_string(),
+            message,
+        };
+        let mut ctx = cel::Context::default();
+        let payload = cel::to_value(&artifact.payload).map_err(|e| fail(e.to_string()))?;
+        ctx.add_variable_from_value("payload", payload);
+        ctx.add_variable_from_value("type", artifact.type_name.clone());
+        ctx.add_variable_from_value("producer", artifact.producer.clone());
+        ctx.add_variable_from_value(
+            "tags",
+            cel::Value::List(Arc::new(artifact.tags.iter().map(|t| cel::Value::from(t.clone())).collect())),
+        );
+        ctx.add_variable_from_value("depth", artifact.depth as i64);
+        match self.program.execute(&ctx) {
+            Ok(cel::Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(fail(format!("expected a boolean, got {other:?}"))),
+            Err(e) => Err(fail(e.to_string())),
+        }
+    }
+}
+
+/// Which artifacts trigger a plugin.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// Artifact type name.
+    pub type_name: String,
+    /// Optional CEL filter.
+    pub filter: Option<Filter>,
+    /// Only artifacts from these producers (empty: any).
+    pub from: Vec<String>,
+    /// Only artifacts carrying all of these tags (empty: any).
+    pub tags: Vec<String>,
+    /// Whether the subscriber's own outputs may trigger it.
+    pub allow_self: bool,
+}
+
+impl Subscription {
+    /// Whether `artifact` triggers `subscriber` through this subscription. A filter that
+    /// fails to evaluate does not match (and the error is returned for the event log).
+    pub fn matches(&self, artifact: &Artifact, subscriber: &str) -> Result<bool, FilterError> {
+        if artifact.type_name != self.type_name {
+            return Ok(false);
+        }
+        if !self.allow_self && artifact.producer == subscriber {
+            return Ok(false);
+        }
+        if !self.from.is_empty() && !self.from.iter().any(|p| *p == artifact.producer) {
+            return Ok(false);
+        }
+        if !self.tags.iter().all(|t| artifact.tags.contains(t)) {
+            return Ok(false);
+        }
+        match &self.filter {
+            None => Ok(true),
+            Some(f) => f.matches(artifact),
+        }
+    }
+}

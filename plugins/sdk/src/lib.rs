@@ -1,0 +1,238 @@
+//! # murmur-guest: write a Murmuration plugin in a few lines
+//!
+//! Murmuration runs agents as sandboxed WebAssembly components built against the WIT
+//! package `murmur:plugin@0.1.0` (the repository's `wit/` folder). This crate wraps the
+//! generated bindings so that a plugin author deals in Rust values:
+//!
+//! - payloads are JSON on the wire; [`Artifact::parse`] and [`Output::json`] turn them
+//!   into and out of `serde` types ([`payload`] has the built-in ones);
+//! - errors are data: return [`PluginError`] variants, never panic on bad input;
+//! - a panic is still reported: the export shim installs a hook that sends the panic
+//!   message through the host's `log` import before the instance traps.
+//!
+//! Enable exactly one world feature (`agent`, `context-provider`, `router` or
+//! `validator`): a component implements one world, and each feature generates that world's
+//! bindings and its export macro.
+//!
+//! ```ignore
+//! use murmur_guest::prelude::*;
+//! struct Echo;
+//! impl Agent for Echo {
+//!     fn describe() -> PluginInfo {
+//!         PluginInfo::agent("echo", env!("CARGO_PKG_VERSION")).subscribe(Subscription::to("Note"))
+//!     }
+//!     fn handle(inv: Invocation) -> Result<Vec<Output>, PluginError> {
+//!         Ok(vec![Output::json("Note", &inv.input::<serde_json::Value>()?)?])
+//!     }
+//! }
+//! murmur_guest::export_agent!(Echo);
+//! ```
+
+
+extern crate alloc;
+extern crate self as murmur_guest;
+
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+/// The API version this SDK was built against; reported by `describe()`.
+pub const API_VERSION: &str = "0.1.0";
+
+pub mod payload;
+mod world;
+pub use world::*;
+
+/// Everything a plugin usually needs.
+pub mod prelude {
+    pub use crate::payload::*;
+    pub use crate::{
+        log, Artifact, Invocation, Level, Output, PhaseInfo, PluginError, PluginInfo,
+        PluginKind, Subscription, Visibility,
+    };
+    #[cfg(feature = "agent")]
+    pub use crate::Agent;
+    #[cfg(feature = "validator")]
+    pub use crate::{Validator, Verdict};
+    #[cfg(feature = "router")]
+    pub use crate::{RouteDecision, Router};
+    #[cfg(feature = "context-provider")]
+    pub use crate::ContextProvider;
+}
+
+impl PluginError {
+    /// The work failed; not worth retrying.
+    pub fn failed(message: impl ToString) -> Self {
+        PluginError::Failed(message.to_string())
+    }
+    /// The inputs are not something this plugin handles.
+    pub fn invalid_input(message: impl ToString) -> Self {
+        PluginError::InvalidInput(message.to_string())
+    }
+    /// A transient failure; the host may retry.
+    pub fn retryable(message: impl ToString) -> Self {
+        PluginError::Retryable(message.to_string())
+    }
+}
+
+impl Artifact {
+    /// Parse the payload into `T`; a mismatch is an `invalid-input` error naming the type.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
+        serde_json::from_str(&self.payload).map_err(|e| {
+            PluginError::invalid_input(format!(
+                "artifact {} ({}): payload does not parse: {e}",
+                self.id, self.type_name
+            ))
+        })
+    }
+}
+
+impl Invocation {
+    /// The first input, parsed into `T`.
+    pub fn input<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
+        self.inputs
+            .first()
+            .ok_or_else(|| PluginError::invalid_input("invocation has no inputs"))?
+            .parse()
+    }
+
+    /// The first input artifact itself.
+    pub fn first_input(&self) -> Result<&Artifact, PluginError> {
+        self.inputs
+            .first()
+            .ok_or_else(|| PluginError::invalid_input("invocation has no inputs"))
+    }
+
+    /// The plugin's manifest `config` table, parsed into `T` (an empty table if unset).
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, PluginError> {
+        let text = if self.config.is_empty() { "{}" } else { &self.config };
+        serde_json::from_str(text)
+            .map_err(|e| PluginError::invalid_input(format!("plugin config does not parse: {e}")))
+    }
+
+    /// The phase name of the work item served, or `""`.
+    pub fn phase_name(&self) -> &str {
+        self.phase.as_ref().map(|p| p.name.as_str()).unwrap_or("")
+    }
+}
+
+impl Output {
+    /// An output of type `type_name` whose payload is `value` serialised to JSON.
+    pub fn json<T: Serialize + ?Sized>(type_name: &str, value: &T) -> Result<Output, PluginError> {
+        let payload = serde_json::to_string(value)
+            .map_err(|e| PluginError::failed(format!("cannot serialise {type_name}: {e}")))?;
+        Ok(Output { type_name: type_name.to_string(), payload, tags: Vec::new(), visibility: None })
+    }
+
+    /// Add tags.
+    pub fn tagged<I: IntoIterator<Item = S>, S: ToString>(mut self, tags: I) -> Self {
+        self.tags.extend(tags.into_iter().map(|t| t.to_string()));
+        self
+    }
+
+    /// Set the visibility (default: public).
+    pub fn visible_to(mut self, visibility: Visibility) -> Self {
+        self.visibility = Some(visibility);
+        self
+    }
+}
+
+impl Subscription {
+    /// A subscription to every artifact of `type_name`.
+    pub fn to(type_name: &str) -> Self {
+        Subscription {
+            type_name: type_name.to_string(),
+            filter: None,
+            from_producers: Vec::new(),
+            tags: Vec::new(),
+            allow_self: false,
+        }
+    }
+    /// Only artifacts for which this CEL expression is true (e.g. `payload.phase == "analysis"`).
+    pub fn filter(mut self, cel: &str) -> Self {
+        self.filter = Some(cel.to_string());
+        self
+    }
+    /// Only artifacts from these producers.
+    pub fn from<I: IntoIterator<Item = S>, S: ToString>(mut self, producers: I) -> Self {
+        self.from_producers.extend(producers.into_iter().map(|p| p.to_string()));
+        self
+    }
+    /// Let the plugin's own outputs trigger it.
+    pub fn allow_self(mut self) -> Self {
+        self.allow_self = true;
+        self
+    }
+}
+
+impl PluginInfo {
+    fn new(kind: PluginKind, name: &str, version: &str) -> Self {
+        PluginInfo {
+            name: name.to_string(),
+            version: version.to_string(),
+            api_version: API_VERSION.to_string(),
+            kind,
+            description: String::new(),
+            subscriptions: Vec::new(),
+            publishes: Vec::new(),
+            phases: Vec::new(),
+            capabilities: Vec::new(),
+        }
+    }
+    /// Describe an agent.
+    pub fn agent(name: &str, version: &str) -> Self {
+        Self::new(PluginKind::Agent, name, version)
+    }
+    /// Describe a validator.
+    pub fn validator(name: &str, version: &str) -> Self {
+        Self::new(PluginKind::Validator, name, version)
+    }
+    /// Describe a router.
+    pub fn router(name: &str, version: &str) -> Self {
+        Self::new(PluginKind::Router, name, version)
+    }
+    /// Describe a context provider.
+    pub fn context_provider(name: &str, version: &str) -> Self {
+        Self::new(PluginKind::ContextProvider, name, version)
+    }
+    /// A one-line description.
+    pub fn description(mut self, text: &str) -> Self {
+        self.description = text.to_string();
+        self
+    }
+    /// Add a subscription.
+    pub fn subscribe(mut self, subscription: Subscription) -> Self {
+        self.subscriptions.push(subscription);
+        self
+    }
+    /// Declare the artifact types this plugin publishes.
+    pub fn publishes<I: IntoIterator<Item = S>, S: ToString>(mut self, types: I) -> Self {
+        self.publishes.extend(types.into_iter().map(|t| t.to_string()));
+        self
+    }
+    /// Request host capabilities (`blackboard`, `kv`, `llm`).
+    pub fn capabilities<I: IntoIterator<Item = S>, S: ToString>(mut self, caps: I) -> Self {
+        self.capabilities.extend(caps.into_iter().map(|c| c.to_string()));
+        self
+    }
+}
+
+/// Log through the host (always granted). The host tags the line with the plugin's name.
+pub fn log(level: Level, message: &str) {
+    world::log_import(level, message);
+}
+
+/// Report panics through the host log before the instance traps, so the author sees the
+/// message rather than a bare `unreachable`.
+#[doc(hidden)]
+pub fn __install_panic_hook() {
+    std::panic::set_hook(alloc::boxed::Box::new(|info| {
+        log(Level::Error, &format!("panic: {info}"));
+    }));
+}

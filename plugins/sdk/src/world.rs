@@ -1,0 +1,195 @@
+//! The generated bindings of the one world this build implements, and its export macro.
+//! Each world is behind a feature so a component carries exactly one world's type section.
+
+#[cfg(not(any(
+    feature = "agent",
+    feature = "context-provider",
+    feature = "router",
+    feature = "validator"
+)))]
+compile_error!("murmur-guest: enable one world feature: agent, context-provider, router or validator");
+
+macro_rules! world_bindings {
+    ($world:literal, $macro_name:literal, $module:literal) => {
+        wit_bindgen::generate!({
+            world: $world,
+            path: "../../wit",
+            pub_export_macro: true,
+            export_macro_name: $macro_name,
+            default_bindings_module: $module,
+            runtime_path: "murmur_guest::__wit_bindgen::rt",
+            additional_derives: [Clone],
+        });
+    };
+}
+
+/// Generated bindings (agent world).
+#[cfg(feature = "agent")]
+#[allow(missing_docs)]
+pub mod bindings {
+    world_bindings!("agent", "__export_agent_world", "murmur_guest::bindings");
+    pub use exports::murmur::plugin::agent_api::Guest as AgentGuest;
+}
+
+/// Generated bindings (validator world).
+#[cfg(feature = "validator")]
+#[allow(missing_docs)]
+pub mod bindings {
+    world_bindings!("validator", "__export_validator_world", "murmur_guest::bindings");
+    pub use exports::murmur::plugin::validator_api::Guest as ValidatorGuest;
+}
+
+/// Generated bindings (router world).
+#[cfg(feature = "router")]
+#[allow(missing_docs)]
+pub mod bindings {
+    world_bindings!("router", "__export_router_world", "murmur_guest::bindings");
+    pub use exports::murmur::plugin::router_api::Guest as RouterGuest;
+}
+
+/// Generated bindings (context-provider world).
+#[cfg(feature = "context-provider")]
+#[allow(missing_docs)]
+pub mod bindings {
+    world_bindings!("context-provider", "__export_context_provider_world", "murmur_guest::bindings");
+    pub use exports::murmur::plugin::context_provider_api::Guest as ContextProviderGuest;
+}
+
+pub use bindings::murmur::plugin::types::{
+    Artifact, Invocation, Level, Output, PhaseInfo, PluginError, PluginInfo, PluginKind,
+    Subscription, Visibility,
+};
+#[cfg(feature = "router")]
+pub use bindings::murmur::plugin::types::RouteDecision;
+#[cfg(feature = "validator")]
+pub use bindings::murmur::plugin::types::Verdict;
+
+pub(crate) fn log_import(level: Level, message: &str) {
+    bindings::murmur::plugin::log::log(level, message);
+}
+
+/// Implement this for an agent, then `murmur_guest::export_agent!(YourType);`.
+#[cfg(feature = "agent")]
+pub trait Agent {
+    /// Name, version, subscriptions and published types.
+    fn describe() -> PluginInfo;
+    /// Handle one invocation; return zero or more outputs (fan-out).
+    fn handle(invocation: Invocation) -> Result<alloc::vec::Vec<Output>, PluginError>;
+}
+
+/// Export an [`Agent`] implementation as the component's `agent-api`.
+#[cfg(feature = "agent")]
+#[macro_export]
+macro_rules! export_agent {
+    ($ty:ty) => {
+        struct __MurmurAgentExport;
+        impl $crate::bindings::AgentGuest for __MurmurAgentExport {
+            fn describe() -> $crate::PluginInfo {
+                <$ty as $crate::Agent>::describe()
+            }
+            fn handle(
+                invocation: $crate::Invocation,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::Output>, $crate::PluginError> {
+                $crate::__install_panic_hook();
+                <$ty as $crate::Agent>::handle(invocation)
+            }
+        }
+        $crate::bindings::__export_agent_world!(__MurmurAgentExport);
+    };
+}
+
+/// Implement this for a validator, then `murmur_guest::export_validator!(YourType);`.
+#[cfg(feature = "validator")]
+pub trait Validator {
+    /// Name and version.
+    fn describe() -> PluginInfo;
+    /// Accept or reject an invocation's outputs before they are published.
+    fn validate(invocation: Invocation, outputs: alloc::vec::Vec<Output>) -> Result<Verdict, PluginError>;
+}
+
+/// Export a [`Validator`] implementation.
+#[cfg(feature = "validator")]
+#[macro_export]
+macro_rules! export_validator {
+    ($ty:ty) => {
+        struct __MurmurValidatorExport;
+        impl $crate::bindings::ValidatorGuest for __MurmurValidatorExport {
+            fn describe() -> $crate::PluginInfo {
+                <$ty as $crate::Validator>::describe()
+            }
+            fn validate(
+                invocation: $crate::Invocation,
+                outputs: ::std::vec::Vec<$crate::Output>,
+            ) -> ::core::result::Result<$crate::Verdict, $crate::PluginError> {
+                $crate::__install_panic_hook();
+                <$ty as $crate::Validator>::validate(invocation, outputs)
+            }
+        }
+        $crate::bindings::__export_validator_world!(__MurmurValidatorExport);
+    };
+}
+
+/// Implement this for a router, then `murmur_guest::export_router!(YourType);`.
+#[cfg(feature = "router")]
+pub trait Router {
+    /// Name and version.
+    fn describe() -> PluginInfo;
+    /// Choose a phase for a discovery whose phase is `auto` or unknown.
+    fn route(discovery: Artifact, phases: alloc::vec::Vec<PhaseInfo>) -> Result<RouteDecision, PluginError>;
+}
+
+/// Export a [`Router`] implementation.
+#[cfg(feature = "router")]
+#[macro_export]
+macro_rules! export_router {
+    ($ty:ty) => {
+        struct __MurmurRouterExport;
+        impl $crate::bindings::RouterGuest for __MurmurRouterExport {
+            fn describe() -> $crate::PluginInfo {
+                <$ty as $crate::Router>::describe()
+            }
+            fn route(
+                discovery: $crate::Artifact,
+                phases: ::std::vec::Vec<$crate::PhaseInfo>,
+            ) -> ::core::result::Result<$crate::RouteDecision, $crate::PluginError> {
+                $crate::__install_panic_hook();
+                <$ty as $crate::Router>::route(discovery, phases)
+            }
+        }
+        $crate::bindings::__export_router_world!(__MurmurRouterExport);
+    };
+}
+
+/// Implement this for a context provider, then `murmur_guest::export_context_provider!(YourType);`.
+#[cfg(feature = "context-provider")]
+pub trait ContextProvider {
+    /// Name and version.
+    fn describe() -> PluginInfo;
+    /// Choose the context artifacts for an invocation from the host's candidates.
+    fn provide(
+        invocation: Invocation,
+        candidates: alloc::vec::Vec<Artifact>,
+    ) -> Result<alloc::vec::Vec<Artifact>, PluginError>;
+}
+
+/// Export a [`ContextProvider`] implementation.
+#[cfg(feature = "context-provider")]
+#[macro_export]
+macro_rules! export_context_provider {
+    ($ty:ty) => {
+        struct __MurmurContextProviderExport;
+        impl $crate::bindings::ContextProviderGuest for __MurmurContextProviderExport {
+            fn describe() -> $crate::PluginInfo {
+                <$ty as $crate::ContextProvider>::describe()
+            }
+            fn provide(
+                invocation: $crate::Invocation,
+                candidates: ::std::vec::Vec<$crate::Artifact>,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::Artifact>, $crate::PluginError> {
+                $crate::__install_panic_hook();
+                <$ty as $crate::ContextProvider>::provide(invocation, candidates)
+            }
+        }
+        $crate::bindings::__export_context_provider_world!(__MurmurContextProviderExport);
+    };
+}

@@ -55,3 +55,8 @@ pub struct InvocationRecord {
     /// Artifacts it published.
     pub outputs: Vec<ArtifactId>,
 }
+
+/// The `error` of an invocation cancelled because its input reached the cascade-depth limit.
+pub const DEPTH_LIMIT_REASON: &str = "cascade depth limit reached";
+/// The `error` of an invocation cancelled because its agent reached its invocation cap.
+pub const AGENT_CAP_REASON: &str = "agent invocation cap reached";

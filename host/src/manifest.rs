@@ -127,8 +127,15 @@ pub struct WorkflowLimits {
 
 impl Default for WorkflowLimits {
     fn default() -> Self {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        Self { concurrency: cpus.max(2), max_depth: 32, max_invocations: 1_000_000, max_invocations_per_agent: 0 }
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Self {
+            concurrency: cpus.max(2),
+            max_depth: 32,
+            max_invocations: 1_000_000,
+            max_invocations_per_agent: 0,
+        }
     }
 }
 
@@ -161,7 +168,12 @@ pub struct PluginLimits {
 
 impl Default for PluginLimits {
     fn default() -> Self {
-        Self { memory_mb: 64, timeout_ms: 10_000, max_outputs: 256, max_output_bytes: 1 << 20 }
+        Self {
+            memory_mb: 64,
+            timeout_ms: 10_000,
+            max_outputs: 256,
+            max_output_bytes: 1 << 20,
+        }
     }
 }
 
@@ -309,7 +321,12 @@ impl Manifest {
     pub fn parse(path: &Path, source: &str) -> Result<Self, ManifestError> {
         let at = |span: Range<usize>, message: String| {
             let (line, column) = line_col(source, span.start);
-            ManifestError { file: path.to_path_buf(), line, column, message }
+            ManifestError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
         };
         let raw: RawManifest = toml::from_str(source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
@@ -320,11 +337,17 @@ impl Manifest {
         let mut phase_names = std::collections::BTreeSet::new();
         for p in &raw.phase {
             if p.name.is_empty() || p.name == "auto" {
-                return Err(at(0..0, format!("phase name '{}' is reserved or empty", p.name)));
+                return Err(at(
+                    0..0,
+                    format!("phase name '{}' is reserved or empty", p.name),
+                ));
             }
             if !phase_names.insert(p.name.clone()) {
                 let off = source.find(&format!("\"{}\"", p.name)).unwrap_or(0);
-                return Err(at(off..off, format!("phase '{}' is declared twice", p.name)));
+                return Err(at(
+                    off..off,
+                    format!("phase '{}' is declared twice", p.name),
+                ));
             }
         }
 
@@ -333,22 +356,50 @@ impl Manifest {
             let span = t.span();
             let t = t.into_inner();
             let schema = match (t.schema, t.schema_file) {
-                (Some(s), None) => serde_json::to_value(s)
-                    .map_err(|e| at(span.clone(), format!("type '{}': schema is not JSON-compatible: {e}", t.name)))?,
+                (Some(s), None) => serde_json::to_value(s).map_err(|e| {
+                    at(
+                        span.clone(),
+                        format!("type '{}': schema is not JSON-compatible: {e}", t.name),
+                    )
+                })?,
                 (None, Some(file)) => {
                     let p = base.join(file.get_ref());
                     let text = std::fs::read_to_string(&p).map_err(|e| {
-                        at(file.span(), format!("type '{}': cannot read schema_file {}: {e}", t.name, p.display()))
+                        at(
+                            file.span(),
+                            format!(
+                                "type '{}': cannot read schema_file {}: {e}",
+                                t.name,
+                                p.display()
+                            ),
+                        )
                     })?;
                     serde_json::from_str(&text).map_err(|e| {
-                        at(file.span(), format!("type '{}': schema_file {} is not JSON: {e}", t.name, p.display()))
+                        at(
+                            file.span(),
+                            format!(
+                                "type '{}': schema_file {} is not JSON: {e}",
+                                t.name,
+                                p.display()
+                            ),
+                        )
                     })?
                 }
                 _ => {
-                    return Err(at(span, format!("type '{}': give exactly one of `schema` or `schema_file`", t.name)));
+                    return Err(at(
+                        span,
+                        format!(
+                            "type '{}': give exactly one of `schema` or `schema_file`",
+                            t.name
+                        ),
+                    ));
                 }
             };
-            types.push(TypeDecl { name: t.name, schema, span });
+            types.push(TypeDecl {
+                name: t.name,
+                schema,
+                span,
+            });
         }
 
         let mut plugins: Vec<PluginDecl> = Vec::new();
@@ -357,10 +408,16 @@ impl Manifest {
             let p = p.into_inner();
             let name = p.name.get_ref().clone();
             if name.is_empty() || name == "user" || name == "host" {
-                return Err(at(p.name.span(), format!("plugin name '{name}' is reserved or empty")));
+                return Err(at(
+                    p.name.span(),
+                    format!("plugin name '{name}' is reserved or empty"),
+                ));
             }
             if plugins.iter().any(|q| q.name == name) {
-                return Err(at(p.name.span(), format!("plugin '{name}' is declared twice")));
+                return Err(at(
+                    p.name.span(),
+                    format!("plugin '{name}' is declared twice"),
+                ));
             }
             let world = match p.world.get_ref().as_str() {
                 "agent" => World::Agent,
@@ -370,23 +427,40 @@ impl Manifest {
                 other => {
                     return Err(at(
                         p.world.span(),
-                        format!("plugin '{name}': unknown world '{other}' (expected agent, context-provider, router or validator)"),
+                        format!(
+                            "plugin '{name}': unknown world '{other}' (expected agent, context-provider, router or validator)"
+                        ),
                     ));
                 }
             };
             if let Some(sha) = &p.sha256 {
-                let ok = sha.get_ref().len() == 64 && sha.get_ref().chars().all(|c| c.is_ascii_hexdigit());
+                let ok = sha.get_ref().len() == 64
+                    && sha.get_ref().chars().all(|c| c.is_ascii_hexdigit());
                 if !ok {
-                    return Err(at(sha.span(), format!("plugin '{name}': sha256 must be 64 hex digits")));
+                    return Err(at(
+                        sha.span(),
+                        format!("plugin '{name}': sha256 must be 64 hex digits"),
+                    ));
                 }
             }
             let l = &p.limits;
-            if l.memory_mb == 0 || l.timeout_ms == 0 || l.max_outputs == 0 || l.max_output_bytes == 0 {
-                return Err(at(span, format!("plugin '{name}': limits must be positive")));
+            if l.memory_mb == 0
+                || l.timeout_ms == 0
+                || l.max_outputs == 0
+                || l.max_output_bytes == 0
+            {
+                return Err(at(
+                    span,
+                    format!("plugin '{name}': limits must be positive"),
+                ));
             }
             let config = match p.config {
-                Some(c) => serde_json::to_value(c)
-                    .map_err(|e| at(span.clone(), format!("plugin '{name}': config is not JSON-compatible: {e}")))?,
+                Some(c) => serde_json::to_value(c).map_err(|e| {
+                    at(
+                        span.clone(),
+                        format!("plugin '{name}': config is not JSON-compatible: {e}"),
+                    )
+                })?,
                 None => serde_json::Value::Object(Default::default()),
             };
             let subscriptions = p.subscribe.map(|subs| {
@@ -424,13 +498,25 @@ impl Manifest {
         for i in raw.input {
             let span = i.span();
             let i = i.into_inner();
-            let payload = serde_json::to_value(i.payload)
-                .map_err(|e| at(span.clone(), format!("input payload is not JSON-compatible: {e}")))?;
-            inputs.push(InputDecl { type_name: i.type_name, payload, tags: i.tags, span });
+            let payload = serde_json::to_value(i.payload).map_err(|e| {
+                at(
+                    span.clone(),
+                    format!("input payload is not JSON-compatible: {e}"),
+                )
+            })?;
+            inputs.push(InputDecl {
+                type_name: i.type_name,
+                payload,
+                tags: i.tags,
+                span,
+            });
         }
 
         if raw.workflow.limits.concurrency == 0 {
-            return Err(at(0..0, "workflow.limits.concurrency must be at least 1".into()));
+            return Err(at(
+                0..0,
+                "workflow.limits.concurrency must be at least 1".into(),
+            ));
         }
 
         Ok(Manifest {
@@ -447,11 +533,19 @@ impl Manifest {
     /// An error located at `span` of this manifest.
     pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> ManifestError {
         let (line, column) = line_col(&self.source, span.start);
-        ManifestError { file: self.path.clone(), line, column, message: message.into() }
+        ManifestError {
+            file: self.path.clone(),
+            line,
+            column,
+            message: message.into(),
+        }
     }
 
     /// The phases by name.
     pub fn phase_map(&self) -> BTreeMap<String, Phase> {
-        self.phases.iter().map(|p| (p.name.clone(), p.clone())).collect()
+        self.phases
+            .iter()
+            .map(|p| (p.name.clone(), p.clone()))
+            .collect()
     }
 }

@@ -11,13 +11,34 @@ use thiserror::Error;
 
 /// The built-in artifact types the host understands, with their schemas.
 pub const BUILTIN_TYPES: &[(&str, &str)] = &[
-    (WORK_DISCOVERY, include_str!("../schemas/WorkDiscovery.json")),
-    ("AnalysisResult", include_str!("../schemas/AnalysisResult.json")),
-    ("Implementation", include_str!("../schemas/Implementation.json")),
-    ("ValidationResult", include_str!("../schemas/ValidationResult.json")),
-    (PHASE_INSTRUCTIONS, include_str!("../schemas/PhaseInstructions.json")),
-    ("WorkflowMetrics", include_str!("../schemas/WorkflowMetrics.json")),
-    (WORKFLOW_COMPLETE, include_str!("../schemas/WorkflowComplete.json")),
+    (
+        WORK_DISCOVERY,
+        include_str!("../schemas/WorkDiscovery.json"),
+    ),
+    (
+        "AnalysisResult",
+        include_str!("../schemas/AnalysisResult.json"),
+    ),
+    (
+        "Implementation",
+        include_str!("../schemas/Implementation.json"),
+    ),
+    (
+        "ValidationResult",
+        include_str!("../schemas/ValidationResult.json"),
+    ),
+    (
+        PHASE_INSTRUCTIONS,
+        include_str!("../schemas/PhaseInstructions.json"),
+    ),
+    (
+        "WorkflowMetrics",
+        include_str!("../schemas/WorkflowMetrics.json"),
+    ),
+    (
+        WORKFLOW_COMPLETE,
+        include_str!("../schemas/WorkflowComplete.json"),
+    ),
 ];
 
 /// The type name of work discoveries, which the scheduler understands.
@@ -55,7 +76,11 @@ pub enum SchemaError {
 }
 
 fn builtin_names() -> String {
-    BUILTIN_TYPES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+    BUILTIN_TYPES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One artifact type: its name, schema text and compiled validator.
@@ -71,7 +96,10 @@ pub struct ArtifactType {
 
 impl std::fmt::Debug for ArtifactType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ArtifactType").field("name", &self.name).field("builtin", &self.builtin).finish()
+        f.debug_struct("ArtifactType")
+            .field("name", &self.name)
+            .field("builtin", &self.builtin)
+            .finish()
     }
 }
 
@@ -93,11 +121,18 @@ impl TypeRegistry {
             if let Ok(validator) = validator {
                 types.insert(
                     name.to_string(),
-                    Arc::new(ArtifactType { name: name.to_string(), schema, builtin: true, validator }),
+                    Arc::new(ArtifactType {
+                        name: name.to_string(),
+                        schema,
+                        builtin: true,
+                        validator,
+                    }),
                 );
             }
         }
-        Self { types: Arc::new(types) }
+        Self {
+            types: Arc::new(types),
+        }
     }
 
     /// Add a user type with its schema.
@@ -105,11 +140,17 @@ impl TypeRegistry {
         if self.types.contains_key(name) {
             return Err(SchemaError::Duplicate(name.to_string()));
         }
-        let validator = jsonschema::validator_for(&schema).map_err(|e| SchemaError::InvalidSchema {
-            type_name: name.to_string(),
-            message: e.to_string(),
-        })?;
-        let ty = ArtifactType { name: name.to_string(), schema, builtin: false, validator };
+        let validator =
+            jsonschema::validator_for(&schema).map_err(|e| SchemaError::InvalidSchema {
+                type_name: name.to_string(),
+                message: e.to_string(),
+            })?;
+        let ty = ArtifactType {
+            name: name.to_string(),
+            schema,
+            builtin: false,
+            validator,
+        };
         Arc::make_mut(&mut self.types).insert(name.to_string(), Arc::new(ty));
         Ok(())
     }
@@ -126,7 +167,10 @@ impl TypeRegistry {
 
     /// Check `payload` against the schema of `type_name`.
     pub fn validate(&self, type_name: &str, payload: &Value) -> Result<(), SchemaError> {
-        let ty = self.types.get(type_name).ok_or_else(|| SchemaError::UnknownType(type_name.to_string()))?;
+        let ty = self
+            .types
+            .get(type_name)
+            .ok_or_else(|| SchemaError::UnknownType(type_name.to_string()))?;
         if ty.validator.is_valid(payload) {
             return Ok(());
         }
@@ -140,6 +184,9 @@ impl TypeRegistry {
                 format!("at {at}: {e}")
             })
             .collect();
-        Err(SchemaError::Invalid { type_name: type_name.to_string(), problems })
+        Err(SchemaError::Invalid {
+            type_name: type_name.to_string(),
+            problems,
+        })
     }
 }

@@ -53,7 +53,10 @@ impl Filter {
             source_text: source.to_string(),
             message: e.to_string().replace('\n', " "),
         })?;
-        Ok(Self { source: source.to_string(), program: Arc::new(program) })
+        Ok(Self {
+            source: source.to_string(),
+            program: Arc::new(program),
+        })
     }
 
     /// The expression's text.
@@ -76,7 +79,13 @@ impl Filter {
         ctx.add_variable_from_value("producer", artifact.producer.clone());
         ctx.add_variable_from_value(
             "tags",
-            cel::Value::List(Arc::new(artifact.tags.iter().map(|t| cel::Value::from(t.clone())).collect())),
+            cel::Value::List(Arc::new(
+                artifact
+                    .tags
+                    .iter()
+                    .map(|t| cel::Value::from(t.clone()))
+                    .collect(),
+            )),
         );
         ctx.add_variable_from_value("depth", artifact.depth as i64);
         match self.program.execute(&ctx) {

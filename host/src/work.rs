@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// How urgent a piece of work is. Higher runs first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     /// Whenever nothing else is waiting.
@@ -60,7 +62,10 @@ pub enum WorkStatus {
 impl WorkStatus {
     /// Done, failed, duplicate or cancelled: nothing more will happen to it.
     pub fn is_final(self) -> bool {
-        matches!(self, WorkStatus::Done | WorkStatus::Failed | WorkStatus::Duplicate | WorkStatus::Cancelled)
+        matches!(
+            self,
+            WorkStatus::Done | WorkStatus::Failed | WorkStatus::Duplicate | WorkStatus::Cancelled
+        )
     }
 }
 

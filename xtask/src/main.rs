@@ -1,1 +1,274 @@
-fn main() {}
+//! `cargo xtask`: the project's build tasks, in Rust so they run wherever cargo does.
+//!
+//! - `cargo xtask build-plugins`: build every guest plugin in `plugins/` to a WebAssembly
+//!   component at `target/plugins/NAME.wasm`, installing the guest toolchain if missing;
+//! - `cargo xtask demo`: build the plugins and the host (release) and run
+//!   `examples/auth-system`;
+//! - `cargo xtask test [ARGS]`: build the plugins and run every test (`cargo test --workspace ARGS`).
+//!
+//! Guest toolchains, in order of preference (see `docs/plugins.md`):
+//! 1. rustup with the `wasm32-wasip2` target: cargo emits components directly;
+//! 2. Debian's Rust (`rustc-web`, `/usr/bin/rustc`) with `-Zbuild-std` for
+//!    `wasm32-unknown-unknown`, then each core module is wrapped into a component here
+//!    with `wit-component` (no `wasm-tools` CLI needed). On a Debian machine without it,
+//!    running as root, the packages are installed with apt (a package registry, no
+//!    toolchain download). Set `MURMUR_GUEST_TOOLCHAIN=rustup|debian` to force one.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const DEBIAN_PACKAGES: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "libstd-rust-web-dev",
+    "lld-19",
+];
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    let root = root()?;
+    match task.as_str() {
+        "build-plugins" => build_plugins(&root).map(|_| ()),
+        "demo" => demo(&root),
+        "test" => test(&root, &rest),
+        _ => {
+            eprintln!("usage: cargo xtask <build-plugins | demo | test [ARGS]>");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn root() -> Result<PathBuf> {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Ok(manifest_dir
+        .parent()
+        .context("xtask has no parent directory")?
+        .to_path_buf())
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let st = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed ({st})");
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Toolchain {
+    RustupWasip2,
+    DebianBuildStd,
+}
+
+fn rustup_has_wasip2() -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-wasip2")
+        })
+        .unwrap_or(false)
+}
+
+fn debian_ready() -> bool {
+    Path::new("/usr/bin/rustc").exists()
+        && Path::new("/usr/bin/cargo").exists()
+        && Path::new("/usr/lib/rustlib/src/rust/library").exists()
+        && which("wasm-ld-19")
+}
+
+fn which(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn choose_toolchain() -> Result<Toolchain> {
+    match std::env::var("MURMUR_GUEST_TOOLCHAIN").as_deref() {
+        Ok("rustup") => return Ok(Toolchain::RustupWasip2),
+        Ok("debian") => {}
+        _ => {
+            if rustup_has_wasip2() {
+                return Ok(Toolchain::RustupWasip2);
+            }
+        }
+    }
+    if !debian_ready() {
+        if which("apt-get") && is_root() {
+            eprintln!(
+                "xtask: installing the guest toolchain from Debian packages: {}",
+                DEBIAN_PACKAGES.join(" ")
+            );
+            status(Command::new("apt-get").arg("update").arg("-qq"))?;
+            status(
+                Command::new("apt-get")
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .args(["install", "-y", "-qq", "--no-install-recommends"])
+                    .args(DEBIAN_PACKAGES),
+            )?;
+        } else {
+            bail!(
+                "no WebAssembly guest toolchain found. Install one:\n  rustup target add wasm32-wasip2\n\
+                 or, on Debian 12 as root: apt-get install {}",
+                DEBIAN_PACKAGES.join(" ")
+            );
+        }
+    }
+    if !debian_ready() {
+        bail!(
+            "the Debian guest toolchain is still incomplete after installing {}",
+            DEBIAN_PACKAGES.join(" ")
+        );
+    }
+    Ok(Toolchain::DebianBuildStd)
+}
+
+/// The plugin crates: members of `plugins/` that build a `cdylib`.
+fn plugin_crates(root: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(root.join("plugins"))? {
+        let dir = entry?.path();
+        let manifest = dir.join("Cargo.toml");
+        if let Ok(text) = std::fs::read_to_string(&manifest)
+            && text.contains("cdylib")
+            && let Some(name) = text.lines().find_map(|l| {
+                l.strip_prefix("name = \"")
+                    .and_then(|r| r.strip_suffix('"'))
+            })
+        {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn build_plugins(root: &Path) -> Result<Vec<PathBuf>> {
+    let toolchain = choose_toolchain()?;
+    let plugins_dir = root.join("plugins");
+    let target_dir = root.join("target/wasm-guests");
+    let out_dir = root.join("target/plugins");
+    std::fs::create_dir_all(&out_dir)?;
+    let triple = match toolchain {
+        Toolchain::RustupWasip2 => {
+            status(
+                Command::new("cargo")
+                    .current_dir(&plugins_dir)
+                    .args([
+                        "build",
+                        "--release",
+                        "--target",
+                        "wasm32-wasip2",
+                        "--target-dir",
+                    ])
+                    .arg(&target_dir),
+            )?;
+            "wasm32-wasip2"
+        }
+        Toolchain::DebianBuildStd => {
+            let mut cmd = Command::new("/usr/bin/cargo");
+            cmd.current_dir(&plugins_dir)
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("RUSTC", "/usr/bin/rustc")
+                .env("RUSTDOC", "/usr/bin/rustdoc")
+                .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", "wasm-ld-19")
+                .env_remove("RUSTUP_TOOLCHAIN")
+                .env_remove("CARGO")
+                .args([
+                    "build",
+                    "--release",
+                    "-Zbuild-std=std,panic_abort",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                ])
+                .arg("--target-dir")
+                .arg(&target_dir);
+            status(&mut cmd)?;
+            "wasm32-unknown-unknown"
+        }
+    };
+    let mut built = Vec::new();
+    for name in plugin_crates(root)? {
+        let file = name.replace('-', "_");
+        let module = target_dir
+            .join(triple)
+            .join("release")
+            .join(format!("{file}.wasm"));
+        let out = out_dir.join(format!("{name}.wasm"));
+        let fresh = match (std::fs::metadata(&module), std::fs::metadata(&out)) {
+            (Ok(m), Ok(o)) => o.modified()? >= m.modified()?,
+            _ => false,
+        };
+        if !fresh {
+            let bytes =
+                std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
+            let component = if toolchain == Toolchain::RustupWasip2 {
+                bytes // already a component
+            } else {
+                wit_component::ComponentEncoder::default()
+                    .module(&bytes)
+                    .with_context(|| format!("{name}: reading the module's component type"))?
+                    .validate(true)
+                    .encode()
+                    .with_context(|| format!("{name}: encoding the component"))?
+            };
+            std::fs::write(&out, component)?;
+        }
+        built.push(out);
+    }
+    eprintln!(
+        "xtask: {} plugin components in {}",
+        built.len(),
+        out_dir.display()
+    );
+    Ok(built)
+}
+
+fn demo(root: &Path) -> Result<()> {
+    build_plugins(root)?;
+    status(Command::new(env!("CARGO")).current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "murmur",
+    ]))?;
+    status(
+        Command::new(root.join("target/release/murmur"))
+            .current_dir(root)
+            .args(["run", "examples/auth-system/workflow.toml", "--json"]),
+    )
+}
+
+fn test(root: &Path, args: &[String]) -> Result<()> {
+    build_plugins(root)?;
+    status(
+        Command::new(env!("CARGO"))
+            .current_dir(root)
+            .args(["test", "--workspace"])
+            .args(args),
+    )
+}

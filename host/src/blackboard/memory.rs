@@ -57,12 +57,18 @@ impl Store for MemoryStore {
             let counts = g.counts.entry(a.workflow_id.clone()).or_default();
             counts.total += 1;
             *counts.by_type.entry(a.type_name.clone()).or_default() += 1;
-            g.order.entry(a.workflow_id.clone()).or_default().push(a.id.clone());
+            g.order
+                .entry(a.workflow_id.clone())
+                .or_default()
+                .push(a.id.clone());
             g.artifacts.insert(a.id.clone(), a);
         }
         for w in commit.work_items {
             if !g.work.contains_key(&w.id) {
-                g.work_order.entry(w.workflow_id.clone()).or_default().push(w.id.clone());
+                g.work_order
+                    .entry(w.workflow_id.clone())
+                    .or_default()
+                    .push(w.id.clone());
             }
             g.work.insert(w.id.clone(), w);
         }
@@ -75,7 +81,10 @@ impl Store for MemoryStore {
                 ));
             }
             if !g.invocations.contains_key(&inv.id) {
-                g.invocation_order.entry(inv.workflow_id.clone()).or_default().push(inv.id.clone());
+                g.invocation_order
+                    .entry(inv.workflow_id.clone())
+                    .or_default()
+                    .push(inv.id.clone());
             }
             g.invocations.insert(inv.id.clone(), inv);
         }
@@ -86,9 +95,15 @@ impl Store for MemoryStore {
         Ok(self.lock().artifacts.get(id).cloned())
     }
 
-    fn query(&self, query: &ArtifactQuery, viewer: &Viewer<'_>) -> Result<Vec<Arc<Artifact>>, StoreError> {
+    fn query(
+        &self,
+        query: &ArtifactQuery,
+        viewer: &Viewer<'_>,
+    ) -> Result<Vec<Arc<Artifact>>, StoreError> {
         let g = self.lock();
-        let Some(ids) = g.order.get(&query.workflow_id) else { return Ok(Vec::new()) };
+        let Some(ids) = g.order.get(&query.workflow_id) else {
+            return Ok(Vec::new());
+        };
         let mut out: Vec<Arc<Artifact>> = ids
             .iter()
             .rev()
@@ -106,9 +121,13 @@ impl Store for MemoryStore {
     fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
         let mut g = self.lock();
         let g = &mut *g;
-        let Some(queue) = g.queues.get_mut(workflow_id) else { return Ok(None) };
+        let Some(queue) = g.queues.get_mut(workflow_id) else {
+            return Ok(None);
+        };
         while let Some((_, _, id)) = queue.pop() {
-            let Some(inv) = g.invocations.get_mut(&id) else { continue };
+            let Some(inv) = g.invocations.get_mut(&id) else {
+                continue;
+            };
             if inv.status != InvocationStatus::Queued {
                 continue;
             }
@@ -132,7 +151,11 @@ impl Store for MemoryStore {
         let g = self.lock();
         Ok(g.work_order
             .get(workflow_id)
-            .map(|ids| ids.iter().filter_map(|id| g.work.get(id).cloned()).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| g.work.get(id).cloned())
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -144,11 +167,20 @@ impl Store for MemoryStore {
         let g = self.lock();
         Ok(g.invocation_order
             .get(workflow_id)
-            .map(|ids| ids.iter().filter_map(|id| g.invocations.get(id).cloned()).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| g.invocations.get(id).cloned())
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
     fn counts(&self, workflow_id: &str) -> Result<ArtifactCounts, StoreError> {
-        Ok(self.lock().counts.get(workflow_id).cloned().unwrap_or_default())
+        Ok(self
+            .lock()
+            .counts
+            .get(workflow_id)
+            .cloned()
+            .unwrap_or_default())
     }
 }

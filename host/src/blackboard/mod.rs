@@ -81,7 +81,11 @@ pub trait Store: Send + Sync {
     /// One artifact by id.
     fn artifact(&self, id: &ArtifactId) -> Result<Option<Arc<Artifact>>, StoreError>;
     /// Artifacts matching `query` that `viewer` may see, oldest first.
-    fn query(&self, query: &ArtifactQuery, viewer: &Viewer<'_>) -> Result<Vec<Arc<Artifact>>, StoreError>;
+    fn query(
+        &self,
+        query: &ArtifactQuery,
+        viewer: &Viewer<'_>,
+    ) -> Result<Vec<Arc<Artifact>>, StoreError>;
     /// Claim the most urgent queued invocation of a workflow (highest priority, then
     /// oldest): it becomes `running`, its attempts grow by one, and its work item becomes
     /// `active`.

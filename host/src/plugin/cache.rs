@@ -51,14 +51,21 @@ impl ComponentCache {
     pub fn default_location() -> Self {
         let dir = std::env::var_os("MURMUR_CACHE_DIR")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("murmur/components")))
-            .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/murmur/components")));
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME")
+                    .map(|d| PathBuf::from(d).join("murmur/components"))
+            })
+            .or_else(|| {
+                std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/murmur/components"))
+            });
         Self { dir }
     }
 
     /// A cache in `dir`.
     pub fn at(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: Some(dir.into()) }
+        Self {
+            dir: Some(dir.into()),
+        }
     }
 
     /// No caching.
@@ -80,7 +87,12 @@ impl ComponentCache {
     }
 
     /// Load `bytes` (whose sha256 is `sha`) as a component, from the cache when possible.
-    pub fn load(&self, engine: &Engine, bytes: &[u8], sha: &str) -> wasmtime::Result<(Component, CacheOutcome)> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        sha: &str,
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let Some(path) = self.entry_path(engine, sha) else {
             return Ok((Component::new(engine, bytes)?, CacheOutcome::Disabled));
         };
@@ -90,7 +102,9 @@ impl ComponentCache {
             // is renamed into place only once complete.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(c) => return Ok((c, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!(entry = %path.display(), "compiled-component cache entry unusable, recompiling: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(entry = %path.display(), "compiled-component cache entry unusable, recompiling: {e:#}")
+                }
             }
         }
         let compiled = engine.precompile_component(bytes)?;

@@ -26,8 +26,13 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// All classes, in summary order.
-    pub const ALL: [FaultKind; 5] =
-        [FaultKind::Trap, FaultKind::Timeout, FaultKind::Memory, FaultKind::Denied, FaultKind::InvalidOutput];
+    pub const ALL: [FaultKind; 5] = [
+        FaultKind::Trap,
+        FaultKind::Timeout,
+        FaultKind::Memory,
+        FaultKind::Denied,
+        FaultKind::InvalidOutput,
+    ];
 
     /// The class's name in the summary.
     pub fn as_str(self) -> &'static str {
@@ -68,14 +73,24 @@ impl fmt::Display for Fault {
 pub fn classify(err: &wasmtime::Error, memory_denied: bool, deadline_passed: bool) -> Fault {
     let message = first_lines(&format!("{err:#}"), 6);
     if memory_denied {
-        return Fault { kind: FaultKind::Memory, message: format!("memory cap reached; then {message}") };
+        return Fault {
+            kind: FaultKind::Memory,
+            message: format!("memory cap reached; then {message}"),
+        };
     }
     match err.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) | Some(wasmtime::Trap::OutOfFuel) => {
-            Fault { kind: FaultKind::Timeout, message }
-        }
-        _ if deadline_passed => Fault { kind: FaultKind::Timeout, message },
-        _ => Fault { kind: FaultKind::Trap, message },
+        Some(wasmtime::Trap::Interrupt) | Some(wasmtime::Trap::OutOfFuel) => Fault {
+            kind: FaultKind::Timeout,
+            message,
+        },
+        _ if deadline_passed => Fault {
+            kind: FaultKind::Timeout,
+            message,
+        },
+        _ => Fault {
+            kind: FaultKind::Trap,
+            message,
+        },
     }
 }
 

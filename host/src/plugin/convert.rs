@@ -1,0 +1,52 @@
+//! Conversions between the host's records and the WIT types that cross the boundary.
+
+use super::bindings::types as wit;
+use crate::artifact::{Artifact, Visibility};
+use crate::phase::Phase;
+
+/// A host visibility as WIT.
+pub fn visibility_to_wit(v: &Visibility) -> wit::Visibility {
+    match v {
+        Visibility::Public => wit::Visibility::Public,
+        Visibility::Private(n) => wit::Visibility::Private(n.clone()),
+        Visibility::Labels(l) => wit::Visibility::Labels(l.clone()),
+        Visibility::Tenant(t) => wit::Visibility::Tenant(t.clone()),
+    }
+}
+
+/// A WIT visibility as the host's.
+pub fn visibility_from_wit(v: wit::Visibility) -> Visibility {
+    match v {
+        wit::Visibility::Public => Visibility::Public,
+        wit::Visibility::Private(n) => Visibility::Private(n),
+        wit::Visibility::Labels(l) => Visibility::Labels(l),
+        wit::Visibility::Tenant(t) => Visibility::Tenant(t),
+    }
+}
+
+/// An artifact as WIT (payload serialised to JSON text).
+pub fn artifact_to_wit(a: &Artifact) -> wit::Artifact {
+    wit::Artifact {
+        id: a.id.to_string(),
+        type_name: a.type_name.clone(),
+        payload: a.payload.to_string(),
+        producer: a.producer.clone(),
+        workflow_id: a.workflow_id.clone(),
+        parent_ids: a.parent_ids.iter().map(|p| p.to_string()).collect(),
+        tags: a.tags.clone(),
+        visibility: visibility_to_wit(&a.visibility),
+        created_at_ms: a.created_at_ms,
+        depth: a.depth,
+    }
+}
+
+/// A phase as WIT.
+pub fn phase_to_wit(p: &Phase) -> wit::PhaseInfo {
+    wit::PhaseInfo {
+        name: p.name.clone(),
+        description: p.description.clone(),
+        done_definitions: p.done_definitions.clone(),
+        expected_outputs: p.expected_outputs.clone(),
+        instructions: p.instructions.clone(),
+    }
+}

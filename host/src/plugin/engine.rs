@@ -1,0 +1,121 @@
+//! The one wasmtime engine a host runs, narrowed to the ways Murmuration uses it.
+//!
+//! - component model on; every host interface and an empty WASI p2 linked once;
+//! - epoch interruption driven by a ticker thread, so a guest in an infinite loop is
+//!   stopped at its deadline without instrumenting every instruction with fuel;
+//! - the pooling allocator, so instantiating a fresh instance per invocation costs
+//!   microseconds (memory slots are reused, not mapped anew);
+//! - compiled components cached on disk ([`super::cache`]).
+
+use super::bindings;
+use super::cache::ComponentCache;
+use super::state::InvocationState;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the epoch advances; deadlines are rounded up to this.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Sizing of the engine's instance pool.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Instances alive at once (running invocations plus load-time `describe` calls).
+    pub max_instances: u32,
+    /// The largest memory any plugin may have, in bytes (the pool's slot size).
+    pub max_memory_bytes: usize,
+    /// Where compiled components are cached.
+    pub cache: ComponentCache,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            max_instances: 64,
+            max_memory_bytes: 64 << 20,
+            cache: ComponentCache::default_location(),
+        }
+    }
+}
+
+/// The wasmtime engine, linker and cache shared by every plugin of a host.
+pub struct PluginEngine {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<InvocationState>,
+    pub(crate) cache: ComponentCache,
+    _ticker: EpochTicker,
+}
+
+impl PluginEngine {
+    /// Build the engine. Fails only if wasmtime rejects the configuration.
+    pub fn new(options: EngineOptions) -> wasmtime::Result<Self> {
+        let instances = options.max_instances.max(4);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 4)
+            .max_memory_size(options.max_memory_bytes)
+            .max_memories_per_component(8)
+            .max_tables_per_component(16)
+            .max_core_instances_per_component(64)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+
+        let mut linker: Linker<InvocationState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        // The agent world imports every host interface, so its linker serves all worlds.
+        bindings::agent::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            linker,
+            cache: options.cache,
+            _ticker: ticker,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("murmur-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the epoch ticker; deadlines will not be enforced: {e}");
+        }
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

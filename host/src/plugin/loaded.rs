@@ -1,0 +1,329 @@
+//! A loaded plugin: compiled, version-checked, linked (`InstancePre`), described.
+//! Each call instantiates afresh from the `InstancePre` in a new store with the plugin's
+//! limits; the instance is dropped after the call, faulted or not.
+
+use super::bindings::types::{self as wit, PluginKind};
+use super::bindings::{agent, context_provider, router, validator};
+use super::cache::{CacheOutcome, sha256_hex};
+use super::engine::{EPOCH_TICK, PluginEngine};
+use super::fault::{Fault, classify};
+use super::state::{BoardAccess, InvocationState};
+use super::version;
+use crate::manifest::{PluginDecl, PluginLimits, World};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use wasmtime::Store;
+
+/// Deadline of the load-time `describe()` call.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The component file could not be read.
+    #[error("plugin '{plugin}': cannot read {}: {source}{hint}", path.display(), hint = if source.kind() == std::io::ErrorKind::NotFound { " (build the plugins first: `cargo xtask build-plugins`)" } else { "" })]
+    Read {
+        /// Plugin name.
+        plugin: String,
+        /// Component path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file's sha256 differs from the manifest's pin.
+    #[error("plugin '{plugin}': {} has sha256 {actual}, but the manifest pins {expected}; refusing to load it", path.display())]
+    PinMismatch {
+        /// Plugin name.
+        plugin: String,
+        /// Component path.
+        path: PathBuf,
+        /// Pinned hash.
+        expected: String,
+        /// Actual hash.
+        actual: String,
+    },
+    /// Not a valid component, or the compiler refused it.
+    #[error("plugin '{plugin}': {} is not a loadable WebAssembly component: {message}", path.display())]
+    Compile {
+        /// Plugin name.
+        plugin: String,
+        /// Component path.
+        path: PathBuf,
+        /// The compiler's message.
+        message: String,
+    },
+    /// Built against an incompatible API version, or the wrong world.
+    #[error("plugin '{plugin}' ({}): {message}", path.display())]
+    Incompatible {
+        /// Plugin name.
+        plugin: String,
+        /// Component path.
+        path: PathBuf,
+        /// What does not match.
+        message: String,
+    },
+    /// Imports something the host does not provide.
+    #[error("plugin '{plugin}': cannot be linked: {message}")]
+    Link {
+        /// Plugin name.
+        plugin: String,
+        /// The linker's message.
+        message: String,
+    },
+    /// `describe()` faulted or answered nonsense.
+    #[error("plugin '{plugin}': describe() failed: {message}")]
+    Describe {
+        /// Plugin name.
+        plugin: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+enum Pre {
+    Agent(agent::AgentPre<InvocationState>),
+    Validator(validator::ValidatorPre<InvocationState>),
+    Router(router::RouterPre<InvocationState>),
+    ContextProvider(context_provider::ContextProviderPre<InvocationState>),
+}
+
+/// Why an invocation produced no outputs.
+#[derive(Debug, Clone)]
+pub enum InvokeError {
+    /// The plugin returned an error (data, not a fault).
+    Plugin(wit::PluginError),
+    /// The plugin misbehaved.
+    Fault(Fault),
+}
+
+/// A plugin ready to be invoked.
+pub struct LoadedPlugin {
+    /// The manifest name (the plugin's identity as a producer).
+    pub name: Arc<str>,
+    /// The world it implements.
+    pub world: World,
+    /// The component file.
+    pub path: PathBuf,
+    /// sha256 of the component file.
+    pub sha256: String,
+    /// Its limits.
+    pub limits: PluginLimits,
+    /// What `describe()` returned.
+    pub info: wit::PluginInfo,
+    /// The manifest `config` table, as JSON text.
+    pub config_json: String,
+    /// Labels granted (visibility).
+    pub labels: Vec<String>,
+    /// Tenant (visibility).
+    pub tenant: Option<String>,
+    /// Whether the compiled component came from the cache.
+    pub cache: CacheOutcome,
+    /// Time to load (read, compile or deserialise, link, describe).
+    pub load_time: Duration,
+    pre: Pre,
+    engine: wasmtime::Engine,
+}
+
+impl LoadedPlugin {
+    /// Load the plugin a manifest declares.
+    pub fn load(host: &PluginEngine, decl: &PluginDecl) -> Result<Self, LoadError> {
+        let started = Instant::now();
+        let plugin = decl.name.clone();
+        let bytes = std::fs::read(&decl.path).map_err(|source| LoadError::Read {
+            plugin: plugin.clone(),
+            path: decl.path.clone(),
+            source,
+        })?;
+        let sha256 = sha256_hex(&bytes);
+        if let Some(expected) = &decl.sha256
+            && *expected != sha256
+        {
+            return Err(LoadError::PinMismatch {
+                plugin,
+                path: decl.path.clone(),
+                expected: expected.clone(),
+                actual: sha256,
+            });
+        }
+        let (component, cache) = host
+            .cache
+            .load(&host.engine, &bytes, &sha256)
+            .map_err(|e| LoadError::Compile {
+                plugin: plugin.clone(),
+                path: decl.path.clone(),
+                message: format!("{e:#}"),
+            })?;
+        version::check(&host.engine, &component, decl.world).map_err(|message| {
+            LoadError::Incompatible {
+                plugin: plugin.clone(),
+                path: decl.path.clone(),
+                message,
+            }
+        })?;
+        let link = |e: wasmtime::Error| LoadError::Link {
+            plugin: plugin.clone(),
+            message: format!("{e:#}"),
+        };
+        let instance_pre = host.linker.instantiate_pre(&component).map_err(link)?;
+        let pre = match decl.world {
+            World::Agent => Pre::Agent(agent::AgentPre::new(instance_pre).map_err(link)?),
+            World::Validator => {
+                Pre::Validator(validator::ValidatorPre::new(instance_pre).map_err(link)?)
+            }
+            World::Router => Pre::Router(router::RouterPre::new(instance_pre).map_err(link)?),
+            World::ContextProvider => Pre::ContextProvider(
+                context_provider::ContextProviderPre::new(instance_pre).map_err(link)?,
+            ),
+        };
+        let mut loaded = LoadedPlugin {
+            name: plugin.as_str().into(),
+            world: decl.world,
+            path: decl.path.clone(),
+            sha256,
+            limits: decl.limits,
+            info: wit::PluginInfo {
+                name: String::new(),
+                version: String::new(),
+                api_version: String::new(),
+                kind: PluginKind::Agent,
+                description: String::new(),
+                subscriptions: Vec::new(),
+                publishes: Vec::new(),
+                phases: Vec::new(),
+                capabilities: Vec::new(),
+            },
+            config_json: decl.config.to_string(),
+            labels: decl.labels.clone(),
+            tenant: decl.tenant.clone(),
+            cache,
+            load_time: Duration::ZERO,
+            pre,
+            engine: host.engine.clone(),
+        };
+        let info = loaded.describe().map_err(|f| LoadError::Describe {
+            plugin: plugin.clone(),
+            message: f.to_string(),
+        })?;
+        let expected_kind = match decl.world {
+            World::Agent => PluginKind::Agent,
+            World::Validator => PluginKind::Validator,
+            World::Router => PluginKind::Router,
+            World::ContextProvider => PluginKind::ContextProvider,
+        };
+        if info.kind != expected_kind {
+            return Err(LoadError::Describe {
+                plugin,
+                message: format!(
+                    "it describes itself as {:?} but implements world '{}'",
+                    info.kind, decl.world
+                ),
+            });
+        }
+        if !version::compatible(&info.api_version) {
+            return Err(LoadError::Incompatible {
+                plugin,
+                path: decl.path.clone(),
+                message: format!(
+                    "describe() reports API version {}, but this host implements murmur:plugin@{}",
+                    info.api_version,
+                    version::API_VERSION
+                ),
+            });
+        }
+        loaded.info = info;
+        loaded.load_time = started.elapsed();
+        Ok(loaded)
+    }
+
+    /// Run `call` in a fresh store with this plugin's limits and a deadline of `timeout`.
+    fn with_store<R>(
+        &self,
+        timeout: Duration,
+        board: Option<BoardAccess>,
+        call: impl FnOnce(&Pre, &mut Store<InvocationState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Fault> {
+        let deadline = Instant::now() + timeout;
+        let max_memory = (self.limits.memory_mb as usize).saturating_mul(1 << 20);
+        let state = InvocationState::new(self.name.clone(), max_memory, deadline, board);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        call(&self.pre, &mut store)
+            .map_err(|e| classify(&e, store.data().limiter.denied, Instant::now() >= deadline))
+    }
+
+    /// Call `describe()`.
+    pub fn describe(&self) -> Result<wit::PluginInfo, Fault> {
+        self.with_store(DESCRIBE_TIMEOUT, None, |pre, store| match pre {
+            Pre::Agent(p) => p
+                .instantiate(&mut *store)?
+                .murmur_plugin_agent_api()
+                .call_describe(&mut *store),
+            Pre::Validator(p) => p
+                .instantiate(&mut *store)?
+                .murmur_plugin_validator_api()
+                .call_describe(&mut *store),
+            Pre::Router(p) => p
+                .instantiate(&mut *store)?
+                .murmur_plugin_router_api()
+                .call_describe(&mut *store),
+            Pre::ContextProvider(p) => p
+                .instantiate(&mut *store)?
+                .murmur_plugin_context_provider_api()
+                .call_describe(&mut *store),
+        })
+    }
+
+    /// Call an agent's `handle()`.
+    pub fn handle(
+        &self,
+        invocation: &wit::Invocation,
+        board: Option<BoardAccess>,
+    ) -> Result<Vec<wit::Output>, InvokeError> {
+        let timeout = Duration::from_millis(self.limits.timeout_ms);
+        let result = self.with_store(timeout, board, |pre, store| match pre {
+            Pre::Agent(p) => p
+                .instantiate(&mut *store)?
+                .murmur_plugin_agent_api()
+                .call_handle(&mut *store, invocation),
+            _ => Err(wasmtime::Error::msg(format!(
+                "plugin '{}' is not an agent",
+                self.name
+            ))),
+        });
+        match result {
+            Ok(Ok(outputs)) => Ok(outputs),
+            Ok(Err(e)) => Err(InvokeError::Plugin(e)),
+            Err(fault) => Err(InvokeError::Fault(fault)),
+        }
+    }
+
+    /// Call a validator's `validate()`.
+    pub fn validate(
+        &self,
+        invocation: &wit::Invocation,
+        outputs: &[wit::Output],
+        board: Option<BoardAccess>,
+    ) -> Result<wit::Verdict, InvokeError> {
+        let timeout = Duration::from_millis(self.limits.timeout_ms);
+        let result = self.with_store(timeout, board, |pre, store| match pre {
+            Pre::Validator(p) => p
+                .instantiate(&mut *store)?
+                .murmur_plugin_validator_api()
+                .call_validate(&mut *store, invocation, outputs),
+            _ => Err(wasmtime::Error::msg(format!(
+                "plugin '{}' is not a validator",
+                self.name
+            ))),
+        });
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(InvokeError::Plugin(e)),
+            Err(fault) => Err(InvokeError::Fault(fault)),
+        }
+    }
+}

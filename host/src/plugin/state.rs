@@ -1,0 +1,220 @@
+//! The per-invocation store state and the host imports it serves.
+//!
+//! Each invocation gets a fresh `Store` holding one of these: its memory limiter, its
+//! deadline, its identity (for visibility) and its view of the blackboard. Nothing
+//! survives the call, so a faulted instance can never be reused.
+
+use super::bindings::types::{self, HostError, Level};
+use super::bindings::{blackboard, llm, log};
+use super::convert;
+use crate::artifact::{ArtifactId, Viewer};
+use crate::blackboard::{ArtifactQuery, Store};
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Most log lines one invocation may write; later lines are counted and dropped.
+pub const MAX_LOG_LINES: u32 = 1_000;
+/// Longest log message kept, in bytes.
+pub const MAX_LOG_BYTES: usize = 16 * 1024;
+/// Most artifacts one blackboard query returns.
+pub const MAX_QUERY_RESULTS: usize = 1_000;
+
+/// Caps linear-memory and table growth, remembering whether it refused memory.
+pub struct MemoryLimiter {
+    /// Bytes a memory may grow to.
+    pub max_bytes: usize,
+    /// Set when a growth beyond `max_bytes` was refused.
+    pub denied: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.denied = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Read access to the blackboard for one caller.
+#[derive(Clone)]
+pub struct BoardAccess {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The caller's workflow.
+    pub workflow_id: String,
+    /// Labels the caller holds.
+    pub labels: Vec<String>,
+    /// The caller's tenant.
+    pub tenant: Option<String>,
+}
+
+/// State of one invocation's store.
+pub struct InvocationState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) plugin: Arc<str>,
+    pub(crate) deadline: Instant,
+    pub(crate) log_lines: u32,
+    pub(crate) board: Option<BoardAccess>,
+}
+
+impl InvocationState {
+    /// State for a call of `plugin` with `max_memory` bytes and the given deadline.
+    pub fn new(
+        plugin: Arc<str>,
+        max_memory: usize,
+        deadline: Instant,
+        board: Option<BoardAccess>,
+    ) -> Self {
+        // WASI is linked for guests built for wasm32-wasip2, with nothing granted:
+        // no files, no environment, no sockets, no inherited stdio.
+        Self {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                max_bytes: max_memory,
+                denied: false,
+            },
+            plugin,
+            deadline,
+            log_lines: 0,
+            board,
+        }
+    }
+
+    fn check_deadline(&self) -> Result<(), HostError> {
+        if Instant::now() >= self.deadline {
+            return Err(HostError::Timeout(
+                "the invocation's deadline has passed".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl WasiView for InvocationState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for InvocationState {}
+
+impl log::Host for InvocationState {
+    fn log(&mut self, level: Level, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES {
+            if self.log_lines == MAX_LOG_LINES + 1 {
+                tracing::warn!(plugin = %self.plugin, "log limit of {MAX_LOG_LINES} lines reached; dropping the rest");
+            }
+            return;
+        }
+        let mut msg = message;
+        if msg.len() > MAX_LOG_BYTES {
+            let mut cut = MAX_LOG_BYTES;
+            while !msg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            msg.truncate(cut);
+            msg.push('…');
+        }
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(target: "murmur::guest", plugin, "{msg}"),
+            Level::Debug => tracing::debug!(target: "murmur::guest", plugin, "{msg}"),
+            Level::Info => tracing::info!(target: "murmur::guest", plugin, "{msg}"),
+            Level::Warn => tracing::warn!(target: "murmur::guest", plugin, "{msg}"),
+            Level::Error => tracing::error!(target: "murmur::guest", plugin, "{msg}"),
+        }
+    }
+}
+
+impl blackboard::Host for InvocationState {
+    fn query(&mut self, q: types::ArtifactQuery) -> Result<Vec<types::Artifact>, HostError> {
+        self.check_deadline()?;
+        let board = self
+            .board
+            .as_ref()
+            .ok_or_else(|| HostError::Denied("blackboard access not granted".into()))?;
+        if q.workflow_id
+            .as_ref()
+            .is_some_and(|w| *w != board.workflow_id)
+        {
+            return Err(HostError::Denied(
+                "a plugin may only query its own workflow".into(),
+            ));
+        }
+        let query = ArtifactQuery {
+            workflow_id: board.workflow_id.clone(),
+            type_name: q.type_name,
+            tags: q.tags,
+            limit: (q.limit as usize).min(MAX_QUERY_RESULTS),
+        };
+        let viewer = Viewer {
+            name: &self.plugin,
+            labels: &board.labels,
+            tenant: board.tenant.as_deref(),
+        };
+        let found = board
+            .store
+            .query(&query, &viewer)
+            .map_err(|e| HostError::Invalid(e.to_string()))?;
+        Ok(found.iter().map(|a| convert::artifact_to_wit(a)).collect())
+    }
+
+    fn get(&mut self, id: String) -> Result<Option<types::Artifact>, HostError> {
+        self.check_deadline()?;
+        let board = self
+            .board
+            .as_ref()
+            .ok_or_else(|| HostError::Denied("blackboard access not granted".into()))?;
+        let found = board
+            .store
+            .artifact(&ArtifactId::from(id.as_str()))
+            .map_err(|e| HostError::Invalid(e.to_string()))?;
+        let viewer = Viewer {
+            name: &self.plugin,
+            labels: &board.labels,
+            tenant: board.tenant.as_deref(),
+        };
+        // An artifact the caller may not see is indistinguishable from a missing one.
+        Ok(found
+            .filter(|a| a.workflow_id == board.workflow_id && a.visible_to(&viewer))
+            .map(|a| convert::artifact_to_wit(&a)))
+    }
+}
+
+impl llm::Host for InvocationState {
+    fn complete(&mut self, _req: llm::CompletionRequest) -> Result<llm::Completion, llm::LlmError> {
+        Err(llm::LlmError::Denied(
+            "no language-model provider is configured for this host".into(),
+        ))
+    }
+    fn embed(&mut self, _texts: Vec<String>) -> Result<Vec<Vec<f32>>, llm::LlmError> {
+        Err(llm::LlmError::Denied(
+            "no language-model provider is configured for this host".into(),
+        ))
+    }
+}

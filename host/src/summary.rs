@@ -1,0 +1,179 @@
+//! The run summary (DESIGN §6, a contract): computed from the store, never from counters
+//! only one process holds, so `run`, `resume` and `status` agree.
+
+use crate::blackboard::{Store, StoreError};
+use crate::invocation::{DEPTH_LIMIT_REASON, InvocationStatus};
+use crate::plugin::FaultKind;
+use crate::work::WorkStatus;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Idle with no open work.
+    Complete,
+    /// Idle with open work that nothing can advance.
+    Stalled,
+    /// The host itself failed.
+    Failed,
+    /// A budget ran out first.
+    BudgetExhausted,
+}
+
+/// Work item counts of one phase.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PhaseCounts {
+    /// Not started.
+    pub pending: u64,
+    /// In progress.
+    pub active: u64,
+    /// Finished.
+    pub done: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Recorded as duplicates.
+    pub duplicate: u64,
+    /// Waiting on blockers.
+    pub blocked: u64,
+    /// Will not be worked on.
+    pub cancelled: u64,
+}
+
+/// Invocation counts of one agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AgentCounts {
+    /// Invocations run (finished or failed).
+    pub invocations: u64,
+    /// Of which failed.
+    pub failed: u64,
+}
+
+/// Open work at the end of a run that did not complete.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenWork {
+    /// The work item (WorkDiscovery id).
+    pub id: String,
+    /// Its phase.
+    pub phase: String,
+    /// Its status.
+    pub status: String,
+    /// What it is.
+    pub description: String,
+    /// Why it is stuck.
+    pub reason: String,
+}
+
+/// What `murmur run --json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// How the run ended.
+    pub status: RunStatus,
+    /// The workflow's name.
+    pub workflow: String,
+    /// The run's correlation id.
+    pub workflow_id: String,
+    /// Artifacts on the blackboard.
+    pub artifacts: u64,
+    /// Invocations run.
+    pub invocations: u64,
+    /// Artifacts by type.
+    pub by_type: BTreeMap<String, u64>,
+    /// Work items by phase and status.
+    pub phases: BTreeMap<String, PhaseCounts>,
+    /// Invocations by agent.
+    pub agents: BTreeMap<String, AgentCounts>,
+    /// Faults by class (every class present, zero or not).
+    pub faults: BTreeMap<String, u64>,
+    /// Invocations not run because their input reached the cascade-depth limit.
+    pub depth_limited: u64,
+    /// Open work, when the run did not complete.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub open_work: Vec<OpenWork>,
+    /// Wall-clock time of the run.
+    pub elapsed_ms: u64,
+}
+
+impl RunSummary {
+    /// Build the summary of `workflow_id` from the store.
+    pub fn from_store(
+        store: &dyn Store,
+        workflow: &str,
+        workflow_id: &str,
+        declared_phases: impl IntoIterator<Item = String>,
+        status: RunStatus,
+        elapsed_ms: u64,
+    ) -> Result<Self, StoreError> {
+        let counts = store.counts(workflow_id)?;
+        let mut phases: BTreeMap<String, PhaseCounts> = declared_phases
+            .into_iter()
+            .map(|p| (p, PhaseCounts::default()))
+            .collect();
+        let mut open_work = Vec::new();
+        let mut depth_limited = 0;
+        for w in store.work_items(workflow_id)? {
+            let c = phases.entry(w.phase.clone()).or_default();
+            match w.status {
+                WorkStatus::Pending => c.pending += 1,
+                WorkStatus::Active => c.active += 1,
+                WorkStatus::Done => c.done += 1,
+                WorkStatus::Failed => c.failed += 1,
+                WorkStatus::Duplicate => c.duplicate += 1,
+                WorkStatus::Blocked => c.blocked += 1,
+                WorkStatus::Cancelled => c.cancelled += 1,
+            }
+            if !w.status.is_final() && status != RunStatus::Complete {
+                open_work.push(OpenWork {
+                    id: w.id.to_string(),
+                    phase: w.phase.clone(),
+                    status: w.status.to_string(),
+                    description: w.description.clone(),
+                    reason: w.reason.clone().unwrap_or_default(),
+                });
+            }
+        }
+        let mut agents: BTreeMap<String, AgentCounts> = BTreeMap::new();
+        let mut faults: BTreeMap<String, u64> = FaultKind::ALL
+            .iter()
+            .map(|k| (k.as_str().to_string(), 0))
+            .collect();
+        let mut invocations = 0;
+        for inv in store.invocations(workflow_id)? {
+            if inv.status == InvocationStatus::Cancelled
+                && inv.error.as_deref() == Some(DEPTH_LIMIT_REASON)
+            {
+                depth_limited += 1;
+            }
+            if !matches!(
+                inv.status,
+                InvocationStatus::Done | InvocationStatus::Failed
+            ) {
+                continue;
+            }
+            invocations += 1;
+            let a = agents.entry(inv.agent.clone()).or_default();
+            a.invocations += 1;
+            if inv.status == InvocationStatus::Failed {
+                a.failed += 1;
+            }
+            if let Some(f) = inv.fault {
+                *faults.entry(f.as_str().to_string()).or_default() += 1;
+            }
+        }
+        Ok(RunSummary {
+            status,
+            workflow: workflow.to_string(),
+            workflow_id: workflow_id.to_string(),
+            artifacts: counts.total,
+            invocations,
+            by_type: counts.by_type,
+            phases,
+            agents,
+            faults,
+            depth_limited,
+            open_work,
+            elapsed_ms,
+        })
+    }
+}

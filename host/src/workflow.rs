@@ -1,0 +1,226 @@
+//! A loaded workflow: the manifest checked against reality — types registered, plugins
+//! compiled, linked and described, subscriptions and their CEL filters compiled, inputs
+//! validated. Every problem found here is reported at its manifest line and column,
+//! before anything runs.
+
+use crate::artifact::Viewer;
+use crate::manifest::{Manifest, ManifestError, WorkflowLimits, World};
+use crate::phase::Phase;
+use crate::plugin::{ComponentCache, bindings::types as wit};
+use crate::plugin::{EngineOptions, LoadedPlugin, PluginEngine};
+use crate::schema::TypeRegistry;
+use crate::subscription::{Filter, Subscription};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why a workflow could not be loaded.
+#[derive(Debug, Error)]
+pub enum WorkflowError {
+    /// The manifest (or something it points at) is wrong; located.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The wasmtime engine could not be built.
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+}
+
+/// An agent: a loaded plugin and the subscriptions in force for it.
+pub struct Agent {
+    /// The plugin.
+    pub plugin: Arc<LoadedPlugin>,
+    /// Its subscriptions (the manifest's override, else the plugin's own).
+    pub subscriptions: Vec<Subscription>,
+}
+
+impl Agent {
+    /// The agent's name.
+    pub fn name(&self) -> &str {
+        &self.plugin.name
+    }
+    /// The identity visibility checks use.
+    pub fn viewer(&self) -> Viewer<'_> {
+        Viewer {
+            name: &self.plugin.name,
+            labels: &self.plugin.labels,
+            tenant: self.plugin.tenant.as_deref(),
+        }
+    }
+}
+
+/// Options for loading a workflow.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Where compiled components are cached.
+    pub cache: ComponentCache,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            cache: ComponentCache::default_location(),
+        }
+    }
+}
+
+/// A workflow ready to run.
+pub struct Workflow {
+    /// The manifest it came from.
+    pub manifest: Manifest,
+    /// Known artifact types.
+    pub types: TypeRegistry,
+    /// Phases by name.
+    pub phases: BTreeMap<String, Phase>,
+    /// Agents, in manifest order.
+    pub agents: Vec<Agent>,
+    /// Every loaded plugin (agents and the other worlds), in manifest order.
+    pub plugins: Vec<Arc<LoadedPlugin>>,
+    /// The engine they run on.
+    pub engine: Arc<PluginEngine>,
+}
+
+impl Workflow {
+    /// Load and check the manifest at `path`.
+    pub fn load(path: &Path, options: LoadOptions) -> Result<Self, WorkflowError> {
+        Self::from_manifest(Manifest::load(path)?, options)
+    }
+
+    /// Load a parsed manifest.
+    pub fn from_manifest(manifest: Manifest, options: LoadOptions) -> Result<Self, WorkflowError> {
+        let mut types = TypeRegistry::builtin();
+        for t in &manifest.types {
+            types
+                .register(&t.name, t.schema.clone())
+                .map_err(|e| manifest.error_at(t.span.clone(), e.to_string()))?;
+        }
+        for input in &manifest.inputs {
+            types
+                .validate(&input.type_name, &input.payload)
+                .map_err(|e| manifest.error_at(input.span.clone(), format!("input: {e}")))?;
+        }
+
+        let limits = &manifest.workflow.limits;
+        let max_memory_mb = manifest
+            .plugins
+            .iter()
+            .map(|p| p.limits.memory_mb)
+            .max()
+            .unwrap_or(64);
+        let engine = PluginEngine::new(EngineOptions {
+            max_instances: (limits.concurrency as u32)
+                .saturating_mul(2)
+                .saturating_add(8),
+            max_memory_bytes: (max_memory_mb as usize).saturating_mul(1 << 20),
+            cache: options.cache,
+        })
+        .map_err(|e| WorkflowError::Engine(format!("{e:#}")))?;
+        let engine = Arc::new(engine);
+
+        let mut agents = Vec::new();
+        let mut plugins = Vec::new();
+        for decl in &manifest.plugins {
+            let plugin = LoadedPlugin::load(&engine, decl)
+                .map_err(|e| manifest.error_at(decl.path_span.clone(), e.to_string()))?;
+            let plugin = Arc::new(plugin);
+            for t in &plugin.info.publishes {
+                if !types.contains(t) {
+                    return Err(manifest
+                        .error_at(
+                            decl.span.clone(),
+                            format!("plugin '{}' publishes unknown artifact type '{t}' (declare it with a [[type]] table)", decl.name),
+                        )
+                        .into());
+                }
+            }
+            if decl.world == World::Agent {
+                let subscriptions = match &decl.subscriptions {
+                    Some(subs) => subs
+                        .iter()
+                        .map(|s| {
+                            compile_subscription(&types, &s.type_name, s.filter.as_deref(), &s.from, &s.tags, s.allow_self)
+                                .map_err(|m| manifest.error_at(s.span.clone(), format!("plugin '{}': {m}", decl.name)))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                    None => plugin
+                        .info
+                        .subscriptions
+                        .iter()
+                        .map(|s: &wit::Subscription| {
+                            compile_subscription(
+                                &types,
+                                &s.type_name,
+                                s.filter.as_deref(),
+                                &s.from_producers,
+                                &s.tags,
+                                s.allow_self,
+                            )
+                            .map_err(|m| {
+                                manifest.error_at(
+                                    decl.span.clone(),
+                                    format!("plugin '{}': its own subscription {m}; override it with [[plugin.subscribe]]", decl.name),
+                                )
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                };
+                if subscriptions.is_empty() {
+                    tracing::warn!(plugin = %decl.name, "agent has no subscriptions; it will never run");
+                }
+                agents.push(Agent {
+                    plugin: plugin.clone(),
+                    subscriptions,
+                });
+            }
+            plugins.push(plugin);
+        }
+
+        Ok(Workflow {
+            phases: manifest.phase_map(),
+            manifest,
+            types,
+            agents,
+            plugins,
+            engine,
+        })
+    }
+
+    /// The workflow's name.
+    pub fn name(&self) -> &str {
+        &self.manifest.workflow.name
+    }
+
+    /// The workflow's limits.
+    pub fn limits(&self) -> &WorkflowLimits {
+        &self.manifest.workflow.limits
+    }
+
+    /// An agent by name.
+    pub fn agent(&self, name: &str) -> Option<&Agent> {
+        self.agents.iter().find(|a| a.name() == name)
+    }
+}
+
+fn compile_subscription(
+    types: &TypeRegistry,
+    type_name: &str,
+    filter: Option<&str>,
+    from: &[String],
+    tags: &[String],
+    allow_self: bool,
+) -> Result<Subscription, String> {
+    if !types.contains(type_name) {
+        return Err(format!("subscribes to unknown artifact type '{type_name}'"));
+    }
+    let filter = filter
+        .map(Filter::compile)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok(Subscription {
+        type_name: type_name.to_string(),
+        filter,
+        from: from.to_vec(),
+        tags: tags.to_vec(),
+        allow_self,
+    })
+}

@@ -117,7 +117,11 @@ impl Scheduler {
         loop {
             while running < limits.concurrency {
                 if started_invocations >= limits.max_invocations {
-                    budget_hit = true;
+                    budget_hit = self
+                        .store
+                        .invocations(workflow_id)?
+                        .iter()
+                        .any(|i| i.status == InvocationStatus::Queued);
                     break;
                 }
                 let Some(record) = self.store.claim_next(workflow_id)? else {

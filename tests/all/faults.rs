@@ -1,0 +1,143 @@
+//! Misbehaving plugins are contained and classified while the rest of the workflow completes.
+
+use crate::helpers::*;
+use murmur::RunStatus;
+
+/// The auth-system agents plus one probe in `mode`, triggered by the same analysis work.
+fn with_probe(mode: &str, limits: &str) -> String {
+    format!(
+        r#"
+[workflow]
+name = "faulty"
+{AUTH_AGENTS}
+[[plugin]]
+name = "bad"
+path = "{{plugin:probe}}"
+world = "agent"
+config = {{ mode = "{mode}" }}
+limits = {{ {limits} }}
+[[plugin.subscribe]]
+type = "WorkDiscovery"
+filter = "payload.phase == 'analysis'"
+"#
+    )
+}
+
+async fn assert_contained(mode: &str, limits: &str, class: &str) -> Run {
+    let run = run(&with_probe(mode, limits)).await;
+    let s = &run.summary;
+    assert_eq!(
+        s.status,
+        RunStatus::Complete,
+        "{mode}: the good work completes"
+    );
+    assert_eq!(
+        s.faults[class], 2,
+        "{mode}: both analysis work items triggered a {class} fault"
+    );
+    assert_eq!(
+        s.faults.values().sum::<u64>(),
+        2,
+        "{mode}: nothing else faulted: {:?}",
+        s.faults
+    );
+    assert_eq!(s.agents["bad"].failed, 2);
+    // The well-behaved agents did all their work.
+    assert_eq!(s.agents["analyzer"].invocations, 2);
+    assert_eq!(s.agents["implementer"].invocations, 4);
+    assert_eq!(s.agents["validator"].invocations, 4);
+    assert_eq!(s.agents["validator"].failed, 0);
+    assert_eq!(run.artifacts("ValidationResult").len(), 4);
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_traps_is_contained_and_classified_trap() {
+    let run = assert_contained("trap", "", "trap").await;
+    // The work item it served is marked failed, with the reason.
+    assert_eq!(run.summary.phases["analysis"].failed, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_loops_forever_is_stopped_at_its_deadline_and_classified_timeout() {
+    let started = std::time::Instant::now();
+    assert_contained("loop", "timeout_ms = 300", "timeout").await;
+    // Not a timing assertion on the host's speed: a broken deadline would hang forever.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_allocates_without_bound_hits_its_cap_and_is_classified_memory() {
+    assert_contained("memory", "memory_mb = 16", "memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_that_violates_its_schema_is_refused_and_stored_nowhere() {
+    let run = assert_contained("schema", "", "invalid_output").await;
+    // No WorkDiscovery with a numeric description exists anywhere.
+    assert!(
+        run.artifacts("WorkDiscovery")
+            .iter()
+            .all(|d| d.payload["description"].is_string())
+    );
+    assert_eq!(
+        run.artifacts("WorkDiscovery").len(),
+        10,
+        "only the good cascade's discoveries"
+    );
+    let failed = run
+        .store
+        .invocations(&run.summary.workflow_id)
+        .expect("invocations")
+        .into_iter()
+        .filter(|i| i.agent == "bad")
+        .collect::<Vec<_>>();
+    assert!(failed.iter().all(|i| i.outputs.is_empty()));
+    let error = failed[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("violates its schema") && error.contains("/description"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_that_is_not_json_is_classified_invalid_output() {
+    assert_contained("garbage", "", "invalid_output").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_outputs_than_the_limit_is_classified_invalid_output() {
+    let run = run(r#"
+[workflow]
+name = "flood"
+[[type]]
+name = "Note"
+schema = { type = "object" }
+[[plugin]]
+name = "flooder"
+path = "{plugin:probe}"
+world = "agent"
+config = { mode = "echo", count = 20 }
+limits = { max_outputs = 10 }
+[[plugin.subscribe]]
+type = "Note"
+[[input]]
+type = "Note"
+payload = {}
+"#)
+    .await;
+    assert_eq!(run.summary.faults["invalid_output"], 1);
+    assert_eq!(
+        run.artifacts("Note").len(),
+        1,
+        "nothing of the flood was published"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_error_fails_the_work_without_counting_as_a_fault() {
+    let run = run(&with_probe("fail", "")).await;
+    assert_eq!(run.summary.agents["bad"].failed, 2);
+    assert!(run.summary.faults.values().all(|n| *n == 0));
+    assert_eq!(run.summary.status, RunStatus::Complete);
+}

@@ -1,0 +1,148 @@
+//! Test fixtures: manifests written to temp dirs, runs on an in-memory store.
+
+use murmur::blackboard::ArtifactQuery;
+use murmur::plugin::ComponentCache;
+use murmur::{
+    Artifact, LoadOptions, Manifest, MemoryStore, RunSummary, Scheduler, Store, Workflow,
+    WorkflowError,
+};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Where `cargo xtask build-plugins` puts components.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo xtask test` (it builds the plugins)",
+        path.display()
+    );
+    path
+}
+
+/// A compiled-component cache shared by the tests of this process.
+pub fn options() -> LoadOptions {
+    LoadOptions {
+        cache: ComponentCache::at(std::env::temp_dir().join("murmur-test-cache")),
+    }
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `{plugin:NAME}` in `text` becomes that component's absolute path.
+pub fn expand(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("{plugin:") {
+        out.push_str(&rest[..i]);
+        let end = rest[i..].find('}').expect("unterminated {plugin:…}") + i;
+        let p = plugin(&rest[i + 8..end]);
+        out.push_str(&p.display().to_string());
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Parse manifest text (after `{plugin:…}` expansion) as if read from `workflow.toml` in a temp dir.
+pub fn load(text: &str) -> Result<Workflow, WorkflowError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("workflow.toml");
+    let text = expand(text);
+    std::fs::write(&path, &text).expect("write manifest");
+    let manifest = Manifest::parse(&path, &text)?;
+    Workflow::from_manifest(manifest, options())
+}
+
+/// A finished run and the store it ran on.
+pub struct Run {
+    pub summary: RunSummary,
+    pub store: Arc<dyn Store>,
+}
+
+impl Run {
+    /// Artifacts of one type, oldest first.
+    pub fn artifacts(&self, type_name: &str) -> Vec<Arc<Artifact>> {
+        let q = ArtifactQuery {
+            workflow_id: self.summary.workflow_id.clone(),
+            type_name: Some(type_name.into()),
+            tags: vec![],
+            limit: usize::MAX,
+        };
+        self.store
+            .query(
+                &q,
+                &murmur::artifact::Viewer {
+                    name: "host",
+                    labels: &[],
+                    tenant: None,
+                },
+            )
+            .expect("query")
+    }
+}
+
+/// Run a loaded workflow to idle on a fresh in-memory store.
+pub async fn run_workflow(wf: Workflow) -> Run {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let summary = Scheduler::new(Arc::new(wf), store.clone())
+        .run()
+        .await
+        .expect("run");
+    Run { summary, store }
+}
+
+/// Load and run manifest text.
+pub async fn run(text: &str) -> Run {
+    let wf = load(text).unwrap_or_else(|e| panic!("manifest should load: {e}"));
+    run_workflow(wf).await
+}
+
+/// The auth-system agents, as a manifest fragment (after `[workflow]`).
+pub const AUTH_AGENTS: &str = r#"
+[[phase]]
+name = "analysis"
+[[phase]]
+name = "implementation"
+[[phase]]
+name = "validation"
+
+[[plugin]]
+name = "analyzer"
+path = "{plugin:analyzer}"
+world = "agent"
+[[plugin.config.rules]]
+when = "authentication"
+components = ["OAuth 2.0 login flow", "JWT issuing and verification", "User session store"]
+[[plugin.config.rules]]
+when = "caching"
+components = ["Apply response caching to API routes"]
+
+[[plugin]]
+name = "implementer"
+path = "{plugin:implementer}"
+world = "agent"
+
+[[plugin]]
+name = "validator"
+path = "{plugin:validator}"
+world = "agent"
+[[plugin.config.discoveries]]
+when = "JWT"
+description = "Caching pattern could optimize all API routes"
+phase = "analysis"
+priority = "high"
+
+[[input]]
+type = "WorkDiscovery"
+[input.payload]
+description = "Build authentication system with OAuth and JWT"
+phase = "analysis"
+done_definition = "Analysis complete with implementation plan"
+discovered_by = "user"
+"#;

@@ -1,0 +1,90 @@
+//! Bad manifests are reported with file, line and column, and what was expected.
+
+use crate::helpers::*;
+
+fn error_of(text: &str) -> String {
+    match load(text) {
+        Ok(_) => panic!("manifest should be refused:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_toml_syntax_error_names_line_and_column() {
+    let err = error_of("[workflow]\nname = \"w\"\nlimits = { concurrency = }\n");
+    assert!(err.contains("workflow.toml:3:"), "{err}");
+}
+
+#[test]
+fn an_unknown_world_names_its_line_and_the_expected_worlds() {
+    let err = error_of(
+        "[workflow]\nname = \"w\"\n\n[[plugin]]\nname = \"p\"\npath = \"x.wasm\"\nworld = \"agnet\"\n",
+    );
+    assert!(err.contains("workflow.toml:7:9"), "{err}");
+    assert!(
+        err.contains("unknown world 'agnet'") && err.contains("context-provider"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_key_is_refused_with_its_location() {
+    let err = error_of("[workflow]\nname = \"w\"\nconcurency = 3\n");
+    assert!(
+        err.contains("workflow.toml:3:1") && err.contains("concurency"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_cel_filter_that_does_not_compile_is_located_at_its_subscription() {
+    let err = error_of(&format!(
+        "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"p\"\npath = \"{{plugin:probe}}\"\nworld = \"agent\"\nconfig = {{ mode = \"echo\" }}\n[[plugin.subscribe]]\ntype = \"WorkDiscovery\"\nfilter = \"payload.phase == \"\n"
+    ));
+    assert!(
+        err.contains("workflow.toml:8:1") && err.contains("does not compile"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_subscription_to_an_unknown_type_is_refused() {
+    let err = error_of(
+        "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"p\"\npath = \"{plugin:probe}\"\nworld = \"agent\"\n[[plugin.subscribe]]\ntype = \"Nope\"\n",
+    );
+    assert!(err.contains("unknown artifact type 'Nope'"), "{err}");
+}
+
+#[test]
+fn an_input_that_violates_its_schema_is_located_and_explained() {
+    let err = error_of(
+        "[workflow]\nname = \"w\"\n\n[[input]]\ntype = \"WorkDiscovery\"\npayload = { phase = \"analysis\" }\n",
+    );
+    assert!(err.contains("workflow.toml:4:1"), "{err}");
+    assert!(
+        err.contains("violates its schema") && err.contains("description"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_invalid_user_schema_is_refused() {
+    let err = error_of(
+        "[workflow]\nname = \"w\"\n[[type]]\nname = \"T\"\nschema = { type = \"no-such-type\" }\n",
+    );
+    assert!(
+        err.contains("workflow.toml:3:1") && err.contains("JSON Schema of type 'T' is invalid"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_duplicate_plugin_name_is_refused() {
+    let err = error_of(
+        "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"p\"\npath = \"a.wasm\"\nworld = \"agent\"\n[[plugin]]\nname = \"p\"\npath = \"b.wasm\"\nworld = \"agent\"\n",
+    );
+    assert!(
+        err.contains("workflow.toml:8:8") && err.contains("declared twice"),
+        "{err}"
+    );
+}

@@ -121,7 +121,7 @@ impl Subscription {
         if !self.allow_self && artifact.producer == subscriber {
             return Ok(false);
         }
-        if !self.from.is_empty() && !self.from.iter().any(|p| *p == artifact.producer) {
+        if !self.from.is_empty() && !self.from.contains(&artifact.producer) {
             return Ok(false);
         }
         if !self.tags.iter().all(|t| artifact.tags.contains(t)) {

@@ -98,28 +98,28 @@ async fn a_validator_discovery_spawns_analysis_work_that_is_analysed_implemented
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_invocation_fans_out_to_many_outputs() {
-    let run = run(&format!(
+    let run = run(
         r#"
 [workflow]
 name = "fanout"
 [[type]]
 name = "Note"
-schema = {{ type = "object" }}
+schema = { type = "object" }
 [[plugin]]
 name = "splitter"
-path = "{{plugin:probe}}"
+path = "{plugin:probe}"
 world = "agent"
-config = {{ mode = "echo", count = 50, emit_type = "Copy" }}
+config = { mode = "echo", count = 50, emit_type = "Copy" }
 [[plugin.subscribe]]
 type = "Note"
 [[type]]
 name = "Copy"
-schema = {{ type = "object", required = ["copy"] }}
+schema = { type = "object", required = ["copy"] }
 [[input]]
 type = "Note"
-payload = {{ text = "hello" }}
-"#
-    ))
+payload = { text = "hello" }
+"#,
+    )
     .await;
     assert_eq!(run.summary.status, RunStatus::Complete);
     assert_eq!(run.summary.invocations, 1);

@@ -121,3 +121,31 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visibility_admits_exactly_the_named_viewers_and_the_producer() {
+        let alice = Viewer {
+            name: "alice",
+            labels: &["ops".to_string()],
+            tenant: Some("acme"),
+        };
+        let bob = Viewer {
+            name: "bob",
+            labels: &[],
+            tenant: None,
+        };
+        let private = Visibility::Private(vec!["alice".into()]);
+        assert!(private.allows("carol", &alice));
+        assert!(!private.allows("carol", &bob));
+        assert!(private.allows("bob", &bob), "a producer sees its own");
+        assert!(Visibility::Labels(vec!["ops".into()]).allows("carol", &alice));
+        assert!(!Visibility::Labels(vec!["ops".into()]).allows("carol", &bob));
+        assert!(Visibility::Tenant("acme".into()).allows("carol", &alice));
+        assert!(!Visibility::Tenant("acme".into()).allows("carol", &bob));
+        assert!(Visibility::Public.allows("carol", &bob));
+    }
+}

@@ -549,3 +549,39 @@ impl Manifest {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_lines_and_characters_from_one() {
+        let text = "ab\ncdé\nf";
+        assert_eq!(line_col(text, 0), (1, 1));
+        assert_eq!(line_col(text, 3), (2, 1));
+        assert_eq!(line_col(text, 7), (2, 4), "é is one column");
+        assert_eq!(line_col(text, 999), (3, 2), "past the end clamps");
+    }
+
+    #[test]
+    fn limits_default_when_omitted_and_paths_resolve_against_the_manifest() {
+        let m = Manifest::parse(
+            Path::new("/x/y/workflow.toml"),
+            "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"p\"\npath = \"a/b.wasm\"\nworld = \"agent\"\n",
+        )
+        .expect("parses");
+        assert_eq!(m.plugins[0].path, Path::new("/x/y/a/b.wasm"));
+        assert_eq!(m.plugins[0].limits, PluginLimits::default());
+        assert_eq!(m.workflow.limits.max_depth, 32);
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let err = Manifest::parse(
+            Path::new("w.toml"),
+            "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"p\"\npath = \"a.wasm\"\nworld = \"agent\"\nlimits = { memory_mb = 0 }\n",
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("limits must be positive"), "{err}");
+    }
+}

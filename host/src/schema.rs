@@ -190,3 +190,36 @@ impl TypeRegistry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_builtin_schema_parses_and_compiles() {
+        for (name, text) in BUILTIN_TYPES {
+            let schema: Value =
+                serde_json::from_str(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert_eq!(TypeRegistry::builtin().types().count(), BUILTIN_TYPES.len());
+    }
+
+    #[test]
+    fn a_bad_work_discovery_is_refused_with_where_and_what() {
+        let reg = TypeRegistry::builtin();
+        let ok = json!({"description": "d", "phase": "analysis", "done_definition": "x", "discovered_by": "u"});
+        reg.validate(WORK_DISCOVERY, &ok).expect("valid");
+        let bad = json!({"description": "d", "phase": "analysis", "done_definition": "x", "discovered_by": "u", "priority": "urgent"});
+        let err = reg
+            .validate(WORK_DISCOVERY, &bad)
+            .expect_err("invalid")
+            .to_string();
+        assert!(err.contains("/priority"), "{err}");
+        assert!(matches!(
+            reg.validate("Nope", &ok),
+            Err(SchemaError::UnknownType(_))
+        ));
+    }
+}

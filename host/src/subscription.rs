@@ -133,3 +133,76 @@ impl Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::{ArtifactId, Visibility};
+
+    fn artifact(producer: &str, payload: serde_json::Value) -> Artifact {
+        Artifact {
+            id: ArtifactId::from("a"),
+            type_name: "WorkDiscovery".into(),
+            payload,
+            producer: producer.into(),
+            workflow_id: "w".into(),
+            parent_ids: vec![],
+            tags: vec!["x".into()],
+            visibility: Visibility::Public,
+            created_at_ms: 0,
+            depth: 2,
+            work_item: None,
+        }
+    }
+
+    fn sub(filter: Option<&str>) -> Subscription {
+        Subscription {
+            type_name: "WorkDiscovery".into(),
+            filter: filter.map(|f| Filter::compile(f).expect("compiles")),
+            from: vec![],
+            tags: vec![],
+            allow_self: false,
+        }
+    }
+
+    #[test]
+    fn cel_sees_payload_producer_tags_and_depth() {
+        let a = artifact("user", serde_json::json!({"phase": "analysis", "n": 3}));
+        assert!(
+            sub(Some("payload.phase == 'analysis' && payload.n > 2"))
+                .matches(&a, "agent")
+                .expect("eval")
+        );
+        assert!(
+            sub(Some("producer == 'user' && 'x' in tags && depth == 2"))
+                .matches(&a, "agent")
+                .expect("eval")
+        );
+        assert!(
+            !sub(Some("payload.phase == 'validation'"))
+                .matches(&a, "agent")
+                .expect("eval")
+        );
+    }
+
+    #[test]
+    fn a_missing_field_is_an_evaluation_error_and_a_non_boolean_is_refused() {
+        let a = artifact("user", serde_json::json!({}));
+        assert!(
+            sub(Some("payload.phase == 'analysis'"))
+                .matches(&a, "agent")
+                .is_err()
+        );
+        assert!(sub(Some("1 + 1")).matches(&a, "agent").is_err());
+        assert!(Filter::compile("payload.phase ==").is_err());
+    }
+
+    #[test]
+    fn own_outputs_do_not_match_unless_allowed() {
+        let a = artifact("me", serde_json::json!({}));
+        assert!(!sub(None).matches(&a, "me").expect("eval"));
+        let mut s = sub(None);
+        s.allow_self = true;
+        assert!(s.matches(&a, "me").expect("eval"));
+    }
+}

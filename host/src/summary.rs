@@ -48,6 +48,8 @@ pub struct AgentCounts {
     pub invocations: u64,
     /// Of which failed.
     pub failed: u64,
+    /// Artifacts it published, by type.
+    pub published: BTreeMap<String, u64>,
 }
 
 /// Open work at the end of a run that did not complete.
@@ -156,6 +158,11 @@ impl RunSummary {
             a.invocations += 1;
             if inv.status == InvocationStatus::Failed {
                 a.failed += 1;
+            }
+            for id in &inv.outputs {
+                if let Some(art) = store.artifact(id)? {
+                    *a.published.entry(art.type_name.clone()).or_default() += 1;
+                }
             }
             if let Some(f) = inv.fault {
                 *faults.entry(f.as_str().to_string()).or_default() += 1;

@@ -98,8 +98,7 @@ async fn a_validator_discovery_spawns_analysis_work_that_is_analysed_implemented
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_invocation_fans_out_to_many_outputs() {
-    let run = run(
-        r#"
+    let run = run(r#"
 [workflow]
 name = "fanout"
 [[type]]
@@ -118,8 +117,7 @@ schema = { type = "object", required = ["copy"] }
 [[input]]
 type = "Note"
 payload = { text = "hello" }
-"#,
-    )
+"#)
     .await;
     assert_eq!(run.summary.status, RunStatus::Complete);
     assert_eq!(run.summary.invocations, 1);

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod cascade;
+mod cli;
 mod faults;
 mod loading;
 mod manifest_errors;

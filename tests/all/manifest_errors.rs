@@ -39,7 +39,7 @@ fn an_unknown_key_is_refused_with_its_location() {
 #[test]
 fn a_cel_filter_that_does_not_compile_is_located_at_its_subscription() {
     let err = error_of(
-        "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"p\"\npath = \"{plugin:probe}\"\nworld = \"agent\"\nconfig = { mode = \"echo\" }\n[[plugin.subscribe]]\ntype = \"WorkDiscovery\"\nfilter = \"payload.phase == \"\n"
+        "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"p\"\npath = \"{plugin:probe}\"\nworld = \"agent\"\nconfig = { mode = \"echo\" }\n[[plugin.subscribe]]\ntype = \"WorkDiscovery\"\nfilter = \"payload.phase == \"\n",
     );
     assert!(
         err.contains("workflow.toml:8:1") && err.contains("does not compile"),

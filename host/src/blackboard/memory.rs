@@ -184,3 +184,87 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::Visibility;
+
+    fn artifact(id: &str) -> Arc<Artifact> {
+        Arc::new(Artifact {
+            id: ArtifactId::from(id),
+            type_name: "T".into(),
+            payload: serde_json::json!({}),
+            producer: "a".into(),
+            workflow_id: "w".into(),
+            parent_ids: vec![],
+            tags: vec![],
+            visibility: Visibility::Public,
+            created_at_ms: 0,
+            depth: 0,
+            work_item: None,
+        })
+    }
+
+    fn invocation(id: &str, priority: Priority, seq: u64) -> InvocationRecord {
+        InvocationRecord {
+            id: id.into(),
+            workflow_id: "w".into(),
+            agent: "a".into(),
+            inputs: vec![],
+            work_item: None,
+            priority,
+            seq,
+            depth: 0,
+            status: InvocationStatus::Queued,
+            attempts: 0,
+            error: None,
+            fault: None,
+            outputs: vec![],
+        }
+    }
+
+    #[test]
+    fn claims_follow_priority_then_enqueue_order_and_are_exclusive() {
+        let s = MemoryStore::new();
+        let commit = Commit {
+            invocations: vec![
+                invocation("low", Priority::Low, 0),
+                invocation("high-2", Priority::High, 2),
+                invocation("high-1", Priority::High, 1),
+                invocation("critical", Priority::Critical, 3),
+            ],
+            ..Default::default()
+        };
+        s.commit(commit).expect("commit");
+        let order: Vec<String> = std::iter::from_fn(|| s.claim_next("w").expect("claim"))
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(order, ["critical", "high-1", "high-2", "low"]);
+        assert_eq!(
+            s.invocation("low")
+                .expect("get")
+                .map(|i| (i.status, i.attempts)),
+            Some((InvocationStatus::Running, 1))
+        );
+    }
+
+    #[test]
+    fn a_commit_with_a_duplicate_artifact_applies_nothing() {
+        let s = MemoryStore::new();
+        s.commit(Commit {
+            artifacts: vec![artifact("x")],
+            ..Default::default()
+        })
+        .expect("first");
+        let err = s.commit(Commit {
+            artifacts: vec![artifact("y"), artifact("x")],
+            invocations: vec![invocation("i", Priority::Medium, 0)],
+            ..Default::default()
+        });
+        assert!(matches!(err, Err(StoreError::DuplicateArtifact(_))));
+        assert!(s.artifact(&ArtifactId::from("y")).expect("get").is_none());
+        assert!(s.claim_next("w").expect("claim").is_none());
+        assert_eq!(s.counts("w").expect("counts").total, 1);
+    }
+}

@@ -82,3 +82,17 @@ pub fn check(engine: &Engine, component: &Component, world: World) -> Result<Str
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| API_VERSION.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::compatible;
+
+    #[test]
+    fn zero_versions_are_compatible_only_within_the_same_minor() {
+        assert!(compatible("0.1.0"));
+        assert!(compatible("0.1.7"));
+        assert!(!compatible("0.2.0"));
+        assert!(!compatible("1.1.0"));
+        assert!(!compatible("garbage"));
+    }
+}

@@ -1,0 +1,94 @@
+//! The `murmur` binary, run as a user would.
+
+use crate::helpers::*;
+use std::process::Command;
+
+fn murmur() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_murmur"));
+    cmd.env(
+        "MURMUR_CACHE_DIR",
+        std::env::temp_dir().join("murmur-test-cache"),
+    );
+    cmd
+}
+
+#[test]
+fn run_json_prints_the_summary_on_stdout_and_progress_on_stderr() {
+    let out = murmur()
+        .args(["run", "--json"])
+        .arg(repo().join("examples/auth-system/workflow.toml"))
+        .output()
+        .expect("murmur runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+    assert_eq!(summary["status"], "complete");
+    for key in [
+        "workflow_id",
+        "artifacts",
+        "invocations",
+        "by_type",
+        "phases",
+        "agents",
+        "faults",
+        "elapsed_ms",
+    ] {
+        assert!(summary.get(key).is_some(), "summary lacks {key}");
+    }
+    assert!(summary["phases"]["analysis"]["done"].as_u64() >= Some(2));
+    // The branch: the validator published one WorkDiscovery (into analysis).
+    assert_eq!(
+        summary["agents"]["validator"]["published"]["WorkDiscovery"],
+        1
+    );
+    assert_eq!(
+        summary["agents"]["validator"]["published"]["ValidationResult"],
+        4
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("validator → ValidationResult, WorkDiscovery"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_manifest_exits_1_with_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"p\"\npath = \"x.wasm\"\nworld = 3\n",
+    )
+    .expect("write");
+    let out = murmur()
+        .arg("run")
+        .arg(&path)
+        .output()
+        .expect("murmur runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:6:9"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn a_stalled_run_exits_3_and_names_the_open_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("stall.toml");
+    let text = "[workflow]\nname = \"w\"\n[[input]]\ntype = \"WorkDiscovery\"\npayload = { description = \"deploy it\", phase = \"deployment\", done_definition = \"x\", discovered_by = \"user\" }\n";
+    std::fs::write(&path, text).expect("write");
+    let out = murmur()
+        .args(["run", "--json"])
+        .arg(&path)
+        .output()
+        .expect("murmur runs");
+    assert_eq!(out.status.code(), Some(3));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(summary["status"], "stalled");
+    assert_eq!(summary["open_work"][0]["description"], "deploy it");
+}

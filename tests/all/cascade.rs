@@ -302,3 +302,42 @@ async fn higher_priority_work_runs_first() {
             .all(|i| i.status == InvocationStatus::Done)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_agent_invocation_cap_cancels_further_work_for_that_agent() {
+    let run = run(r#"
+[workflow]
+name = "capped"
+limits = { max_depth = 100, max_invocations_per_agent = 3 }
+[[type]]
+name = "Ping"
+schema = { type = "object" }
+[[plugin]]
+name = "pinger"
+path = "{plugin:probe}"
+world = "agent"
+config = { mode = "echo" }
+[[plugin.subscribe]]
+type = "Ping"
+allow_self = true
+[[input]]
+type = "Ping"
+payload = {}
+"#)
+    .await;
+    assert_eq!(run.summary.status, RunStatus::Complete);
+    assert_eq!(run.summary.invocations, 3);
+    let records = run
+        .store
+        .invocations(&run.summary.workflow_id)
+        .expect("invocations");
+    let capped: Vec<_> = records
+        .iter()
+        .filter(|i| i.status == InvocationStatus::Cancelled)
+        .collect();
+    assert_eq!(capped.len(), 1);
+    assert_eq!(
+        capped[0].error.as_deref(),
+        Some(murmur::invocation::AGENT_CAP_REASON)
+    );
+}

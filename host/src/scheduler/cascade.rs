@@ -9,7 +9,7 @@ use crate::artifact::{Artifact, ArtifactId, Visibility, now_ms};
 use crate::blackboard::{Commit, Store, StoreError};
 use crate::invocation::{AGENT_CAP_REASON, DEPTH_LIMIT_REASON, InvocationRecord, InvocationStatus};
 use crate::observe::Event;
-use crate::schema::WORK_DISCOVERY;
+use crate::schema::{WORK_DISCOVERY, WORKFLOW_COMPLETE};
 use crate::work::{Priority, WorkItem, WorkStatus};
 use crate::workflow::Workflow;
 use std::collections::HashMap;

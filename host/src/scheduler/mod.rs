@@ -293,12 +293,7 @@ impl Scheduler {
                 .collect();
             phases_completed.sort();
             phases_completed.dedup();
-            let mut state = CascadeState::default();
-            let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), workflow_id);
-            cascade.publish(
-                Draft {
-                    type_name: WORKFLOW_COMPLETE.into(),
-                    payload: json!({
+            let payload = json!({
                         "status": "complete",
                         "phases_completed": phases_completed,
                         "total_work_items": work.len(),
@@ -307,7 +302,19 @@ impl Scheduler {
                         "failed_invocations": failed,
                         "by_type": counts.by_type,
                         "elapsed_ms": started.elapsed().as_millis() as u64,
-                    }),
+            });
+            // The host's own payloads obey the same schemas as everyone's.
+            if let Err(e) = self.wf.types.validate(WORKFLOW_COMPLETE, &payload) {
+                return Err(RunError::Worker(format!(
+                    "host produced an invalid WorkflowComplete: {e}"
+                )));
+            }
+            let mut state = CascadeState::default();
+            let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), workflow_id);
+            cascade.publish(
+                Draft {
+                    type_name: WORKFLOW_COMPLETE.into(),
+                    payload,
                     producer: "host".into(),
                     parent_ids: Vec::<ArtifactId>::new(),
                     tags: Vec::new(),

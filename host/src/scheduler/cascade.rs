@@ -150,6 +150,10 @@ impl<'a> Cascade<'a> {
         artifact: &Arc<Artifact>,
         state: &mut CascadeState,
     ) -> Result<(), StoreError> {
+        // WorkflowComplete marks the end of a run: it is a record, not a trigger.
+        if artifact.type_name == WORKFLOW_COMPLETE {
+            return Ok(());
+        }
         let limits = self.wf.limits();
         let priority = match &artifact.work_item {
             Some(w) => self.work_item(w)?.map(|w| w.priority).unwrap_or_default(),

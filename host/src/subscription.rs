@@ -10,6 +10,10 @@ use std::fmt;
 use std::sync::Arc;
 use thiserror::Error;
 
+thread_local! {
+    static STDLIB: Arc<cel::Env> = Arc::new(cel::Env::stdlib());
+}
+
 /// A compiled CEL filter.
 #[derive(Clone)]
 pub struct Filter {
@@ -72,7 +76,8 @@ impl Filter {
             artifact: artifact.id.to_string(),
             message,
         };
-        let mut ctx = cel::Context::default();
+        // Building CEL's standard library is costly: do it once per thread, not per evaluation.
+        let mut ctx = STDLIB.with(|env| cel::Context::with_env(env.clone()));
         let payload = cel::to_value(&artifact.payload).map_err(|e| fail(e.to_string()))?;
         ctx.add_variable_from_value("payload", payload);
         ctx.add_variable_from_value("type", artifact.type_name.clone());

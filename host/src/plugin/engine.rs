@@ -62,7 +62,12 @@ impl PluginEngine {
             .max_tables_per_component(16)
             .max_core_instances_per_component(64)
             .max_component_instance_size(1 << 20)
-            .max_core_instance_size(1 << 20);
+            .max_core_instance_size(1 << 20)
+            // Reset the first 64 KiB of a reused slot with memset, the rest with madvise.
+            // Measured on the auth scenario x1000: 1 MiB made memset 20% of the profile;
+            // 64 KiB and 0 are within noise of each other.
+            .linear_memory_keep_resident(64 << 10)
+            .table_keep_resident(64 << 10);
         let mut config = Config::new();
         config
             .wasm_component_model(true)

@@ -5,6 +5,31 @@ use crate::helpers::*;
 use murmur::RunStatus;
 use murmur::invocation::InvocationStatus;
 
+/// A probe that re-publishes every `Ping` it sees, under the given workflow limits.
+fn pinger(limits: &str, allow_self: bool) -> String {
+    format!(
+        r#"
+[workflow]
+name = "pings"
+limits = {{ {limits} }}
+[[type]]
+name = "Ping"
+schema = {{ type = "object" }}
+[[plugin]]
+name = "pinger"
+path = "{{plugin:probe}}"
+world = "agent"
+config = {{ mode = "echo" }}
+[[plugin.subscribe]]
+type = "Ping"
+allow_self = {allow_self}
+[[input]]
+type = "Ping"
+payload = {{}}
+"#
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_system_example_replays_the_plans_cascade_with_exact_counts() {
     let wf = murmur::Workflow::load(
@@ -185,26 +210,7 @@ filter = "payload.phase == '{phase}' && payload.priority != 'low'"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_depth_limit_stops_a_runaway_self_triggering_loop() {
-    let run = run(r#"
-[workflow]
-name = "runaway"
-limits = { max_depth = 5 }
-[[type]]
-name = "Ping"
-schema = { type = "object" }
-[[plugin]]
-name = "pinger"
-path = "{plugin:probe}"
-world = "agent"
-config = { mode = "echo" }
-[[plugin.subscribe]]
-type = "Ping"
-allow_self = true
-[[input]]
-type = "Ping"
-payload = {}
-"#)
-    .await;
+    let run = run(&pinger("max_depth = 5", true)).await;
     let s = &run.summary;
     assert_eq!(s.status, RunStatus::Complete);
     assert_eq!(
@@ -217,49 +223,17 @@ payload = {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_is_not_triggered_by_its_own_outputs_unless_it_asks() {
-    let run = run(r#"
-[workflow]
-name = "self"
-[[type]]
-name = "Ping"
-schema = { type = "object" }
-[[plugin]]
-name = "pinger"
-path = "{plugin:probe}"
-world = "agent"
-config = { mode = "echo" }
-[[plugin.subscribe]]
-type = "Ping"
-[[input]]
-type = "Ping"
-payload = {}
-"#)
-    .await;
+    let run = run(&pinger("", false)).await;
     assert_eq!(run.summary.invocations, 1);
     assert_eq!(run.artifacts("Ping").len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_invocation_budget_ends_the_run_budget_exhausted() {
-    let run = run(r#"
-[workflow]
-name = "budget"
-limits = { max_depth = 100, max_invocations = 7, concurrency = 1 }
-[[type]]
-name = "Ping"
-schema = { type = "object" }
-[[plugin]]
-name = "pinger"
-path = "{plugin:probe}"
-world = "agent"
-config = { mode = "echo" }
-[[plugin.subscribe]]
-type = "Ping"
-allow_self = true
-[[input]]
-type = "Ping"
-payload = {}
-"#)
+    let run = run(&pinger(
+        "max_depth = 100, max_invocations = 7, concurrency = 1",
+        true,
+    ))
     .await;
     assert_eq!(run.summary.status, RunStatus::BudgetExhausted);
     assert_eq!(run.summary.invocations, 7);
@@ -305,25 +279,10 @@ async fn higher_priority_work_runs_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_per_agent_invocation_cap_cancels_further_work_for_that_agent() {
-    let run = run(r#"
-[workflow]
-name = "capped"
-limits = { max_depth = 100, max_invocations_per_agent = 3 }
-[[type]]
-name = "Ping"
-schema = { type = "object" }
-[[plugin]]
-name = "pinger"
-path = "{plugin:probe}"
-world = "agent"
-config = { mode = "echo" }
-[[plugin.subscribe]]
-type = "Ping"
-allow_self = true
-[[input]]
-type = "Ping"
-payload = {}
-"#)
+    let run = run(&pinger(
+        "max_depth = 100, max_invocations_per_agent = 3",
+        true,
+    ))
     .await;
     assert_eq!(run.summary.status, RunStatus::Complete);
     assert_eq!(run.summary.invocations, 3);

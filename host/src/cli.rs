@@ -49,6 +49,33 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Measure the engine on a workload; prints one JSON line of figures.
+    Bench {
+        /// The workload.
+        #[command(subcommand)]
+        workload: BenchWorkload,
+    },
+}
+
+/// Benchmark workloads.
+#[derive(Debug, Subcommand)]
+pub enum BenchWorkload {
+    /// DESIGN §7's cascade: N analysis items, three agents, every 5th validation branches
+    /// back to analysis for three generations. Fails unless the counts match the closed form.
+    Cascade {
+        /// Number of initial WorkDiscoveries.
+        #[arg(long, default_value_t = 10_000)]
+        n: u64,
+        /// The cascade manifest whose first input is repeated N times.
+        #[arg(long, default_value = "examples/cascade/workflow.toml")]
+        manifest: PathBuf,
+        /// Where the blackboard lives.
+        #[arg(long, value_enum, default_value = "memory")]
+        store: StoreKind,
+        /// Print the figures as one JSON line (the default output is the same line).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Run the CLI; returns the process exit code.
@@ -73,6 +100,24 @@ pub fn main() -> Result<i32> {
             store,
             quiet,
         } => run(manifest, json, store, quiet),
+        Command::Bench {
+            workload:
+                BenchWorkload::Cascade {
+                    n,
+                    manifest,
+                    store: StoreKind::Memory,
+                    json: _,
+                },
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting tokio")?;
+            let figures =
+                runtime.block_on(crate::bench::cascade(&manifest, n, LoadOptions::default()))?;
+            println!("{}", serde_json::to_string(&figures)?);
+            Ok(0)
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 //! [`subscription`]s → the next invocations.
 
 pub mod artifact;
+pub mod bench;
 pub mod blackboard;
 pub mod cli;
 pub mod invocation;

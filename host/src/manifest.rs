@@ -230,8 +230,33 @@ pub struct InputDecl {
     pub payload: serde_json::Value,
     /// Tags.
     pub tags: Vec<String>,
+    /// How many copies to publish (default 1); in copy `i`, every `{index}` inside a
+    /// string of the payload becomes `i`.
+    pub count: u64,
     /// Where the payload was written.
     pub span: Range<usize>,
+}
+
+impl InputDecl {
+    /// The payload of copy `index`.
+    pub fn payload_for(&self, index: u64) -> serde_json::Value {
+        fn fill(v: &serde_json::Value, index: &str) -> serde_json::Value {
+            match v {
+                serde_json::Value::String(s) if s.contains("{index}") => {
+                    serde_json::Value::String(s.replace("{index}", index))
+                }
+                serde_json::Value::Array(a) => a.iter().map(|x| fill(x, index)).collect(),
+                serde_json::Value::Object(o) => {
+                    o.iter().map(|(k, x)| (k.clone(), fill(x, index))).collect()
+                }
+                other => other.clone(),
+            }
+        }
+        if self.count <= 1 {
+            return self.payload.clone();
+        }
+        fill(&self.payload, &index.to_string())
+    }
 }
 
 // ---- raw serde shapes -------------------------------------------------------------
@@ -303,6 +328,8 @@ struct RawInput {
     payload: toml::Table,
     #[serde(default)]
     tags: Vec<String>,
+    #[serde(default)]
+    count: Option<u64>,
 }
 
 impl Manifest {
@@ -504,10 +531,15 @@ impl Manifest {
                     format!("input payload is not JSON-compatible: {e}"),
                 )
             })?;
+            let count = i.count.unwrap_or(1);
+            if count == 0 {
+                return Err(at(span, "input count must be at least 1".into()));
+            }
             inputs.push(InputDecl {
                 type_name: i.type_name,
                 payload,
                 tags: i.tags,
+                count,
                 span,
             });
         }

@@ -96,7 +96,7 @@ impl Workflow {
         }
         for input in &manifest.inputs {
             types
-                .validate(&input.type_name, &input.payload)
+                .validate(&input.type_name, &input.payload_for(0))
                 .map_err(|e| manifest.error_at(input.span.clone(), format!("input: {e}")))?;
         }
 

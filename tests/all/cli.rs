@@ -92,3 +92,26 @@ fn a_stalled_run_exits_3_and_names_the_open_work() {
     assert_eq!(summary["status"], "stalled");
     assert_eq!(summary["open_work"][0]["description"], "deploy it");
 }
+
+#[test]
+fn bench_cascade_checks_its_counts_against_the_closed_form_and_prints_one_json_line() {
+    let out = murmur()
+        .current_dir(repo())
+        .args(["bench", "cascade", "--n", "60", "--json"])
+        .output()
+        .expect("murmur runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let figures: serde_json::Value = serde_json::from_str(&line).expect("one JSON object");
+    // 60 + 12 + 3 + 1 work items, three invocations and four artifacts each.
+    assert_eq!(figures["invocations"], 228);
+    assert_eq!(figures["artifacts"], 304);
+    for key in ["n", "seconds", "artifacts_per_s", "peak_rss_mb", "store"] {
+        assert!(figures.get(key).is_some(), "missing {key}");
+    }
+}

@@ -79,19 +79,21 @@ impl Scheduler {
         let mut state = CascadeState::default();
         let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), &workflow_id);
         for input in &self.wf.manifest.inputs {
-            cascade.publish(
-                Draft {
-                    type_name: input.type_name.clone(),
-                    payload: input.payload.clone(),
-                    producer: "user".into(),
-                    parent_ids: Vec::new(),
-                    tags: input.tags.clone(),
-                    visibility: Visibility::Public,
-                    depth: 0,
-                    inherited_work: None,
-                },
-                &mut state,
-            )?;
+            for index in 0..input.count {
+                cascade.publish(
+                    Draft {
+                        type_name: input.type_name.clone(),
+                        payload: input.payload_for(index),
+                        producer: "user".into(),
+                        parent_ids: Vec::new(),
+                        tags: input.tags.clone(),
+                        visibility: Visibility::Public,
+                        depth: 0,
+                        inherited_work: None,
+                    },
+                    &mut state,
+                )?;
+            }
         }
         let events = cascade.commit()?;
         self.emit(events);

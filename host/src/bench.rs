@@ -1,0 +1,157 @@
+//! `murmur bench cascade`: DESIGN §7's workload, measured, with its counts checked
+//! against the closed form so a fast-but-wrong engine cannot post a figure.
+//!
+//! The workload is `examples/cascade/workflow.toml` with its input `count` set to N.
+//! Figures are printed, never asserted by tests.
+
+use crate::blackboard::{MemoryStore, Store};
+use crate::manifest::Manifest;
+use crate::scheduler::Scheduler;
+use crate::summary::RunStatus;
+use crate::workflow::{LoadOptions, Workflow};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+use thiserror::Error;
+
+/// The workload's artifact types (WorkflowComplete, the host's record, is not counted).
+pub const WORKLOAD_TYPES: [&str; 4] = [
+    "WorkDiscovery",
+    "AnalysisResult",
+    "Implementation",
+    "ValidationResult",
+];
+
+/// Why a benchmark run is not a valid measurement.
+#[derive(Debug, Error)]
+pub enum BenchError {
+    /// The workflow could not be loaded.
+    #[error(transparent)]
+    Load(#[from] crate::workflow::WorkflowError),
+    /// The run failed.
+    #[error(transparent)]
+    Run(#[from] crate::scheduler::RunError),
+    /// The manifest is not a cascade workload.
+    #[error("{0}")]
+    Workload(String),
+    /// The counts differ from the closed form: the engine is wrong, the figure is void.
+    #[error("self-check failed: {0}")]
+    SelfCheck(String),
+}
+
+/// Work items of the cascade for `n` inputs: N + ⌈N/5⌉ + ⌈N/25⌉ + ⌈N/125⌉.
+pub fn expected_work_items(n: u64) -> u64 {
+    let mut total = 0;
+    let mut generation = n;
+    for _ in 0..4 {
+        total += generation;
+        generation = generation.div_ceil(5);
+    }
+    total
+}
+
+/// One benchmark result (the JSON line `murmur bench cascade` prints).
+#[derive(Debug, Clone, Serialize)]
+pub struct CascadeFigures {
+    /// Inputs.
+    pub n: u64,
+    /// Workload artifacts published.
+    pub artifacts: u64,
+    /// Invocations run.
+    pub invocations: u64,
+    /// Wall-clock seconds from the first publish to idle.
+    pub seconds: f64,
+    /// `artifacts / seconds`.
+    pub artifacts_per_s: f64,
+    /// Peak resident set of the process, MiB.
+    pub peak_rss_mb: f64,
+    /// The store used.
+    pub store: String,
+}
+
+/// Run the cascade workload of `manifest` with `n` inputs on an in-memory store.
+pub async fn cascade(
+    manifest: &Path,
+    n: u64,
+    options: LoadOptions,
+) -> Result<CascadeFigures, BenchError> {
+    let mut m = Manifest::load(manifest).map_err(crate::workflow::WorkflowError::from)?;
+    let input = m.inputs.first_mut().ok_or_else(|| {
+        BenchError::Workload(format!("{} has no [[input]] to repeat", manifest.display()))
+    })?;
+    input.count = n;
+    let wf = Arc::new(Workflow::from_manifest(m, options)?);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let started = Instant::now();
+    let summary = Scheduler::new(wf, store).run().await?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    let work = expected_work_items(n);
+    let per_type: Vec<(&str, u64)> = WORKLOAD_TYPES
+        .iter()
+        .map(|t| (*t, summary.by_type.get(*t).copied().unwrap_or(0)))
+        .collect();
+    let artifacts: u64 = per_type.iter().map(|(_, c)| c).sum();
+    let mut problems = Vec::new();
+    if summary.status != RunStatus::Complete {
+        problems.push(format!("status {:?}, expected complete", summary.status));
+    }
+    for (t, c) in &per_type {
+        if *c != work {
+            problems.push(format!("{c} {t}, expected {work}"));
+        }
+    }
+    if summary.invocations != 3 * work {
+        problems.push(format!(
+            "{} invocations, expected {}",
+            summary.invocations,
+            3 * work
+        ));
+    }
+    if summary.faults.values().any(|f| *f > 0) {
+        problems.push(format!("faults {:?}", summary.faults));
+    }
+    if !problems.is_empty() {
+        return Err(BenchError::SelfCheck(problems.join("; ")));
+    }
+    Ok(CascadeFigures {
+        n,
+        artifacts,
+        invocations: summary.invocations,
+        seconds,
+        artifacts_per_s: artifacts as f64 / seconds,
+        peak_rss_mb: peak_rss_mb(),
+        store: "memory".into(),
+    })
+}
+
+/// The process's peak resident set (VmHWM), MiB; 0 where /proc is unavailable.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expected_work_items;
+
+    #[test]
+    fn the_closed_form_matches_design_section_7() {
+        assert_eq!(expected_work_items(10_000), 12_480);
+        assert_eq!(3 * expected_work_items(10_000), 37_440);
+        assert_eq!(4 * expected_work_items(10_000), 49_920);
+        assert_eq!(
+            expected_work_items(1),
+            4,
+            "index 0 is every 5th item in each generation"
+        );
+    }
+}

@@ -6,10 +6,12 @@
 
 use crate::blackboard::{MemoryStore, Store};
 use crate::manifest::Manifest;
+use crate::plugin::bindings::types as wit;
 use crate::scheduler::Scheduler;
 use crate::summary::RunStatus;
-use crate::workflow::{LoadOptions, Workflow};
+use crate::workflow::{LoadOptions, NativeHandler, Workflow};
 use serde::Serialize;
+use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -66,14 +68,97 @@ pub struct CascadeFigures {
     pub artifacts_per_s: f64,
     /// Peak resident set of the process, MiB.
     pub peak_rss_mb: f64,
+    /// Median host time from claiming an invocation to calling the plugin, µs.
+    pub p50_dispatch_us: u32,
+    /// 99th percentile of the same, µs.
+    pub p99_dispatch_us: u32,
     /// The store used.
     pub store: String,
+    /// `wasm` (sandboxed components) or `native` (the same agents as Rust in the host).
+    pub agents: String,
 }
 
-/// Run the cascade workload of `manifest` with `n` inputs on an in-memory store.
+/// The cascade's agents in Rust, for `--native`: the same logic as `plugins/bench-agent`,
+/// parsing and producing the same JSON text, so the difference is the sandbox.
+struct NativeCascadeAgent {
+    role: String,
+}
+
+impl NativeHandler for NativeCascadeAgent {
+    fn handle(&self, inv: &wit::Invocation) -> Result<Vec<wit::Output>, wit::PluginError> {
+        let invalid = wit::PluginError::InvalidInput;
+        let input = inv
+            .inputs
+            .first()
+            .ok_or_else(|| invalid("no inputs".into()))?;
+        let payload: Value =
+            serde_json::from_str(&input.payload).map_err(|e| invalid(e.to_string()))?;
+        let number = |key: &str| -> Result<u64, wit::PluginError> {
+            match payload.get("metadata").and_then(|m| m.get(key)) {
+                Some(Value::Number(n)) => n.as_u64(),
+                Some(Value::String(s)) => s.parse().ok(),
+                None => Some(0),
+                _ => None,
+            }
+            .ok_or_else(|| invalid(format!("metadata.{key} is not a non-negative integer")))
+        };
+        let (index, generation) = (number("index")?, number("generation")?);
+        let metadata = json!({ "index": index, "generation": generation });
+        let out = |type_name: &str, v: Value| wit::Output {
+            type_name: type_name.into(),
+            payload: v.to_string(),
+            tags: Vec::new(),
+            visibility: None,
+        };
+        Ok(match self.role.as_str() {
+            "analyzer" => vec![out(
+                "AnalysisResult",
+                json!({ "plan": format!("plan {generation}.{index}"), "approved": true, "metadata": metadata }),
+            )],
+            "implementer" => vec![out(
+                "Implementation",
+                json!({ "code_files": [format!("src/item_{generation}_{index}.rs")], "summary": "done", "metadata": metadata }),
+            )],
+            "validator" => {
+                let mut v = vec![out(
+                    "ValidationResult",
+                    json!({ "passed": true, "issues": [], "metadata": metadata }),
+                )];
+                if index % 5 == 0 && generation < 3 {
+                    v.push(out(
+                        "WorkDiscovery",
+                        json!({
+                            "description": format!("follow-up {} of generation {}", index / 5, generation + 1),
+                            "phase": "analysis",
+                            "done_definition": "analysed",
+                            "discovered_by": inv.agent,
+                            "metadata": { "index": index / 5, "generation": generation + 1 },
+                        }),
+                    ));
+                }
+                v
+            }
+            other => return Err(invalid(format!("unknown role '{other}'"))),
+        })
+    }
+}
+
+/// The `p`-th percentile (0..=100) of `samples`, which it sorts.
+pub fn percentile(samples: &mut [u32], p: f64) -> u32 {
+    if samples.is_empty() {
+        return 0;
+    }
+    samples.sort_unstable();
+    let rank = ((p / 100.0) * (samples.len() - 1) as f64).round() as usize;
+    samples[rank.min(samples.len() - 1)]
+}
+
+/// Run the cascade workload of `manifest` with `n` inputs on an in-memory store; with
+/// `native`, the agents run as Rust code in the host instead of WebAssembly components.
 pub async fn cascade(
     manifest: &Path,
     n: u64,
+    native: bool,
     options: LoadOptions,
 ) -> Result<CascadeFigures, BenchError> {
     let mut m = Manifest::load(manifest).map_err(crate::workflow::WorkflowError::from)?;
@@ -81,11 +166,28 @@ pub async fn cascade(
         BenchError::Workload(format!("{} has no [[input]] to repeat", manifest.display()))
     })?;
     input.count = n;
-    let wf = Arc::new(Workflow::from_manifest(m, options)?);
+    let mut wf = Workflow::from_manifest(m, options)?;
+    if native {
+        for agent in &mut wf.agents {
+            let role = serde_json::from_str::<Value>(&agent.plugin.config_json)
+                .ok()
+                .and_then(|c| c.get("role").and_then(Value::as_str).map(str::to_string))
+                .ok_or_else(|| {
+                    BenchError::Workload(format!("agent '{}' has no config.role", agent.name()))
+                })?;
+            agent.native = Some(Arc::new(NativeCascadeAgent { role }));
+        }
+    }
+    let wf = Arc::new(wf);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
     let started = Instant::now();
-    let summary = Scheduler::new(wf, store).run().await?;
+    let summary = Scheduler::new(wf, store)
+        .with_dispatch_samples(samples.clone())
+        .run()
+        .await?;
     let seconds = started.elapsed().as_secs_f64();
+    let mut samples = samples.lock().map(|v| v.clone()).unwrap_or_default();
 
     let work = expected_work_items(n);
     let per_type: Vec<(&str, u64)> = WORKLOAD_TYPES
@@ -122,7 +224,10 @@ pub async fn cascade(
         seconds,
         artifacts_per_s: artifacts as f64 / seconds,
         peak_rss_mb: peak_rss_mb(),
+        p50_dispatch_us: percentile(&mut samples, 50.0),
+        p99_dispatch_us: percentile(&mut samples, 99.0),
         store: "memory".into(),
+        agents: if native { "native" } else { "wasm" }.into(),
     })
 }
 

@@ -75,6 +75,9 @@ pub enum BenchWorkload {
         /// Print the figures as one JSON line (the default output is the same line).
         #[arg(long)]
         json: bool,
+        /// Run the same agents as native Rust in the host (no sandbox), to price it.
+        #[arg(long)]
+        native: bool,
     },
 }
 
@@ -107,14 +110,19 @@ pub fn main() -> Result<i32> {
                     manifest,
                     store: StoreKind::Memory,
                     json: _,
+                    native,
                 },
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting tokio")?;
-            let figures =
-                runtime.block_on(crate::bench::cascade(&manifest, n, LoadOptions::default()))?;
+            let figures = runtime.block_on(crate::bench::cascade(
+                &manifest,
+                n,
+                native,
+                LoadOptions::default(),
+            ))?;
             println!("{}", serde_json::to_string(&figures)?);
             Ok(0)
         }

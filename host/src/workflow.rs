@@ -32,6 +32,16 @@ pub struct Agent {
     pub plugin: Arc<LoadedPlugin>,
     /// Its subscriptions (the manifest's override, else the plugin's own).
     pub subscriptions: Vec<Subscription>,
+    /// A native handler that replaces the plugin's sandboxed `handle()`. Only benchmarks
+    /// set it (`murmur bench cascade --native`), to price the sandbox: everything else —
+    /// matching, output checks, commits — stays on the same path.
+    pub native: Option<Arc<dyn NativeHandler>>,
+}
+
+/// An agent implemented in Rust inside the host, without a sandbox (benchmarks only).
+pub trait NativeHandler: Send + Sync {
+    /// Handle one invocation, as the plugin's `handle()` would.
+    fn handle(&self, invocation: &wit::Invocation) -> Result<Vec<wit::Output>, wit::PluginError>;
 }
 
 impl Agent {
@@ -170,6 +180,7 @@ impl Workflow {
                 agents.push(Agent {
                     plugin: plugin.clone(),
                     subscriptions,
+                    native: None,
                 });
             }
             plugins.push(plugin);

@@ -115,3 +115,21 @@ fn bench_cascade_checks_its_counts_against_the_closed_form_and_prints_one_json_l
         assert!(figures.get(key).is_some(), "missing {key}");
     }
 }
+
+#[test]
+fn bench_cascade_native_runs_the_same_workload_without_the_sandbox() {
+    let out = murmur()
+        .current_dir(repo())
+        .args(["bench", "cascade", "--n", "25", "--native"])
+        .output()
+        .expect("murmur runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(figures["agents"], "native");
+    // 25 + 5 + 1 + 1 work items.
+    assert_eq!(figures["invocations"], 96);
+}

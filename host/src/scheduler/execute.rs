@@ -12,6 +12,7 @@ use crate::schema::PHASE_INSTRUCTIONS;
 use crate::workflow::Workflow;
 use serde_json::json;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// An output that passed every check and may be published.
 #[derive(Debug, Clone)]
@@ -30,14 +31,27 @@ pub struct CheckedOutput {
 pub struct Executed {
     /// The invocation, as claimed.
     pub record: InvocationRecord,
+    /// Host time from the claim to the start of the plugin call (inputs fetched,
+    /// invocation built, worker thread reached).
+    pub dispatch: std::time::Duration,
     /// Its checked outputs, or why there are none.
     pub result: Result<Vec<CheckedOutput>, InvokeError>,
 }
 
 /// Run `record` to completion (or fault).
-pub fn execute(wf: &Workflow, store: &Arc<dyn Store>, record: InvocationRecord) -> Executed {
-    let result = run(wf, store, &record);
-    Executed { record, result }
+pub fn execute(
+    wf: &Workflow,
+    store: &Arc<dyn Store>,
+    record: InvocationRecord,
+    claimed: Instant,
+) -> Executed {
+    let mut dispatch = std::time::Duration::ZERO;
+    let result = run(wf, store, &record, claimed, &mut dispatch);
+    Executed {
+        record,
+        dispatch,
+        result,
+    }
 }
 
 fn internal(message: String) -> InvokeError {
@@ -48,6 +62,8 @@ fn run(
     wf: &Workflow,
     store: &Arc<dyn Store>,
     record: &InvocationRecord,
+    claimed: Instant,
+    dispatch: &mut std::time::Duration,
 ) -> Result<Vec<CheckedOutput>, InvokeError> {
     let agent = wf
         .agent(&record.agent)
@@ -108,7 +124,11 @@ fn run(
         labels: agent.plugin.labels.clone(),
         tenant: agent.plugin.tenant.clone(),
     };
-    let outputs = agent.plugin.handle(&invocation, Some(board))?;
+    *dispatch = claimed.elapsed();
+    let outputs = match &agent.native {
+        Some(native) => native.handle(&invocation).map_err(InvokeError::Plugin)?,
+        None => agent.plugin.handle(&invocation, Some(board))?,
+    };
     check_outputs(wf, &agent.plugin, outputs)
 }
 

@@ -46,6 +46,7 @@ pub struct Scheduler {
     wf: Arc<Workflow>,
     store: Arc<dyn Store>,
     events: Option<mpsc::UnboundedSender<Event>>,
+    dispatch_samples: Option<Arc<std::sync::Mutex<Vec<u32>>>>,
 }
 
 impl Scheduler {
@@ -55,12 +56,19 @@ impl Scheduler {
             wf,
             store,
             events: None,
+            dispatch_samples: None,
         }
     }
 
     /// Report events on `tx` as the run goes.
     pub fn with_events(mut self, tx: mpsc::UnboundedSender<Event>) -> Self {
         self.events = Some(tx);
+        self
+    }
+
+    /// Record each invocation's dispatch time (claim → plugin call), in microseconds.
+    pub fn with_dispatch_samples(mut self, samples: Arc<std::sync::Mutex<Vec<u32>>>) -> Self {
+        self.dispatch_samples = Some(samples);
         self
     }
 
@@ -135,12 +143,13 @@ impl Scheduler {
                     agent: record.agent.clone(),
                     invocation: record.id.clone(),
                 }]);
+                let claimed = Instant::now();
                 let wf = self.wf.clone();
                 let store = self.store.clone();
                 let tx = tx.clone();
                 tokio::task::spawn_blocking(move || {
                     let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        execute::execute(&wf, &store, record)
+                        execute::execute(&wf, &store, record, claimed)
                     }))
                     .map_err(|p| {
                         p.downcast_ref::<String>()
@@ -157,6 +166,11 @@ impl Scheduler {
             let Some(done) = rx.recv().await else { break };
             running -= 1;
             let executed = done.map_err(RunError::Worker)?;
+            if let Some(samples) = &self.dispatch_samples
+                && let Ok(mut v) = samples.lock()
+            {
+                v.push(executed.dispatch.as_micros().min(u32::MAX as u128) as u32);
+            }
             self.complete(workflow_id, executed, state)?;
         }
         self.finish(workflow_id, budget_hit, started)
@@ -169,7 +183,9 @@ impl Scheduler {
         executed: Executed,
         state: &mut CascadeState,
     ) -> Result<(), RunError> {
-        let Executed { mut record, result } = executed;
+        let Executed {
+            mut record, result, ..
+        } = executed;
         let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), workflow_id);
         let event = match result {
             Ok(outputs) => {

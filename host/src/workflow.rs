@@ -4,11 +4,13 @@
 //! before anything runs.
 
 use crate::artifact::Viewer;
+use crate::artifact::now_ms;
 use crate::manifest::{Manifest, ManifestError, WorkflowLimits, World};
 use crate::phase::Phase;
+use crate::plugin::convert::phase_to_wit;
 use crate::plugin::{ComponentCache, bindings::types as wit};
 use crate::plugin::{EngineOptions, LoadedPlugin, PluginEngine};
-use crate::schema::TypeRegistry;
+use crate::schema::{PHASE_INSTRUCTIONS, TypeRegistry};
 use crate::subscription::{Filter, Subscription};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -74,6 +76,42 @@ impl Default for LoadOptions {
     }
 }
 
+/// A phase in the form every invocation serving it receives, built once at load.
+pub struct PhaseContext {
+    /// The phase as WIT.
+    pub info: wit::PhaseInfo,
+    /// Its `PhaseInstructions` artifact, put first in the invocation's context
+    /// (`workflow-id` and `depth` are filled in per invocation).
+    pub instructions: wit::Artifact,
+}
+
+impl PhaseContext {
+    fn new(phase: &Phase) -> Self {
+        let payload = serde_json::json!({
+            "phase_name": phase.name,
+            "description": phase.description,
+            "done_definitions": phase.done_definitions,
+            "expected_outputs": phase.expected_outputs,
+            "instructions": phase.instructions,
+        });
+        Self {
+            info: phase_to_wit(phase),
+            instructions: wit::Artifact {
+                id: format!("phase-instructions/{}", phase.name),
+                type_name: PHASE_INSTRUCTIONS.to_string(),
+                payload: payload.to_string(),
+                producer: "host".into(),
+                workflow_id: String::new(),
+                parent_ids: Vec::new(),
+                tags: Vec::new(),
+                visibility: wit::Visibility::Public,
+                created_at_ms: now_ms(),
+                depth: 0,
+            },
+        }
+    }
+}
+
 /// A workflow ready to run.
 pub struct Workflow {
     /// The manifest it came from.
@@ -82,6 +120,8 @@ pub struct Workflow {
     pub types: TypeRegistry,
     /// Phases by name.
     pub phases: BTreeMap<String, Phase>,
+    /// Phases by name, as invocations receive them.
+    pub phase_context: BTreeMap<String, PhaseContext>,
     /// Agents, in manifest order.
     pub agents: Vec<Agent>,
     /// Every loaded plugin (agents and the other worlds), in manifest order.
@@ -186,8 +226,14 @@ impl Workflow {
             plugins.push(plugin);
         }
 
+        let phase_context = manifest
+            .phases
+            .iter()
+            .map(|p| (p.name.clone(), PhaseContext::new(p)))
+            .collect();
         Ok(Workflow {
             phases: manifest.phase_map(),
+            phase_context,
             manifest,
             types,
             agents,

@@ -2,15 +2,13 @@
 //! and check everything it returns before the scheduler may publish any of it. Runs on a
 //! blocking thread, so schema validation of outputs happens in parallel across workers.
 
-use crate::artifact::{Artifact, Visibility, now_ms};
+use crate::artifact::Visibility;
 use crate::blackboard::Store;
 use crate::invocation::InvocationRecord;
 use crate::plugin::bindings::types as wit;
-use crate::plugin::convert::{artifact_to_wit, phase_to_wit, visibility_from_wit};
+use crate::plugin::convert::{artifact_to_wit, visibility_from_wit};
 use crate::plugin::{BoardAccess, Fault, FaultKind, InvokeError};
-use crate::schema::PHASE_INSTRUCTIONS;
 use crate::workflow::Workflow;
-use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -80,40 +78,23 @@ fn run(
         Some(w) => store
             .work_item(w)
             .map_err(|e| internal(e.to_string()))?
-            .and_then(|w| wf.phases.get(&w.phase).cloned()),
+            .and_then(|w| wf.phase_context.get(&w.phase)),
         None => None,
     };
     // The phase's instructions come first in the context.
     let context = phase
-        .as_ref()
         .map(|p| {
-            let instructions = Artifact {
-                id: crate::artifact::ArtifactId::generate(),
-                type_name: PHASE_INSTRUCTIONS.to_string(),
-                payload: json!({
-                    "phase_name": p.name,
-                    "description": p.description,
-                    "done_definitions": p.done_definitions,
-                    "expected_outputs": p.expected_outputs,
-                    "instructions": p.instructions,
-                }),
-                producer: "host".into(),
-                workflow_id: record.workflow_id.clone(),
-                parent_ids: Vec::new(),
-                tags: Vec::new(),
-                visibility: Visibility::Public,
-                created_at_ms: now_ms(),
-                depth: record.depth,
-                work_item: record.work_item.clone(),
-            };
-            vec![artifact_to_wit(&instructions)]
+            let mut instructions = p.instructions.clone();
+            instructions.workflow_id = record.workflow_id.clone();
+            instructions.depth = record.depth;
+            vec![instructions]
         })
         .unwrap_or_default();
     let invocation = wit::Invocation {
         agent: record.agent.clone(),
         invocation_id: record.id.clone(),
         workflow_id: record.workflow_id.clone(),
-        phase: phase.as_ref().map(phase_to_wit),
+        phase: phase.map(|p| p.info.clone()),
         inputs,
         context,
         config: agent.plugin.config_json.clone(),

@@ -295,11 +295,7 @@ impl LoadedPlugin {
                 self.name
             ))),
         });
-        match result {
-            Ok(Ok(outputs)) => Ok(outputs),
-            Ok(Err(e)) => Err(InvokeError::Plugin(e)),
-            Err(fault) => Err(InvokeError::Fault(fault)),
-        }
+        flatten(result)
     }
 
     /// Call a validator's `validate()`.
@@ -320,10 +316,15 @@ impl LoadedPlugin {
                 self.name
             ))),
         });
-        match result {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(InvokeError::Plugin(e)),
-            Err(fault) => Err(InvokeError::Fault(fault)),
-        }
+        flatten(result)
+    }
+}
+
+/// A call's fault or plugin error as one [`InvokeError`].
+fn flatten<R>(result: Result<Result<R, wit::PluginError>, Fault>) -> Result<R, InvokeError> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(InvokeError::Plugin(e)),
+        Err(fault) => Err(InvokeError::Fault(fault)),
     }
 }

@@ -108,6 +108,23 @@ pub struct Artifact {
 }
 
 impl Artifact {
+    /// The length of the payload's JSON text, without building it.
+    pub fn payload_len(&self) -> usize {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        let _ = serde_json::to_writer(&mut count, &self.payload);
+        count.0
+    }
+
     /// Whether `viewer` may see this artifact.
     pub fn visible_to(&self, viewer: &Viewer<'_>) -> bool {
         self.visibility.allows(&self.producer, viewer)

@@ -113,7 +113,12 @@ impl NativeHandler for NativeCascadeAgent {
         Ok(match self.role.as_str() {
             "analyzer" => vec![out(
                 "AnalysisResult",
-                json!({ "plan": format!("plan {generation}.{index}"), "approved": true, "metadata": metadata }),
+                json!({
+                    "plan": format!("plan {generation}.{index}"),
+                    "approved": true,
+                    "next_phase_work": [{ "description": format!("implement plan {generation}.{index}"), "phase": "implementation" }],
+                    "metadata": metadata,
+                }),
             )],
             "implementer" => vec![out(
                 "Implementation",
@@ -128,7 +133,7 @@ impl NativeHandler for NativeCascadeAgent {
                     v.push(out(
                         "WorkDiscovery",
                         json!({
-                            "description": format!("follow-up {} of generation {}", index / 5, generation + 1),
+                            "description": format!("follow-up g{}-i{}", generation + 1, index / 5),
                             "phase": "analysis",
                             "done_definition": "analysed",
                             "discovered_by": inv.agent,

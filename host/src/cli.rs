@@ -216,6 +216,31 @@ async fn progress(mut rx: mpsc::UnboundedReceiver<Event>) {
                 "  ⊘ {type_name} at depth {depth} reached the cascade-depth limit"
             )),
             Event::FilterFailed { agent, message } => Some(format!("  ! {agent}: {message}")),
+            Event::InvocationRetrying {
+                agent,
+                attempt,
+                reason,
+                backoff_ms,
+                ..
+            } => Some(format!(
+                "  ↻ {agent}: attempt {attempt} refused ({reason}); retrying in {backoff_ms} ms"
+            )),
+            Event::WorkRouted {
+                phase, by, reason, ..
+            } => Some(format!("  ⇢ discovery routed to {phase} by {by}: {reason}")),
+            Event::WorkDuplicate {
+                work,
+                original,
+                score,
+            } => Some(format!(
+                "  ≡ discovery {work} duplicates {original} (similarity {score:.2}); not scheduled"
+            )),
+            Event::WorkUnblocked { work } => {
+                Some(format!("  ⇥ work {work} released: its blockers are done"))
+            }
+            Event::RecoverySpawned { failed, recovery } => Some(format!(
+                "  ✚ work {failed} failed for good; recovery work {recovery} spawned"
+            )),
         };
         if let Some(line) = line {
             lines += 1;
@@ -256,10 +281,21 @@ fn print_summary(s: &RunSummary) {
     );
     for (phase, c) in &s.phases {
         eprintln!(
-            "  phase {phase:<16} done {:>4}  failed {:>3}  pending {:>3}  cancelled {:>3}",
-            c.done, c.failed, c.pending, c.cancelled
+            "  phase {phase:<16} done {:>4}  failed {:>3}  duplicate {:>3}  blocked {:>3}  pending {:>3}  cancelled {:>3}",
+            c.done, c.failed, c.duplicate, c.blocked, c.pending, c.cancelled
         );
     }
+    let w = &s.work;
+    eprintln!(
+        "  work: {} duplicate(s), {} auto-routed, {} unblocked, {} rejected output(s), {} retr{}, {} recovery spawned",
+        w.duplicates,
+        w.auto_routed,
+        w.unblocked,
+        w.rejected_outputs,
+        w.retries,
+        if w.retries == 1 { "y" } else { "ies" },
+        w.recovery_spawned
+    );
     let faults: Vec<String> = s
         .faults
         .iter()

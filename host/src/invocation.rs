@@ -54,6 +54,44 @@ pub struct InvocationRecord {
     pub fault: Option<FaultKind>,
     /// Artifacts it published.
     pub outputs: Vec<ArtifactId>,
+    /// Times it was put back in the queue after a retryable error or a rejection.
+    #[serde(default)]
+    pub retries: u32,
+    /// Times a validator rejected its outputs.
+    #[serde(default)]
+    pub rejections: u32,
+    /// Not to be claimed before this time (ms since the Unix epoch): retry backoff.
+    #[serde(default)]
+    pub not_before_ms: u64,
+    /// Why the previous attempt did not publish (rejection reasons, or the error), handed
+    /// to the next attempt in its context.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feedback: Vec<String>,
+}
+
+impl InvocationRecord {
+    /// A queued invocation of `agent` on `inputs`.
+    pub fn queued(workflow_id: &str, agent: &str, inputs: Vec<ArtifactId>, seq: u64) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            workflow_id: workflow_id.to_string(),
+            agent: agent.to_string(),
+            inputs,
+            work_item: None,
+            priority: Priority::Medium,
+            seq,
+            depth: 0,
+            status: InvocationStatus::Queued,
+            attempts: 0,
+            error: None,
+            fault: None,
+            outputs: Vec::new(),
+            retries: 0,
+            rejections: 0,
+            not_before_ms: 0,
+            feedback: Vec::new(),
+        }
+    }
 }
 
 /// The `error` of an invocation cancelled because its input reached the cascade-depth limit.

@@ -5,7 +5,12 @@
 //! a payload that violates its schema — names the file, line and column.
 //! Relative paths are resolved against the manifest's own directory.
 
+use crate::artifact::Visibility;
 use crate::phase::Phase;
+use crate::policy::{
+    ContextPolicy, DedupPolicy, MonitoringPolicy, Policies, RecoveryPolicy, RetryPolicy,
+    RoutingPolicy, ValidationPolicy,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -95,6 +100,9 @@ pub struct Manifest {
     pub plugins: Vec<PluginDecl>,
     /// `[[input]]` tables: the workflow's initial artifacts.
     pub inputs: Vec<InputDecl>,
+    /// `[context]`, `[routing]`, `[dedup]`, `[retry]`, `[recovery]`, `[monitoring]`,
+    /// `[validation]`.
+    pub policies: Policies,
 }
 
 /// `[workflow]`.
@@ -233,6 +241,8 @@ pub struct InputDecl {
     /// How many copies to publish (default 1); in copy `i`, every `{index}` inside a
     /// string of the payload becomes `i`.
     pub count: u64,
+    /// Who may see it (default public).
+    pub visibility: Visibility,
     /// Where the payload was written.
     pub span: Range<usize>,
 }
@@ -259,6 +269,92 @@ impl InputDecl {
     }
 }
 
+/// Check what the policies name: phases that exist, plugins of the right world, sane numbers.
+fn check_policies(
+    source: &str,
+    policies: &Policies,
+    phases: &std::collections::BTreeSet<String>,
+    plugins: &[PluginDecl],
+    at: &dyn Fn(Range<usize>, String) -> ManifestError,
+) -> Result<(), ManifestError> {
+    // Section-level problems point at the section header.
+    let section = |name: &str| {
+        let off = source.find(&format!("[{name}]")).unwrap_or(0);
+        off..off
+    };
+    let phase = |p: &Spanned<String>, what: &str| {
+        if phases.contains(p.get_ref()) {
+            Ok(())
+        } else {
+            Err(at(
+                p.span(),
+                format!(
+                    "{what} names phase '{}', which is not declared (declared: {})",
+                    p.get_ref(),
+                    phases.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ))
+        }
+    };
+    let router =
+        |p: &Spanned<String>, what: &str| match plugins.iter().find(|d| d.name == *p.get_ref()) {
+            Some(d) if d.world == World::Router => Ok(()),
+            Some(d) => Err(at(
+                p.span(),
+                format!(
+                    "{what} names plugin '{}', which implements world '{}', not 'router'",
+                    d.name, d.world
+                ),
+            )),
+            None => Err(at(
+                p.span(),
+                format!(
+                    "{what} names plugin '{}', which is not declared",
+                    p.get_ref()
+                ),
+            )),
+        };
+    let r = &policies.routing;
+    if let Some(p) = &r.plugin {
+        router(p, "routing.plugin")?;
+    }
+    for rule in r.rule.iter().flatten() {
+        phase(&rule.phase, &format!("routing rule '{}'", rule.phrase))?;
+    }
+    if let Some(p) = &r.default_phase {
+        phase(p, "routing.default_phase")?;
+    }
+    let d = &policies.dedup;
+    if !(d.threshold > 0.0 && d.threshold <= 1.0) {
+        return Err(at(
+            section("dedup"),
+            format!(
+                "dedup.threshold must be above 0 and at most 1, not {}",
+                d.threshold
+            ),
+        ));
+    }
+    if let Some(p) = &d.plugin {
+        router(p, "dedup.plugin")?;
+    }
+    if policies.retry.max_attempts == 0 {
+        return Err(at(
+            section("retry"),
+            "retry.max_attempts must be at least 1 (1 means no retries)".into(),
+        ));
+    }
+    if let Some(p) = &policies.recovery.phase {
+        phase(p, "recovery.phase")?;
+    }
+    if policies.monitoring.interval_ms == 0 {
+        return Err(at(
+            section("monitoring"),
+            "monitoring.interval_ms must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
 // ---- raw serde shapes -------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -273,6 +369,41 @@ struct RawManifest {
     plugin: Vec<Spanned<RawPlugin>>,
     #[serde(default)]
     input: Vec<Spanned<RawInput>>,
+    #[serde(default)]
+    context: ContextPolicy,
+    #[serde(default)]
+    routing: RoutingPolicy,
+    #[serde(default)]
+    dedup: DedupPolicy,
+    #[serde(default)]
+    retry: RetryPolicy,
+    #[serde(default)]
+    recovery: RecoveryPolicy,
+    #[serde(default)]
+    monitoring: MonitoringPolicy,
+    #[serde(default)]
+    validation: ValidationPolicy,
+}
+
+/// `visibility = "public"`, `{ private = [..] }`, `{ labels = [..] }` or `{ tenant = ".." }`.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum RawVisibility {
+    Public,
+    Private(Vec<String>),
+    Labels(Vec<String>),
+    Tenant(String),
+}
+
+impl From<RawVisibility> for Visibility {
+    fn from(v: RawVisibility) -> Self {
+        match v {
+            RawVisibility::Public => Visibility::Public,
+            RawVisibility::Private(names) => Visibility::Private(names),
+            RawVisibility::Labels(labels) => Visibility::Labels(labels),
+            RawVisibility::Tenant(t) => Visibility::Tenant(t),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -330,6 +461,8 @@ struct RawInput {
     tags: Vec<String>,
     #[serde(default)]
     count: Option<u64>,
+    #[serde(default)]
+    visibility: Option<RawVisibility>,
 }
 
 impl Manifest {
@@ -540,6 +673,7 @@ impl Manifest {
                 payload,
                 tags: i.tags,
                 count,
+                visibility: i.visibility.map(Visibility::from).unwrap_or_default(),
                 span,
             });
         }
@@ -551,6 +685,17 @@ impl Manifest {
             ));
         }
 
+        let policies = Policies {
+            context: raw.context,
+            routing: raw.routing,
+            dedup: raw.dedup,
+            retry: raw.retry,
+            recovery: raw.recovery,
+            monitoring: raw.monitoring,
+            validation: raw.validation,
+        };
+        check_policies(source, &policies, &phase_names, &plugins, &at)?;
+
         Ok(Manifest {
             path: path.to_path_buf(),
             source: source.to_string(),
@@ -559,6 +704,7 @@ impl Manifest {
             types,
             plugins,
             inputs,
+            policies,
         })
     }
 

@@ -42,6 +42,51 @@ pub enum Event {
         /// Its depth.
         depth: u32,
     },
+    /// An invocation published nothing this attempt and will be retried.
+    InvocationRetrying {
+        /// The agent.
+        agent: String,
+        /// The invocation.
+        invocation: String,
+        /// The attempt that failed (1 = the first).
+        attempt: u32,
+        /// Why (rejection reasons or the error).
+        reason: String,
+        /// Delay before the next attempt, in ms.
+        backoff_ms: u64,
+    },
+    /// A discovery was routed to a phase.
+    WorkRouted {
+        /// The work item.
+        work: String,
+        /// The phase chosen.
+        phase: String,
+        /// `builtin` or the router plugin.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// A discovery was recorded as a duplicate and not scheduled.
+    WorkDuplicate {
+        /// The duplicate.
+        work: String,
+        /// The original.
+        original: String,
+        /// Their similarity.
+        score: f64,
+    },
+    /// Blocked work was released: all its blockers are done.
+    WorkUnblocked {
+        /// The work item.
+        work: String,
+    },
+    /// A work item failed for good and recovery work was spawned for it.
+    RecoverySpawned {
+        /// The failed work item.
+        failed: String,
+        /// The recovery work item.
+        recovery: String,
+    },
     /// A subscription filter failed on an artifact (treated as no match).
     FilterFailed {
         /// The subscriber.

@@ -32,7 +32,11 @@ pub const BUILTIN_TYPES: &[(&str, &str)] = &[
         include_str!("../schemas/PhaseInstructions.json"),
     ),
     (
-        "WorkflowMetrics",
+        PREVIOUS_ATTEMPT,
+        include_str!("../schemas/PreviousAttempt.json"),
+    ),
+    (
+        WORKFLOW_METRICS,
         include_str!("../schemas/WorkflowMetrics.json"),
     ),
     (
@@ -47,6 +51,14 @@ pub const WORK_DISCOVERY: &str = "WorkDiscovery";
 pub const WORKFLOW_COMPLETE: &str = "WorkflowComplete";
 /// The type name of injected phase instructions.
 pub const PHASE_INSTRUCTIONS: &str = "PhaseInstructions";
+/// The type name of the retry feedback put in a retried invocation's context.
+pub const PREVIOUS_ATTEMPT: &str = "PreviousAttempt";
+/// The type name of the host's per-phase work counts.
+pub const WORKFLOW_METRICS: &str = "WorkflowMetrics";
+/// The type name of analysis results (checked by the built-in validator).
+pub const ANALYSIS_RESULT: &str = "AnalysisResult";
+/// The type name of implementations (checked by the built-in validator).
+pub const IMPLEMENTATION: &str = "Implementation";
 
 /// Why a type could not be registered or a payload was refused.
 #[derive(Debug, Error)]

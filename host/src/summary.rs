@@ -2,9 +2,9 @@
 //! only one process holds, so `run`, `resume` and `status` agree.
 
 use crate::blackboard::{Store, StoreError};
-use crate::invocation::{DEPTH_LIMIT_REASON, InvocationStatus};
+use crate::invocation::{DEPTH_LIMIT_REASON, InvocationRecord, InvocationStatus};
 use crate::plugin::FaultKind;
-use crate::work::WorkStatus;
+use crate::work::{WorkItem, WorkStatus};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -39,6 +39,66 @@ pub struct PhaseCounts {
     pub blocked: u64,
     /// Will not be worked on.
     pub cancelled: u64,
+}
+
+/// What the self-improving loop did (DESIGN §6's `work`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WorkCounters {
+    /// Discoveries recorded as duplicates of earlier work.
+    pub duplicates: u64,
+    /// Discoveries placed by the router (phase `auto` or unknown).
+    pub auto_routed: u64,
+    /// Work items held blocked and later released.
+    pub unblocked: u64,
+    /// Times a validator rejected an invocation's outputs.
+    pub rejected_outputs: u64,
+    /// Times an invocation was put back in the queue.
+    pub retries: u64,
+    /// Recovery work items spawned for final failures.
+    pub recovery_spawned: u64,
+}
+
+impl WorkCounters {
+    /// Count from the store's records.
+    pub fn from_records(work: &[WorkItem], invocations: &[InvocationRecord]) -> Self {
+        let mut c = WorkCounters::default();
+        for w in work {
+            c.duplicates += u64::from(w.status == WorkStatus::Duplicate);
+            c.auto_routed += u64::from(w.routed.is_some());
+            c.unblocked += u64::from(w.was_blocked && w.status != WorkStatus::Blocked);
+            c.recovery_spawned += u64::from(w.recovery_of.is_some());
+        }
+        for i in invocations {
+            c.rejected_outputs += u64::from(i.rejections);
+            c.retries += u64::from(i.retries);
+        }
+        c
+    }
+}
+
+/// Work item counts by phase: every declared phase (zero or not), then any other phase
+/// work was published into.
+pub fn phase_counts(
+    work: &[WorkItem],
+    declared: impl IntoIterator<Item = String>,
+) -> BTreeMap<String, PhaseCounts> {
+    let mut phases: BTreeMap<String, PhaseCounts> = declared
+        .into_iter()
+        .map(|p| (p, PhaseCounts::default()))
+        .collect();
+    for w in work {
+        let c = phases.entry(w.phase.clone()).or_default();
+        match w.status {
+            WorkStatus::Pending => c.pending += 1,
+            WorkStatus::Active => c.active += 1,
+            WorkStatus::Done => c.done += 1,
+            WorkStatus::Failed => c.failed += 1,
+            WorkStatus::Duplicate => c.duplicate += 1,
+            WorkStatus::Blocked => c.blocked += 1,
+            WorkStatus::Cancelled => c.cancelled += 1,
+        }
+    }
+    phases
 }
 
 /// Invocation counts of one agent.
@@ -86,6 +146,8 @@ pub struct RunSummary {
     pub phases: BTreeMap<String, PhaseCounts>,
     /// Invocations by agent.
     pub agents: BTreeMap<String, AgentCounts>,
+    /// What the self-improving loop did.
+    pub work: WorkCounters,
     /// Faults by class (every class present, zero or not).
     pub faults: BTreeMap<String, u64>,
     /// Invocations not run because their input reached the cascade-depth limit.
@@ -108,23 +170,13 @@ impl RunSummary {
         elapsed_ms: u64,
     ) -> Result<Self, StoreError> {
         let counts = store.counts(workflow_id)?;
-        let mut phases: BTreeMap<String, PhaseCounts> = declared_phases
-            .into_iter()
-            .map(|p| (p, PhaseCounts::default()))
-            .collect();
+        let work_items = store.work_items(workflow_id)?;
+        let all_invocations = store.invocations(workflow_id)?;
+        let phases = phase_counts(&work_items, declared_phases);
+        let work = WorkCounters::from_records(&work_items, &all_invocations);
         let mut open_work = Vec::new();
         let mut depth_limited = 0;
-        for w in store.work_items(workflow_id)? {
-            let c = phases.entry(w.phase.clone()).or_default();
-            match w.status {
-                WorkStatus::Pending => c.pending += 1,
-                WorkStatus::Active => c.active += 1,
-                WorkStatus::Done => c.done += 1,
-                WorkStatus::Failed => c.failed += 1,
-                WorkStatus::Duplicate => c.duplicate += 1,
-                WorkStatus::Blocked => c.blocked += 1,
-                WorkStatus::Cancelled => c.cancelled += 1,
-            }
+        for w in work_items {
             if !w.status.is_final() && status != RunStatus::Complete {
                 open_work.push(OpenWork {
                     id: w.id.to_string(),
@@ -141,7 +193,7 @@ impl RunSummary {
             .map(|k| (k.as_str().to_string(), 0))
             .collect();
         let mut invocations = 0;
-        for inv in store.invocations(workflow_id)? {
+        for inv in all_invocations {
             if inv.status == InvocationStatus::Cancelled
                 && inv.error.as_deref() == Some(DEPTH_LIMIT_REASON)
             {
@@ -177,6 +229,7 @@ impl RunSummary {
             by_type: counts.by_type,
             phases,
             agents,
+            work,
             faults,
             depth_limited,
             open_work,

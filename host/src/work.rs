@@ -105,4 +105,70 @@ pub struct WorkItem {
     pub invocations: u32,
     /// Why it ended the way it did, when that is not plain success.
     pub reason: Option<String>,
+    /// The discovery's `key`, by which sibling discoveries may name it as a blocker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The work item whose invocation discovered this one (`None` for workflow inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_work: Option<ArtifactId>,
+    /// Work items that must be done before this one may start (resolved from
+    /// `blocking_work_ids`). Only those still unfinished while it is blocked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_by: Vec<ArtifactId>,
+    /// Whether it was ever blocked (and, if it is no longer, released).
+    #[serde(default)]
+    pub was_blocked: bool,
+    /// The original, when this is recorded as a duplicate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<ArtifactId>,
+    /// How many later discoveries were recorded as duplicates of this one.
+    #[serde(default)]
+    pub duplicates: u32,
+    /// How the router chose its phase, when the discovery did not name a known one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routed: Option<Routing>,
+    /// The failed work item this recovery work was spawned for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_of: Option<ArtifactId>,
+    /// Whether it descends from recovery work: its failure spawns no further recovery,
+    /// so recovery can never loop.
+    #[serde(default)]
+    pub in_recovery: bool,
+}
+
+impl WorkItem {
+    /// A fresh pending work item.
+    pub fn new(id: ArtifactId, workflow_id: &str, phase: &str, priority: Priority) -> Self {
+        Self {
+            id,
+            workflow_id: workflow_id.to_string(),
+            phase: phase.to_string(),
+            priority,
+            status: WorkStatus::Pending,
+            description: String::new(),
+            open_invocations: 0,
+            invocations: 0,
+            reason: None,
+            key: None,
+            parent_work: None,
+            blocked_by: Vec::new(),
+            was_blocked: false,
+            duplicate_of: None,
+            duplicates: 0,
+            routed: None,
+            recovery_of: None,
+            in_recovery: false,
+        }
+    }
+}
+
+/// A routing decision, recorded with the work item it placed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Routing {
+    /// The phase the discovery asked for (`auto`, or a name no phase has).
+    pub requested: String,
+    /// Who decided: `builtin` or the router plugin's name.
+    pub by: String,
+    /// Why.
+    pub reason: String,
 }

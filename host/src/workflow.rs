@@ -10,6 +10,7 @@ use crate::phase::Phase;
 use crate::plugin::convert::phase_to_wit;
 use crate::plugin::{ComponentCache, bindings::types as wit};
 use crate::plugin::{EngineOptions, LoadedPlugin, PluginEngine};
+use crate::routing::Router;
 use crate::schema::{PHASE_INSTRUCTIONS, TypeRegistry};
 use crate::subscription::{Filter, Subscription};
 use std::collections::BTreeMap;
@@ -126,6 +127,15 @@ pub struct Workflow {
     pub agents: Vec<Agent>,
     /// Every loaded plugin (agents and the other worlds), in manifest order.
     pub plugins: Vec<Arc<LoadedPlugin>>,
+    /// Context-provider plugins, in manifest order (the chain every invocation's context
+    /// passes through).
+    pub context_providers: Vec<Arc<LoadedPlugin>>,
+    /// Validator plugins, in manifest order.
+    pub validators: Vec<Arc<LoadedPlugin>>,
+    /// The router for discoveries whose phase is `auto` or unknown (none without phases).
+    pub router: Option<Router>,
+    /// The router plugin whose `similarity` replaces the built-in dedup measure.
+    pub dedup_plugin: Option<Arc<LoadedPlugin>>,
     /// The engine they run on.
     pub engine: Arc<PluginEngine>,
 }
@@ -231,7 +241,25 @@ impl Workflow {
             .iter()
             .map(|p| (p.name.clone(), PhaseContext::new(p)))
             .collect();
+        let of_world = |w: World| -> Vec<Arc<LoadedPlugin>> {
+            plugins.iter().filter(|p| p.world == w).cloned().collect()
+        };
+        let named = |name: &Option<toml::Spanned<String>>| {
+            name.as_ref()
+                .and_then(|n| plugins.iter().find(|p| *p.name == **n.get_ref()).cloned())
+        };
+        let policies = &manifest.policies;
+        let router = Router::new(
+            &policies.routing,
+            &manifest.phases,
+            named(&policies.routing.plugin),
+        );
+        let dedup_plugin = named(&policies.dedup.plugin);
         Ok(Workflow {
+            context_providers: of_world(World::ContextProvider),
+            validators: of_world(World::Validator),
+            router,
+            dedup_plugin,
             phases: manifest.phase_map(),
             phase_context,
             manifest,
@@ -250,6 +278,18 @@ impl Workflow {
     /// The workflow's limits.
     pub fn limits(&self) -> &WorkflowLimits {
         &self.manifest.workflow.limits
+    }
+
+    /// The phase recovery work goes to: `[recovery] phase`, else `analysis` if declared,
+    /// else the first phase; none without phases.
+    pub fn recovery_phase(&self) -> Option<&str> {
+        if let Some(p) = &self.manifest.policies.recovery.phase {
+            return Some(p.get_ref());
+        }
+        if self.phases.contains_key("analysis") {
+            return Some("analysis");
+        }
+        self.manifest.phases.first().map(|p| p.name.as_str())
     }
 
     /// An agent by name.

@@ -173,7 +173,7 @@ filter = "payload.phase == '{phase}' && payload.priority != 'low'"
     };
     let input = |phase: &str, priority: &str| {
         format!(
-            "[[input]]\ntype = \"WorkDiscovery\"\npayload = {{ description = \"d\", phase = \"{phase}\", priority = \"{priority}\", done_definition = \"x\", discovered_by = \"user\" }}\n"
+            "[[input]]\ntype = \"WorkDiscovery\"\npayload = {{ description = \"{phase} work at {priority} priority\", phase = \"{phase}\", priority = \"{priority}\", done_definition = \"x\", discovered_by = \"user\" }}\n"
         )
     };
     let text = format!(

@@ -9,6 +9,10 @@ fn with_probe(mode: &str, limits: &str) -> String {
         r#"
 [workflow]
 name = "faulty"
+# Containment alone: recovery work would send the bad probe more work
+# (recovery has its own tests in loop_recovery.rs).
+[recovery]
+enabled = false
 {AUTH_AGENTS}
 [[plugin]]
 name = "bad"

@@ -147,6 +147,27 @@ fn choose_toolchain() -> Result<Toolchain> {
     Ok(Toolchain::DebianBuildStd)
 }
 
+/// The plugin crates (members of `plugins/` that build a `cdylib`), grouped by the
+/// guest SDK world feature they enable. Each group is built by its own cargo command:
+/// cargo unifies a dependency's features across the packages of one build, and a
+/// component must carry exactly one world.
+fn plugin_groups(root: &Path) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for name in plugin_crates(root)? {
+        let text = std::fs::read_to_string(root.join("plugins").join(&name).join("Cargo.toml"))
+            .unwrap_or_default();
+        let world = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("murmur-guest"))
+            .and_then(|l| l.split("features = [\"").nth(1))
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("")
+            .to_string();
+        groups.entry(world).or_default().push(name);
+    }
+    Ok(groups)
+}
+
 /// The plugin crates: members of `plugins/` that build a `cdylib`.
 fn plugin_crates(root: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
@@ -173,44 +194,41 @@ fn build_plugins(root: &Path) -> Result<Vec<PathBuf>> {
     let target_dir = root.join("target/wasm-guests");
     let out_dir = root.join("target/plugins");
     std::fs::create_dir_all(&out_dir)?;
-    let triple = match toolchain {
-        Toolchain::RustupWasip2 => {
-            status(
-                Command::new("cargo")
-                    .current_dir(&plugins_dir)
+    let mut triple = "wasm32-wasip2";
+    for packages in plugin_groups(root)?.values() {
+        let mut cmd = match toolchain {
+            Toolchain::RustupWasip2 => {
+                let mut cmd = Command::new("cargo");
+                cmd.args(["build", "--release", "--target", "wasm32-wasip2"]);
+                cmd
+            }
+            Toolchain::DebianBuildStd => {
+                triple = "wasm32-unknown-unknown";
+                let mut cmd = Command::new("/usr/bin/cargo");
+                cmd.env("RUSTC_BOOTSTRAP", "1")
+                    .env("RUSTC", "/usr/bin/rustc")
+                    .env("RUSTDOC", "/usr/bin/rustdoc")
+                    .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", "wasm-ld-19")
+                    .env_remove("RUSTUP_TOOLCHAIN")
+                    .env_remove("CARGO")
                     .args([
                         "build",
                         "--release",
+                        "-Zbuild-std=std,panic_abort",
                         "--target",
-                        "wasm32-wasip2",
-                        "--target-dir",
-                    ])
-                    .arg(&target_dir),
-            )?;
-            "wasm32-wasip2"
+                        "wasm32-unknown-unknown",
+                    ]);
+                cmd
+            }
+        };
+        cmd.current_dir(&plugins_dir)
+            .arg("--target-dir")
+            .arg(&target_dir);
+        for p in packages {
+            cmd.args(["-p", p]);
         }
-        Toolchain::DebianBuildStd => {
-            let mut cmd = Command::new("/usr/bin/cargo");
-            cmd.current_dir(&plugins_dir)
-                .env("RUSTC_BOOTSTRAP", "1")
-                .env("RUSTC", "/usr/bin/rustc")
-                .env("RUSTDOC", "/usr/bin/rustdoc")
-                .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", "wasm-ld-19")
-                .env_remove("RUSTUP_TOOLCHAIN")
-                .env_remove("CARGO")
-                .args([
-                    "build",
-                    "--release",
-                    "-Zbuild-std=std,panic_abort",
-                    "--target",
-                    "wasm32-unknown-unknown",
-                ])
-                .arg("--target-dir")
-                .arg(&target_dir);
-            status(&mut cmd)?;
-            "wasm32-unknown-unknown"
-        }
-    };
+        status(&mut cmd)?;
+    }
     let mut built = Vec::new();
     for name in plugin_crates(root)? {
         let file = name.replace('-', "_");

@@ -3,7 +3,7 @@
 //! durability).
 
 use super::{ArtifactCounts, ArtifactQuery, Commit, Store, StoreError};
-use crate::artifact::{Artifact, ArtifactId, Viewer};
+use crate::artifact::{Artifact, ArtifactId, Viewer, now_ms};
 use crate::invocation::{InvocationRecord, InvocationStatus};
 use crate::work::{Priority, WorkItem, WorkStatus};
 use std::cmp::Reverse;
@@ -29,6 +29,8 @@ struct Inner {
     /// Queued invocation ids per workflow; entries whose record is no longer queued are
     /// skipped when popped.
     queues: HashMap<String, BinaryHeap<(Priority, Reverse<u64>, String)>>,
+    /// Queued invocations waiting out a retry backoff, per workflow, earliest first.
+    delayed: HashMap<String, BinaryHeap<Reverse<(u64, String)>>>,
 }
 
 impl MemoryStore {
@@ -72,13 +74,21 @@ impl Store for MemoryStore {
             }
             g.work.insert(w.id.clone(), w);
         }
+        let now = now_ms();
         for inv in commit.invocations {
             if inv.status == InvocationStatus::Queued {
-                g.queues.entry(inv.workflow_id.clone()).or_default().push((
-                    inv.priority,
-                    Reverse(inv.seq),
-                    inv.id.clone(),
-                ));
+                if inv.not_before_ms > now {
+                    g.delayed
+                        .entry(inv.workflow_id.clone())
+                        .or_default()
+                        .push(Reverse((inv.not_before_ms, inv.id.clone())));
+                } else {
+                    g.queues.entry(inv.workflow_id.clone()).or_default().push((
+                        inv.priority,
+                        Reverse(inv.seq),
+                        inv.id.clone(),
+                    ));
+                }
             }
             if !g.invocations.contains_key(&inv.id) {
                 g.invocation_order
@@ -121,6 +131,21 @@ impl Store for MemoryStore {
     fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
         let mut g = self.lock();
         let g = &mut *g;
+        // Retries whose backoff has passed join the queue.
+        if let Some(delayed) = g.delayed.get_mut(workflow_id) {
+            let now = now_ms();
+            while delayed.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                if let Some(Reverse((_, id))) = delayed.pop()
+                    && let Some(inv) = g.invocations.get(&id)
+                {
+                    g.queues.entry(workflow_id.to_string()).or_default().push((
+                        inv.priority,
+                        Reverse(inv.seq),
+                        id,
+                    ));
+                }
+            }
+        }
         let Some(queue) = g.queues.get_mut(workflow_id) else {
             return Ok(None);
         };
@@ -141,6 +166,20 @@ impl Store for MemoryStore {
             return Ok(Some(inv.clone()));
         }
         Ok(None)
+    }
+
+    fn next_wakeup(&self, workflow_id: &str) -> Result<Option<u64>, StoreError> {
+        let g = self.lock();
+        Ok(g.delayed.get(workflow_id).and_then(|d| {
+            d.iter()
+                .filter(|Reverse((_, id))| {
+                    g.invocations
+                        .get(id)
+                        .is_some_and(|i| i.status == InvocationStatus::Queued)
+                })
+                .map(|Reverse((at, _))| *at)
+                .min()
+        }))
     }
 
     fn work_item(&self, id: &ArtifactId) -> Result<Option<WorkItem>, StoreError> {
@@ -207,21 +246,39 @@ mod tests {
     }
 
     fn invocation(id: &str, priority: Priority, seq: u64) -> InvocationRecord {
-        InvocationRecord {
-            id: id.into(),
-            workflow_id: "w".into(),
-            agent: "a".into(),
-            inputs: vec![],
-            work_item: None,
-            priority,
-            seq,
-            depth: 0,
-            status: InvocationStatus::Queued,
-            attempts: 0,
-            error: None,
-            fault: None,
-            outputs: vec![],
-        }
+        let mut inv = InvocationRecord::queued("w", "a", vec![], seq);
+        inv.id = id.into();
+        inv.priority = priority;
+        inv
+    }
+
+    #[test]
+    fn a_retry_is_not_claimed_before_its_backoff_has_passed() {
+        let s = MemoryStore::new();
+        let mut later = invocation("later", Priority::Critical, 0);
+        later.not_before_ms = now_ms() + 150;
+        s.commit(Commit {
+            invocations: vec![later, invocation("now", Priority::Low, 1)],
+            ..Default::default()
+        })
+        .expect("commit");
+        assert_eq!(
+            s.claim_next("w").expect("claim").map(|i| i.id),
+            Some("now".into())
+        );
+        assert!(
+            s.claim_next("w").expect("claim").is_none(),
+            "still backing off"
+        );
+        let wake = s.next_wakeup("w").expect("wakeup").expect("one waiting");
+        std::thread::sleep(std::time::Duration::from_millis(
+            wake.saturating_sub(now_ms()) + 5,
+        ));
+        assert_eq!(
+            s.claim_next("w").expect("claim").map(|i| i.id),
+            Some("later".into())
+        );
+        assert_eq!(s.next_wakeup("w").expect("wakeup"), None);
     }
 
     #[test]

@@ -86,10 +86,13 @@ pub trait Store: Send + Sync {
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
     ) -> Result<Vec<Arc<Artifact>>, StoreError>;
-    /// Claim the most urgent queued invocation of a workflow (highest priority, then
-    /// oldest): it becomes `running`, its attempts grow by one, and its work item becomes
-    /// `active`.
+    /// Claim the most urgent claimable queued invocation of a workflow (highest priority,
+    /// then oldest; not one whose `not_before_ms` is still ahead): it becomes `running`,
+    /// its attempts grow by one, and its work item becomes `active`.
     fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError>;
+    /// When the earliest queued invocation that is waiting out a retry backoff becomes
+    /// claimable (ms since the Unix epoch), if any is waiting.
+    fn next_wakeup(&self, workflow_id: &str) -> Result<Option<u64>, StoreError>;
     /// One work item.
     fn work_item(&self, id: &ArtifactId) -> Result<Option<WorkItem>, StoreError>;
     /// A workflow's work items, in creation order.

@@ -320,6 +320,95 @@ impl LoadedPlugin {
     }
 }
 
+impl std::fmt::Display for InvokeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InvokeError::Plugin(wit::PluginError::Failed(m)) => write!(f, "failed: {m}"),
+            InvokeError::Plugin(wit::PluginError::InvalidInput(m)) => {
+                write!(f, "invalid input: {m}")
+            }
+            InvokeError::Plugin(wit::PluginError::Retryable(m)) => {
+                write!(f, "retryable error: {m}")
+            }
+            InvokeError::Fault(fault) => write!(f, "{} fault: {}", fault.kind, fault.message),
+        }
+    }
+}
+
+impl LoadedPlugin {
+    /// Call a router's `route()`.
+    pub fn route(
+        &self,
+        discovery: &wit::Artifact,
+        phases: &[wit::PhaseInfo],
+    ) -> Result<wit::RouteDecision, InvokeError> {
+        let timeout = Duration::from_millis(self.limits.timeout_ms);
+        let result = self.with_store(timeout, None, |pre, store| match pre {
+            Pre::Router(p) => p
+                .instantiate(&mut *store)?
+                .murmur_plugin_router_api()
+                .call_route(&mut *store, discovery, phases),
+            _ => Err(wasmtime::Error::msg(format!(
+                "plugin '{}' is not a router",
+                self.name
+            ))),
+        });
+        flatten(result)
+    }
+
+    /// Call a router's `similarity()`; checks that it answers one score in 0–1 per candidate.
+    pub fn similarity(
+        &self,
+        discovery: &wit::Artifact,
+        candidates: &[wit::Artifact],
+    ) -> Result<Vec<f32>, InvokeError> {
+        let timeout = Duration::from_millis(self.limits.timeout_ms);
+        let result = self.with_store(timeout, None, |pre, store| match pre {
+            Pre::Router(p) => p
+                .instantiate(&mut *store)?
+                .murmur_plugin_router_api()
+                .call_similarity(&mut *store, discovery, candidates),
+            _ => Err(wasmtime::Error::msg(format!(
+                "plugin '{}' is not a router",
+                self.name
+            ))),
+        });
+        let scores = flatten(result)?;
+        if scores.len() != candidates.len() || scores.iter().any(|s| !(0.0..=1.0).contains(s)) {
+            return Err(InvokeError::Fault(Fault {
+                kind: super::FaultKind::InvalidOutput,
+                message: format!(
+                    "similarity() must answer one score in 0..=1 per candidate ({}), answered {:?}",
+                    candidates.len(),
+                    scores
+                ),
+            }));
+        }
+        Ok(scores)
+    }
+
+    /// Call a context provider's `provide()`.
+    pub fn provide(
+        &self,
+        invocation: &wit::Invocation,
+        candidates: &[wit::Artifact],
+        board: Option<BoardAccess>,
+    ) -> Result<Vec<wit::Artifact>, InvokeError> {
+        let timeout = Duration::from_millis(self.limits.timeout_ms);
+        let result = self.with_store(timeout, board, |pre, store| match pre {
+            Pre::ContextProvider(p) => p
+                .instantiate(&mut *store)?
+                .murmur_plugin_context_provider_api()
+                .call_provide(&mut *store, invocation, candidates),
+            _ => Err(wasmtime::Error::msg(format!(
+                "plugin '{}' is not a context provider",
+                self.name
+            ))),
+        });
+        flatten(result)
+    }
+}
+
 /// A call's fault or plugin error as one [`InvokeError`].
 fn flatten<R>(result: Result<Result<R, wit::PluginError>, Fault>) -> Result<R, InvokeError> {
     match result {

@@ -4,24 +4,86 @@
 //! create or touch, the invocations their subscriptions trigger and the completion of the
 //! invocation that produced them. Work item records are read from the store once and
 //! edited in place, so several changes to one work item in one commit compose.
+//!
+//! Publishing a WorkDiscovery is where the loop's bookkeeping happens: it starts a work
+//! item (inheriting recovery lineage from the work that discovered it), is checked for
+//! duplicates among the open and done work of its phase (a duplicate is recorded, raises
+//! the original's priority if its own is higher, and is not scheduled), and is held
+//! `blocked` while any of its blockers is unfinished. When a work item is done, the work it
+//! blocked is released and scheduled.
 
 use crate::artifact::{Artifact, ArtifactId, Visibility, now_ms};
 use crate::blackboard::{Commit, Store, StoreError};
 use crate::invocation::{AGENT_CAP_REASON, DEPTH_LIMIT_REASON, InvocationRecord, InvocationStatus};
 use crate::observe::Event;
-use crate::schema::{WORK_DISCOVERY, WORKFLOW_COMPLETE};
-use crate::work::{Priority, WorkItem, WorkStatus};
+use crate::plugin::convert::artifact_to_wit;
+use crate::schema::{WORK_DISCOVERY, WORKFLOW_COMPLETE, WORKFLOW_METRICS};
+use crate::similarity::DedupIndex;
+use crate::work::{Priority, Routing, WorkItem, WorkStatus};
 use crate::workflow::Workflow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Counters the scheduler keeps across commits (derived from the store at start).
+/// Candidates a similarity plugin is shown at most (the most recent of the phase).
+const PLUGIN_DEDUP_CANDIDATES: usize = 64;
+
+/// Indexes and counters the scheduler keeps across commits. All of it is derived from
+/// the store (see [`CascadeState::rebuild`]), so a resumed run rebuilds it exactly.
 #[derive(Debug, Default)]
 pub struct CascadeState {
     /// Next enqueue sequence number.
     pub next_seq: u64,
     /// Invocations created per agent.
     pub per_agent: HashMap<String, u64>,
+    /// Work item ids by discovery `key`.
+    pub keys: HashMap<String, ArtifactId>,
+    /// Descriptions of non-duplicate work, per phase, for deduplication.
+    pub dedup: HashMap<String, DedupIndex>,
+    /// Blocked work items, by the blocker they wait for.
+    pub waiting: HashMap<ArtifactId, Vec<ArtifactId>>,
+    /// Recovery work items spawned.
+    pub recovery_spawned: u32,
+    /// Whether work counts changed since the last WorkflowMetrics.
+    pub metrics_dirty: bool,
+}
+
+impl CascadeState {
+    /// Rebuild the state of `workflow_id` from the store.
+    pub fn rebuild(store: &dyn Store, workflow_id: &str) -> Result<Self, StoreError> {
+        let mut state = CascadeState::default();
+        for inv in store.invocations(workflow_id)? {
+            state.next_seq = state.next_seq.max(inv.seq + 1);
+            if inv.status != InvocationStatus::Cancelled {
+                *state.per_agent.entry(inv.agent.clone()).or_default() += 1;
+            }
+        }
+        for w in store.work_items(workflow_id)? {
+            if let Some(k) = &w.key {
+                state.keys.insert(k.clone(), w.id.clone());
+            }
+            if w.recovery_of.is_some() {
+                state.recovery_spawned += 1;
+            }
+            if w.status == WorkStatus::Blocked {
+                for b in &w.blocked_by {
+                    state
+                        .waiting
+                        .entry(b.clone())
+                        .or_default()
+                        .push(w.id.clone());
+                }
+            }
+            if w.status != WorkStatus::Duplicate {
+                state
+                    .dedup
+                    .entry(w.phase.clone())
+                    .or_default()
+                    .insert(w.id.to_string(), &w.description);
+            }
+        }
+        state.metrics_dirty = true;
+        Ok(state)
+    }
 }
 
 /// One commit being assembled.
@@ -38,7 +100,10 @@ pub struct Cascade<'a> {
 }
 
 /// An artifact about to be published.
+#[derive(Default)]
 pub struct Draft {
+    /// A pre-assigned id (so sibling discoveries can name it as a blocker).
+    pub id: Option<ArtifactId>,
     /// Type name.
     pub type_name: String,
     /// Schema-valid payload.
@@ -53,8 +118,14 @@ pub struct Draft {
     pub visibility: Visibility,
     /// Cascade depth.
     pub depth: u32,
-    /// The work item it inherits (ignored for a WorkDiscovery, which starts its own).
+    /// The work item it inherits; for a WorkDiscovery, the work that discovered it.
     pub inherited_work: Option<ArtifactId>,
+    /// For a WorkDiscovery: the work items it waits for (resolved from `blocking_work_ids`).
+    pub blocked_by: Vec<ArtifactId>,
+    /// For a WorkDiscovery: how the router placed it.
+    pub routing: Option<Routing>,
+    /// For a recovery WorkDiscovery: the failed work item.
+    pub recovery_of: Option<ArtifactId>,
 }
 
 impl<'a> Cascade<'a> {
@@ -98,12 +169,12 @@ impl<'a> Cascade<'a> {
         draft: Draft,
         state: &mut CascadeState,
     ) -> Result<ArtifactId, StoreError> {
-        let id = ArtifactId::generate();
+        let id = draft.id.unwrap_or_else(ArtifactId::generate);
         let is_work = draft.type_name == WORK_DISCOVERY;
         let work_item = if is_work {
             Some(id.clone())
         } else {
-            draft.inherited_work
+            draft.inherited_work.clone()
         };
         let artifact = Arc::new(Artifact {
             id: id.clone(),
@@ -118,31 +189,267 @@ impl<'a> Cascade<'a> {
             depth: draft.depth,
             work_item: work_item.clone(),
         });
-        if is_work {
-            let p = &artifact.payload;
-            let text = |k: &str| {
-                p.get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let item = WorkItem {
-                id: id.clone(),
-                workflow_id: self.workflow_id.to_string(),
-                phase: text("phase"),
-                priority: Priority::parse(&text("priority")),
-                status: WorkStatus::Pending,
-                description: text("description"),
-                open_invocations: 0,
-                invocations: 0,
-                reason: None,
-            };
-            self.work_order.push(id.clone());
-            self.work.insert(id.clone(), item);
+        let schedule = if is_work {
+            self.start_work(
+                &artifact,
+                draft.inherited_work,
+                draft.blocked_by,
+                draft.routing,
+                draft.recovery_of,
+                state,
+            )?
+        } else {
+            true
+        };
+        if schedule {
+            self.enqueue_subscribers(&artifact, state)?;
         }
-        self.enqueue_subscribers(&artifact, state)?;
         self.artifacts.push(artifact);
         Ok(id)
+    }
+
+    /// Start the work item of a WorkDiscovery; whether it may be scheduled now.
+    fn start_work(
+        &mut self,
+        artifact: &Arc<Artifact>,
+        parent_work: Option<ArtifactId>,
+        blocked_by: Vec<ArtifactId>,
+        routing: Option<Routing>,
+        recovery_of: Option<ArtifactId>,
+        state: &mut CascadeState,
+    ) -> Result<bool, StoreError> {
+        let p = &artifact.payload;
+        let text = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+        let id = artifact.id.clone();
+        let mut item = WorkItem::new(
+            id.clone(),
+            self.workflow_id,
+            text("phase"),
+            Priority::parse(text("priority")),
+        );
+        item.description = text("description").to_string();
+        item.key = p.get("key").and_then(|v| v.as_str()).map(str::to_string);
+        item.routed = routing;
+        item.in_recovery = recovery_of.is_some();
+        if let Some(parent) = &parent_work
+            && let Some(w) = self.work_item(parent)?
+        {
+            item.in_recovery |= w.in_recovery;
+        }
+        item.parent_work = parent_work;
+        item.recovery_of = recovery_of;
+        if let Some(k) = &item.key {
+            state.keys.insert(k.clone(), id.clone());
+        }
+        if let Some(r) = &item.routed {
+            self.events.push(Event::WorkRouted {
+                work: id.to_string(),
+                phase: item.phase.clone(),
+                by: r.by.clone(),
+                reason: r.reason.clone(),
+            });
+        }
+
+        let schedule =
+            if let Some((original, score)) = self.find_duplicate(artifact, &item, state)? {
+                item.status = WorkStatus::Duplicate;
+                item.reason = Some(format!("duplicate of {original} (similarity {score:.2})"));
+                item.duplicate_of = Some(original.clone());
+                let priority = item.priority;
+                let mut raised = false;
+                if let Some(o) = self.work_item(&original)? {
+                    o.duplicates += 1;
+                    if priority > o.priority {
+                        o.priority = priority;
+                        raised = true;
+                    }
+                }
+                if raised {
+                    self.reprioritise(&original, priority)?;
+                }
+                self.events.push(Event::WorkDuplicate {
+                    work: id.to_string(),
+                    original: original.to_string(),
+                    score,
+                });
+                false
+            } else {
+                state
+                    .dedup
+                    .entry(item.phase.clone())
+                    .or_default()
+                    .insert(id.to_string(), &item.description);
+                let mut open = Vec::new();
+                for b in blocked_by {
+                    let b = self.resolve_duplicate(b)?;
+                    match self.work_item(&b)? {
+                        Some(w) if w.status == WorkStatus::Done => {}
+                        _ => open.push(b),
+                    }
+                }
+                open.dedup();
+                if open.is_empty() {
+                    true
+                } else {
+                    for b in &open {
+                        state.waiting.entry(b.clone()).or_default().push(id.clone());
+                    }
+                    item.status = WorkStatus::Blocked;
+                    item.was_blocked = true;
+                    item.blocked_by = open;
+                    false
+                }
+            };
+        self.work_order.push(id.clone());
+        self.work.insert(id, item);
+        Ok(schedule)
+    }
+
+    /// Follow `duplicate_of` links to the work that is actually done.
+    fn resolve_duplicate(&mut self, mut id: ArtifactId) -> Result<ArtifactId, StoreError> {
+        for _ in 0..16 {
+            match self.work_item(&id)?.and_then(|w| w.duplicate_of.clone()) {
+                Some(original) => id = original,
+                None => break,
+            }
+        }
+        Ok(id)
+    }
+
+    /// An open or done work item of the same phase similar enough to `item`, if any.
+    fn find_duplicate(
+        &mut self,
+        artifact: &Arc<Artifact>,
+        item: &WorkItem,
+        state: &mut CascadeState,
+    ) -> Result<Option<(ArtifactId, f64)>, StoreError> {
+        let policy = &self.wf.manifest.policies.dedup;
+        if !policy.enabled {
+            return Ok(None);
+        }
+        let Some(index) = state.dedup.get(&item.phase) else {
+            return Ok(None);
+        };
+        let threshold = policy.threshold;
+        let candidates: Vec<(String, f64)> = match &self.wf.dedup_plugin {
+            Some(plugin) => {
+                let mut ids: Vec<String> = index
+                    .keys()
+                    .rev()
+                    .take(PLUGIN_DEDUP_CANDIDATES * 2)
+                    .cloned()
+                    .collect();
+                ids.retain(|i| i != item.id.as_str());
+                let mut pool = Vec::new();
+                for i in ids {
+                    let id = ArtifactId::from(i.as_str());
+                    let open_or_done = self
+                        .work_item(&id)?
+                        .is_some_and(|w| counts_for_dedup(w.status));
+                    if !open_or_done {
+                        continue;
+                    }
+                    if let Some(a) = self.artifact(&id)? {
+                        pool.push(a);
+                    }
+                    if pool.len() == PLUGIN_DEDUP_CANDIDATES {
+                        break;
+                    }
+                }
+                if pool.is_empty() {
+                    return Ok(None);
+                }
+                let wire: Vec<_> = pool.iter().map(|a| artifact_to_wit(a)).collect();
+                match plugin.similarity(&artifact_to_wit(artifact), &wire) {
+                    Ok(scores) => {
+                        let mut found: Vec<(String, f64)> = pool
+                            .iter()
+                            .zip(scores)
+                            .map(|(a, s)| (a.id.to_string(), s as f64))
+                            .filter(|(_, s)| *s >= threshold)
+                            .collect();
+                        found.sort_by(|a, b| b.1.total_cmp(&a.1));
+                        found
+                    }
+                    Err(e) => {
+                        tracing::warn!(plugin = %plugin.name, "similarity failed ({e}); the built-in measure decides");
+                        index.similar(&item.description, threshold)
+                    }
+                }
+            }
+            None => index.similar(&item.description, threshold),
+        };
+        for (key, score) in candidates {
+            let id = ArtifactId::from(key.as_str());
+            if self
+                .work_item(&id)?
+                .is_some_and(|w| counts_for_dedup(w.status))
+            {
+                return Ok(Some((id, score)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Raise the priority of `work`'s queued invocations.
+    fn reprioritise(&mut self, work: &ArtifactId, priority: Priority) -> Result<(), StoreError> {
+        for mut inv in self.store.invocations(self.workflow_id)? {
+            if inv.work_item.as_ref() == Some(work)
+                && inv.status == InvocationStatus::Queued
+                && inv.priority < priority
+                && !self.invocations.iter().any(|i| i.id == inv.id)
+            {
+                inv.priority = priority;
+                self.invocations.push(inv);
+            }
+        }
+        for inv in self.invocations.iter_mut() {
+            if inv.work_item.as_ref() == Some(work) && inv.status == InvocationStatus::Queued {
+                inv.priority = inv.priority.max(priority);
+            }
+        }
+        Ok(())
+    }
+
+    /// An artifact of this commit or the store.
+    fn artifact(&self, id: &ArtifactId) -> Result<Option<Arc<Artifact>>, StoreError> {
+        if let Some(a) = self.artifacts.iter().find(|a| a.id == *id) {
+            return Ok(Some(a.clone()));
+        }
+        self.store.artifact(id)
+    }
+
+    /// `work` is done: release the work it blocked, scheduling what has no blocker left.
+    pub fn release(
+        &mut self,
+        work: &ArtifactId,
+        state: &mut CascadeState,
+    ) -> Result<(), StoreError> {
+        let Some(waiting) = state.waiting.remove(work) else {
+            return Ok(());
+        };
+        for id in waiting {
+            let free = match self.work_item(&id)? {
+                Some(w) if w.status == WorkStatus::Blocked => {
+                    w.blocked_by.retain(|b| b != work);
+                    if w.blocked_by.is_empty() {
+                        w.status = WorkStatus::Pending;
+                        w.reason = None;
+                        true
+                    } else {
+                        false
+                    }
+                }
+                _ => false,
+            };
+            if free && let Some(artifact) = self.artifact(&id)? {
+                self.events.push(Event::WorkUnblocked {
+                    work: id.to_string(),
+                });
+                self.enqueue_subscribers(&artifact, state)?;
+            }
+        }
+        Ok(())
     }
 
     fn enqueue_subscribers(
@@ -153,6 +460,9 @@ impl<'a> Cascade<'a> {
         // WorkflowComplete marks the end of a run: it is a record, not a trigger.
         if artifact.type_name == WORKFLOW_COMPLETE {
             return Ok(());
+        }
+        if artifact.type_name != WORKFLOW_METRICS {
+            state.metrics_dirty = true;
         }
         let limits = self.wf.limits();
         let priority = match &artifact.work_item {
@@ -193,25 +503,19 @@ impl<'a> Cascade<'a> {
             if cancelled.is_none() {
                 *count += 1;
             }
-            let record = InvocationRecord {
-                id: uuid::Uuid::now_v7().to_string(),
-                workflow_id: self.workflow_id.to_string(),
-                agent: agent.name().to_string(),
-                inputs: vec![artifact.id.clone()],
-                work_item: artifact.work_item.clone(),
-                priority,
-                seq: state.next_seq,
-                depth: artifact.depth,
-                status: if cancelled.is_some() {
-                    InvocationStatus::Cancelled
-                } else {
-                    InvocationStatus::Queued
-                },
-                attempts: 0,
-                error: cancelled.map(str::to_string),
-                fault: None,
-                outputs: Vec::new(),
-            };
+            let mut record = InvocationRecord::queued(
+                self.workflow_id,
+                agent.name(),
+                vec![artifact.id.clone()],
+                state.next_seq,
+            );
+            record.work_item = artifact.work_item.clone();
+            record.priority = priority;
+            record.depth = artifact.depth;
+            if let Some(reason) = cancelled {
+                record.status = InvocationStatus::Cancelled;
+                record.error = Some(reason.to_string());
+            }
             state.next_seq += 1;
             if let Some(reason) = cancelled {
                 if reason == DEPTH_LIMIT_REASON {
@@ -244,6 +548,11 @@ impl<'a> Cascade<'a> {
         Ok(())
     }
 
+    /// Whether this commit changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.artifacts.is_empty() && self.work.is_empty() && self.invocations.is_empty()
+    }
+
     /// Apply everything gathered, atomically.
     pub fn commit(self) -> Result<Vec<Event>, StoreError> {
         let Cascade {
@@ -263,4 +572,13 @@ impl<'a> Cascade<'a> {
         })?;
         Ok(events)
     }
+}
+
+/// Whether a work item in this state can be the original of a duplicate: open or done
+/// work, not failed, cancelled or itself a duplicate.
+fn counts_for_dedup(status: WorkStatus) -> bool {
+    matches!(
+        status,
+        WorkStatus::Pending | WorkStatus::Blocked | WorkStatus::Active | WorkStatus::Done
+    )
 }

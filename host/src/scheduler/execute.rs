@@ -1,13 +1,19 @@
-//! The worker side of an invocation: build what the plugin sees, call it in its sandbox,
-//! and check everything it returns before the scheduler may publish any of it. Runs on a
-//! blocking thread, so schema validation of outputs happens in parallel across workers.
+//! The worker side of an invocation: build what the plugin sees (inputs, pinned host
+//! context, the context providers' selection), call it in its sandbox, and check
+//! everything it returns — limits, declarations, JSON, schemas, routing of `auto`
+//! discoveries, built-in checks and validator plugins — before the scheduler may publish
+//! any of it. Runs on a blocking thread, so all of this happens in parallel across workers.
 
-use crate::artifact::Visibility;
+use crate::artifact::{Visibility, now_ms};
 use crate::blackboard::Store;
+use crate::context;
 use crate::invocation::InvocationRecord;
 use crate::plugin::bindings::types as wit;
 use crate::plugin::convert::{artifact_to_wit, visibility_from_wit};
-use crate::plugin::{BoardAccess, Fault, FaultKind, InvokeError};
+use crate::plugin::{BoardAccess, Fault, FaultKind, InvokeError, LoadedPlugin};
+use crate::schema::{PREVIOUS_ATTEMPT, WORK_DISCOVERY};
+use crate::validation::{self, Refusal};
+use crate::work::Routing;
 use crate::workflow::Workflow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,6 +29,23 @@ pub struct CheckedOutput {
     pub tags: Vec<String>,
     /// Visibility.
     pub visibility: Visibility,
+    /// How the router placed it (a WorkDiscovery whose phase was `auto` or unknown).
+    pub routing: Option<Routing>,
+}
+
+/// Why an attempt published nothing.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    /// The plugin erred or faulted, or its outputs broke a rule.
+    Invoke(InvokeError),
+    /// A validator refused the outputs.
+    Refused(Refusal),
+}
+
+impl From<InvokeError> for Failure {
+    fn from(e: InvokeError) -> Self {
+        Failure::Invoke(e)
+    }
 }
 
 /// The result of running one invocation.
@@ -33,7 +56,7 @@ pub struct Executed {
     /// invocation built, worker thread reached).
     pub dispatch: std::time::Duration,
     /// Its checked outputs, or why there are none.
-    pub result: Result<Vec<CheckedOutput>, InvokeError>,
+    pub result: Result<Vec<CheckedOutput>, Failure>,
 }
 
 /// Run `record` to completion (or fault).
@@ -62,7 +85,7 @@ fn run(
     record: &InvocationRecord,
     claimed: Instant,
     dispatch: &mut std::time::Duration,
-) -> Result<Vec<CheckedOutput>, InvokeError> {
+) -> Result<Vec<CheckedOutput>, Failure> {
     let agent = wf
         .agent(&record.agent)
         .ok_or_else(|| internal(format!("no agent named '{}'", record.agent)))?;
@@ -72,7 +95,7 @@ fn run(
             .artifact(id)
             .map_err(|e| internal(e.to_string()))?
             .ok_or_else(|| internal(format!("input artifact {id} is missing")))?;
-        inputs.push(artifact_to_wit(&a));
+        inputs.push(a);
     }
     let phase = match &record.work_item {
         Some(w) => store
@@ -81,36 +104,93 @@ fn run(
             .and_then(|w| wf.phase_context.get(&w.phase)),
         None => None,
     };
-    // The phase's instructions come first in the context.
-    let context = phase
-        .map(|p| {
-            let mut instructions = p.instructions.clone();
-            instructions.workflow_id = record.workflow_id.clone();
-            instructions.depth = record.depth;
-            vec![instructions]
-        })
-        .unwrap_or_default();
-    let invocation = wit::Invocation {
+    // Pinned host context first: the phase's instructions, then why the last attempt
+    // was refused.
+    let mut context = Vec::new();
+    if let Some(p) = phase {
+        let mut instructions = p.instructions.clone();
+        instructions.workflow_id = record.workflow_id.clone();
+        instructions.depth = record.depth;
+        context.push(instructions);
+    }
+    if !record.feedback.is_empty() {
+        context.push(previous_attempt(record));
+    }
+    let mut invocation = wit::Invocation {
         agent: record.agent.clone(),
         invocation_id: record.id.clone(),
         workflow_id: record.workflow_id.clone(),
         phase: phase.map(|p| p.info.clone()),
-        inputs,
+        inputs: inputs.iter().map(|a| artifact_to_wit(a)).collect(),
         context,
         config: agent.plugin.config_json.clone(),
     };
-    let board = BoardAccess {
+    context::assemble(wf, store, agent, &inputs, &mut invocation);
+    let board = |p: &LoadedPlugin| BoardAccess {
         store: store.clone(),
         workflow_id: record.workflow_id.clone(),
-        labels: agent.plugin.labels.clone(),
-        tenant: agent.plugin.tenant.clone(),
+        labels: p.labels.clone(),
+        tenant: p.tenant.clone(),
     };
     *dispatch = claimed.elapsed();
-    let outputs = match &agent.native {
+    let mut outputs = match &agent.native {
         Some(native) => native.handle(&invocation).map_err(InvokeError::Plugin)?,
-        None => agent.plugin.handle(&invocation, Some(board))?,
+        None => agent
+            .plugin
+            .handle(&invocation, Some(board(&agent.plugin)))?,
     };
-    check_outputs(wf, &agent.plugin, outputs)
+    let mut checked = check_outputs(wf, &agent.plugin, &outputs)?;
+
+    // Route discoveries that name no known phase; validators see the routed payload.
+    if let Some(router) = &wf.router {
+        for (out, wire) in checked.iter_mut().zip(outputs.iter_mut()) {
+            if out.type_name == WORK_DISCOVERY {
+                out.routing = router.place(&mut out.payload, &record.agent, &record.workflow_id);
+                if out.routing.is_some() {
+                    wire.payload = out.payload.to_string();
+                }
+            }
+        }
+    }
+
+    if wf.manifest.policies.validation.builtin {
+        let view: Vec<(&str, &serde_json::Value)> = checked
+            .iter()
+            .map(|o| (o.type_name.as_str(), &o.payload))
+            .collect();
+        let reasons = validation::builtin(phase.map(|p| p.info.name.as_str()), &view);
+        if !reasons.is_empty() {
+            return Err(Failure::Refused(Refusal::Rejected {
+                by: "builtin".into(),
+                reasons,
+            }));
+        }
+    }
+    if !wf.validators.is_empty() {
+        validation::run_plugins(&wf.validators, board, &invocation, &outputs)
+            .map_err(Failure::Refused)?;
+    }
+    Ok(checked)
+}
+
+/// The `PreviousAttempt` context artifact of a retried invocation.
+fn previous_attempt(record: &InvocationRecord) -> wit::Artifact {
+    let payload = serde_json::json!({
+        "attempt": record.attempts.saturating_sub(1).max(1),
+        "reasons": record.feedback,
+    });
+    wit::Artifact {
+        id: format!("previous-attempt/{}/{}", record.id, record.attempts),
+        type_name: PREVIOUS_ATTEMPT.to_string(),
+        payload: payload.to_string(),
+        producer: "host".into(),
+        workflow_id: record.workflow_id.clone(),
+        parent_ids: record.inputs.iter().map(|i| i.to_string()).collect(),
+        tags: Vec::new(),
+        visibility: wit::Visibility::Public,
+        created_at_ms: now_ms(),
+        depth: record.depth,
+    }
 }
 
 fn invalid(message: String) -> InvokeError {
@@ -124,8 +204,8 @@ fn invalid(message: String) -> InvokeError {
 /// refuses them all: an invocation publishes whole or not at all.
 fn check_outputs(
     wf: &Workflow,
-    plugin: &crate::plugin::LoadedPlugin,
-    outputs: Vec<wit::Output>,
+    plugin: &LoadedPlugin,
+    outputs: &[wit::Output],
 ) -> Result<Vec<CheckedOutput>, InvokeError> {
     let limits = &plugin.limits;
     if outputs.len() > limits.max_outputs {
@@ -136,7 +216,7 @@ fn check_outputs(
         )));
     }
     let mut checked = Vec::with_capacity(outputs.len());
-    for (i, out) in outputs.into_iter().enumerate() {
+    for (i, out) in outputs.iter().enumerate() {
         if out.payload.len() > limits.max_output_bytes {
             return Err(invalid(format!(
                 "output #{i} ({}) is {} bytes; its limit is {}",
@@ -158,10 +238,15 @@ fn check_outputs(
             .validate(&out.type_name, &payload)
             .map_err(|e| invalid(format!("output #{i}: {e}")))?;
         checked.push(CheckedOutput {
-            type_name: out.type_name,
+            type_name: out.type_name.clone(),
             payload,
-            tags: out.tags,
-            visibility: out.visibility.map(visibility_from_wit).unwrap_or_default(),
+            tags: out.tags.clone(),
+            visibility: out
+                .visibility
+                .clone()
+                .map(visibility_from_wit)
+                .unwrap_or_default(),
+            routing: None,
         });
     }
     Ok(checked)

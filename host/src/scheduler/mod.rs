@@ -11,19 +11,22 @@
 
 pub mod cascade;
 pub mod execute;
+pub mod metrics;
+pub mod plan;
 
-use crate::artifact::{ArtifactId, Visibility};
+use crate::artifact::{ArtifactId, Visibility, now_ms};
 use crate::blackboard::{Store, StoreError};
-use crate::invocation::InvocationStatus;
+use crate::invocation::{InvocationRecord, InvocationStatus};
 use crate::observe::Event;
-use crate::plugin::InvokeError;
 use crate::plugin::bindings::types::PluginError;
-use crate::schema::WORKFLOW_COMPLETE;
+use crate::plugin::{Fault, FaultKind, InvokeError};
+use crate::schema::{WORK_DISCOVERY, WORKFLOW_COMPLETE, WORKFLOW_METRICS};
 use crate::summary::{RunStatus, RunSummary};
-use crate::work::WorkStatus;
+use crate::validation::Refusal;
+use crate::work::{WorkItem, WorkStatus};
 use crate::workflow::Workflow;
 use cascade::{Cascade, CascadeState, Draft};
-use execute::Executed;
+use execute::{CheckedOutput, Executed, Failure};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
@@ -88,16 +91,22 @@ impl Scheduler {
         let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), &workflow_id);
         for input in &self.wf.manifest.inputs {
             for index in 0..input.count {
+                let mut payload = input.payload_for(index);
+                let routing = match &self.wf.router {
+                    Some(router) if input.type_name == WORK_DISCOVERY => {
+                        router.place(&mut payload, "user", &workflow_id)
+                    }
+                    _ => None,
+                };
                 cascade.publish(
                     Draft {
                         type_name: input.type_name.clone(),
-                        payload: input.payload_for(index),
+                        payload,
                         producer: "user".into(),
-                        parent_ids: Vec::new(),
                         tags: input.tags.clone(),
-                        visibility: Visibility::Public,
-                        depth: 0,
-                        inherited_work: None,
+                        visibility: input.visibility.clone(),
+                        routing,
+                        ..Default::default()
                     },
                     &mut state,
                 )?;
@@ -124,6 +133,8 @@ impl Scheduler {
             .filter(|i| i.attempts > 0)
             .count() as u64;
         let mut budget_hit = false;
+        let monitoring = self.wf.manifest.policies.monitoring.clone();
+        let mut last_metrics = Instant::now();
         loop {
             while running < limits.concurrency {
                 if started_invocations >= limits.max_invocations {
@@ -160,10 +171,32 @@ impl Scheduler {
                     let _ = tx.send(out);
                 });
             }
+            // Retries waiting out their backoff.
+            let wake = if budget_hit {
+                None
+            } else {
+                self.store.next_wakeup(workflow_id)?
+            };
             if running == 0 {
+                if let Some(at) = wake {
+                    sleep_until_ms(at).await;
+                    continue;
+                }
+                if monitoring.metrics && state.metrics_dirty {
+                    // The last metrics of the run; they may trigger a monitor agent.
+                    self.publish_metrics(workflow_id, state)?;
+                    continue;
+                }
                 break;
             }
-            let Some(done) = rx.recv().await else { break };
+            let done = match wake {
+                Some(at) => tokio::select! {
+                    done = rx.recv() => done,
+                    _ = sleep_until_ms(at) => continue,
+                },
+                None => rx.recv().await,
+            };
+            let Some(done) = done else { break };
             running -= 1;
             let executed = done.map_err(RunError::Worker)?;
             if let Some(samples) = &self.dispatch_samples
@@ -172,96 +205,259 @@ impl Scheduler {
                 v.push(executed.dispatch.as_micros().min(u32::MAX as u128) as u32);
             }
             self.complete(workflow_id, executed, state)?;
+            if monitoring.metrics
+                && state.metrics_dirty
+                && last_metrics.elapsed().as_millis() as u64 >= monitoring.interval_ms
+            {
+                last_metrics = Instant::now();
+                self.publish_metrics(workflow_id, state)?;
+            }
         }
         self.finish(workflow_id, budget_hit, started)
     }
 
-    /// Publish an invocation's outputs with its completion, or record its failure.
+    /// Publish an invocation's outputs with its completion, or retry it, or record its
+    /// failure (and spawn recovery work).
     fn complete(
         &self,
         workflow_id: &str,
         executed: Executed,
         state: &mut CascadeState,
     ) -> Result<(), RunError> {
-        let Executed {
-            mut record, result, ..
-        } = executed;
+        let Executed { record, result, .. } = executed;
         let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), workflow_id);
-        let event = match result {
-            Ok(outputs) => {
-                let mut types = Vec::with_capacity(outputs.len());
-                for out in outputs {
-                    types.push(out.type_name.clone());
-                    let id = cascade.publish(
-                        Draft {
-                            type_name: out.type_name,
-                            payload: out.payload,
-                            producer: record.agent.clone(),
-                            parent_ids: record.inputs.clone(),
-                            tags: out.tags,
-                            visibility: out.visibility,
-                            depth: record.depth + 1,
-                            inherited_work: record.work_item.clone(),
-                        },
-                        state,
-                    )?;
-                    record.outputs.push(id);
-                }
-                record.status = InvocationStatus::Done;
-                if let Some(w) = record.work_item.as_ref()
-                    && let Some(w) = cascade.work_item(w)?
-                {
-                    w.open_invocations = w.open_invocations.saturating_sub(1);
-                    if w.open_invocations == 0 && w.status == WorkStatus::Active {
-                        w.status = WorkStatus::Done;
-                    }
-                }
-                Event::InvocationDone {
-                    agent: record.agent.clone(),
-                    invocation: record.id.clone(),
-                    outputs: types,
-                }
-            }
-            Err(err) => {
-                let (fault, message) = match err {
-                    InvokeError::Fault(f) => (Some(f.kind), f.message),
-                    InvokeError::Plugin(PluginError::Failed(m)) => (None, format!("failed: {m}")),
-                    InvokeError::Plugin(PluginError::InvalidInput(m)) => {
-                        (None, format!("invalid input: {m}"))
-                    }
-                    InvokeError::Plugin(PluginError::Retryable(m)) => {
-                        (None, format!("retryable error: {m}"))
-                    }
-                };
-                match fault {
-                    Some(kind) => {
-                        tracing::warn!(agent = %record.agent, invocation = %record.id, "fault ({kind}): {message}")
-                    }
-                    None => {
-                        tracing::info!(agent = %record.agent, invocation = %record.id, "{message}")
-                    }
-                }
-                record.status = InvocationStatus::Failed;
-                record.fault = fault;
-                record.error = Some(message.clone());
-                if let Some(w) = record.work_item.as_ref()
-                    && let Some(w) = cascade.work_item(w)?
-                {
-                    w.open_invocations = w.open_invocations.saturating_sub(1);
-                    w.status = WorkStatus::Failed;
-                    w.reason = Some(format!("{}: {message}", record.agent));
-                }
-                Event::InvocationFailed {
-                    agent: record.agent.clone(),
-                    invocation: record.id.clone(),
-                    fault,
+        let result = match result {
+            Ok(outputs) => match plan::blocking(&mut cascade, state, &outputs)? {
+                Ok(plan) => Ok((outputs, plan)),
+                Err(message) => Err(Failure::Invoke(InvokeError::Fault(Fault {
+                    kind: FaultKind::InvalidOutput,
                     message,
-                }
-            }
+                }))),
+            },
+            Err(e) => Err(e),
         };
-        cascade.update_invocation(record);
+        let event = match result {
+            Ok((outputs, plan)) => {
+                self.publish_outputs(&mut cascade, state, record, outputs, plan)?
+            }
+            Err(failure) => self.fail_or_retry(&mut cascade, state, record, failure)?,
+        };
         let mut events = cascade.commit()?;
         events.push(event);
+        self.emit(events);
+        Ok(())
+    }
+
+    fn publish_outputs(
+        &self,
+        cascade: &mut Cascade<'_>,
+        state: &mut CascadeState,
+        mut record: InvocationRecord,
+        outputs: Vec<CheckedOutput>,
+        plan: Vec<plan::Planned>,
+    ) -> Result<Event, RunError> {
+        let mut types = Vec::with_capacity(outputs.len());
+        for (out, planned) in outputs.into_iter().zip(plan) {
+            types.push(out.type_name.clone());
+            let id = cascade.publish(
+                Draft {
+                    id: planned.id,
+                    type_name: out.type_name,
+                    payload: out.payload,
+                    producer: record.agent.clone(),
+                    parent_ids: record.inputs.clone(),
+                    tags: out.tags,
+                    visibility: out.visibility,
+                    depth: record.depth + 1,
+                    inherited_work: record.work_item.clone(),
+                    blocked_by: planned.blocked_by,
+                    routing: out.routing,
+                    recovery_of: None,
+                },
+                state,
+            )?;
+            record.outputs.push(id);
+        }
+        record.status = InvocationStatus::Done;
+        record.error = None;
+        if let Some(w) = record.work_item.clone() {
+            let mut done = false;
+            if let Some(item) = cascade.work_item(&w)? {
+                item.open_invocations = item.open_invocations.saturating_sub(1);
+                if item.open_invocations == 0 && item.status == WorkStatus::Active {
+                    item.status = WorkStatus::Done;
+                    done = true;
+                }
+            }
+            if done {
+                cascade.release(&w, state)?;
+            }
+        }
+        let event = Event::InvocationDone {
+            agent: record.agent.clone(),
+            invocation: record.id.clone(),
+            outputs: types,
+        };
+        cascade.update_invocation(record);
+        Ok(event)
+    }
+
+    fn fail_or_retry(
+        &self,
+        cascade: &mut Cascade<'_>,
+        state: &mut CascadeState,
+        mut record: InvocationRecord,
+        failure: Failure,
+    ) -> Result<Event, RunError> {
+        let (fault, message, retryable, reasons) = match failure {
+            Failure::Invoke(InvokeError::Fault(f)) => {
+                (Some(f.kind), f.message.clone(), false, vec![f.message])
+            }
+            Failure::Invoke(e @ InvokeError::Plugin(_)) => {
+                let retryable = matches!(e, InvokeError::Plugin(PluginError::Retryable(_)));
+                let message = e.to_string();
+                (None, message.clone(), retryable, vec![message])
+            }
+            Failure::Refused(Refusal::Rejected { by, reasons }) => {
+                record.rejections += 1;
+                let message = format!("outputs rejected by {by}: {}", reasons.join("; "));
+                (None, message, true, reasons)
+            }
+            Failure::Refused(Refusal::ValidatorFailed { by, error }) => {
+                let fault = match &error {
+                    InvokeError::Fault(f) => Some(f.kind),
+                    InvokeError::Plugin(_) => None,
+                };
+                let message = format!("validator '{by}' could not judge the outputs: {error}");
+                (fault, message.clone(), false, vec![message])
+            }
+        };
+        let policy = &self.wf.manifest.policies.retry;
+        if retryable && record.attempts < policy.max_attempts {
+            record.retries += 1;
+            let backoff = policy.backoff(record.retries);
+            record.status = InvocationStatus::Queued;
+            record.not_before_ms = now_ms() + backoff.as_millis() as u64;
+            record.feedback = reasons;
+            record.error = Some(message.clone());
+            tracing::info!(agent = %record.agent, invocation = %record.id, "attempt {} refused: {message}; retrying", record.attempts);
+            let event = Event::InvocationRetrying {
+                agent: record.agent.clone(),
+                invocation: record.id.clone(),
+                attempt: record.attempts,
+                reason: message,
+                backoff_ms: backoff.as_millis() as u64,
+            };
+            cascade.update_invocation(record);
+            return Ok(event);
+        }
+        match fault {
+            Some(kind) => {
+                tracing::warn!(agent = %record.agent, invocation = %record.id, "fault ({kind}): {message}")
+            }
+            None => tracing::info!(agent = %record.agent, invocation = %record.id, "{message}"),
+        }
+        record.status = InvocationStatus::Failed;
+        record.fault = fault;
+        record.error = Some(message.clone());
+        if let Some(w) = record.work_item.clone() {
+            let mut newly_failed = None;
+            if let Some(item) = cascade.work_item(&w)? {
+                item.open_invocations = item.open_invocations.saturating_sub(1);
+                if item.status != WorkStatus::Failed {
+                    item.status = WorkStatus::Failed;
+                    item.reason = Some(format!("{}: {message}", record.agent));
+                    newly_failed = Some(item.clone());
+                }
+            }
+            if let Some(item) = newly_failed {
+                self.recover(cascade, state, &item, &record, &message)?;
+            }
+        }
+        let event = Event::InvocationFailed {
+            agent: record.agent.clone(),
+            invocation: record.id.clone(),
+            fault,
+            message,
+        };
+        cascade.update_invocation(record);
+        Ok(event)
+    }
+
+    /// Spawn one recovery WorkDiscovery for `failed`, unless recovery is off, the work
+    /// already descends from recovery (so recovery never loops), or the cap is reached.
+    fn recover(
+        &self,
+        cascade: &mut Cascade<'_>,
+        state: &mut CascadeState,
+        failed: &WorkItem,
+        record: &InvocationRecord,
+        message: &str,
+    ) -> Result<(), RunError> {
+        let policy = &self.wf.manifest.policies.recovery;
+        let Some(phase) = self.wf.recovery_phase() else {
+            return Ok(());
+        };
+        if !policy.enabled || failed.in_recovery {
+            return Ok(());
+        }
+        if state.recovery_spawned >= policy.max {
+            tracing::warn!(work = %failed.id, "recovery cap of {} reached; no recovery work spawned", policy.max);
+            return Ok(());
+        }
+        let error: String = message.chars().take(500).collect();
+        let payload = json!({
+            "description": format!("Recover from failed work '{}': {}: {error}", failed.description, record.agent),
+            "phase": phase,
+            "priority": "critical",
+            "done_definition": "Failure analysed and a recovery plan created",
+            "discovered_by": "host",
+            "parent_work_id": failed.id.to_string(),
+            "tags": ["recovery"],
+            "metadata": {
+                "recovery_of": failed.id.to_string(),
+                "failed_phase": failed.phase,
+                "agent": record.agent,
+                "error": error,
+            },
+        });
+        let id = cascade.publish(
+            Draft {
+                type_name: WORK_DISCOVERY.into(),
+                payload,
+                producer: "host".into(),
+                parent_ids: vec![failed.id.clone()],
+                tags: vec!["recovery".into()],
+                depth: record.depth + 1,
+                inherited_work: Some(failed.id.clone()),
+                recovery_of: Some(failed.id.clone()),
+                ..Default::default()
+            },
+            state,
+        )?;
+        state.recovery_spawned += 1;
+        cascade.events.push(Event::RecoverySpawned {
+            failed: failed.id.to_string(),
+            recovery: id.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Publish a WorkflowMetrics artifact with the current counts.
+    fn publish_metrics(&self, workflow_id: &str, state: &mut CascadeState) -> Result<(), RunError> {
+        state.metrics_dirty = false;
+        let payload = metrics::snapshot(&self.wf, self.store.as_ref(), workflow_id)?;
+        let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), workflow_id);
+        cascade.publish(
+            Draft {
+                type_name: WORKFLOW_METRICS.into(),
+                payload,
+                producer: "host".into(),
+                ..Default::default()
+            },
+            state,
+        )?;
+        let events = cascade.commit()?;
         self.emit(events);
         Ok(())
     }
@@ -277,16 +473,30 @@ impl Scheduler {
         let status = if budget_hit {
             RunStatus::BudgetExhausted
         } else if !open.is_empty() {
-            // Nothing is queued or running, so open work has no agent that will take it.
+            // Nothing is queued or running, so open work has no agent that will take it,
+            // or waits for blockers that will never be done.
             let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), workflow_id);
             for w in &open {
+                let reason = if w.status == WorkStatus::Blocked {
+                    let blockers: Vec<String> = w
+                        .blocked_by
+                        .iter()
+                        .map(|b| match work.iter().find(|x| x.id == *b) {
+                            Some(x) => format!("{} '{}' ({})", x.id, x.description, x.status),
+                            None => b.to_string(),
+                        })
+                        .collect();
+                    format!(
+                        "blocked by work that can never finish: {}",
+                        blockers.join(", ")
+                    )
+                } else {
+                    format!("no agent subscribes to this work (phase '{}')", w.phase)
+                };
                 if let Some(item) = cascade.work_item(&w.id)?
-                    && item.reason.is_none()
+                    && (item.reason.is_none() || item.status == WorkStatus::Blocked)
                 {
-                    item.reason = Some(format!(
-                        "no agent subscribes to this work (phase '{}')",
-                        item.phase
-                    ));
+                    item.reason = Some(reason);
                 }
             }
             cascade.commit()?;
@@ -335,10 +545,8 @@ impl Scheduler {
                     payload,
                     producer: "host".into(),
                     parent_ids: Vec::<ArtifactId>::new(),
-                    tags: Vec::new(),
                     visibility: Visibility::Public,
-                    depth: 0,
-                    inherited_work: None,
+                    ..Default::default()
                 },
                 &mut state,
             )?;
@@ -353,4 +561,10 @@ impl Scheduler {
             started.elapsed().as_millis() as u64,
         )?)
     }
+}
+
+/// Sleep until `at_ms` (milliseconds since the Unix epoch).
+async fn sleep_until_ms(at_ms: u64) {
+    let wait = at_ms.saturating_sub(now_ms());
+    tokio::time::sleep(std::time::Duration::from_millis(wait.max(1))).await;
 }

@@ -56,7 +56,12 @@ impl Agent for Bench {
         match config.role.as_str() {
             "analyzer" => Ok(vec![Output::json(
                 types::ANALYSIS_RESULT,
-                &json!({ "plan": format!("plan {generation}.{index}"), "approved": true, "metadata": metadata }),
+                &json!({
+                    "plan": format!("plan {generation}.{index}"),
+                    "approved": true,
+                    "next_phase_work": [{ "description": format!("implement plan {generation}.{index}"), "phase": "implementation" }],
+                    "metadata": metadata,
+                }),
             )?]),
             "implementer" => Ok(vec![Output::json(
                 types::IMPLEMENTATION,
@@ -71,7 +76,7 @@ impl Agent for Bench {
                     out.push(Output::json(
                         types::WORK_DISCOVERY,
                         &json!({
-                            "description": format!("follow-up {} of generation {}", index / 5, generation + 1),
+                            "description": format!("follow-up g{}-i{}", generation + 1, index / 5),
                             "phase": "analysis",
                             "done_definition": "analysed",
                             "discovered_by": inv.agent,

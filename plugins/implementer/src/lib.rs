@@ -4,9 +4,35 @@
 //! a source file and a test file named after the component (names only; nothing touches a
 //! disk), publishes an Implementation, and, as the implementation phase's done-definition
 //! asks, a `validation` WorkDiscovery that carries what to validate.
+//!
+//! Two configurable behaviours replay what real agents do:
+//! - `drafts`: for work whose description contains one of these keywords, the first
+//!   attempt is a draft without tests; when a validator refuses it, the retry receives
+//!   the reasons (the host's `PreviousAttempt` context) and adds the tests;
+//! - `unsupported`: work containing one of these keywords fails for good with the given
+//!   error (the host then spawns recovery work).
 
 use murmur_guest::prelude::*;
+use serde::Deserialize;
 use serde_json::json;
+
+#[derive(Deserialize, Default)]
+struct Config {
+    #[serde(default)]
+    drafts: Vec<String>,
+    #[serde(default)]
+    unsupported: Vec<Unsupported>,
+}
+
+#[derive(Deserialize)]
+struct Unsupported {
+    when: String,
+    error: String,
+}
+
+fn mentions(text: &str, keyword: &str) -> bool {
+    text.to_lowercase().contains(&keyword.to_lowercase())
+}
 
 struct Implementer;
 
@@ -30,16 +56,30 @@ impl Agent for Implementer {
     }
 
     fn handle(inv: Invocation) -> Result<Vec<Output>, PluginError> {
+        let config: Config = inv.config()?;
         let input = inv.first_input()?;
         let work: WorkDiscovery = input.parse()?;
+        if let Some(u) = config.unsupported.iter().find(|u| mentions(&work.description, &u.when)) {
+            return Err(PluginError::failed(&u.error));
+        }
         let name = slug(&work.description);
         if name.is_empty() {
             return Err(PluginError::invalid_input("work description has no words to name files after"));
         }
+        let refused = inv.previous_refusal();
+        let draft = refused.is_empty() && config.drafts.iter().any(|d| mentions(&work.description, d));
+        if !refused.is_empty() {
+            log(Level::Info, &format!("revising after refusal: {}", refused.join("; ")));
+        }
+        log(Level::Debug, &format!("{} context artifact(s)", inv.context.len()));
         let implementation = Implementation {
             code_files: vec![format!("src/{name}.rs")],
-            test_files: vec![format!("tests/{name}_test.rs")],
-            summary: format!("Implemented {}", work.description),
+            test_files: if draft { Vec::new() } else { vec![format!("tests/{name}_test.rs")] },
+            summary: if draft {
+                format!("Draft of {} (tests to follow)", work.description)
+            } else {
+                format!("Implemented {}", work.description)
+            },
             ..Default::default()
         };
         let mut validate = WorkDiscovery {

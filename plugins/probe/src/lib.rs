@@ -11,7 +11,13 @@
 //! - `memory`: allocate without bound (the host's memory cap must stop it);
 //! - `garbage`: return a payload that is not JSON;
 //! - `schema`: return a WorkDiscovery that violates its schema;
-//! - `fail`: return a `failed` plugin error (errors as data, not a fault).
+//! - `fail`: return a `failed` plugin error (errors as data, not a fault);
+//! - `retryable`: return a `retryable` error on the first `config.fail_attempts` attempts
+//!   (default 1), then echo;
+//! - `discover`: publish `config.discoveries` (WorkDiscovery payloads) verbatim — keys,
+//!   blockers, `auto` phases and near-duplicates for the loop's tests;
+//! - `peek`: publish one `config.emit_type` artifact listing what the invocation could see:
+//!   its context (`context`: type and id of each) and a blackboard query (`board`).
 
 use murmur_guest::prelude::*;
 use serde::Deserialize;
@@ -23,6 +29,19 @@ struct Config {
     emit_type: Option<String>,
     #[serde(default = "one")]
     count: u32,
+    #[serde(default = "one")]
+    fail_attempts: u32,
+    #[serde(default)]
+    discoveries: Vec<serde_json::Value>,
+}
+
+/// Which attempt this is (1 = the first), from the host's `PreviousAttempt` context.
+fn attempt(inv: &Invocation) -> u32 {
+    inv.context_of("PreviousAttempt")
+        .filter_map(|a| serde_json::from_str::<serde_json::Value>(&a.payload).ok())
+        .filter_map(|v| v.get("attempt").and_then(|n| n.as_u64()))
+        .max()
+        .map_or(1, |n| n as u32 + 1)
 }
 
 fn one() -> u32 {
@@ -82,6 +101,38 @@ impl Agent for Probe {
                 visibility: None,
             }]),
             "fail" => Err(PluginError::failed("probe asked to fail")),
+            "retryable" => {
+                let n = attempt(&inv);
+                if n <= config.fail_attempts {
+                    return Err(PluginError::retryable(format!("transient failure on attempt {n}")));
+                }
+                let ty = config.emit_type.clone().unwrap_or_else(|| input.type_name.clone());
+                Ok(vec![Output {
+                    type_name: ty,
+                    payload: serde_json::json!({ "attempt": n }).to_string(),
+                    tags: vec![],
+                    visibility: None,
+                }])
+            }
+            "discover" => config
+                .discoveries
+                .iter()
+                .map(|d| Output::json(types::WORK_DISCOVERY, d))
+                .collect(),
+            "peek" => {
+                let context: Vec<serde_json::Value> = inv
+                    .context
+                    .iter()
+                    .map(|a| serde_json::json!({ "type": a.type_name, "id": a.id, "producer": a.producer }))
+                    .collect();
+                let board: Vec<serde_json::Value> = murmur_guest::board::query(None, &[], 1000)
+                    .map_err(|e| PluginError::failed(format!("query failed: {e:?}")))?
+                    .iter()
+                    .map(|a| serde_json::json!({ "type": a.type_name, "id": a.id }))
+                    .collect();
+                let ty = config.emit_type.clone().unwrap_or_else(|| "Note".into());
+                Ok(vec![Output::json(&ty, &serde_json::json!({ "context": context, "board": board }))?])
+            }
             other => Err(PluginError::invalid_input(format!("unknown probe mode '{other}'"))),
         }
     }

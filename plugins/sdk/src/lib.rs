@@ -223,6 +223,48 @@ impl PluginInfo {
     }
 }
 
+/// The lower-cased words of an artifact's `description` field (empty if it has none).
+pub fn description_words(artifact: &Artifact) -> alloc::collections::BTreeSet<String> {
+    let payload: serde_json::Value = serde_json::from_str(&artifact.payload).unwrap_or_default();
+    payload
+        .get("description")
+        .and_then(|d| d.as_str())
+        .unwrap_or("")
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+        .collect()
+}
+
+/// The Jaccard index of two word sets (1 for two empty sets).
+pub fn jaccard(a: &alloc::collections::BTreeSet<String>, b: &alloc::collections::BTreeSet<String>) -> f32 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    let common = a.intersection(b).count();
+    common as f32 / (a.len() + b.len() - common) as f32
+}
+
+impl Invocation {
+    /// The context artifacts of type `type_name` (e.g. `PreviousAttempt`), in order.
+    pub fn context_of<'a>(&'a self, type_name: &'a str) -> impl Iterator<Item = &'a Artifact> + 'a {
+        self.context.iter().filter(move |a| a.type_name == type_name)
+    }
+
+    /// On a retry: the reasons the previous attempt was refused (empty on a first attempt).
+    pub fn previous_refusal(&self) -> Vec<String> {
+        self.context_of("PreviousAttempt")
+            .filter_map(|a| serde_json::from_str::<serde_json::Value>(&a.payload).ok())
+            .flat_map(|v| {
+                v.get("reasons")
+                    .and_then(|r| r.as_array())
+                    .map(|r| r.iter().filter_map(|x| x.as_str().map(String::from)).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
 /// Log through the host (always granted). The host tags the line with the plugin's name.
 pub fn log(level: Level, message: &str) {
     world::log_import(level, message);

@@ -50,7 +50,11 @@ pub struct WorkDiscovery {
     /// The work this came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_work_id: Option<String>,
-    /// Work that must be done first.
+    /// A name for this work, unique in the workflow run, by which other discoveries'
+    /// `blocking_work_ids` may refer to it — even siblings published in the same outputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Work that must be done first: work item ids or keys.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocking_work_ids: Vec<String>,
     /// Free-form tags.

@@ -136,6 +136,19 @@ pub trait Router {
     fn describe() -> PluginInfo;
     /// Choose a phase for a discovery whose phase is `auto` or unknown.
     fn route(discovery: Artifact, phases: alloc::vec::Vec<PhaseInfo>) -> Result<RouteDecision, PluginError>;
+    /// How similar `discovery` is to each candidate (0–1, one score per candidate), for
+    /// deduplication when the manifest's `[dedup] plugin` names this router. The default
+    /// is the Jaccard index of the descriptions' lower-cased word sets.
+    fn similarity(
+        discovery: Artifact,
+        candidates: alloc::vec::Vec<Artifact>,
+    ) -> Result<alloc::vec::Vec<f32>, PluginError> {
+        let text = crate::description_words(&discovery);
+        Ok(candidates
+            .iter()
+            .map(|c| crate::jaccard(&text, &crate::description_words(c)))
+            .collect())
+    }
 }
 
 /// Export a [`Router`] implementation.
@@ -154,6 +167,13 @@ macro_rules! export_router {
             ) -> ::core::result::Result<$crate::RouteDecision, $crate::PluginError> {
                 $crate::__install_panic_hook();
                 <$ty as $crate::Router>::route(discovery, phases)
+            }
+            fn similarity(
+                discovery: $crate::Artifact,
+                candidates: ::std::vec::Vec<$crate::Artifact>,
+            ) -> ::core::result::Result<::std::vec::Vec<f32>, $crate::PluginError> {
+                $crate::__install_panic_hook();
+                <$ty as $crate::Router>::similarity(discovery, candidates)
             }
         }
         $crate::bindings::__export_router_world!(__MurmurRouterExport);
@@ -192,4 +212,30 @@ macro_rules! export_context_provider {
         }
         $crate::bindings::__export_context_provider_world!(__MurmurContextProviderExport);
     };
+}
+
+/// The blackboard, read-only. Every result is filtered by the caller's visibility: what a
+/// plugin may not see is indistinguishable from what does not exist.
+#[cfg(any(feature = "agent", feature = "validator", feature = "context-provider"))]
+pub mod board {
+    use super::Artifact;
+    use alloc::string::ToString;
+    use alloc::vec::Vec;
+    pub use super::bindings::murmur::plugin::types::{ArtifactQuery, HostError};
+
+    /// Up to `limit` artifacts of the caller's workflow (newest last), optionally of one
+    /// type and carrying all of `tags`.
+    pub fn query(type_name: Option<&str>, tags: &[&str], limit: u32) -> Result<Vec<Artifact>, HostError> {
+        super::bindings::murmur::plugin::blackboard::query(&ArtifactQuery {
+            type_name: type_name.map(|t| t.to_string()),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            workflow_id: None,
+            limit,
+        })
+    }
+
+    /// One artifact by id, if it exists and the caller may see it.
+    pub fn get(id: &str) -> Result<Option<Artifact>, HostError> {
+        super::bindings::murmur::plugin::blackboard::get(id)
+    }
 }

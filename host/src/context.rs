@@ -1,0 +1,157 @@
+//! Context: what an invocation sees besides its inputs.
+//!
+//! Reading the whole blackboard into every prompt is what makes peer frameworks slow and
+//! expensive, so the host hands each invocation a bounded, relevant selection:
+//!
+//! 1. **pinned** host artifacts, always first: the served phase's `PhaseInstructions`, and
+//!    on a retry the `PreviousAttempt` that says why the last attempt was refused;
+//! 2. the **built-in provider's candidates**: the inputs' ancestry (nearest generation
+//!    first, up to `[context] ancestry_depth`), then the workflow's most recent artifacts,
+//!    within `[context] max_artifacts` and `max_bytes`;
+//! 3. **context-provider plugins**, chained in manifest order, each given the previous
+//!    selection, may reorder or drop candidates. They cannot add: an answer naming an
+//!    artifact that was not a candidate is ignored (so a provider can neither smuggle in
+//!    what the agent may not see nor forge an artifact), and a provider that faults or errs
+//!    leaves the selection as it was.
+//!
+//! Every candidate is checked against the agent's visibility before any provider or the
+//! agent sees it.
+
+use crate::artifact::{Artifact, ArtifactId};
+use crate::blackboard::{ArtifactQuery, Store};
+use crate::plugin::bindings::types as wit;
+use crate::plugin::convert::artifact_to_wit;
+use crate::plugin::{BoardAccess, LoadedPlugin};
+use crate::workflow::{Agent, Workflow};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// The built-in provider's candidates for an invocation of `agent` on `inputs`.
+pub fn candidates(
+    wf: &Workflow,
+    store: &dyn Store,
+    agent: &Agent,
+    workflow_id: &str,
+    inputs: &[Arc<Artifact>],
+) -> Vec<Arc<Artifact>> {
+    let policy = &wf.manifest.policies.context;
+    if policy.max_artifacts == 0 {
+        return Vec::new();
+    }
+    let viewer = agent.viewer();
+    let mut seen: HashSet<ArtifactId> = inputs.iter().map(|a| a.id.clone()).collect();
+    let mut chosen = Vec::new();
+    let mut bytes = 0usize;
+    let mut room = |a: &Arc<Artifact>, chosen: &mut Vec<Arc<Artifact>>| -> bool {
+        let size = a.payload_len();
+        if bytes + size <= policy.max_bytes {
+            bytes += size;
+            chosen.push(a.clone());
+        }
+        chosen.len() < policy.max_artifacts
+    };
+    // Ancestry, a generation at a time.
+    let mut generation: Vec<ArtifactId> = inputs
+        .iter()
+        .flat_map(|a| a.parent_ids.iter().cloned())
+        .collect();
+    for _ in 0..policy.ancestry_depth {
+        let mut next = Vec::new();
+        for id in generation {
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let Ok(Some(a)) = store.artifact(&id) else {
+                continue;
+            };
+            next.extend(a.parent_ids.iter().cloned());
+            if a.workflow_id == workflow_id && a.visible_to(&viewer) && !room(&a, &mut chosen) {
+                return chosen;
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        generation = next;
+    }
+    if policy.recent {
+        let query = ArtifactQuery {
+            workflow_id: workflow_id.to_string(),
+            type_name: None,
+            tags: Vec::new(),
+            limit: policy.max_artifacts + seen.len(),
+        };
+        if let Ok(recent) = store.query(&query, &viewer) {
+            for a in recent.iter().rev() {
+                if seen.insert(a.id.clone()) && !room(a, &mut chosen) {
+                    break;
+                }
+            }
+        }
+    }
+    chosen
+}
+
+/// Run the context-provider plugins over `chosen`, in manifest order.
+pub fn provide(
+    providers: &[Arc<LoadedPlugin>],
+    board: impl Fn(&LoadedPlugin) -> BoardAccess,
+    invocation: &wit::Invocation,
+    mut chosen: Vec<wit::Artifact>,
+) -> Vec<wit::Artifact> {
+    for provider in providers {
+        if chosen.is_empty() {
+            break;
+        }
+        match provider.provide(invocation, &chosen, Some(board(provider))) {
+            Ok(answer) => {
+                let mut kept = Vec::with_capacity(answer.len());
+                let mut used = HashSet::new();
+                for a in answer {
+                    match chosen.iter().find(|c| c.id == a.id) {
+                        Some(c) if used.insert(a.id.clone()) => kept.push(c.clone()),
+                        Some(_) => {}
+                        None => tracing::warn!(
+                            provider = %provider.name,
+                            "context provider returned artifact '{}', which was not a candidate; ignored",
+                            a.id
+                        ),
+                    }
+                }
+                chosen = kept;
+            }
+            Err(e) => tracing::warn!(
+                provider = %provider.name,
+                "context provider failed ({e}); keeping the context as it was"
+            ),
+        }
+    }
+    chosen
+}
+
+/// The full context of an invocation: `pinned`, then the providers' selection.
+pub fn assemble(
+    wf: &Workflow,
+    store: &Arc<dyn Store>,
+    agent: &Agent,
+    inputs: &[Arc<Artifact>],
+    invocation: &mut wit::Invocation,
+) {
+    let chosen: Vec<wit::Artifact> =
+        candidates(wf, store.as_ref(), agent, &invocation.workflow_id, inputs)
+            .iter()
+            .map(|a| artifact_to_wit(a))
+            .collect();
+    let chosen = if wf.context_providers.is_empty() {
+        chosen
+    } else {
+        let board = |p: &LoadedPlugin| BoardAccess {
+            store: store.clone(),
+            workflow_id: invocation.workflow_id.clone(),
+            labels: p.labels.clone(),
+            tenant: p.tenant.clone(),
+        };
+        provide(&wf.context_providers, board, invocation, chosen)
+    };
+    invocation.context.extend(chosen);
+}

@@ -1,0 +1,27 @@
+//! WorkflowMetrics: the host's periodic account of a run, published on the blackboard so
+//! agents (a monitor, a planner) can react to it like to any artifact. Published when
+//! counts have changed, at most once per `[monitoring] interval_ms`, and once more when the
+//! run goes idle — coalesced, never one per artifact.
+
+use crate::blackboard::{Store, StoreError};
+use crate::invocation::InvocationStatus;
+use crate::summary::{WorkCounters, phase_counts};
+use crate::workflow::Workflow;
+use serde_json::{Value, json};
+
+/// The WorkflowMetrics payload of `workflow_id` now.
+pub fn snapshot(wf: &Workflow, store: &dyn Store, workflow_id: &str) -> Result<Value, StoreError> {
+    let work = store.work_items(workflow_id)?;
+    let invocations = store.invocations(workflow_id)?;
+    let phases = phase_counts(&work, wf.manifest.phases.iter().map(|p| p.name.clone()));
+    let ran = invocations
+        .iter()
+        .filter(|i| matches!(i.status, InvocationStatus::Done | InvocationStatus::Failed))
+        .count();
+    Ok(json!({
+        "phases": phases,
+        "artifacts": store.counts(workflow_id)?.total,
+        "invocations": ran,
+        "work": WorkCounters::from_records(&work, &invocations),
+    }))
+}

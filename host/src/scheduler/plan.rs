@@ -1,0 +1,165 @@
+//! Planning an invocation's discoveries before they are published: assigning their ids,
+//! checking their `key`s, resolving `blocking_work_ids` (work item ids or keys, of earlier
+//! work or of siblings in the same outputs) and refusing a dependency cycle.
+//!
+//! Only siblings can form a cycle: earlier work cannot wait for work that does not exist
+//! yet, and a reference to nothing known is refused. A refusal fails the invocation as
+//! `invalid_output` with a message naming the outputs involved; nothing is published.
+
+use super::cascade::{Cascade, CascadeState};
+use super::execute::CheckedOutput;
+use crate::artifact::ArtifactId;
+use crate::blackboard::StoreError;
+use crate::schema::WORK_DISCOVERY;
+use std::collections::HashMap;
+
+/// What planning decided for one output.
+#[derive(Debug, Default)]
+pub struct Planned {
+    /// The id it will be published under (discoveries only).
+    pub id: Option<ArtifactId>,
+    /// The work items it waits for.
+    pub blocked_by: Vec<ArtifactId>,
+}
+
+/// Plan `outputs`; the inner error is the reason to refuse them.
+pub fn blocking(
+    cascade: &mut Cascade<'_>,
+    state: &CascadeState,
+    outputs: &[CheckedOutput],
+) -> Result<Result<Vec<Planned>, String>, StoreError> {
+    let mut plan: Vec<Planned> = outputs.iter().map(|_| Planned::default()).collect();
+    let mut keys: HashMap<&str, usize> = HashMap::new();
+    for (i, out) in outputs.iter().enumerate() {
+        if out.type_name != WORK_DISCOVERY {
+            continue;
+        }
+        plan[i].id = Some(ArtifactId::generate());
+        if let Some(key) = out.payload.get("key").and_then(|k| k.as_str()) {
+            if let Some(existing) = state.keys.get(key) {
+                return Ok(Err(format!(
+                    "output #{i}: discovery key '{key}' is already used by work item {existing}"
+                )));
+            }
+            if let Some(j) = keys.insert(key, i) {
+                return Ok(Err(format!(
+                    "outputs #{j} and #{i} both use discovery key '{key}'"
+                )));
+            }
+        }
+    }
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); outputs.len()];
+    for (i, out) in outputs.iter().enumerate() {
+        if out.type_name != WORK_DISCOVERY {
+            continue;
+        }
+        let refs = out
+            .payload
+            .get("blocking_work_ids")
+            .and_then(|b| b.as_array())
+            .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        for (j, r) in refs.into_iter().enumerate() {
+            let id = if let Some(&k) = keys.get(r) {
+                if k == i {
+                    return Ok(Err(format!(
+                        "output #{i}: blocking_work_ids[{j}] = '{r}' is the discovery's own key; work cannot wait for itself"
+                    )));
+                }
+                edges[i].push(k);
+                plan[k].id.clone()
+            } else if let Some(id) = state.keys.get(r) {
+                Some(id.clone())
+            } else {
+                let id = ArtifactId::from(r);
+                cascade.work_item(&id)?.map(|_| id)
+            };
+            match id {
+                Some(id) => plan[i].blocked_by.push(id),
+                None => {
+                    return Ok(Err(format!(
+                        "output #{i}: blocking_work_ids[{j}] = '{r}' names no work item or discovery key in this workflow"
+                    )));
+                }
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(&edges) {
+        let label = |i: usize| {
+            let key = outputs[i]
+                .payload
+                .get("key")
+                .and_then(|k| k.as_str())
+                .unwrap_or("?");
+            format!("#{i} (key '{key}')")
+        };
+        let path: Vec<String> = cycle.iter().map(|&i| label(i)).collect();
+        return Ok(Err(format!(
+            "the discoveries' blocking_work_ids form a dependency cycle: {}; none of them could ever start",
+            path.join(" waits for ")
+        )));
+    }
+    Ok(Ok(plan))
+}
+
+/// A cycle in `edges` (as a path that returns to its start), if there is one.
+fn find_cycle(edges: &[Vec<usize>]) -> Option<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Open,
+        Closed,
+    }
+    fn visit(
+        n: usize,
+        edges: &[Vec<usize>],
+        marks: &mut [Mark],
+        path: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        marks[n] = Mark::Open;
+        path.push(n);
+        for &m in &edges[n] {
+            match marks[m] {
+                Mark::Open => {
+                    let start = path.iter().position(|&x| x == m).unwrap_or(0);
+                    let mut cycle = path[start..].to_vec();
+                    cycle.push(m);
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    if let Some(c) = visit(m, edges, marks, path) {
+                        return Some(c);
+                    }
+                }
+                Mark::Closed => {}
+            }
+        }
+        path.pop();
+        marks[n] = Mark::Closed;
+        None
+    }
+    let mut marks = vec![Mark::New; edges.len()];
+    for n in 0..edges.len() {
+        if marks[n] == Mark::New
+            && let Some(c) = visit(n, edges, &mut marks, &mut Vec::new())
+        {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_cycle;
+
+    #[test]
+    fn cycles_are_found_with_their_path_and_dags_pass() {
+        assert_eq!(
+            find_cycle(&[vec![1], vec![2], vec![0]]),
+            Some(vec![0, 1, 2, 0])
+        );
+        assert_eq!(find_cycle(&[vec![1, 2], vec![2], vec![]]), None);
+        assert_eq!(find_cycle(&[vec![], vec![1]]), Some(vec![1, 1]));
+    }
+}

@@ -1,0 +1,186 @@
+//! Lexical similarity: the built-in measure behind deduplication and routing.
+//!
+//! Text becomes a set of normalised words (lower case, split on anything that is not a
+//! letter or digit, common English stop words dropped, plurals and British `-ise`
+//! spellings folded), and two texts are as similar as the Jaccard index of their sets.
+//! Cheap, deterministic and explainable; a router plugin's `similarity` (or, later, an
+//! embedding model) replaces it where meaning matters more than wording.
+//!
+//! [`DedupIndex`] finds every earlier text at or above a threshold without comparing
+//! against all of them: a set `A` can only reach Jaccard `t` with a set `B` if they share
+//! one of `A`'s `|A| − ⌈t·|A|⌉ + 1` rarest words (the prefix filter of set-similarity
+//! joins), so only the postings of those few words are examined.
+
+use std::collections::{BTreeSet, HashMap};
+
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "in", "is", "it", "its",
+    "of", "on", "or", "that", "the", "this", "to", "was", "were", "will", "with",
+];
+
+/// The normalised word set of `text`.
+pub fn words(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+        .filter(|w| !STOP_WORDS.contains(&w.as_str()))
+        .map(fold)
+        .collect()
+}
+
+/// Fold simple inflections so "routes"/"route" and "optimise"/"optimize" meet.
+fn fold(mut w: String) -> String {
+    if w.len() > 4 && w.ends_with("ies") {
+        w.truncate(w.len() - 3);
+        w.push('y');
+    } else if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") {
+        w.pop();
+    }
+    if let Some(stem) = w.strip_suffix("ise") {
+        w = format!("{stem}ize");
+    } else if let Some(stem) = w.strip_suffix("isation") {
+        w = format!("{stem}ization");
+    }
+    w
+}
+
+/// The Jaccard index of two word sets (1.0 for two empty sets).
+pub fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    let common = a.intersection(b).count();
+    common as f64 / (a.len() + b.len() - common) as f64
+}
+
+/// Jaccard similarity of two texts.
+pub fn similarity(a: &str, b: &str) -> f64 {
+    jaccard(&words(a), &words(b))
+}
+
+/// An inverted index of texts in one scope (a workflow's phase), for finding
+/// near-duplicates at a fixed threshold.
+#[derive(Debug, Default)]
+pub struct DedupIndex {
+    entries: Vec<(String, BTreeSet<String>)>,
+    postings: HashMap<String, Vec<usize>>,
+}
+
+impl DedupIndex {
+    /// Add `text` under `key`.
+    pub fn insert(&mut self, key: String, text: &str) {
+        let set = words(text);
+        let n = self.entries.len();
+        for w in &set {
+            self.postings.entry(w.clone()).or_default().push(n);
+        }
+        self.entries.push((key, set));
+    }
+
+    /// The keys indexed, oldest first.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    /// Keys of indexed texts whose similarity with `text` is at least `threshold`, most
+    /// similar first (ties: oldest first).
+    pub fn similar(&self, text: &str, threshold: f64) -> Vec<(String, f64)> {
+        let set = words(text);
+        let mut rare: Vec<(&String, usize)> = set
+            .iter()
+            .map(|w| (w, self.postings.get(w).map_or(0, Vec::len)))
+            .collect();
+        rare.sort_by_key(|(w, n)| (*n, (*w).clone()));
+        // A hair below, so rounding can only widen the prefix, never miss a match.
+        let need = (threshold * set.len() as f64 - 1e-9).ceil() as usize;
+        let prefix = (set.len() + 1).saturating_sub(need.max(1)).max(1);
+        let mut seen = BTreeSet::new();
+        let mut found = Vec::new();
+        for (w, _) in rare.into_iter().take(prefix) {
+            for &i in self.postings.get(w).into_iter().flatten() {
+                if !seen.insert(i) {
+                    continue;
+                }
+                let (key, other) = &self.entries[i];
+                let score = jaccard(&set, other);
+                if score >= threshold {
+                    found.push((i, key.clone(), score));
+                }
+            }
+        }
+        if set.is_empty() {
+            // Only an empty text can match an empty text.
+            for (i, (key, other)) in self.entries.iter().enumerate() {
+                if other.is_empty() {
+                    found.push((i, key.clone(), 1.0));
+                }
+            }
+        }
+        found.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+        found.into_iter().map(|(_, k, s)| (k, s)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_fold_case_plurals_spelling_and_stop_words() {
+        let w = words("The Caching pattern could optimise ALL API routes!");
+        let expected: BTreeSet<String> = [
+            "caching", "pattern", "could", "optimize", "all", "api", "route",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(w, expected);
+    }
+
+    #[test]
+    fn jaccard_is_shared_over_union() {
+        assert_eq!(similarity("a b c", "a b c"), 1.0);
+        assert!((similarity("red green blue", "red green yellow") - 0.5).abs() < 1e-9);
+        assert_eq!(similarity("red", "blue"), 0.0);
+    }
+
+    #[test]
+    fn the_index_finds_exactly_what_a_full_scan_finds() {
+        let texts = [
+            "caching pattern could optimize all API routes",
+            "caching pattern could optimise all API route",
+            "item 1",
+            "item 2",
+            "follow-up 3 of generation 2",
+            "follow-up 3 of generation 1",
+            "bug fix needed in OAuth callback",
+            "",
+            "OAuth callback bug fix needed",
+        ];
+        let mut index = DedupIndex::default();
+        for (i, t) in texts.iter().enumerate() {
+            index.insert(i.to_string(), t);
+        }
+        for threshold in [0.3, 0.5, 0.8, 1.0] {
+            for probe in texts
+                .iter()
+                .chain(["item", "caching API routes pattern"].iter())
+            {
+                let mut fast: Vec<String> = index
+                    .similar(probe, threshold)
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .collect();
+                let mut slow: Vec<String> = texts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| similarity(probe, t) >= threshold)
+                    .map(|(i, _)| i.to_string())
+                    .collect();
+                fast.sort();
+                slow.sort();
+                assert_eq!(fast, slow, "probe {probe:?} at {threshold}");
+            }
+        }
+    }
+}

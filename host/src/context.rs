@@ -99,11 +99,14 @@ pub fn provide(
     invocation: &wit::Invocation,
     mut chosen: Vec<wit::Artifact>,
 ) -> Vec<wit::Artifact> {
+    let mut call = invocation.clone();
     for provider in providers {
         if chosen.is_empty() {
             break;
         }
-        match provider.provide(invocation, &chosen, Some(board(provider))) {
+        // The provider sees the agent's invocation with its own manifest config.
+        call.config.clone_from(&provider.config_json);
+        match provider.provide(&call, &chosen, Some(board(provider))) {
             Ok(answer) => {
                 let mut kept = Vec::with_capacity(answer.len());
                 let mut used = HashSet::new();

@@ -87,8 +87,11 @@ pub fn run_plugins(
     outputs: &[wit::Output],
 ) -> Result<(), Refusal> {
     let types: Vec<&str> = outputs.iter().map(|o| o.type_name.as_str()).collect();
+    let mut call = invocation.clone();
     for v in validators.iter().filter(|v| applies(v, &types)) {
-        match v.validate(invocation, outputs, Some(board(v))) {
+        // The validator sees the agent's invocation with its own manifest config.
+        call.config.clone_from(&v.config_json);
+        match v.validate(&call, outputs, Some(board(v))) {
             Ok(verdict) if verdict.accepted => {}
             Ok(verdict) => {
                 let reasons = if verdict.reasons.is_empty() {

@@ -34,26 +34,49 @@ fn run_json_prints_the_summary_on_stdout_and_progress_on_stderr() {
         "by_type",
         "phases",
         "agents",
+        "work",
         "faults",
         "elapsed_ms",
     ] {
         assert!(summary.get(key).is_some(), "summary lacks {key}");
     }
     assert!(summary["phases"]["analysis"]["done"].as_u64() >= Some(2));
-    // The branch: the validator published one WorkDiscovery (into analysis).
+    // The demo shows every mechanism of the loop at work (issue 3's done-criterion).
+    for counter in [
+        "duplicates",
+        "auto_routed",
+        "unblocked",
+        "rejected_outputs",
+        "retries",
+        "recovery_spawned",
+    ] {
+        assert!(
+            summary["work"][counter].as_u64() > Some(0),
+            "work.{counter} is zero: {}",
+            summary["work"]
+        );
+    }
+    // The branch: the validator published WorkDiscoveries (into analysis and `auto`).
     assert_eq!(
         summary["agents"]["validator"]["published"]["WorkDiscovery"],
-        1
+        4
     );
     assert_eq!(
         summary["agents"]["validator"]["published"]["ValidationResult"],
-        4
+        6
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("validator → ValidationResult, WorkDiscovery"),
-        "{stderr}"
-    );
+    for line in [
+        "validator → ValidationResult, WorkDiscovery",
+        "↻ implementer: attempt 1 refused (outputs rejected by review",
+        "⇢ discovery routed to implementation by triage",
+        "released: its blockers are done",
+        "duplicates",
+        "failed for good; recovery work",
+        "work: 2 duplicate(s), 2 auto-routed, 1 unblocked, 1 rejected output(s), 1 retry, 1 recovery spawned",
+    ] {
+        assert!(stderr.contains(line), "stderr lacks {line:?}: {stderr}");
+    }
 }
 
 #[test]

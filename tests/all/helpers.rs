@@ -87,6 +87,80 @@ impl Run {
     }
 }
 
+impl Run {
+    /// Every public artifact of the run, in publish order.
+    pub fn all_artifacts(&self) -> Vec<Arc<Artifact>> {
+        let q = ArtifactQuery {
+            workflow_id: self.summary.workflow_id.clone(),
+            type_name: None,
+            tags: vec![],
+            limit: usize::MAX,
+        };
+        let viewer = murmur::artifact::Viewer {
+            name: "host",
+            labels: &[],
+            tenant: None,
+        };
+        self.store.query(&q, &viewer).expect("query")
+    }
+
+    /// The run's work items, in creation order.
+    pub fn work_items(&self) -> Vec<murmur::work::WorkItem> {
+        self.store
+            .work_items(&self.summary.workflow_id)
+            .expect("work items")
+    }
+
+    /// The work item whose description is `description`.
+    pub fn work(&self, description: &str) -> murmur::work::WorkItem {
+        self.work_items()
+            .into_iter()
+            .find(|w| w.description == description)
+            .unwrap_or_else(|| panic!("no work item '{description}'"))
+    }
+
+    /// The run's invocations, in creation order.
+    pub fn invocations(&self) -> Vec<murmur::invocation::InvocationRecord> {
+        self.store
+            .invocations(&self.summary.workflow_id)
+            .expect("invocations")
+    }
+}
+
+/// A `probe` agent named `name` in `config` (a TOML inline table's inside), subscribed to
+/// `type_name` with an optional CEL filter.
+pub fn probe(name: &str, config: &str, type_name: &str, filter: Option<&str>) -> String {
+    let filter = filter
+        .map(|f| format!("filter = \"{f}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "\n[[plugin]]\nname = \"{name}\"\npath = \"{{plugin:probe}}\"\nworld = \"agent\"\nconfig = {{ {config} }}\n[[plugin.subscribe]]\ntype = \"{type_name}\"\n{filter}"
+    )
+}
+
+/// A WorkDiscovery `[[input]]` in `phase` (and optional extra payload keys).
+pub fn discovery(description: &str, phase: &str, extra: &str) -> String {
+    format!(
+        "\n[[input]]\ntype = \"WorkDiscovery\"\npayload = {{ description = \"{description}\", phase = \"{phase}\", done_definition = \"done\", discovered_by = \"user\"{extra} }}\n"
+    )
+}
+
+/// The three phases of the plan and a `Note` type.
+pub const PHASES_AND_NOTE: &str = r#"
+[[phase]]
+name = "analysis"
+description = "Understand problems and create implementation plans"
+[[phase]]
+name = "implementation"
+description = "Build solutions based on analysis"
+[[phase]]
+name = "validation"
+description = "Test and verify solutions"
+[[type]]
+name = "Note"
+schema = { type = "object" }
+"#;
+
 /// Run a loaded workflow to idle on a fresh in-memory store.
 pub async fn run_workflow(wf: Workflow) -> Run {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());

@@ -3,8 +3,15 @@
 
 mod helpers;
 
+mod blocking;
 mod cascade;
 mod cli;
+mod context;
+mod dedup;
 mod faults;
 mod loading;
 mod manifest_errors;
+mod monitoring;
+mod recovery;
+mod routing;
+mod validators;

@@ -88,3 +88,44 @@ fn a_duplicate_plugin_name_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_routing_rule_to_an_undeclared_phase_is_located_and_lists_the_phases() {
+    let err = error_of(
+        "[workflow]\nname = \"w\"\n[[phase]]\nname = \"analysis\"\n[[routing.rule]]\nmatch = \"ship it\"\nphase = \"deploy\"\n",
+    );
+    assert!(err.contains("workflow.toml:7:9"), "{err}");
+    assert!(
+        err.contains("routing rule 'ship it' names phase 'deploy', which is not declared (declared: analysis)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dedup_plugin_that_is_not_a_router_is_refused() {
+    let err = error_of(
+        "[workflow]\nname = \"w\"\n[dedup]\nplugin = \"p\"\n[[plugin]]\nname = \"p\"\npath = \"x.wasm\"\nworld = \"agent\"\n",
+    );
+    assert!(err.contains("workflow.toml:4:10"), "{err}");
+    assert!(
+        err.contains("dedup.plugin names plugin 'p', which implements world 'agent', not 'router'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn policy_numbers_out_of_range_are_refused_at_their_section() {
+    let err = error_of("[workflow]\nname = \"w\"\n\n[dedup]\nthreshold = 0.0\n");
+    assert!(err.contains("workflow.toml:4:1"), "{err}");
+    assert!(
+        err.contains("dedup.threshold must be above 0 and at most 1"),
+        "{err}"
+    );
+    let err = error_of("[workflow]\nname = \"w\"\n[retry]\nmax_attempts = 0\n");
+    assert!(
+        err.contains("retry.max_attempts must be at least 1"),
+        "{err}"
+    );
+    let err = error_of("[workflow]\nname = \"w\"\n[context]\nmax_bytes = \"lots\"\n");
+    assert!(err.contains("workflow.toml:4:13"), "{err}");
+}

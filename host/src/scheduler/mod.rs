@@ -39,6 +39,9 @@ pub enum RunError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The manifest's inputs cannot be published (their discovery keys or blockers).
+    #[error("the workflow's inputs: {0}")]
+    Inputs(String),
     /// A worker thread died (a bug in the host, not a plugin fault).
     #[error("worker thread failed: {0}")]
     Worker(String),
@@ -89,6 +92,9 @@ impl Scheduler {
         let workflow_id = uuid::Uuid::now_v7().to_string();
         let mut state = CascadeState::default();
         let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), &workflow_id);
+        // The inputs are published like one agent's outputs: routed, then planned (keys
+        // and blockers among them), then published in order.
+        let mut inputs = Vec::new();
         for input in &self.wf.manifest.inputs {
             for index in 0..input.count {
                 let mut payload = input.payload_for(index);
@@ -98,19 +104,31 @@ impl Scheduler {
                     }
                     _ => None,
                 };
-                cascade.publish(
-                    Draft {
-                        type_name: input.type_name.clone(),
-                        payload,
-                        producer: "user".into(),
-                        tags: input.tags.clone(),
-                        visibility: input.visibility.clone(),
-                        routing,
-                        ..Default::default()
-                    },
-                    &mut state,
-                )?;
+                inputs.push(CheckedOutput {
+                    type_name: input.type_name.clone(),
+                    payload,
+                    tags: input.tags.clone(),
+                    visibility: input.visibility.clone(),
+                    routing,
+                });
             }
+        }
+        let plan = plan::blocking(&mut cascade, &state, &inputs)?.map_err(RunError::Inputs)?;
+        for (input, planned) in inputs.into_iter().zip(plan) {
+            cascade.publish(
+                Draft {
+                    id: planned.id,
+                    type_name: input.type_name,
+                    payload: input.payload,
+                    producer: "user".into(),
+                    tags: input.tags,
+                    visibility: input.visibility,
+                    routing: input.routing,
+                    blocked_by: planned.blocked_by,
+                    ..Default::default()
+                },
+                &mut state,
+            )?;
         }
         let events = cascade.commit()?;
         self.emit(events);

@@ -1,0 +1,192 @@
+//! Context: phase instructions first (from the served work, never the agent's name), a
+//! bounded selection of ancestry and recent artifacts, the context-provider chain, and
+//! visibility on everything that reaches a plugin.
+
+use crate::helpers::*;
+use serde_json::Value;
+
+/// The `peek` probe's report of what it saw: (context types, board ids).
+fn seen(note: &Value) -> (Vec<String>, Vec<String>) {
+    let strings = |key: &str, field: &str| {
+        note[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| x[field].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    (strings("context", "type"), strings("board", "id"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phase_instructions_come_first_and_follow_the_work_along_parent_links() {
+    // `worker` turns implementation work into a Note; `reader` (subscribed to Notes, not to
+    // work) serves the same work item, so it gets the implementation instructions too.
+    let text = format!(
+        "[workflow]\nname = \"c\"\n{PHASES_AND_NOTE}{}{}{}\n[[type]]\nname = \"Seen\"\nschema = {{ type = \"object\" }}\n",
+        probe(
+            "worker",
+            "mode = \"echo\", emit_type = \"Note\"",
+            "WorkDiscovery",
+            None
+        ),
+        probe(
+            "reader",
+            "mode = \"peek\", emit_type = \"Seen\"",
+            "Note",
+            None
+        ),
+        discovery("build the login form", "implementation", ""),
+    );
+    let run = run(&text).await;
+    let seen_note = &run.artifacts("Seen")[0];
+    let (context, _) = seen(&seen_note.payload);
+    assert_eq!(context[0], "PhaseInstructions");
+    let first = &seen_note.payload["context"][0];
+    assert_eq!(first["id"], "phase-instructions/implementation");
+    assert_eq!(first["producer"], "host");
+    // Then the ancestry: the WorkDiscovery the Note came from.
+    assert!(
+        context[1..].contains(&"WorkDiscovery".to_string()),
+        "{context:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_context_stays_within_its_artifact_budget() {
+    let text = format!(
+        "[workflow]\nname = \"c\"\n[context]\nmax_artifacts = 2\n{PHASES_AND_NOTE}{}\n[[input]]\ntype = \"Note\"\ncount = 10\npayload = {{ n = \"{{index}}\" }}\n[[input]]\ntype = \"Trigger\"\npayload = {{}}\n[[type]]\nname = \"Trigger\"\nschema = {{ type = \"object\" }}\n[[type]]\nname = \"Seen\"\nschema = {{ type = \"object\" }}\n",
+        probe(
+            "reader",
+            "mode = \"peek\", emit_type = \"Seen\"",
+            "Trigger",
+            None
+        ),
+    );
+    let run = run(&text).await;
+    let (context, _) = seen(&run.artifacts("Seen")[0].payload);
+    assert_eq!(
+        context,
+        ["Note", "Note"],
+        "no phase here, and two of ten recent Notes"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_cannot_see_what_it_may_not_in_context_or_on_the_board() {
+    let reader = |name: &str, grants: &str| {
+        probe(
+            name,
+            "mode = \"peek\", emit_type = \"Seen\"",
+            "Trigger",
+            None,
+        )
+        .replacen(
+            "world = \"agent\"\n",
+            &format!("world = \"agent\"\n{grants}\n"),
+            1,
+        )
+    };
+    let secret = |name: &str, vis: &str| {
+        format!(
+            "\n[[input]]\ntype = \"Secret\"\npayload = {{ name = \"{name}\" }}\nvisibility = {vis}\n"
+        )
+    };
+    let text = format!(
+        "[workflow]\nname = \"c\"\n{PHASES_AND_NOTE}\n[[type]]\nname = \"Secret\"\nschema = {{ type = \"object\" }}\n[[type]]\nname = \"Trigger\"\nschema = {{ type = \"object\" }}\n[[type]]\nname = \"Seen\"\nschema = {{ type = \"object\" }}\n{}{}{}{}{}{}\n[[input]]\ntype = \"Trigger\"\npayload = {{}}\n",
+        reader("insider", "labels = [\"ops\"]\ntenant = \"acme\""),
+        reader("outsider", ""),
+        secret("private", "{ private = [\"insider\"] }"),
+        secret("labelled", "{ labels = [\"ops\"] }"),
+        secret("tenant", "{ tenant = \"acme\" }"),
+        secret("public", "\"public\""),
+    );
+    let run = run(&text).await;
+    let seen_by = |agent: &str| {
+        let note = run
+            .artifacts("Seen")
+            .into_iter()
+            .find(|a| a.producer == agent)
+            .expect("reader ran");
+        seen(&note.payload)
+    };
+    let (insider_ctx, insider_board) = seen_by("insider");
+    let (outsider_ctx, outsider_board) = seen_by("outsider");
+    let secrets = |ids: &[String]| {
+        run.store
+            .query(
+                &murmur::blackboard::ArtifactQuery {
+                    workflow_id: run.summary.workflow_id.clone(),
+                    type_name: Some("Secret".into()),
+                    tags: vec![],
+                    limit: 100,
+                },
+                &murmur::artifact::Viewer {
+                    name: "insider",
+                    labels: &["ops".into()],
+                    tenant: Some("acme"),
+                },
+            )
+            .expect("query")
+            .into_iter()
+            .filter(|a| ids.contains(&a.id.to_string()))
+            .map(|a| a.payload["name"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        secrets(&insider_board),
+        ["private", "labelled", "tenant", "public"]
+    );
+    assert_eq!(secrets(&outsider_board), ["public"]);
+    assert_eq!(insider_ctx.iter().filter(|t| *t == "Secret").count(), 4);
+    assert_eq!(outsider_ctx.iter().filter(|t| *t == "Secret").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn context_providers_run_in_a_chain_and_their_choice_reaches_the_agent() {
+    // Metrics after every completion, so recent artifacts include WorkflowMetrics;
+    // `focus` drops them.
+    let body = |providers: &str| {
+        format!(
+            "[workflow]\nname = \"c\"\nlimits = {{ concurrency = 1 }}\n[monitoring]\ninterval_ms = 1\n{PHASES_AND_NOTE}\n[[type]]\nname = \"Seen\"\nschema = {{ type = \"object\" }}\n{}{}{providers}{}",
+            probe(
+                "worker",
+                "mode = \"echo\", emit_type = \"Note\"",
+                "WorkDiscovery",
+                None
+            ),
+            probe(
+                "reader",
+                "mode = \"peek\", emit_type = \"Seen\"",
+                "Note",
+                None
+            ),
+            discovery("build the login form", "implementation", ""),
+        )
+    };
+    let plain = run(&body("")).await;
+    let (context, _) = seen(&plain.artifacts("Seen")[0].payload);
+    assert!(
+        context.contains(&"WorkflowMetrics".to_string()),
+        "{context:?}"
+    );
+    let focused = run(&body(
+        "\n[[plugin]]\nname = \"focus\"\npath = \"{plugin:focus}\"\nworld = \"context-provider\"\n",
+    ))
+    .await;
+    let (context, _) = seen(&focused.artifacts("Seen")[0].payload);
+    assert_eq!(
+        context[0], "PhaseInstructions",
+        "pinned context stays first"
+    );
+    assert!(
+        !context.contains(&"WorkflowMetrics".to_string()),
+        "{context:?}"
+    );
+    assert!(
+        context.contains(&"WorkDiscovery".to_string()),
+        "{context:?}"
+    );
+}

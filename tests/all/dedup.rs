@@ -1,0 +1,131 @@
+//! Deduplication: a discovery similar enough to open or done work of its phase is recorded
+//! as a duplicate, not scheduled, and raises the original's priority.
+
+use crate::helpers::*;
+use murmur::RunStatus;
+use murmur::work::{Priority, WorkStatus};
+
+fn worker(filter: &str) -> String {
+    probe(
+        "worker",
+        "mode = \"echo\", emit_type = \"Note\"",
+        "WorkDiscovery",
+        Some(filter),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_similar_discovery_is_recorded_as_a_duplicate_and_not_scheduled() {
+    let text = format!(
+        "[workflow]\nname = \"d\"\n{PHASES_AND_NOTE}{}{}{}{}",
+        worker("true"),
+        discovery(
+            "Caching pattern could optimize all API routes",
+            "analysis",
+            ""
+        ),
+        discovery(
+            "A caching pattern could optimise all the API routes",
+            "analysis",
+            ""
+        ),
+        discovery("Rotate the signing keys", "analysis", ""),
+    );
+    let run = run(&text).await;
+    assert_eq!(run.summary.status, RunStatus::Complete);
+    assert_eq!(run.summary.work.duplicates, 1);
+    assert_eq!(run.summary.phases["analysis"].duplicate, 1);
+    assert_eq!(
+        run.summary.agents["worker"].invocations, 2,
+        "the duplicate was not run"
+    );
+    let original = run.work("Caching pattern could optimize all API routes");
+    let dup = run.work("A caching pattern could optimise all the API routes");
+    assert_eq!(dup.status, WorkStatus::Duplicate);
+    assert_eq!(dup.duplicate_of, Some(original.id.clone()));
+    assert!(dup.reason.expect("reason").contains("similarity 1.00"));
+    assert_eq!(original.duplicates, 1);
+    // Recorded, never dropped: the duplicate discovery is on the blackboard.
+    assert_eq!(run.artifacts("WorkDiscovery").len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_work_in_another_phase_is_not_a_duplicate() {
+    let text = format!(
+        "[workflow]\nname = \"d\"\n{PHASES_AND_NOTE}{}{}{}",
+        worker("true"),
+        discovery("Harden the session store", "analysis", ""),
+        discovery("Harden the session store", "validation", ""),
+    );
+    let run = run(&text).await;
+    assert_eq!(run.summary.work.duplicates, 0);
+    assert_eq!(run.summary.agents["worker"].invocations, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_higher_priority_duplicate_raises_the_originals_priority() {
+    // One worker at a time: the queue order shows the priorities.
+    let text = format!(
+        "[workflow]\nname = \"d\"\nlimits = {{ concurrency = 1 }}\n{PHASES_AND_NOTE}{}{}{}{}",
+        worker("true"),
+        discovery(
+            "Patch the token parser",
+            "analysis",
+            ", priority = \"high\""
+        ),
+        discovery(
+            "Upgrade the TLS library",
+            "analysis",
+            ", priority = \"low\""
+        ),
+        discovery(
+            "Upgrade the TLS libraries",
+            "analysis",
+            ", priority = \"critical\""
+        ),
+    );
+    let run = run(&text).await;
+    let original = run.work("Upgrade the TLS library");
+    assert_eq!(original.priority, Priority::Critical);
+    assert_eq!(
+        run.work("Upgrade the TLS libraries").status,
+        WorkStatus::Duplicate
+    );
+    let order: Vec<String> = run
+        .artifacts("Note")
+        .iter()
+        .map(|n| n.payload["description"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(order, ["Upgrade the TLS library", "Patch the token parser"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_plugin_can_replace_the_similarity_measure() {
+    // The built-in measure folds plurals and drops stop words: these two are equal (1.0).
+    // triage's (the SDK default) does neither: 2 shared words of 5 (0.4).
+    let body = |dedup: &str| {
+        format!(
+            "[workflow]\nname = \"d\"\n{PHASES_AND_NOTE}[dedup]\nthreshold = 0.5\n{dedup}\n[[plugin]]\nname = \"triage\"\npath = \"{{plugin:triage}}\"\nworld = \"router\"\n{}{}{}",
+            worker("true"),
+            discovery("fix the login bug", "analysis", ""),
+            discovery("fix login bugs", "analysis", ""),
+        )
+    };
+    let builtin = run(&body("")).await;
+    assert_eq!(builtin.summary.work.duplicates, 1);
+    let plugin = run(&body("plugin = \"triage\"")).await;
+    assert_eq!(plugin.summary.work.duplicates, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_can_be_turned_off() {
+    let text = format!(
+        "[workflow]\nname = \"d\"\n{PHASES_AND_NOTE}[dedup]\nenabled = false\n{}{}{}",
+        worker("true"),
+        discovery("same", "analysis", ""),
+        discovery("same", "analysis", ""),
+    );
+    let run = run(&text).await;
+    assert_eq!(run.summary.work.duplicates, 0);
+    assert_eq!(run.summary.agents["worker"].invocations, 2);
+}

@@ -61,12 +61,26 @@ pub struct Viewer<'a> {
     pub labels: &'a [String],
     /// The agent's tenant, if any.
     pub tenant: Option<&'a str>,
+    /// The operator (`murmur status`, `graph`): sees everything. Never a plugin.
+    pub operator: bool,
+}
+
+impl Viewer<'static> {
+    /// The operator's view: every artifact, whatever its visibility.
+    pub fn operator() -> Self {
+        Viewer {
+            name: "",
+            labels: &[],
+            tenant: None,
+            operator: true,
+        }
+    }
 }
 
 impl Visibility {
     /// Whether `viewer` may see an artifact with this visibility produced by `producer`.
     pub fn allows(&self, producer: &str, viewer: &Viewer<'_>) -> bool {
-        if producer == viewer.name {
+        if viewer.operator || producer == viewer.name {
             return true;
         }
         match self {
@@ -149,11 +163,13 @@ mod tests {
             name: "alice",
             labels: &["ops".to_string()],
             tenant: Some("acme"),
+            operator: false,
         };
         let bob = Viewer {
             name: "bob",
             labels: &[],
             tenant: None,
+            operator: false,
         };
         let private = Visibility::Private(vec!["alice".into()]);
         assert!(private.allows("carol", &alice));

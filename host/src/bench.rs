@@ -4,7 +4,7 @@
 //! The workload is `examples/cascade/workflow.toml` with its input `count` set to N.
 //! Figures are printed, never asserted by tests.
 
-use crate::blackboard::{MemoryStore, Store};
+use crate::blackboard::Store;
 use crate::manifest::Manifest;
 use crate::plugin::bindings::types as wit;
 use crate::scheduler::Scheduler;
@@ -158,13 +158,15 @@ pub fn percentile(samples: &mut [u32], p: f64) -> u32 {
     samples[rank.min(samples.len() - 1)]
 }
 
-/// Run the cascade workload of `manifest` with `n` inputs on an in-memory store; with
-/// `native`, the agents run as Rust code in the host instead of WebAssembly components.
+/// Run the cascade workload of `manifest` with `n` inputs on `store`; with `native`, the
+/// agents run as Rust code in the host instead of WebAssembly components. The time
+/// includes making every commit durable (the store's flush).
 pub async fn cascade(
     manifest: &Path,
     n: u64,
     native: bool,
     options: LoadOptions,
+    store: Arc<dyn Store>,
 ) -> Result<CascadeFigures, BenchError> {
     let mut m = Manifest::load(manifest).map_err(crate::workflow::WorkflowError::from)?;
     let input = m.inputs.first_mut().ok_or_else(|| {
@@ -184,7 +186,7 @@ pub async fn cascade(
         }
     }
     let wf = Arc::new(wf);
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let store_name = store.describe();
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
     let started = Instant::now();
     let summary = Scheduler::new(wf, store)
@@ -231,7 +233,7 @@ pub async fn cascade(
         peak_rss_mb: peak_rss_mb(),
         p50_dispatch_us: percentile(&mut samples, 50.0),
         p99_dispatch_us: percentile(&mut samples, 99.0),
-        store: "memory".into(),
+        store: store_name,
         agents: if native { "native" } else { "wasm" }.into(),
     })
 }

@@ -1,14 +1,17 @@
 //! The `murmur` command line. Library errors are typed; here they become messages.
 
-use crate::blackboard::{MemoryStore, Store};
+use crate::blackboard::{MemoryStore, RunRecord, SqliteStore, Store};
+use crate::graph::Graph;
+use crate::manifest::Manifest;
 use crate::observe::Event;
 use crate::scheduler::Scheduler;
 use crate::summary::{RunStatus, RunSummary};
 use crate::workflow::{LoadOptions, Workflow};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -25,11 +28,56 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where the blackboard lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StoreKind {
+/// Where the blackboard lives: `memory` or `sqlite:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
     /// In memory; gone when the process ends.
     Memory,
+    /// A SQLite database file (created if missing).
+    Sqlite(PathBuf),
+}
+
+impl FromStr for StoreSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "memory" => Ok(StoreSpec::Memory),
+            _ => match s.strip_prefix("sqlite:") {
+                Some(p) if !p.is_empty() => Ok(StoreSpec::Sqlite(PathBuf::from(p))),
+                _ => Err(format!("'{s}': expected `memory` or `sqlite:PATH`")),
+            },
+        }
+    }
+}
+
+impl StoreSpec {
+    fn open(&self) -> Result<Arc<dyn Store>> {
+        Ok(match self {
+            StoreSpec::Memory => Arc::new(MemoryStore::new()),
+            StoreSpec::Sqlite(p) => Arc::new(SqliteStore::open(p)?),
+        })
+    }
+}
+
+/// The default store of `murmur run`: a database beside the manifest
+/// (`workflow.toml` → `workflow.murmur.db`).
+pub fn default_store(manifest: &Path) -> StoreSpec {
+    let stem = manifest
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "workflow".into());
+    StoreSpec::Sqlite(manifest.with_file_name(format!("{stem}.murmur.db")))
+}
+
+/// `murmur graph` output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+    /// JSON: nodes and edges.
+    Json,
 }
 
 /// Commands.
@@ -42,12 +90,52 @@ pub enum Command {
         /// Print the run summary as one JSON object on stdout.
         #[arg(long)]
         json: bool,
-        /// Where the blackboard lives.
-        #[arg(long, value_enum, default_value = "memory")]
-        store: StoreKind,
+        /// Where the blackboard lives: `memory` or `sqlite:PATH` (default: a database
+        /// beside the manifest, `NAME.murmur.db`).
+        #[arg(long)]
+        store: Option<StoreSpec>,
         /// No progress display.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Bring an interrupted run to the end an uninterrupted run reaches.
+    Resume {
+        /// The database (`sqlite:PATH`).
+        #[arg(long)]
+        store: StoreSpec,
+        /// The run (default: the newest in the database).
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Print the run summary as one JSON object on stdout (the same object as `run`).
+        #[arg(long)]
+        json: bool,
+        /// No progress display.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Where a run stands: per phase, per agent, open and blocked work.
+    Status {
+        /// The database (`sqlite:PATH`).
+        #[arg(long)]
+        store: StoreSpec,
+        /// The run (default: the newest in the database).
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Print the summary object as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a run's cascade: artifacts and their causality, grouped by phase.
+    Graph {
+        /// The database (`sqlite:PATH`).
+        #[arg(long)]
+        store: StoreSpec,
+        /// The run (default: the newest in the database).
+        #[arg(long)]
+        workflow: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "mermaid")]
+        format: GraphFormat,
     },
     /// Measure the engine on a workload; prints one JSON line of figures.
     Bench {
@@ -69,9 +157,10 @@ pub enum BenchWorkload {
         /// The cascade manifest whose first input is repeated N times.
         #[arg(long, default_value = "examples/cascade/workflow.toml")]
         manifest: PathBuf,
-        /// Where the blackboard lives.
-        #[arg(long, value_enum, default_value = "memory")]
-        store: StoreKind,
+        /// Where the blackboard lives: `memory` or `sqlite:PATH` (a file that exists is
+        /// replaced, so every measurement starts from an empty database).
+        #[arg(long, default_value = "memory")]
+        store: StoreSpec,
         /// Print the figures as one JSON line (the default output is the same line).
         #[arg(long)]
         json: bool,
@@ -102,17 +191,54 @@ pub fn main() -> Result<i32> {
             json,
             store,
             quiet,
-        } => run(manifest, json, store, quiet),
+        } => {
+            let store = store.unwrap_or_else(|| default_store(&manifest));
+            run(&manifest, json, &store, quiet)
+        }
+        Command::Resume {
+            store,
+            workflow,
+            json,
+            quiet,
+        } => resume(&store, workflow.as_deref(), json, quiet),
+        Command::Status {
+            store,
+            workflow,
+            json,
+        } => status(&store, workflow.as_deref(), json),
+        Command::Graph {
+            store,
+            workflow,
+            format,
+        } => {
+            let (store, record) = open_run(&store, workflow.as_deref())?;
+            let graph = Graph::from_store(store.as_ref(), &record.workflow_id)?;
+            match format {
+                GraphFormat::Mermaid => print!("{}", graph.mermaid()),
+                GraphFormat::Dot => print!("{}", graph.dot()),
+                GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&graph)?),
+            }
+            Ok(0)
+        }
         Command::Bench {
             workload:
                 BenchWorkload::Cascade {
                     n,
                     manifest,
-                    store: StoreKind::Memory,
+                    store,
                     json: _,
                     native,
                 },
         } => {
+            if let StoreSpec::Sqlite(p) = &store {
+                for suffix in ["", "-wal", "-shm"] {
+                    let f = PathBuf::from(format!("{}{suffix}", p.display()));
+                    if f.exists() {
+                        std::fs::remove_file(&f)
+                            .with_context(|| format!("removing {}", f.display()))?;
+                    }
+                }
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -122,6 +248,7 @@ pub fn main() -> Result<i32> {
                 n,
                 native,
                 LoadOptions::default(),
+                store.open()?,
             ))?;
             println!("{}", serde_json::to_string(&figures)?);
             Ok(0)
@@ -129,31 +256,34 @@ pub fn main() -> Result<i32> {
     }
 }
 
-fn run(manifest: PathBuf, json: bool, store: StoreKind, quiet: bool) -> Result<i32> {
+fn exit_code(status: RunStatus) -> i32 {
+    match status {
+        RunStatus::Complete => 0,
+        RunStatus::Stalled | RunStatus::BudgetExhausted | RunStatus::Running => 3,
+        RunStatus::Failed => 1,
+    }
+}
+
+/// Drive `scheduler` with the progress display, then report.
+fn report(
+    wf: Arc<Workflow>,
+    store: Arc<dyn Store>,
+    json: bool,
+    quiet: bool,
+    resume: Option<RunRecord>,
+) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting tokio")?;
-    let loaded = Instant::now();
-    let wf = Workflow::load(&manifest, LoadOptions::default())?;
-    let wf = Arc::new(wf);
-    if !quiet {
-        eprintln!(
-            "murmur: loaded '{}' ({} plugins, {} phases) in {} ms",
-            wf.name(),
-            wf.plugins.len(),
-            wf.phases.len(),
-            loaded.elapsed().as_millis()
-        );
-    }
-    let store: Arc<dyn Store> = match store {
-        StoreKind::Memory => Arc::new(MemoryStore::new()),
-    };
     let (tx, rx) = mpsc::unbounded_channel();
     let summary = runtime.block_on(async move {
         let progress = (!quiet).then(|| tokio::spawn(progress(rx)));
         let scheduler = Scheduler::new(wf, store).with_events(tx);
-        let summary = scheduler.run().await;
+        let summary = match resume {
+            Some(record) => scheduler.resume(record).await,
+            None => scheduler.run().await,
+        };
         drop(scheduler);
         if let Some(p) = progress {
             let _ = p.await;
@@ -166,11 +296,158 @@ fn run(manifest: PathBuf, json: bool, store: StoreKind, quiet: bool) -> Result<i
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
-    Ok(match summary.status {
-        RunStatus::Complete => 0,
-        RunStatus::Stalled | RunStatus::BudgetExhausted => 3,
-        RunStatus::Failed => 1,
-    })
+    Ok(exit_code(summary.status))
+}
+
+fn run(manifest: &Path, json: bool, store: &StoreSpec, quiet: bool) -> Result<i32> {
+    let loaded = Instant::now();
+    let wf = Arc::new(Workflow::load(manifest, LoadOptions::default())?);
+    let store = store.open()?;
+    if !quiet {
+        eprintln!(
+            "murmur: loaded '{}' ({} plugins, {} phases) in {} ms; store {}",
+            wf.name(),
+            wf.plugins.len(),
+            wf.phases.len(),
+            loaded.elapsed().as_millis(),
+            store.describe()
+        );
+    }
+    report(wf, store, json, quiet, None)
+}
+
+/// Open a database and load one run (the newest unless `workflow` names one).
+fn open_run(spec: &StoreSpec, workflow: Option<&str>) -> Result<(Arc<dyn Store>, RunRecord)> {
+    let StoreSpec::Sqlite(path) = spec else {
+        bail!("this command reads a database: pass --store sqlite:PATH");
+    };
+    if !path.exists() {
+        bail!("{}: no such database", path.display());
+    }
+    let store = SqliteStore::open(path)?;
+    store.check()?;
+    let runs = store.runs()?;
+    let record = match workflow {
+        Some(id) => runs
+            .into_iter()
+            .find(|r| r.workflow_id == id)
+            .with_context(|| format!("{}: has no run {id}", path.display()))?,
+        None => runs
+            .into_iter()
+            .next()
+            .with_context(|| format!("{}: holds no runs", path.display()))?,
+    };
+    store.load(&record.workflow_id)?;
+    Ok((Arc::new(store), record))
+}
+
+fn resume(spec: &StoreSpec, workflow: Option<&str>, json: bool, quiet: bool) -> Result<i32> {
+    let (store, record) = open_run(spec, workflow)?;
+    // The run goes on with the manifest it started with, and the same plugin files.
+    let path = PathBuf::from(&record.manifest_path);
+    let manifest = Manifest::parse(&path, &record.manifest_text)?;
+    let wf = Workflow::from_manifest(manifest, LoadOptions::default())?;
+    for used in &record.plugins {
+        match wf.plugins.iter().find(|p| *p.name == *used.name) {
+            Some(p) if p.sha256 == used.sha256 => {}
+            Some(p) => bail!(
+                "plugin '{}' ({}) changed since run {} started (sha256 {} then, {} now); resume refuses to mix plugin versions",
+                used.name,
+                used.path,
+                record.workflow_id,
+                used.sha256,
+                p.sha256
+            ),
+            None => bail!(
+                "plugin '{}' of run {} is gone",
+                used.name,
+                record.workflow_id
+            ),
+        }
+    }
+    if !quiet {
+        eprintln!(
+            "murmur: resuming '{}' run {} ({}) from {}",
+            record.name,
+            record.workflow_id,
+            record.status,
+            store.describe()
+        );
+    }
+    report(Arc::new(wf), store, json, quiet, Some(record))
+}
+
+fn status(spec: &StoreSpec, workflow: Option<&str>, json: bool) -> Result<i32> {
+    let (store, record) = open_run(spec, workflow)?;
+    let status = RunStatus::parse(&record.status);
+    let phases = Manifest::parse(Path::new(&record.manifest_path), &record.manifest_text)
+        .map(|m| m.phases.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let elapsed = record
+        .finished_at_ms
+        .unwrap_or_else(crate::artifact::now_ms)
+        .saturating_sub(record.started_at_ms);
+    let summary = RunSummary::from_store(
+        store.as_ref(),
+        &record.name,
+        &record.workflow_id,
+        phases,
+        status,
+        elapsed,
+    )?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(0);
+    }
+    println!(
+        "run {} of '{}' ({}), started {} ms ago",
+        record.workflow_id,
+        record.name,
+        record.status,
+        crate::artifact::now_ms().saturating_sub(record.started_at_ms)
+    );
+    print_summary_to(&summary, &mut std::io::stdout());
+    for (agent, a) in &summary.agents {
+        println!(
+            "  agent {agent:<16} invocations {:>5}  failed {:>3}",
+            a.invocations, a.failed
+        );
+    }
+    let queued = store
+        .invocations(&record.workflow_id)?
+        .iter()
+        .filter(|i| {
+            matches!(
+                i.status,
+                crate::invocation::InvocationStatus::Queued
+                    | crate::invocation::InvocationStatus::Running
+            )
+        })
+        .count();
+    println!("  invocations queued or running: {queued}");
+    for w in store.work_items(&record.workflow_id)? {
+        if !w.status.is_final() {
+            println!(
+                "  open: [{}] {} ({}){}",
+                w.phase,
+                w.description,
+                w.status,
+                if w.blocked_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " waiting for {}",
+                        w.blocked_by
+                            .iter()
+                            .map(|b| b.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            );
+        }
+    }
+    Ok(0)
 }
 
 /// Lines for the first events, then a counter line at most every 250 ms.
@@ -271,22 +548,29 @@ async fn progress(mut rx: mpsc::UnboundedReceiver<Event>) {
 }
 
 fn print_summary(s: &RunSummary) {
+    print_summary_to(s, &mut std::io::stderr());
+}
+
+fn print_summary_to(s: &RunSummary, out: &mut dyn Write) {
     let status = serde_json::to_value(s.status)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
-    eprintln!(
+    let _ = writeln!(
+        out,
         "murmur: {status} — {} artifacts, {} invocations in {} ms",
         s.artifacts, s.invocations, s.elapsed_ms
     );
     for (phase, c) in &s.phases {
-        eprintln!(
+        let _ = writeln!(
+            out,
             "  phase {phase:<16} done {:>4}  failed {:>3}  duplicate {:>3}  blocked {:>3}  pending {:>3}  cancelled {:>3}",
             c.done, c.failed, c.duplicate, c.blocked, c.pending, c.cancelled
         );
     }
     let w = &s.work;
-    eprintln!(
+    let _ = writeln!(
+        out,
         "  work: {} duplicate(s), {} auto-routed, {} unblocked, {} rejected output(s), {} retr{}, {} recovery spawned",
         w.duplicates,
         w.auto_routed,
@@ -303,10 +587,11 @@ fn print_summary(s: &RunSummary) {
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
     if !faults.is_empty() {
-        eprintln!("  faults: {}", faults.join(", "));
+        let _ = writeln!(out, "  faults: {}", faults.join(", "));
     }
     for w in &s.open_work {
-        eprintln!(
+        let _ = writeln!(
+            out,
             "  open: [{}] {} ({}): {}",
             w.phase, w.description, w.status, w.reason
         );

@@ -22,6 +22,7 @@ pub mod bench;
 pub mod blackboard;
 pub mod cli;
 pub mod context;
+pub mod graph;
 pub mod invocation;
 pub mod manifest;
 pub mod observe;

@@ -2,9 +2,11 @@
 //! Sent on an unbounded channel so reporting never slows the scheduler.
 
 use crate::plugin::FaultKind;
+use serde::Serialize;
 
 /// Something that happened in a workflow.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     /// An invocation was claimed and started.
     InvocationStarted {
@@ -94,4 +96,31 @@ pub enum Event {
         /// The error.
         message: String,
     },
+}
+
+impl Event {
+    /// The event's kind, as stored (`invocation_failed`, `work_routed`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::InvocationStarted { .. } => "invocation_started",
+            Event::InvocationDone { .. } => "invocation_done",
+            Event::InvocationFailed { .. } => "invocation_failed",
+            Event::InvocationRetrying { .. } => "invocation_retrying",
+            Event::WorkRouted { .. } => "work_routed",
+            Event::WorkDuplicate { .. } => "work_duplicate",
+            Event::WorkUnblocked { .. } => "work_unblocked",
+            Event::RecoverySpawned { .. } => "recovery_spawned",
+            Event::DepthLimited { .. } => "depth_limited",
+            Event::FilterFailed { .. } => "filter_failed",
+        }
+    }
+
+    /// Whether a durable store keeps it: the loop's decisions and failures. Starts and
+    /// completions are not kept as events: the invocation records already hold them.
+    pub fn is_notable(&self) -> bool {
+        !matches!(
+            self,
+            Event::InvocationStarted { .. } | Event::InvocationDone { .. }
+        )
+    }
 }

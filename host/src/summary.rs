@@ -20,6 +20,21 @@ pub enum RunStatus {
     Failed,
     /// A budget ran out first.
     BudgetExhausted,
+    /// Not ended: running now, or interrupted (see `murmur resume`). Only `status` says this.
+    Running,
+}
+
+impl RunStatus {
+    /// The status a store recorded (`running` and anything unknown read as `Running`).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "complete" => RunStatus::Complete,
+            "stalled" => RunStatus::Stalled,
+            "budget_exhausted" => RunStatus::BudgetExhausted,
+            "failed" => RunStatus::Failed,
+            _ => RunStatus::Running,
+        }
+    }
 }
 
 /// Work item counts of one phase.

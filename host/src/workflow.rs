@@ -58,6 +58,7 @@ impl Agent {
             name: &self.plugin.name,
             labels: &self.plugin.labels,
             tenant: self.plugin.tenant.as_deref(),
+            operator: false,
         }
     }
 }

@@ -127,6 +127,7 @@ async fn a_plugin_cannot_see_what_it_may_not_in_context_or_on_the_board() {
                     name: "insider",
                     labels: &["ops".into()],
                     tenant: Some("acme"),
+                    operator: false,
                 },
             )
             .expect("query")

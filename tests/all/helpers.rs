@@ -81,6 +81,7 @@ impl Run {
                     name: "host",
                     labels: &[],
                     tenant: None,
+                    operator: false,
                 },
             )
             .expect("query")
@@ -100,6 +101,7 @@ impl Run {
             name: "host",
             labels: &[],
             tenant: None,
+            operator: false,
         };
         self.store.query(&q, &viewer).expect("query")
     }

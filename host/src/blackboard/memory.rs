@@ -182,6 +182,27 @@ impl Store for MemoryStore {
         }))
     }
 
+    fn requeue_running(&self, workflow_id: &str) -> Result<u64, StoreError> {
+        let mut g = self.lock();
+        let g = &mut *g;
+        let mut n = 0;
+        for id in g.invocation_order.get(workflow_id).into_iter().flatten() {
+            if let Some(inv) = g.invocations.get_mut(id)
+                && inv.status == InvocationStatus::Running
+            {
+                inv.status = InvocationStatus::Queued;
+                inv.not_before_ms = 0;
+                g.queues.entry(workflow_id.to_string()).or_default().push((
+                    inv.priority,
+                    Reverse(inv.seq),
+                    inv.id.clone(),
+                ));
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     fn work_item(&self, id: &ArtifactId) -> Result<Option<WorkItem>, StoreError> {
         Ok(self.lock().work.get(id).cloned())
     }

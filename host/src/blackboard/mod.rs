@@ -9,15 +9,53 @@
 //! PostgreSQL stores implement the same trait.
 
 pub mod memory;
+pub mod sqlite;
 
 use crate::artifact::{Artifact, ArtifactId, Viewer};
 use crate::invocation::InvocationRecord;
+use crate::observe::Event;
 use crate::work::WorkItem;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use thiserror::Error;
 
 pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// One workflow run, as a store records it: what `resume`, `status` and `graph` need.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's correlation id.
+    pub workflow_id: String,
+    /// The workflow's name.
+    pub name: String,
+    /// The manifest it ran (absolute path, for resolving plugin paths on resume).
+    pub manifest_path: String,
+    /// The manifest's text when the run started (resume runs exactly this).
+    pub manifest_text: String,
+    /// Every plugin version the run used.
+    pub plugins: Vec<PluginVersion>,
+    /// `running` until the run ends, then its final status.
+    pub status: String,
+    /// When it started (ms since the Unix epoch).
+    pub started_at_ms: u64,
+    /// When it last ended, if it has.
+    pub finished_at_ms: Option<u64>,
+    /// Its last summary, if it has ended.
+    pub summary: Option<serde_json::Value>,
+}
+
+/// A plugin file a run used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginVersion {
+    /// The manifest name.
+    pub name: String,
+    /// The component file.
+    pub path: String,
+    /// Its sha256.
+    pub sha256: String,
+}
 
 /// A store failure.
 #[derive(Debug, Error)]
@@ -103,4 +141,23 @@ pub trait Store: Send + Sync {
     fn invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError>;
     /// A workflow's artifact counts.
     fn counts(&self, workflow_id: &str) -> Result<ArtifactCounts, StoreError>;
+    /// Put every `running` invocation of a workflow back in the queue (a resumed run:
+    /// whatever was running when the process died runs again). Returns how many.
+    fn requeue_running(&self, workflow_id: &str) -> Result<u64, StoreError>;
+    /// Record a run's metadata (at its start and end).
+    fn save_run(&self, _run: &RunRecord) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Record the loop's notable events.
+    fn record_events(&self, _workflow_id: &str, _events: &[Event]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Wait until everything committed so far is durable.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// `memory` or `sqlite:PATH`.
+    fn describe(&self) -> String {
+        "memory".into()
+    }
 }

@@ -176,6 +176,7 @@ impl blackboard::Host for InvocationState {
             name: &self.plugin,
             labels: &board.labels,
             tenant: board.tenant.as_deref(),
+            operator: false,
         };
         let found = board
             .store
@@ -198,6 +199,7 @@ impl blackboard::Host for InvocationState {
             name: &self.plugin,
             labels: &board.labels,
             tenant: board.tenant.as_deref(),
+            operator: false,
         };
         // An artifact the caller may not see is indistinguishable from a missing one.
         Ok(found

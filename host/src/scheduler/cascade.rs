@@ -81,7 +81,11 @@ impl CascadeState {
                     .insert(w.id.to_string(), &w.description);
             }
         }
-        state.metrics_dirty = true;
+        // A run that already recorded its end needs no further metrics.
+        state.metrics_dirty = !store
+            .counts(workflow_id)?
+            .by_type
+            .contains_key(WORKFLOW_COMPLETE);
         Ok(state)
     }
 }

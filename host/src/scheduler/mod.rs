@@ -15,7 +15,7 @@ pub mod metrics;
 pub mod plan;
 
 use crate::artifact::{ArtifactId, Visibility, now_ms};
-use crate::blackboard::{Store, StoreError};
+use crate::blackboard::{PluginVersion, RunRecord, Store, StoreError};
 use crate::invocation::{InvocationRecord, InvocationStatus};
 use crate::observe::Event;
 use crate::plugin::bindings::types::PluginError;
@@ -78,7 +78,10 @@ impl Scheduler {
         self
     }
 
-    fn emit(&self, events: impl IntoIterator<Item = Event>) {
+    fn emit(&self, workflow_id: &str, events: Vec<Event>) {
+        if let Err(e) = self.store.record_events(workflow_id, &events) {
+            tracing::warn!("cannot record events: {e}");
+        }
         if let Some(tx) = &self.events {
             for e in events {
                 let _ = tx.send(e);
@@ -86,12 +89,77 @@ impl Scheduler {
         }
     }
 
+    /// A new run's record.
+    fn new_record(&self, workflow_id: &str) -> RunRecord {
+        let path = &self.wf.manifest.path;
+        RunRecord {
+            workflow_id: workflow_id.to_string(),
+            name: self.wf.name().to_string(),
+            manifest_path: std::fs::canonicalize(path)
+                .unwrap_or_else(|_| path.clone())
+                .display()
+                .to_string(),
+            manifest_text: self.wf.manifest.source.clone(),
+            plugins: self
+                .wf
+                .plugins
+                .iter()
+                .map(|p| PluginVersion {
+                    name: p.name.to_string(),
+                    path: p.path.display().to_string(),
+                    sha256: p.sha256.clone(),
+                })
+                .collect(),
+            status: "running".into(),
+            started_at_ms: now_ms(),
+            finished_at_ms: None,
+            summary: None,
+        }
+    }
+
     /// Publish the manifest's inputs as a new workflow run and run it until idle.
     pub async fn run(&self) -> Result<RunSummary, RunError> {
         let started = Instant::now();
         let workflow_id = uuid::Uuid::now_v7().to_string();
+        let mut record = self.new_record(&workflow_id);
+        self.store.save_run(&record)?;
         let mut state = CascadeState::default();
-        let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), &workflow_id);
+        self.publish_inputs(&workflow_id, &mut state)?;
+        self.drive(&workflow_id, &mut state, started, &mut record)
+            .await
+    }
+
+    /// Go on with a run a store holds (after a crash or a kill): invocations that were
+    /// running are queued again, the scheduler's indexes are rebuilt from the store, and
+    /// the run continues to the same end state an uninterrupted run reaches.
+    pub async fn resume(&self, mut record: RunRecord) -> Result<RunSummary, RunError> {
+        let started = Instant::now();
+        let workflow_id = record.workflow_id.clone();
+        if record.status != "running" {
+            // It ended; resuming changes nothing.
+            return self.summary(&workflow_id, &record.status, started);
+        }
+        let requeued = self.store.requeue_running(&workflow_id)?;
+        if requeued > 0 {
+            tracing::info!(
+                "resuming {workflow_id}: {requeued} interrupted invocation(s) queued again"
+            );
+        }
+        record.status = "running".into();
+        record.finished_at_ms = None;
+        self.store.save_run(&record)?;
+        let mut state = CascadeState::rebuild(self.store.as_ref(), &workflow_id)?;
+        if self.store.counts(&workflow_id)?.total == 0 {
+            // Killed before its inputs were durable: start it properly.
+            self.publish_inputs(&workflow_id, &mut state)?;
+        }
+        self.drive(&workflow_id, &mut state, started, &mut record)
+            .await
+    }
+
+    /// Publish the manifest's inputs as the run's first commit.
+    fn publish_inputs(&self, workflow_id: &str, state: &mut CascadeState) -> Result<(), RunError> {
+        let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), workflow_id);
         // The inputs are published like one agent's outputs: routed, then planned (keys
         // and blockers among them), then published in order.
         let mut inputs = Vec::new();
@@ -100,7 +168,7 @@ impl Scheduler {
                 let mut payload = input.payload_for(index);
                 let routing = match &self.wf.router {
                     Some(router) if input.type_name == WORK_DISCOVERY => {
-                        router.place(&mut payload, "user", &workflow_id)
+                        router.place(&mut payload, "user", workflow_id)
                     }
                     _ => None,
                 };
@@ -113,7 +181,7 @@ impl Scheduler {
                 });
             }
         }
-        let plan = plan::blocking(&mut cascade, &state, &inputs)?.map_err(RunError::Inputs)?;
+        let plan = plan::blocking(&mut cascade, state, &inputs)?.map_err(RunError::Inputs)?;
         for (input, planned) in inputs.into_iter().zip(plan) {
             cascade.publish(
                 Draft {
@@ -127,12 +195,12 @@ impl Scheduler {
                     blocked_by: planned.blocked_by,
                     ..Default::default()
                 },
-                &mut state,
+                state,
             )?;
         }
         let events = cascade.commit()?;
-        self.emit(events);
-        self.drive(&workflow_id, &mut state, started).await
+        self.emit(workflow_id, events);
+        Ok(())
     }
 
     async fn drive(
@@ -140,6 +208,7 @@ impl Scheduler {
         workflow_id: &str,
         state: &mut CascadeState,
         started: Instant,
+        run: &mut RunRecord,
     ) -> Result<RunSummary, RunError> {
         let limits = self.wf.limits().clone();
         let (tx, mut rx) = mpsc::unbounded_channel::<Result<Executed, String>>();
@@ -168,10 +237,13 @@ impl Scheduler {
                 };
                 started_invocations += 1;
                 running += 1;
-                self.emit([Event::InvocationStarted {
-                    agent: record.agent.clone(),
-                    invocation: record.id.clone(),
-                }]);
+                self.emit(
+                    workflow_id,
+                    vec![Event::InvocationStarted {
+                        agent: record.agent.clone(),
+                        invocation: record.id.clone(),
+                    }],
+                );
                 let claimed = Instant::now();
                 let wf = self.wf.clone();
                 let store = self.store.clone();
@@ -231,7 +303,16 @@ impl Scheduler {
                 self.publish_metrics(workflow_id, state)?;
             }
         }
-        self.finish(workflow_id, budget_hit, started)
+        let summary = self.finish(workflow_id, budget_hit, started)?;
+        run.status = serde_json::to_value(summary.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        run.finished_at_ms = Some(now_ms());
+        run.summary = serde_json::to_value(&summary).ok();
+        self.store.save_run(run)?;
+        self.store.flush()?;
+        Ok(summary)
     }
 
     /// Publish an invocation's outputs with its completion, or retry it, or record its
@@ -262,7 +343,7 @@ impl Scheduler {
         };
         let mut events = cascade.commit()?;
         events.push(event);
-        self.emit(events);
+        self.emit(workflow_id, events);
         Ok(())
     }
 
@@ -476,8 +557,26 @@ impl Scheduler {
             state,
         )?;
         let events = cascade.commit()?;
-        self.emit(events);
+        self.emit(workflow_id, events);
         Ok(())
+    }
+
+    /// The summary of a run that has ended with `status`, from the store.
+    fn summary(
+        &self,
+        workflow_id: &str,
+        status: &str,
+        started: Instant,
+    ) -> Result<RunSummary, RunError> {
+        let status = RunStatus::parse(status);
+        Ok(RunSummary::from_store(
+            self.store.as_ref(),
+            self.wf.name(),
+            workflow_id,
+            self.wf.manifest.phases.iter().map(|p| p.name.clone()),
+            status,
+            started.elapsed().as_millis() as u64,
+        )?)
     }
 
     fn finish(
@@ -522,8 +621,9 @@ impl Scheduler {
         } else {
             RunStatus::Complete
         };
-        if status == RunStatus::Complete {
-            let counts = self.store.counts(workflow_id)?;
+        let counts = self.store.counts(workflow_id)?;
+        let recorded = counts.by_type.contains_key(WORKFLOW_COMPLETE);
+        if status == RunStatus::Complete && !recorded {
             let invocations = self.store.invocations(workflow_id)?;
             let ran = invocations
                 .iter()

@@ -1,0 +1,558 @@
+//! The SQLite store: durable by default, at nearly in-memory speed.
+//!
+//! One embedded database file (WAL mode) holds every run: artifacts, work items,
+//! invocations (queued, running, done, failed, with attempts), the loop's events, and the
+//! sha256 of every plugin version a run used. The design is a write-behind mirror:
+//!
+//! - every read is served from an in-memory [`MemoryStore`] that holds the runs this
+//!   process works on (loaded from the file when a run is resumed or inspected);
+//! - every write is applied to the mirror and handed, whole, to one writer thread, which
+//!   writes everything waiting in **one transaction** (group commit: the batch grows with
+//!   the load, so durability costs one fsync-free WAL append per batch, not per change).
+//!
+//! What makes a crash cost nothing but time: each [`Commit`] — an invocation's outputs, the
+//! work and invocations they create and the invocation's completion — lands inside one
+//! transaction, and transactions land in order, so after a crash the file holds a prefix of
+//! the run's commits. Invocations the file shows `running` (or whose completion was in the
+//! lost suffix) are queued again on resume; their outputs were never written, so they never
+//! appear twice. `synchronous = NORMAL` survives the process being killed at any point;
+//! after a power loss the last batches may be lost, never half-written.
+//!
+//! The schema is versioned (`meta.schema_version`): an older file is migrated when opened,
+//! a newer one is refused.
+
+use super::{ArtifactCounts, ArtifactQuery, Commit, MemoryStore, RunRecord, Store, StoreError};
+use crate::artifact::{Artifact, ArtifactId, Viewer};
+use crate::invocation::{InvocationRecord, InvocationStatus};
+use crate::observe::Event;
+use crate::work::WorkItem;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+/// The schema, one step per version. Never edit a step that has shipped: add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, artifacts, work items, invocations.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE runs (workflow_id TEXT PRIMARY KEY, started_at_ms INTEGER NOT NULL,
+                        status TEXT NOT NULL, data TEXT NOT NULL);
+     CREATE TABLE artifacts (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                             workflow_id TEXT NOT NULL, type_name TEXT NOT NULL, data TEXT NOT NULL);
+     CREATE INDEX artifacts_by_workflow ON artifacts (workflow_id, seq);
+     CREATE TABLE work_items (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                              workflow_id TEXT NOT NULL, status TEXT NOT NULL, data TEXT NOT NULL);
+     CREATE INDEX work_items_by_workflow ON work_items (workflow_id, seq);
+     CREATE TABLE invocations (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+                               workflow_id TEXT NOT NULL, status TEXT NOT NULL, data TEXT NOT NULL);
+     CREATE INDEX invocations_by_workflow ON invocations (workflow_id, seq);",
+    // 2: the loop's events and the plugin versions each run used.
+    "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, workflow_id TEXT NOT NULL,
+                          at_ms INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL);
+     CREATE INDEX events_by_workflow ON events (workflow_id, seq);
+     CREATE TABLE plugin_versions (workflow_id TEXT NOT NULL, name TEXT NOT NULL,
+                                   path TEXT NOT NULL, sha256 TEXT NOT NULL,
+                                   PRIMARY KEY (workflow_id, name));",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Most changes one writer transaction takes before it commits.
+const MAX_BATCH: usize = 8192;
+
+enum Msg {
+    Commit(Commit),
+    Run(RunRecord),
+    Events(String, Vec<Event>),
+    Flush(mpsc::Sender<Result<(), String>>),
+}
+
+/// A durable [`Store`] in one SQLite file.
+pub struct SqliteStore {
+    path: PathBuf,
+    mem: MemoryStore,
+    tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+fn backend(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("{}: {what}: {e}", path.display()))
+}
+
+/// Open `path` (creating it if missing) and bring its schema to [`SCHEMA_VERSION`].
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|e| backend(path, "cannot open", e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| backend(path, "cannot configure", e))?;
+    // The first statement that reads the file tells a database from anything else.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| backend(path, "is not a murmur database (or is damaged)", e))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| backend(path, "cannot configure", e))?;
+    migrate(&conn, path, SCHEMA_VERSION)?;
+    Ok(conn)
+}
+
+/// The file's schema version (0 for an empty file).
+fn version(conn: &Connection, path: &Path) -> Result<u32, StoreError> {
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| backend(path, "is not a murmur database (or is damaged)", e))?;
+    if tables == 0 {
+        return Ok(0);
+    }
+    let has_meta: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| backend(path, "cannot read", e))?;
+    if has_meta == 0 {
+        return Err(StoreError::Backend(format!(
+            "{}: is an SQLite database, but not a murmur one (it has no meta table)",
+            path.display()
+        )));
+    }
+    let v: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| backend(path, "cannot read the schema version", e))?;
+    v.as_deref()
+        .unwrap_or("0")
+        .parse()
+        .map_err(|e| backend(path, "has an unreadable schema version", e))
+}
+
+/// Migrate `conn` up to `target` (tests use a lower target to make old files).
+pub fn migrate(conn: &Connection, path: &Path, target: u32) -> Result<(), StoreError> {
+    let current = version(conn, path)?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "{}: was written by a newer murmur (schema version {current}; this murmur reads up to {SCHEMA_VERSION}): upgrade murmur to open it",
+            path.display()
+        )));
+    }
+    if current >= target {
+        return Ok(());
+    }
+    let run = || -> rusqlite::Result<()> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        for step in &MIGRATIONS[current as usize..target as usize] {
+            conn.execute_batch(step)?;
+        }
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![target.to_string()],
+        )?;
+        conn.execute_batch("COMMIT")
+    };
+    run().map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        backend(
+            path,
+            &format!("cannot migrate from schema {current} to {target}"),
+            e,
+        )
+    })?;
+    if current > 0 {
+        tracing::info!(
+            "{}: migrated from schema {current} to {target}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Open (or create) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = connect(path)?;
+        let failed = Arc::new(Mutex::new(None));
+        let (tx, rx) = mpsc::channel();
+        let writer = {
+            let failed = failed.clone();
+            let writer_path = path.to_path_buf();
+            std::thread::Builder::new()
+                .name("murmur-sqlite-writer".into())
+                .spawn(move || write_loop(conn, &writer_path, rx, failed))
+                .map_err(|e| backend(path, "cannot start the writer", e))?
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            mem: MemoryStore::new(),
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            failed,
+        })
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Check the file's integrity (reads every page): a truncated or corrupt file is an
+    /// error naming it, never a panic.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let conn =
+            Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
+        let verdict: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| backend(&self.path, "is damaged", e))?;
+        if verdict != "ok" {
+            return Err(StoreError::Backend(format!(
+                "{}: is damaged: {verdict}",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every run in the file, newest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let conn =
+            Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
+        let mut stmt = conn
+            .prepare("SELECT data FROM runs ORDER BY started_at_ms DESC, workflow_id DESC")
+            .map_err(|e| backend(&self.path, "cannot read runs", e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| backend(&self.path, "cannot read runs", e))?;
+        let mut runs = Vec::new();
+        for row in rows {
+            let text = row.map_err(|e| backend(&self.path, "cannot read runs", e))?;
+            runs.push(
+                serde_json::from_str(&text)
+                    .map_err(|e| backend(&self.path, "has an unreadable run record", e))?,
+            );
+        }
+        Ok(runs)
+    }
+
+    /// Load one run's records into the in-memory mirror (to resume or inspect it).
+    pub fn load(&self, workflow_id: &str) -> Result<(), StoreError> {
+        let conn =
+            Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
+        fn rows<T: serde::de::DeserializeOwned>(
+            conn: &Connection,
+            path: &Path,
+            table: &str,
+            workflow_id: &str,
+        ) -> Result<Vec<T>, StoreError> {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT data FROM {table} WHERE workflow_id = ?1 ORDER BY seq"
+                ))
+                .map_err(|e| backend(path, &format!("cannot read {table}"), e))?;
+            let texts = stmt
+                .query_map(params![workflow_id], |r| r.get::<_, String>(0))
+                .map_err(|e| backend(path, &format!("cannot read {table}"), e))?;
+            let mut out = Vec::new();
+            for t in texts {
+                let t = t.map_err(|e| backend(path, &format!("cannot read {table}"), e))?;
+                out.push(
+                    serde_json::from_str(&t).map_err(|e| {
+                        backend(path, &format!("has an unreadable row in {table}"), e)
+                    })?,
+                );
+            }
+            Ok(out)
+        }
+        let artifacts: Vec<Artifact> = rows(&conn, &self.path, "artifacts", workflow_id)?;
+        let work_items: Vec<WorkItem> = rows(&conn, &self.path, "work_items", workflow_id)?;
+        let invocations: Vec<InvocationRecord> =
+            rows(&conn, &self.path, "invocations", workflow_id)?;
+        self.mem.commit(Commit {
+            artifacts: artifacts.into_iter().map(Arc::new).collect(),
+            work_items,
+            invocations,
+        })
+    }
+
+    /// The loop's recorded events of a run, oldest first, as JSON.
+    pub fn events(&self, workflow_id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        let conn =
+            Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
+        let mut stmt = conn
+            .prepare("SELECT data FROM events WHERE workflow_id = ?1 ORDER BY seq")
+            .map_err(|e| backend(&self.path, "cannot read events", e))?;
+        let texts = stmt
+            .query_map(params![workflow_id], |r| r.get::<_, String>(0))
+            .map_err(|e| backend(&self.path, "cannot read events", e))?;
+        let mut out = Vec::new();
+        for t in texts {
+            let t = t.map_err(|e| backend(&self.path, "cannot read events", e))?;
+            out.push(serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)));
+        }
+        Ok(out)
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), StoreError> {
+        if let Some(e) = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Err(StoreError::Backend(e.clone()));
+        }
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        match tx.as_ref() {
+            Some(tx) => tx
+                .send(msg)
+                .map_err(|_| backend(&self.path, "writer", "the writer thread has stopped")),
+            None => Err(backend(&self.path, "writer", "the store is closed")),
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish what is queued, then stop.
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(w) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn write_loop(
+    mut conn: Connection,
+    path: &Path,
+    rx: mpsc::Receiver<Msg>,
+    failed: Arc<Mutex<Option<String>>>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut acks = Vec::new();
+        let result = write_batch(&mut conn, batch, &mut acks);
+        let result = match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let message = format!("{}: write failed: {e}", path.display());
+                tracing::error!("{message}");
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
+                Err(message)
+            }
+        };
+        for ack in acks {
+            let _ = ack.send(result.clone());
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+fn status_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn write_batch(
+    conn: &mut Connection,
+    batch: Vec<Msg>,
+    acks: &mut Vec<mpsc::Sender<Result<(), String>>>,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut art = tx.prepare_cached(
+            "INSERT INTO artifacts (id, workflow_id, type_name, data) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        let mut work = tx.prepare_cached(
+            "INSERT INTO work_items (id, workflow_id, status, data) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
+        )?;
+        let mut inv = tx.prepare_cached(
+            "INSERT INTO invocations (id, workflow_id, status, data) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET status = excluded.status, data = excluded.data",
+        )?;
+        let mut ev = tx.prepare_cached(
+            "INSERT INTO events (workflow_id, at_ms, kind, data) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for msg in batch {
+            match msg {
+                Msg::Commit(c) => {
+                    for a in &c.artifacts {
+                        art.execute(params![
+                            a.id.as_str(),
+                            a.workflow_id,
+                            a.type_name,
+                            json(&**a)?
+                        ])?;
+                    }
+                    for w in &c.work_items {
+                        work.execute(params![
+                            w.id.as_str(),
+                            w.workflow_id,
+                            w.status.to_string(),
+                            json(w)?
+                        ])?;
+                    }
+                    for i in &c.invocations {
+                        inv.execute(params![
+                            i.id,
+                            i.workflow_id,
+                            status_text(&i.status),
+                            json(i)?
+                        ])?;
+                    }
+                }
+                Msg::Run(r) => {
+                    tx.execute(
+                        "INSERT INTO runs (workflow_id, started_at_ms, status, data) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (workflow_id) DO UPDATE SET status = excluded.status, data = excluded.data",
+                        params![r.workflow_id, r.started_at_ms as i64, r.status, json(&r)?],
+                    )?;
+                    for p in &r.plugins {
+                        tx.execute(
+                            "INSERT INTO plugin_versions (workflow_id, name, path, sha256) VALUES (?1, ?2, ?3, ?4)
+                             ON CONFLICT (workflow_id, name) DO UPDATE SET path = excluded.path, sha256 = excluded.sha256",
+                            params![r.workflow_id, p.name, p.path, p.sha256],
+                        )?;
+                    }
+                }
+                Msg::Events(workflow_id, events) => {
+                    let now = crate::artifact::now_ms() as i64;
+                    for e in &events {
+                        ev.execute(params![workflow_id, now, e.kind(), json(e)?])?;
+                    }
+                }
+                Msg::Flush(ack) => acks.push(ack),
+            }
+        }
+    }
+    tx.commit()
+}
+
+impl Store for SqliteStore {
+    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        let copy = Commit {
+            artifacts: commit.artifacts.clone(),
+            work_items: commit.work_items.clone(),
+            invocations: commit.invocations.clone(),
+        };
+        self.mem.commit(commit)?;
+        self.send(Msg::Commit(copy))
+    }
+
+    fn artifact(&self, id: &ArtifactId) -> Result<Option<Arc<Artifact>>, StoreError> {
+        self.mem.artifact(id)
+    }
+
+    fn query(
+        &self,
+        query: &ArtifactQuery,
+        viewer: &Viewer<'_>,
+    ) -> Result<Vec<Arc<Artifact>>, StoreError> {
+        self.mem.query(query, viewer)
+    }
+
+    fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
+        let claimed = self.mem.claim_next(workflow_id)?;
+        if let Some(inv) = &claimed {
+            let work = match &inv.work_item {
+                Some(w) => self.mem.work_item(w)?.into_iter().collect(),
+                None => Vec::new(),
+            };
+            self.send(Msg::Commit(Commit {
+                artifacts: Vec::new(),
+                work_items: work,
+                invocations: vec![inv.clone()],
+            }))?;
+        }
+        Ok(claimed)
+    }
+
+    fn next_wakeup(&self, workflow_id: &str) -> Result<Option<u64>, StoreError> {
+        self.mem.next_wakeup(workflow_id)
+    }
+
+    fn work_item(&self, id: &ArtifactId) -> Result<Option<WorkItem>, StoreError> {
+        self.mem.work_item(id)
+    }
+
+    fn work_items(&self, workflow_id: &str) -> Result<Vec<WorkItem>, StoreError> {
+        self.mem.work_items(workflow_id)
+    }
+
+    fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>, StoreError> {
+        self.mem.invocation(id)
+    }
+
+    fn invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError> {
+        self.mem.invocations(workflow_id)
+    }
+
+    fn counts(&self, workflow_id: &str) -> Result<ArtifactCounts, StoreError> {
+        self.mem.counts(workflow_id)
+    }
+
+    fn requeue_running(&self, workflow_id: &str) -> Result<u64, StoreError> {
+        let before: Vec<String> = self
+            .mem
+            .invocations(workflow_id)?
+            .into_iter()
+            .filter(|i| i.status == InvocationStatus::Running)
+            .map(|i| i.id)
+            .collect();
+        let n = self.mem.requeue_running(workflow_id)?;
+        let mut invocations = Vec::new();
+        for id in before {
+            if let Some(i) = self.mem.invocation(&id)? {
+                invocations.push(i);
+            }
+        }
+        self.send(Msg::Commit(Commit {
+            invocations,
+            ..Default::default()
+        }))?;
+        Ok(n)
+    }
+
+    fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.send(Msg::Run(run.clone()))
+    }
+
+    fn record_events(&self, workflow_id: &str, events: &[Event]) -> Result<(), StoreError> {
+        let notable: Vec<Event> = events.iter().filter(|e| e.is_notable()).cloned().collect();
+        if notable.is_empty() {
+            return Ok(());
+        }
+        self.send(Msg::Events(workflow_id.to_string(), notable))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let (ack, done) = mpsc::channel();
+        self.send(Msg::Flush(ack))?;
+        done.recv()
+            .map_err(|_| backend(&self.path, "writer", "the writer thread has stopped"))?
+            .map_err(StoreError::Backend)
+    }
+
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+}

@@ -1,16 +1,6 @@
 //! The `murmur` binary, run as a user would.
 
 use crate::helpers::*;
-use std::process::Command;
-
-fn murmur() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_murmur"));
-    cmd.env(
-        "MURMUR_CACHE_DIR",
-        std::env::temp_dir().join("murmur-test-cache"),
-    );
-    cmd
-}
 
 #[test]
 fn run_json_prints_the_summary_on_stdout_and_progress_on_stderr() {

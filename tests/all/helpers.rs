@@ -9,6 +9,16 @@ use murmur::{
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The `murmur` binary, with the tests' compile cache.
+pub fn murmur() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_murmur"));
+    cmd.env(
+        "MURMUR_CACHE_DIR",
+        std::env::temp_dir().join("murmur-test-cache"),
+    );
+    cmd
+}
+
 /// Where `cargo xtask build-plugins` puts components.
 pub fn plugin(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

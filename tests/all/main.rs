@@ -8,6 +8,7 @@ mod cascade;
 mod cli;
 mod context;
 mod dedup;
+mod durability;
 mod faults;
 mod loading;
 mod manifest_errors;

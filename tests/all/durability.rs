@@ -1,0 +1,342 @@
+//! Durability: the SQLite store survives SIGKILL at any point — a resumed run reaches the
+//! end state of an uninterrupted one, with nothing lost and nothing published twice — and
+//! a damaged, foreign or newer database is refused with a clear error, never a panic.
+
+use crate::helpers::*;
+use murmur::Store;
+use murmur::blackboard::SqliteStore;
+use murmur::invocation::InvocationStatus;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The cascade workload (examples/cascade) at `n` items, written into `dir`.
+fn cascade_manifest(dir: &Path, n: u64) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("examples/cascade/workflow.toml"))
+        .expect("cascade example")
+        .replace("count = 10000", &format!("count = {n}"))
+        .replace(
+            "../../target/plugins/bench-agent.wasm",
+            &plugin("bench-agent").display().to_string(),
+        )
+        // Metrics depend on timing; the comparison is about the workload.
+        .replace(
+            "[workflow.limits]",
+            "[monitoring]\nmetrics = false\n[workflow.limits]",
+        );
+    let path = dir.join("cascade.toml");
+    std::fs::write(&path, text).expect("write manifest");
+    path
+}
+
+/// What a finished run published: per-type counts, and every done invocation as
+/// (agent, input content, sorted output contents) — contents, because ids differ between
+/// runs. A duplicate or a loss shows as a difference in this multiset.
+type Fingerprint = (BTreeMap<String, u64>, Vec<(String, String, Vec<String>)>);
+
+fn fingerprint(db: &Path) -> Fingerprint {
+    let store = SqliteStore::open(db).expect("open");
+    let run = store.runs().expect("runs").remove(0);
+    store.load(&run.workflow_id).expect("load");
+    let content = |id: &murmur::ArtifactId| {
+        let a = store.artifact(id).expect("read").expect("artifact exists");
+        format!("{} {}", a.type_name, a.payload)
+    };
+    let mut pairs = Vec::new();
+    for inv in store.invocations(&run.workflow_id).expect("invocations") {
+        assert_ne!(
+            inv.status,
+            InvocationStatus::Running,
+            "nothing is left running"
+        );
+        if inv.status != InvocationStatus::Done {
+            continue;
+        }
+        let mut outputs: Vec<String> = inv.outputs.iter().map(content).collect();
+        outputs.sort();
+        pairs.push((inv.agent.clone(), content(&inv.inputs[0]), outputs));
+    }
+    pairs.sort();
+    let mut counts = store.counts(&run.workflow_id).expect("counts").by_type;
+    counts.remove("WorkflowComplete");
+    (counts, pairs)
+}
+
+/// A small deterministic generator (xorshift), so the kill points are seeded.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_duplicated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 300);
+    let reference = dir.path().join("reference.db");
+    let out = murmur()
+        .args(["run", "-q", "--store"])
+        .arg(format!("sqlite:{}", reference.display()))
+        .arg(&manifest)
+        .output()
+        .expect("reference run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = fingerprint(&reference);
+    assert_eq!(
+        expected.0["WorkDiscovery"],
+        300 + 60 + 12 + 3,
+        "the workload's closed form"
+    );
+
+    let mut rng = Rng(0x5eed_2026_1125);
+    let mut interrupted = 0;
+    for trial in 0..20 {
+        let db = dir.path().join(format!("trial-{trial}.db"));
+        let mut child = murmur()
+            .args(["run", "-q", "--store"])
+            .arg(format!("sqlite:{}", db.display()))
+            .arg(&manifest)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let delay = 30 + rng.next() % 400;
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        if !db.exists() {
+            // Killed before the database was created: nothing to resume; run again.
+            continue;
+        }
+        let was_running = SqliteStore::open(&db)
+            .and_then(|s| s.runs())
+            .map(|r| r.first().is_some_and(|r| r.status == "running"))
+            .unwrap_or(false);
+        interrupted += usize::from(was_running);
+        let out = murmur()
+            .args(["resume", "-q", "--json", "--store"])
+            .arg(format!("sqlite:{}", db.display()))
+            .output()
+            .expect("resume");
+        if !was_running && !out.status.success() {
+            // Killed before the run was recorded at all: nothing to resume.
+            continue;
+        }
+        assert!(
+            out.status.success(),
+            "trial {trial} (killed after {delay} ms): resume failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("resume --json prints the summary");
+        assert_eq!(summary["status"], "complete", "trial {trial}");
+        let got = fingerprint(&db);
+        assert_eq!(
+            got.0, expected.0,
+            "trial {trial} (killed after {delay} ms): per-type counts"
+        );
+        assert!(
+            got.1 == expected.1,
+            "trial {trial} (killed after {delay} ms): (invocation, outputs) pairs differ"
+        );
+    }
+    assert!(
+        interrupted >= 10,
+        "only {interrupted} of 20 kills landed mid-run: the test would prove little"
+    );
+}
+
+#[test]
+fn run_leaves_a_database_that_status_and_graph_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 5);
+    let db = format!("sqlite:{}", dir.path().join("w.db").display());
+    let out = murmur()
+        .args(["run", "-q", "--store", &db])
+        .arg(&manifest)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = murmur()
+        .args(["status", "--store", &db])
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        text.contains("(complete)") && text.contains("phase analysis"),
+        "{text}"
+    );
+    assert!(text.contains("agent analyzer"), "{text}");
+    for (format, marker) in [
+        ("mermaid", "flowchart LR"),
+        ("dot", "digraph cascade"),
+        ("json", "\"edges\""),
+    ] {
+        let out = murmur()
+            .args(["graph", "--store", &db, "--format", format])
+            .output()
+            .expect("graph");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(marker),
+            "{format}: {text}"
+        );
+    }
+    let json = murmur()
+        .args(["graph", "--store", &db, "--format", "json"])
+        .output()
+        .expect("graph");
+    let graph: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    // 5 items → 5 + 1 + 1 + 1 work items, 4 artifacts each, and the completion record.
+    assert_eq!(graph["nodes"].as_array().map(Vec::len), Some(33));
+    assert!(
+        graph["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["phase"] == "analysis"))
+    );
+}
+
+#[test]
+fn the_default_store_is_a_database_beside_the_manifest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 2);
+    let out = murmur()
+        .args(["run", "-q"])
+        .arg(&manifest)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("cascade.murmur.db").exists());
+}
+
+fn error_of(args: &[&str]) -> String {
+    let out = murmur().args(args).output().expect("murmur runs");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a clear error, not a panic (exit 101) nor success"
+    );
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notes.db");
+    std::fs::write(
+        &path,
+        "these are not the pages you are looking for\n".repeat(200),
+    )
+    .expect("write");
+    let err = error_of(&["status", "--store", &format!("sqlite:{}", path.display())]);
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("not a murmur database"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_truncated_database_is_refused_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 40);
+    let db = dir.path().join("w.db");
+    let out = murmur()
+        .args(["run", "-q", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .arg(&manifest)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let bytes = std::fs::read(&db).expect("read");
+    assert!(bytes.len() > 8192, "the database has several pages");
+    std::fs::write(&db, &bytes[..bytes.len() / 2]).expect("truncate");
+    for command in ["status", "resume", "graph"] {
+        let err = error_of(&[command, "--store", &format!("sqlite:{}", db.display())]);
+        assert!(err.contains(&db.display().to_string()), "{command}: {err}");
+        assert!(
+            err.contains("damaged") || err.contains("malformed"),
+            "{command}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_database_from_a_newer_murmur_is_refused_and_an_older_one_is_migrated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Schema 1, as the first murmur that wrote databases made it, with a run in it.
+    let old = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&old).expect("open");
+        murmur::blackboard::sqlite::migrate(&conn, &old, 1).expect("schema 1");
+        conn.execute(
+            "INSERT INTO runs (workflow_id, started_at_ms, status, data) VALUES ('w1', 1, 'complete', ?1)",
+            [serde_json::json!({
+                "workflow_id": "w1", "name": "old", "manifest_path": "/x/workflow.toml",
+                "manifest_text": "", "plugins": [], "status": "complete", "started_at_ms": 1,
+                "finished_at_ms": 2, "summary": null
+            })
+            .to_string()],
+        )
+        .expect("insert");
+        let has_events: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'events'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("query");
+        assert_eq!(has_events, 0, "schema 1 has no events table");
+    }
+    let store = SqliteStore::open(&old).expect("an older database is migrated");
+    assert_eq!(
+        store.runs().expect("runs")[0].name,
+        "old",
+        "its data survives"
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&old).expect("open");
+    let version: String = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("version");
+    assert_eq!(
+        version,
+        murmur::blackboard::sqlite::SCHEMA_VERSION.to_string()
+    );
+    conn.execute(
+        "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+        [],
+    )
+    .expect("bump");
+    drop(conn);
+    let err = error_of(&["status", "--store", &format!("sqlite:{}", old.display())]);
+    assert!(
+        err.contains("was written by a newer murmur (schema version 99")
+            && err.contains("upgrade murmur"),
+        "{err}"
+    );
+}

@@ -95,7 +95,7 @@ pub fn candidates(
 /// Run the context-provider plugins over `chosen`, in manifest order.
 pub fn provide(
     providers: &[Arc<LoadedPlugin>],
-    board: impl Fn(&LoadedPlugin) -> BoardAccess,
+    board: impl Fn(&LoadedPlugin) -> Option<BoardAccess>,
     invocation: &wit::Invocation,
     mut chosen: Vec<wit::Artifact>,
 ) -> Vec<wit::Artifact> {
@@ -106,7 +106,7 @@ pub fn provide(
         }
         // The provider sees the agent's invocation with its own manifest config.
         call.config.clone_from(&provider.config_json);
-        match provider.provide(&call, &chosen, Some(board(provider))) {
+        match provider.provide(&call, &chosen, board(provider)) {
             Ok(answer) => {
                 let mut kept = Vec::with_capacity(answer.len());
                 let mut used = HashSet::new();
@@ -148,12 +148,8 @@ pub fn assemble(
     let chosen = if wf.context_providers.is_empty() {
         chosen
     } else {
-        let board = |p: &LoadedPlugin| BoardAccess {
-            store: store.clone(),
-            workflow_id: invocation.workflow_id.clone(),
-            labels: p.labels.clone(),
-            tenant: p.tenant.clone(),
-        };
+        let workflow_id = invocation.workflow_id.clone();
+        let board = |p: &LoadedPlugin| BoardAccess::granted(store, &workflow_id, p);
         provide(&wf.context_providers, board, invocation, chosen)
     };
     invocation.context.extend(chosen);

@@ -42,6 +42,9 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
+/// Host capabilities a manifest can grant (`log` is always granted).
+pub const CAPABILITIES: &[&str] = &["blackboard", "llm"];
+
 /// The plugin worlds of the WIT contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -172,6 +175,17 @@ pub struct PluginLimits {
     pub max_outputs: usize,
     /// Bytes of one output payload. Default 1 MiB; more is `invalid_output`.
     pub max_output_bytes: usize,
+    /// Payload bytes handed to one call (inputs and context). Default 4 MiB: context is
+    /// trimmed to fit; inputs alone beyond it fail the invocation without calling it.
+    pub max_input_bytes: usize,
+    /// Artifacts one blackboard query returns at most. Default 100.
+    pub max_query_results: usize,
+    /// Payload bytes one blackboard query returns at most. Default 1 MiB.
+    pub max_query_bytes: usize,
+    /// Optional fuel per call: a deterministic instruction budget (the same work faults
+    /// at the same point on every machine). Running out is classified `timeout`.
+    /// Default: none (the wall-clock deadline alone).
+    pub fuel: Option<u64>,
 }
 
 impl Default for PluginLimits {
@@ -181,6 +195,10 @@ impl Default for PluginLimits {
             timeout_ms: 10_000,
             max_outputs: 256,
             max_output_bytes: 1 << 20,
+            max_input_bytes: 4 << 20,
+            max_query_results: 100,
+            max_query_bytes: 1 << 20,
+            fuel: None,
         }
     }
 }
@@ -223,6 +241,9 @@ pub struct PluginDecl {
     pub labels: Vec<String>,
     /// Tenant (for tenant visibility).
     pub tenant: Option<String>,
+    /// Host capabilities granted beyond `log` (`blackboard`, `llm`). A plugin whose
+    /// component imports an interface not granted here is refused at load.
+    pub grants: Vec<String>,
     /// Where the table starts (for later errors about this plugin).
     pub span: Range<usize>,
     /// Where `path` was written.
@@ -434,6 +455,8 @@ struct RawPlugin {
     labels: Vec<String>,
     #[serde(default)]
     tenant: Option<String>,
+    #[serde(default)]
+    grants: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -608,6 +631,8 @@ impl Manifest {
                 || l.timeout_ms == 0
                 || l.max_outputs == 0
                 || l.max_output_bytes == 0
+                || l.max_input_bytes == 0
+                || l.fuel == Some(0)
             {
                 return Err(at(
                     span,
@@ -639,8 +664,26 @@ impl Manifest {
                     })
                     .collect()
             });
+            let grants = match p.grants {
+                Some(g) => {
+                    let span = g.span();
+                    let g = g.into_inner();
+                    if let Some(bad) = g.iter().find(|c| !CAPABILITIES.contains(&c.as_str())) {
+                        return Err(at(
+                            span,
+                            format!(
+                                "plugin '{name}': unknown capability '{bad}' in grants (known: {}; `log` is always granted)",
+                                CAPABILITIES.join(", ")
+                            ),
+                        ));
+                    }
+                    g
+                }
+                None => Vec::new(),
+            };
             plugins.push(PluginDecl {
                 name,
+                grants,
                 path: base.join(p.path.get_ref()),
                 world,
                 sha256: p.sha256.map(|s| s.into_inner().to_ascii_lowercase()),

@@ -82,7 +82,7 @@ pub fn applies(validator: &LoadedPlugin, types: &[&str]) -> bool {
 /// Run the validator plugins in manifest order; the first rejection or failure stops.
 pub fn run_plugins(
     validators: &[std::sync::Arc<LoadedPlugin>],
-    board: impl Fn(&LoadedPlugin) -> BoardAccess,
+    board: impl Fn(&LoadedPlugin) -> Option<BoardAccess>,
     invocation: &wit::Invocation,
     outputs: &[wit::Output],
 ) -> Result<(), Refusal> {
@@ -91,7 +91,7 @@ pub fn run_plugins(
     for v in validators.iter().filter(|v| applies(v, &types)) {
         // The validator sees the agent's invocation with its own manifest config.
         call.config.clone_from(&v.config_json);
-        match v.validate(&call, outputs, Some(board(v))) {
+        match v.validate(&call, outputs, board(v)) {
             Ok(verdict) if verdict.accepted => {}
             Ok(verdict) => {
                 let reasons = if verdict.reasons.is_empty() {

@@ -174,6 +174,7 @@ impl Workflow {
                 .saturating_add(8),
             max_memory_bytes: (max_memory_mb as usize).saturating_mul(1 << 20),
             cache: options.cache,
+            fuel: manifest.plugins.iter().any(|p| p.limits.fuel.is_some()),
         })
         .map_err(|e| WorkflowError::Engine(format!("{e:#}")))?;
         let engine = Arc::new(engine);

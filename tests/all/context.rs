@@ -5,7 +5,7 @@
 use crate::helpers::*;
 use serde_json::Value;
 
-/// The `peek` probe's report of what it saw: (context types, board ids).
+/// The `peek` reader's report of what it saw: (context types, board ids).
 fn seen(note: &Value) -> (Vec<String>, Vec<String>) {
     let strings = |key: &str, field: &str| {
         note[key]
@@ -32,7 +32,7 @@ async fn phase_instructions_come_first_and_follow_the_work_along_parent_links() 
             "WorkDiscovery",
             None
         ),
-        probe(
+        reader(
             "reader",
             "mode = \"peek\", emit_type = \"Seen\"",
             "Note",
@@ -58,7 +58,7 @@ async fn phase_instructions_come_first_and_follow_the_work_along_parent_links() 
 async fn the_context_stays_within_its_artifact_budget() {
     let text = format!(
         "[workflow]\nname = \"c\"\n[context]\nmax_artifacts = 2\n{PHASES_AND_NOTE}{}\n[[input]]\ntype = \"Note\"\ncount = 10\npayload = {{ n = \"{{index}}\" }}\n[[input]]\ntype = \"Trigger\"\npayload = {{}}\n[[type]]\nname = \"Trigger\"\nschema = {{ type = \"object\" }}\n[[type]]\nname = \"Seen\"\nschema = {{ type = \"object\" }}\n",
-        probe(
+        reader(
             "reader",
             "mode = \"peek\", emit_type = \"Seen\"",
             "Trigger",
@@ -77,7 +77,7 @@ async fn the_context_stays_within_its_artifact_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_cannot_see_what_it_may_not_in_context_or_on_the_board() {
     let reader = |name: &str, grants: &str| {
-        probe(
+        reader(
             name,
             "mode = \"peek\", emit_type = \"Seen\"",
             "Trigger",
@@ -158,7 +158,7 @@ async fn context_providers_run_in_a_chain_and_their_choice_reaches_the_agent() {
                 "WorkDiscovery",
                 None
             ),
-            probe(
+            reader(
                 "reader",
                 "mode = \"peek\", emit_type = \"Seen\"",
                 "Note",

@@ -150,6 +150,17 @@ pub fn probe(name: &str, config: &str, type_name: &str, filter: Option<&str>) ->
     )
 }
 
+/// A `reader` agent (granted the blackboard) named `name`; see [`probe`].
+pub fn reader(name: &str, config: &str, type_name: &str, filter: Option<&str>) -> String {
+    probe(name, config, type_name, filter)
+        .replacen("{plugin:probe}", "{plugin:reader}", 1)
+        .replacen(
+            "world = \"agent\"\n",
+            "world = \"agent\"\ngrants = [\"blackboard\"]\n",
+            1,
+        )
+}
+
 /// A WorkDiscovery `[[input]]` in `phase` (and optional extra payload keys).
 pub fn discovery(description: &str, phase: &str, extra: &str) -> String {
     format!(

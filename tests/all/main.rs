@@ -10,6 +10,7 @@ mod context;
 mod dedup;
 mod durability;
 mod faults;
+mod hostile;
 mod loading;
 mod manifest_errors;
 mod monitoring;

@@ -28,6 +28,8 @@ pub struct EngineOptions {
     pub max_memory_bytes: usize,
     /// Where compiled components are cached.
     pub cache: ComponentCache,
+    /// Whether calls are metered with fuel (some plugin has a `fuel` limit).
+    pub fuel: bool,
 }
 
 impl Default for EngineOptions {
@@ -36,6 +38,7 @@ impl Default for EngineOptions {
             max_instances: 64,
             max_memory_bytes: 64 << 20,
             cache: ComponentCache::default_location(),
+            fuel: false,
         }
     }
 }
@@ -45,6 +48,7 @@ pub struct PluginEngine {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<InvocationState>,
     pub(crate) cache: ComponentCache,
+    pub(crate) fuel: bool,
     _ticker: EpochTicker,
 }
 
@@ -72,6 +76,8 @@ impl PluginEngine {
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
+            // Fuel instruments every function; only when some plugin asks for it.
+            .consume_fuel(options.fuel)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
 
@@ -82,6 +88,7 @@ impl PluginEngine {
 
         let ticker = EpochTicker::start(engine.clone());
         Ok(Self {
+            fuel: options.fuel,
             engine,
             linker,
             cache: options.cache,

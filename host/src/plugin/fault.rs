@@ -71,7 +71,11 @@ impl fmt::Display for Fault {
 /// `memory_denied`: the store's limiter refused a growth during this call.
 /// `deadline_passed`: the invocation's wall-clock deadline has passed.
 pub fn classify(err: &wasmtime::Error, memory_denied: bool, deadline_passed: bool) -> Fault {
-    let message = first_lines(&format!("{err:#}"), 6);
+    let mut message = first_lines(&format!("{err:#}"), 6);
+    // The trap's own words (e.g. "call stack exhausted") come after a backtrace: lead with them.
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        message = format!("{trap} | {message}");
+    }
     if memory_denied {
         return Fault {
             kind: FaultKind::Memory,

@@ -64,6 +64,18 @@ pub enum LoadError {
         /// What does not match.
         message: String,
     },
+    /// Imports a host interface its manifest does not grant.
+    #[error(
+        "plugin '{plugin}' imports {import}, which its manifest does not grant: add `grants = [\"{capability}\"]` to its [[plugin]] table if it should have it"
+    )]
+    NotGranted {
+        /// Plugin name.
+        plugin: String,
+        /// The import.
+        import: String,
+        /// The capability (manifest `grants` entry) that would allow it.
+        capability: String,
+    },
     /// Imports something the host does not provide.
     #[error("plugin '{plugin}': cannot be linked: {message}")]
     Link {
@@ -118,12 +130,15 @@ pub struct LoadedPlugin {
     pub labels: Vec<String>,
     /// Tenant (visibility).
     pub tenant: Option<String>,
+    /// Capabilities granted beyond `log`.
+    pub grants: Vec<String>,
     /// Whether the compiled component came from the cache.
     pub cache: CacheOutcome,
     /// Time to load (read, compile or deserialise, link, describe).
     pub load_time: Duration,
     pre: Pre,
     engine: wasmtime::Engine,
+    fuel: bool,
 }
 
 impl LoadedPlugin {
@@ -162,6 +177,22 @@ impl LoadedPlugin {
                 message,
             }
         })?;
+        // Capabilities by omission: every host interface beyond `log` must be granted.
+        for (import, _) in component.component_type().imports(&host.engine) {
+            let Some(rest) = import.strip_prefix("murmur:plugin/") else {
+                continue;
+            };
+            let iface = rest.split('@').next().unwrap_or(rest);
+            if crate::manifest::CAPABILITIES.contains(&iface)
+                && !decl.grants.iter().any(|g| g == iface)
+            {
+                return Err(LoadError::NotGranted {
+                    plugin: plugin.clone(),
+                    import: import.to_string(),
+                    capability: iface.to_string(),
+                });
+            }
+        }
         let link = |e: wasmtime::Error| LoadError::Link {
             plugin: plugin.clone(),
             message: format!("{e:#}"),
@@ -197,10 +228,12 @@ impl LoadedPlugin {
             config_json: decl.config.to_string(),
             labels: decl.labels.clone(),
             tenant: decl.tenant.clone(),
+            grants: decl.grants.clone(),
             cache,
             load_time: Duration::ZERO,
             pre,
             engine: host.engine.clone(),
+            fuel: host.fuel,
         };
         let info = loaded.describe().map_err(|f| LoadError::Describe {
             plugin: plugin.clone(),
@@ -252,8 +285,26 @@ impl LoadedPlugin {
         let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        call(&self.pre, &mut store)
-            .map_err(|e| classify(&e, store.data().limiter.denied, Instant::now() >= deadline))
+        if self.fuel {
+            store
+                .set_fuel(self.limits.fuel.unwrap_or(u64::MAX))
+                .map_err(|e| classify(&e, false, false))?;
+        }
+        let result = call(&self.pre, &mut store).map_err(|e| {
+            let mut fault = classify(&e, store.data().limiter.denied, Instant::now() >= deadline);
+            if let Some(said) = &store.data().last_error {
+                fault.message = format!("{said} | {}", fault.message);
+            }
+            fault
+        });
+        // Reaching beyond a grant faults the call, whatever the guest made of the refusal.
+        if let Some(violation) = store.data_mut().violation.take() {
+            return Err(Fault {
+                kind: super::FaultKind::Denied,
+                message: violation,
+            });
+        }
+        result
     }
 
     /// Call `describe()`.
@@ -336,6 +387,11 @@ impl std::fmt::Display for InvokeError {
 }
 
 impl LoadedPlugin {
+    /// Whether the manifest grants it `capability`.
+    pub fn granted(&self, capability: &str) -> bool {
+        self.grants.iter().any(|g| g == capability)
+    }
+
     /// Call a router's `route()`.
     pub fn route(
         &self,

@@ -64,6 +64,28 @@ pub struct BoardAccess {
     pub labels: Vec<String>,
     /// The caller's tenant.
     pub tenant: Option<String>,
+    /// Artifacts one query returns at most.
+    pub max_results: usize,
+    /// Payload bytes one query returns at most.
+    pub max_bytes: usize,
+}
+
+impl BoardAccess {
+    /// Blackboard access for `plugin` in `workflow_id`, if its manifest grants it.
+    pub fn granted(
+        store: &Arc<dyn Store>,
+        workflow_id: &str,
+        plugin: &super::LoadedPlugin,
+    ) -> Option<Self> {
+        plugin.granted("blackboard").then(|| BoardAccess {
+            store: store.clone(),
+            workflow_id: workflow_id.to_string(),
+            labels: plugin.labels.clone(),
+            tenant: plugin.tenant.clone(),
+            max_results: plugin.limits.max_query_results,
+            max_bytes: plugin.limits.max_query_bytes,
+        })
+    }
 }
 
 /// State of one invocation's store.
@@ -75,6 +97,11 @@ pub struct InvocationState {
     pub(crate) deadline: Instant,
     pub(crate) log_lines: u32,
     pub(crate) board: Option<BoardAccess>,
+    /// A reach beyond the plugin's grants, seen during the call: the call faults `denied`.
+    pub(crate) violation: Option<String>,
+    /// The last error-level line the guest logged (a panic message, typically), so a trap
+    /// is reported with the guest's own words rather than a bare `unreachable`.
+    pub(crate) last_error: Option<String>,
 }
 
 impl InvocationState {
@@ -98,6 +125,8 @@ impl InvocationState {
             deadline,
             log_lines: 0,
             board,
+            violation: None,
+            last_error: None,
         }
     }
 
@@ -140,6 +169,9 @@ impl log::Host for InvocationState {
             msg.truncate(cut);
             msg.push('…');
         }
+        if level == Level::Error {
+            self.last_error = Some(msg.clone());
+        }
         let plugin = &*self.plugin;
         match level {
             Level::Trace => tracing::trace!(target: "murmur::guest", plugin, "{msg}"),
@@ -158,19 +190,20 @@ impl blackboard::Host for InvocationState {
             .board
             .as_ref()
             .ok_or_else(|| HostError::Denied("blackboard access not granted".into()))?;
-        if q.workflow_id
-            .as_ref()
-            .is_some_and(|w| *w != board.workflow_id)
-        {
-            return Err(HostError::Denied(
-                "a plugin may only query its own workflow".into(),
-            ));
+        if let Some(other) = q.workflow_id.as_ref().filter(|w| **w != board.workflow_id) {
+            let message = format!(
+                "queried workflow '{other}'; a plugin may only read its own workflow's blackboard"
+            );
+            self.violation = Some(message.clone());
+            return Err(HostError::Denied(message));
         }
         let query = ArtifactQuery {
             workflow_id: board.workflow_id.clone(),
             type_name: q.type_name,
             tags: q.tags,
-            limit: (q.limit as usize).min(MAX_QUERY_RESULTS),
+            limit: (q.limit as usize)
+                .min(board.max_results)
+                .min(MAX_QUERY_RESULTS),
         };
         let viewer = Viewer {
             name: &self.plugin,
@@ -182,7 +215,19 @@ impl blackboard::Host for InvocationState {
             .store
             .query(&query, &viewer)
             .map_err(|e| HostError::Invalid(e.to_string()))?;
-        Ok(found.iter().map(|a| convert::artifact_to_wit(a)).collect())
+        // Newest last: keep the newest that fit in the byte budget.
+        let mut bytes = 0usize;
+        let mut out: Vec<types::Artifact> = Vec::new();
+        for a in found.iter().rev() {
+            let w = convert::artifact_to_wit(a);
+            bytes += w.payload.len();
+            if bytes > board.max_bytes {
+                break;
+            }
+            out.push(w);
+        }
+        out.reverse();
+        Ok(out)
     }
 
     fn get(&mut self, id: String) -> Result<Option<types::Artifact>, HostError> {

@@ -125,19 +125,14 @@ fn run(
         context,
         config: agent.plugin.config_json.clone(),
     };
+    let pinned = invocation.context.len();
     context::assemble(wf, store, agent, &inputs, &mut invocation);
-    let board = |p: &LoadedPlugin| BoardAccess {
-        store: store.clone(),
-        workflow_id: record.workflow_id.clone(),
-        labels: p.labels.clone(),
-        tenant: p.tenant.clone(),
-    };
+    fit_input_budget(&mut invocation, pinned, agent.plugin.limits.max_input_bytes)?;
+    let board = |p: &LoadedPlugin| BoardAccess::granted(store, &record.workflow_id, p);
     *dispatch = claimed.elapsed();
     let mut outputs = match &agent.native {
         Some(native) => native.handle(&invocation).map_err(InvokeError::Plugin)?,
-        None => agent
-            .plugin
-            .handle(&invocation, Some(board(&agent.plugin)))?,
+        None => agent.plugin.handle(&invocation, board(&agent.plugin))?,
     };
     let mut checked = check_outputs(wf, &agent.plugin, &outputs)?;
 
@@ -171,6 +166,26 @@ fn run(
             .map_err(Failure::Refused)?;
     }
     Ok(checked)
+}
+
+/// Keep the bytes crossing into the guest within `limit`: drop context from the end
+/// (never the `pinned` host artifacts); inputs alone over the limit are refused.
+fn fit_input_budget(
+    invocation: &mut wit::Invocation,
+    pinned: usize,
+    limit: usize,
+) -> Result<(), InvokeError> {
+    let size = |a: &[wit::Artifact]| a.iter().map(|x| x.payload.len()).sum::<usize>();
+    let inputs = size(&invocation.inputs);
+    if inputs > limit {
+        return Err(internal(format!(
+            "the inputs are {inputs} bytes, over the plugin's max_input_bytes ({limit}); it was not called"
+        )));
+    }
+    while invocation.context.len() > pinned && inputs + size(&invocation.context) > limit {
+        invocation.context.pop();
+    }
+    Ok(())
 }
 
 /// The `PreviousAttempt` context artifact of a retried invocation.

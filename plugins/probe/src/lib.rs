@@ -16,8 +16,11 @@
 //!   (default 1), then echo;
 //! - `discover`: publish `config.discoveries` (WorkDiscovery payloads) verbatim — keys,
 //!   blockers, `auto` phases and near-duplicates for the loop's tests;
-//! - `peek`: publish one `config.emit_type` artifact listing what the invocation could see:
-//!   its context (`context`: type and id of each) and a blackboard query (`board`).
+//! - `recurse`: recurse without bound (the stack limit must stop it: a trap);
+//! - `huge`: return one output of `config.bytes` bytes (default 2 MiB).
+//!
+//! It imports nothing but `log`: reading the blackboard is `plugins/reader`'s job, so a
+//! probe needs no grants.
 
 use murmur_guest::prelude::*;
 use serde::Deserialize;
@@ -33,6 +36,8 @@ struct Config {
     fail_attempts: u32,
     #[serde(default)]
     discoveries: Vec<serde_json::Value>,
+    #[serde(default)]
+    bytes: Option<usize>,
 }
 
 /// Which attempt this is (1 = the first), from the host's `PreviousAttempt` context.
@@ -119,19 +124,20 @@ impl Agent for Probe {
                 .iter()
                 .map(|d| Output::json(types::WORK_DISCOVERY, d))
                 .collect(),
-            "peek" => {
-                let context: Vec<serde_json::Value> = inv
-                    .context
-                    .iter()
-                    .map(|a| serde_json::json!({ "type": a.type_name, "id": a.id, "producer": a.producer }))
-                    .collect();
-                let board: Vec<serde_json::Value> = murmur_guest::board::query(None, &[], 1000)
-                    .map_err(|e| PluginError::failed(format!("query failed: {e:?}")))?
-                    .iter()
-                    .map(|a| serde_json::json!({ "type": a.type_name, "id": a.id }))
-                    .collect();
+            "recurse" => {
+                fn dive(depth: u64, pad: [u8; 256]) -> u64 {
+                    if depth == u64::MAX {
+                        return 0;
+                    }
+                    let pad = core::hint::black_box(pad);
+                    dive(depth + 1, pad) + u64::from(pad[(depth % 256) as usize])
+                }
+                Ok(vec![Output::json("Note", &serde_json::json!({ "depth": dive(0, [1; 256]) }))?])
+            }
+            "huge" => {
+                let text = "x".repeat(config.bytes.unwrap_or(2 << 20));
                 let ty = config.emit_type.clone().unwrap_or_else(|| "Note".into());
-                Ok(vec![Output::json(&ty, &serde_json::json!({ "context": context, "board": board }))?])
+                Ok(vec![Output::json(&ty, &serde_json::json!({ "text": text }))?])
             }
             other => Err(PluginError::invalid_input(format!("unknown probe mode '{other}'"))),
         }

@@ -97,6 +97,10 @@ pub enum Command {
         /// No progress display.
         #[arg(long, short)]
         quiet: bool,
+        /// Hot-load bundles (NAME.toml + components) from this directory while running;
+        /// open work waits for a plugin that can take it instead of ending `stalled`.
+        #[arg(long)]
+        watch: Option<PathBuf>,
     },
     /// Bring an interrupted run to the end an uninterrupted run reaches.
     Resume {
@@ -191,9 +195,10 @@ pub fn main() -> Result<i32> {
             json,
             store,
             quiet,
+            watch,
         } => {
             let store = store.unwrap_or_else(|| default_store(&manifest));
-            run(&manifest, json, &store, quiet)
+            run(&manifest, json, &store, quiet, watch.as_deref())
         }
         Command::Resume {
             store,
@@ -271,15 +276,30 @@ fn report(
     json: bool,
     quiet: bool,
     resume: Option<RunRecord>,
+    watch: Option<&Path>,
 ) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting tokio")?;
     let (tx, rx) = mpsc::unbounded_channel();
+    let mut scheduler = Scheduler::new(wf.clone(), store).with_events(tx);
+    let _watcher = match watch {
+        Some(dir) => {
+            let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+            let watcher =
+                crate::hotload::watch(dir, wf.manifest.clone(), LoadOptions::default(), reload_tx)
+                    .with_context(|| format!("watching {}", dir.display()))?;
+            scheduler = scheduler.with_reloads(reload_rx);
+            if !quiet {
+                eprintln!("murmur: watching {} for bundles", dir.display());
+            }
+            Some(watcher)
+        }
+        None => None,
+    };
     let summary = runtime.block_on(async move {
         let progress = (!quiet).then(|| tokio::spawn(progress(rx)));
-        let scheduler = Scheduler::new(wf, store).with_events(tx);
         let summary = match resume {
             Some(record) => scheduler.resume(record).await,
             None => scheduler.run().await,
@@ -299,7 +319,13 @@ fn report(
     Ok(exit_code(summary.status))
 }
 
-fn run(manifest: &Path, json: bool, store: &StoreSpec, quiet: bool) -> Result<i32> {
+fn run(
+    manifest: &Path,
+    json: bool,
+    store: &StoreSpec,
+    quiet: bool,
+    watch: Option<&Path>,
+) -> Result<i32> {
     let loaded = Instant::now();
     let wf = Arc::new(Workflow::load(manifest, LoadOptions::default())?);
     let store = store.open()?;
@@ -313,7 +339,7 @@ fn run(manifest: &Path, json: bool, store: &StoreSpec, quiet: bool) -> Result<i3
             store.describe()
         );
     }
-    report(wf, store, json, quiet, None)
+    report(wf, store, json, quiet, None, watch)
 }
 
 /// Open a database and load one run (the newest unless `workflow` names one).
@@ -374,7 +400,7 @@ fn resume(spec: &StoreSpec, workflow: Option<&str>, json: bool, quiet: bool) -> 
             store.describe()
         );
     }
-    report(Arc::new(wf), store, json, quiet, Some(record))
+    report(Arc::new(wf), store, json, quiet, Some(record), None)
 }
 
 fn status(spec: &StoreSpec, workflow: Option<&str>, json: bool) -> Result<i32> {
@@ -515,6 +541,18 @@ async fn progress(mut rx: mpsc::UnboundedReceiver<Event>) {
             Event::WorkUnblocked { work } => {
                 Some(format!("  ⇥ work {work} released: its blockers are done"))
             }
+            Event::PluginsLoaded { added, plugins, .. } => Some(format!(
+                "  ⟳ hot load: {} plugin(s) in force{}",
+                plugins.len(),
+                if added.is_empty() {
+                    String::new()
+                } else {
+                    format!("; new: {}", added.join(", "))
+                }
+            )),
+            Event::ReloadRejected { file, message } => Some(format!(
+                "  ⟳ hot load of {file} rejected (the running version stays): {message}"
+            )),
             Event::RecoverySpawned { failed, recovery } => Some(format!(
                 "  ✚ work {failed} failed for good; recovery work {recovery} spawned"
             )),

@@ -23,6 +23,7 @@ pub mod blackboard;
 pub mod cli;
 pub mod context;
 pub mod graph;
+pub mod hotload;
 pub mod invocation;
 pub mod manifest;
 pub mod observe;

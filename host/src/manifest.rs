@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use thiserror::Error;
 use toml::Spanned;
 
@@ -159,6 +160,8 @@ pub struct TypeDecl {
     pub schema: serde_json::Value,
     /// Where it was declared.
     pub span: Range<usize>,
+    /// The hot-load bundle it came from (`None`: the manifest itself).
+    pub origin: Option<Arc<Origin>>,
 }
 
 /// Per-plugin resource limits. Every key has a documented default.
@@ -248,6 +251,17 @@ pub struct PluginDecl {
     pub span: Range<usize>,
     /// Where `path` was written.
     pub path_span: Range<usize>,
+    /// The hot-load bundle it came from (`None`: the manifest itself); spans refer to it.
+    pub origin: Option<Arc<Origin>>,
+}
+
+/// A hot-load bundle file, kept to locate errors in it.
+#[derive(Debug)]
+pub struct Origin {
+    /// The bundle's TOML file.
+    pub file: PathBuf,
+    /// Its text.
+    pub source: String,
 }
 
 /// `[[input]]`: an initial artifact.
@@ -376,6 +390,223 @@ fn check_policies(
     Ok(())
 }
 
+/// What a fragment is merged into (empty for a whole manifest).
+#[derive(Default, Clone, Copy)]
+struct Existing<'a> {
+    phases: &'a [Phase],
+    plugins: &'a [PluginDecl],
+}
+
+/// Check phases and convert types and plugins (shared by manifests and hot-load bundles).
+#[allow(clippy::type_complexity)]
+fn convert_parts(
+    source: &str,
+    at: &dyn Fn(Range<usize>, String) -> ManifestError,
+    base: &Path,
+    phases: &[Phase],
+    raw_types: Vec<Spanned<RawType>>,
+    raw_plugins: Vec<Spanned<RawPlugin>>,
+    existing: Existing<'_>,
+) -> Result<
+    (
+        std::collections::BTreeSet<String>,
+        Vec<TypeDecl>,
+        Vec<PluginDecl>,
+    ),
+    ManifestError,
+> {
+    let mut phase_names: std::collections::BTreeSet<String> =
+        existing.phases.iter().map(|p| p.name.clone()).collect();
+    for p in phases.iter() {
+        if p.name.is_empty() || p.name == "auto" {
+            return Err(at(
+                0..0,
+                format!("phase name '{}' is reserved or empty", p.name),
+            ));
+        }
+        if !phase_names.insert(p.name.clone()) {
+            let off = source.find(&format!("\"{}\"", p.name)).unwrap_or(0);
+            return Err(at(
+                off..off,
+                format!("phase '{}' is declared twice", p.name),
+            ));
+        }
+    }
+
+    let mut types = Vec::new();
+    for t in raw_types {
+        let span = t.span();
+        let t = t.into_inner();
+        let schema = match (t.schema, t.schema_file) {
+            (Some(s), None) => serde_json::to_value(s).map_err(|e| {
+                at(
+                    span.clone(),
+                    format!("type '{}': schema is not JSON-compatible: {e}", t.name),
+                )
+            })?,
+            (None, Some(file)) => {
+                let p = base.join(file.get_ref());
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    at(
+                        file.span(),
+                        format!(
+                            "type '{}': cannot read schema_file {}: {e}",
+                            t.name,
+                            p.display()
+                        ),
+                    )
+                })?;
+                serde_json::from_str(&text).map_err(|e| {
+                    at(
+                        file.span(),
+                        format!(
+                            "type '{}': schema_file {} is not JSON: {e}",
+                            t.name,
+                            p.display()
+                        ),
+                    )
+                })?
+            }
+            _ => {
+                return Err(at(
+                    span,
+                    format!(
+                        "type '{}': give exactly one of `schema` or `schema_file`",
+                        t.name
+                    ),
+                ));
+            }
+        };
+        types.push(TypeDecl {
+            name: t.name,
+            schema,
+            span,
+            origin: None,
+        });
+    }
+
+    let mut plugins: Vec<PluginDecl> = Vec::new();
+    let taken = |name: &str, plugins: &[PluginDecl]| {
+        plugins
+            .iter()
+            .chain(existing.plugins)
+            .any(|q| q.name == name)
+    };
+    for p in raw_plugins {
+        let span = p.span();
+        let p = p.into_inner();
+        let name = p.name.get_ref().clone();
+        if name.is_empty() || name == "user" || name == "host" {
+            return Err(at(
+                p.name.span(),
+                format!("plugin name '{name}' is reserved or empty"),
+            ));
+        }
+        if taken(&name, &plugins) {
+            return Err(at(
+                p.name.span(),
+                format!("plugin '{name}' is declared twice"),
+            ));
+        }
+        let world = match p.world.get_ref().as_str() {
+            "agent" => World::Agent,
+            "context-provider" => World::ContextProvider,
+            "router" => World::Router,
+            "validator" => World::Validator,
+            other => {
+                return Err(at(
+                    p.world.span(),
+                    format!(
+                        "plugin '{name}': unknown world '{other}' (expected agent, context-provider, router or validator)"
+                    ),
+                ));
+            }
+        };
+        if let Some(sha) = &p.sha256 {
+            let ok =
+                sha.get_ref().len() == 64 && sha.get_ref().chars().all(|c| c.is_ascii_hexdigit());
+            if !ok {
+                return Err(at(
+                    sha.span(),
+                    format!("plugin '{name}': sha256 must be 64 hex digits"),
+                ));
+            }
+        }
+        let l = &p.limits;
+        if l.memory_mb == 0
+            || l.timeout_ms == 0
+            || l.max_outputs == 0
+            || l.max_output_bytes == 0
+            || l.max_input_bytes == 0
+            || l.fuel == Some(0)
+        {
+            return Err(at(
+                span,
+                format!("plugin '{name}': limits must be positive"),
+            ));
+        }
+        let config = match p.config {
+            Some(c) => serde_json::to_value(c).map_err(|e| {
+                at(
+                    span.clone(),
+                    format!("plugin '{name}': config is not JSON-compatible: {e}"),
+                )
+            })?,
+            None => serde_json::Value::Object(Default::default()),
+        };
+        let subscriptions = p.subscribe.map(|subs| {
+            subs.into_iter()
+                .map(|s| {
+                    let span = s.span();
+                    let s = s.into_inner();
+                    SubscriptionDecl {
+                        type_name: s.type_name,
+                        filter: s.filter,
+                        from: s.from,
+                        tags: s.tags,
+                        allow_self: s.allow_self,
+                        span,
+                    }
+                })
+                .collect()
+        });
+        let grants = match p.grants {
+            Some(g) => {
+                let span = g.span();
+                let g = g.into_inner();
+                if let Some(bad) = g.iter().find(|c| !CAPABILITIES.contains(&c.as_str())) {
+                    return Err(at(
+                        span,
+                        format!(
+                            "plugin '{name}': unknown capability '{bad}' in grants (known: {}; `log` is always granted)",
+                            CAPABILITIES.join(", ")
+                        ),
+                    ));
+                }
+                g
+            }
+            None => Vec::new(),
+        };
+        plugins.push(PluginDecl {
+            name,
+            grants,
+            path: base.join(p.path.get_ref()),
+            world,
+            sha256: p.sha256.map(|s| s.into_inner().to_ascii_lowercase()),
+            limits: p.limits,
+            config,
+            subscriptions,
+            labels: p.labels,
+            tenant: p.tenant,
+            span,
+            path_span: p.path.span(),
+            origin: None,
+        });
+    }
+
+    Ok((phase_names, types, plugins))
+}
+
 // ---- raw serde shapes -------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -425,6 +656,18 @@ impl From<RawVisibility> for Visibility {
             RawVisibility::Tenant(t) => Visibility::Tenant(t),
         }
     }
+}
+
+/// A hot-load bundle: phases, types and plugins to add to a running workflow.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBundle {
+    #[serde(default)]
+    phase: Vec<Phase>,
+    #[serde(default, rename = "type")]
+    types: Vec<Spanned<RawType>>,
+    #[serde(default)]
+    plugin: Vec<Spanned<RawPlugin>>,
 }
 
 #[derive(Deserialize)]
@@ -517,185 +760,15 @@ impl Manifest {
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
-        let mut phase_names = std::collections::BTreeSet::new();
-        for p in &raw.phase {
-            if p.name.is_empty() || p.name == "auto" {
-                return Err(at(
-                    0..0,
-                    format!("phase name '{}' is reserved or empty", p.name),
-                ));
-            }
-            if !phase_names.insert(p.name.clone()) {
-                let off = source.find(&format!("\"{}\"", p.name)).unwrap_or(0);
-                return Err(at(
-                    off..off,
-                    format!("phase '{}' is declared twice", p.name),
-                ));
-            }
-        }
-
-        let mut types = Vec::new();
-        for t in raw.types {
-            let span = t.span();
-            let t = t.into_inner();
-            let schema = match (t.schema, t.schema_file) {
-                (Some(s), None) => serde_json::to_value(s).map_err(|e| {
-                    at(
-                        span.clone(),
-                        format!("type '{}': schema is not JSON-compatible: {e}", t.name),
-                    )
-                })?,
-                (None, Some(file)) => {
-                    let p = base.join(file.get_ref());
-                    let text = std::fs::read_to_string(&p).map_err(|e| {
-                        at(
-                            file.span(),
-                            format!(
-                                "type '{}': cannot read schema_file {}: {e}",
-                                t.name,
-                                p.display()
-                            ),
-                        )
-                    })?;
-                    serde_json::from_str(&text).map_err(|e| {
-                        at(
-                            file.span(),
-                            format!(
-                                "type '{}': schema_file {} is not JSON: {e}",
-                                t.name,
-                                p.display()
-                            ),
-                        )
-                    })?
-                }
-                _ => {
-                    return Err(at(
-                        span,
-                        format!(
-                            "type '{}': give exactly one of `schema` or `schema_file`",
-                            t.name
-                        ),
-                    ));
-                }
-            };
-            types.push(TypeDecl {
-                name: t.name,
-                schema,
-                span,
-            });
-        }
-
-        let mut plugins: Vec<PluginDecl> = Vec::new();
-        for p in raw.plugin {
-            let span = p.span();
-            let p = p.into_inner();
-            let name = p.name.get_ref().clone();
-            if name.is_empty() || name == "user" || name == "host" {
-                return Err(at(
-                    p.name.span(),
-                    format!("plugin name '{name}' is reserved or empty"),
-                ));
-            }
-            if plugins.iter().any(|q| q.name == name) {
-                return Err(at(
-                    p.name.span(),
-                    format!("plugin '{name}' is declared twice"),
-                ));
-            }
-            let world = match p.world.get_ref().as_str() {
-                "agent" => World::Agent,
-                "context-provider" => World::ContextProvider,
-                "router" => World::Router,
-                "validator" => World::Validator,
-                other => {
-                    return Err(at(
-                        p.world.span(),
-                        format!(
-                            "plugin '{name}': unknown world '{other}' (expected agent, context-provider, router or validator)"
-                        ),
-                    ));
-                }
-            };
-            if let Some(sha) = &p.sha256 {
-                let ok = sha.get_ref().len() == 64
-                    && sha.get_ref().chars().all(|c| c.is_ascii_hexdigit());
-                if !ok {
-                    return Err(at(
-                        sha.span(),
-                        format!("plugin '{name}': sha256 must be 64 hex digits"),
-                    ));
-                }
-            }
-            let l = &p.limits;
-            if l.memory_mb == 0
-                || l.timeout_ms == 0
-                || l.max_outputs == 0
-                || l.max_output_bytes == 0
-                || l.max_input_bytes == 0
-                || l.fuel == Some(0)
-            {
-                return Err(at(
-                    span,
-                    format!("plugin '{name}': limits must be positive"),
-                ));
-            }
-            let config = match p.config {
-                Some(c) => serde_json::to_value(c).map_err(|e| {
-                    at(
-                        span.clone(),
-                        format!("plugin '{name}': config is not JSON-compatible: {e}"),
-                    )
-                })?,
-                None => serde_json::Value::Object(Default::default()),
-            };
-            let subscriptions = p.subscribe.map(|subs| {
-                subs.into_iter()
-                    .map(|s| {
-                        let span = s.span();
-                        let s = s.into_inner();
-                        SubscriptionDecl {
-                            type_name: s.type_name,
-                            filter: s.filter,
-                            from: s.from,
-                            tags: s.tags,
-                            allow_self: s.allow_self,
-                            span,
-                        }
-                    })
-                    .collect()
-            });
-            let grants = match p.grants {
-                Some(g) => {
-                    let span = g.span();
-                    let g = g.into_inner();
-                    if let Some(bad) = g.iter().find(|c| !CAPABILITIES.contains(&c.as_str())) {
-                        return Err(at(
-                            span,
-                            format!(
-                                "plugin '{name}': unknown capability '{bad}' in grants (known: {}; `log` is always granted)",
-                                CAPABILITIES.join(", ")
-                            ),
-                        ));
-                    }
-                    g
-                }
-                None => Vec::new(),
-            };
-            plugins.push(PluginDecl {
-                name,
-                grants,
-                path: base.join(p.path.get_ref()),
-                world,
-                sha256: p.sha256.map(|s| s.into_inner().to_ascii_lowercase()),
-                limits: p.limits,
-                config,
-                subscriptions,
-                labels: p.labels,
-                tenant: p.tenant,
-                span,
-                path_span: p.path.span(),
-            });
-        }
+        let (phase_names, types, plugins) = convert_parts(
+            source,
+            &at,
+            &base,
+            &raw.phase,
+            raw.types,
+            raw.plugin,
+            Existing::default(),
+        )?;
 
         let mut inputs = Vec::new();
         for i in raw.input {
@@ -760,6 +833,84 @@ impl Manifest {
             column,
             message: message.into(),
         }
+    }
+
+    /// An error at `span` of the manifest, or of the bundle `origin` if given.
+    pub fn located(
+        &self,
+        origin: Option<&Origin>,
+        span: Range<usize>,
+        message: impl Into<String>,
+    ) -> ManifestError {
+        match origin {
+            Some(o) => {
+                let (line, column) = line_col(&o.source, span.start);
+                ManifestError {
+                    file: o.file.clone(),
+                    line,
+                    column,
+                    message: message.into(),
+                }
+            }
+            None => self.error_at(span, message),
+        }
+    }
+
+    /// This manifest with a hot-load bundle merged in: the bundle's `[[phase]]`,
+    /// `[[type]]` and `[[plugin]]` tables (plugin paths relative to the bundle's file).
+    /// Names must not clash with what the manifest declares; errors name the bundle's
+    /// file, line and column.
+    pub fn with_bundle(&self, file: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let at = |span: Range<usize>, message: String| {
+            let (line, column) = line_col(text, span.start);
+            ManifestError {
+                file: file.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawBundle = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            at(span, e.message().trim().to_string())
+        })?;
+        let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let (_, mut types, mut plugins) = convert_parts(
+            text,
+            &at,
+            &base,
+            &raw.phase,
+            raw.types,
+            raw.plugin,
+            Existing {
+                phases: &self.phases,
+                plugins: &self.plugins,
+            },
+        )?;
+        if let Some(t) = types
+            .iter()
+            .find(|t| self.types.iter().any(|x| x.name == t.name))
+        {
+            return Err(at(
+                t.span.clone(),
+                format!("type '{}' is already declared", t.name),
+            ));
+        }
+        let origin = Arc::new(Origin {
+            file: file.to_path_buf(),
+            source: text.to_string(),
+        });
+        for t in &mut types {
+            t.origin = Some(origin.clone());
+        }
+        for p in &mut plugins {
+            p.origin = Some(origin.clone());
+        }
+        let mut merged = self.clone();
+        merged.phases.extend(raw.phase);
+        merged.types.extend(types);
+        merged.plugins.extend(plugins);
+        Ok(merged)
     }
 
     /// The phases by name.

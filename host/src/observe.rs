@@ -89,6 +89,22 @@ pub enum Event {
         /// The recovery work item.
         recovery: String,
     },
+    /// Hot loading swapped in a new version of the workflow.
+    PluginsLoaded {
+        /// The bundles in force.
+        bundles: Vec<String>,
+        /// Plugins that are new in this version.
+        added: Vec<String>,
+        /// Every plugin in force, as `name@sha256-prefix`.
+        plugins: Vec<String>,
+    },
+    /// A hot-loaded bundle or component was rejected; the last good version stays.
+    ReloadRejected {
+        /// The file that triggered the reload.
+        file: String,
+        /// Why.
+        message: String,
+    },
     /// A subscription filter failed on an artifact (treated as no match).
     FilterFailed {
         /// The subscriber.
@@ -112,6 +128,8 @@ impl Event {
             Event::RecoverySpawned { .. } => "recovery_spawned",
             Event::DepthLimited { .. } => "depth_limited",
             Event::FilterFailed { .. } => "filter_failed",
+            Event::PluginsLoaded { .. } => "plugins_loaded",
+            Event::ReloadRejected { .. } => "reload_rejected",
         }
     }
 

@@ -151,9 +151,9 @@ impl Workflow {
     pub fn from_manifest(manifest: Manifest, options: LoadOptions) -> Result<Self, WorkflowError> {
         let mut types = TypeRegistry::builtin();
         for t in &manifest.types {
-            types
-                .register(&t.name, t.schema.clone())
-                .map_err(|e| manifest.error_at(t.span.clone(), e.to_string()))?;
+            types.register(&t.name, t.schema.clone()).map_err(|e| {
+                manifest.located(t.origin.as_deref(), t.span.clone(), e.to_string())
+            })?;
         }
         for input in &manifest.inputs {
             types
@@ -182,13 +182,18 @@ impl Workflow {
         let mut agents = Vec::new();
         let mut plugins = Vec::new();
         for decl in &manifest.plugins {
-            let plugin = LoadedPlugin::load(&engine, decl)
-                .map_err(|e| manifest.error_at(decl.path_span.clone(), e.to_string()))?;
+            let plugin = LoadedPlugin::load(&engine, decl).map_err(|e| {
+                manifest.located(
+                    decl.origin.as_deref(),
+                    decl.path_span.clone(),
+                    e.to_string(),
+                )
+            })?;
             let plugin = Arc::new(plugin);
             for t in &plugin.info.publishes {
                 if !types.contains(t) {
                     return Err(manifest
-                        .error_at(
+                        .located(decl.origin.as_deref(),
                             decl.span.clone(),
                             format!("plugin '{}' publishes unknown artifact type '{t}' (declare it with a [[type]] table)", decl.name),
                         )
@@ -201,7 +206,7 @@ impl Workflow {
                         .iter()
                         .map(|s| {
                             compile_subscription(&types, &s.type_name, s.filter.as_deref(), &s.from, &s.tags, s.allow_self)
-                                .map_err(|m| manifest.error_at(s.span.clone(), format!("plugin '{}': {m}", decl.name)))
+                                .map_err(|m| manifest.located(decl.origin.as_deref(), s.span.clone(), format!("plugin '{}': {m}", decl.name)))
                         })
                         .collect::<Result<Vec<_>, _>>()?,
                     None => plugin
@@ -218,7 +223,7 @@ impl Workflow {
                                 s.allow_self,
                             )
                             .map_err(|m| {
-                                manifest.error_at(
+                                manifest.located(decl.origin.as_deref(),
                                     decl.span.clone(),
                                     format!("plugin '{}': its own subscription {m}; override it with [[plugin.subscribe]]", decl.name),
                                 )

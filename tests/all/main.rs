@@ -11,6 +11,7 @@ mod dedup;
 mod durability;
 mod faults;
 mod hostile;
+mod hotload;
 mod loading;
 mod manifest_errors;
 mod monitoring;

@@ -21,13 +21,21 @@ async fn the_final_metrics_count_every_phase_and_the_loops_work() {
     let run = run(&chain(60_000)).await;
     assert_eq!(run.summary.status, RunStatus::Complete);
     let metrics = run.artifacts("WorkflowMetrics");
-    assert_eq!(metrics.len(), 1, "one, when the run went idle");
-    let m = &metrics[0].payload;
+    assert_eq!(
+        metrics.len(),
+        2,
+        "at the first change, then when the run went idle"
+    );
+    let m = &metrics[1].payload;
     assert_eq!(m["phases"]["analysis"]["done"], 20);
     assert_eq!(m["phases"]["implementation"]["done"], 0);
     assert_eq!(m["invocations"], 20);
     assert_eq!(m["work"]["duplicates"], 0);
-    assert_eq!(metrics[0].producer, "host");
+    assert_eq!(metrics[1].producer, "host");
+    assert_eq!(
+        metrics[0].payload["invocations"], 1,
+        "the first after one invocation"
+    );
     // Published before the end: WorkflowComplete comes after it.
     let all: Vec<String> = run
         .all_artifacts()

@@ -456,6 +456,15 @@ impl<'a> Cascade<'a> {
         Ok(())
     }
 
+    /// Offer an already-published artifact to the agents now in force (after a hot load).
+    pub fn offer(
+        &mut self,
+        artifact: &Arc<Artifact>,
+        state: &mut CascadeState,
+    ) -> Result<(), StoreError> {
+        self.enqueue_subscribers(artifact, state)
+    }
+
     fn enqueue_subscribers(
         &mut self,
         artifact: &Arc<Artifact>,

@@ -16,6 +16,7 @@ pub mod plan;
 
 use crate::artifact::{ArtifactId, Visibility, now_ms};
 use crate::blackboard::{PluginVersion, RunRecord, Store, StoreError};
+use crate::hotload::Reload;
 use crate::invocation::{InvocationRecord, InvocationStatus};
 use crate::observe::Event;
 use crate::plugin::bindings::types::PluginError;
@@ -49,7 +50,10 @@ pub enum RunError {
 
 /// Runs one workflow against one store.
 pub struct Scheduler {
-    wf: Arc<Workflow>,
+    /// The workflow in force; hot loading swaps it, and every invocation keeps the version
+    /// it was claimed under.
+    current: std::sync::RwLock<Arc<Workflow>>,
+    reloads: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Reload>>>,
     store: Arc<dyn Store>,
     events: Option<mpsc::UnboundedSender<Event>>,
     dispatch_samples: Option<Arc<std::sync::Mutex<Vec<u32>>>>,
@@ -59,11 +63,29 @@ impl Scheduler {
     /// A scheduler for `wf` on `store`.
     pub fn new(wf: Arc<Workflow>, store: Arc<dyn Store>) -> Self {
         Self {
-            wf,
+            current: std::sync::RwLock::new(wf),
+            reloads: std::sync::Mutex::new(None),
             store,
             events: None,
             dispatch_samples: None,
         }
+    }
+
+    /// The workflow in force.
+    pub fn wf(&self) -> Arc<Workflow> {
+        self.current
+            .read()
+            .map(|w| w.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Take new versions of the workflow from `rx` while running (hot loading). A run
+    /// that watches does not end `stalled`: it waits for a plugin that can take its work.
+    pub fn with_reloads(self, rx: mpsc::UnboundedReceiver<Reload>) -> Self {
+        if let Ok(mut r) = self.reloads.lock() {
+            *r = Some(rx);
+        }
+        self
     }
 
     /// Report events on `tx` as the run goes.
@@ -91,17 +113,17 @@ impl Scheduler {
 
     /// A new run's record.
     fn new_record(&self, workflow_id: &str) -> RunRecord {
-        let path = &self.wf.manifest.path;
+        let wf = self.wf();
+        let path = &wf.manifest.path;
         RunRecord {
             workflow_id: workflow_id.to_string(),
-            name: self.wf.name().to_string(),
+            name: wf.name().to_string(),
             manifest_path: std::fs::canonicalize(path)
                 .unwrap_or_else(|_| path.clone())
                 .display()
                 .to_string(),
-            manifest_text: self.wf.manifest.source.clone(),
-            plugins: self
-                .wf
+            manifest_text: wf.manifest.source.clone(),
+            plugins: wf
                 .plugins
                 .iter()
                 .map(|p| PluginVersion {
@@ -159,14 +181,15 @@ impl Scheduler {
 
     /// Publish the manifest's inputs as the run's first commit.
     fn publish_inputs(&self, workflow_id: &str, state: &mut CascadeState) -> Result<(), RunError> {
-        let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), workflow_id);
+        let wf = self.wf();
+        let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
         // The inputs are published like one agent's outputs: routed, then planned (keys
         // and blockers among them), then published in order.
         let mut inputs = Vec::new();
-        for input in &self.wf.manifest.inputs {
+        for input in &wf.manifest.inputs {
             for index in 0..input.count {
                 let mut payload = input.payload_for(index);
-                let routing = match &self.wf.router {
+                let routing = match &wf.router {
                     Some(router) if input.type_name == WORK_DISCOVERY => {
                         router.place(&mut payload, "user", workflow_id)
                     }
@@ -210,7 +233,8 @@ impl Scheduler {
         started: Instant,
         run: &mut RunRecord,
     ) -> Result<RunSummary, RunError> {
-        let limits = self.wf.limits().clone();
+        let wf = self.wf();
+        let limits = wf.limits().clone();
         let (tx, mut rx) = mpsc::unbounded_channel::<Result<Executed, String>>();
         let mut running = 0usize;
         let mut started_invocations: u64 = self
@@ -220,8 +244,12 @@ impl Scheduler {
             .filter(|i| i.attempts > 0)
             .count() as u64;
         let mut budget_hit = false;
-        let monitoring = self.wf.manifest.policies.monitoring.clone();
-        let mut last_metrics = Instant::now();
+        let monitoring = wf.manifest.policies.monitoring.clone();
+        // The first change publishes at once; then at most one per interval.
+        let mut last_metrics = Instant::now()
+            .checked_sub(std::time::Duration::from_millis(monitoring.interval_ms))
+            .unwrap_or_else(Instant::now);
+        let mut reloads = self.reloads.lock().ok().and_then(|mut r| r.take());
         loop {
             while running < limits.concurrency {
                 if started_invocations >= limits.max_invocations {
@@ -245,7 +273,8 @@ impl Scheduler {
                     }],
                 );
                 let claimed = Instant::now();
-                let wf = self.wf.clone();
+                // The version in force now; a hot load does not change it under this call.
+                let wf = self.wf();
                 let store = self.store.clone();
                 let tx = tx.clone();
                 tokio::task::spawn_blocking(move || {
@@ -277,14 +306,28 @@ impl Scheduler {
                     self.publish_metrics(workflow_id, state)?;
                     continue;
                 }
+                if reloads.is_some() && !budget_hit && self.has_open_work(workflow_id)? {
+                    // Watching: open work waits for a plugin that can take it.
+                    match next_reload(&mut reloads).await {
+                        Some(reload) => {
+                            self.apply_reload(workflow_id, reload, state)?;
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
                 break;
             }
-            let done = match wake {
-                Some(at) => tokio::select! {
-                    done = rx.recv() => done,
-                    _ = sleep_until_ms(at) => continue,
-                },
-                None => rx.recv().await,
+            let watching = reloads.is_some();
+            let done = tokio::select! {
+                done = rx.recv() => done,
+                _ = sleep_until_ms(wake.unwrap_or(0)), if wake.is_some() => continue,
+                reload = next_reload(&mut reloads), if watching => {
+                    if let Some(reload) = reload {
+                        self.apply_reload(workflow_id, reload, state)?;
+                    }
+                    continue;
+                }
             };
             let Some(done) = done else { break };
             running -= 1;
@@ -323,8 +366,9 @@ impl Scheduler {
         executed: Executed,
         state: &mut CascadeState,
     ) -> Result<(), RunError> {
+        let wf = self.wf();
         let Executed { record, result, .. } = executed;
-        let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), workflow_id);
+        let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
         let result = match result {
             Ok(outputs) => match plan::blocking(&mut cascade, state, &outputs)? {
                 Ok(plan) => Ok((outputs, plan)),
@@ -408,6 +452,7 @@ impl Scheduler {
         mut record: InvocationRecord,
         failure: Failure,
     ) -> Result<Event, RunError> {
+        let wf = self.wf();
         let (fault, message, retryable, reasons) = match failure {
             Failure::Invoke(InvokeError::Fault(f)) => {
                 (Some(f.kind), f.message.clone(), false, vec![f.message])
@@ -431,7 +476,7 @@ impl Scheduler {
                 (fault, message.clone(), false, vec![message])
             }
         };
-        let policy = &self.wf.manifest.policies.retry;
+        let policy = &wf.manifest.policies.retry;
         if retryable && record.attempts < policy.max_attempts {
             record.retries += 1;
             let backoff = policy.backoff(record.retries);
@@ -493,8 +538,9 @@ impl Scheduler {
         record: &InvocationRecord,
         message: &str,
     ) -> Result<(), RunError> {
-        let policy = &self.wf.manifest.policies.recovery;
-        let Some(phase) = self.wf.recovery_phase() else {
+        let wf = self.wf();
+        let policy = &wf.manifest.policies.recovery;
+        let Some(phase) = wf.recovery_phase() else {
             return Ok(());
         };
         if !policy.enabled || failed.in_recovery {
@@ -542,11 +588,86 @@ impl Scheduler {
         Ok(())
     }
 
+    fn has_open_work(&self, workflow_id: &str) -> Result<bool, RunError> {
+        Ok(self
+            .store
+            .work_items(workflow_id)?
+            .iter()
+            .any(|w| !w.status.is_final()))
+    }
+
+    /// Swap in a hot-loaded version of the workflow (or report why one was rejected), and
+    /// offer the work no agent has taken yet to the new version's agents.
+    fn apply_reload(
+        &self,
+        workflow_id: &str,
+        reload: Reload,
+        state: &mut CascadeState,
+    ) -> Result<(), RunError> {
+        let (workflow, bundles) = match reload {
+            Reload::Rejected { file, message } => {
+                tracing::warn!("hot load of {} rejected: {message}", file.display());
+                self.emit(
+                    workflow_id,
+                    vec![Event::ReloadRejected {
+                        file: file.display().to_string(),
+                        message,
+                    }],
+                );
+                return Ok(());
+            }
+            Reload::Swapped { workflow, bundles } => (workflow, bundles),
+        };
+        let before: Vec<String> = self
+            .wf()
+            .plugins
+            .iter()
+            .map(|p| p.name.to_string())
+            .collect();
+        let plugins: Vec<String> = workflow
+            .plugins
+            .iter()
+            .map(|p| format!("{}@{}", p.name, &p.sha256[..12.min(p.sha256.len())]))
+            .collect();
+        let added: Vec<String> = workflow
+            .plugins
+            .iter()
+            .map(|p| p.name.to_string())
+            .filter(|n| !before.contains(n))
+            .collect();
+        match self.current.write() {
+            Ok(mut w) => *w = workflow.clone(),
+            Err(p) => *p.into_inner() = workflow.clone(),
+        }
+        let mut cascade = Cascade::new(&workflow, self.store.as_ref(), workflow_id);
+        let waiting: Vec<ArtifactId> = self
+            .store
+            .work_items(workflow_id)?
+            .into_iter()
+            .filter(|w| w.status == WorkStatus::Pending && w.invocations == 0)
+            .map(|w| w.id)
+            .collect();
+        for id in &waiting {
+            if let Some(a) = self.store.artifact(id)? {
+                cascade.offer(&a, state)?;
+            }
+        }
+        let mut events = cascade.commit()?;
+        events.push(Event::PluginsLoaded {
+            bundles: bundles.iter().map(|b| b.display().to_string()).collect(),
+            added,
+            plugins,
+        });
+        self.emit(workflow_id, events);
+        Ok(())
+    }
+
     /// Publish a WorkflowMetrics artifact with the current counts.
     fn publish_metrics(&self, workflow_id: &str, state: &mut CascadeState) -> Result<(), RunError> {
+        let wf = self.wf();
         state.metrics_dirty = false;
-        let payload = metrics::snapshot(&self.wf, self.store.as_ref(), workflow_id)?;
-        let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), workflow_id);
+        let payload = metrics::snapshot(&wf, self.store.as_ref(), workflow_id)?;
+        let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
         cascade.publish(
             Draft {
                 type_name: WORKFLOW_METRICS.into(),
@@ -568,12 +689,13 @@ impl Scheduler {
         status: &str,
         started: Instant,
     ) -> Result<RunSummary, RunError> {
+        let wf = self.wf();
         let status = RunStatus::parse(status);
         Ok(RunSummary::from_store(
             self.store.as_ref(),
-            self.wf.name(),
+            wf.name(),
             workflow_id,
-            self.wf.manifest.phases.iter().map(|p| p.name.clone()),
+            wf.manifest.phases.iter().map(|p| p.name.clone()),
             status,
             started.elapsed().as_millis() as u64,
         )?)
@@ -585,6 +707,7 @@ impl Scheduler {
         budget_hit: bool,
         started: Instant,
     ) -> Result<RunSummary, RunError> {
+        let wf = self.wf();
         let work = self.store.work_items(workflow_id)?;
         let open: Vec<_> = work.iter().filter(|w| !w.status.is_final()).collect();
         let status = if budget_hit {
@@ -592,7 +715,7 @@ impl Scheduler {
         } else if !open.is_empty() {
             // Nothing is queued or running, so open work has no agent that will take it,
             // or waits for blockers that will never be done.
-            let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), workflow_id);
+            let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
             for w in &open {
                 let reason = if w.status == WorkStatus::Blocked {
                     let blockers: Vec<String> = w
@@ -650,13 +773,13 @@ impl Scheduler {
                         "elapsed_ms": started.elapsed().as_millis() as u64,
             });
             // The host's own payloads obey the same schemas as everyone's.
-            if let Err(e) = self.wf.types.validate(WORKFLOW_COMPLETE, &payload) {
+            if let Err(e) = wf.types.validate(WORKFLOW_COMPLETE, &payload) {
                 return Err(RunError::Worker(format!(
                     "host produced an invalid WorkflowComplete: {e}"
                 )));
             }
             let mut state = CascadeState::default();
-            let mut cascade = Cascade::new(&self.wf, self.store.as_ref(), workflow_id);
+            let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
             cascade.publish(
                 Draft {
                     type_name: WORKFLOW_COMPLETE.into(),
@@ -672,12 +795,20 @@ impl Scheduler {
         }
         Ok(RunSummary::from_store(
             self.store.as_ref(),
-            self.wf.name(),
+            wf.name(),
             workflow_id,
-            self.wf.manifest.phases.iter().map(|p| p.name.clone()),
+            wf.manifest.phases.iter().map(|p| p.name.clone()),
             status,
             started.elapsed().as_millis() as u64,
         )?)
+    }
+}
+
+/// The next hot-load event, or never when not watching.
+async fn next_reload(reloads: &mut Option<mpsc::UnboundedReceiver<Reload>>) -> Option<Reload> {
+    match reloads {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -44,7 +44,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Host capabilities a manifest can grant (`log` is always granted).
-pub const CAPABILITIES: &[&str] = &["blackboard", "llm"];
+pub const CAPABILITIES: &[&str] = &["blackboard", "kv", "llm"];
 
 /// The plugin worlds of the WIT contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]

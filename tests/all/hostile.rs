@@ -3,6 +3,7 @@
 
 use crate::helpers::*;
 use murmur::RunStatus;
+use murmur::Store;
 use murmur::invocation::InvocationStatus;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +129,7 @@ fn an_unknown_capability_is_refused_where_it_is_granted() {
         .unwrap_or_default();
     assert!(err.contains("workflow.toml:10:10"), "{err}");
     assert!(
-        err.contains("unknown capability 'internet' in grants (known: blackboard, llm"),
+        err.contains("unknown capability 'internet' in grants (known: blackboard, kv, llm"),
         "{err}"
     );
 }
@@ -187,5 +188,82 @@ async fn an_input_over_the_byte_budget_is_refused_without_calling_the_plugin() {
             .contains("over the plugin's max_input_bytes (100); it was not called"),
         "{:?}",
         inv.error
+    );
+}
+
+fn tallies(grants: &str) -> String {
+    let tally = |name: &str| {
+        format!(
+            "\n[[plugin]]\nname = \"{name}\"\npath = \"{{plugin:tally}}\"\nworld = \"agent\"\n{grants}\n[[plugin.subscribe]]\ntype = \"Note\"\n[[plugin.subscribe]]\ntype = \"Task\"\n"
+        )
+    };
+    format!(
+        "[workflow]\nname = \"k\"\nlimits = {{ concurrency = 1 }}\n[[type]]\nname = \"Note\"\nschema = {{ type = \"object\" }}\n[[type]]\nname = \"Task\"\nschema = {{ type = \"object\" }}\n[[type]]\nname = \"Tally\"\nschema = {{ type = \"object\" }}\n{}{}\n[[input]]\ntype = \"Note\"\ncount = 4\npayload = {{ n = \"{{index}}\" }}\n[[input]]\ntype = \"Task\"\npayload = {{}}\n",
+        tally("left"),
+        tally("right")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_state_is_private_to_each_plugin_and_durable_in_the_store() {
+    let wf = load(&tallies("grants = [\"kv\"]")).expect("loads");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("kv.db");
+    let store: std::sync::Arc<dyn murmur::Store> =
+        std::sync::Arc::new(murmur::blackboard::SqliteStore::open(&db).expect("open"));
+    let summary = murmur::Scheduler::new(std::sync::Arc::new(wf), store.clone())
+        .run()
+        .await
+        .expect("run");
+    let run = Run { summary, store };
+    assert_eq!(run.summary.status, RunStatus::Complete);
+    for agent in ["left", "right"] {
+        let mut seen: Vec<(String, u64)> = run
+            .artifacts("Tally")
+            .iter()
+            .filter(|t| t.producer == agent)
+            .map(|t| {
+                (
+                    t.payload["type"].as_str().unwrap_or("").to_string(),
+                    t.payload["seen"].as_u64().unwrap_or(0),
+                )
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("Note".into(), 1),
+                ("Note".into(), 2),
+                ("Note".into(), 3),
+                ("Note".into(), 4),
+                ("Task".into(), 1)
+            ],
+            "{agent} counts on its own"
+        );
+    }
+    let id = run.summary.workflow_id.clone();
+    drop(run);
+    let reopened = murmur::blackboard::SqliteStore::open(&db).expect("reopen");
+    reopened.load(&id).expect("load");
+    assert_eq!(
+        reopened.kv_get(&id, "left", "seen/Note").expect("kv"),
+        Some("4".into())
+    );
+    assert_eq!(
+        reopened.kv_keys(&id, "right", "seen/").expect("kv"),
+        ["seen/Note", "seen/Task"]
+    );
+}
+
+#[test]
+fn kv_must_be_granted() {
+    let err = load(&tallies(""))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("imports murmur:plugin/kv@0.1.0") && err.contains("grants = [\"kv\"]"),
+        "{err}"
     );
 }

@@ -31,6 +31,8 @@ struct Inner {
     queues: HashMap<String, BinaryHeap<(Priority, Reverse<u64>, String)>>,
     /// Queued invocations waiting out a retry backoff, per workflow, earliest first.
     delayed: HashMap<String, BinaryHeap<Reverse<(u64, String)>>>,
+    /// Plugin-private values by (workflow, plugin, key).
+    kv: std::collections::BTreeMap<(String, String, String), String>,
 }
 
 impl MemoryStore {
@@ -180,6 +182,58 @@ impl Store for MemoryStore {
                 .map(|Reverse((at, _))| *at)
                 .min()
         }))
+    }
+
+    fn kv_get(
+        &self,
+        workflow_id: &str,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .lock()
+            .kv
+            .get(&(workflow_id.to_string(), plugin.to_string(), key.to_string()))
+            .cloned())
+    }
+
+    fn kv_set(
+        &self,
+        workflow_id: &str,
+        plugin: &str,
+        key: &str,
+        value: Option<String>,
+    ) -> Result<(), StoreError> {
+        let k = (workflow_id.to_string(), plugin.to_string(), key.to_string());
+        let mut g = self.lock();
+        match value {
+            Some(v) => {
+                g.kv.insert(k, v);
+            }
+            None => {
+                g.kv.remove(&k);
+            }
+        }
+        Ok(())
+    }
+
+    fn kv_keys(
+        &self,
+        workflow_id: &str,
+        plugin: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let g = self.lock();
+        let start = (
+            workflow_id.to_string(),
+            plugin.to_string(),
+            prefix.to_string(),
+        );
+        Ok(g.kv
+            .range(start..)
+            .take_while(|((w, p, k), _)| w == workflow_id && p == plugin && k.starts_with(prefix))
+            .map(|((_, _, k), _)| k.clone())
+            .collect())
     }
 
     fn requeue_running(&self, workflow_id: &str) -> Result<u64, StoreError> {

@@ -144,6 +144,28 @@ pub trait Store: Send + Sync {
     /// Put every `running` invocation of a workflow back in the queue (a resumed run:
     /// whatever was running when the process died runs again). Returns how many.
     fn requeue_running(&self, workflow_id: &str) -> Result<u64, StoreError>;
+    /// A plugin's private value for `key` in a workflow run.
+    fn kv_get(
+        &self,
+        workflow_id: &str,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError>;
+    /// Set (`Some`) or delete (`None`) a plugin's private value.
+    fn kv_set(
+        &self,
+        workflow_id: &str,
+        plugin: &str,
+        key: &str,
+        value: Option<String>,
+    ) -> Result<(), StoreError>;
+    /// A plugin's keys starting with `prefix`, sorted.
+    fn kv_keys(
+        &self,
+        workflow_id: &str,
+        plugin: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>, StoreError>;
     /// Record a run's metadata (at its start and end).
     fn save_run(&self, _run: &RunRecord) -> Result<(), StoreError> {
         Ok(())

@@ -54,6 +54,9 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE plugin_versions (workflow_id TEXT NOT NULL, name TEXT NOT NULL,
                                    path TEXT NOT NULL, sha256 TEXT NOT NULL,
                                    PRIMARY KEY (workflow_id, name));",
+    // 3: plugin-private state.
+    "CREATE TABLE kv (workflow_id TEXT NOT NULL, plugin TEXT NOT NULL, key TEXT NOT NULL,
+                      value TEXT NOT NULL, PRIMARY KEY (workflow_id, plugin, key));",
 ];
 
 /// The schema version this build writes.
@@ -66,6 +69,7 @@ enum Msg {
     Commit(Commit),
     Run(RunRecord),
     Events(String, Vec<Event>),
+    Kv(String, String, String, Option<String>),
     Flush(mpsc::Sender<Result<(), String>>),
 }
 
@@ -275,6 +279,22 @@ impl SqliteStore {
         let work_items: Vec<WorkItem> = rows(&conn, &self.path, "work_items", workflow_id)?;
         let invocations: Vec<InvocationRecord> =
             rows(&conn, &self.path, "invocations", workflow_id)?;
+        let mut stmt = conn
+            .prepare("SELECT plugin, key, value FROM kv WHERE workflow_id = ?1")
+            .map_err(|e| backend(&self.path, "cannot read kv", e))?;
+        let kv = stmt
+            .query_map(params![workflow_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(|e| backend(&self.path, "cannot read kv", e))?;
+        for row in kv {
+            let (plugin, key, value) = row.map_err(|e| backend(&self.path, "cannot read kv", e))?;
+            self.mem.kv_set(workflow_id, &plugin, &key, Some(value))?;
+        }
         self.mem.commit(Commit {
             artifacts: artifacts.into_iter().map(Arc::new).collect(),
             work_items,
@@ -440,6 +460,21 @@ fn write_batch(
                         ev.execute(params![workflow_id, now, e.kind(), json(e)?])?;
                     }
                 }
+                Msg::Kv(workflow_id, plugin, key, value) => match value {
+                    Some(v) => {
+                        tx.execute(
+                            "INSERT INTO kv (workflow_id, plugin, key, value) VALUES (?1, ?2, ?3, ?4)
+                             ON CONFLICT (workflow_id, plugin, key) DO UPDATE SET value = excluded.value",
+                            params![workflow_id, plugin, key, v],
+                        )?;
+                    }
+                    None => {
+                        tx.execute(
+                            "DELETE FROM kv WHERE workflow_id = ?1 AND plugin = ?2 AND key = ?3",
+                            params![workflow_id, plugin, key],
+                        )?;
+                    }
+                },
                 Msg::Flush(ack) => acks.push(ack),
             }
         }
@@ -530,6 +565,40 @@ impl Store for SqliteStore {
             ..Default::default()
         }))?;
         Ok(n)
+    }
+
+    fn kv_get(
+        &self,
+        workflow_id: &str,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.mem.kv_get(workflow_id, plugin, key)
+    }
+
+    fn kv_set(
+        &self,
+        workflow_id: &str,
+        plugin: &str,
+        key: &str,
+        value: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.mem.kv_set(workflow_id, plugin, key, value.clone())?;
+        self.send(Msg::Kv(
+            workflow_id.to_string(),
+            plugin.to_string(),
+            key.to_string(),
+            value,
+        ))
+    }
+
+    fn kv_keys(
+        &self,
+        workflow_id: &str,
+        plugin: &str,
+        prefix: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        self.mem.kv_keys(workflow_id, plugin, prefix)
     }
 
     fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {

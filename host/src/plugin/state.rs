@@ -5,7 +5,7 @@
 //! survives the call, so a faulted instance can never be reused.
 
 use super::bindings::types::{self, HostError, Level};
-use super::bindings::{blackboard, llm, log};
+use super::bindings::{blackboard, kv, llm, log};
 use super::convert;
 use crate::artifact::{ArtifactId, Viewer};
 use crate::blackboard::{ArtifactQuery, Store};
@@ -68,6 +68,10 @@ pub struct BoardAccess {
     pub max_results: usize,
     /// Payload bytes one query returns at most.
     pub max_bytes: usize,
+    /// Whether `blackboard` is granted.
+    pub read: bool,
+    /// Whether `kv` is granted.
+    pub kv: bool,
 }
 
 impl BoardAccess {
@@ -77,13 +81,16 @@ impl BoardAccess {
         workflow_id: &str,
         plugin: &super::LoadedPlugin,
     ) -> Option<Self> {
-        plugin.granted("blackboard").then(|| BoardAccess {
+        let (read, kv) = (plugin.granted("blackboard"), plugin.granted("kv"));
+        (read || kv).then(|| BoardAccess {
             store: store.clone(),
             workflow_id: workflow_id.to_string(),
             labels: plugin.labels.clone(),
             tenant: plugin.tenant.clone(),
             max_results: plugin.limits.max_query_results,
             max_bytes: plugin.limits.max_query_bytes,
+            read,
+            kv,
         })
     }
 }
@@ -189,6 +196,7 @@ impl blackboard::Host for InvocationState {
         let board = self
             .board
             .as_ref()
+            .filter(|b| b.read)
             .ok_or_else(|| HostError::Denied("blackboard access not granted".into()))?;
         if let Some(other) = q.workflow_id.as_ref().filter(|w| **w != board.workflow_id) {
             let message = format!(
@@ -235,6 +243,7 @@ impl blackboard::Host for InvocationState {
         let board = self
             .board
             .as_ref()
+            .filter(|b| b.read)
             .ok_or_else(|| HostError::Denied("blackboard access not granted".into()))?;
         let found = board
             .store
@@ -250,6 +259,82 @@ impl blackboard::Host for InvocationState {
         Ok(found
             .filter(|a| a.workflow_id == board.workflow_id && a.visible_to(&viewer))
             .map(|a| convert::artifact_to_wit(&a)))
+    }
+}
+
+/// Longest kv key, in bytes.
+pub const MAX_KV_KEY: usize = 256;
+/// Largest kv value, in bytes.
+pub const MAX_KV_VALUE: usize = 64 << 10;
+/// Most keys one plugin may hold in one workflow run.
+pub const MAX_KV_KEYS: usize = 10_000;
+
+impl InvocationState {
+    fn kv_access(&self) -> Result<&BoardAccess, HostError> {
+        self.check_deadline()?;
+        self.board
+            .as_ref()
+            .filter(|b| b.kv)
+            .ok_or_else(|| HostError::Denied("kv not granted".into()))
+    }
+}
+
+impl kv::Host for InvocationState {
+    fn get(&mut self, key: String) -> Result<Option<String>, HostError> {
+        let b = self.kv_access()?;
+        b.store
+            .kv_get(&b.workflow_id, &self.plugin, &key)
+            .map_err(|e| HostError::Invalid(e.to_string()))
+    }
+
+    fn set(&mut self, key: String, value: String) -> Result<(), HostError> {
+        let b = self.kv_access()?;
+        if key.len() > MAX_KV_KEY || value.len() > MAX_KV_VALUE {
+            return Err(HostError::TooLarge(format!(
+                "kv keys are at most {MAX_KV_KEY} bytes and values at most {MAX_KV_VALUE} (got {} and {})",
+                key.len(),
+                value.len()
+            )));
+        }
+        let exists = b
+            .store
+            .kv_get(&b.workflow_id, &self.plugin, &key)
+            .map_err(|e| HostError::Invalid(e.to_string()))?
+            .is_some();
+        if !exists
+            && b.store
+                .kv_keys(&b.workflow_id, &self.plugin, "")
+                .map_err(|e| HostError::Invalid(e.to_string()))?
+                .len()
+                >= MAX_KV_KEYS
+        {
+            return Err(HostError::TooLarge(format!(
+                "a plugin holds at most {MAX_KV_KEYS} kv keys"
+            )));
+        }
+        b.store
+            .kv_set(&b.workflow_id, &self.plugin, &key, Some(value))
+            .map_err(|e| HostError::Invalid(e.to_string()))
+    }
+
+    fn delete(&mut self, key: String) -> Result<bool, HostError> {
+        let b = self.kv_access()?;
+        let existed = b
+            .store
+            .kv_get(&b.workflow_id, &self.plugin, &key)
+            .map_err(|e| HostError::Invalid(e.to_string()))?
+            .is_some();
+        b.store
+            .kv_set(&b.workflow_id, &self.plugin, &key, None)
+            .map_err(|e| HostError::Invalid(e.to_string()))?;
+        Ok(existed)
+    }
+
+    fn keys(&mut self, prefix: String) -> Result<Vec<String>, HostError> {
+        let b = self.kv_access()?;
+        b.store
+            .kv_keys(&b.workflow_id, &self.plugin, &prefix)
+            .map_err(|e| HostError::Invalid(e.to_string()))
     }
 }
 

@@ -239,3 +239,30 @@ pub mod board {
         super::bindings::murmur::plugin::blackboard::get(id)
     }
 }
+
+/// Plugin-private state (needs `grants = ["kv"]`): keys and values only this plugin, in
+/// this workflow run, reads and writes. Writes take effect at once, not with the outputs.
+#[cfg(feature = "agent")]
+pub mod kv {
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    pub use super::bindings::murmur::plugin::types::HostError;
+    use super::bindings::murmur::plugin::kv as host;
+
+    /// The value of `key`, if set.
+    pub fn get(key: &str) -> Result<Option<String>, HostError> {
+        host::get(key)
+    }
+    /// Set `key` (keys up to 256 bytes, values up to 64 KiB, 10,000 keys).
+    pub fn set(key: &str, value: &str) -> Result<(), HostError> {
+        host::set(key, value)
+    }
+    /// Remove `key`; whether it existed.
+    pub fn delete(key: &str) -> Result<bool, HostError> {
+        host::delete(key)
+    }
+    /// Keys starting with `prefix`, sorted.
+    pub fn keys(prefix: &str) -> Result<Vec<String>, HostError> {
+        host::keys(prefix)
+    }
+}

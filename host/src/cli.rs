@@ -101,6 +101,12 @@ pub enum Command {
         /// open work waits for a plugin that can take it instead of ending `stalled`.
         #[arg(long)]
         watch: Option<PathBuf>,
+        /// Append every language-model request and answer to this file (JSON lines).
+        #[arg(long)]
+        llm_record: Option<PathBuf>,
+        /// Answer language-model requests from this file, with no network.
+        #[arg(long)]
+        llm_replay: Option<PathBuf>,
     },
     /// Bring an interrupted run to the end an uninterrupted run reaches.
     Resume {
@@ -196,9 +202,16 @@ pub fn main() -> Result<i32> {
             store,
             quiet,
             watch,
+            llm_record,
+            llm_replay,
         } => {
             let store = store.unwrap_or_else(|| default_store(&manifest));
-            run(&manifest, json, &store, quiet, watch.as_deref())
+            let options = LoadOptions {
+                llm_record,
+                llm_replay,
+                ..Default::default()
+            };
+            run(&manifest, json, &store, quiet, watch.as_deref(), options)
         }
         Command::Resume {
             store,
@@ -287,9 +300,16 @@ fn report(
     let _watcher = match watch {
         Some(dir) => {
             let (reload_tx, reload_rx) = mpsc::unbounded_channel();
-            let watcher =
-                crate::hotload::watch(dir, wf.manifest.clone(), LoadOptions::default(), reload_tx)
-                    .with_context(|| format!("watching {}", dir.display()))?;
+            let watcher = crate::hotload::watch(
+                dir,
+                wf.manifest.clone(),
+                LoadOptions {
+                    llm_host: wf.llm.clone(),
+                    ..Default::default()
+                },
+                reload_tx,
+            )
+            .with_context(|| format!("watching {}", dir.display()))?;
             scheduler = scheduler.with_reloads(reload_rx);
             if !quiet {
                 eprintln!("murmur: watching {} for bundles", dir.display());
@@ -325,9 +345,10 @@ fn run(
     store: &StoreSpec,
     quiet: bool,
     watch: Option<&Path>,
+    options: LoadOptions,
 ) -> Result<i32> {
     let loaded = Instant::now();
-    let wf = Arc::new(Workflow::load(manifest, LoadOptions::default())?);
+    let wf = Arc::new(Workflow::load(manifest, options)?);
     let store = store.open()?;
     if !quiet {
         eprintln!(

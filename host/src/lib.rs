@@ -25,6 +25,7 @@ pub mod context;
 pub mod graph;
 pub mod hotload;
 pub mod invocation;
+pub mod llm;
 pub mod manifest;
 pub mod observe;
 pub mod phase;

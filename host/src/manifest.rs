@@ -107,6 +107,8 @@ pub struct Manifest {
     /// `[context]`, `[routing]`, `[dedup]`, `[retry]`, `[recovery]`, `[monitoring]`,
     /// `[validation]`.
     pub policies: Policies,
+    /// `[llm]`: the language-model provider, if any.
+    pub llm: Option<crate::llm::LlmConfig>,
 }
 
 /// `[workflow]`.
@@ -635,6 +637,8 @@ struct RawManifest {
     monitoring: MonitoringPolicy,
     #[serde(default)]
     validation: ValidationPolicy,
+    #[serde(default)]
+    llm: Option<crate::llm::LlmConfig>,
 }
 
 /// `visibility = "public"`, `{ private = [..] }`, `{ labels = [..] }` or `{ tenant = ".." }`.
@@ -821,6 +825,7 @@ impl Manifest {
             plugins,
             inputs,
             policies,
+            llm: raw.llm,
         })
     }
 

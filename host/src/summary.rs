@@ -167,6 +167,9 @@ pub struct RunSummary {
     pub faults: BTreeMap<String, u64>,
     /// Invocations not run because their input reached the cascade-depth limit.
     pub depth_limited: u64,
+    /// Language-model usage (calls, tokens by agent and phase), when a provider is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm: Option<crate::llm::Usage>,
     /// Open work, when the run did not complete.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub open_work: Vec<OpenWork>,
@@ -247,6 +250,7 @@ impl RunSummary {
             work,
             faults,
             depth_limited,
+            llm: None,
             open_work,
             elapsed_ms,
         })

@@ -5,6 +5,7 @@
 
 use crate::artifact::Viewer;
 use crate::artifact::now_ms;
+use crate::llm::{LlmConfig, LlmHost};
 use crate::manifest::{Manifest, ManifestError, WorkflowLimits, World};
 use crate::phase::Phase;
 use crate::plugin::convert::phase_to_wit;
@@ -14,7 +15,7 @@ use crate::routing::Router;
 use crate::schema::{PHASE_INSTRUCTIONS, TypeRegistry};
 use crate::subscription::{Filter, Subscription};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -27,6 +28,9 @@ pub enum WorkflowError {
     /// The wasmtime engine could not be built.
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
+    /// The language-model setup failed (replay or record file).
+    #[error(transparent)]
+    Llm(#[from] crate::llm::LlmSetupError),
 }
 
 /// An agent: a loaded plugin and the subscriptions in force for it.
@@ -68,12 +72,22 @@ impl Agent {
 pub struct LoadOptions {
     /// Where compiled components are cached.
     pub cache: ComponentCache,
+    /// Append every language-model exchange to this file (`--llm-record`).
+    pub llm_record: Option<PathBuf>,
+    /// Answer language-model requests from this file, never the network (`--llm-replay`).
+    pub llm_replay: Option<PathBuf>,
+    /// An existing language-model host to keep (a hot-loaded version shares the run's
+    /// budgets, cache and accounting).
+    pub llm_host: Option<Arc<LlmHost>>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         Self {
             cache: ComponentCache::default_location(),
+            llm_record: None,
+            llm_replay: None,
+            llm_host: None,
         }
     }
 }
@@ -137,6 +151,8 @@ pub struct Workflow {
     pub router: Option<Router>,
     /// The router plugin whose `similarity` replaces the built-in dedup measure.
     pub dedup_plugin: Option<Arc<LoadedPlugin>>,
+    /// The language-model host, when `[llm]`, `MURMUR_LLM_*` or a replay file configure one.
+    pub llm: Option<Arc<LlmHost>>,
     /// The engine they run on.
     pub engine: Arc<PluginEngine>,
 }
@@ -173,7 +189,7 @@ impl Workflow {
                 .saturating_mul(2)
                 .saturating_add(8),
             max_memory_bytes: (max_memory_mb as usize).saturating_mul(1 << 20),
-            cache: options.cache,
+            cache: options.cache.clone(),
             fuel: manifest.plugins.iter().any(|p| p.limits.fuel.is_some()),
         })
         .map_err(|e| WorkflowError::Engine(format!("{e:#}")))?;
@@ -262,7 +278,9 @@ impl Workflow {
             named(&policies.routing.plugin),
         );
         let dedup_plugin = named(&policies.dedup.plugin);
+        let llm = llm_host(&manifest, &options)?;
         Ok(Workflow {
+            llm,
             context_providers: of_world(World::ContextProvider),
             validators: of_world(World::Validator),
             router,
@@ -303,6 +321,34 @@ impl Workflow {
     pub fn agent(&self, name: &str) -> Option<&Agent> {
         self.agents.iter().find(|a| a.name() == name)
     }
+}
+
+/// The language-model host: from `[llm]` with the environment's overrides, or from the
+/// environment alone, or a replay file; none when nothing configures one.
+fn llm_host(
+    manifest: &Manifest,
+    options: &LoadOptions,
+) -> Result<Option<Arc<LlmHost>>, WorkflowError> {
+    if let Some(host) = &options.llm_host {
+        return Ok(Some(host.clone()));
+    }
+    let env = std::env::var("MURMUR_LLM_BASE_URL").is_ok();
+    let config = match (&manifest.llm, env || options.llm_replay.is_some()) {
+        (Some(c), _) => c.clone(),
+        (None, true) => LlmConfig::default(),
+        (None, false) => return Ok(None),
+    }
+    .with_env();
+    let provider: Option<Box<dyn crate::llm::Provider>> = (options.llm_replay.is_none()
+        && !config.base_url.is_empty())
+    .then(|| Box::new(crate::llm::openai::OpenAi::new(&config)) as Box<dyn crate::llm::Provider>);
+    let host = LlmHost::new(
+        config,
+        provider,
+        options.llm_replay.as_deref(),
+        options.llm_record.as_deref(),
+    )?;
+    Ok(Some(Arc::new(host)))
 }
 
 fn compile_subscription(

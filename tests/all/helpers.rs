@@ -36,6 +36,7 @@ pub fn plugin(name: &str) -> PathBuf {
 pub fn options() -> LoadOptions {
     LoadOptions {
         cache: ComponentCache::at(std::env::temp_dir().join("murmur-test-cache")),
+        ..Default::default()
     }
 }
 

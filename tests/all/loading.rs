@@ -59,6 +59,7 @@ fn the_second_load_of_a_component_comes_from_the_compile_cache() {
             m,
             LoadOptions {
                 cache: ComponentCache::at(cache.path()),
+                ..Default::default()
             },
         )
         .expect("load")

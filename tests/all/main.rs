@@ -12,6 +12,7 @@ mod durability;
 mod faults;
 mod hostile;
 mod hotload;
+mod llm;
 mod loading;
 mod manifest_errors;
 mod monitoring;

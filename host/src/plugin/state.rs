@@ -72,6 +72,17 @@ pub struct BoardAccess {
     pub read: bool,
     /// Whether `kv` is granted.
     pub kv: bool,
+    /// The language-model host, when `llm` is granted and a provider is configured.
+    pub llm: Option<LlmAccess>,
+}
+
+/// A call's access to the language-model host.
+#[derive(Clone)]
+pub struct LlmAccess {
+    /// The host.
+    pub host: Arc<crate::llm::LlmHost>,
+    /// The phase the call serves (for accounting).
+    pub phase: String,
 }
 
 impl BoardAccess {
@@ -82,7 +93,7 @@ impl BoardAccess {
         plugin: &super::LoadedPlugin,
     ) -> Option<Self> {
         let (read, kv) = (plugin.granted("blackboard"), plugin.granted("kv"));
-        (read || kv).then(|| BoardAccess {
+        (read || kv || plugin.granted("llm")).then(|| BoardAccess {
             store: store.clone(),
             workflow_id: workflow_id.to_string(),
             labels: plugin.labels.clone(),
@@ -91,6 +102,7 @@ impl BoardAccess {
             max_bytes: plugin.limits.max_query_bytes,
             read,
             kv,
+            llm: None,
         })
     }
 }
@@ -338,15 +350,77 @@ impl kv::Host for InvocationState {
     }
 }
 
-impl llm::Host for InvocationState {
-    fn complete(&mut self, _req: llm::CompletionRequest) -> Result<llm::Completion, llm::LlmError> {
-        Err(llm::LlmError::Denied(
-            "no language-model provider is configured for this host".into(),
-        ))
+fn llm_error(e: crate::llm::LlmError) -> llm::LlmError {
+    use crate::llm::LlmError as E;
+    match e {
+        E::RateLimited(m) => llm::LlmError::RateLimited(m),
+        E::Timeout(m) => llm::LlmError::Timeout(m),
+        E::Refused(m) => llm::LlmError::Refused(m),
+        E::InvalidResponse(m) => llm::LlmError::InvalidResponse(m),
+        E::BudgetExhausted(m) => llm::LlmError::BudgetExhausted(m),
+        E::Denied(m) => llm::LlmError::Denied(m),
     }
-    fn embed(&mut self, _texts: Vec<String>) -> Result<Vec<Vec<f32>>, llm::LlmError> {
-        Err(llm::LlmError::Denied(
-            "no language-model provider is configured for this host".into(),
-        ))
+}
+
+impl InvocationState {
+    fn llm_access(&self) -> Result<LlmAccess, llm::LlmError> {
+        if Instant::now() >= self.deadline {
+            return Err(llm::LlmError::Timeout(
+                "the invocation's deadline has passed".into(),
+            ));
+        }
+        self.board
+            .as_ref()
+            .and_then(|b| b.llm.clone())
+            .ok_or_else(|| {
+                llm::LlmError::Denied(
+                    "no language-model provider is configured for this host: set [llm] base_url and model (or MURMUR_LLM_BASE_URL and MURMUR_LLM_MODEL)".into(),
+                )
+            })
+    }
+}
+
+impl llm::Host for InvocationState {
+    fn complete(&mut self, req: llm::CompletionRequest) -> Result<llm::Completion, llm::LlmError> {
+        let access = self.llm_access()?;
+        let mut messages = Vec::with_capacity(req.messages.len() + 1);
+        if !req.system.is_empty() {
+            messages.push(crate::llm::Message {
+                role: "system".into(),
+                content: req.system,
+            });
+        }
+        messages.extend(req.messages.into_iter().map(|m| crate::llm::Message {
+            role: m.role,
+            content: m.content,
+        }));
+        let json_schema = match req.json_schema {
+            Some(text) => Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| llm::LlmError::Refused(format!("json-schema is not JSON: {e}")))?,
+            ),
+            None => None,
+        };
+        let request = crate::llm::Request {
+            model: String::new(),
+            messages,
+            json_schema,
+            max_tokens: req.max_tokens,
+            temperature: req.temperature,
+        };
+        let c = access
+            .host
+            .complete(&self.plugin, &access.phase, request)
+            .map_err(llm_error)?;
+        Ok(llm::Completion {
+            content: c.content,
+            prompt_tokens: c.prompt_tokens,
+            completion_tokens: c.completion_tokens,
+        })
+    }
+
+    fn embed(&mut self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, llm::LlmError> {
+        let access = self.llm_access()?;
+        access.host.embed(&texts).map_err(llm_error)
     }
 }

@@ -10,7 +10,7 @@ use crate::context;
 use crate::invocation::InvocationRecord;
 use crate::plugin::bindings::types as wit;
 use crate::plugin::convert::{artifact_to_wit, visibility_from_wit};
-use crate::plugin::{BoardAccess, Fault, FaultKind, InvokeError, LoadedPlugin};
+use crate::plugin::{BoardAccess, Fault, FaultKind, InvokeError, LlmAccess, LoadedPlugin};
 use crate::schema::{PREVIOUS_ATTEMPT, WORK_DISCOVERY};
 use crate::validation::{self, Refusal};
 use crate::work::Routing;
@@ -130,9 +130,18 @@ fn run(
     fit_input_budget(&mut invocation, pinned, agent.plugin.limits.max_input_bytes)?;
     let board = |p: &LoadedPlugin| BoardAccess::granted(store, &record.workflow_id, p);
     *dispatch = claimed.elapsed();
+    let mut access = board(&agent.plugin);
+    if let (Some(a), Some(host)) = (access.as_mut(), &wf.llm)
+        && agent.plugin.granted("llm")
+    {
+        a.llm = Some(LlmAccess {
+            host: host.clone(),
+            phase: phase.map(|p| p.info.name.clone()).unwrap_or_default(),
+        });
+    }
     let mut outputs = match &agent.native {
         Some(native) => native.handle(&invocation).map_err(InvokeError::Plugin)?,
-        None => agent.plugin.handle(&invocation, board(&agent.plugin))?,
+        None => agent.plugin.handle(&invocation, access)?,
     };
     let mut checked = check_outputs(wf, &agent.plugin, &outputs)?;
 

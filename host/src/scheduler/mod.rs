@@ -252,6 +252,11 @@ impl Scheduler {
         let mut reloads = self.reloads.lock().ok().and_then(|mut r| r.take());
         loop {
             while running < limits.concurrency {
+                if self.wf().llm.as_ref().is_some_and(|l| l.exhausted()) {
+                    // A token budget is spent: finish what runs, start nothing more.
+                    budget_hit = true;
+                    break;
+                }
                 if started_invocations >= limits.max_invocations {
                     budget_hit = self
                         .store
@@ -346,7 +351,8 @@ impl Scheduler {
                 self.publish_metrics(workflow_id, state)?;
             }
         }
-        let summary = self.finish(workflow_id, budget_hit, started)?;
+        let mut summary = self.finish(workflow_id, budget_hit, started)?;
+        summary.llm = self.wf().llm.as_ref().map(|l| l.usage());
         run.status = serde_json::to_value(summary.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))

@@ -1,0 +1,522 @@
+//! Language models, called by the host on a plugin's behalf.
+//!
+//! Plugins never hold keys or sockets: a plugin granted `llm` calls the WIT `llm`
+//! interface, and the host makes the request — to any OpenAI-compatible server (OpenAI,
+//! Ollama, vLLM, llama.cpp's server, LM Studio) configured in the manifest's `[llm]` table
+//! and overridden by `MURMUR_LLM_BASE_URL`, `MURMUR_LLM_MODEL` and `MURMUR_LLM_API_KEY`.
+//! Around every call the host enforces, in order: the token budgets (per workflow and per
+//! agent, checked *before* the call, so a run ends `budget_exhausted` instead of
+//! overspending), the response cache and replay file (an identical request is never paid
+//! for twice, and a replayed run needs no network), the concurrency and rate limits
+//! (requests and tokens per minute), then the request itself with a timeout and retries
+//! (exponential backoff with jitter on 429 and 5xx, honouring `Retry-After`). Every
+//! exchange can be recorded to a file for replay.
+
+pub mod openai;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// `[llm]`: the provider and its limits. Every key but `base_url` and `model` is optional.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    /// The OpenAI-compatible API root, e.g. `https://api.openai.com/v1` or
+    /// `http://localhost:11434/v1` (Ollama). `MURMUR_LLM_BASE_URL` overrides it.
+    #[serde(default)]
+    pub base_url: String,
+    /// The chat model. `MURMUR_LLM_MODEL` overrides it.
+    #[serde(default)]
+    pub model: String,
+    /// The *name* of the environment variable holding the API key (never the key itself).
+    /// `MURMUR_LLM_API_KEY` is used when set.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The embedding model, if embeddings are wanted.
+    #[serde(default)]
+    pub embedding_model: Option<String>,
+    /// Per-request timeout, ms. Default 60,000.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Retries after a 429, a 5xx or a timeout. Default 3.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// First retry delay, ms (doubled each time, with jitter). Default 500.
+    #[serde(default = "default_backoff")]
+    pub backoff_ms: u64,
+    /// Requests per minute at most (0: unlimited). Default 0.
+    #[serde(default)]
+    pub requests_per_minute: u32,
+    /// Tokens per minute at most (0: unlimited). Default 0.
+    #[serde(default)]
+    pub tokens_per_minute: u64,
+    /// Requests in flight at once. Default 4.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Tokens (prompt + completion) the whole run may spend (0: unlimited). Default 0.
+    #[serde(default)]
+    pub budget_tokens: u64,
+    /// Tokens per agent, by agent name.
+    #[serde(default)]
+    pub agent_budget_tokens: BTreeMap<String, u64>,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            model: String::new(),
+            api_key_env: None,
+            embedding_model: None,
+            timeout_ms: default_timeout(),
+            max_retries: default_retries(),
+            backoff_ms: default_backoff(),
+            requests_per_minute: 0,
+            tokens_per_minute: 0,
+            max_concurrency: default_concurrency(),
+            budget_tokens: 0,
+            agent_budget_tokens: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_timeout() -> u64 {
+    60_000
+}
+fn default_retries() -> u32 {
+    3
+}
+fn default_backoff() -> u64 {
+    500
+}
+fn default_concurrency() -> usize {
+    4
+}
+
+impl LlmConfig {
+    /// Apply the `MURMUR_LLM_*` environment overrides.
+    pub fn with_env(mut self) -> Self {
+        if let Ok(v) = std::env::var("MURMUR_LLM_BASE_URL") {
+            self.base_url = v;
+        }
+        if let Ok(v) = std::env::var("MURMUR_LLM_MODEL") {
+            self.model = v;
+        }
+        self
+    }
+
+    /// The API key: `MURMUR_LLM_API_KEY`, else the variable `api_key_env` names.
+    pub fn api_key(&self) -> Option<String> {
+        std::env::var("MURMUR_LLM_API_KEY").ok().or_else(|| {
+            self.api_key_env
+                .as_ref()
+                .and_then(|name| std::env::var(name).ok())
+        })
+    }
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// A completion request, as the host sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// The model.
+    pub model: String,
+    /// System prompt first, then the conversation.
+    pub messages: Vec<Message>,
+    /// JSON Schema the answer must satisfy.
+    pub json_schema: Option<serde_json::Value>,
+    /// Completion token cap.
+    pub max_tokens: Option<u32>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+}
+
+impl Request {
+    /// The cache and replay key: sha256 of the request's canonical JSON.
+    pub fn key(&self) -> String {
+        let text = serde_json::to_string(self).unwrap_or_default();
+        let digest = Sha256::digest(text.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The answer's text.
+    pub content: String,
+    /// Tokens in the prompt.
+    pub prompt_tokens: u32,
+    /// Tokens in the answer.
+    pub completion_tokens: u32,
+}
+
+/// Why a call gave no completion (the WIT `llm-error`, as data).
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum LlmError {
+    /// The provider kept answering 429.
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// No answer in time.
+    #[error("timeout: {0}")]
+    Timeout(String),
+    /// The provider refused the request.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The answer could not be understood.
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+    /// A token budget would be exceeded.
+    #[error("budget exhausted: {0}")]
+    BudgetExhausted(String),
+    /// No provider, or not granted.
+    #[error("denied: {0}")]
+    Denied(String),
+}
+
+/// Where answers come from.
+pub trait Provider: Send + Sync {
+    /// Complete `request`.
+    fn complete(&self, request: &Request) -> Result<Completion, LlmError>;
+    /// Embed `texts` with `model`.
+    fn embed(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError>;
+}
+
+/// One recorded exchange (a line of a record/replay file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Exchange {
+    /// [`Request::key`].
+    pub key: String,
+    /// The request.
+    pub request: Request,
+    /// The answer.
+    pub completion: Completion,
+}
+
+/// Tokens spent, by agent and by phase.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Calls answered by the provider (not the cache or replay file).
+    pub calls: u64,
+    /// Calls answered from the cache or the replay file.
+    pub cached: u64,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Completion tokens.
+    pub completion_tokens: u64,
+    /// Tokens by agent.
+    pub by_agent: BTreeMap<String, u64>,
+    /// Tokens by phase.
+    pub by_phase: BTreeMap<String, u64>,
+}
+
+impl Usage {
+    fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// Why an [`LlmHost`] could not be built.
+#[derive(Debug, Error)]
+pub enum LlmSetupError {
+    /// The replay file could not be read.
+    #[error("cannot read the LLM replay file {}: {message}", path.display())]
+    Replay {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The record file could not be created.
+    #[error("cannot create the LLM record file {}: {source}", path.display())]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+struct Limits {
+    in_flight: usize,
+    requests: VecDeque<Instant>,
+    tokens: VecDeque<(Instant, u64)>,
+}
+
+/// The host's side of the `llm` capability for one workflow run.
+pub struct LlmHost {
+    config: LlmConfig,
+    provider: Option<Box<dyn Provider>>,
+    replay: Option<HashMap<String, Completion>>,
+    record: Option<Mutex<std::fs::File>>,
+    cache: Mutex<HashMap<String, Completion>>,
+    usage: Mutex<Usage>,
+    limits: Mutex<Limits>,
+    slot: Condvar,
+    exhausted: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for LlmHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmHost")
+            .field("base_url", &self.config.base_url)
+            .field("model", &self.config.model)
+            .field("replaying", &self.replay.is_some())
+            .finish()
+    }
+}
+
+impl LlmHost {
+    /// A host calling `provider` under `config` (with `replay`, answering from a file and
+    /// never the network; with `record`, appending every exchange to a file).
+    pub fn new(
+        config: LlmConfig,
+        provider: Option<Box<dyn Provider>>,
+        replay: Option<&Path>,
+        record: Option<&Path>,
+    ) -> Result<Self, LlmSetupError> {
+        let replay = match replay {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| LlmSetupError::Replay {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+                let mut answers = HashMap::new();
+                for (i, line) in text
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                {
+                    let e: Exchange =
+                        serde_json::from_str(line).map_err(|e| LlmSetupError::Replay {
+                            path: path.to_path_buf(),
+                            message: format!("line {}: {e}", i + 1),
+                        })?;
+                    answers.insert(e.key, e.completion);
+                }
+                Some(answers)
+            }
+            None => None,
+        };
+        let record = match record {
+            Some(path) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| LlmSetupError::Record {
+                        path: path.to_path_buf(),
+                        source,
+                    })?,
+            )),
+            None => None,
+        };
+        Ok(Self {
+            config,
+            provider,
+            replay,
+            record,
+            cache: Mutex::new(HashMap::new()),
+            usage: Mutex::new(Usage::default()),
+            limits: Mutex::new(Limits {
+                in_flight: 0,
+                requests: VecDeque::new(),
+                tokens: VecDeque::new(),
+            }),
+            slot: Condvar::new(),
+            exhausted: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &LlmConfig {
+        &self.config
+    }
+
+    /// Whether a token budget stopped a call (the run then ends `budget_exhausted`).
+    pub fn exhausted(&self) -> bool {
+        self.exhausted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Tokens spent so far.
+    pub fn usage(&self) -> Usage {
+        self.usage.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Complete a request made by `agent` serving `phase`.
+    pub fn complete(
+        &self,
+        agent: &str,
+        phase: &str,
+        mut request: Request,
+    ) -> Result<Completion, LlmError> {
+        if request.model.is_empty() {
+            request.model = self.config.model.clone();
+        }
+        let cap = request.max_tokens.unwrap_or(0) as u64;
+        self.check_budget(agent, cap)?;
+        let key = request.key();
+        if let Some(hit) = Self::lock(&self.cache).get(&key).cloned() {
+            Self::lock(&self.usage).cached += 1;
+            return Ok(hit);
+        }
+        if let Some(replay) = &self.replay {
+            let answer = replay.get(&key).cloned().ok_or_else(|| {
+                LlmError::Denied(format!(
+                    "replaying: the replay file has no answer for this request (key {key}); record it first"
+                ))
+            })?;
+            Self::lock(&self.usage).cached += 1;
+            self.account(agent, phase, &answer, false);
+            Self::lock(&self.cache).insert(key, answer.clone());
+            return Ok(answer);
+        }
+        let provider = self.provider.as_ref().ok_or_else(|| {
+            LlmError::Denied(
+                "no language-model provider is configured: set [llm] base_url and model, or MURMUR_LLM_BASE_URL and MURMUR_LLM_MODEL".into(),
+            )
+        })?;
+        self.acquire(cap);
+        let result = provider.complete(&request);
+        self.release();
+        let answer = result?;
+        self.account(agent, phase, &answer, true);
+        if let Some(file) = &self.record {
+            let line = serde_json::to_string(&Exchange {
+                key: key.clone(),
+                request,
+                completion: answer.clone(),
+            })
+            .unwrap_or_default();
+            let mut f = Self::lock(file);
+            let _ = writeln!(f, "{line}");
+            let _ = f.flush();
+        }
+        Self::lock(&self.cache).insert(key, answer.clone());
+        Ok(answer)
+    }
+
+    /// Embed texts (the configured embedding model).
+    pub fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
+        let model = self
+            .config
+            .embedding_model
+            .as_ref()
+            .ok_or_else(|| LlmError::Denied("no [llm] embedding_model is configured".into()))?;
+        let provider = self
+            .provider
+            .as_ref()
+            .ok_or_else(|| LlmError::Denied("no language-model provider is configured".into()))?;
+        provider.embed(model, texts)
+    }
+
+    fn check_budget(&self, agent: &str, next: u64) -> Result<(), LlmError> {
+        let usage = Self::lock(&self.usage);
+        let budget = self.config.budget_tokens;
+        if budget > 0 && usage.total() + next >= budget {
+            self.exhausted
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(LlmError::BudgetExhausted(format!(
+                "the workflow's budget of {budget} tokens is spent ({} used)",
+                usage.total()
+            )));
+        }
+        if let Some(limit) = self.config.agent_budget_tokens.get(agent) {
+            let used = usage.by_agent.get(agent).copied().unwrap_or(0);
+            if used + next >= *limit {
+                return Err(LlmError::BudgetExhausted(format!(
+                    "agent '{agent}' has spent its budget of {limit} tokens ({used} used)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn account(&self, agent: &str, phase: &str, c: &Completion, paid: bool) {
+        let tokens = u64::from(c.prompt_tokens) + u64::from(c.completion_tokens);
+        let mut u = Self::lock(&self.usage);
+        if paid {
+            u.calls += 1;
+        }
+        u.prompt_tokens += u64::from(c.prompt_tokens);
+        u.completion_tokens += u64::from(c.completion_tokens);
+        *u.by_agent.entry(agent.to_string()).or_default() += tokens;
+        *u.by_phase.entry(phase.to_string()).or_default() += tokens;
+        drop(u);
+        let mut l = Self::lock(&self.limits);
+        l.tokens.push_back((Instant::now(), tokens));
+    }
+
+    /// Wait for a concurrency slot and for the rate limits to allow one more request.
+    fn acquire(&self, expected_tokens: u64) {
+        let minute = Duration::from_secs(60);
+        let mut l = Self::lock(&self.limits);
+        loop {
+            let now = Instant::now();
+            while l
+                .requests
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= minute)
+            {
+                l.requests.pop_front();
+            }
+            while l
+                .tokens
+                .front()
+                .is_some_and(|(t, _)| now.duration_since(*t) >= minute)
+            {
+                l.tokens.pop_front();
+            }
+            let rpm = self.config.requests_per_minute as usize;
+            let tpm = self.config.tokens_per_minute;
+            let tokens: u64 = l.tokens.iter().map(|(_, n)| n).sum();
+            let free = l.in_flight < self.config.max_concurrency.max(1);
+            let rate_ok = rpm == 0 || l.requests.len() < rpm;
+            let tokens_ok = tpm == 0 || tokens + expected_tokens <= tpm || l.tokens.is_empty();
+            if free && rate_ok && tokens_ok {
+                l.in_flight += 1;
+                l.requests.push_back(now);
+                return;
+            }
+            // Wake when a slot frees or the oldest entry leaves the window.
+            let oldest = l
+                .requests
+                .front()
+                .copied()
+                .into_iter()
+                .chain(l.tokens.front().map(|(t, _)| *t))
+                .min()
+                .map(|t| minute.saturating_sub(now.duration_since(t)))
+                .unwrap_or(Duration::from_millis(50));
+            let (guard, _) = self
+                .slot
+                .wait_timeout(l, oldest.max(Duration::from_millis(5)))
+                .unwrap_or_else(|p| p.into_inner());
+            l = guard;
+        }
+    }
+
+    fn release(&self) {
+        let mut l = Self::lock(&self.limits);
+        l.in_flight = l.in_flight.saturating_sub(1);
+        self.slot.notify_all();
+    }
+}

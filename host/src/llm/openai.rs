@@ -1,0 +1,174 @@
+//! The OpenAI-compatible HTTP provider: `POST {base_url}/chat/completions` and
+//! `POST {base_url}/embeddings`, as OpenAI, Ollama, vLLM, llama.cpp's server and LM Studio
+//! all speak them. Structured output uses `response_format: json_schema`.
+
+use super::{Completion, LlmConfig, LlmError, Provider, Request};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A provider over HTTP.
+pub struct OpenAi {
+    base_url: String,
+    api_key: Option<String>,
+    agent: ureq::Agent,
+    max_retries: u32,
+    backoff: Duration,
+}
+
+impl OpenAi {
+    /// A provider for `config` (its base URL, key, timeout and retry policy).
+    pub fn new(config: &LlmConfig) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_millis(config.timeout_ms)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Self {
+            base_url: config.base_url.trim_end_matches('/').to_string(),
+            api_key: config.api_key(),
+            agent,
+            max_retries: config.max_retries,
+            backoff: Duration::from_millis(config.backoff_ms),
+        }
+    }
+
+    /// POST `body` to `path`, retrying 429, 5xx and transport failures with exponential
+    /// backoff and jitter, honouring `Retry-After`.
+    fn post(&self, path: &str, body: &Value) -> Result<Value, LlmError> {
+        let url = format!("{}{path}", self.base_url);
+        let mut attempt = 0u32;
+        loop {
+            let mut req = self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json");
+            if let Some(key) = &self.api_key {
+                req = req.header("Authorization", &format!("Bearer {key}"));
+            }
+            let outcome = req.send(body.to_string().as_bytes());
+            let (retry, error, wait) = match outcome {
+                Ok(mut resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        .map(Duration::from_secs_f64);
+                    let text = resp.body_mut().read_to_string().unwrap_or_default();
+                    match status {
+                        200..=299 => {
+                            return serde_json::from_str(&text).map_err(|e| {
+                                LlmError::InvalidResponse(format!("{url}: not JSON: {e}"))
+                            });
+                        }
+                        429 => (
+                            true,
+                            LlmError::RateLimited(format!("{url}: 429 {}", snippet(&text))),
+                            retry_after,
+                        ),
+                        500..=599 => (
+                            true,
+                            LlmError::Refused(format!("{url}: {status} {}", snippet(&text))),
+                            retry_after,
+                        ),
+                        _ => {
+                            return Err(LlmError::Refused(format!(
+                                "{url}: {status} {}",
+                                snippet(&text)
+                            )));
+                        }
+                    }
+                }
+                Err(ureq::Error::Timeout(_)) => (
+                    true,
+                    LlmError::Timeout(format!("{url}: no answer in time")),
+                    None,
+                ),
+                Err(e) => (true, LlmError::Refused(format!("{url}: {e}")), None),
+            };
+            if !retry || attempt >= self.max_retries {
+                return Err(error);
+            }
+            attempt += 1;
+            let backoff = self.backoff.saturating_mul(1 << (attempt - 1).min(10));
+            let jitter = Duration::from_millis(
+                u64::from(jitter_ms()) % (backoff.as_millis() as u64 / 4 + 1),
+            );
+            let delay = wait
+                .unwrap_or(backoff + jitter)
+                .min(Duration::from_secs(60));
+            tracing::info!("LLM request: {error}; retry {attempt} in {delay:?}");
+            std::thread::sleep(delay);
+        }
+    }
+}
+
+fn snippet(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+/// A little randomness for backoff jitter, without a dependency.
+fn jitter_ms() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
+
+impl Provider for OpenAi {
+    fn complete(&self, request: &Request) -> Result<Completion, LlmError> {
+        let mut body = json!({
+            "model": request.model,
+            "messages": request.messages,
+        });
+        if let Some(n) = request.max_tokens {
+            body["max_tokens"] = json!(n);
+        }
+        if let Some(t) = request.temperature {
+            body["temperature"] = json!(t);
+        }
+        if let Some(schema) = &request.json_schema {
+            body["response_format"] = json!({
+                "type": "json_schema",
+                "json_schema": { "name": "output", "schema": schema },
+            });
+        }
+        let answer = self.post("/chat/completions", &body)?;
+        let content = answer["choices"][0]["message"]["content"]
+            .as_str()
+            .ok_or_else(|| {
+                LlmError::InvalidResponse(format!(
+                    "no choices[0].message.content in {}",
+                    snippet(&answer.to_string())
+                ))
+            })?
+            .to_string();
+        let tokens = |k: &str| answer["usage"][k].as_u64().unwrap_or(0) as u32;
+        Ok(Completion {
+            content,
+            prompt_tokens: tokens("prompt_tokens"),
+            completion_tokens: tokens("completion_tokens"),
+        })
+    }
+
+    fn embed(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
+        let answer = self.post("/embeddings", &json!({ "model": model, "input": texts }))?;
+        let data = answer["data"].as_array().ok_or_else(|| {
+            LlmError::InvalidResponse("no data[] in the embeddings answer".into())
+        })?;
+        data.iter()
+            .map(|d| {
+                d["embedding"]
+                    .as_array()
+                    .map(|v| {
+                        v.iter()
+                            .filter_map(|x| x.as_f64())
+                            .map(|x| x as f32)
+                            .collect()
+                    })
+                    .ok_or_else(|| LlmError::InvalidResponse("an embedding is not an array".into()))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,330 @@
+//! Language models: the host's OpenAI-compatible provider against a real HTTP server on
+//! loopback that speaks the API with scripted answers; the generic LLM agent; budgets;
+//! record and replay.
+
+use crate::helpers::*;
+use murmur::RunStatus;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A scripted answer: status, extra headers, body, delay before answering.
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+    delay: Duration,
+}
+
+fn ok(content: &str, tokens: u32) -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![],
+        body: json!({
+            "choices": [{ "message": { "role": "assistant", "content": content } }],
+            "usage": { "prompt_tokens": tokens / 2, "completion_tokens": tokens - tokens / 2 }
+        })
+        .to_string(),
+        delay: Duration::ZERO,
+    }
+}
+
+/// An OpenAI-compatible server on loopback: the n-th request gets `script(n, body)`.
+struct FakeOpenAi {
+    url: String,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+fn serve(script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -> FakeOpenAi {
+    let script = Arc::new(script);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (seen, script) = (seen.clone(), script.clone());
+            // One thread per connection: a slow answer does not hold up the next request.
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut length = 0usize;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                let _ = reader.read_exact(&mut body);
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let n = {
+                    let mut r = seen.lock().expect("lock");
+                    r.push(body.clone());
+                    r.len() - 1
+                };
+                let reply = script(n, &body);
+                std::thread::sleep(reply.delay);
+                let mut head = format!(
+                    "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    reply.status,
+                    reply.body.len()
+                );
+                for (k, v) in &reply.headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(reply.body.as_bytes());
+            });
+        }
+    });
+    FakeOpenAi { url, requests }
+}
+
+/// An analysis workflow with the generic LLM agent, implementation work echoed as Notes.
+fn workflow(url: &str, llm_extra: &str, agent_extra: &str, inputs: usize) -> String {
+    let mut text = format!(
+        r#"[workflow]
+name = "llm"
+limits = {{ concurrency = 1 }}
+[retry]
+max_attempts = 1
+[recovery]
+enabled = false
+[llm]
+base_url = "{url}"
+model = "test-model"
+max_retries = 2
+backoff_ms = 10
+{llm_extra}
+{PHASES_AND_NOTE}
+[[plugin]]
+name = "analyst"
+path = "{{plugin:llm-agent}}"
+world = "agent"
+grants = ["llm"]
+config = {{ publishes = "AnalysisResult" {agent_extra} }}
+[[plugin.subscribe]]
+type = "WorkDiscovery"
+filter = "payload.phase == 'analysis'"
+{}"#,
+        probe(
+            "builder",
+            "mode = \"echo\", emit_type = \"Note\"",
+            "WorkDiscovery",
+            Some("payload.phase == 'implementation'")
+        ),
+    );
+    for i in 0..inputs {
+        text.push_str(&discovery(
+            &format!("Design the login service {i}"),
+            "analysis",
+            "",
+        ));
+    }
+    text
+}
+
+const ANALYSIS: &str = r#"{"plan": "Split login into a form and a token service", "approved": true, "next_phase_work": [{"description": "Implement the login form", "phase": "implementation", "priority": "high"}, {"description": "Bug fix needed: tokens never expire"}]}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_output_becomes_artifacts_and_nested_work_fans_out() {
+    let server = serve(|_, _| ok(ANALYSIS, 120));
+    let run = run(&workflow(&server.url, "", "", 1)).await;
+    assert_eq!(
+        run.summary.status,
+        RunStatus::Complete,
+        "{:?}",
+        run.summary.open_work
+    );
+    let request = server.requests.lock().expect("lock")[0].clone();
+    assert_eq!(request["model"], "test-model");
+    assert_eq!(request["response_format"]["type"], "json_schema");
+    assert!(
+        request["response_format"]["json_schema"]["schema"]["properties"]["next_phase_work"]
+            .is_object()
+    );
+    let system = request["messages"][0]["content"].as_str().unwrap_or("");
+    assert!(
+        system.contains("Phase: analysis") && system.contains("Understand problems"),
+        "{system}"
+    );
+    let user = request["messages"][1]["content"].as_str().unwrap_or("");
+    assert!(user.contains("Design the login service 0"), "{user}");
+
+    assert_eq!(
+        run.artifacts("AnalysisResult")[0].payload["plan"],
+        "Split login into a form and a token service"
+    );
+    let work: Vec<(String, String)> = run
+        .work_items()
+        .iter()
+        .filter(|w| w.parent_work.is_some())
+        .map(|w| (w.description.clone(), w.phase.clone()))
+        .collect();
+    assert_eq!(
+        work,
+        [
+            (
+                "Implement the login form".to_string(),
+                "implementation".to_string()
+            ),
+            // No phase given: `auto`, and the router placed it.
+            (
+                "Bug fix needed: tokens never expire".to_string(),
+                "implementation".to_string()
+            ),
+        ]
+    );
+    let usage = run.summary.llm.clone().expect("usage in the summary");
+    assert_eq!(usage.by_agent["analyst"], 120);
+    assert_eq!(usage.by_phase["analysis"], 120);
+    assert_eq!(run.artifacts("Note").len(), 2, "the builder did both");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_is_retried_honouring_retry_after() {
+    let server = serve(|n, _| {
+        if n == 0 {
+            Reply {
+                status: 429,
+                headers: vec![("Retry-After", "0.3".into())],
+                body: r#"{"error": "slow down"}"#.into(),
+                delay: Duration::ZERO,
+            }
+        } else {
+            ok(ANALYSIS, 10)
+        }
+    });
+    let started = Instant::now();
+    let run = run(&workflow(&server.url, "", "", 1)).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "Retry-After was honoured"
+    );
+    assert!(!run.artifacts("AnalysisResult").is_empty());
+    assert!(server.requests.lock().expect("lock").len() >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_never_answers_in_time_is_a_timeout_error() {
+    let server = serve(|_, _| Reply {
+        delay: Duration::from_millis(400),
+        ..ok(ANALYSIS, 10)
+    });
+    let run = run(&workflow(&server.url, "timeout_ms = 100", "", 1)).await;
+    let inv = &run.invocations()[0];
+    let error = inv.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("retryable error: llm: ") && error.contains("no answer in time"),
+        "{error}"
+    );
+    assert_eq!(
+        server.requests.lock().expect("lock").len(),
+        3,
+        "max_retries = 2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_repaired_by_asking_again_with_the_error() {
+    let server = serve(|n, _| {
+        if n == 0 {
+            ok("Sure! Here is the plan: {plan: oops", 10)
+        } else {
+            ok(ANALYSIS, 10)
+        }
+    });
+    let run = run(&workflow(&server.url, "", "", 1)).await;
+    assert_eq!(run.summary.status, RunStatus::Complete);
+    assert_eq!(run.artifacts("AnalysisResult").len(), 1);
+    let second = server.requests.lock().expect("lock")[1].clone();
+    let messages = second["messages"].as_array().cloned().unwrap_or_default();
+    assert_eq!(messages[2]["role"], "assistant");
+    assert!(
+        messages[3]["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not valid JSON"),
+        "{second}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_token_budget_ends_the_run_budget_exhausted_before_overspending() {
+    let server = serve(|_, _| ok(r#"{"plan": "p", "approved": false}"#, 80));
+    let run = run(&workflow(
+        &server.url,
+        "budget_tokens = 100",
+        ", max_tokens = 50",
+        3,
+    ))
+    .await;
+    assert_eq!(run.summary.status, RunStatus::BudgetExhausted);
+    assert_eq!(
+        server.requests.lock().expect("lock").len(),
+        1,
+        "80 spent + 50 more would pass 100"
+    );
+    assert_eq!(
+        run.summary
+            .llm
+            .as_ref()
+            .map(|u| u.completion_tokens + u.prompt_tokens),
+        Some(80)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_run_replays_without_a_server_and_identical_requests_are_paid_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tape = dir.path().join("tape.jsonl");
+    let server = serve(|_, _| ok(r#"{"plan": "p", "approved": false}"#, 10));
+    // Two identical inputs: the second request is answered from the cache.
+    let text = expand(&workflow(&server.url, "", "", 1))
+        .replace(
+            "[recovery]",
+            "[dedup]\nenabled = false\n[context]\nmax_artifacts = 0\n[recovery]",
+        )
+        .replace(
+            "Design the login service 0\", phase",
+            "Design the login service\", phase",
+        )
+        + &discovery("Design the login service", "analysis", "");
+    let load_with = |options: murmur::LoadOptions| {
+        let path = dir.path().join("workflow.toml");
+        std::fs::write(&path, &text).expect("write");
+        let m = murmur::Manifest::parse(&path, &text).expect("parse");
+        murmur::Workflow::from_manifest(m, options).expect("load")
+    };
+    let recorded = run_workflow(load_with(murmur::LoadOptions {
+        llm_record: Some(tape.clone()),
+        ..options()
+    }))
+    .await;
+    let usage = recorded.summary.llm.clone().expect("usage");
+    let requests = server.requests.lock().expect("lock").len();
+    assert_eq!(requests, 1, "the identical second request was not paid for");
+    assert_eq!((usage.calls, usage.cached), (1, 1));
+    drop(server);
+
+    let replayed = run_workflow(load_with(murmur::LoadOptions {
+        llm_replay: Some(tape.clone()),
+        ..options()
+    }))
+    .await;
+    assert_eq!(replayed.summary.status, RunStatus::Complete);
+    assert_eq!(replayed.summary.by_type, recorded.summary.by_type);
+    assert_eq!(
+        replayed.summary.llm.as_ref().map(|u| u.calls),
+        Some(0),
+        "no network"
+    );
+}

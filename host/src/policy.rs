@@ -84,6 +84,9 @@ pub struct DedupPolicy {
     /// A router plugin whose `similarity` replaces the built-in lexical measure
     /// (Jaccard similarity of the descriptions' word sets). Default: none.
     pub plugin: Option<Spanned<String>>,
+    /// With an `[llm] embedding_model` (and no plugin), descriptions are compared by the
+    /// cosine similarity of their embeddings, duplicates at or above this. Default 0.9.
+    pub embedding_threshold: f64,
 }
 
 impl Default for DedupPolicy {
@@ -92,6 +95,7 @@ impl Default for DedupPolicy {
             enabled: true,
             threshold: 0.8,
             plugin: None,
+            embedding_threshold: 0.9,
         }
     }
 }

@@ -48,6 +48,10 @@ pub struct Router {
     phase_info: Vec<wit::PhaseInfo>,
     default_phase: String,
     plugin: Option<Arc<LoadedPlugin>>,
+    /// Phase texts and, once computed, their embeddings (with an embedding model).
+    embedder: Option<Arc<crate::llm::LlmHost>>,
+    phase_texts: Vec<String>,
+    phase_vectors: std::sync::Mutex<Option<Vec<Vec<f32>>>>,
 }
 
 impl Router {
@@ -94,6 +98,12 @@ impl Router {
                 })
                 .collect(),
             phase_info: phases.iter().map(phase_to_wit).collect(),
+            embedder: None,
+            phase_texts: phases
+                .iter()
+                .map(|p| format!("{}: {} {}", p.name, p.description, p.instructions))
+                .collect(),
+            phase_vectors: std::sync::Mutex::new(None),
             default_phase: policy
                 .default_phase
                 .as_ref()
@@ -101,6 +111,36 @@ impl Router {
                 .unwrap_or_else(|| first.name.clone()),
             plugin,
         })
+    }
+
+    /// Compare descriptions with phases by embedding (after the rules; the lexical
+    /// comparison stays the fallback).
+    pub fn with_embeddings(mut self, host: Arc<crate::llm::LlmHost>) -> Self {
+        self.embedder = Some(host);
+        self
+    }
+
+    /// The phase whose text embeds closest to `description`, with its cosine similarity.
+    fn closest_by_embedding(&self, description: &str) -> Result<Option<(String, f64)>, String> {
+        let Some(host) = &self.embedder else {
+            return Ok(None);
+        };
+        let mut cached = self.phase_vectors.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.is_none() {
+            *cached = Some(host.embed(&self.phase_texts).map_err(|e| e.to_string())?);
+        }
+        let me = host
+            .embed(&[description.to_string()])
+            .map_err(|e| e.to_string())?
+            .pop()
+            .ok_or("no embedding returned")?;
+        let best = cached
+            .iter()
+            .flatten()
+            .zip(&self.phases)
+            .map(|(v, (name, _))| (name.clone(), crate::similarity::cosine(&me, v)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        Ok(best)
     }
 
     /// Whether a discovery asking for `phase` must be routed.
@@ -210,6 +250,16 @@ impl Router {
                 rule.phase.clone(),
                 format!("rule '{}' matched", rule.phrase),
             );
+        }
+        match self.closest_by_embedding(description) {
+            Ok(Some((phase, score))) => {
+                return (
+                    phase,
+                    format!("closest phase by embedding (cosine similarity {score:.2})"),
+                );
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("embedding failed ({e}); routing by words"),
         }
         let mut best: Option<(&str, f64, usize)> = None;
         for (name, phase_words) in &self.phases {

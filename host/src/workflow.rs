@@ -272,13 +272,19 @@ impl Workflow {
                 .and_then(|n| plugins.iter().find(|p| *p.name == **n.get_ref()).cloned())
         };
         let policies = &manifest.policies;
+        let llm = llm_host(&manifest, &options)?;
         let router = Router::new(
             &policies.routing,
             &manifest.phases,
             named(&policies.routing.plugin),
-        );
+        )
+        .map(|r| match &llm {
+            Some(host) if host.config().embedding_model.is_some() => {
+                r.with_embeddings(host.clone())
+            }
+            _ => r,
+        });
         let dedup_plugin = named(&policies.dedup.plugin);
-        let llm = llm_host(&manifest, &options)?;
         Ok(Workflow {
             llm,
             context_providers: of_world(World::ContextProvider),

@@ -328,3 +328,141 @@ async fn a_recorded_run_replays_without_a_server_and_identical_requests_are_paid
         "no network"
     );
 }
+
+/// Answers as a cooperative model would, by the phase named in the system prompt.
+fn scenario(_: usize, body: &Value) -> Reply {
+    let system = body["messages"][0]["content"].as_str().unwrap_or("");
+    // The first line is the input; the rest is context.
+    let user = body["messages"][1]["content"]
+        .as_str()
+        .unwrap_or("")
+        .lines()
+        .next()
+        .unwrap_or("");
+    let answer = if system.contains("Phase: analysis") {
+        if user.contains("aching") {
+            json!({"plan": "Add a response cache in front of the API", "approved": true,
+                   "next_phase_work": [{"description": "Apply response caching to API routes", "phase": "implementation"}]})
+        } else {
+            json!({"plan": "OAuth login, then JWT issuing", "approved": true,
+                   "next_phase_work": [
+                       {"description": "OAuth 2.0 login flow", "phase": "implementation"},
+                       {"description": "JWT issuing and verification", "phase": "implementation"}]})
+        }
+    } else if system.contains("Phase: implementation") {
+        json!({"code_files": ["src/auth.rs"], "test_files": ["tests/auth.rs"], "summary": "implemented"})
+    } else if user.contains("Validate: JWT") {
+        json!({"passed": true, "issues": [],
+               "optimizations_discovered": [{"description": "Caching pattern could optimize all API routes", "phase": "analysis", "priority": "high"}]})
+    } else {
+        json!({"passed": true, "issues": []})
+    };
+    ok(&answer.to_string(), 50)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llm_auth_example_runs_its_scenario_against_an_openai_compatible_server() {
+    let server = serve(scenario);
+    let path = repo().join("examples/llm-auth-system/workflow.toml");
+    let text = std::fs::read_to_string(&path)
+        .expect("example")
+        .replace("http://localhost:11434/v1", &server.url);
+    let manifest = murmur::Manifest::parse(&path, &text).expect("parse");
+    let run =
+        run_workflow(murmur::Workflow::from_manifest(manifest, options()).expect("load")).await;
+    let s = &run.summary;
+    assert_eq!(s.status, RunStatus::Complete, "{:?}", s.open_work);
+    // The branch: the reviewer sent the caching optimisation back to analysis.
+    assert_eq!(
+        s.agents["reviewer"].published.get("WorkDiscovery"),
+        Some(&1)
+    );
+    assert!(
+        run.work("Caching pattern could optimize all API routes")
+            .status
+            == murmur::work::WorkStatus::Done
+    );
+    assert_eq!(s.agents["analyst"].invocations, 2);
+    assert_eq!(s.agents["engineer"].invocations, 3);
+    assert_eq!(s.agents["reviewer"].invocations, 3);
+    let usage = s.llm.clone().expect("usage");
+    assert_eq!(usage.calls, 8);
+    assert_eq!(usage.by_phase["analysis"], 100);
+}
+
+/// Embeddings by topic: one dimension per keyword family, so "memoize" and "caching" meet.
+fn topical(_: usize, body: &Value) -> Reply {
+    let families: [&[&str]; 3] = [
+        &["cach", "memoiz"],
+        &["ship", "deploy", "release"],
+        &["login", "auth"],
+    ];
+    let data: Vec<Value> = body["input"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, t)| {
+            let t = t.as_str().unwrap_or("").to_lowercase();
+            let v: Vec<f32> = families
+                .iter()
+                .map(|f| {
+                    if f.iter().any(|w| t.contains(w)) {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            json!({ "index": i, "embedding": v })
+        })
+        .collect();
+    Reply {
+        status: 200,
+        headers: vec![],
+        body: json!({ "data": data }).to_string(),
+        delay: Duration::ZERO,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_find_duplicates_and_route_where_words_do_not() {
+    let server = serve(topical);
+    let text = |embedding: &str| {
+        format!(
+            "[workflow]\nname = \"e\"\n[llm]\nbase_url = \"{}\"\nmodel = \"m\"\n{embedding}\n[[phase]]\nname = \"analysis\"\ndescription = \"Understand problems\"\n[[phase]]\nname = \"deployment\"\ndescription = \"Release to production\"\n[[type]]\nname = \"Note\"\nschema = {{ type = \"object\" }}\n{}{}{}{}",
+            server.url,
+            probe(
+                "worker",
+                "mode = \"echo\", emit_type = \"Note\"",
+                "WorkDiscovery",
+                None
+            ),
+            discovery("Add caching to the API", "analysis", ""),
+            discovery("Memoize the API responses", "analysis", ""),
+            discovery("Ship the thing", "auto", ""),
+        )
+    };
+    let words = run(&text("")).await;
+    assert_eq!(words.summary.work.duplicates, 0, "no words in common");
+    assert_eq!(
+        words.work("Ship the thing").phase,
+        "analysis",
+        "lexically: the default phase"
+    );
+
+    let embedded = run(&text("embedding_model = \"topics\"")).await;
+    assert_eq!(embedded.summary.work.duplicates, 1);
+    assert_eq!(
+        embedded.work("Memoize the API responses").duplicate_of,
+        Some(embedded.work("Add caching to the API").id)
+    );
+    let ship = embedded.work("Ship the thing");
+    assert_eq!(ship.phase, "deployment");
+    assert!(
+        ship.routed
+            .expect("routed")
+            .reason
+            .starts_with("closest phase by embedding")
+    );
+}

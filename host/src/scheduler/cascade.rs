@@ -45,6 +45,8 @@ pub struct CascadeState {
     pub recovery_spawned: u32,
     /// Whether work counts changed since the last WorkflowMetrics.
     pub metrics_dirty: bool,
+    /// Embeddings of work descriptions, by text (when an embedding model is configured).
+    pub embeddings: HashMap<String, Vec<f32>>,
 }
 
 impl CascadeState {
@@ -381,7 +383,28 @@ impl<'a> Cascade<'a> {
                     }
                 }
             }
-            None => index.similar(&item.description, threshold),
+            None => match self
+                .wf
+                .llm
+                .as_ref()
+                .filter(|h| h.config().embedding_model.is_some())
+            {
+                Some(host) => {
+                    let host = host.clone();
+                    match self.similar_by_embedding(&host, item, state) {
+                        Ok(found) => found,
+                        Err(e) => {
+                            tracing::warn!("embedding failed ({e}); the lexical measure decides");
+                            state
+                                .dedup
+                                .get(&item.phase)
+                                .map(|i| i.similar(&item.description, threshold))
+                                .unwrap_or_default()
+                        }
+                    }
+                }
+                None => index.similar(&item.description, threshold),
+            },
         };
         for (key, score) in candidates {
             let id = ArtifactId::from(key.as_str());
@@ -393,6 +416,73 @@ impl<'a> Cascade<'a> {
             }
         }
         Ok(None)
+    }
+
+    /// Open or done work of `item`'s phase whose description embeds close to its own
+    /// (cosine similarity at or above `[dedup] embedding_threshold`), most similar first.
+    fn similar_by_embedding(
+        &mut self,
+        host: &crate::llm::LlmHost,
+        item: &WorkItem,
+        state: &mut CascadeState,
+    ) -> Result<Vec<(String, f64)>, String> {
+        let threshold = self.wf.manifest.policies.dedup.embedding_threshold;
+        let ids: Vec<String> = state
+            .dedup
+            .get(&item.phase)
+            .map(|i| {
+                i.keys()
+                    .rev()
+                    .take(PLUGIN_DEDUP_CANDIDATES)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut pool = Vec::new();
+        for id in ids {
+            let aid = ArtifactId::from(id.as_str());
+            match self.work_item(&aid).map_err(|e| e.to_string())? {
+                Some(w) if counts_for_dedup(w.status) && w.id != item.id => {
+                    pool.push((id, w.description.clone()));
+                }
+                _ => {}
+            }
+        }
+        if pool.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut missing: Vec<String> = Vec::new();
+        if !state.embeddings.contains_key(&item.description) {
+            missing.push(item.description.clone());
+        }
+        for (_, d) in &pool {
+            if !state.embeddings.contains_key(d) && !missing.contains(d) {
+                missing.push(d.clone());
+            }
+        }
+        if !missing.is_empty() {
+            let vectors = host.embed(&missing).map_err(|e| e.to_string())?;
+            if vectors.len() != missing.len() {
+                return Err(format!(
+                    "{} embeddings for {} texts",
+                    vectors.len(),
+                    missing.len()
+                ));
+            }
+            state.embeddings.extend(missing.into_iter().zip(vectors));
+        }
+        let Some(me) = state.embeddings.get(&item.description) else {
+            return Ok(Vec::new());
+        };
+        let mut found: Vec<(String, f64)> = pool
+            .iter()
+            .filter_map(|(id, d)| {
+                let score = crate::similarity::cosine(me, state.embeddings.get(d)?);
+                (score >= threshold).then(|| (id.clone(), score))
+            })
+            .collect();
+        found.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(found)
     }
 
     /// Raise the priority of `work`'s queued invocations.

@@ -12,7 +12,9 @@
 //!    feeding the error back;
 //! 4. returns the artifact, and fans out every nested discovery (`next_phase_work`,
 //!    `optimizations_discovered`, `discovered_issues`) as its own WorkDiscovery — phase
-//!    `auto` when the model names none, so the host's router places it.
+//!    `auto` when the model names none, so the host's router places it — plus, with
+//!    `config.follow_up`, one WorkDiscovery in a fixed phase carrying the output (how
+//!    implementation hands its work to validation).
 
 use murmur_guest::bindings::murmur::plugin::llm;
 use murmur_guest::prelude::*;
@@ -31,6 +33,17 @@ struct Config {
     /// Characters of each context artifact's payload put in the prompt.
     #[serde(default = "default_excerpt")]
     excerpt: usize,
+    /// Work to hand on whatever the model says (the plan's "spawn a validation work
+    /// discovery"): one WorkDiscovery in this phase, carrying the output.
+    #[serde(default)]
+    follow_up: Option<FollowUp>,
+}
+
+#[derive(Deserialize)]
+struct FollowUp {
+    phase: String,
+    #[serde(default)]
+    prefix: String,
 }
 
 fn default_excerpt() -> usize {
@@ -218,6 +231,19 @@ impl Agent for LlmAgent {
                 }
                 discoveries.push(d);
             }
+        }
+        if let Some(f) = &config.follow_up {
+            let input: Value = serde_json::from_str(&inv.first_input()?.payload).unwrap_or_default();
+            let about = input["description"].as_str().unwrap_or("the previous work");
+            discoveries.push(json!({
+                "description": format!("{}{about}", f.prefix),
+                "phase": f.phase,
+                "priority": input["priority"].as_str().unwrap_or("medium"),
+                "done_definition": "Checked against its done-definition",
+                "discovered_by": inv.agent,
+                "parent_work_id": parent,
+                "metadata": { config.publishes.to_lowercase(): Value::Object(obj.clone()) },
+            }));
         }
         outputs.push(Output::json(&config.publishes, &Value::Object(obj))?);
         for d in &discoveries {

@@ -16,6 +16,7 @@ mod llm;
 mod loading;
 mod manifest_errors;
 mod monitoring;
+mod polyglot;
 mod recovery;
 mod routing;
 mod validators;

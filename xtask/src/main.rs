@@ -258,11 +258,124 @@ fn build_plugins(root: &Path) -> Result<Vec<PathBuf>> {
         }
         built.push(out);
     }
+    built.extend(build_polyglot(root, &out_dir)?);
     eprintln!(
         "xtask: {} plugin components in {}",
         built.len(),
         out_dir.display()
     );
+    Ok(built)
+}
+
+/// Pinned guest toolchains for the other languages (from PyPI and the npm registry).
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// Whether `out` is older than any file under `sources` (or missing).
+fn stale(out: &Path, sources: &[PathBuf]) -> bool {
+    let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else {
+        return true;
+    };
+    sources.iter().any(|s| {
+        std::fs::metadata(s)
+            .and_then(|m| m.modified())
+            .map(|t| t > built)
+            .unwrap_or(true)
+    })
+}
+
+/// The JavaScript and Python plugins: `plugins/js/*.js` with componentize-js (npm),
+/// `plugins/python/NAME/app.py` with componentize-py (PyPI), both against the WIT world
+/// `basic-agent` (they import every interface of their world, used or not).
+fn build_polyglot(root: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
+    let wit = root.join("wit");
+    let wit_files: Vec<PathBuf> = std::fs::read_dir(&wit)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    let mut built = Vec::new();
+
+    let js = root.join("plugins/js");
+    let js_sources: Vec<PathBuf> = std::fs::read_dir(&js)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "js"))
+        .collect();
+    for source in &js_sources {
+        let stem = source
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin");
+        let out = out_dir.join(format!("js-{stem}.wasm"));
+        let mut inputs = wit_files.clone();
+        inputs.push(source.clone());
+        if stale(&out, &inputs) {
+            if !js.join("node_modules/.bin/componentize-js").exists() {
+                status(Command::new("npm").current_dir(&js).args([
+                    "ci",
+                    "--no-audit",
+                    "--no-fund",
+                ]))
+                .context("installing componentize-js (needs Node.js and npm)")?;
+            }
+            status(
+                Command::new(js.join("node_modules/.bin/componentize-js"))
+                    .current_dir(&js)
+                    .arg(source)
+                    .arg("--wit")
+                    .arg(&wit)
+                    .args([
+                        "--world-name",
+                        "basic-agent",
+                        "-d",
+                        "http",
+                        "fetch-event",
+                        "-o",
+                    ])
+                    .arg(&out),
+            )?;
+        }
+        built.push(out);
+    }
+
+    let py = root.join("plugins/python");
+    for entry in std::fs::read_dir(&py)? {
+        let dir = entry?.path();
+        let app = dir.join("app.py");
+        if !app.exists() {
+            continue;
+        }
+        let name = dir.file_name().and_then(|s| s.to_str()).unwrap_or("plugin");
+        let out = out_dir.join(format!("py-{name}.wasm"));
+        let mut inputs = wit_files.clone();
+        inputs.push(app.clone());
+        if stale(&out, &inputs) {
+            let have = Command::new("componentize-py")
+                .arg("--version")
+                .output()
+                .map(|o| {
+                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("0.25.1")
+                })
+                .unwrap_or(false);
+            if !have {
+                status(Command::new("python3").args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    COMPONENTIZE_PY,
+                ]))
+                .context("installing componentize-py (needs Python 3 and pip)")?;
+            }
+            status(
+                Command::new("componentize-py")
+                    .arg("-d")
+                    .arg(&wit)
+                    .args(["-w", "basic-agent", "componentize", "app", "-p"])
+                    .arg(&dir)
+                    .arg("-o")
+                    .arg(&out),
+            )?;
+        }
+        built.push(out);
+    }
     Ok(built)
 }
 

@@ -290,10 +290,30 @@ impl LoadedPlugin {
                 .set_fuel(self.limits.fuel.unwrap_or(u64::MAX))
                 .map_err(|e| classify(&e, false, false))?;
         }
-        let result = call(&self.pre, &mut store).map_err(|e| {
+        let result = call(&self.pre, &mut store);
+        // What the guest printed reaches the host's log with the plugin's name.
+        let printed = String::from_utf8_lossy(&store.data().output.contents()).to_string();
+        for line in printed.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::warn!(target: "murmur::guest", plugin = %self.name, "{line}");
+        }
+        let result = result.map_err(|e| {
             let mut fault = classify(&e, store.data().limiter.denied, Instant::now() >= deadline);
+            // Lead with the guest's own words: its last error log line, else the end of
+            // what it printed (a traceback's last lines name the exception).
+            let tail: Vec<&str> = printed.lines().filter(|l| !l.trim().is_empty()).collect();
             if let Some(said) = &store.data().last_error {
                 fault.message = format!("{said} | {}", fault.message);
+            } else if let Some(line) = tail
+                .iter()
+                .rev()
+                .find(|l| l.contains("Error") || l.contains("Exception"))
+                .or_else(|| tail.iter().rev().find(|l| l.contains("panicked")))
+            {
+                // A JavaScript `Error: …` line, a Python traceback's last line.
+                fault.message = format!("{} | {}", line.trim(), fault.message);
+            } else if !tail.is_empty() {
+                let last = tail[tail.len().saturating_sub(3)..].join(" | ");
+                fault.message = format!("{last} | {}", fault.message);
             }
             fault
         });

@@ -13,7 +13,11 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Bytes of a guest's stdout and stderr kept per call.
+pub const MAX_GUEST_OUTPUT: usize = 64 << 10;
 
 /// Most log lines one invocation may write; later lines are counted and dropped.
 pub const MAX_LOG_LINES: u32 = 1_000;
@@ -110,6 +114,8 @@ impl BoardAccess {
 /// State of one invocation's store.
 pub struct InvocationState {
     pub(crate) wasi: WasiCtx,
+    /// The guest's stdout and stderr, captured.
+    pub(crate) output: MemoryOutputPipe,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) plugin: Arc<str>,
@@ -132,9 +138,17 @@ impl InvocationState {
         board: Option<BoardAccess>,
     ) -> Self {
         // WASI is linked for guests built for wasm32-wasip2, with nothing granted:
-        // no files, no environment, no sockets, no inherited stdio.
+        // no files, no environment, no sockets, no inherited stdio. What a guest writes to
+        // stdout or stderr (a JavaScript exception, a Python traceback) is captured and
+        // reaches the host's log under the plugin's name.
+        let output = MemoryOutputPipe::new(MAX_GUEST_OUTPUT);
+        let wasi = WasiCtx::builder()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .build();
         Self {
-            wasi: WasiCtx::builder().build(),
+            output,
+            wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 max_bytes: max_memory,

@@ -147,6 +147,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
     },
+    /// What a plugin component is: world, API version, imports (the grants it needs),
+    /// and what its describe() says.
+    Inspect {
+        /// The component (`.wasm`).
+        plugin: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure the engine on a workload; prints one JSON line of figures.
     Bench {
         /// The workload.
@@ -235,6 +244,18 @@ pub fn main() -> Result<i32> {
                 GraphFormat::Mermaid => print!("{}", graph.mermaid()),
                 GraphFormat::Dot => print!("{}", graph.dot()),
                 GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&graph)?),
+            }
+            Ok(0)
+        }
+        Command::Inspect { plugin, json } => {
+            let report = crate::inspect::inspect(
+                &plugin,
+                crate::plugin::ComponentCache::default_location(),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.text());
             }
             Ok(0)
         }

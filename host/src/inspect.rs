@@ -115,6 +115,7 @@ pub fn inspect(path: &Path, cache: ComponentCache) -> Result<Report, InspectErro
         labels: Vec::new(),
         tenant: None,
         grants: needs_grants.clone(),
+        read_dirs: Vec::new(),
         span: 0..0,
         path_span: 0..0,
         origin: None,

@@ -249,6 +249,8 @@ pub struct PluginDecl {
     /// Host capabilities granted beyond `log` (`blackboard`, `llm`). A plugin whose
     /// component imports an interface not granted here is refused at load.
     pub grants: Vec<String>,
+    /// Directories a WASI guest may read, as (guest path, host directory); read-only.
+    pub read_dirs: Vec<(String, PathBuf)>,
     /// Where the table starts (for later errors about this plugin).
     pub span: Range<usize>,
     /// Where `path` was written.
@@ -589,9 +591,31 @@ fn convert_parts(
             }
             None => Vec::new(),
         };
+        let read_dirs = match p.read_dirs {
+            Some(dirs) => {
+                let span = dirs.span();
+                let mut out = Vec::new();
+                for (guest, host) in dirs.into_inner() {
+                    let host = base.join(host);
+                    if !guest.starts_with('/') || !host.is_dir() {
+                        return Err(at(
+                            span,
+                            format!(
+                                "plugin '{name}': read_dirs maps '{guest}' to {}, which is not a directory (guest paths are absolute, host paths relative to the manifest)",
+                                host.display()
+                            ),
+                        ));
+                    }
+                    out.push((guest, host));
+                }
+                out
+            }
+            None => Vec::new(),
+        };
         plugins.push(PluginDecl {
             name,
             grants,
+            read_dirs,
             path: base.join(p.path.get_ref()),
             world,
             sha256: p.sha256.map(|s| s.into_inner().to_ascii_lowercase()),
@@ -704,6 +728,8 @@ struct RawPlugin {
     tenant: Option<String>,
     #[serde(default)]
     grants: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    read_dirs: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 #[derive(Deserialize)]

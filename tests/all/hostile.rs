@@ -267,3 +267,50 @@ fn kv_must_be_granted() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_guest_reads_only_the_directories_it_is_granted_and_cannot_write_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("docs")).expect("mkdir");
+    std::fs::write(dir.path().join("docs/guide.txt"), "the guide").expect("write");
+    let text = |read_dirs: &str| {
+        expand(&format!(
+            "[workflow]\nname = \"fs\"\n[[type]]\nname = \"Note\"\nschema = {{ type = \"object\" }}\n[[type]]\nname = \"Ask\"\nschema = {{ type = \"object\" }}\n[[plugin]]\nname = \"librarian\"\npath = \"{{plugin:py-librarian}}\"\nworld = \"agent\"\n{read_dirs}\nconfig = {{ path = \"/docs/guide.txt\" }}\n[[plugin.subscribe]]\ntype = \"Ask\"\n[[input]]\ntype = \"Ask\"\npayload = {{}}\n"
+        ))
+    };
+    let run_in = |text: String| {
+        let path = dir.path().join("workflow.toml");
+        std::fs::write(&path, &text).expect("write");
+        murmur::Workflow::from_manifest(
+            murmur::Manifest::parse(&path, &text).expect("parse"),
+            options(),
+        )
+        .expect("load")
+    };
+    let granted = run_workflow(run_in(text("read_dirs = { \"/docs\" = \"docs\" }"))).await;
+    let note = &granted.artifacts("Note")[0].payload;
+    assert_eq!(note["text"], "the guide", "{note}");
+    assert_eq!(note["write_refused"], true, "read-only: {note}");
+    assert_eq!(
+        note["outside_refused"], true,
+        "nothing outside the grant: {note}"
+    );
+    assert!(!dir.path().join("docs/written-by-guest.txt").exists());
+
+    let denied = run_workflow(run_in(text(""))).await;
+    let note = &denied.artifacts("Note")[0].payload;
+    assert_eq!(
+        note["text"],
+        serde_json::Value::Null,
+        "no grant, no files: {note}"
+    );
+
+    let err = load(&text("read_dirs = { \"/docs\" = \"no-such-dir\" }"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("read_dirs maps '/docs'") && err.contains("not a directory"),
+        "{err}"
+    );
+}

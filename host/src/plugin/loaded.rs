@@ -132,6 +132,8 @@ pub struct LoadedPlugin {
     pub tenant: Option<String>,
     /// Capabilities granted beyond `log`.
     pub grants: Vec<String>,
+    /// Read-only directories for WASI guests (guest path, host directory).
+    pub read_dirs: Vec<(String, PathBuf)>,
     /// Whether the compiled component came from the cache.
     pub cache: CacheOutcome,
     /// Time to load (read, compile or deserialise, link, describe).
@@ -229,6 +231,7 @@ impl LoadedPlugin {
             labels: decl.labels.clone(),
             tenant: decl.tenant.clone(),
             grants: decl.grants.clone(),
+            read_dirs: decl.read_dirs.clone(),
             cache,
             load_time: Duration::ZERO,
             pre,
@@ -279,7 +282,13 @@ impl LoadedPlugin {
     ) -> Result<R, Fault> {
         let deadline = Instant::now() + timeout;
         let max_memory = (self.limits.memory_mb as usize).saturating_mul(1 << 20);
-        let state = InvocationState::new(self.name.clone(), max_memory, deadline, board);
+        let state = InvocationState::new(
+            self.name.clone(),
+            max_memory,
+            deadline,
+            board,
+            &self.read_dirs,
+        );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1;

@@ -136,16 +136,22 @@ impl InvocationState {
         max_memory: usize,
         deadline: Instant,
         board: Option<BoardAccess>,
+        read_dirs: &[(String, std::path::PathBuf)],
     ) -> Self {
         // WASI is linked for guests built for wasm32-wasip2, with nothing granted:
         // no files, no environment, no sockets, no inherited stdio. What a guest writes to
         // stdout or stderr (a JavaScript exception, a Python traceback) is captured and
         // reaches the host's log under the plugin's name.
         let output = MemoryOutputPipe::new(MAX_GUEST_OUTPUT);
-        let wasi = WasiCtx::builder()
-            .stdout(output.clone())
-            .stderr(output.clone())
-            .build();
+        let mut builder = WasiCtx::builder();
+        builder.stdout(output.clone()).stderr(output.clone());
+        // The only files a guest sees: the manifest's `read_dirs`, read-only.
+        for (guest, host) in read_dirs {
+            if let Err(e) = builder.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadOnly) {
+                tracing::warn!(%plugin, "cannot open {} for the guest: {e}", host.display());
+            }
+        }
+        let wasi = builder.build();
         Self {
             output,
             wasi,

@@ -147,6 +147,22 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "mermaid")]
         format: GraphFormat,
     },
+    /// Create a plugin that builds (`cargo xtask build-plugins`) and a test workflow for it.
+    New {
+        /// agent, validator, router or context-provider.
+        world: String,
+        /// The plugin's name (lower-case, digits, '-').
+        name: String,
+        /// rust, js or python.
+        #[arg(long, default_value = "rust")]
+        lang: String,
+        /// The plugins directory.
+        #[arg(long, default_value = "plugins")]
+        plugins: PathBuf,
+        /// Where built components land.
+        #[arg(long, default_value = "target/plugins")]
+        components: PathBuf,
+    },
     /// What a plugin component is: world, API version, imports (the grants it needs),
     /// and what its describe() says.
     Inspect {
@@ -245,6 +261,26 @@ pub fn main() -> Result<i32> {
                 GraphFormat::Dot => print!("{}", graph.dot()),
                 GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&graph)?),
             }
+            Ok(0)
+        }
+        Command::New {
+            world,
+            name,
+            lang,
+            plugins,
+            components,
+        } => {
+            let components = std::path::absolute(&components).unwrap_or(components);
+            let created = crate::scaffold::create(&plugins, &components, &world, &name, &lang)?;
+            for f in &created.files {
+                println!("  wrote {}", f.display());
+            }
+            println!(
+                "next: cargo xtask build-plugins   (builds {})
+      murmur run {} --store memory",
+                created.component,
+                created.test.display()
+            );
             Ok(0)
         }
         Command::Inspect { plugin, json } => {

@@ -33,6 +33,7 @@ pub mod phase;
 pub mod plugin;
 pub mod policy;
 pub mod routing;
+pub mod scaffold;
 pub mod scheduler;
 pub mod schema;
 pub mod similarity;

@@ -146,3 +146,96 @@ fn bench_cascade_native_runs_the_same_workload_without_the_sandbox() {
     // 25 + 5 + 1 + 1 work items.
     assert_eq!(figures["invocations"], 96);
 }
+
+#[test]
+fn murmur_new_creates_a_python_agent_that_builds_and_passes_its_test() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    let components = dir.path().join("components");
+    std::fs::create_dir_all(&components).expect("mkdir");
+    let out = murmur()
+        .args(["new", "agent", "greeter", "--lang", "python", "--plugins"])
+        .arg(&plugins)
+        .arg("--components")
+        .arg(&components)
+        .output()
+        .expect("murmur new");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Build it as `cargo xtask build-plugins` does.
+    let built = std::process::Command::new("componentize-py")
+        .arg("-d")
+        .arg(repo().join("wit"))
+        .args(["-w", "basic-agent", "componentize", "app", "-p"])
+        .arg(plugins.join("python/greeter"))
+        .arg("-o")
+        .arg(components.join("py-greeter.wasm"))
+        .output()
+        .expect("componentize-py (installed by cargo xtask build-plugins)");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let run = murmur()
+        .args(["run", "--json", "--store", "memory"])
+        .arg(plugins.join("python/greeter/test.toml"))
+        .output()
+        .expect("run its test");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).expect("summary");
+    assert_eq!(summary["by_type"]["Response"], 1, "{summary}");
+    assert_eq!(summary["agents"]["greeter"]["invocations"], 1);
+}
+
+#[test]
+fn murmur_new_scaffolds_every_rust_world_into_the_plugins_workspace_and_refuses_clashes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).expect("mkdir");
+    std::fs::write(
+        plugins.join("Cargo.toml"),
+        "[workspace]\nmembers = [\"sdk\"]\n",
+    )
+    .expect("ws");
+    for (world, name) in [
+        ("agent", "a1"),
+        ("validator", "v1"),
+        ("router", "r1"),
+        ("context-provider", "c1"),
+    ] {
+        let out = murmur()
+            .args(["new", world, name, "--plugins"])
+            .arg(&plugins)
+            .output()
+            .expect("new");
+        assert!(
+            out.status.success(),
+            "{world}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lib = std::fs::read_to_string(plugins.join(name).join("src/lib.rs")).expect("lib.rs");
+        assert!(lib.contains("murmur_guest::export_"), "{lib}");
+        let test = plugins.join(name).join("test.toml");
+        murmur::Manifest::load(&test).expect("its test workflow parses");
+    }
+    let ws = std::fs::read_to_string(plugins.join("Cargo.toml")).expect("ws");
+    assert!(
+        ws.contains("members = [\"sdk\", \"a1\", \"v1\", \"r1\", \"c1\"]"),
+        "{ws}"
+    );
+    let again = murmur()
+        .args(["new", "agent", "a1", "--plugins"])
+        .arg(&plugins)
+        .output()
+        .expect("new");
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}

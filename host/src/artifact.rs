@@ -119,24 +119,25 @@ pub struct Artifact {
     /// The work item (a WorkDiscovery's id) this artifact belongs to: its own id for a
     /// WorkDiscovery, otherwise inherited from its inputs. Host bookkeeping.
     pub work_item: Option<ArtifactId>,
+    /// The payload as JSON text, made once on first use: an artifact handed to many
+    /// invocations (as input or context) is serialised once, not once per invocation.
+    #[serde(skip)]
+    pub payload_text: std::sync::OnceLock<Arc<str>>,
 }
 
 impl Artifact {
-    /// The length of the payload's JSON text, without building it.
+    /// The payload's JSON text (made once, then shared).
+    pub fn payload_text(&self) -> &Arc<str> {
+        self.payload_text.get_or_init(|| {
+            serde_json::to_string(&self.payload)
+                .unwrap_or_default()
+                .into()
+        })
+    }
+
+    /// The length of the payload's JSON text.
     pub fn payload_len(&self) -> usize {
-        struct Count(usize);
-        impl std::io::Write for Count {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0 += buf.len();
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut count = Count(0);
-        let _ = serde_json::to_writer(&mut count, &self.payload);
-        count.0
+        self.payload_text().len()
     }
 
     /// Whether `viewer` may see this artifact.

@@ -157,6 +157,7 @@ mod tests {
             created_at_ms: 0,
             depth: 2,
             work_item: None,
+            payload_text: Default::default(),
         }
     }
 

@@ -166,7 +166,11 @@ fn murmur_new_creates_a_python_agent_that_builds_and_passes_its_test() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Build it as `cargo xtask build-plugins` does.
-    let built = std::process::Command::new("componentize-py")
+    let built = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())",
+        ])
         .arg("-d")
         .arg(repo().join("wit"))
         .args(["-w", "basic-agent", "componentize", "app", "-p"])

@@ -270,6 +270,16 @@ fn build_plugins(root: &Path) -> Result<Vec<PathBuf>> {
 /// Pinned guest toolchains for the other languages (from PyPI and the npm registry).
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
+/// componentize-py, run through the Python that has it (no reliance on PATH or shims).
+fn componentize_py() -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-c",
+        "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())",
+    ]);
+    cmd
+}
+
 /// Whether `out` is older than any file under `sources` (or missing).
 fn stale(out: &Path, sources: &[PathBuf]) -> bool {
     let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else {
@@ -347,11 +357,14 @@ fn build_polyglot(root: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
         let mut inputs = wit_files.clone();
         inputs.push(app.clone());
         if stale(&out, &inputs) {
-            let have = Command::new("componentize-py")
-                .arg("--version")
+            let have = Command::new("python3")
+                .args([
+                    "-c",
+                    "import importlib.metadata as m; print(m.version('componentize-py'))",
+                ])
                 .output()
                 .map(|o| {
-                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("0.25.1")
+                    o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "0.25.1"
                 })
                 .unwrap_or(false);
             if !have {
@@ -365,7 +378,7 @@ fn build_polyglot(root: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
                 .context("installing componentize-py (needs Python 3 and pip)")?;
             }
             status(
-                Command::new("componentize-py")
+                componentize_py()
                     .arg("-d")
                     .arg(&wit)
                     .args(["-w", "basic-agent", "componentize", "app", "-p"])

@@ -317,6 +317,7 @@ mod tests {
             created_at_ms: 0,
             depth: 0,
             work_item: None,
+            payload_text: Default::default(),
         })
     }
 

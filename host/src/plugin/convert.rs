@@ -29,7 +29,7 @@ pub fn artifact_to_wit(a: &Artifact) -> wit::Artifact {
     wit::Artifact {
         id: a.id.to_string(),
         type_name: a.type_name.clone(),
-        payload: a.payload.to_string(),
+        payload: a.payload_text().to_string(),
         producer: a.producer.clone(),
         workflow_id: a.workflow_id.clone(),
         parent_ids: a.parent_ids.iter().map(|p| p.to_string()).collect(),

@@ -194,6 +194,7 @@ impl<'a> Cascade<'a> {
             created_at_ms: now_ms(),
             depth: draft.depth,
             work_item: work_item.clone(),
+            payload_text: Default::default(),
         });
         let schedule = if is_work {
             self.start_work(

@@ -132,6 +132,8 @@ pub struct Draft {
     pub routing: Option<Routing>,
     /// For a recovery WorkDiscovery: the failed work item.
     pub recovery_of: Option<ArtifactId>,
+    /// The payload's JSON text, when the producer's is at hand.
+    pub payload_text: Option<Arc<str>>,
 }
 
 impl<'a> Cascade<'a> {
@@ -194,7 +196,10 @@ impl<'a> Cascade<'a> {
             created_at_ms: now_ms(),
             depth: draft.depth,
             work_item: work_item.clone(),
-            payload_text: Default::default(),
+            payload_text: draft
+                .payload_text
+                .map(std::sync::OnceLock::from)
+                .unwrap_or_default(),
         });
         let schedule = if is_work {
             self.start_work(

@@ -31,6 +31,9 @@ pub struct CheckedOutput {
     pub visibility: Visibility,
     /// How the router placed it (a WorkDiscovery whose phase was `auto` or unknown).
     pub routing: Option<Routing>,
+    /// The payload as the plugin wrote it (kept so the next plugin gets it without
+    /// re-serialising); `None` once the host changed the payload.
+    pub text: Option<std::sync::Arc<str>>,
 }
 
 /// Why an attempt published nothing.
@@ -150,6 +153,9 @@ fn run(
         for (out, wire) in checked.iter_mut().zip(outputs.iter_mut()) {
             if out.type_name == WORK_DISCOVERY {
                 out.routing = router.place(&mut out.payload, &record.agent, &record.workflow_id);
+                if out.routing.is_some() {
+                    out.text = None;
+                }
                 if out.routing.is_some() {
                     wire.payload = out.payload.to_string();
                 }
@@ -271,6 +277,7 @@ fn check_outputs(
                 .map(visibility_from_wit)
                 .unwrap_or_default(),
             routing: None,
+            text: Some(out.payload.as_str().into()),
         });
     }
     Ok(checked)

@@ -201,6 +201,7 @@ impl Scheduler {
                     tags: input.tags.clone(),
                     visibility: input.visibility.clone(),
                     routing,
+                    text: None,
                 });
             }
         }
@@ -422,6 +423,7 @@ impl Scheduler {
                     blocked_by: planned.blocked_by,
                     routing: out.routing,
                     recovery_of: None,
+                    payload_text: out.text,
                 },
                 state,
             )?;

@@ -131,17 +131,22 @@ fn run(
     let pinned = invocation.context.len();
     context::assemble(wf, store, agent, &inputs, &mut invocation);
     fit_input_budget(&mut invocation, pinned, agent.plugin.limits.max_input_bytes)?;
-    let board = |p: &LoadedPlugin| BoardAccess::granted(store, &record.workflow_id, p);
+    // What each plugin of this invocation (the agent, its validators) may reach.
+    let phase_name = phase.map(|p| p.info.name.clone()).unwrap_or_default();
+    let board = |p: &LoadedPlugin| {
+        let mut access = BoardAccess::granted(store, &record.workflow_id, p);
+        if let (Some(a), Some(host)) = (access.as_mut(), &wf.llm)
+            && p.granted("llm")
+        {
+            a.llm = Some(LlmAccess {
+                host: host.clone(),
+                phase: phase_name.clone(),
+            });
+        }
+        access
+    };
     *dispatch = claimed.elapsed();
-    let mut access = board(&agent.plugin);
-    if let (Some(a), Some(host)) = (access.as_mut(), &wf.llm)
-        && agent.plugin.granted("llm")
-    {
-        a.llm = Some(LlmAccess {
-            host: host.clone(),
-            phase: phase.map(|p| p.info.name.clone()).unwrap_or_default(),
-        });
-    }
+    let access = board(&agent.plugin);
     let mut outputs = match &agent.native {
         Some(native) => native.handle(&invocation).map_err(InvokeError::Plugin)?,
         None => agent.plugin.handle(&invocation, access)?,

@@ -668,10 +668,7 @@ fn print_summary(s: &RunSummary) {
 }
 
 fn print_summary_to(s: &RunSummary, out: &mut dyn Write) {
-    let status = serde_json::to_value(s.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let status = s.status.as_str();
     let _ = writeln!(
         out,
         "murmur: {status} — {} artifacts, {} invocations in {} ms",

@@ -46,6 +46,29 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// Host capabilities a manifest can grant (`log` is always granted).
 pub const CAPABILITIES: &[&str] = &["blackboard", "kv", "llm"];
 
+/// An error at byte `span` of `text`, read from `file`.
+fn locate(file: &Path, text: &str, span: Range<usize>, message: String) -> ManifestError {
+    let (line, column) = line_col(text, span.start);
+    ManifestError {
+        file: file.to_path_buf(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// TOML `text` (from `file`) as `T`, a syntax or shape error located.
+fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, ManifestError> {
+    toml::from_str(text).map_err(|e| {
+        locate(
+            file,
+            text,
+            e.span().unwrap_or(0..0),
+            e.message().trim().to_string(),
+        )
+    })
+}
+
 /// The plugin worlds of the WIT contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -775,19 +798,8 @@ impl Manifest {
 
     /// Parse manifest text; `path` names it in errors and anchors relative paths.
     pub fn parse(path: &Path, source: &str) -> Result<Self, ManifestError> {
-        let at = |span: Range<usize>, message: String| {
-            let (line, column) = line_col(source, span.start);
-            ManifestError {
-                file: path.to_path_buf(),
-                line,
-                column,
-                message,
-            }
-        };
-        let raw: RawManifest = toml::from_str(source).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
-            at(span, e.message().trim().to_string())
-        })?;
+        let at = |span: Range<usize>, message: String| locate(path, source, span, message);
+        let raw: RawManifest = parse_toml(path, source)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
         let (phase_names, types, plugins) = convert_parts(
@@ -857,13 +869,7 @@ impl Manifest {
 
     /// An error located at `span` of this manifest.
     pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> ManifestError {
-        let (line, column) = line_col(&self.source, span.start);
-        ManifestError {
-            file: self.path.clone(),
-            line,
-            column,
-            message: message.into(),
-        }
+        locate(&self.path, &self.source, span, message.into())
     }
 
     /// An error at `span` of the manifest, or of the bundle `origin` if given.
@@ -874,15 +880,7 @@ impl Manifest {
         message: impl Into<String>,
     ) -> ManifestError {
         match origin {
-            Some(o) => {
-                let (line, column) = line_col(&o.source, span.start);
-                ManifestError {
-                    file: o.file.clone(),
-                    line,
-                    column,
-                    message: message.into(),
-                }
-            }
+            Some(o) => locate(&o.file, &o.source, span, message.into()),
             None => self.error_at(span, message),
         }
     }
@@ -892,19 +890,8 @@ impl Manifest {
     /// Names must not clash with what the manifest declares; errors name the bundle's
     /// file, line and column.
     pub fn with_bundle(&self, file: &Path, text: &str) -> Result<Manifest, ManifestError> {
-        let at = |span: Range<usize>, message: String| {
-            let (line, column) = line_col(text, span.start);
-            ManifestError {
-                file: file.to_path_buf(),
-                line,
-                column,
-                message,
-            }
-        };
-        let raw: RawBundle = toml::from_str(text).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
-            at(span, e.message().trim().to_string())
-        })?;
+        let at = |span: Range<usize>, message: String| locate(file, text, span, message);
+        let raw: RawBundle = parse_toml(file, text)?;
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let (_, mut types, mut plugins) = convert_parts(
             text,

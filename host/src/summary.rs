@@ -25,6 +25,17 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// The status as the summary and the store spell it (`complete`, `budget_exhausted`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Complete => "complete",
+            RunStatus::Stalled => "stalled",
+            RunStatus::Failed => "failed",
+            RunStatus::BudgetExhausted => "budget_exhausted",
+            RunStatus::Running => "running",
+        }
+    }
+
     /// The status a store recorded (`running` and anything unknown read as `Running`).
     pub fn parse(s: &str) -> Self {
         match s {

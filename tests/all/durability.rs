@@ -62,6 +62,21 @@ fn fingerprint(db: &Path) -> Fingerprint {
     (counts, pairs)
 }
 
+/// Run `manifest` to the end with its blackboard in the database `db`.
+fn run_into(manifest: &Path, db: &Path) {
+    let out = murmur()
+        .args(["run", "-q", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .arg(manifest)
+        .output()
+        .expect("murmur run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A small deterministic generator (xorshift), so the kill points are seeded.
 struct Rng(u64);
 impl Rng {
@@ -78,17 +93,7 @@ fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_du
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = cascade_manifest(dir.path(), 300);
     let reference = dir.path().join("reference.db");
-    let out = murmur()
-        .args(["run", "-q", "--store"])
-        .arg(format!("sqlite:{}", reference.display()))
-        .arg(&manifest)
-        .output()
-        .expect("reference run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_into(&manifest, &reference);
     let expected = fingerprint(&reference);
     assert_eq!(
         expected.0["WorkDiscovery"],
@@ -261,13 +266,7 @@ fn a_truncated_database_is_refused_clearly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = cascade_manifest(dir.path(), 40);
     let db = dir.path().join("w.db");
-    let out = murmur()
-        .args(["run", "-q", "--store"])
-        .arg(format!("sqlite:{}", db.display()))
-        .arg(&manifest)
-        .output()
-        .expect("run");
-    assert!(out.status.success());
+    run_into(&manifest, &db);
     let bytes = std::fs::read(&db).expect("read");
     assert!(bytes.len() > 8192, "the database has several pages");
     std::fs::write(&db, &bytes[..bytes.len() / 2]).expect("truncate");

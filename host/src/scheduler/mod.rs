@@ -159,7 +159,7 @@ impl Scheduler {
         let workflow_id = record.workflow_id.clone();
         if record.status != "running" {
             // It ended; resuming changes nothing.
-            return self.summary(&workflow_id, &record.status, started);
+            return self.summary(&workflow_id, RunStatus::parse(&record.status), started);
         }
         let requeued = self.store.requeue_running(&workflow_id)?;
         if requeued > 0 {
@@ -354,10 +354,7 @@ impl Scheduler {
         }
         let mut summary = self.finish(workflow_id, budget_hit, started)?;
         summary.llm = self.wf().llm.as_ref().map(|l| l.usage());
-        run.status = serde_json::to_value(summary.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        run.status = summary.status.as_str().to_string();
         run.finished_at_ms = Some(now_ms());
         run.summary = serde_json::to_value(&summary).ok();
         self.store.save_run(run)?;
@@ -694,11 +691,10 @@ impl Scheduler {
     fn summary(
         &self,
         workflow_id: &str,
-        status: &str,
+        status: RunStatus,
         started: Instant,
     ) -> Result<RunSummary, RunError> {
         let wf = self.wf();
-        let status = RunStatus::parse(status);
         Ok(RunSummary::from_store(
             self.store.as_ref(),
             wf.name(),
@@ -801,14 +797,7 @@ impl Scheduler {
             )?;
             cascade.commit()?;
         }
-        Ok(RunSummary::from_store(
-            self.store.as_ref(),
-            wf.name(),
-            workflow_id,
-            wf.manifest.phases.iter().map(|p| p.name.clone()),
-            status,
-            started.elapsed().as_millis() as u64,
-        )?)
+        self.summary(workflow_id, status, started)
     }
 }
 

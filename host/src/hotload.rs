@@ -2,7 +2,9 @@
 //! component, without stopping it (`murmur run --watch DIR`).
 //!
 //! DIR holds **bundles**: `NAME.toml` files with `[[phase]]`, `[[type]]` and `[[plugin]]`
-//! tables (plugin paths relative to the bundle) and the components they name. The watcher
+//! tables (plugin paths relative to the bundle) and the components they name; a component
+//! no bundle names joins as an agent called after its file, subscribed as its
+//! `describe()` says, with no grants. The watcher
 //! polls DIR; when a bundle or any component file in DIR changes (and has stopped changing
 //! for one poll, so a half-copied file is not read), it merges every bundle into the
 //! manifest the run started with and loads the result exactly as `murmur run` loads a
@@ -90,6 +92,32 @@ fn build(base: &Manifest, files: &Snapshot, options: &LoadOptions) -> Result<Rel
             file: path.clone(),
             message: format!("cannot read: {e}"),
         })?;
+        manifest = manifest
+            .with_bundle(path, &text)
+            .map_err(|e| Reload::Rejected {
+                file: path.clone(),
+                message: e.to_string(),
+            })?;
+        bundles.push(path.clone());
+    }
+    // A component no bundle names joins as an agent called after its file, with the
+    // subscriptions its describe() declares (and no grants).
+    for path in files
+        .keys()
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+    {
+        if manifest.plugins.iter().any(|p| p.path == *path) {
+            continue;
+        }
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin");
+        let file = path
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let text = format!("[[plugin]]\nname = \"{name}\"\npath = \"{file}\"\nworld = \"agent\"\n");
         manifest = manifest
             .with_bundle(path, &text)
             .map_err(|e| Reload::Rejected {

@@ -104,3 +104,81 @@ fn a_deployment_phase_bundle_dropped_in_mid_run_takes_the_waiting_work_and_a_bro
         "{stderr}"
     );
 }
+
+#[test]
+fn bare_components_dropped_in_join_as_agents_and_a_changed_one_replaces_the_old() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let watch = dir.path().join("agents");
+    std::fs::create_dir(&watch).expect("mkdir");
+    let manifest = dir.path().join("workflow.toml");
+    std::fs::write(
+        &manifest,
+        "[workflow]\nname = \"bare\"\n[[phase]]\nname = \"analysis\"\n[[phase]]\nname = \"implementation\"\n[[phase]]\nname = \"validation\"\n[[input]]\ntype = \"WorkDiscovery\"\npayload = { description = \"Plan the billing service\", phase = \"analysis\", done_definition = \"planned\", discovered_by = \"user\" }\n",
+    )
+    .expect("manifest");
+    let mut child = murmur()
+        .args(["run", "--json", "--store", "memory", "--watch"])
+        .arg(&watch)
+        .arg(&manifest)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // First the wrong component under the analyzer's name (its own subscriptions: none
+    // useful), then the real one: the changed file replaces it.
+    std::thread::sleep(Duration::from_millis(300));
+    put(
+        &watch.join("analyzer.wasm"),
+        &std::fs::read(plugin("probe")).expect("probe"),
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    put(
+        &watch.join("analyzer.wasm"),
+        &std::fs::read(plugin("analyzer")).expect("analyzer"),
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    put(
+        &watch.join("implementer.wasm"),
+        &std::fs::read(plugin("implementer")).expect("implementer"),
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    put(
+        &watch.join("validator.wasm"),
+        &std::fs::read(plugin("validator")).expect("validator"),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("poll") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run did not finish once every phase had an agent");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    assert!(status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary");
+    assert_eq!(summary["status"], "complete", "{stderr}");
+    for agent in ["analyzer", "implementer", "validator"] {
+        assert_eq!(
+            summary["agents"][agent]["invocations"], 1,
+            "{agent}: {summary}"
+        );
+    }
+}

@@ -466,3 +466,33 @@ async fn embeddings_find_duplicates_and_route_where_words_do_not() {
             .starts_with("closest phase by embedding")
     );
 }
+
+#[test]
+fn murmur_run_with_murmur_llm_base_url_completes_the_llm_example_with_its_branch() {
+    let server = serve(scenario);
+    let out = murmur()
+        .env("MURMUR_LLM_BASE_URL", &server.url)
+        .env("MURMUR_LLM_MODEL", "scripted")
+        .args(["run", "--json", "-q", "--store", "memory"])
+        .arg(repo().join("examples/llm-auth-system/workflow.toml"))
+        .output()
+        .expect("murmur run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(summary["status"], "complete");
+    // The branch: the reviewer sent an optimisation back to analysis.
+    assert_eq!(
+        summary["agents"]["reviewer"]["published"]["WorkDiscovery"],
+        1
+    );
+    assert_eq!(summary["llm"]["calls"], 8);
+    let requests = server.requests.lock().expect("lock");
+    assert!(
+        requests.iter().all(|r| r["model"] == "scripted"),
+        "the environment overrides the manifest"
+    );
+}

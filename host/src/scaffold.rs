@@ -1,6 +1,6 @@
 //! `murmur new WORLD NAME --lang LANG`: a plugin that builds and has a passing test.
 //!
-//! Creates the plugin's source where `cargo xtask build-plugins` builds it (`plugins/NAME`
+//! Every world in every language. Creates the plugin's source where `cargo xtask build-plugins` builds it (`plugins/NAME`
 //! for Rust and Python, `plugins/js/NAME.js` for JavaScript) and a `test.toml` workflow
 //! beside it that feeds the plugin one input and completes when the plugin works:
 //! `murmur run plugins/NAME/test.toml --store memory` exits 0.
@@ -190,9 +190,147 @@ class AgentApi(exports.AgentApi):
         return [types.Output(type_name="Response", payload=json.dumps(answer), tags=[], visibility=None)]
 "#;
 
+const JS_VALIDATOR: &str = r#"// murmur-world: validator
+// {name}: a validator in JavaScript. Rejects outputs whose payload mentions TODO.
+export const validatorApi = {
+  describe() {
+    return { name: '{name}', version: '0.1.0', apiVersion: '0.1.0', kind: 'validator',
+             description: 'rejects unfinished work', subscriptions: [], publishes: [], phases: [], capabilities: [] };
+  },
+  validate(invocation, outputs) {
+    const reasons = outputs
+      .map((o, i) => (o.payload.includes('TODO') ? `output #${i} (${o.typeName}) mentions TODO` : null))
+      .filter((r) => r !== null);
+    return { accepted: reasons.length === 0, reasons };
+  },
+};
+"#;
+
+const JS_ROUTER: &str = r#"// murmur-world: router
+// {name}: a router in JavaScript. Sends a discovery to the first phase its description names.
+function words(artifact) {
+  const d = JSON.parse(artifact.payload).description || '';
+  return new Set(d.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean));
+}
+export const routerApi = {
+  describe() {
+    return { name: '{name}', version: '0.1.0', apiVersion: '0.1.0', kind: 'router',
+             description: 'routes by phase name', subscriptions: [], publishes: [], phases: [], capabilities: [] };
+  },
+  route(discovery, phases) {
+    const text = (JSON.parse(discovery.payload).description || '').toLowerCase();
+    const phase = phases.find((p) => text.includes(p.name));
+    if (!phase) throw { tag: 'invalid-input', val: 'no phase is named; the built-in router decides' };
+    return { phase: phase.name, reason: `the description names '${phase.name}'` };
+  },
+  similarity(discovery, candidates) {
+    const a = words(discovery);
+    return candidates.map((c) => {
+      const b = words(c);
+      const common = [...a].filter((w) => b.has(w)).length;
+      const union = a.size + b.size - common;
+      return union === 0 ? 1 : common / union;
+    });
+  },
+};
+"#;
+
+const JS_CONTEXT_PROVIDER: &str = r#"// murmur-world: context-provider
+// {name}: a context provider in JavaScript. Keeps the host's candidates, newest first.
+export const contextProviderApi = {
+  describe() {
+    return { name: '{name}', version: '0.1.0', apiVersion: '0.1.0', kind: 'context-provider',
+             description: 'newest context first', subscriptions: [], publishes: [], phases: [], capabilities: [] };
+  },
+  provide(invocation, candidates) {
+    return [...candidates].sort((a, b) => (b.createdAtMs > a.createdAtMs ? 1 : b.createdAtMs < a.createdAtMs ? -1 : 0));
+  },
+};
+"#;
+
+const PY_VALIDATOR: &str = r#"# murmur-world: validator
+"""{name}: a validator in Python. Rejects outputs whose payload mentions TODO."""
+from wit_world import exports
+from wit_world.imports import types
+
+
+class ValidatorApi(exports.ValidatorApi):
+    def describe(self) -> types.PluginInfo:
+        return types.PluginInfo(
+            name="{name}", version="0.1.0", api_version="0.1.0", kind=types.PluginKind.VALIDATOR,
+            description="rejects unfinished work", subscriptions=[], publishes=[], phases=[], capabilities=[])
+
+    def validate(self, invocation: types.Invocation, outputs) -> types.Verdict:
+        reasons = [f"output #{i} ({o.type_name}) mentions TODO" for i, o in enumerate(outputs) if "TODO" in o.payload]
+        return types.Verdict(accepted=not reasons, reasons=reasons)
+"#;
+
+const PY_ROUTER: &str = r#"# murmur-world: router
+"""{name}: a router in Python. Sends a discovery to the first phase its description names."""
+import json
+from wit_world import exports
+from wit_world.imports import types
+from componentize_py_types import Err
+
+
+def words(artifact):
+    text = json.loads(artifact.payload).get("description", "").lower()
+    return set("".join(c if c.isalnum() else " " for c in text).split())
+
+
+class RouterApi(exports.RouterApi):
+    def describe(self) -> types.PluginInfo:
+        return types.PluginInfo(
+            name="{name}", version="0.1.0", api_version="0.1.0", kind=types.PluginKind.ROUTER,
+            description="routes by phase name", subscriptions=[], publishes=[], phases=[], capabilities=[])
+
+    def route(self, discovery: types.Artifact, phases) -> types.RouteDecision:
+        text = json.loads(discovery.payload).get("description", "").lower()
+        for phase in phases:
+            if phase.name in text:
+                return types.RouteDecision(phase=phase.name, reason=f"the description names '{phase.name}'")
+        raise Err(types.PluginError_InvalidInput("no phase is named; the built-in router decides"))
+
+    def similarity(self, discovery: types.Artifact, candidates):
+        a = words(discovery)
+        scores = []
+        for c in candidates:
+            b = words(c)
+            union = len(a | b)
+            scores.append(1.0 if union == 0 else len(a & b) / union)
+        return scores
+"#;
+
+const PY_CONTEXT_PROVIDER: &str = r#"# murmur-world: context-provider
+"""{name}: a context provider in Python. Keeps the host's candidates, newest first."""
+from wit_world import exports
+from wit_world.imports import types
+
+
+class ContextProviderApi(exports.ContextProviderApi):
+    def describe(self) -> types.PluginInfo:
+        return types.PluginInfo(
+            name="{name}", version="0.1.0", api_version="0.1.0", kind=types.PluginKind.CONTEXT_PROVIDER,
+            description="newest context first", subscriptions=[], publishes=[], phases=[], capabilities=[])
+
+    def provide(self, invocation: types.Invocation, candidates):
+        return sorted(candidates, key=lambda a: a.created_at_ms, reverse=True)
+"#;
+
+/// The `grants` a JavaScript or Python plugin of `world` needs: those toolchains import
+/// every interface of the world, used or not.
+fn whole_world_grants(world: &str) -> &'static str {
+    match world {
+        "validator" => "grants = [\"blackboard\", \"llm\"]\n",
+        "router" => "grants = [\"llm\"]\n",
+        "context-provider" => "grants = [\"blackboard\"]\n",
+        _ => "",
+    }
+}
+
 /// The test workflow: for an agent, one Request in, one Response out; for the other
 /// worlds, the plugin is loaded and described beside a workflow that completes.
-fn test_manifest(name: &str, world: &str, component: &str) -> String {
+fn test_manifest(name: &str, world: &str, component: &str, grants: &str) -> String {
     let io = if world == "agent" {
         "\n[[input]]\ntype = \"Request\"\npayload = { question = \"ping\" }\n".to_string()
     } else {
@@ -203,7 +341,7 @@ fn test_manifest(name: &str, world: &str, component: &str) -> String {
          [workflow]\nname = \"{name}-test\"\n\n[[phase]]\nname = \"analysis\"\n\n\
          [[type]]\nname = \"Request\"\nschema = {{ type = \"object\" }}\n\
          [[type]]\nname = \"Response\"\nschema = {{ type = \"object\", required = [\"answer\"] }}\n\n\
-         [[plugin]]\nname = \"{name}\"\npath = \"{component}\"\nworld = \"{world}\"\n{io}"
+         [[plugin]]\nname = \"{name}\"\npath = \"{component}\"\nworld = \"{world}\"\n{grants}{io}"
     )
 }
 
@@ -275,9 +413,11 @@ pub fn create(
             }
             (format!("{name}.wasm"), dir.join("test.toml"))
         }
-        "js" | "python" if world != "agent" => {
+        "js" | "python"
+            if !matches!(world, "agent" | "validator" | "router" | "context-provider") =>
+        {
             return Err(ScaffoldError::Invalid(format!(
-                "--lang {lang} scaffolds agents; write a {world} in Rust (--lang rust)"
+                "unknown world '{world}' (agent, validator, router, context-provider)"
             )));
         }
         "js" => {
@@ -285,7 +425,13 @@ pub fn create(
             if file.exists() {
                 return Err(ScaffoldError::Exists(file));
             }
-            write(&file, &fill(JS_AGENT), &mut files)?;
+            let source = match world {
+                "validator" => JS_VALIDATOR,
+                "router" => JS_ROUTER,
+                "context-provider" => JS_CONTEXT_PROVIDER,
+                _ => JS_AGENT,
+            };
+            write(&file, &fill(source), &mut files)?;
             (
                 format!("js-{name}.wasm"),
                 plugins.join("js").join(format!("{name}.test.toml")),
@@ -296,7 +442,13 @@ pub fn create(
             if dir.exists() {
                 return Err(ScaffoldError::Exists(dir));
             }
-            write(&dir.join("app.py"), &fill(PY_AGENT), &mut files)?;
+            let source = match world {
+                "validator" => PY_VALIDATOR,
+                "router" => PY_ROUTER,
+                "context-provider" => PY_CONTEXT_PROVIDER,
+                _ => PY_AGENT,
+            };
+            write(&dir.join("app.py"), &fill(source), &mut files)?;
             (format!("py-{name}.wasm"), dir.join("test.toml"))
         }
         other => {
@@ -308,7 +460,16 @@ pub fn create(
     let component_path = components.join(&component);
     write(
         &test,
-        &test_manifest(name, world, &component_path.display().to_string()),
+        &test_manifest(
+            name,
+            world,
+            &component_path.display().to_string(),
+            if lang == "rust" {
+                ""
+            } else {
+                whole_world_grants(world)
+            },
+        ),
         &mut files,
     )?;
     Ok(Created {

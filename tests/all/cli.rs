@@ -243,3 +243,54 @@ fn murmur_new_scaffolds_every_rust_world_into_the_plugins_workspace_and_refuses_
     assert_eq!(again.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
+
+#[test]
+fn murmur_new_scaffolds_every_world_in_javascript_and_python_with_the_grants_their_toolchains_need()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    for (world, grants) in [
+        ("agent", None),
+        ("validator", Some("grants = [\"blackboard\", \"llm\"]")),
+        ("router", Some("grants = [\"llm\"]")),
+        ("context-provider", Some("grants = [\"blackboard\"]")),
+    ] {
+        for lang in ["js", "python"] {
+            let name = format!("{lang}-{world}");
+            let out = murmur()
+                .args(["new", world, &name, "--lang", lang, "--plugins"])
+                .arg(&plugins)
+                .output()
+                .expect("new");
+            assert!(
+                out.status.success(),
+                "{world} {lang}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let (source, test) = if lang == "js" {
+                (
+                    plugins.join(format!("js/{name}.js")),
+                    plugins.join(format!("js/{name}.test.toml")),
+                )
+            } else {
+                (
+                    plugins.join(format!("python/{name}/app.py")),
+                    plugins.join(format!("python/{name}/test.toml")),
+                )
+            };
+            let source = std::fs::read_to_string(source).expect("source");
+            // cargo xtask build-plugins builds it against the world it names.
+            if world != "agent" {
+                assert!(
+                    source.contains(&format!("murmur-world: {world}")),
+                    "{source}"
+                );
+            }
+            let test = std::fs::read_to_string(test).expect("test.toml");
+            match grants {
+                Some(g) => assert!(test.contains(g), "{test}"),
+                None => assert!(!test.contains("grants"), "{test}"),
+            }
+        }
+    }
+}

@@ -267,6 +267,18 @@ fn build_plugins(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(built)
 }
 
+/// The WIT world a JavaScript or Python plugin declares with a `murmur-world: NAME`
+/// comment; `basic-agent` without one.
+fn world_of(source: &Path) -> String {
+    std::fs::read_to_string(source)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.split("murmur-world:").nth(1))
+        .map(|w| w.trim().to_string())
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "basic-agent".into())
+}
+
 /// Pinned guest toolchains for the other languages (from PyPI and the npm registry).
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
@@ -295,7 +307,8 @@ fn stale(out: &Path, sources: &[PathBuf]) -> bool {
 
 /// The JavaScript and Python plugins: `plugins/js/*.js` with componentize-js (npm),
 /// `plugins/python/NAME/app.py` with componentize-py (PyPI), both against the WIT world
-/// `basic-agent` (they import every interface of their world, used or not).
+/// `basic-agent` unless the source names another world in a `murmur-world:` comment
+/// (these toolchains import every interface of their world, used or not).
 fn build_polyglot(root: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
     let wit = root.join("wit");
     let wit_files: Vec<PathBuf> = std::fs::read_dir(&wit)?
@@ -333,7 +346,7 @@ fn build_polyglot(root: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
                     .arg(&wit)
                     .args([
                         "--world-name",
-                        "basic-agent",
+                        &world_of(source),
                         "-d",
                         "http",
                         "fetch-event",
@@ -381,7 +394,7 @@ fn build_polyglot(root: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
                 componentize_py()
                     .arg("-d")
                     .arg(&wit)
-                    .args(["-w", "basic-agent", "componentize", "app", "-p"])
+                    .args(["-w", &world_of(&app), "componentize", "app", "-p"])
                     .arg(&dir)
                     .arg("-o")
                     .arg(&out),

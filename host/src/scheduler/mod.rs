@@ -13,6 +13,7 @@ pub mod cascade;
 pub mod execute;
 pub mod metrics;
 pub mod plan;
+mod pool;
 
 use crate::artifact::{ArtifactId, Visibility, now_ms};
 use crate::blackboard::{PluginVersion, RunRecord, Store, StoreError};
@@ -234,124 +235,60 @@ impl Scheduler {
         started: Instant,
         run: &mut RunRecord,
     ) -> Result<RunSummary, RunError> {
+        // The loop's threads block (wasmtime calls are synchronous), so this thread leaves
+        // the async runtime's worker set while they run.
+        tokio::task::block_in_place(|| self.drive_blocking(workflow_id, state, started, run))
+    }
+
+    fn drive_blocking(
+        &self,
+        workflow_id: &str,
+        state: &mut CascadeState,
+        started: Instant,
+        run: &mut RunRecord,
+    ) -> Result<RunSummary, RunError> {
         let wf = self.wf();
         let limits = wf.limits().clone();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Result<Executed, String>>();
-        let mut running = 0usize;
-        let mut started_invocations: u64 = self
+        let monitoring = wf.manifest.policies.monitoring.clone();
+        drop(wf);
+        let started_invocations: u64 = self
             .store
             .invocations(workflow_id)?
             .iter()
             .filter(|i| i.attempts > 0)
             .count() as u64;
-        let mut budget_hit = false;
-        let monitoring = wf.manifest.policies.monitoring.clone();
-        // The first change publishes at once; then at most one per interval.
-        let mut last_metrics = Instant::now()
-            .checked_sub(std::time::Duration::from_millis(monitoring.interval_ms))
-            .unwrap_or_else(Instant::now);
         let mut reloads = self.reloads.lock().ok().and_then(|mut r| r.take());
-        loop {
-            while running < limits.concurrency {
-                if self.wf().llm.as_ref().is_some_and(|l| l.exhausted()) {
-                    // A token budget is spent: finish what runs, start nothing more.
-                    budget_hit = true;
-                    break;
-                }
-                if started_invocations >= limits.max_invocations {
-                    budget_hit = self
-                        .store
-                        .invocations(workflow_id)?
-                        .iter()
-                        .any(|i| i.status == InvocationStatus::Queued);
-                    break;
-                }
-                let Some(record) = self.store.claim_next(workflow_id)? else {
-                    break;
-                };
-                started_invocations += 1;
-                running += 1;
-                self.emit(
-                    workflow_id,
-                    vec![Event::InvocationStarted {
-                        agent: record.agent.clone(),
-                        invocation: record.id.clone(),
-                    }],
-                );
-                let claimed = Instant::now();
-                // The version in force now; a hot load does not change it under this call.
-                let wf = self.wf();
-                let store = self.store.clone();
-                let tx = tx.clone();
-                tokio::task::spawn_blocking(move || {
-                    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        execute::execute(&wf, &store, record, claimed)
-                    }))
-                    .map_err(|p| {
-                        p.downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "panic".into())
+        let pool = pool::Pool::new(pool::Shared::new(
+            std::mem::take(state),
+            started_invocations,
+            &monitoring,
+        ));
+        let outcome = std::thread::scope(|scope| {
+            for i in 0..limits.concurrency.max(1) {
+                let (pool, monitoring) = (&pool, &monitoring);
+                let spawned = std::thread::Builder::new()
+                    .name(format!("murmur-worker-{i}"))
+                    .spawn_scoped(scope, move || {
+                        self.worker(workflow_id, pool, limits.max_invocations, monitoring)
                     });
-                    let _ = tx.send(out);
-                });
-            }
-            // Retries waiting out their backoff.
-            let wake = if budget_hit {
-                None
-            } else {
-                self.store.next_wakeup(workflow_id)?
-            };
-            if running == 0 {
-                if let Some(at) = wake {
-                    sleep_until_ms(at).await;
-                    continue;
+                if let Err(e) = spawned {
+                    pool.stop();
+                    return Err(RunError::Worker(format!(
+                        "cannot start a worker thread: {e}"
+                    )));
                 }
-                if monitoring.metrics && state.metrics_dirty {
-                    // The last metrics of the run; they may trigger a monitor agent.
-                    self.publish_metrics(workflow_id, state)?;
-                    continue;
-                }
-                if reloads.is_some() && !budget_hit && self.has_open_work(workflow_id)? {
-                    // Watching: open work waits for a plugin that can take it.
-                    match next_reload(&mut reloads).await {
-                        Some(reload) => {
-                            self.apply_reload(workflow_id, reload, state)?;
-                            continue;
-                        }
-                        None => break,
-                    }
-                }
-                break;
             }
-            let watching = reloads.is_some();
-            let done = tokio::select! {
-                done = rx.recv() => done,
-                _ = sleep_until_ms(wake.unwrap_or(0)), if wake.is_some() => continue,
-                reload = next_reload(&mut reloads), if watching => {
-                    if let Some(reload) = reload {
-                        self.apply_reload(workflow_id, reload, state)?;
-                    }
-                    continue;
-                }
-            };
-            let Some(done) = done else { break };
-            running -= 1;
-            let executed = done.map_err(RunError::Worker)?;
-            if let Some(samples) = &self.dispatch_samples
-                && let Ok(mut v) = samples.lock()
-            {
-                v.push(executed.dispatch.as_micros().min(u32::MAX as u128) as u32);
-            }
-            self.complete(workflow_id, executed, state)?;
-            if monitoring.metrics
-                && state.metrics_dirty
-                && last_metrics.elapsed().as_millis() as u64 >= monitoring.interval_ms
-            {
-                last_metrics = Instant::now();
-                self.publish_metrics(workflow_id, state)?;
-            }
+            self.coordinate(workflow_id, &pool, &mut reloads, &monitoring)
+        });
+        let shared = pool.into_shared();
+        *state = shared.state;
+        if let Some(samples) = &self.dispatch_samples
+            && let Ok(mut v) = samples.lock()
+        {
+            v.extend_from_slice(&shared.samples);
         }
+        outcome?;
+        let budget_hit = shared.budget_hit;
         let mut summary = self.finish(workflow_id, budget_hit, started)?;
         summary.llm = self.wf().llm.as_ref().map(|l| l.usage());
         run.status = summary.status.as_str().to_string();
@@ -799,18 +736,4 @@ impl Scheduler {
         }
         self.summary(workflow_id, status, started)
     }
-}
-
-/// The next hot-load event, or never when not watching.
-async fn next_reload(reloads: &mut Option<mpsc::UnboundedReceiver<Reload>>) -> Option<Reload> {
-    match reloads {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Sleep until `at_ms` (milliseconds since the Unix epoch).
-async fn sleep_until_ms(at_ms: u64) {
-    let wait = at_ms.saturating_sub(now_ms());
-    tokio::time::sleep(std::time::Duration::from_millis(wait.max(1))).await;
 }

@@ -1,0 +1,349 @@
+//! The run loop's threads: a fixed pool of workers and one coordinator.
+//!
+//! Each worker claims an invocation, runs it in its sandbox *outside* the run's lock, then
+//! takes the lock to publish the result and claims the next one — so a busy run costs no
+//! thread hand-off per invocation (the earlier design sent every invocation to tokio's
+//! blocking pool and every result back through a channel, and the futex traffic of those
+//! two wake-ups was a third of the profile). The lock is the single owner of every commit,
+//! as the scheduler's loop was before: state changes still happen one at a time, in one
+//! order.
+//!
+//! The coordinator (the thread that called [`super::Scheduler::run`]) sleeps until the
+//! workers find nothing to claim while nothing runs. Then it decides what comes next:
+//! wait out a retry's backoff, publish the run's last WorkflowMetrics, wait for a hot load
+//! that can take open work, or end the run. While the workers are busy it only wakes to
+//! apply hot loads.
+
+use super::execute::{self, Executed};
+use super::{RunError, Scheduler, cascade::CascadeState};
+use crate::artifact::now_ms;
+use crate::hotload::Reload;
+use crate::invocation::{InvocationRecord, InvocationStatus};
+use crate::observe::Event;
+use crate::policy::MonitoringPolicy;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{UnboundedReceiver, error::TryRecvError};
+
+/// How often a coordinator that watches for hot loads looks for one.
+const RELOAD_POLL: Duration = Duration::from_millis(20);
+
+/// Everything the workers and the coordinator share, under one lock.
+pub(super) struct Shared {
+    /// The scheduler's indexes and counters.
+    pub state: CascadeState,
+    /// Invocations claimed and not yet completed.
+    running: usize,
+    /// Invocations started in this run, for `max_invocations`.
+    started: u64,
+    /// A budget (invocations or LLM tokens) stopped new invocations.
+    pub budget_hit: bool,
+    /// Nothing runs and nothing could be claimed: the coordinator's turn.
+    quiescent: bool,
+    /// The run is over; workers return.
+    done: bool,
+    /// What stopped the run, if something failed.
+    error: Option<RunError>,
+    /// Workers waiting for something to claim.
+    waiting: usize,
+    last_metrics: Instant,
+    /// Dispatch times, µs (when the caller asked for them).
+    pub samples: Vec<u32>,
+}
+
+impl Shared {
+    /// The loop's shared state for a run that has started `started` invocations before.
+    pub fn new(state: CascadeState, started: u64, monitoring: &MonitoringPolicy) -> Self {
+        Self {
+            state,
+            running: 0,
+            started,
+            budget_hit: false,
+            quiescent: false,
+            done: false,
+            error: None,
+            waiting: 0,
+            // The first change publishes at once; then at most one per interval.
+            last_metrics: Instant::now()
+                .checked_sub(Duration::from_millis(monitoring.interval_ms))
+                .unwrap_or_else(Instant::now),
+            samples: Vec::new(),
+        }
+    }
+}
+
+/// The lock and the two wake-up signals.
+pub(super) struct Pool {
+    shared: Mutex<Shared>,
+    /// Workers wait here for work.
+    work: Condvar,
+    /// The coordinator waits here for quiescence or an error.
+    idle: Condvar,
+}
+
+impl Pool {
+    pub fn new(shared: Shared) -> Self {
+        Self {
+            shared: Mutex::new(shared),
+            work: Condvar::new(),
+            idle: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic under the lock is turned into a run error (see `worker`), so the state
+        // behind a poisoned lock is only read to end the run.
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// End the run: every worker returns.
+    pub fn stop(&self) {
+        self.lock().done = true;
+        self.work.notify_all();
+    }
+
+    /// The shared state, once every thread has stopped.
+    pub fn into_shared(self) -> Shared {
+        self.shared.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Stop the run with `error`: wake everyone so they see it.
+fn fail(pool: &Pool, g: &mut Shared, error: RunError) {
+    if g.error.is_none() {
+        g.error = Some(error);
+    }
+    g.done = true;
+    pool.work.notify_all();
+    pool.idle.notify_all();
+}
+
+impl Scheduler {
+    /// Claim the next invocation under the lock, unless a budget forbids it.
+    fn claim(
+        &self,
+        workflow_id: &str,
+        g: &mut Shared,
+        max_invocations: u64,
+    ) -> Result<Option<InvocationRecord>, RunError> {
+        if g.budget_hit {
+            return Ok(None);
+        }
+        if self.wf().llm.as_ref().is_some_and(|l| l.exhausted()) {
+            // A token budget is spent: finish what runs, start nothing more.
+            g.budget_hit = true;
+            return Ok(None);
+        }
+        if g.started >= max_invocations {
+            g.budget_hit = self
+                .store
+                .invocations(workflow_id)?
+                .iter()
+                .any(|i| i.status == InvocationStatus::Queued);
+            return Ok(None);
+        }
+        let claimed = self.store.claim_next(workflow_id)?;
+        if claimed.is_some() {
+            g.started += 1;
+            g.running += 1;
+            g.quiescent = false;
+        }
+        Ok(claimed)
+    }
+
+    /// One worker: claim, run outside the lock, complete under it, repeat until the run
+    /// is over.
+    pub(super) fn worker(
+        &self,
+        workflow_id: &str,
+        pool: &Pool,
+        max_invocations: u64,
+        monitoring: &MonitoringPolicy,
+    ) {
+        let sampling = self.dispatch_samples.is_some();
+        let mut g = pool.lock();
+        loop {
+            if g.done {
+                return;
+            }
+            let record = match self.claim(workflow_id, &mut g, max_invocations) {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    if g.running == 0 && !g.quiescent {
+                        g.quiescent = true;
+                        pool.idle.notify_all();
+                    }
+                    g.waiting += 1;
+                    g = pool.work.wait(g).unwrap_or_else(|p| p.into_inner());
+                    g.waiting -= 1;
+                    continue;
+                }
+                Err(e) => return fail(pool, &mut g, e),
+            };
+            drop(g);
+            self.emit(
+                workflow_id,
+                vec![Event::InvocationStarted {
+                    agent: record.agent.clone(),
+                    invocation: record.id.clone(),
+                }],
+            );
+            let claimed = Instant::now();
+            // The version in force now; a hot load does not change it under this call.
+            let wf = self.wf();
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                execute::execute(&wf, &self.store, record, claimed)
+            }));
+            drop(wf);
+            g = pool.lock();
+            g.running -= 1;
+            let executed: Executed = match out {
+                Ok(executed) => executed,
+                Err(p) => {
+                    let message = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panic".into());
+                    return fail(pool, &mut g, RunError::Worker(message));
+                }
+            };
+            if sampling {
+                let us = executed.dispatch.as_micros().min(u32::MAX as u128) as u32;
+                g.samples.push(us);
+            }
+            let shared = &mut *g;
+            if let Err(e) = self.complete(workflow_id, executed, &mut shared.state) {
+                return fail(pool, &mut g, e);
+            }
+            if monitoring.metrics
+                && g.state.metrics_dirty
+                && g.last_metrics.elapsed().as_millis() as u64 >= monitoring.interval_ms
+            {
+                g.last_metrics = Instant::now();
+                if let Err(e) = self.publish_metrics(workflow_id, &mut g.state) {
+                    return fail(pool, &mut g, e);
+                }
+            }
+            if g.waiting > 0 {
+                // This completion may have queued work for a waiting worker.
+                pool.work.notify_all();
+            }
+        }
+    }
+
+    /// The coordinator: wait for quiescence, then decide what comes next. Returns when
+    /// the run is over (every worker then returns too).
+    pub(super) fn coordinate(
+        &self,
+        workflow_id: &str,
+        pool: &Pool,
+        reloads: &mut Option<UnboundedReceiver<Reload>>,
+        monitoring: &MonitoringPolicy,
+    ) -> Result<(), RunError> {
+        let mut g = Some(pool.lock());
+        let outcome = self.coordinate_locked(workflow_id, pool, &mut g, reloads, monitoring);
+        let mut g = match g {
+            Some(g) => g,
+            None => pool.lock(),
+        };
+        g.done = true;
+        pool.work.notify_all();
+        match (outcome, g.error.take()) {
+            (_, Some(e)) => Err(e),
+            (outcome, None) => outcome,
+        }
+    }
+
+    /// The coordinator's loop; `slot` holds the lock between waits.
+    fn coordinate_locked<'p>(
+        &self,
+        workflow_id: &str,
+        pool: &'p Pool,
+        slot: &mut Option<MutexGuard<'p, Shared>>,
+        reloads: &mut Option<UnboundedReceiver<Reload>>,
+        monitoring: &MonitoringPolicy,
+    ) -> Result<(), RunError> {
+        let wait = |slot: &mut Option<MutexGuard<'p, Shared>>, timeout: Option<Duration>| {
+            if let Some(g) = slot.take() {
+                *slot = Some(match timeout {
+                    Some(t) => pool
+                        .idle
+                        .wait_timeout(g, t)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0),
+                    None => pool.idle.wait(g).unwrap_or_else(|p| p.into_inner()),
+                });
+            }
+        };
+        loop {
+            let Some(g) = slot.as_mut() else {
+                return Ok(());
+            };
+            if g.error.is_some() {
+                return Ok(());
+            }
+            if let Some(rx) = reloads.as_mut() {
+                let mut changed = false;
+                loop {
+                    match rx.try_recv() {
+                        Ok(reload) => {
+                            self.apply_reload(workflow_id, reload, &mut g.state)?;
+                            changed = true;
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            // The watcher stopped; no more versions will come.
+                            *reloads = None;
+                            break;
+                        }
+                    }
+                }
+                if changed {
+                    wake_workers(pool, g);
+                    continue;
+                }
+            }
+            if !g.quiescent {
+                let timeout = reloads.is_some().then_some(RELOAD_POLL);
+                wait(slot, timeout);
+                continue;
+            }
+            // Nothing runs and nothing can be claimed now.
+            let wake = if g.budget_hit {
+                None
+            } else {
+                self.store.next_wakeup(workflow_id)?
+            };
+            if let Some(at) = wake {
+                // A retry waits out its backoff.
+                let now = now_ms();
+                if at <= now {
+                    wake_workers(pool, g);
+                } else {
+                    let left = Duration::from_millis(at - now);
+                    wait(slot, Some(left.min(RELOAD_POLL)));
+                }
+                continue;
+            }
+            if monitoring.metrics && g.state.metrics_dirty {
+                // The last metrics of the run; they may trigger a monitor agent.
+                self.publish_metrics(workflow_id, &mut g.state)?;
+                wake_workers(pool, g);
+                continue;
+            }
+            if reloads.is_some() && !g.budget_hit && self.has_open_work(workflow_id)? {
+                // Watching: open work waits for a plugin that can take it.
+                wait(slot, Some(RELOAD_POLL));
+                continue;
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// Let the workers try to claim again.
+fn wake_workers(pool: &Pool, g: &mut Shared) {
+    g.quiescent = false;
+    pool.work.notify_all();
+}

@@ -5,8 +5,11 @@
 //! by the host, never by a plugin, so provenance cannot be forged from inside a sandbox.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A UUIDv7: time-ordered, so ids sort in publish order.
@@ -101,7 +104,7 @@ pub struct Artifact {
     #[serde(rename = "type")]
     pub type_name: String,
     /// The JSON payload, valid against the type's schema.
-    pub payload: serde_json::Value,
+    pub payload: Payload,
     /// The agent that produced it (`user` for workflow inputs, `host` for the host's own).
     pub producer: String,
     /// The workflow (correlation) id.
@@ -119,30 +122,133 @@ pub struct Artifact {
     /// The work item (a WorkDiscovery's id) this artifact belongs to: its own id for a
     /// WorkDiscovery, otherwise inherited from its inputs. Host bookkeeping.
     pub work_item: Option<ArtifactId>,
-    /// The payload as JSON text, made once on first use: an artifact handed to many
-    /// invocations (as input or context) is serialised once, not once per invocation.
-    #[serde(skip)]
-    pub payload_text: std::sync::OnceLock<Arc<str>>,
 }
 
 impl Artifact {
-    /// The payload's JSON text (made once, then shared).
+    /// The payload's JSON text.
     pub fn payload_text(&self) -> &Arc<str> {
-        self.payload_text.get_or_init(|| {
-            serde_json::to_string(&self.payload)
-                .unwrap_or_default()
-                .into()
-        })
+        self.payload.text()
     }
 
     /// The length of the payload's JSON text.
     pub fn payload_len(&self) -> usize {
-        self.payload_text().len()
+        self.payload.text().len()
     }
 
     /// Whether `viewer` may see this artifact.
     pub fn visible_to(&self, viewer: &Viewer<'_>) -> bool {
         self.visibility.allows(&self.producer, viewer)
+    }
+}
+
+/// An artifact's payload, held as the JSON text it was published with.
+///
+/// The blackboard keeps every artifact of a run, so what one costs matters: a parsed
+/// `serde_json::Value` of a small object is a B-tree of heap nodes, several times the size
+/// of its text. The text is what plugins receive anyway, so it is the stored form; the
+/// parsed tree is made on demand. The scheduler hands the publisher's own tree to the
+/// checks that run at publish time (subscription filters, work-item fields) and sheds it
+/// before the artifact is stored. Operator tools and tests may dereference a payload as a
+/// `Value`; that parses once and keeps the tree for that artifact.
+pub struct Payload {
+    text: Arc<str>,
+    parsed: OnceLock<Value>,
+}
+
+impl Payload {
+    /// A payload from `value`.
+    pub fn from_value(value: &Value) -> Self {
+        Self {
+            text: value.to_string().into(),
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// A payload from its JSON `text`, with its parsed `value` kept until [`Self::shed`].
+    /// `text` must be `value` as JSON (the producer's own text, or made from `value`).
+    pub fn with_value(text: Option<Arc<str>>, value: Value) -> Self {
+        let text = text.unwrap_or_else(|| value.to_string().into());
+        Self {
+            text,
+            parsed: OnceLock::from(value),
+        }
+    }
+
+    /// The JSON text.
+    pub fn text(&self) -> &Arc<str> {
+        &self.text
+    }
+
+    /// The parsed payload, parsed once and then kept.
+    pub fn value(&self) -> &Value {
+        self.parsed
+            .get_or_init(|| serde_json::from_str(&self.text).unwrap_or(Value::Null))
+    }
+
+    /// The parsed payload without keeping it: the kept tree if there is one, otherwise a
+    /// fresh parse that is dropped after use.
+    pub fn parse(&self) -> Cow<'_, Value> {
+        match self.parsed.get() {
+            Some(v) => Cow::Borrowed(v),
+            None => Cow::Owned(serde_json::from_str(&self.text).unwrap_or(Value::Null)),
+        }
+    }
+
+    /// Drop the parsed tree, keeping only the text.
+    pub fn shed(&mut self) {
+        self.parsed.take();
+    }
+}
+
+impl std::ops::Deref for Payload {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        self.value()
+    }
+}
+
+impl Clone for Payload {
+    fn clone(&self) -> Self {
+        Self {
+            text: self.text.clone(),
+            parsed: OnceLock::new(),
+        }
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        Self::with_value(None, value)
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Display for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Written as the JSON it is, without parsing it.
+        let raw: &RawValue = serde_json::from_str(&self.text).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        Ok(Self {
+            text: raw.get().into(),
+            parsed: OnceLock::new(),
+        })
     }
 }
 
@@ -157,6 +263,31 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_is_stored_as_its_text_and_parsed_only_on_demand() {
+        let text: Arc<str> = r#"{"b": 1, "a": [true]}"#.into();
+        let mut p =
+            Payload::with_value(Some(text.clone()), serde_json::json!({"b": 1, "a": [true]}));
+        assert!(
+            matches!(p.parse(), Cow::Borrowed(_)),
+            "the publisher's tree is used"
+        );
+        p.shed();
+        assert!(
+            matches!(p.parse(), Cow::Owned(_)),
+            "shed: parsed afresh, not kept"
+        );
+        assert!(p.parsed.get().is_none());
+        assert_eq!(p["b"], 1, "dereferencing parses and keeps");
+        assert!(p.parsed.get().is_some());
+        // Persisted as the very text the producer wrote, and read back without parsing.
+        let stored = serde_json::to_string(&p).expect("serialises");
+        assert_eq!(stored, r#"{"b": 1, "a": [true]}"#);
+        let back: Payload = serde_json::from_str(&stored).expect("deserialises");
+        assert_eq!(back.text(), &text);
+        assert_eq!(serde_json::to_value(&back).expect("to value")["a"][0], true);
+    }
 
     #[test]
     fn visibility_admits_exactly_the_named_viewers_and_the_producer() {

@@ -78,7 +78,7 @@ impl Filter {
         };
         // Building CEL's standard library is costly: do it once per thread, not per evaluation.
         let mut ctx = STDLIB.with(|env| cel::Context::with_env(env.clone()));
-        let payload = cel::to_value(&artifact.payload).map_err(|e| fail(e.to_string()))?;
+        let payload = cel::to_value(&*artifact.payload.parse()).map_err(|e| fail(e.to_string()))?;
         ctx.add_variable_from_value("payload", payload);
         ctx.add_variable_from_value("type", artifact.type_name.clone());
         ctx.add_variable_from_value("producer", artifact.producer.clone());
@@ -148,7 +148,7 @@ mod tests {
         Artifact {
             id: ArtifactId::from("a"),
             type_name: "WorkDiscovery".into(),
-            payload,
+            payload: payload.into(),
             producer: producer.into(),
             workflow_id: "w".into(),
             parent_ids: vec![],
@@ -157,7 +157,6 @@ mod tests {
             created_at_ms: 0,
             depth: 2,
             work_item: None,
-            payload_text: Default::default(),
         }
     }
 

@@ -308,7 +308,7 @@ mod tests {
         Arc::new(Artifact {
             id: ArtifactId::from(id),
             type_name: "T".into(),
-            payload: serde_json::json!({}),
+            payload: serde_json::json!({}).into(),
             producer: "a".into(),
             workflow_id: "w".into(),
             parent_ids: vec![],
@@ -317,7 +317,6 @@ mod tests {
             created_at_ms: 0,
             depth: 0,
             work_item: None,
-            payload_text: Default::default(),
         })
     }
 

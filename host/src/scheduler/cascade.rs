@@ -184,10 +184,10 @@ impl<'a> Cascade<'a> {
         } else {
             draft.inherited_work.clone()
         };
-        let artifact = Arc::new(Artifact {
+        let mut artifact = Artifact {
             id: id.clone(),
             type_name: draft.type_name,
-            payload: draft.payload,
+            payload: crate::artifact::Payload::with_value(draft.payload_text, draft.payload),
             producer: draft.producer,
             workflow_id: self.workflow_id.to_string(),
             parent_ids: draft.parent_ids,
@@ -196,11 +196,7 @@ impl<'a> Cascade<'a> {
             created_at_ms: now_ms(),
             depth: draft.depth,
             work_item: work_item.clone(),
-            payload_text: draft
-                .payload_text
-                .map(std::sync::OnceLock::from)
-                .unwrap_or_default(),
-        });
+        };
         let schedule = if is_work {
             self.start_work(
                 &artifact,
@@ -216,21 +212,23 @@ impl<'a> Cascade<'a> {
         if schedule {
             self.enqueue_subscribers(&artifact, state)?;
         }
-        self.artifacts.push(artifact);
+        // The blackboard keeps the text; the parsed tree was for the checks above.
+        artifact.payload.shed();
+        self.artifacts.push(Arc::new(artifact));
         Ok(id)
     }
 
     /// Start the work item of a WorkDiscovery; whether it may be scheduled now.
     fn start_work(
         &mut self,
-        artifact: &Arc<Artifact>,
+        artifact: &Artifact,
         parent_work: Option<ArtifactId>,
         blocked_by: Vec<ArtifactId>,
         routing: Option<Routing>,
         recovery_of: Option<ArtifactId>,
         state: &mut CascadeState,
     ) -> Result<bool, StoreError> {
-        let p = &artifact.payload;
+        let p = artifact.payload.parse();
         let text = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default();
         let id = artifact.id.clone();
         let mut item = WorkItem::new(
@@ -331,7 +329,7 @@ impl<'a> Cascade<'a> {
     /// An open or done work item of the same phase similar enough to `item`, if any.
     fn find_duplicate(
         &mut self,
-        artifact: &Arc<Artifact>,
+        artifact: &Artifact,
         item: &WorkItem,
         state: &mut CascadeState,
     ) -> Result<Option<(ArtifactId, f64)>, StoreError> {
@@ -563,7 +561,7 @@ impl<'a> Cascade<'a> {
 
     fn enqueue_subscribers(
         &mut self,
-        artifact: &Arc<Artifact>,
+        artifact: &Artifact,
         state: &mut CascadeState,
     ) -> Result<(), StoreError> {
         // WorkflowComplete marks the end of a run: it is a record, not a trigger.

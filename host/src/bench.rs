@@ -76,6 +76,31 @@ pub struct CascadeFigures {
     pub store: String,
     /// `wasm` (sandboxed components) or `native` (the same agents as Rust in the host).
     pub agents: String,
+    /// For `wasm`: the most calls one instance serves (`limits.reuse`; 1 is a fresh
+    /// instance for every call).
+    pub calls_per_instance: u32,
+}
+
+/// How the benchmark's agents run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agents {
+    /// WebAssembly components, with the manifest's `limits.reuse`.
+    Wasm,
+    /// WebAssembly components, a fresh instance for every call.
+    WasmFresh,
+    /// The same agents as Rust code in the host.
+    Native,
+}
+
+impl Agents {
+    /// From the command line's `--native` and `--fresh`.
+    pub fn from_flags(native: bool, fresh: bool) -> Self {
+        match (native, fresh) {
+            (true, _) => Agents::Native,
+            (false, true) => Agents::WasmFresh,
+            (false, false) => Agents::Wasm,
+        }
+    }
 }
 
 /// The cascade's agents in Rust, for `--native`: the same logic as `plugins/bench-agent`,
@@ -158,13 +183,13 @@ pub fn percentile(samples: &mut [u32], p: f64) -> u32 {
     samples[rank.min(samples.len() - 1)]
 }
 
-/// Run the cascade workload of `manifest` with `n` inputs on `store`; with `native`, the
-/// agents run as Rust code in the host instead of WebAssembly components. The time
+/// Run the cascade workload of `manifest` with `n` inputs on `store`, its agents run as
+/// `agents` says. The time
 /// includes making every commit durable (the store's flush).
 pub async fn cascade(
     manifest: &Path,
     n: u64,
-    native: bool,
+    agents: Agents,
     options: LoadOptions,
     store: Arc<dyn Store>,
 ) -> Result<CascadeFigures, BenchError> {
@@ -173,6 +198,18 @@ pub async fn cascade(
         BenchError::Workload(format!("{} has no [[input]] to repeat", manifest.display()))
     })?;
     input.count = n;
+    if agents != Agents::Wasm {
+        for p in &mut m.plugins {
+            p.limits.reuse = 0;
+        }
+    }
+    let calls_per_instance = m
+        .plugins
+        .iter()
+        .map(|p| p.limits.reuse.max(1))
+        .max()
+        .unwrap_or(1);
+    let native = agents == Agents::Native;
     let mut wf = Workflow::from_manifest(m, options)?;
     if native {
         for agent in &mut wf.agents {
@@ -235,6 +272,7 @@ pub async fn cascade(
         p99_dispatch_us: percentile(&mut samples, 99.0),
         store: store_name,
         agents: if native { "native" } else { "wasm" }.into(),
+        calls_per_instance: if native { 0 } else { calls_per_instance },
     })
 }
 

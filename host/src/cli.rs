@@ -202,6 +202,10 @@ pub enum BenchWorkload {
         /// Run the same agents as native Rust in the host (no sandbox), to price it.
         #[arg(long)]
         native: bool,
+        /// Give every call a fresh instance, whatever the manifest's `limits.reuse` says
+        /// (the sandbox's default), to price instance reuse.
+        #[arg(long, conflicts_with = "native")]
+        fresh: bool,
     },
 }
 
@@ -303,6 +307,7 @@ pub fn main() -> Result<i32> {
                     store,
                     json: _,
                     native,
+                    fresh,
                 },
         } => {
             if let StoreSpec::Sqlite(p) = &store {
@@ -321,7 +326,7 @@ pub fn main() -> Result<i32> {
             let figures = runtime.block_on(crate::bench::cascade(
                 &manifest,
                 n,
-                native,
+                crate::bench::Agents::from_flags(native, fresh),
                 LoadOptions::default(),
                 store.open()?,
             ))?;

@@ -214,6 +214,15 @@ pub struct PluginLimits {
     /// at the same point on every machine). Running out is classified `timeout`.
     /// Default: none (the wall-clock deadline alone).
     pub fuel: Option<u64>,
+    /// Calls one agent instance may serve. Default 0: every call gets a fresh instance,
+    /// so nothing one call leaves in the guest's memory reaches the next. N > 0 keeps
+    /// healthy instances warm (at most one per concurrent call) and reuses each for up to
+    /// N calls of this plugin — never of another plugin, even one built from the same
+    /// file. It saves instantiating and resetting memory (about two thirds of a small
+    /// agent's cost), for agents that keep no state between calls. An instance that
+    /// faults, errs at the host, times out or prints a lot is dropped, not reused.
+    /// Agents only; validators, routers and context providers are always fresh.
+    pub reuse: u32,
 }
 
 impl Default for PluginLimits {
@@ -227,6 +236,7 @@ impl Default for PluginLimits {
             max_query_results: 100,
             max_query_bytes: 1 << 20,
             fuel: None,
+            reuse: 0,
         }
     }
 }

@@ -18,5 +18,6 @@ mod manifest_errors;
 mod monitoring;
 mod polyglot;
 mod recovery;
+mod reuse;
 mod routing;
 mod validators;

@@ -1,6 +1,8 @@
 //! A loaded plugin: compiled, version-checked, linked (`InstancePre`), described.
 //! Each call instantiates afresh from the `InstancePre` in a new store with the plugin's
-//! limits; the instance is dropped after the call, faulted or not.
+//! limits; the instance is dropped after the call, faulted or not — unless the manifest
+//! opts an agent into `limits.reuse`, which keeps healthy instances warm for later calls
+//! of the same plugin (see [`PluginLimits::reuse`]).
 
 use super::bindings::types::{self as wit, PluginKind};
 use super::bindings::{agent, context_provider, router, validator};
@@ -141,6 +143,15 @@ pub struct LoadedPlugin {
     pre: Pre,
     engine: wasmtime::Engine,
     fuel: bool,
+    /// Warm agent instances waiting for their next call (`limits.reuse` > 0 only).
+    warm: std::sync::Mutex<Vec<Warm>>,
+}
+
+/// An agent instance kept for its next call, and the calls it has served.
+struct Warm {
+    store: Store<InvocationState>,
+    agent: agent::Agent,
+    calls: u32,
 }
 
 impl LoadedPlugin {
@@ -237,6 +248,7 @@ impl LoadedPlugin {
             pre,
             engine: host.engine.clone(),
             fuel: host.fuel,
+            warm: std::sync::Mutex::new(Vec::new()),
         };
         let info = loaded.describe().map_err(|f| LoadError::Describe {
             plugin: plugin.clone(),
@@ -280,6 +292,18 @@ impl LoadedPlugin {
         board: Option<BoardAccess>,
         call: impl FnOnce(&Pre, &mut Store<InvocationState>) -> wasmtime::Result<R>,
     ) -> Result<R, Fault> {
+        let mut store = self.new_store(timeout, board)?;
+        let deadline = store.data().deadline;
+        let result = call(&self.pre, &mut store);
+        self.finish_call(&mut store, result, deadline, 0)
+    }
+
+    /// A store with this plugin's limits, a deadline of `timeout` and `board` access.
+    fn new_store(
+        &self,
+        timeout: Duration,
+        board: Option<BoardAccess>,
+    ) -> Result<Store<InvocationState>, Fault> {
         let deadline = Instant::now() + timeout;
         let max_memory = (self.limits.memory_mb as usize).saturating_mul(1 << 20);
         let state = InvocationState::new(
@@ -291,6 +315,12 @@ impl LoadedPlugin {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
+        self.arm(&mut store, timeout)?;
+        Ok(store)
+    }
+
+    /// Set the call's deadline (and fuel) on `store`.
+    fn arm(&self, store: &mut Store<InvocationState>, timeout: Duration) -> Result<(), Fault> {
         let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
@@ -299,9 +329,22 @@ impl LoadedPlugin {
                 .set_fuel(self.limits.fuel.unwrap_or(u64::MAX))
                 .map_err(|e| classify(&e, false, false))?;
         }
-        let result = call(&self.pre, &mut store);
+        Ok(())
+    }
+
+    /// After a call: log what the guest printed (from byte `printed_from` of its output),
+    /// classify a failure, and fault a reach beyond the plugin's grants.
+    fn finish_call<R>(
+        &self,
+        store: &mut Store<InvocationState>,
+        result: wasmtime::Result<R>,
+        deadline: Instant,
+        printed_from: usize,
+    ) -> Result<R, Fault> {
         // What the guest printed reaches the host's log with the plugin's name.
-        let printed = String::from_utf8_lossy(&store.data().output.contents()).to_string();
+        let contents = store.data().output.contents();
+        let printed =
+            String::from_utf8_lossy(contents.get(printed_from..).unwrap_or_default()).to_string();
         for line in printed.lines().filter(|l| !l.trim().is_empty()) {
             tracing::warn!(target: "murmur::guest", plugin = %self.name, "{line}");
         }
@@ -336,6 +379,74 @@ impl LoadedPlugin {
         result
     }
 
+    /// Call an agent's `handle()` on a warm instance (`limits.reuse` > 0): taken from
+    /// the plugin's warm list or instantiated, given this call's deadline and access, and
+    /// put back only if the call returned normally, printed little and the instance has
+    /// served fewer than `reuse` calls. Anything else drops it, so a trapped, timed-out,
+    /// denied or over-chatty instance never serves again.
+    fn handle_warm(
+        &self,
+        invocation: &wit::Invocation,
+        board: Option<BoardAccess>,
+    ) -> Result<Vec<wit::Output>, InvokeError> {
+        let timeout = Duration::from_millis(self.limits.timeout_ms);
+        let taken = self.warm.lock().ok().and_then(|mut w| w.pop());
+        let mut warm = match taken {
+            Some(mut warm) => {
+                let state = warm.store.data_mut();
+                state.deadline = Instant::now() + timeout;
+                state.board = board;
+                state.last_error = None;
+                state.log_lines = 0;
+                state.limiter.denied = false;
+                self.arm(&mut warm.store, timeout)
+                    .map_err(InvokeError::Fault)?;
+                warm
+            }
+            None => {
+                let mut store = self.new_store(timeout, board).map_err(InvokeError::Fault)?;
+                let Pre::Agent(pre) = &self.pre else {
+                    return Err(InvokeError::Fault(Fault {
+                        kind: super::FaultKind::Trap,
+                        message: format!("plugin '{}' is not an agent", self.name),
+                    }));
+                };
+                let deadline = store.data().deadline;
+                let instantiated = pre.instantiate(&mut store);
+                let agent = self
+                    .finish_call(&mut store, instantiated, deadline, 0)
+                    .map_err(InvokeError::Fault)?;
+                Warm {
+                    store,
+                    agent,
+                    calls: 0,
+                }
+            }
+        };
+        let deadline = warm.store.data().deadline;
+        let printed_from = warm.store.data().output.contents().len();
+        let result = warm
+            .agent
+            .murmur_plugin_agent_api()
+            .call_handle(&mut warm.store, invocation);
+        let healthy = matches!(result, Ok(Ok(_)) | Ok(Err(_)));
+        let result = self.finish_call(&mut warm.store, result, deadline, printed_from);
+        warm.calls += 1;
+        let printed = warm.store.data().output.contents().len();
+        if healthy
+            && result.is_ok()
+            && warm.calls < self.limits.reuse
+            && printed < super::state::MAX_GUEST_OUTPUT / 2
+        {
+            // A waiting instance holds no access to the blackboard.
+            warm.store.data_mut().board = None;
+            if let Ok(mut list) = self.warm.lock() {
+                list.push(warm);
+            }
+        }
+        flatten(result)
+    }
+
     /// Call `describe()`.
     pub fn describe(&self) -> Result<wit::PluginInfo, Fault> {
         self.with_store(DESCRIBE_TIMEOUT, None, |pre, store| match pre {
@@ -364,6 +475,9 @@ impl LoadedPlugin {
         invocation: &wit::Invocation,
         board: Option<BoardAccess>,
     ) -> Result<Vec<wit::Output>, InvokeError> {
+        if self.limits.reuse > 0 {
+            return self.handle_warm(invocation, board);
+        }
         let timeout = Duration::from_millis(self.limits.timeout_ms);
         let result = self.with_store(timeout, board, |pre, store| match pre {
             Pre::Agent(p) => p

@@ -17,7 +17,10 @@
 //! - `discover`: publish `config.discoveries` (WorkDiscovery payloads) verbatim — keys,
 //!   blockers, `auto` phases and near-duplicates for the loop's tests;
 //! - `recurse`: recurse without bound (the stack limit must stop it: a trap);
-//! - `huge`: return one output of `config.bytes` bytes (default 2 MiB).
+//! - `huge`: return one output of `config.bytes` bytes (default 2 MiB);
+//! - `count`: publish a `Note` with this instance's call number (a static counter: 1 on
+//!   a fresh instance, more on a reused one) and the input's `label`; trap instead when
+//!   the input says `trap = true`.
 //!
 //! It imports nothing but `log`: reading the blackboard is `plugins/reader`'s job, so a
 //! probe needs no grants.
@@ -138,6 +141,15 @@ impl Agent for Probe {
                 let text = "x".repeat(config.bytes.unwrap_or(2 << 20));
                 let ty = config.emit_type.clone().unwrap_or_else(|| "Note".into());
                 Ok(vec![Output::json(&ty, &serde_json::json!({ "text": text }))?])
+            }
+            "count" => {
+                static CALLS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+                let n = CALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
+                let v: serde_json::Value = serde_json::from_str(&input.payload).unwrap_or(serde_json::Value::Null);
+                if v.get("trap") == Some(&serde_json::Value::Bool(true)) {
+                    panic!("probe asked to trap on call {n}");
+                }
+                Ok(vec![Output::json("Note", &serde_json::json!({ "call": n, "label": v.get("label") }))?])
             }
             other => Err(PluginError::invalid_input(format!("unknown probe mode '{other}'"))),
         }

@@ -86,7 +86,10 @@ pub struct WorkCounters {
 
 impl WorkCounters {
     /// Count from the store's records.
-    pub fn from_records(work: &[WorkItem], invocations: &[InvocationRecord]) -> Self {
+    pub fn from_records<'a>(
+        work: impl IntoIterator<Item = &'a WorkItem>,
+        invocations: impl IntoIterator<Item = &'a InvocationRecord>,
+    ) -> Self {
         let mut c = WorkCounters::default();
         for w in work {
             c.duplicates += u64::from(w.status == WorkStatus::Duplicate);
@@ -104,8 +107,8 @@ impl WorkCounters {
 
 /// Work item counts by phase: every declared phase (zero or not), then any other phase
 /// work was published into.
-pub fn phase_counts(
-    work: &[WorkItem],
+pub fn phase_counts<'a>(
+    work: impl IntoIterator<Item = &'a WorkItem>,
     declared: impl IntoIterator<Item = String>,
 ) -> BTreeMap<String, PhaseCounts> {
     let mut phases: BTreeMap<String, PhaseCounts> = declared

@@ -289,6 +289,30 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    fn scan(
+        &self,
+        workflow_id: &str,
+        visit: &mut dyn FnMut(&[&WorkItem], &[&InvocationRecord]),
+    ) -> Result<(), StoreError> {
+        let g = self.lock();
+        let work: Vec<&WorkItem> = g
+            .work_order
+            .get(workflow_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| g.work.get(id))
+            .collect();
+        let invocations: Vec<&InvocationRecord> = g
+            .invocation_order
+            .get(workflow_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| g.invocations.get(id))
+            .collect();
+        visit(&work, &invocations);
+        Ok(())
+    }
+
     fn counts(&self, workflow_id: &str) -> Result<ArtifactCounts, StoreError> {
         Ok(self
             .lock()

@@ -139,6 +139,22 @@ pub trait Store: Send + Sync {
     fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>, StoreError>;
     /// A workflow's invocations, in creation order.
     fn invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError>;
+    /// Show `visit` a workflow's work items and invocations (in creation order) without
+    /// copying them: the periodic WorkflowMetrics reads every record, and copies of a
+    /// large run's records cost more than the counting.
+    fn scan(
+        &self,
+        workflow_id: &str,
+        visit: &mut dyn FnMut(&[&WorkItem], &[&InvocationRecord]),
+    ) -> Result<(), StoreError> {
+        let work = self.work_items(workflow_id)?;
+        let invocations = self.invocations(workflow_id)?;
+        visit(
+            &work.iter().collect::<Vec<_>>(),
+            &invocations.iter().collect::<Vec<_>>(),
+        );
+        Ok(())
+    }
     /// A workflow's artifact counts.
     fn counts(&self, workflow_id: &str) -> Result<ArtifactCounts, StoreError>;
     /// Put every `running` invocation of a workflow back in the queue (a resumed run:

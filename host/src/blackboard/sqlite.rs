@@ -541,6 +541,14 @@ impl Store for SqliteStore {
         self.mem.invocations(workflow_id)
     }
 
+    fn scan(
+        &self,
+        workflow_id: &str,
+        visit: &mut dyn FnMut(&[&WorkItem], &[&InvocationRecord]),
+    ) -> Result<(), StoreError> {
+        self.mem.scan(workflow_id, visit)
+    }
+
     fn counts(&self, workflow_id: &str) -> Result<ArtifactCounts, StoreError> {
         self.mem.counts(workflow_id)
     }

@@ -11,17 +11,23 @@ use serde_json::{Value, json};
 
 /// The WorkflowMetrics payload of `workflow_id` now.
 pub fn snapshot(wf: &Workflow, store: &dyn Store, workflow_id: &str) -> Result<Value, StoreError> {
-    let work = store.work_items(workflow_id)?;
-    let invocations = store.invocations(workflow_id)?;
-    let phases = phase_counts(&work, wf.manifest.phases.iter().map(|p| p.name.clone()));
-    let ran = invocations
-        .iter()
-        .filter(|i| matches!(i.status, InvocationStatus::Done | InvocationStatus::Failed))
-        .count();
-    Ok(json!({
-        "phases": phases,
-        "artifacts": store.counts(workflow_id)?.total,
-        "invocations": ran,
-        "work": WorkCounters::from_records(&work, &invocations),
-    }))
+    let mut payload = Value::Null;
+    let artifacts = store.counts(workflow_id)?.total;
+    store.scan(workflow_id, &mut |work, invocations| {
+        let phases = phase_counts(
+            work.iter().copied(),
+            wf.manifest.phases.iter().map(|p| p.name.clone()),
+        );
+        let ran = invocations
+            .iter()
+            .filter(|i| matches!(i.status, InvocationStatus::Done | InvocationStatus::Failed))
+            .count();
+        payload = json!({
+            "phases": phases,
+            "artifacts": artifacts,
+            "invocations": ran,
+            "work": WorkCounters::from_records(work.iter().copied(), invocations.iter().copied()),
+        });
+    })?;
+    Ok(payload)
 }

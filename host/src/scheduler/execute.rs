@@ -2,7 +2,8 @@
 //! context, the context providers' selection), call it in its sandbox, and check
 //! everything it returns — limits, declarations, JSON, schemas, routing of `auto`
 //! discoveries, built-in checks and validator plugins — before the scheduler may publish
-//! any of it. Runs on a blocking thread, so all of this happens in parallel across workers.
+//! any of it. Runs on a worker thread outside the run's lock, so all of this happens in
+//! parallel across workers.
 
 use crate::artifact::{Visibility, now_ms};
 use crate::blackboard::Store;

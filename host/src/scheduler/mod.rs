@@ -1,13 +1,15 @@
 //! The scheduler: runs a workflow until it is idle.
 //!
-//! One loop owns every commit, so the order of state changes is simple to reason about;
-//! invocations themselves run in parallel on tokio's blocking pool (wasmtime calls are
-//! synchronous and CPU-bound) under the workflow's concurrency limit. The loop:
-//! claim the most urgent queued invocation from the store → run it in a fresh sandbox →
-//! check its outputs → publish them, their work items, the invocations they trigger and the
-//! invocation's completion in one commit → repeat; when nothing is queued or running, end
-//! the run: `complete` (and publish WorkflowComplete) if no work is open, `stalled` if some
-//! is, `budget_exhausted` if the invocation budget stopped it.
+//! One lock owns every commit, so the order of state changes is simple to reason about;
+//! invocations themselves run in parallel on a fixed pool of worker threads (wasmtime
+//! calls are synchronous and CPU-bound), as many as the workflow's concurrency limit (see
+//! `pool.rs`). Each worker: claim the most urgent queued invocation from the store → run it
+//! in its sandbox outside the lock → check its outputs → under the lock, publish them,
+//! their work items, the invocations they trigger and the invocation's completion in one
+//! commit → repeat. When nothing is queued or running, the run ends: `complete` (and
+//! publishes WorkflowComplete) if no work is open, `stalled` if some is,
+//! `budget_exhausted` if a budget stopped it. A run must be driven from tokio's
+//! multi-threaded runtime (the loop leaves it with `block_in_place`).
 
 pub mod cascade;
 pub mod execute;

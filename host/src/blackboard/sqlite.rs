@@ -391,11 +391,42 @@ fn status_text<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
+/// Keep only the last version of each work item and invocation in `batch`: one
+/// transaction writes the whole batch, so earlier versions would be overwritten before
+/// anyone could read them (an invocation is typically queued, then done, in one batch).
+fn supersede(batch: &mut [Msg]) {
+    let mut work = std::collections::HashSet::new();
+    let mut invocations = std::collections::HashSet::new();
+    for msg in batch.iter_mut().rev() {
+        if let Msg::Commit(c) = msg {
+            let mut keep: Vec<bool> = c
+                .work_items
+                .iter()
+                .rev()
+                .map(|w| work.insert(w.id.clone()))
+                .collect();
+            keep.reverse();
+            let mut k = keep.into_iter();
+            c.work_items.retain(|_| k.next().unwrap_or(true));
+            let mut keep: Vec<bool> = c
+                .invocations
+                .iter()
+                .rev()
+                .map(|i| invocations.insert(i.id.clone()))
+                .collect();
+            keep.reverse();
+            let mut k = keep.into_iter();
+            c.invocations.retain(|_| k.next().unwrap_or(true));
+        }
+    }
+}
+
 fn write_batch(
     conn: &mut Connection,
-    batch: Vec<Msg>,
+    mut batch: Vec<Msg>,
     acks: &mut Vec<mpsc::Sender<Result<(), String>>>,
 ) -> rusqlite::Result<()> {
+    supersede(&mut batch);
     let tx = conn.transaction()?;
     {
         let mut art = tx.prepare_cached(
@@ -631,5 +662,58 @@ impl Store for SqliteStore {
 
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::invocation::InvocationStatus;
+    use crate::work::{Priority, WorkStatus};
+
+    #[test]
+    fn a_batch_writes_only_the_last_version_of_each_record() {
+        let work = |status| {
+            let mut w = WorkItem::new(ArtifactId::from("w1"), "wf", "analysis", Priority::Medium);
+            w.status = status;
+            w
+        };
+        let inv = |id: &str, status| {
+            let mut i = InvocationRecord::queued("wf", "a", vec![], 0);
+            i.id = id.into();
+            i.status = status;
+            i
+        };
+        let mut batch = vec![
+            Msg::Commit(Commit {
+                artifacts: vec![],
+                work_items: vec![work(WorkStatus::Pending)],
+                invocations: vec![
+                    inv("i1", InvocationStatus::Queued),
+                    inv("i2", InvocationStatus::Queued),
+                ],
+            }),
+            Msg::Flush(mpsc::channel().0),
+            Msg::Commit(Commit {
+                artifacts: vec![],
+                work_items: vec![work(WorkStatus::Done)],
+                invocations: vec![inv("i1", InvocationStatus::Done)],
+            }),
+        ];
+        supersede(&mut batch);
+        let Msg::Commit(first) = &batch[0] else {
+            panic!("first message is a commit")
+        };
+        let Msg::Commit(last) = &batch[2] else {
+            panic!("last message is a commit")
+        };
+        assert!(
+            first.work_items.is_empty(),
+            "superseded by the later version"
+        );
+        let ids: Vec<&str> = first.invocations.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["i2"], "i1 is written once, in its last state");
+        assert_eq!(last.work_items[0].status, WorkStatus::Done);
+        assert_eq!(last.invocations[0].status, InvocationStatus::Done);
     }
 }

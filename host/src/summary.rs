@@ -202,54 +202,77 @@ impl RunSummary {
         elapsed_ms: u64,
     ) -> Result<Self, StoreError> {
         let counts = store.counts(workflow_id)?;
-        let work_items = store.work_items(workflow_id)?;
-        let all_invocations = store.invocations(workflow_id)?;
-        let phases = phase_counts(&work_items, declared_phases);
-        let work = WorkCounters::from_records(&work_items, &all_invocations);
+        let declared: Vec<String> = declared_phases.into_iter().collect();
+        let mut phases = BTreeMap::new();
+        let mut work = WorkCounters::default();
         let mut open_work = Vec::new();
         let mut depth_limited = 0;
-        for w in work_items {
-            if !w.status.is_final() && status != RunStatus::Complete {
-                open_work.push(OpenWork {
-                    id: w.id.to_string(),
-                    phase: w.phase.clone(),
-                    status: w.status.to_string(),
-                    description: w.description.clone(),
-                    reason: w.reason.clone().unwrap_or_default(),
-                });
-            }
-        }
         let mut agents: BTreeMap<String, AgentCounts> = BTreeMap::new();
         let mut faults: BTreeMap<String, u64> = FaultKind::ALL
             .iter()
             .map(|k| (k.as_str().to_string(), 0))
             .collect();
         let mut invocations = 0;
-        for inv in all_invocations {
-            if inv.status == InvocationStatus::Cancelled
-                && inv.error.as_deref() == Some(DEPTH_LIMIT_REASON)
-            {
-                depth_limited += 1;
-            }
-            if !matches!(
-                inv.status,
-                InvocationStatus::Done | InvocationStatus::Failed
-            ) {
-                continue;
-            }
-            invocations += 1;
-            let a = agents.entry(inv.agent.clone()).or_default();
-            a.invocations += 1;
-            if inv.status == InvocationStatus::Failed {
-                a.failed += 1;
-            }
-            for id in &inv.outputs {
-                if let Some(art) = store.artifact(id)? {
-                    *a.published.entry(art.type_name.clone()).or_default() += 1;
+        // What each agent published, looked up once the scan has let go of the store.
+        let mut outputs: Vec<(String, Vec<crate::artifact::ArtifactId>)> = Vec::new();
+        // Counted in place: copying a large run's records costs more than counting them.
+        store.scan(workflow_id, &mut |work_items, all_invocations| {
+            phases = phase_counts(work_items.iter().copied(), declared.iter().cloned());
+            work = WorkCounters::from_records(
+                work_items.iter().copied(),
+                all_invocations.iter().copied(),
+            );
+            for w in work_items {
+                if !w.status.is_final() && status != RunStatus::Complete {
+                    open_work.push(OpenWork {
+                        id: w.id.to_string(),
+                        phase: w.phase.clone(),
+                        status: w.status.to_string(),
+                        description: w.description.clone(),
+                        reason: w.reason.clone().unwrap_or_default(),
+                    });
                 }
             }
-            if let Some(f) = inv.fault {
-                *faults.entry(f.as_str().to_string()).or_default() += 1;
+            for inv in all_invocations {
+                if inv.status == InvocationStatus::Cancelled
+                    && inv.error.as_deref() == Some(DEPTH_LIMIT_REASON)
+                {
+                    depth_limited += 1;
+                }
+                if !matches!(
+                    inv.status,
+                    InvocationStatus::Done | InvocationStatus::Failed
+                ) {
+                    continue;
+                }
+                invocations += 1;
+                let a = match agents.get_mut(inv.agent.as_str()) {
+                    Some(a) => a,
+                    None => agents.entry(inv.agent.clone()).or_default(),
+                };
+                a.invocations += 1;
+                if inv.status == InvocationStatus::Failed {
+                    a.failed += 1;
+                }
+                if !inv.outputs.is_empty() {
+                    outputs.push((inv.agent.clone(), inv.outputs.clone()));
+                }
+                if let Some(f) = inv.fault {
+                    *faults.entry(f.as_str().to_string()).or_default() += 1;
+                }
+            }
+        })?;
+        for (agent, ids) in outputs {
+            let a = agents.entry(agent).or_default();
+            for id in &ids {
+                if let Some(art) = store.artifact(id)? {
+                    match a.published.get_mut(art.type_name.as_str()) {
+                        Some(n) => *n += 1,
+                        None => {
+                            a.published.insert(art.type_name.clone(), 1);
+                        }
+                    }
+                }
             }
         }
         Ok(RunSummary {

@@ -651,11 +651,33 @@ impl Scheduler {
         started: Instant,
     ) -> Result<RunSummary, RunError> {
         let wf = self.wf();
-        let work = self.store.work_items(workflow_id)?;
-        let open: Vec<_> = work.iter().filter(|w| !w.status.is_final()).collect();
+        // Counted in place: copying a large run's records costs more than counting them.
+        let mut any_open = false;
+        let mut total_work = 0;
+        let mut ran = 0;
+        let mut failed = 0;
+        let mut phases_completed = std::collections::BTreeSet::new();
+        self.store.scan(workflow_id, &mut |work, invocations| {
+            total_work = work.len();
+            for w in work {
+                any_open |= !w.status.is_final();
+                if w.status == WorkStatus::Done && !phases_completed.contains(&w.phase) {
+                    phases_completed.insert(w.phase.clone());
+                }
+            }
+            for i in invocations {
+                ran += usize::from(matches!(
+                    i.status,
+                    InvocationStatus::Done | InvocationStatus::Failed
+                ));
+                failed += usize::from(i.status == InvocationStatus::Failed);
+            }
+        })?;
         let status = if budget_hit {
             RunStatus::BudgetExhausted
-        } else if !open.is_empty() {
+        } else if any_open {
+            let work = self.store.work_items(workflow_id)?;
+            let open: Vec<_> = work.iter().filter(|w| !w.status.is_final()).collect();
             // Nothing is queued or running, so open work has no agent that will take it,
             // or waits for blockers that will never be done.
             let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
@@ -690,27 +712,12 @@ impl Scheduler {
         let counts = self.store.counts(workflow_id)?;
         let recorded = counts.by_type.contains_key(WORKFLOW_COMPLETE);
         if status == RunStatus::Complete && !recorded {
-            let invocations = self.store.invocations(workflow_id)?;
-            let ran = invocations
-                .iter()
-                .filter(|i| matches!(i.status, InvocationStatus::Done | InvocationStatus::Failed));
-            let failed = invocations
-                .iter()
-                .filter(|i| i.status == InvocationStatus::Failed)
-                .count();
-            let mut phases_completed: Vec<String> = work
-                .iter()
-                .filter(|w| w.status == WorkStatus::Done)
-                .map(|w| w.phase.clone())
-                .collect();
-            phases_completed.sort();
-            phases_completed.dedup();
             let payload = json!({
                         "status": "complete",
                         "phases_completed": phases_completed,
-                        "total_work_items": work.len(),
+                        "total_work_items": total_work,
                         "artifacts": counts.total + 1,
-                        "invocations": ran.count(),
+                        "invocations": ran,
                         "failed_invocations": failed,
                         "by_type": counts.by_type,
                         "elapsed_ms": started.elapsed().as_millis() as u64,

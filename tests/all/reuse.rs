@@ -95,3 +95,29 @@ async fn a_timed_out_instance_is_not_reused() {
     let run = run(&m).await;
     assert_eq!(run.summary.faults["timeout"], 2, "{:?}", run.summary.faults);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_warm_instance_has_a_pool_slot_beside_the_fresh_ones() {
+    // Fourteen agents keep a warm instance each after their one call, more than two slots
+    // per worker plus the spare few; every call must still get an instance.
+    let mut m = format!(
+        "[workflow]\nname = \"slots\"\n[workflow.limits]\nconcurrency = 1\n{PHASES_AND_NOTE}"
+    );
+    for i in 0..14 {
+        m.push_str(&probe(
+            &format!("counter{i}"),
+            "mode = \"count\"",
+            "Note",
+            None,
+        ));
+        m.push_str("from = [\"user\"]\n[plugin.limits]\nreuse = 10\n");
+    }
+    m.push_str("\n[[input]]\ntype = \"Note\"\npayload = { label = \"x\" }\n");
+    let run = run(&m).await;
+    assert!(
+        run.summary.faults.values().all(|n| *n == 0),
+        "{:?}",
+        run.summary.faults
+    );
+    assert_eq!(run.summary.invocations, 14);
+}

@@ -156,14 +156,6 @@ pub struct Payload {
 }
 
 impl Payload {
-    /// A payload from `value`.
-    pub fn from_value(value: &Value) -> Self {
-        Self {
-            text: value.to_string().into(),
-            parsed: OnceLock::new(),
-        }
-    }
-
     /// A payload from its JSON `text`, with its parsed `value` kept until [`Self::shed`].
     /// `text` must be `value` as JSON (the producer's own text, or made from `value`).
     pub fn with_value(text: Option<Arc<str>>, value: Value) -> Self {

@@ -88,16 +88,11 @@ fn build(base: &Manifest, files: &Snapshot, options: &LoadOptions) -> Result<Rel
         .keys()
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
     {
-        let text = std::fs::read_to_string(path).map_err(|e| Reload::Rejected {
-            file: path.clone(),
-            message: format!("cannot read: {e}"),
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| rejected(path, format!("cannot read: {e}")))?;
         manifest = manifest
             .with_bundle(path, &text)
-            .map_err(|e| Reload::Rejected {
-                file: path.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| rejected(path, e))?;
         bundles.push(path.clone());
     }
     // A component no bundle names joins as an agent called after its file, with the
@@ -120,17 +115,11 @@ fn build(base: &Manifest, files: &Snapshot, options: &LoadOptions) -> Result<Rel
         let text = format!("[[plugin]]\nname = \"{name}\"\npath = \"{file}\"\nworld = \"agent\"\n");
         manifest = manifest
             .with_bundle(path, &text)
-            .map_err(|e| Reload::Rejected {
-                file: path.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| rejected(path, e))?;
         bundles.push(path.clone());
     }
-    let workflow =
-        Workflow::from_manifest(manifest, options.clone()).map_err(|e| Reload::Rejected {
-            file: bundles.last().cloned().unwrap_or_default(),
-            message: e.to_string(),
-        })?;
+    let workflow = Workflow::from_manifest(manifest, options.clone())
+        .map_err(|e| rejected(&bundles.last().cloned().unwrap_or_default(), e))?;
     Ok(Reload::Swapped {
         workflow: Arc::new(workflow),
         bundles,
@@ -198,4 +187,12 @@ pub fn watch(
         stop,
         thread: Some(thread),
     })
+}
+
+/// A rejected hot load of `file`.
+fn rejected(file: &std::path::Path, message: impl ToString) -> Reload {
+    Reload::Rejected {
+        file: file.to_path_buf(),
+        message: message.to_string(),
+    }
 }

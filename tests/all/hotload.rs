@@ -7,6 +7,40 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Write `bytes` to `path` atomically (a rename), as a deployment tool would.
+/// Wait up to a minute for `child` to exit (killing it and failing with `late` if it does
+/// not); its exit status, stdout and stderr.
+fn wait_for(
+    child: &mut std::process::Child,
+    late: &str,
+) -> (std::process::ExitStatus, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("poll") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{late}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    (status, stdout, stderr)
+}
+
 fn put(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, bytes).expect("write");
@@ -60,31 +94,10 @@ fn a_deployment_phase_bundle_dropped_in_mid_run_takes_the_waiting_work_and_a_bro
         &std::fs::read(plugin("probe")).expect("probe"),
     );
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("poll") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the run did not finish after the bundle was fixed");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .expect("read");
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read");
+    let (status, stdout, stderr) = wait_for(
+        &mut child,
+        "the run did not finish after the bundle was fixed",
+    );
     assert!(status.success(), "{stderr}");
     let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary");
     assert_eq!(summary["status"], "complete", "{stderr}");
@@ -147,31 +160,10 @@ fn bare_components_dropped_in_join_as_agents_and_a_changed_one_replaces_the_old(
         &std::fs::read(plugin("validator")).expect("validator"),
     );
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("poll") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the run did not finish once every phase had an agent");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .expect("read");
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read");
+    let (status, stdout, stderr) = wait_for(
+        &mut child,
+        "the run did not finish once every phase had an agent",
+    );
     assert!(status.success(), "{stderr}");
     let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary");
     assert_eq!(summary["status"], "complete", "{stderr}");

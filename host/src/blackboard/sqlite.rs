@@ -399,26 +399,26 @@ fn supersede(batch: &mut [Msg]) {
     let mut invocations = std::collections::HashSet::new();
     for msg in batch.iter_mut().rev() {
         if let Msg::Commit(c) = msg {
-            let mut keep: Vec<bool> = c
-                .work_items
-                .iter()
-                .rev()
-                .map(|w| work.insert(w.id.clone()))
-                .collect();
-            keep.reverse();
-            let mut k = keep.into_iter();
-            c.work_items.retain(|_| k.next().unwrap_or(true));
-            let mut keep: Vec<bool> = c
-                .invocations
-                .iter()
-                .rev()
-                .map(|i| invocations.insert(i.id.clone()))
-                .collect();
-            keep.reverse();
-            let mut k = keep.into_iter();
-            c.invocations.retain(|_| k.next().unwrap_or(true));
+            keep_last(&mut c.work_items, &mut work, |w| w.id.clone());
+            keep_last(&mut c.invocations, &mut invocations, |i| i.id.clone());
         }
     }
+}
+
+/// Drop the items of `items` whose key is in `seen` (a later version exists) or recurs
+/// later in `items`; add the kept keys to `seen`. Order is kept.
+fn keep_last<T, K: std::hash::Hash + Eq>(
+    items: &mut Vec<T>,
+    seen: &mut std::collections::HashSet<K>,
+    key: impl Fn(&T) -> K,
+) {
+    let mut kept: Vec<T> = std::mem::take(items)
+        .into_iter()
+        .rev()
+        .filter(|x| seen.insert(key(x)))
+        .collect();
+    kept.reverse();
+    *items = kept;
 }
 
 fn write_batch(

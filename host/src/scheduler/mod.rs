@@ -253,12 +253,10 @@ impl Scheduler {
         let limits = wf.limits().clone();
         let monitoring = wf.manifest.policies.monitoring.clone();
         drop(wf);
-        let started_invocations: u64 = self
-            .store
-            .invocations(workflow_id)?
-            .iter()
-            .filter(|i| i.attempts > 0)
-            .count() as u64;
+        let mut started_invocations = 0;
+        self.store.scan(workflow_id, &mut |_, invocations| {
+            started_invocations = invocations.iter().filter(|i| i.attempts > 0).count() as u64;
+        })?;
         let mut reloads = self.reloads.lock().ok().and_then(|mut r| r.take());
         let pool = pool::Pool::new(pool::Shared::new(
             std::mem::take(state),
@@ -533,11 +531,11 @@ impl Scheduler {
     }
 
     fn has_open_work(&self, workflow_id: &str) -> Result<bool, RunError> {
-        Ok(self
-            .store
-            .work_items(workflow_id)?
-            .iter()
-            .any(|w| !w.status.is_final()))
+        let mut open = false;
+        self.store.scan(workflow_id, &mut |work, _| {
+            open = work.iter().any(|w| !w.status.is_final());
+        })?;
+        Ok(open)
     }
 
     /// Swap in a hot-loaded version of the workflow (or report why one was rejected), and

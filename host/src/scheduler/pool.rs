@@ -135,11 +135,13 @@ impl Scheduler {
             return Ok(None);
         }
         if g.started >= max_invocations {
-            g.budget_hit = self
-                .store
-                .invocations(workflow_id)?
-                .iter()
-                .any(|i| i.status == InvocationStatus::Queued);
+            let mut queued = false;
+            self.store.scan(workflow_id, &mut |_, invocations| {
+                queued = invocations
+                    .iter()
+                    .any(|i| i.status == InvocationStatus::Queued);
+            })?;
+            g.budget_hit = queued;
             return Ok(None);
         }
         let claimed = self.store.claim_next(workflow_id)?;

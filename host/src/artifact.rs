@@ -4,6 +4,7 @@
 //! (see [`crate::schema`]); everything else (id, producer, causality, depth) is assigned
 //! by the host, never by a plugin, so provenance cannot be forged from inside a sandbox.
 
+use crate::name::Name;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -102,13 +103,13 @@ pub struct Artifact {
     pub id: ArtifactId,
     /// The type's name, e.g. `WorkDiscovery`.
     #[serde(rename = "type")]
-    pub type_name: String,
+    pub type_name: Name,
     /// The JSON payload, valid against the type's schema.
     pub payload: Payload,
     /// The agent that produced it (`user` for workflow inputs, `host` for the host's own).
-    pub producer: String,
+    pub producer: Name,
     /// The workflow (correlation) id.
-    pub workflow_id: String,
+    pub workflow_id: Name,
     /// The artifacts this one was produced from.
     pub parent_ids: Vec<ArtifactId>,
     /// Free-form tags.

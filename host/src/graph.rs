@@ -54,7 +54,7 @@ fn label(a: &Artifact) -> String {
         short.push('…');
     }
     if short.is_empty() {
-        a.type_name.clone()
+        a.type_name.to_string()
     } else {
         format!("{}: {short}", a.type_name)
     }
@@ -67,7 +67,7 @@ impl Graph {
         let phases: HashMap<String, String> = store
             .work_items(workflow_id)?
             .into_iter()
-            .map(|w| (w.id.to_string(), w.phase))
+            .map(|w| (w.id.to_string(), w.phase.to_string()))
             .collect();
         let query = ArtifactQuery {
             workflow_id: workflow_id.to_string(),
@@ -86,8 +86,8 @@ impl Graph {
                 .unwrap_or_default();
             nodes.push(Node {
                 id: a.id.to_string(),
-                type_name: a.type_name.clone(),
-                producer: a.producer.clone(),
+                type_name: a.type_name.to_string(),
+                producer: a.producer.to_string(),
                 phase,
                 label: label(a),
             });

@@ -5,6 +5,7 @@
 //! a durable store can resume it after a crash.
 
 use crate::artifact::ArtifactId;
+use crate::name::Name;
 use crate::plugin::FaultKind;
 use crate::work::Priority;
 use serde::{Deserialize, Serialize};
@@ -29,11 +30,11 @@ pub enum InvocationStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InvocationRecord {
     /// A UUIDv7.
-    pub id: String,
+    pub id: Name,
     /// The workflow it belongs to.
-    pub workflow_id: String,
+    pub workflow_id: Name,
     /// The plugin (agent) to call.
-    pub agent: String,
+    pub agent: Name,
     /// The artifacts that triggered it.
     pub inputs: Vec<ArtifactId>,
     /// The work item it serves, if its inputs belong to one.
@@ -73,9 +74,9 @@ impl InvocationRecord {
     /// A queued invocation of `agent` on `inputs`.
     pub fn queued(workflow_id: &str, agent: &str, inputs: Vec<ArtifactId>, seq: u64) -> Self {
         Self {
-            id: uuid::Uuid::now_v7().to_string(),
-            workflow_id: workflow_id.to_string(),
-            agent: agent.to_string(),
+            id: Name::unique(uuid::Uuid::now_v7().to_string()),
+            workflow_id: Name::new(workflow_id),
+            agent: Name::new(agent),
             inputs,
             work_item: None,
             priority: Priority::Medium,

@@ -1,6 +1,7 @@
 //! Events the scheduler reports as a workflow runs, for progress displays and logs.
 //! Sent on an unbounded channel so reporting never slows the scheduler.
 
+use crate::name::Name;
 use crate::plugin::FaultKind;
 use serde::Serialize;
 
@@ -11,25 +12,25 @@ pub enum Event {
     /// An invocation was claimed and started.
     InvocationStarted {
         /// The agent.
-        agent: String,
+        agent: Name,
         /// The invocation.
-        invocation: String,
+        invocation: Name,
     },
     /// An invocation finished and its outputs were published.
     InvocationDone {
         /// The agent.
-        agent: String,
+        agent: Name,
         /// The invocation.
-        invocation: String,
+        invocation: Name,
         /// Types of the artifacts it published.
-        outputs: Vec<String>,
+        outputs: Vec<Name>,
     },
     /// An invocation failed: a plugin error, or a fault.
     InvocationFailed {
         /// The agent.
-        agent: String,
+        agent: Name,
         /// The invocation.
-        invocation: String,
+        invocation: Name,
         /// The fault class, if it misbehaved.
         fault: Option<FaultKind>,
         /// What happened.
@@ -47,9 +48,9 @@ pub enum Event {
     /// An invocation published nothing this attempt and will be retried.
     InvocationRetrying {
         /// The agent.
-        agent: String,
+        agent: Name,
         /// The invocation.
-        invocation: String,
+        invocation: Name,
         /// The attempt that failed (1 = the first).
         attempt: u32,
         /// Why (rejection reasons or the error).
@@ -108,7 +109,7 @@ pub enum Event {
     /// A subscription filter failed on an artifact (treated as no match).
     FilterFailed {
         /// The subscriber.
-        agent: String,
+        agent: Name,
         /// The error.
         message: String,
     },

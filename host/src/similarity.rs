@@ -79,49 +79,104 @@ pub fn similarity(a: &str, b: &str) -> f64 {
 
 /// An inverted index of texts in one scope (a workflow's phase), for finding
 /// near-duplicates at a fixed threshold.
-#[derive(Debug, Default)]
-pub struct DedupIndex {
-    entries: Vec<(String, BTreeSet<String>)>,
-    postings: HashMap<String, Vec<usize>>,
+///
+/// A run indexes every work item's description, so entries are compact: each word is
+/// stored once (as a number), and an entry is its key and its sorted word numbers.
+#[derive(Debug)]
+pub struct DedupIndex<K = String> {
+    entries: Vec<(K, Box<[u32]>)>,
+    vocabulary: HashMap<Box<str>, u32>,
+    /// Entry positions per word number.
+    postings: Vec<Vec<u32>>,
 }
 
-impl DedupIndex {
-    /// Add `text` under `key`.
-    pub fn insert(&mut self, key: String, text: &str) {
-        let set = words(text);
-        let n = self.entries.len();
-        for w in &set {
-            self.postings.entry(w.clone()).or_default().push(n);
+impl<K> Default for DedupIndex<K> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            vocabulary: HashMap::new(),
+            postings: Vec::new(),
         }
-        self.entries.push((key, set));
+    }
+}
+
+/// Size of the intersection of two sorted, duplicate-free slices.
+fn common(a: &[u32], b: &[u32]) -> usize {
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                n += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    n
+}
+
+impl<K: Clone> DedupIndex<K> {
+    /// Add `text` under `key`.
+    pub fn insert(&mut self, key: K, text: &str) {
+        let n = self.entries.len() as u32;
+        let mut ids: Vec<u32> = words(text)
+            .into_iter()
+            .map(|w| match self.vocabulary.get(w.as_str()) {
+                Some(&id) => id,
+                None => {
+                    let id = self.postings.len() as u32;
+                    self.vocabulary.insert(w.into_boxed_str(), id);
+                    self.postings.push(Vec::new());
+                    id
+                }
+            })
+            .collect();
+        ids.sort_unstable();
+        for &id in &ids {
+            self.postings[id as usize].push(n);
+        }
+        self.entries.push((key, ids.into_boxed_slice()));
     }
 
     /// The keys indexed, oldest first.
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> {
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> {
         self.entries.iter().map(|(k, _)| k)
     }
 
     /// Keys of indexed texts whose similarity with `text` is at least `threshold`, most
     /// similar first (ties: oldest first).
-    pub fn similar(&self, text: &str, threshold: f64) -> Vec<(String, f64)> {
+    pub fn similar(&self, text: &str, threshold: f64) -> Vec<(K, f64)> {
         let set = words(text);
-        let mut rare: Vec<(&String, usize)> = set
+        // Words never indexed match nothing, but count towards the union.
+        let mut known: Vec<(usize, &str, u32)> = set
             .iter()
-            .map(|w| (w, self.postings.get(w).map_or(0, Vec::len)))
+            .filter_map(|w| {
+                let id = *self.vocabulary.get(w.as_str())?;
+                Some((self.postings[id as usize].len(), w.as_str(), id))
+            })
             .collect();
-        rare.sort_by_key(|(w, n)| (*n, (*w).clone()));
+        let mut ids: Vec<u32> = known.iter().map(|(_, _, id)| *id).collect();
+        ids.sort_unstable();
+        // Rarest first (ties by the word, so the order never depends on numbering).
+        known.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         // A hair below, so rounding can only widen the prefix, never miss a match.
         let need = (threshold * set.len() as f64 - 1e-9).ceil() as usize;
         let prefix = (set.len() + 1).saturating_sub(need.max(1)).max(1);
-        let mut seen = BTreeSet::new();
+        let mut seen = std::collections::HashSet::new();
         let mut found = Vec::new();
-        for (w, _) in rare.into_iter().take(prefix) {
-            for &i in self.postings.get(w).into_iter().flatten() {
+        // The prefix is taken over all of the text's words, rarest first; a word never
+        // indexed has no postings and is the rarest of all.
+        let unknown = set.len() - known.len();
+        for &(_, _, id) in known.iter().take(prefix.saturating_sub(unknown)) {
+            for &i in &self.postings[id as usize] {
                 if !seen.insert(i) {
                     continue;
                 }
-                let (key, other) = &self.entries[i];
-                let score = jaccard(&set, other);
+                let (key, other) = &self.entries[i as usize];
+                let shared = common(&ids, other);
+                let score = shared as f64 / (set.len() + other.len() - shared) as f64;
                 if score >= threshold {
                     found.push((i, key.clone(), score));
                 }
@@ -131,7 +186,7 @@ impl DedupIndex {
             // Only an empty text can match an empty text.
             for (i, (key, other)) in self.entries.iter().enumerate() {
                 if other.is_empty() {
-                    found.push((i, key.clone(), 1.0));
+                    found.push((i as u32, key.clone(), 1.0));
                 }
             }
         }

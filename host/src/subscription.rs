@@ -111,8 +111,8 @@ impl Filter {
         let mut ctx = STDLIB.with(|env| cel::Context::with_env(env.clone()));
         let payload = cel::to_value(&*payload).map_err(|e| fail(e.to_string()))?;
         ctx.add_variable_from_value("payload", payload);
-        ctx.add_variable_from_value("type", artifact.type_name.clone());
-        ctx.add_variable_from_value("producer", artifact.producer.clone());
+        ctx.add_variable_from_value("type", artifact.type_name.to_string());
+        ctx.add_variable_from_value("producer", artifact.producer.to_string());
         ctx.add_variable_from_value(
             "tags",
             cel::Value::List(Arc::new(
@@ -157,7 +157,7 @@ impl Subscription {
         if !self.allow_self && artifact.producer == subscriber {
             return Ok(false);
         }
-        if !self.from.is_empty() && !self.from.contains(&artifact.producer) {
+        if !self.from.is_empty() && !self.from.iter().any(|f| *f == artifact.producer) {
             return Ok(false);
         }
         if !self.tags.iter().all(|t| artifact.tags.contains(t)) {

@@ -116,7 +116,7 @@ pub fn phase_counts<'a>(
         .map(|p| (p, PhaseCounts::default()))
         .collect();
     for w in work {
-        let c = phases.entry(w.phase.clone()).or_default();
+        let c = phases.entry(w.phase.to_string()).or_default();
         match w.status {
             WorkStatus::Pending => c.pending += 1,
             WorkStatus::Active => c.active += 1,
@@ -214,7 +214,6 @@ impl RunSummary {
             .collect();
         let mut invocations = 0;
         // What each agent published, looked up once the scan has let go of the store.
-        let mut outputs: Vec<(String, Vec<crate::artifact::ArtifactId>)> = Vec::new();
         // Counted in place: copying a large run's records costs more than counting them.
         store.scan(workflow_id, &mut |work_items, all_invocations| {
             phases = phase_counts(work_items.iter().copied(), declared.iter().cloned());
@@ -226,9 +225,9 @@ impl RunSummary {
                 if !w.status.is_final() && status != RunStatus::Complete {
                     open_work.push(OpenWork {
                         id: w.id.to_string(),
-                        phase: w.phase.clone(),
+                        phase: w.phase.to_string(),
                         status: w.status.to_string(),
-                        description: w.description.clone(),
+                        description: w.description.to_string(),
                         reason: w.reason.clone().unwrap_or_default(),
                     });
                 }
@@ -248,30 +247,32 @@ impl RunSummary {
                 invocations += 1;
                 let a = match agents.get_mut(inv.agent.as_str()) {
                     Some(a) => a,
-                    None => agents.entry(inv.agent.clone()).or_default(),
+                    None => agents.entry(inv.agent.to_string()).or_default(),
                 };
                 a.invocations += 1;
                 if inv.status == InvocationStatus::Failed {
                     a.failed += 1;
-                }
-                if !inv.outputs.is_empty() {
-                    outputs.push((inv.agent.clone(), inv.outputs.clone()));
                 }
                 if let Some(f) = inv.fault {
                     *faults.entry(f.as_str().to_string()).or_default() += 1;
                 }
             }
         })?;
-        for (agent, ids) in outputs {
-            let a = agents.entry(agent).or_default();
-            for id in &ids {
-                if let Some(art) = store.artifact(id)? {
-                    match a.published.get_mut(art.type_name.as_str()) {
-                        Some(n) => *n += 1,
-                        None => {
-                            a.published.insert(art.type_name.clone(), 1);
-                        }
-                    }
+        // What each agent published: an agent's artifacts are exactly the outputs of its
+        // completed invocations (the host and the workflow's inputs are not agents).
+        let everything = crate::blackboard::ArtifactQuery {
+            workflow_id: workflow_id.to_string(),
+            limit: usize::MAX,
+            ..Default::default()
+        };
+        for art in store.query(&everything, &crate::artifact::Viewer::operator())? {
+            let Some(a) = agents.get_mut(art.producer.as_str()) else {
+                continue;
+            };
+            match a.published.get_mut(art.type_name.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    a.published.insert(art.type_name.to_string(), 1);
                 }
             }
         }

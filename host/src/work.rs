@@ -7,6 +7,7 @@
 //! that reads the store sees the same state.
 
 use crate::artifact::ArtifactId;
+use crate::name::Name;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -90,15 +91,15 @@ pub struct WorkItem {
     /// The WorkDiscovery artifact's id.
     pub id: ArtifactId,
     /// The workflow it belongs to.
-    pub workflow_id: String,
+    pub workflow_id: Name,
     /// The phase that handles it.
-    pub phase: String,
+    pub phase: Name,
     /// Its scheduling priority.
     pub priority: Priority,
     /// Where it stands.
     pub status: WorkStatus,
     /// What needs doing (copied from the discovery, for status displays).
-    pub description: String,
+    pub description: Name,
     /// Invocations serving it that have not finished.
     pub open_invocations: u32,
     /// Invocations serving it, in all.
@@ -141,11 +142,11 @@ impl WorkItem {
     pub fn new(id: ArtifactId, workflow_id: &str, phase: &str, priority: Priority) -> Self {
         Self {
             id,
-            workflow_id: workflow_id.to_string(),
-            phase: phase.to_string(),
+            workflow_id: Name::new(workflow_id),
+            phase: Name::new(phase),
             priority,
             status: WorkStatus::Pending,
-            description: String::new(),
+            description: Name::default(),
             open_invocations: 0,
             invocations: 0,
             reason: None,

@@ -54,7 +54,7 @@ fn fingerprint(db: &Path) -> Fingerprint {
         }
         let mut outputs: Vec<String> = inv.outputs.iter().map(content).collect();
         outputs.sort();
-        pairs.push((inv.agent.clone(), content(&inv.inputs[0]), outputs));
+        pairs.push((inv.agent.to_string(), content(&inv.inputs[0]), outputs));
     }
     pairs.sort();
     let mut counts = store.counts(&run.workflow_id).expect("counts").by_type;

@@ -167,7 +167,7 @@ async fn structured_output_becomes_artifacts_and_nested_work_fans_out() {
         .work_items()
         .iter()
         .filter(|w| w.parent_work.is_some())
-        .map(|w| (w.description.clone(), w.phase.clone()))
+        .map(|w| (w.description.to_string(), w.phase.to_string()))
         .collect();
     assert_eq!(
         work,

@@ -40,7 +40,7 @@ async fn the_final_metrics_count_every_phase_and_the_loops_work() {
     let all: Vec<String> = run
         .all_artifacts()
         .iter()
-        .map(|a| a.type_name.clone())
+        .map(|a| a.type_name.to_string())
         .collect();
     assert_eq!(
         all[all.len() - 2..],

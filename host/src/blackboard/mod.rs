@@ -133,6 +133,11 @@ pub trait Store: Send + Sync {
     fn next_wakeup(&self, workflow_id: &str) -> Result<Option<u64>, StoreError>;
     /// One work item.
     fn work_item(&self, id: &ArtifactId) -> Result<Option<WorkItem>, StoreError>;
+    /// The phase of work item `id`: what an invocation needs of its work item, without
+    /// copying the record.
+    fn work_phase(&self, id: &ArtifactId) -> Result<Option<crate::name::Name>, StoreError> {
+        Ok(self.work_item(id)?.map(|w| w.phase))
+    }
     /// A workflow's work items, in creation order.
     fn work_items(&self, workflow_id: &str) -> Result<Vec<WorkItem>, StoreError>;
     /// One invocation.

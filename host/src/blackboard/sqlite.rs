@@ -560,6 +560,10 @@ impl Store for SqliteStore {
         self.mem.work_item(id)
     }
 
+    fn work_phase(&self, id: &ArtifactId) -> Result<Option<crate::name::Name>, StoreError> {
+        self.mem.work_phase(id)
+    }
+
     fn work_items(&self, workflow_id: &str) -> Result<Vec<WorkItem>, StoreError> {
         self.mem.work_items(workflow_id)
     }
@@ -585,7 +589,7 @@ impl Store for SqliteStore {
     }
 
     fn requeue_running(&self, workflow_id: &str) -> Result<u64, StoreError> {
-        let before: Vec<String> = self
+        let before: Vec<crate::name::Name> = self
             .mem
             .invocations(workflow_id)?
             .into_iter()
@@ -662,6 +666,14 @@ impl Store for SqliteStore {
 
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
+    }
+}
+
+impl rusqlite::ToSql for crate::name::Name {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(
+            rusqlite::types::ValueRef::Text(self.as_bytes()),
+        ))
     }
 }
 

@@ -28,10 +28,10 @@ pub fn visibility_from_wit(v: wit::Visibility) -> Visibility {
 pub fn artifact_to_wit(a: &Artifact) -> wit::Artifact {
     wit::Artifact {
         id: a.id.to_string(),
-        type_name: a.type_name.clone(),
+        type_name: a.type_name.to_string(),
         payload: a.payload_text().to_string(),
-        producer: a.producer.clone(),
-        workflow_id: a.workflow_id.clone(),
+        producer: a.producer.to_string(),
+        workflow_id: a.workflow_id.to_string(),
         parent_ids: a.parent_ids.iter().map(|p| p.to_string()).collect(),
         tags: a.tags.clone(),
         visibility: visibility_to_wit(&a.visibility),

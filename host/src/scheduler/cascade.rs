@@ -15,6 +15,7 @@
 use crate::artifact::{Artifact, ArtifactId, Visibility, now_ms};
 use crate::blackboard::{Commit, Store, StoreError};
 use crate::invocation::{AGENT_CAP_REASON, DEPTH_LIMIT_REASON, InvocationRecord, InvocationStatus};
+use crate::name::Name;
 use crate::observe::Event;
 use crate::plugin::convert::artifact_to_wit;
 use crate::schema::{WORK_DISCOVERY, WORKFLOW_COMPLETE, WORKFLOW_METRICS};
@@ -34,11 +35,11 @@ pub struct CascadeState {
     /// Next enqueue sequence number.
     pub next_seq: u64,
     /// Invocations created per agent.
-    pub per_agent: HashMap<String, u64>,
+    pub per_agent: HashMap<Name, u64>,
     /// Work item ids by discovery `key`.
     pub keys: HashMap<String, ArtifactId>,
     /// Descriptions of non-duplicate work, per phase, for deduplication.
-    pub dedup: HashMap<String, DedupIndex>,
+    pub dedup: HashMap<Name, DedupIndex<ArtifactId>>,
     /// Blocked work items, by the blocker they wait for.
     pub waiting: HashMap<ArtifactId, Vec<ArtifactId>>,
     /// Recovery work items spawned.
@@ -80,7 +81,7 @@ impl CascadeState {
                     .dedup
                     .entry(w.phase.clone())
                     .or_default()
-                    .insert(w.id.to_string(), &w.description);
+                    .insert(w.id.clone(), &w.description);
             }
         }
         // A run that already recorded its end needs no further metrics.
@@ -111,11 +112,11 @@ pub struct Draft {
     /// A pre-assigned id (so sibling discoveries can name it as a blocker).
     pub id: Option<ArtifactId>,
     /// Type name.
-    pub type_name: String,
+    pub type_name: Name,
     /// Schema-valid payload.
     pub payload: serde_json::Value,
     /// Producer.
-    pub producer: String,
+    pub producer: Name,
     /// Causality.
     pub parent_ids: Vec<ArtifactId>,
     /// Tags.
@@ -189,7 +190,7 @@ impl<'a> Cascade<'a> {
             type_name: draft.type_name,
             payload: crate::artifact::Payload::with_value(draft.payload_text, draft.payload),
             producer: draft.producer,
-            workflow_id: self.workflow_id.to_string(),
+            workflow_id: Name::new(self.workflow_id),
             parent_ids: draft.parent_ids,
             tags: draft.tags,
             visibility: draft.visibility,
@@ -237,7 +238,7 @@ impl<'a> Cascade<'a> {
             text("phase"),
             Priority::parse(text("priority")),
         );
-        item.description = text("description").to_string();
+        item.description = Name::unique(text("description").to_string());
         item.key = p.get("key").and_then(|v| v.as_str()).map(str::to_string);
         item.routed = routing;
         item.in_recovery = recovery_of.is_some();
@@ -254,7 +255,7 @@ impl<'a> Cascade<'a> {
         if let Some(r) = &item.routed {
             self.events.push(Event::WorkRouted {
                 work: id.to_string(),
-                phase: item.phase.clone(),
+                phase: item.phase.to_string(),
                 by: r.by.clone(),
                 reason: r.reason.clone(),
             });
@@ -288,7 +289,7 @@ impl<'a> Cascade<'a> {
                     .dedup
                     .entry(item.phase.clone())
                     .or_default()
-                    .insert(id.to_string(), &item.description);
+                    .insert(id.clone(), &item.description);
                 let mut open = Vec::new();
                 for b in blocked_by {
                     let b = self.resolve_duplicate(b)?;
@@ -341,18 +342,17 @@ impl<'a> Cascade<'a> {
             return Ok(None);
         };
         let threshold = policy.threshold;
-        let candidates: Vec<(String, f64)> = match &self.wf.dedup_plugin {
+        let candidates: Vec<(ArtifactId, f64)> = match &self.wf.dedup_plugin {
             Some(plugin) => {
-                let mut ids: Vec<String> = index
+                let mut ids: Vec<ArtifactId> = index
                     .keys()
                     .rev()
                     .take(PLUGIN_DEDUP_CANDIDATES * 2)
                     .cloned()
                     .collect();
-                ids.retain(|i| i != item.id.as_str());
+                ids.retain(|i| *i != item.id);
                 let mut pool = Vec::new();
-                for i in ids {
-                    let id = ArtifactId::from(i.as_str());
+                for id in ids {
                     let open_or_done = self
                         .work_item(&id)?
                         .is_some_and(|w| counts_for_dedup(w.status));
@@ -372,10 +372,10 @@ impl<'a> Cascade<'a> {
                 let wire: Vec<_> = pool.iter().map(|a| artifact_to_wit(a)).collect();
                 match plugin.similarity(&artifact_to_wit(artifact), &wire) {
                     Ok(scores) => {
-                        let mut found: Vec<(String, f64)> = pool
+                        let mut found: Vec<(ArtifactId, f64)> = pool
                             .iter()
                             .zip(scores)
-                            .map(|(a, s)| (a.id.to_string(), s as f64))
+                            .map(|(a, s)| (a.id.clone(), s as f64))
                             .filter(|(_, s)| *s >= threshold)
                             .collect();
                         found.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -410,8 +410,7 @@ impl<'a> Cascade<'a> {
                 None => index.similar(&item.description, threshold),
             },
         };
-        for (key, score) in candidates {
-            let id = ArtifactId::from(key.as_str());
+        for (id, score) in candidates {
             if self
                 .work_item(&id)?
                 .is_some_and(|w| counts_for_dedup(w.status))
@@ -429,9 +428,9 @@ impl<'a> Cascade<'a> {
         host: &crate::llm::LlmHost,
         item: &WorkItem,
         state: &mut CascadeState,
-    ) -> Result<Vec<(String, f64)>, String> {
+    ) -> Result<Vec<(ArtifactId, f64)>, String> {
         let threshold = self.wf.manifest.policies.dedup.embedding_threshold;
-        let ids: Vec<String> = state
+        let ids: Vec<ArtifactId> = state
             .dedup
             .get(&item.phase)
             .map(|i| {
@@ -444,8 +443,7 @@ impl<'a> Cascade<'a> {
             .unwrap_or_default();
         let mut pool = Vec::new();
         for id in ids {
-            let aid = ArtifactId::from(id.as_str());
-            match self.work_item(&aid).map_err(|e| e.to_string())? {
+            match self.work_item(&id).map_err(|e| e.to_string())? {
                 Some(w) if counts_for_dedup(w.status) && w.id != item.id => {
                     pool.push((id, w.description.clone()));
                 }
@@ -456,12 +454,12 @@ impl<'a> Cascade<'a> {
             return Ok(Vec::new());
         }
         let mut missing: Vec<String> = Vec::new();
-        if !state.embeddings.contains_key(&item.description) {
-            missing.push(item.description.clone());
+        if !state.embeddings.contains_key(item.description.as_str()) {
+            missing.push(item.description.to_string());
         }
         for (_, d) in &pool {
-            if !state.embeddings.contains_key(d) && !missing.contains(d) {
-                missing.push(d.clone());
+            if !state.embeddings.contains_key(d.as_str()) && !missing.iter().any(|m| m == d) {
+                missing.push(d.to_string());
             }
         }
         if !missing.is_empty() {
@@ -475,13 +473,13 @@ impl<'a> Cascade<'a> {
             }
             state.embeddings.extend(missing.into_iter().zip(vectors));
         }
-        let Some(me) = state.embeddings.get(&item.description) else {
+        let Some(me) = state.embeddings.get(item.description.as_str()) else {
             return Ok(Vec::new());
         };
-        let mut found: Vec<(String, f64)> = pool
+        let mut found: Vec<(ArtifactId, f64)> = pool
             .iter()
             .filter_map(|(id, d)| {
-                let score = crate::similarity::cosine(me, state.embeddings.get(d)?);
+                let score = crate::similarity::cosine(me, state.embeddings.get(d.as_str())?);
                 (score >= threshold).then(|| (id.clone(), score))
             })
             .collect();
@@ -589,7 +587,7 @@ impl<'a> Cascade<'a> {
                     }
                     Ok(false) => {}
                     Err(e) => self.events.push(Event::FilterFailed {
-                        agent: agent.name().to_string(),
+                        agent: agent.name().into(),
                         message: e.to_string(),
                     }),
                 }
@@ -597,7 +595,7 @@ impl<'a> Cascade<'a> {
             if !matched {
                 continue;
             }
-            let count = state.per_agent.entry(agent.name().to_string()).or_default();
+            let count = state.per_agent.entry(Name::new(agent.name())).or_default();
             let cancelled = if artifact.depth >= limits.max_depth {
                 Some(DEPTH_LIMIT_REASON)
             } else if limits.max_invocations_per_agent > 0
@@ -628,7 +626,7 @@ impl<'a> Cascade<'a> {
                 if reason == DEPTH_LIMIT_REASON {
                     self.events.push(Event::DepthLimited {
                         artifact: artifact.id.to_string(),
-                        type_name: artifact.type_name.clone(),
+                        type_name: artifact.type_name.to_string(),
                         depth: artifact.depth,
                     });
                 }

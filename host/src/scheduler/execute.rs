@@ -23,7 +23,7 @@ use std::time::Instant;
 #[derive(Debug, Clone)]
 pub struct CheckedOutput {
     /// Its type.
-    pub type_name: String,
+    pub type_name: crate::name::Name,
     /// Its parsed, schema-valid payload.
     pub payload: serde_json::Value,
     /// Tags.
@@ -103,9 +103,9 @@ fn run(
     }
     let phase = match &record.work_item {
         Some(w) => store
-            .work_item(w)
+            .work_phase(w)
             .map_err(|e| internal(e.to_string()))?
-            .and_then(|w| wf.phase_context.get(&w.phase)),
+            .and_then(|phase| wf.phase_context.get(phase.as_str())),
         None => None,
     };
     // Pinned host context first: the phase's instructions, then why the last attempt
@@ -113,7 +113,7 @@ fn run(
     let mut context = Vec::new();
     if let Some(p) = phase {
         let mut instructions = p.instructions.clone();
-        instructions.workflow_id = record.workflow_id.clone();
+        instructions.workflow_id = record.workflow_id.to_string();
         instructions.depth = record.depth;
         context.push(instructions);
     }
@@ -121,9 +121,9 @@ fn run(
         context.push(previous_attempt(record));
     }
     let mut invocation = wit::Invocation {
-        agent: record.agent.clone(),
-        invocation_id: record.id.clone(),
-        workflow_id: record.workflow_id.clone(),
+        agent: record.agent.to_string(),
+        invocation_id: record.id.to_string(),
+        workflow_id: record.workflow_id.to_string(),
         phase: phase.map(|p| p.info.clone()),
         inputs: inputs.iter().map(|a| artifact_to_wit(a)).collect(),
         context,
@@ -220,7 +220,7 @@ fn previous_attempt(record: &InvocationRecord) -> wit::Artifact {
         type_name: PREVIOUS_ATTEMPT.to_string(),
         payload: payload.to_string(),
         producer: "host".into(),
-        workflow_id: record.workflow_id.clone(),
+        workflow_id: record.workflow_id.to_string(),
         parent_ids: record.inputs.iter().map(|i| i.to_string()).collect(),
         tags: Vec::new(),
         visibility: wit::Visibility::Public,
@@ -274,7 +274,7 @@ fn check_outputs(
             .validate(&out.type_name, &payload)
             .map_err(|e| invalid(format!("output #{i}: {e}")))?;
         checked.push(CheckedOutput {
-            type_name: out.type_name.clone(),
+            type_name: crate::name::Name::new(&out.type_name),
             payload,
             tags: out.tags.clone(),
             visibility: out

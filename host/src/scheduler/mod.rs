@@ -21,6 +21,7 @@ use crate::artifact::{ArtifactId, Visibility, now_ms};
 use crate::blackboard::{PluginVersion, RunRecord, Store, StoreError};
 use crate::hotload::Reload;
 use crate::invocation::{InvocationRecord, InvocationStatus};
+use crate::name::Name;
 use crate::observe::Event;
 use crate::plugin::bindings::types::PluginError;
 use crate::plugin::{Fault, FaultKind, InvokeError};
@@ -199,7 +200,7 @@ impl Scheduler {
                     _ => None,
                 };
                 inputs.push(CheckedOutput {
-                    type_name: input.type_name.clone(),
+                    type_name: Name::new(&input.type_name),
                     payload,
                     tags: input.tags.clone(),
                     visibility: input.visibility.clone(),

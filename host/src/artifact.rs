@@ -21,7 +21,7 @@ pub struct ArtifactId(Arc<str>);
 impl ArtifactId {
     /// A fresh time-ordered id.
     pub fn generate() -> Self {
-        Self(uuid::Uuid::now_v7().to_string().into())
+        Self(crate::id::uuid_v7().into())
     }
     /// The id's text.
     pub fn as_str(&self) -> &str {

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod context;
 pub mod graph;
 pub mod hotload;
+pub mod id;
 pub mod inspect;
 pub mod invocation;
 pub mod llm;

@@ -113,7 +113,7 @@ fn run(
     let mut context = Vec::new();
     if let Some(p) = phase {
         let mut instructions = p.instructions.clone();
-        instructions.workflow_id = record.workflow_id.to_string();
+        instructions.workflow_id = record.workflow_id.as_str().to_owned();
         instructions.depth = record.depth;
         context.push(instructions);
     }
@@ -121,9 +121,9 @@ fn run(
         context.push(previous_attempt(record));
     }
     let mut invocation = wit::Invocation {
-        agent: record.agent.to_string(),
-        invocation_id: record.id.to_string(),
-        workflow_id: record.workflow_id.to_string(),
+        agent: record.agent.as_str().to_owned(),
+        invocation_id: record.id.as_str().to_owned(),
+        workflow_id: record.workflow_id.as_str().to_owned(),
         phase: phase.map(|p| p.info.clone()),
         inputs: inputs.iter().map(|a| artifact_to_wit(a)).collect(),
         context,

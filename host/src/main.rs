@@ -1,5 +1,33 @@
 //! The `murmur` binary: see `murmur --help`.
 
+/// mimalloc serves the run loop's allocations. Its workers allocate and free small records
+/// on several threads at once, where glibc's malloc (with its arena growth and page
+/// faults) was the largest single cost in the loop's profile.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Tune mimalloc before its first allocation (this runs from `.init_array`, before the
+/// Rust runtime starts): return freed memory at once (`purge_delay` 0) and commit arena
+/// memory as it is used rather than eagerly (`arena_eager_commit` 0). With its defaults
+/// the cascade benchmark's peak RSS was 119 MB against glibc's 80 MB; with these, 74 MB.
+extern "C" fn configure_allocator() {
+    // SAFETY: mi_option_set only stores an option value; it is called once, before any
+    // thread exists.
+    unsafe {
+        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
+    }
+}
+
+/// `mi_option_purge_delay` in mimalloc v3's `mi_option_e`.
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+/// `mi_option_arena_eager_commit` in mimalloc v3's `mi_option_e`.
+const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static CONFIGURE_ALLOCATOR: extern "C" fn() = configure_allocator;
+
 fn main() {
     match murmur::cli::main() {
         Ok(code) => std::process::exit(code),

@@ -39,7 +39,15 @@ pub fn candidates(
         return Vec::new();
     }
     let viewer = agent.viewer();
-    let mut seen: HashSet<ArtifactId> = inputs.iter().map(|a| a.id.clone()).collect();
+    // A handful of ids: a list searched in place beats hashing each one.
+    let mut seen: Vec<ArtifactId> = inputs.iter().map(|a| a.id.clone()).collect();
+    let first_sight = |seen: &mut Vec<ArtifactId>, id: &ArtifactId| {
+        let new = !seen.contains(id);
+        if new {
+            seen.push(id.clone());
+        }
+        new
+    };
     let mut chosen = Vec::new();
     let mut bytes = 0usize;
     let mut room = |a: &Arc<Artifact>, chosen: &mut Vec<Arc<Artifact>>| -> bool {
@@ -58,7 +66,7 @@ pub fn candidates(
     for _ in 0..policy.ancestry_depth {
         let mut next = Vec::new();
         for id in generation {
-            if !seen.insert(id.clone()) {
+            if !first_sight(&mut seen, &id) {
                 continue;
             }
             let Ok(Some(a)) = store.artifact(&id) else {
@@ -83,7 +91,7 @@ pub fn candidates(
         };
         if let Ok(recent) = store.query(&query, &viewer) {
             for a in recent.iter().rev() {
-                if seen.insert(a.id.clone()) && !room(a, &mut chosen) {
+                if first_sight(&mut seen, &a.id) && !room(a, &mut chosen) {
                     break;
                 }
             }

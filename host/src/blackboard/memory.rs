@@ -29,8 +29,9 @@ type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 #[derive(Default)]
 struct Inner {
     artifacts: Map<ArtifactId, Arc<Artifact>>,
-    /// Artifact ids per workflow, in publish order.
-    order: Map<Name, Vec<ArtifactId>>,
+    /// Artifacts per workflow, in publish order (the records themselves, so a query for
+    /// the most recent walks a list instead of looking each id up).
+    order: Map<Name, Vec<Arc<Artifact>>>,
     counts: Map<Name, ArtifactCounts>,
     work: Map<ArtifactId, Box<WorkItem>>,
     work_order: Map<Name, Vec<ArtifactId>>,
@@ -79,7 +80,7 @@ impl Store for MemoryStore {
             g.order
                 .entry(a.workflow_id.clone())
                 .or_default()
-                .push(a.id.clone());
+                .push(a.clone());
             g.artifacts.insert(a.id.clone(), a);
         }
         for w in commit.work_items {
@@ -128,13 +129,12 @@ impl Store for MemoryStore {
         viewer: &Viewer<'_>,
     ) -> Result<Vec<Arc<Artifact>>, StoreError> {
         let g = self.lock();
-        let Some(ids) = g.order.get(query.workflow_id.as_str()) else {
+        let Some(all) = g.order.get(query.workflow_id.as_str()) else {
             return Ok(Vec::new());
         };
-        let mut out: Vec<Arc<Artifact>> = ids
+        let mut out: Vec<Arc<Artifact>> = all
             .iter()
             .rev()
-            .filter_map(|id| g.artifacts.get(id))
             .filter(|a| query.type_name.as_ref().is_none_or(|t| *t == a.type_name))
             .filter(|a| query.tags.iter().all(|t| a.tags.contains(t)))
             .filter(|a| a.visible_to(viewer))

@@ -57,6 +57,37 @@ const MIGRATIONS: &[&str] = &[
     // 3: plugin-private state.
     "CREATE TABLE kv (workflow_id TEXT NOT NULL, plugin TEXT NOT NULL, key TEXT NOT NULL,
                       value TEXT NOT NULL, PRIMARY KEY (workflow_id, plugin, key));",
+    // 4: `seq` without AUTOINCREMENT. AUTOINCREMENT updated `sqlite_sequence` on every
+    // insert (one more B-tree write per record); rows are never deleted, so a plain
+    // INTEGER PRIMARY KEY (max + 1) still numbers them in insertion order.
+    "CREATE TABLE artifacts_v4 (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+                         workflow_id TEXT NOT NULL, type_name TEXT NOT NULL, data TEXT NOT NULL);
+     INSERT INTO artifacts_v4 (seq, id, workflow_id, type_name, data)
+         SELECT seq, id, workflow_id, type_name, data FROM artifacts;
+     DROP TABLE artifacts;
+     ALTER TABLE artifacts_v4 RENAME TO artifacts;
+     CREATE INDEX artifacts_by_workflow ON artifacts (workflow_id, seq);
+     CREATE TABLE work_items_v4 (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+                         workflow_id TEXT NOT NULL, status TEXT NOT NULL, data TEXT NOT NULL);
+     INSERT INTO work_items_v4 (seq, id, workflow_id, status, data)
+         SELECT seq, id, workflow_id, status, data FROM work_items;
+     DROP TABLE work_items;
+     ALTER TABLE work_items_v4 RENAME TO work_items;
+     CREATE INDEX work_items_by_workflow ON work_items (workflow_id, seq);
+     CREATE TABLE invocations_v4 (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+                         workflow_id TEXT NOT NULL, status TEXT NOT NULL, data TEXT NOT NULL);
+     INSERT INTO invocations_v4 (seq, id, workflow_id, status, data)
+         SELECT seq, id, workflow_id, status, data FROM invocations;
+     DROP TABLE invocations;
+     ALTER TABLE invocations_v4 RENAME TO invocations;
+     CREATE INDEX invocations_by_workflow ON invocations (workflow_id, seq);
+     CREATE TABLE events_v4 (seq INTEGER PRIMARY KEY, workflow_id TEXT NOT NULL,
+                             at_ms INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT NOT NULL);
+     INSERT INTO events_v4 (seq, workflow_id, at_ms, kind, data)
+         SELECT seq, workflow_id, at_ms, kind, data FROM events;
+     DROP TABLE events;
+     ALTER TABLE events_v4 RENAME TO events;
+     CREATE INDEX events_by_workflow ON events (workflow_id, seq);",
 ];
 
 /// The schema version this build writes.
@@ -682,6 +713,92 @@ mod tests {
     use super::*;
     use crate::invocation::InvocationStatus;
     use crate::work::{Priority, WorkStatus};
+
+    #[test]
+    fn schema_4_keeps_every_record_and_its_order_and_numbers_new_ones_after_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v3.db");
+        let artifact = |id: &str| Artifact {
+            id: ArtifactId::from(id),
+            type_name: "Note".into(),
+            payload: serde_json::json!({"id": id}).into(),
+            producer: "user".into(),
+            workflow_id: "wf".into(),
+            parent_ids: vec![],
+            tags: vec![],
+            visibility: crate::artifact::Visibility::Public,
+            created_at_ms: 1,
+            depth: 0,
+            work_item: None,
+        };
+        {
+            // A schema-3 file (AUTOINCREMENT) holding three artifacts, one deleted by hand
+            // so its sequence is ahead of its rows.
+            let conn = Connection::open(&path).expect("open");
+            migrate(&conn, &path, 3).expect("schema 3");
+            for id in ["c", "a", "b", "gone"] {
+                conn.execute(
+                    "INSERT INTO artifacts (id, workflow_id, type_name, data) VALUES (?1, 'wf', 'Note', ?2)",
+                    params![id, json(&artifact(id)).expect("json")],
+                )
+                .expect("insert");
+            }
+            conn.execute("DELETE FROM artifacts WHERE id = 'gone'", [])
+                .expect("delete");
+        }
+        let store = SqliteStore::open(&path).expect("migrates to 4");
+        store.load("wf").expect("load");
+        let ids = |store: &SqliteStore| -> Vec<String> {
+            let all = ArtifactQuery {
+                workflow_id: "wf".into(),
+                limit: usize::MAX,
+                ..Default::default()
+            };
+            store
+                .query(&all, &Viewer::operator())
+                .expect("query")
+                .iter()
+                .map(|a| a.id.to_string())
+                .collect()
+        };
+        assert_eq!(ids(&store), ["c", "a", "b"], "publish order survives");
+        store
+            .commit(Commit {
+                artifacts: vec![Arc::new(artifact("d"))],
+                ..Default::default()
+            })
+            .expect("commit");
+        store.flush().expect("flush");
+        drop(store);
+        let conn = Connection::open(&path).expect("open");
+        let seqs: Vec<(String, i64)> = conn
+            .prepare("SELECT id, seq FROM artifacts ORDER BY seq")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            seqs,
+            [
+                ("c".into(), 1),
+                ("a".into(), 2),
+                ("b".into(), 3),
+                ("d".into(), 4)
+            ]
+        );
+        let autoincrement: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE sql LIKE '%AUTOINCREMENT%'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("query");
+        assert_eq!(autoincrement, 0, "no table keeps AUTOINCREMENT");
+        let reopened = SqliteStore::open(&path).expect("reopen");
+        reopened.load("wf").expect("load");
+        assert_eq!(ids(&reopened), ["c", "a", "b", "d"]);
+    }
 
     #[test]
     fn a_batch_writes_only_the_last_version_of_each_record() {

@@ -8,11 +8,12 @@
 //! tables hash with foldhash, not SipHash (the keys are host-made ids, not attacker
 //! chosen; SipHash was 4% of the run loop's profile).
 
+use super::ready::ReadyQueue;
 use super::{ArtifactCounts, ArtifactQuery, Commit, Store, StoreError};
 use crate::artifact::{Artifact, ArtifactId, Viewer, now_ms};
 use crate::invocation::{InvocationRecord, InvocationStatus};
 use crate::name::Name;
-use crate::work::{Priority, WorkItem, WorkStatus};
+use crate::work::{WorkItem, WorkStatus};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,7 +40,7 @@ struct Inner {
     invocation_order: Map<Name, Vec<Name>>,
     /// Queued invocation ids per workflow; entries whose record is no longer queued are
     /// skipped when popped.
-    queues: Map<Name, BinaryHeap<(Priority, Reverse<u64>, Name)>>,
+    queues: Map<Name, ReadyQueue>,
     /// Queued invocations waiting out a retry backoff, per workflow, earliest first.
     delayed: Map<Name, BinaryHeap<Reverse<(u64, Name)>>>,
     /// Plugin-private values by (workflow, plugin, key).
@@ -101,11 +102,11 @@ impl Store for MemoryStore {
                         .or_default()
                         .push(Reverse((inv.not_before_ms, inv.id.clone())));
                 } else {
-                    g.queues.entry(inv.workflow_id.clone()).or_default().push((
+                    g.queues.entry(inv.workflow_id.clone()).or_default().push(
                         inv.priority,
-                        Reverse(inv.seq),
+                        inv.seq,
                         inv.id.clone(),
-                    ));
+                    );
                 }
             }
             if !g.invocations.contains_key(&inv.id) {
@@ -155,18 +156,18 @@ impl Store for MemoryStore {
                 if let Some(Reverse((_, id))) = delayed.pop()
                     && let Some(inv) = g.invocations.get(&id)
                 {
-                    g.queues.entry(inv.workflow_id.clone()).or_default().push((
+                    g.queues.entry(inv.workflow_id.clone()).or_default().push(
                         inv.priority,
-                        Reverse(inv.seq),
+                        inv.seq,
                         id,
-                    ));
+                    );
                 }
             }
         }
         let Some(queue) = g.queues.get_mut(workflow_id) else {
             return Ok(None);
         };
-        while let Some((_, _, id)) = queue.pop() {
+        while let Some(id) = queue.pop() {
             let Some(inv) = g.invocations.get_mut(&id) else {
                 continue;
             };
@@ -261,11 +262,11 @@ impl Store for MemoryStore {
             {
                 inv.status = InvocationStatus::Queued;
                 inv.not_before_ms = 0;
-                g.queues.entry(inv.workflow_id.clone()).or_default().push((
+                g.queues.entry(inv.workflow_id.clone()).or_default().push(
                     inv.priority,
-                    Reverse(inv.seq),
+                    inv.seq,
                     inv.id.clone(),
-                ));
+                );
                 n += 1;
             }
         }
@@ -350,6 +351,7 @@ impl Store for MemoryStore {
 mod tests {
     use super::*;
     use crate::artifact::Visibility;
+    use crate::work::Priority;
 
     fn artifact(id: &str) -> Arc<Artifact> {
         Arc::new(Artifact {

@@ -9,6 +9,7 @@
 //! PostgreSQL stores implement the same trait.
 
 pub mod memory;
+pub mod ready;
 pub mod sqlite;
 
 use crate::artifact::{Artifact, ArtifactId, Viewer};

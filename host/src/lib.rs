@@ -39,6 +39,7 @@ pub mod scaffold;
 pub mod scheduler;
 pub mod schema;
 pub mod similarity;
+pub mod spin;
 pub mod subscription;
 pub mod summary;
 pub mod validation;

@@ -93,7 +93,7 @@ impl Pool {
     fn lock(&self) -> MutexGuard<'_, Shared> {
         // A panic under the lock is turned into a run error (see `worker`), so the state
         // behind a poisoned lock is only read to end the run.
-        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+        crate::spin::lock(&self.shared)
     }
 
     /// End the run: every worker returns.

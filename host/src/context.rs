@@ -26,14 +26,18 @@ use crate::workflow::{Agent, Workflow};
 use std::collections::HashSet;
 use std::sync::Arc;
 
-/// The built-in provider's candidates for an invocation of `agent` on `inputs`.
+/// The built-in provider's candidates for an invocation of `agent` on `inputs`, as WIT.
+///
+/// Artifacts are read in place in the store and copied straight into their WIT form: the
+/// two workers read the same recent artifacts, and cloning an `Arc` to each would make
+/// their shared reference counts a cache line the cores fight over.
 pub fn candidates(
     wf: &Workflow,
     store: &dyn Store,
     agent: &Agent,
     workflow_id: &str,
     inputs: &[Arc<Artifact>],
-) -> Vec<Arc<Artifact>> {
+) -> Vec<wit::Artifact> {
     let policy = &wf.manifest.policies.context;
     if policy.max_artifacts == 0 {
         return Vec::new();
@@ -41,20 +45,14 @@ pub fn candidates(
     let viewer = agent.viewer();
     // A handful of ids: a list searched in place beats hashing each one.
     let mut seen: Vec<ArtifactId> = inputs.iter().map(|a| a.id.clone()).collect();
-    let first_sight = |seen: &mut Vec<ArtifactId>, id: &ArtifactId| {
-        let new = !seen.contains(id);
-        if new {
-            seen.push(id.clone());
-        }
-        new
-    };
     let mut chosen = Vec::new();
     let mut bytes = 0usize;
-    let mut room = |a: &Arc<Artifact>, chosen: &mut Vec<Arc<Artifact>>| -> bool {
+    // Take `a` if it fits the byte budget; whether there is room for more.
+    let mut room = |a: &Artifact, chosen: &mut Vec<wit::Artifact>| -> bool {
         let size = a.payload_len();
         if bytes + size <= policy.max_bytes {
             bytes += size;
-            chosen.push(a.clone());
+            chosen.push(artifact_to_wit(a));
         }
         chosen.len() < policy.max_artifacts
     };
@@ -66,16 +64,19 @@ pub fn candidates(
     for _ in 0..policy.ancestry_depth {
         let mut next = Vec::new();
         for id in generation {
-            if !first_sight(&mut seen, &id) {
+            if seen.contains(&id) {
                 continue;
             }
-            let Ok(Some(a)) = store.artifact(&id) else {
-                continue;
-            };
-            next.extend(a.parent_ids.iter().cloned());
-            if a.workflow_id == workflow_id && a.visible_to(&viewer) && !room(&a, &mut chosen) {
+            let mut full = false;
+            let _ = store.visit_artifact(&id, &mut |a| {
+                next.extend(a.parent_ids.iter().cloned());
+                full =
+                    a.workflow_id == workflow_id && a.visible_to(&viewer) && !room(a, &mut chosen);
+            });
+            if full {
                 return chosen;
             }
+            seen.push(id);
         }
         if next.is_empty() {
             break;
@@ -89,13 +90,11 @@ pub fn candidates(
             tags: Vec::new(),
             limit: policy.max_artifacts + seen.len(),
         };
-        if let Ok(recent) = store.query(&query, &viewer) {
-            for a in recent.iter().rev() {
-                if first_sight(&mut seen, &a.id) && !room(a, &mut chosen) {
-                    break;
-                }
-            }
-        }
+        // The recent artifacts are distinct from one another: only the inputs and the
+        // ancestry can repeat among them.
+        let _ = store.visit_recent(&query, &viewer, &mut |a| {
+            seen.contains(&a.id) || room(a, &mut chosen)
+        });
     }
     chosen
 }
@@ -148,11 +147,7 @@ pub fn assemble(
     inputs: &[Arc<Artifact>],
     invocation: &mut wit::Invocation,
 ) {
-    let chosen: Vec<wit::Artifact> =
-        candidates(wf, store.as_ref(), agent, &invocation.workflow_id, inputs)
-            .iter()
-            .map(|a| artifact_to_wit(a))
-            .collect();
+    let chosen = candidates(wf, store.as_ref(), agent, &invocation.workflow_id, inputs);
     let chosen = if wf.context_providers.is_empty() {
         chosen
     } else {

@@ -60,6 +60,24 @@ impl MemoryStore {
     }
 }
 
+impl Inner {
+    /// What `query` matches for `viewer`, newest first.
+    fn newest<'g>(
+        &'g self,
+        query: &'g ArtifactQuery,
+        viewer: &'g Viewer<'_>,
+    ) -> impl Iterator<Item = &'g Arc<Artifact>> {
+        self.order
+            .get(query.workflow_id.as_str())
+            .into_iter()
+            .flat_map(|all| all.iter().rev())
+            .filter(|a| query.type_name.as_ref().is_none_or(|t| *t == a.type_name))
+            .filter(|a| query.tags.iter().all(|t| a.tags.contains(t)))
+            .filter(|a| a.visible_to(viewer))
+            .take(query.limit)
+    }
+}
+
 impl Store for MemoryStore {
     fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         let mut g = self.lock();
@@ -130,20 +148,33 @@ impl Store for MemoryStore {
         viewer: &Viewer<'_>,
     ) -> Result<Vec<Arc<Artifact>>, StoreError> {
         let g = self.lock();
-        let Some(all) = g.order.get(query.workflow_id.as_str()) else {
-            return Ok(Vec::new());
-        };
-        let mut out: Vec<Arc<Artifact>> = all
-            .iter()
-            .rev()
-            .filter(|a| query.type_name.as_ref().is_none_or(|t| *t == a.type_name))
-            .filter(|a| query.tags.iter().all(|t| a.tags.contains(t)))
-            .filter(|a| a.visible_to(viewer))
-            .take(query.limit)
-            .cloned()
-            .collect();
+        let mut out: Vec<Arc<Artifact>> = g.newest(query, viewer).cloned().collect();
         out.reverse();
         Ok(out)
+    }
+
+    fn visit_artifact(
+        &self,
+        id: &ArtifactId,
+        visit: &mut dyn FnMut(&Artifact),
+    ) -> Result<bool, StoreError> {
+        let g = self.lock();
+        Ok(g.artifacts.get(id).map(|a| visit(a)).is_some())
+    }
+
+    fn visit_recent(
+        &self,
+        query: &ArtifactQuery,
+        viewer: &Viewer<'_>,
+        visit: &mut dyn FnMut(&Artifact) -> bool,
+    ) -> Result<(), StoreError> {
+        let g = self.lock();
+        for a in g.newest(query, viewer) {
+            if !visit(a) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {

@@ -125,6 +125,31 @@ pub trait Store: Send + Sync {
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
     ) -> Result<Vec<Arc<Artifact>>, StoreError>;
+    /// Visit artifact `id` in place (no copy, no reference count taken); whether it
+    /// exists. The run loop reads context this way: both workers read the same recent
+    /// artifacts, and a shared reference count is a cache line they would fight over.
+    fn visit_artifact(
+        &self,
+        id: &ArtifactId,
+        visit: &mut dyn FnMut(&Artifact),
+    ) -> Result<bool, StoreError> {
+        Ok(self.artifact(id)?.map(|a| visit(&a)).is_some())
+    }
+    /// Visit what [`Store::query`] would return, newest first, in place; stop early when
+    /// `visit` returns `false`.
+    fn visit_recent(
+        &self,
+        query: &ArtifactQuery,
+        viewer: &Viewer<'_>,
+        visit: &mut dyn FnMut(&Artifact) -> bool,
+    ) -> Result<(), StoreError> {
+        for a in self.query(query, viewer)?.iter().rev() {
+            if !visit(a) {
+                break;
+            }
+        }
+        Ok(())
+    }
     /// Claim the most urgent claimable queued invocation of a workflow (highest priority,
     /// then oldest; not one whose `not_before_ms` is still ahead): it becomes `running`,
     /// its attempts grow by one, and its work item becomes `active`.

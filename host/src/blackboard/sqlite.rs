@@ -591,6 +591,23 @@ impl Store for SqliteStore {
         self.mem.work_item(id)
     }
 
+    fn visit_artifact(
+        &self,
+        id: &ArtifactId,
+        visit: &mut dyn FnMut(&Artifact),
+    ) -> Result<bool, StoreError> {
+        self.mem.visit_artifact(id, visit)
+    }
+
+    fn visit_recent(
+        &self,
+        query: &ArtifactQuery,
+        viewer: &Viewer<'_>,
+        visit: &mut dyn FnMut(&Artifact) -> bool,
+    ) -> Result<(), StoreError> {
+        self.mem.visit_recent(query, viewer, visit)
+    }
+
     fn work_phase(&self, id: &ArtifactId) -> Result<Option<crate::name::Name>, StoreError> {
         self.mem.work_phase(id)
     }

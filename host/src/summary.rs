@@ -1,10 +1,11 @@
 //! The run summary (DESIGN §6, a contract): computed from the store, never from counters
 //! only one process holds, so `run`, `resume` and `status` agree.
 
+use crate::blackboard::tally::Tally;
 use crate::blackboard::{Store, StoreError};
-use crate::invocation::{DEPTH_LIMIT_REASON, InvocationRecord, InvocationStatus};
+use crate::invocation::{DEPTH_LIMIT_REASON, InvocationStatus};
 use crate::plugin::FaultKind;
-use crate::work::{WorkItem, WorkStatus};
+
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -82,52 +83,6 @@ pub struct WorkCounters {
     pub retries: u64,
     /// Recovery work items spawned for final failures.
     pub recovery_spawned: u64,
-}
-
-impl WorkCounters {
-    /// Count from the store's records.
-    pub fn from_records<'a>(
-        work: impl IntoIterator<Item = &'a WorkItem>,
-        invocations: impl IntoIterator<Item = &'a InvocationRecord>,
-    ) -> Self {
-        let mut c = WorkCounters::default();
-        for w in work {
-            c.duplicates += u64::from(w.status == WorkStatus::Duplicate);
-            c.auto_routed += u64::from(w.routed.is_some());
-            c.unblocked += u64::from(w.was_blocked && w.status != WorkStatus::Blocked);
-            c.recovery_spawned += u64::from(w.recovery_of.is_some());
-        }
-        for i in invocations {
-            c.rejected_outputs += u64::from(i.rejections);
-            c.retries += u64::from(i.retries);
-        }
-        c
-    }
-}
-
-/// Work item counts by phase: every declared phase (zero or not), then any other phase
-/// work was published into.
-pub fn phase_counts<'a>(
-    work: impl IntoIterator<Item = &'a WorkItem>,
-    declared: impl IntoIterator<Item = String>,
-) -> BTreeMap<String, PhaseCounts> {
-    let mut phases: BTreeMap<String, PhaseCounts> = declared
-        .into_iter()
-        .map(|p| (p, PhaseCounts::default()))
-        .collect();
-    for w in work {
-        let c = phases.entry(w.phase.to_string()).or_default();
-        match w.status {
-            WorkStatus::Pending => c.pending += 1,
-            WorkStatus::Active => c.active += 1,
-            WorkStatus::Done => c.done += 1,
-            WorkStatus::Failed => c.failed += 1,
-            WorkStatus::Duplicate => c.duplicate += 1,
-            WorkStatus::Blocked => c.blocked += 1,
-            WorkStatus::Cancelled => c.cancelled += 1,
-        }
-    }
-    phases
 }
 
 /// Invocation counts of one agent.
@@ -216,11 +171,9 @@ impl RunSummary {
         // What each agent published, looked up once the scan has let go of the store.
         // Counted in place: copying a large run's records costs more than counting them.
         store.scan(workflow_id, &mut |work_items, all_invocations| {
-            phases = phase_counts(work_items.iter().copied(), declared.iter().cloned());
-            work = WorkCounters::from_records(
-                work_items.iter().copied(),
-                all_invocations.iter().copied(),
-            );
+            let tally = Tally::recount(work_items.iter().copied(), all_invocations.iter().copied());
+            phases = tally.phase_counts(declared.iter().cloned());
+            work = tally.work;
             for w in work_items {
                 if !w.status.is_final() && status != RunStatus::Complete {
                     open_work.push(OpenWork {

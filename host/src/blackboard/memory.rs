@@ -9,6 +9,7 @@
 //! chosen; SipHash was 4% of the run loop's profile).
 
 use super::ready::ReadyQueue;
+use super::tally::{Record, Tally};
 use super::{ArtifactCounts, ArtifactQuery, Commit, Store, StoreError};
 use crate::artifact::{Artifact, ArtifactId, Viewer, now_ms};
 use crate::invocation::{InvocationRecord, InvocationStatus};
@@ -43,6 +44,8 @@ struct Inner {
     queues: Map<Name, ReadyQueue>,
     /// Queued invocations waiting out a retry backoff, per workflow, earliest first.
     delayed: Map<Name, BinaryHeap<Reverse<(u64, Name)>>>,
+    /// What each workflow's work items and invocations add up to, kept as they change.
+    tallies: Map<Name, Tally>,
     /// Plugin-private values by (workflow, plugin, key).
     kv: std::collections::BTreeMap<(String, String, String), String>,
 }
@@ -102,14 +105,15 @@ impl Store for MemoryStore {
                 .push(a.clone());
             g.artifacts.insert(a.id.clone(), a);
         }
+        let g = &mut *g;
         for w in commit.work_items {
-            if !g.work.contains_key(&w.id) {
-                g.work_order
-                    .entry(w.workflow_id.clone())
-                    .or_default()
-                    .push(w.id.clone());
+            let (id, workflow) = (w.id.clone(), w.workflow_id.clone());
+            let tally = g.tallies.entry(workflow.clone()).or_default();
+            tally.count(Record::Work(&w), true);
+            match g.work.insert(id.clone(), Box::new(w)) {
+                Some(old) => tally.count(Record::Work(&old), false),
+                None => g.work_order.entry(workflow).or_default().push(id),
             }
-            g.work.insert(w.id.clone(), Box::new(w));
         }
         let now = now_ms();
         for inv in commit.invocations {
@@ -127,13 +131,13 @@ impl Store for MemoryStore {
                     );
                 }
             }
-            if !g.invocations.contains_key(&inv.id) {
-                g.invocation_order
-                    .entry(inv.workflow_id.clone())
-                    .or_default()
-                    .push(inv.id.clone());
+            let (id, workflow) = (inv.id.clone(), inv.workflow_id.clone());
+            let tally = g.tallies.entry(workflow.clone()).or_default();
+            tally.count(Record::Invocation(&inv), true);
+            match g.invocations.insert(id.clone(), Box::new(inv)) {
+                Some(old) => tally.count(Record::Invocation(&old), false),
+                None => g.invocation_order.entry(workflow).or_default().push(id),
             }
-            g.invocations.insert(inv.id.clone(), Box::new(inv));
         }
         Ok(())
     }
@@ -205,12 +209,17 @@ impl Store for MemoryStore {
             if inv.status != InvocationStatus::Queued {
                 continue;
             }
+            let tally = g.tallies.entry(inv.workflow_id.clone()).or_default();
+            tally.count(Record::Invocation(inv), false);
             inv.status = InvocationStatus::Running;
             inv.attempts += 1;
+            tally.count(Record::Invocation(inv), true);
             if let Some(w) = inv.work_item.as_ref().and_then(|w| g.work.get_mut(w))
                 && w.status == WorkStatus::Pending
             {
+                tally.count(Record::Work(w), false);
                 w.status = WorkStatus::Active;
+                tally.count(Record::Work(w), true);
             }
             return Ok(Some(InvocationRecord::clone(inv)));
         }
@@ -291,8 +300,11 @@ impl Store for MemoryStore {
             if let Some(inv) = g.invocations.get_mut(id)
                 && inv.status == InvocationStatus::Running
             {
+                let tally = g.tallies.entry(inv.workflow_id.clone()).or_default();
+                tally.count(Record::Invocation(inv), false);
                 inv.status = InvocationStatus::Queued;
                 inv.not_before_ms = 0;
+                tally.count(Record::Invocation(inv), true);
                 g.queues.entry(inv.workflow_id.clone()).or_default().push(
                     inv.priority,
                     inv.seq,
@@ -366,6 +378,16 @@ impl Store for MemoryStore {
             .collect();
         visit(&work, &invocations);
         Ok(())
+    }
+
+    fn tally(&self, workflow_id: &str) -> Result<Option<Tally>, StoreError> {
+        Ok(Some(
+            self.lock()
+                .tallies
+                .get(workflow_id)
+                .cloned()
+                .unwrap_or_default(),
+        ))
     }
 
     fn counts(&self, workflow_id: &str) -> Result<ArtifactCounts, StoreError> {
@@ -458,6 +480,80 @@ mod tests {
                 .expect("get")
                 .map(|i| (i.status, i.attempts)),
             Some((InvocationStatus::Running, 1))
+        );
+    }
+
+    #[test]
+    fn the_kept_tally_always_equals_a_recount_of_the_records() {
+        use crate::work::{Routing, WorkItem, WorkStatus};
+        let s = MemoryStore::new();
+        let check = |step: &str| {
+            let mut recount = Tally::default();
+            s.scan("w", &mut |work, invocations| {
+                recount = Tally::recount(work.iter().copied(), invocations.iter().copied());
+            })
+            .expect("scan");
+            assert_eq!(s.tally("w").expect("tally"), Some(recount), "after {step}");
+        };
+        let work = |id: &str, phase: &str, status| {
+            let mut w = WorkItem::new(ArtifactId::from(id), "w", phase, Priority::Medium);
+            w.status = status;
+            w
+        };
+        let mut blocked = work("b", "analysis", WorkStatus::Blocked);
+        blocked.was_blocked = true;
+        let mut routed = work("d", "review", WorkStatus::Duplicate);
+        routed.routed = Some(Routing {
+            requested: "auto".into(),
+            by: "builtin".into(),
+            reason: "words".into(),
+        });
+        let mut first = invocation("i1", Priority::Medium, 0);
+        first.work_item = Some(ArtifactId::from("p"));
+        s.commit(Commit {
+            work_items: vec![work("p", "analysis", WorkStatus::Pending), blocked, routed],
+            invocations: vec![first, invocation("i2", Priority::Low, 1)],
+            ..Default::default()
+        })
+        .expect("commit");
+        check("the first commit");
+        let mut claimed = s.claim_next("w").expect("claim").expect("one queued");
+        check("a claim (its work item becomes active)");
+        claimed.status = InvocationStatus::Done;
+        claimed.retries = 1;
+        claimed.rejections = 2;
+        let mut released = work("b", "analysis", WorkStatus::Pending);
+        released.was_blocked = true;
+        let mut recovery = work("r", "analysis", WorkStatus::Pending);
+        recovery.recovery_of = Some(ArtifactId::from("p"));
+        s.commit(Commit {
+            work_items: vec![work("p", "analysis", WorkStatus::Done), released, recovery],
+            invocations: vec![claimed],
+            ..Default::default()
+        })
+        .expect("commit");
+        check("completions, a release and recovery work");
+        s.claim_next("w").expect("claim").expect("i2");
+        s.requeue_running("w").expect("requeue");
+        check("a requeue after a crash");
+        let tally = s.tally("w").expect("tally").expect("kept");
+        assert_eq!(tally.ran, 1);
+        assert_eq!((tally.work.retries, tally.work.rejected_outputs), (1, 2));
+        assert_eq!((tally.work.unblocked, tally.work.recovery_spawned), (1, 1));
+        assert_eq!((tally.work.duplicates, tally.work.auto_routed), (1, 1));
+        let phases = tally.phase_counts(["analysis".to_string(), "idle".to_string()]);
+        assert_eq!(
+            (phases["analysis"].done, phases["analysis"].pending),
+            (1, 2)
+        );
+        assert_eq!(
+            phases["idle"],
+            Default::default(),
+            "declared phases are listed"
+        );
+        assert_eq!(
+            phases["review"].duplicate, 1,
+            "undeclared phases with work too"
         );
     }
 

@@ -11,6 +11,7 @@
 pub mod memory;
 pub mod ready;
 pub mod sqlite;
+pub mod tally;
 
 use crate::artifact::{Artifact, ArtifactId, Viewer};
 use crate::invocation::InvocationRecord;
@@ -185,6 +186,11 @@ pub trait Store: Send + Sync {
             &invocations.iter().collect::<Vec<_>>(),
         );
         Ok(())
+    }
+    /// What a workflow's work items and invocations add up to (WorkflowMetrics), if the
+    /// store keeps that tally as records change; `None` makes callers count the records.
+    fn tally(&self, _workflow_id: &str) -> Result<Option<tally::Tally>, StoreError> {
+        Ok(None)
     }
     /// A workflow's artifact counts.
     fn counts(&self, workflow_id: &str) -> Result<ArtifactCounts, StoreError>;

@@ -608,6 +608,10 @@ impl Store for SqliteStore {
         self.mem.visit_recent(query, viewer, visit)
     }
 
+    fn tally(&self, workflow_id: &str) -> Result<Option<super::tally::Tally>, StoreError> {
+        self.mem.tally(workflow_id)
+    }
+
     fn work_phase(&self, id: &ArtifactId) -> Result<Option<crate::name::Name>, StoreError> {
         self.mem.work_phase(id)
     }

@@ -13,7 +13,8 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A UUIDv7: time-ordered, so ids sort in publish order.
+/// A UUIDv7: time-ordered to the millisecond, and within one thread in the order made
+/// (see [`crate::id`]). The store keeps exact publish order itself; ids only approximate it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ArtifactId(Arc<str>);

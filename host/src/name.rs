@@ -24,7 +24,9 @@ const INTERN_MAX_LEN: usize = 64;
 const INTERN_CAPACITY: usize = 4096;
 
 thread_local! {
-    static INTERNED: RefCell<HashSet<Arc<str>>> = RefCell::new(HashSet::new());
+    // foldhash, not SipHash: names are interned on the run loop's hot path.
+    static INTERNED: RefCell<HashSet<Arc<str>, foldhash::fast::RandomState>> =
+        RefCell::new(HashSet::default());
 }
 
 /// A shared immutable string: an agent, type, phase or workflow name, or a record's id.
@@ -144,27 +146,9 @@ impl From<&str> for Name {
     }
 }
 
-impl From<&String> for Name {
-    fn from(s: &String) -> Self {
-        Self::new(s)
-    }
-}
-
 impl From<String> for Name {
     fn from(s: String) -> Self {
         Self::new(&s)
-    }
-}
-
-impl From<&Name> for Name {
-    fn from(s: &Name) -> Self {
-        s.clone()
-    }
-}
-
-impl From<Name> for String {
-    fn from(n: Name) -> Self {
-        n.0.to_string()
     }
 }
 

@@ -5,7 +5,6 @@ use crate::blackboard::tally::Tally;
 use crate::blackboard::{Store, StoreError};
 use crate::invocation::{DEPTH_LIMIT_REASON, InvocationStatus};
 use crate::plugin::FaultKind;
-
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -168,7 +167,6 @@ impl RunSummary {
             .map(|k| (k.as_str().to_string(), 0))
             .collect();
         let mut invocations = 0;
-        // What each agent published, looked up once the scan has let go of the store.
         // Counted in place: copying a large run's records costs more than counting them.
         store.scan(workflow_id, &mut |work_items, all_invocations| {
             let tally = Tally::recount(work_items.iter().copied(), all_invocations.iter().copied());

@@ -1,4 +1,4 @@
-//! The in-memory store: one mutex around plain maps and a priority heap per workflow.
+//! The in-memory store: one mutex around plain maps and a ready queue per workflow.
 //! Fast and simple; everything is lost when the process ends (use the SQLite store for
 //! durability).
 //!

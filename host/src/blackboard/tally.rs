@@ -85,14 +85,6 @@ impl Tally {
         }
     }
 
-    /// Replace `old` (if there was one) by `new`.
-    pub fn replace(&mut self, old: Option<Record<'_>>, new: Record<'_>) {
-        if let Some(old) = old {
-            self.count(old, false);
-        }
-        self.count(new, true);
-    }
-
     /// The tally of these records, counted afresh.
     pub fn recount<'a>(
         work: impl IntoIterator<Item = &'a WorkItem>,
@@ -118,10 +110,9 @@ impl Tally {
             .into_iter()
             .map(|p| (p, PhaseCounts::default()))
             .collect();
+        // A phase whose work all moved on keeps an all-zero entry: listed only if declared.
         for (name, c) in &self.phases {
-            let total =
-                c.pending + c.active + c.done + c.failed + c.duplicate + c.blocked + c.cancelled;
-            if total > 0 || phases.contains_key(name.as_str()) {
+            if *c != PhaseCounts::default() {
                 phases.insert(name.to_string(), c.clone());
             }
         }

@@ -51,6 +51,55 @@ struct Inner {
 }
 
 impl MemoryStore {
+    /// [`Store::claim_next`], also returning the claimed invocation's work item if the
+    /// claim activated it (the first claim of its work): what a durable mirror must write.
+    pub fn claim(&self, workflow_id: &str) -> Option<(InvocationRecord, Option<WorkItem>)> {
+        let mut g = self.lock();
+        let g = &mut *g;
+        // Retries whose backoff has passed join the queue.
+        if let Some(delayed) = g.delayed.get_mut(workflow_id) {
+            let now = now_ms();
+            while delayed.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                if let Some(Reverse((_, id))) = delayed.pop()
+                    && let Some(inv) = g.invocations.get(&id)
+                {
+                    g.queues.entry(inv.workflow_id.clone()).or_default().push(
+                        inv.priority,
+                        inv.seq,
+                        id,
+                    );
+                }
+            }
+        }
+        let Some(queue) = g.queues.get_mut(workflow_id) else {
+            return None;
+        };
+        while let Some(id) = queue.pop() {
+            let Some(inv) = g.invocations.get_mut(&id) else {
+                continue;
+            };
+            if inv.status != InvocationStatus::Queued {
+                continue;
+            }
+            let tally = g.tallies.entry(inv.workflow_id.clone()).or_default();
+            tally.count(Record::Invocation(inv), false);
+            inv.status = InvocationStatus::Running;
+            inv.attempts += 1;
+            tally.count(Record::Invocation(inv), true);
+            let mut activated = None;
+            if let Some(w) = inv.work_item.as_ref().and_then(|w| g.work.get_mut(w))
+                && w.status == WorkStatus::Pending
+            {
+                tally.count(Record::Work(w), false);
+                w.status = WorkStatus::Active;
+                tally.count(Record::Work(w), true);
+                activated = Some(WorkItem::clone(w));
+            }
+            return Some((InvocationRecord::clone(inv), activated));
+        }
+        None
+    }
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
@@ -182,48 +231,7 @@ impl Store for MemoryStore {
     }
 
     fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
-        let mut g = self.lock();
-        let g = &mut *g;
-        // Retries whose backoff has passed join the queue.
-        if let Some(delayed) = g.delayed.get_mut(workflow_id) {
-            let now = now_ms();
-            while delayed.peek().is_some_and(|Reverse((at, _))| *at <= now) {
-                if let Some(Reverse((_, id))) = delayed.pop()
-                    && let Some(inv) = g.invocations.get(&id)
-                {
-                    g.queues.entry(inv.workflow_id.clone()).or_default().push(
-                        inv.priority,
-                        inv.seq,
-                        id,
-                    );
-                }
-            }
-        }
-        let Some(queue) = g.queues.get_mut(workflow_id) else {
-            return Ok(None);
-        };
-        while let Some(id) = queue.pop() {
-            let Some(inv) = g.invocations.get_mut(&id) else {
-                continue;
-            };
-            if inv.status != InvocationStatus::Queued {
-                continue;
-            }
-            let tally = g.tallies.entry(inv.workflow_id.clone()).or_default();
-            tally.count(Record::Invocation(inv), false);
-            inv.status = InvocationStatus::Running;
-            inv.attempts += 1;
-            tally.count(Record::Invocation(inv), true);
-            if let Some(w) = inv.work_item.as_ref().and_then(|w| g.work.get_mut(w))
-                && w.status == WorkStatus::Pending
-            {
-                tally.count(Record::Work(w), false);
-                w.status = WorkStatus::Active;
-                tally.count(Record::Work(w), true);
-            }
-            return Ok(Some(InvocationRecord::clone(inv)));
-        }
-        Ok(None)
+        Ok(self.claim(workflow_id).map(|(claimed, _)| claimed))
     }
 
     fn next_wakeup(&self, workflow_id: &str) -> Result<Option<u64>, StoreError> {
@@ -456,6 +464,31 @@ mod tests {
             Some("later".into())
         );
         assert_eq!(s.next_wakeup("w").expect("wakeup"), None);
+    }
+
+    #[test]
+    fn a_claim_reports_the_work_item_only_when_it_activates_it() {
+        let s = MemoryStore::new();
+        let mut work = WorkItem::new(ArtifactId::from("w1"), "w", "analysis", Priority::Medium);
+        work.open_invocations = 2;
+        let on_work = |id: &str, seq| {
+            let mut inv = invocation(id, Priority::Medium, seq);
+            inv.work_item = Some(ArtifactId::from("w1"));
+            inv
+        };
+        s.commit(Commit {
+            work_items: vec![work],
+            invocations: vec![on_work("i1", 0), on_work("i2", 1)],
+            ..Default::default()
+        })
+        .expect("commit");
+        let (first, activated) = s.claim("w").expect("i1");
+        assert_eq!(first.id.as_str(), "i1");
+        assert_eq!(activated.map(|w| w.status), Some(WorkStatus::Active));
+        let (second, activated) = s.claim("w").expect("i2");
+        assert_eq!(second.id.as_str(), "i2");
+        assert!(activated.is_none(), "the work item was active already");
+        assert!(s.claim("w").is_none());
     }
 
     #[test]

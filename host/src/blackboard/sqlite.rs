@@ -568,19 +568,17 @@ impl Store for SqliteStore {
     }
 
     fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
-        let claimed = self.mem.claim_next(workflow_id)?;
-        if let Some(inv) = &claimed {
-            let work = match &inv.work_item {
-                Some(w) => self.mem.work_item(w)?.into_iter().collect(),
-                None => Vec::new(),
-            };
-            self.send(Msg::Commit(Commit {
-                artifacts: Vec::new(),
-                work_items: work,
-                invocations: vec![inv.clone()],
-            }))?;
-        }
-        Ok(claimed)
+        // Written: the invocation (now running, one more attempt) and its work item only
+        // if this claim activated it; later claims of the same work leave it as it is.
+        let Some((claimed, activated)) = self.mem.claim(workflow_id) else {
+            return Ok(None);
+        };
+        self.send(Msg::Commit(Commit {
+            artifacts: Vec::new(),
+            work_items: activated.into_iter().collect(),
+            invocations: vec![claimed.clone()],
+        }))?;
+        Ok(Some(claimed))
     }
 
     fn next_wakeup(&self, workflow_id: &str) -> Result<Option<u64>, StoreError> {
@@ -819,6 +817,50 @@ mod tests {
         let reopened = SqliteStore::open(&path).expect("reopen");
         reopened.load("wf").expect("load");
         assert_eq!(ids(&reopened), ["c", "a", "b", "d"]);
+    }
+
+    #[test]
+    fn claims_are_durable_and_the_first_claim_of_a_work_item_makes_it_active() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("claims.db");
+        let store = SqliteStore::open(&path).expect("open");
+        let mut work = WorkItem::new(ArtifactId::from("w1"), "wf", "analysis", Priority::Medium);
+        work.open_invocations = 2;
+        let inv = |id: &str, seq| {
+            let mut i = InvocationRecord::queued("wf", "a", vec![], seq);
+            i.id = id.into();
+            i.work_item = Some(ArtifactId::from("w1"));
+            i
+        };
+        store
+            .commit(Commit {
+                artifacts: vec![],
+                work_items: vec![work],
+                invocations: vec![inv("i1", 0), inv("i2", 1)],
+            })
+            .expect("commit");
+        for expected in ["i1", "i2"] {
+            let claimed = store.claim_next("wf").expect("claim").expect("queued");
+            assert_eq!(claimed.id.as_str(), expected);
+        }
+        assert!(store.claim_next("wf").expect("claim").is_none());
+        store.flush().expect("flush");
+        drop(store);
+        let reopened = SqliteStore::open(&path).expect("reopen");
+        reopened.load("wf").expect("load");
+        let w = reopened
+            .work_item(&ArtifactId::from("w1"))
+            .expect("read")
+            .expect("kept");
+        assert_eq!(w.status, WorkStatus::Active);
+        for id in ["i1", "i2"] {
+            let i = reopened.invocation(id).expect("read").expect("kept");
+            assert_eq!(i.status, InvocationStatus::Running, "{id}");
+        }
+        assert_eq!(
+            reopened.invocation("i2").expect("read").map(|i| i.attempts),
+            Some(1)
+        );
     }
 
     #[test]

@@ -71,9 +71,7 @@ impl MemoryStore {
                 }
             }
         }
-        let Some(queue) = g.queues.get_mut(workflow_id) else {
-            return None;
-        };
+        let queue = g.queues.get_mut(workflow_id)?;
         while let Some(id) = queue.pop() {
             let Some(inv) = g.invocations.get_mut(&id) else {
                 continue;

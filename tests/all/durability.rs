@@ -159,6 +159,94 @@ fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_du
     );
 }
 
+/// Inputs (artifacts produced by `user`) that are durable in `db`, and how many distinct
+/// input descriptions they carry; `None` while the database cannot be read yet.
+fn durable_inputs(db: &Path) -> Option<(u64, u64)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    conn.query_row(
+        "SELECT count(*), count(DISTINCT json_extract(data, '$.payload.description'))
+         FROM artifacts WHERE json_extract(data, '$.producer') = 'user'",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )
+    .ok()
+}
+
+#[test]
+fn a_run_killed_while_its_inputs_are_still_being_published_resumes_with_each_input_once() {
+    // Inputs are published a chunk at a time while the workers run; a kill in the middle
+    // leaves a prefix of them durable, and the resumed run publishes exactly the rest.
+    let n = 3000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), n);
+    let db = dir.path().join("w.db");
+    let mut child = murmur()
+        .args(["run", "-q", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .arg(&manifest)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        if let Some((published, _)) = durable_inputs(&db) {
+            if published > 0 && published < n {
+                child.kill().expect("SIGKILL");
+                seen = Some(published);
+                break;
+            }
+            if published >= n {
+                break;
+            }
+        }
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let seen = seen.expect("the run was seen with only some of its inputs durable");
+    let (at_kill, _) = durable_inputs(&db).expect("readable after the kill");
+    assert!(
+        at_kill >= seen && at_kill < n,
+        "killed with {at_kill} of {n} inputs durable"
+    );
+
+    let out = murmur()
+        .args(["resume", "-q", "--json", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .output()
+        .expect("resume");
+    assert!(
+        out.status.success(),
+        "resume failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("resume --json prints the summary");
+    assert_eq!(summary["status"], "complete");
+    assert_eq!(
+        durable_inputs(&db),
+        Some((n, n)),
+        "every input published once (killed with {at_kill} durable)"
+    );
+    let (counts, _) = fingerprint(&db);
+    let work = n + n.div_ceil(5) + n.div_ceil(25) + n.div_ceil(125);
+    for t in [
+        "WorkDiscovery",
+        "AnalysisResult",
+        "Implementation",
+        "ValidationResult",
+    ] {
+        assert_eq!(counts[t], work, "{t}: the workload's closed form");
+    }
+}
+
 #[test]
 fn run_leaves_a_database_that_status_and_graph_read() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -13,6 +13,7 @@
 
 pub mod cascade;
 pub mod execute;
+mod inputs;
 pub mod metrics;
 pub mod plan;
 mod pool;
@@ -21,7 +22,6 @@ use crate::artifact::{ArtifactId, Visibility, now_ms};
 use crate::blackboard::{PluginVersion, RunRecord, Store, StoreError};
 use crate::hotload::Reload;
 use crate::invocation::{InvocationRecord, InvocationStatus};
-use crate::name::Name;
 use crate::observe::Event;
 use crate::plugin::bindings::types::PluginError;
 use crate::plugin::{Fault, FaultKind, InvokeError};
@@ -32,6 +32,7 @@ use crate::work::{WorkItem, WorkStatus};
 use crate::workflow::Workflow;
 use cascade::{Cascade, CascadeState, Draft};
 use execute::{CheckedOutput, Executed, Failure};
+use inputs::InputFeed;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
@@ -150,8 +151,9 @@ impl Scheduler {
         let mut record = self.new_record(&workflow_id);
         self.store.save_run(&record)?;
         let mut state = CascadeState::default();
-        self.publish_inputs(&workflow_id, &mut state)?;
-        self.drive(&workflow_id, &mut state, started, &mut record)
+        let mut feed = InputFeed::new(&self.wf().manifest.inputs, 0);
+        self.publish_inputs(&workflow_id, &mut state, &mut feed)?;
+        self.drive(&workflow_id, &mut state, started, &mut record, feed)
             .await
     }
 
@@ -175,40 +177,64 @@ impl Scheduler {
         record.finished_at_ms = None;
         self.store.save_run(&record)?;
         let mut state = CascadeState::rebuild(self.store.as_ref(), &workflow_id)?;
-        if self.store.counts(&workflow_id)?.total == 0 {
-            // Killed before its inputs were durable: start it properly.
-            self.publish_inputs(&workflow_id, &mut state)?;
+        // Inputs are published in manifest order, a chunk at a time: those on the
+        // blackboard are a prefix, and the rest follow as in a new run.
+        let published = self.inputs_published(&workflow_id)?;
+        let mut feed = InputFeed::new(&self.wf().manifest.inputs, published);
+        if published == 0 {
+            // Killed before its first inputs were durable: start it properly.
+            self.publish_inputs(&workflow_id, &mut state, &mut feed)?;
         }
-        self.drive(&workflow_id, &mut state, started, &mut record)
+        self.drive(&workflow_id, &mut state, started, &mut record, feed)
             .await
     }
 
-    /// Publish the manifest's inputs as the run's first commit.
-    fn publish_inputs(&self, workflow_id: &str, state: &mut CascadeState) -> Result<(), RunError> {
+    /// How many of the manifest's inputs a run has published: its artifacts produced by
+    /// `user`, a name no plugin may take.
+    fn inputs_published(&self, workflow_id: &str) -> Result<u64, StoreError> {
+        let all = crate::blackboard::ArtifactQuery {
+            workflow_id: workflow_id.to_string(),
+            type_name: None,
+            tags: Vec::new(),
+            limit: usize::MAX,
+        };
+        let mut n = 0;
+        self.store
+            .visit_recent(&all, &crate::artifact::Viewer::operator(), &mut |a| {
+                if a.producer == "user" {
+                    n += 1;
+                }
+                true
+            })?;
+        Ok(n)
+    }
+
+    /// Publish the first chunk of the manifest's inputs (all of them if they refer to
+    /// each other) as the run's first commit; the coordinator publishes the rest while
+    /// the workers run (see `inputs.rs`).
+    fn publish_inputs(
+        &self,
+        workflow_id: &str,
+        state: &mut CascadeState,
+        feed: &mut InputFeed,
+    ) -> Result<(), RunError> {
+        let chunk = feed.next_chunk(&self.wf(), workflow_id);
+        self.publish_chunk(workflow_id, state, chunk)
+    }
+
+    /// Publish `inputs` in one commit: planned (keys and blockers among them), then
+    /// published in order, like one agent's outputs.
+    fn publish_chunk(
+        &self,
+        workflow_id: &str,
+        state: &mut CascadeState,
+        inputs: Vec<CheckedOutput>,
+    ) -> Result<(), RunError> {
+        if inputs.is_empty() {
+            return Ok(());
+        }
         let wf = self.wf();
         let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
-        // The inputs are published like one agent's outputs: routed, then planned (keys
-        // and blockers among them), then published in order.
-        let mut inputs = Vec::new();
-        for input in &wf.manifest.inputs {
-            for index in 0..input.count {
-                let mut payload = input.payload_for(index);
-                let routing = match &wf.router {
-                    Some(router) if input.type_name == WORK_DISCOVERY => {
-                        router.place(&mut payload, "user", workflow_id)
-                    }
-                    _ => None,
-                };
-                inputs.push(CheckedOutput {
-                    type_name: Name::new(&input.type_name),
-                    payload,
-                    tags: input.tags.clone(),
-                    visibility: input.visibility.clone(),
-                    routing,
-                    text: None,
-                });
-            }
-        }
         let plan = plan::blocking(&mut cascade, state, &inputs)?.map_err(RunError::Inputs)?;
         for (input, planned) in inputs.into_iter().zip(plan) {
             cascade.publish(
@@ -237,10 +263,11 @@ impl Scheduler {
         state: &mut CascadeState,
         started: Instant,
         run: &mut RunRecord,
+        feed: InputFeed,
     ) -> Result<RunSummary, RunError> {
         // The loop's threads block (wasmtime calls are synchronous), so this thread leaves
         // the async runtime's worker set while they run.
-        tokio::task::block_in_place(|| self.drive_blocking(workflow_id, state, started, run))
+        tokio::task::block_in_place(|| self.drive_blocking(workflow_id, state, started, run, feed))
     }
 
     fn drive_blocking(
@@ -249,6 +276,7 @@ impl Scheduler {
         state: &mut CascadeState,
         started: Instant,
         run: &mut RunRecord,
+        feed: InputFeed,
     ) -> Result<RunSummary, RunError> {
         let wf = self.wf();
         let limits = wf.limits().clone();
@@ -279,7 +307,7 @@ impl Scheduler {
                     )));
                 }
             }
-            self.coordinate(workflow_id, &pool, &mut reloads, &monitoring)
+            self.coordinate(workflow_id, &pool, feed, &mut reloads, &monitoring)
         });
         let shared = pool.into_shared();
         *state = shared.state;

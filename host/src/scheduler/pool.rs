@@ -15,6 +15,7 @@
 //! apply hot loads.
 
 use super::execute::{self, Executed};
+use super::inputs::InputFeed;
 use super::{RunError, Scheduler, cascade::CascadeState};
 use crate::artifact::now_ms;
 use crate::hotload::Reload;
@@ -240,9 +241,11 @@ impl Scheduler {
         &self,
         workflow_id: &str,
         pool: &Pool,
+        feed: InputFeed,
         reloads: &mut Option<UnboundedReceiver<Reload>>,
         monitoring: &MonitoringPolicy,
     ) -> Result<(), RunError> {
+        self.feed(workflow_id, pool, feed);
         let mut g = Some(pool.lock());
         let outcome = self.coordinate_locked(workflow_id, pool, &mut g, reloads, monitoring);
         let mut g = match g {
@@ -254,6 +257,23 @@ impl Scheduler {
         match (outcome, g.error.take()) {
             (_, Some(e)) => Err(e),
             (outcome, None) => outcome,
+        }
+    }
+
+    /// Publish the inputs still to come, a chunk at a time, while the workers run: each
+    /// chunk is prepared outside the lock and committed under it.
+    fn feed(&self, workflow_id: &str, pool: &Pool, mut feed: InputFeed) {
+        while feed.remaining() {
+            let chunk = feed.next_chunk(&self.wf(), workflow_id);
+            let mut g = pool.lock();
+            if g.done {
+                return;
+            }
+            let shared = &mut *g;
+            if let Err(e) = self.publish_chunk(workflow_id, &mut shared.state, chunk) {
+                return fail(pool, &mut g, e);
+            }
+            wake_workers(pool, &mut g);
         }
     }
 

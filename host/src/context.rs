@@ -26,17 +26,64 @@ use crate::workflow::{Agent, Workflow};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+// WIT copies of artifacts an earlier invocation on this thread was handed, kept for the
+// next one (see `Reuse`).
+thread_local! {
+    static KEPT: std::cell::RefCell<Vec<wit::Artifact>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// WIT copies of artifacts, reused from one invocation to the next on a worker thread.
+///
+/// Consecutive invocations see mostly the same recent artifacts (a worker's next call
+/// comes after two or three new ones), and copying each into its WIT form — six or more
+/// strings — was a tenth of the run loop's time. Artifacts never change once published,
+/// so a copy made for one invocation serves the next as it is.
+#[derive(Default)]
+pub struct Reuse {
+    kept: Vec<wit::Artifact>,
+}
+
+impl Reuse {
+    /// What the last invocation on this thread gave back.
+    pub fn take() -> Self {
+        Self {
+            kept: KEPT.with(|k| std::mem::take(&mut *k.borrow_mut())),
+        }
+    }
+
+    /// `a` in WIT form: a kept copy if there is one, else a new one.
+    pub fn wit(&mut self, a: &Artifact) -> wit::Artifact {
+        let id = a.id.as_str();
+        match self.kept.iter().position(|k| k.id == id) {
+            Some(i) => self.kept.swap_remove(i),
+            None => artifact_to_wit(a),
+        }
+    }
+
+    /// Keep `used` (an invocation's inputs and context, done with) for the next
+    /// invocation on this thread; what this one did not reuse is dropped.
+    pub fn give_back(used: impl IntoIterator<Item = wit::Artifact>) {
+        KEPT.with(|k| {
+            let mut k = k.borrow_mut();
+            k.clear();
+            k.extend(used);
+        });
+    }
+}
+
 /// The built-in provider's candidates for an invocation of `agent` on `inputs`, as WIT.
 ///
-/// Artifacts are read in place in the store and copied straight into their WIT form: the
-/// two workers read the same recent artifacts, and cloning an `Arc` to each would make
-/// their shared reference counts a cache line the cores fight over.
+/// Artifacts are read in place in the store and copied straight into their WIT form (or
+/// taken from `reuse`): the two workers read the same recent artifacts, and cloning an
+/// `Arc` to each would make their shared reference counts a cache line the cores fight
+/// over.
 pub fn candidates(
     wf: &Workflow,
     store: &dyn Store,
     agent: &Agent,
     workflow_id: &str,
     inputs: &[Arc<Artifact>],
+    reuse: &mut Reuse,
 ) -> Vec<wit::Artifact> {
     let policy = &wf.manifest.policies.context;
     if policy.max_artifacts == 0 {
@@ -52,7 +99,7 @@ pub fn candidates(
         let size = a.payload_len();
         if bytes + size <= policy.max_bytes {
             bytes += size;
-            chosen.push(artifact_to_wit(a));
+            chosen.push(reuse.wit(a));
         }
         chosen.len() < policy.max_artifacts
     };
@@ -146,8 +193,16 @@ pub fn assemble(
     agent: &Agent,
     inputs: &[Arc<Artifact>],
     invocation: &mut wit::Invocation,
+    reuse: &mut Reuse,
 ) {
-    let chosen = candidates(wf, store.as_ref(), agent, &invocation.workflow_id, inputs);
+    let chosen = candidates(
+        wf,
+        store.as_ref(),
+        agent,
+        &invocation.workflow_id,
+        inputs,
+        reuse,
+    );
     let chosen = if wf.context_providers.is_empty() {
         chosen
     } else {
@@ -156,4 +211,53 @@ pub fn assemble(
         provide(&wf.context_providers, board, invocation, chosen)
     };
     invocation.context.extend(chosen);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::{ArtifactId, Visibility};
+
+    fn artifact(id: &str, payload: serde_json::Value) -> Artifact {
+        Artifact {
+            id: ArtifactId::from(id),
+            type_name: "Note".into(),
+            payload: payload.into(),
+            producer: "a".into(),
+            workflow_id: "w".into(),
+            parent_ids: vec![ArtifactId::from("p")],
+            tags: vec!["t".into()],
+            visibility: Visibility::Public,
+            created_at_ms: 7,
+            depth: 1,
+            work_item: None,
+        }
+    }
+
+    #[test]
+    fn a_reused_copy_is_the_artifact_it_was_made_from() {
+        let (a, b) = (
+            artifact("a", serde_json::json!({"n": 1})),
+            artifact("b", serde_json::json!({"n": 2})),
+        );
+        let fresh = |x: &Artifact| format!("{:?}", artifact_to_wit(x));
+        // Another thread's copies are not this thread's.
+        std::thread::spawn({
+            let a = artifact_to_wit(&a);
+            move || Reuse::give_back([a])
+        })
+        .join()
+        .expect("thread");
+        let mut reuse = Reuse::take();
+        assert!(reuse.kept.is_empty());
+        Reuse::give_back([artifact_to_wit(&a), artifact_to_wit(&b)]);
+        let mut reuse2 = Reuse::take();
+        assert_eq!(reuse2.kept.len(), 2);
+        assert_eq!(format!("{:?}", reuse2.wit(&b)), fresh(&b));
+        assert_eq!(format!("{:?}", reuse2.wit(&a)), fresh(&a));
+        assert!(reuse2.kept.is_empty(), "each copy is handed out once");
+        // Not kept: made afresh.
+        assert_eq!(format!("{:?}", reuse2.wit(&a)), fresh(&a));
+        assert_eq!(format!("{:?}", reuse.wit(&b)), fresh(&b));
+    }
 }

@@ -10,7 +10,7 @@ use crate::blackboard::Store;
 use crate::context;
 use crate::invocation::InvocationRecord;
 use crate::plugin::bindings::types as wit;
-use crate::plugin::convert::{artifact_to_wit, visibility_from_wit};
+use crate::plugin::convert::visibility_from_wit;
 use crate::plugin::{BoardAccess, Fault, FaultKind, InvokeError, LlmAccess, LoadedPlugin};
 use crate::schema::{PREVIOUS_ATTEMPT, WORK_DISCOVERY};
 use crate::validation::{self, Refusal};
@@ -120,18 +120,54 @@ fn run(
     if !record.feedback.is_empty() {
         context.push(previous_attempt(record));
     }
+    let mut reuse = context::Reuse::take();
     let mut invocation = wit::Invocation {
         agent: record.agent.as_str().to_owned(),
         invocation_id: record.id.as_str().to_owned(),
         workflow_id: record.workflow_id.as_str().to_owned(),
         phase: phase.map(|p| p.info.clone()),
-        inputs: inputs.iter().map(|a| artifact_to_wit(a)).collect(),
+        inputs: inputs.iter().map(|a| reuse.wit(a)).collect(),
         context,
         config: agent.plugin.config_json.clone(),
     };
     let pinned = invocation.context.len();
-    context::assemble(wf, store, agent, &inputs, &mut invocation);
-    fit_input_budget(&mut invocation, pinned, agent.plugin.limits.max_input_bytes)?;
+    context::assemble(wf, store, agent, &inputs, &mut invocation, &mut reuse);
+    drop(reuse);
+    let result = fit_input_budget(&mut invocation, pinned, agent.plugin.limits.max_input_bytes)
+        .map_err(Failure::from)
+        .and_then(|()| {
+            call(
+                wf,
+                store,
+                record,
+                agent,
+                phase,
+                &invocation,
+                claimed,
+                dispatch,
+            )
+        });
+    // The artifacts handed to this call serve the next one on this thread; the pinned
+    // host artifacts are made afresh each time.
+    let wit::Invocation {
+        inputs, context, ..
+    } = invocation;
+    context::Reuse::give_back(inputs.into_iter().chain(context.into_iter().skip(pinned)));
+    result
+}
+
+/// Call the agent with `invocation` and check what it returns.
+#[allow(clippy::too_many_arguments)]
+fn call(
+    wf: &Workflow,
+    store: &Arc<dyn Store>,
+    record: &InvocationRecord,
+    agent: &crate::workflow::Agent,
+    phase: Option<&crate::workflow::PhaseContext>,
+    invocation: &wit::Invocation,
+    claimed: Instant,
+    dispatch: &mut std::time::Duration,
+) -> Result<Vec<CheckedOutput>, Failure> {
     // What each plugin of this invocation (the agent, its validators) may reach.
     let phase_name = phase.map(|p| p.info.name.clone()).unwrap_or_default();
     let board = |p: &LoadedPlugin| {
@@ -149,8 +185,8 @@ fn run(
     *dispatch = claimed.elapsed();
     let access = board(&agent.plugin);
     let mut outputs = match &agent.native {
-        Some(native) => native.handle(&invocation).map_err(InvokeError::Plugin)?,
-        None => agent.plugin.handle(&invocation, access)?,
+        Some(native) => native.handle(invocation).map_err(InvokeError::Plugin)?,
+        None => agent.plugin.handle(invocation, access)?,
     };
     let mut checked = check_outputs(wf, &agent.plugin, &outputs)?;
 
@@ -183,7 +219,7 @@ fn run(
         }
     }
     if !wf.validators.is_empty() {
-        validation::run_plugins(&wf.validators, board, &invocation, &outputs)
+        validation::run_plugins(&wf.validators, board, invocation, &outputs)
             .map_err(Failure::Refused)?;
     }
     Ok(checked)

@@ -426,6 +426,14 @@ fn status_text<T: serde::Serialize>(v: &T) -> String {
 /// transaction writes the whole batch, so earlier versions would be overwritten before
 /// anyone could read them (an invocation is typically queued, then done, in one batch).
 fn supersede(batch: &mut [Msg]) {
+    let commits = batch
+        .iter()
+        .filter(|m| matches!(m, Msg::Commit(_)))
+        .count();
+    if commits < 2 {
+        // One commit holds each record once: nothing to supersede.
+        return;
+    }
     let mut work = std::collections::HashSet::new();
     let mut invocations = std::collections::HashSet::new();
     for msg in batch.iter_mut().rev() {
@@ -443,13 +451,10 @@ fn keep_last<T, K: std::hash::Hash + Eq>(
     seen: &mut std::collections::HashSet<K>,
     key: impl Fn(&T) -> K,
 ) {
-    let mut kept: Vec<T> = std::mem::take(items)
-        .into_iter()
-        .rev()
-        .filter(|x| seen.insert(key(x)))
-        .collect();
-    kept.reverse();
-    *items = kept;
+    // Walk from the end marking the last version of each key, then keep those in order.
+    let keep: Vec<bool> = items.iter().rev().map(|x| seen.insert(key(x))).collect();
+    let mut last_first = keep.into_iter().rev();
+    items.retain(|_| last_first.next().unwrap_or(true));
 }
 
 fn write_batch(

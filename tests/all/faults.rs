@@ -76,6 +76,13 @@ async fn a_plugin_that_allocates_without_bound_hits_its_cap_and_is_classified_me
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_allocates_small_blocks_without_bound_is_classified_memory() {
+    // Small blocks come from the guest SDK's size classes, not the standard allocator:
+    // running out there must end the same way.
+    assert_contained("memory-small", "memory_mb = 16", "memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_output_that_violates_its_schema_is_refused_and_stored_nowhere() {
     let run = assert_contained("schema", "", "invalid_output").await;
     // No WorkDiscovery with a numeric description exists anywhere.

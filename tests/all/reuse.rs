@@ -121,3 +121,41 @@ async fn every_warm_instance_has_a_pool_slot_beside_the_fresh_ones() {
     );
     assert_eq!(run.summary.invocations, 14);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guest_allocator_keeps_every_block_intact_across_the_calls_of_a_warm_instance() {
+    // The guest SDK's size-class allocator hands blocks freed in one call to the next;
+    // the probe's `churn` makes, resizes and frees 20,000 blocks of 1..6,000 bytes per
+    // call and checks each one's contents before it lets go of it.
+    let mut m = format!(
+        "[workflow]\nname = \"churn\"\n[workflow.limits]\nconcurrency = 1\n{PHASES_AND_NOTE}{}",
+        probe(
+            "churner",
+            "mode = \"churn\"",
+            "Note",
+            Some("payload.label != ''")
+        )
+    );
+    m.push_str("[plugin.limits]\nreuse = 10\n");
+    let labels = ["a", "bb", "ccc", "dddd", "eeeee", "ffffff"];
+    for label in labels {
+        m.push_str(&format!(
+            "\n[[input]]\ntype = \"Note\"\npayload = {{ label = \"{label}\" }}\n"
+        ));
+    }
+    let run = run(&m).await;
+    let notes: Vec<_> = run
+        .artifacts("Note")
+        .into_iter()
+        .filter(|a| a.producer == "churner")
+        .collect();
+    assert_eq!(notes.len(), labels.len(), "{:?}", run.summary.faults);
+    for n in notes {
+        assert!(
+            n.payload["checked"].as_u64().unwrap_or(0) > 5_000,
+            "{}",
+            n.payload
+        );
+        assert_eq!(n.payload["corrupt"], 0, "{}", n.payload);
+    }
+}

@@ -9,6 +9,11 @@
 //! - `trap`: panic (the instance traps);
 //! - `loop`: spin forever (the host's deadline must stop it);
 //! - `memory`: allocate without bound (the host's memory cap must stop it);
+//! - `memory-small`: the same in 48-byte blocks (the SDK's size classes, not the
+//!   standard allocator, run out);
+//! - `churn`: allocate, grow, shrink and free blocks of every size class and beyond in a
+//!   seeded order, checking each block's contents before it is freed; publishes a `Note`
+//!   with the blocks checked and the corrupt ones (the SDK allocator's integrity check);
 //! - `garbage`: return a payload that is not JSON;
 //! - `schema`: return a WorkDiscovery that violates its schema;
 //! - `fail`: return a `failed` plugin error (errors as data, not a fault);
@@ -96,6 +101,18 @@ impl Agent for Probe {
                     hoard.push(core::hint::black_box(block));
                 }
             }
+            "memory-small" => {
+                let mut hoard: Vec<Box<[u8; 48]>> = Vec::new();
+                loop {
+                    let mut block = Box::new([0u8; 48]);
+                    block[0] = hoard.len() as u8;
+                    hoard.push(core::hint::black_box(block));
+                }
+            }
+            "churn" => {
+                let (checked, corrupt) = churn(input.payload.len() as u64);
+                Ok(vec![Output::json("Note", &serde_json::json!({ "checked": checked, "corrupt": corrupt }))?])
+            }
             "garbage" => Ok(vec![Output {
                 type_name: types::WORK_DISCOVERY.into(),
                 payload: "{not json at all".into(),
@@ -154,6 +171,60 @@ impl Agent for Probe {
             other => Err(PluginError::invalid_input(format!("unknown probe mode '{other}'"))),
         }
     }
+}
+
+/// Blocks of sizes 1..6,000 bytes made, resized and freed in a seeded order, each filled
+/// with a pattern of its own and checked before it is resized or freed. Returns (blocks
+/// checked, blocks found corrupt).
+fn churn(seed: u64) -> (u64, u64) {
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let fill = |v: &mut Vec<u8>, tag: u8| {
+        for (i, b) in v.iter_mut().enumerate() {
+            *b = tag ^ (i as u8);
+        }
+    };
+    let intact = |v: &[u8], tag: u8| v.iter().enumerate().all(|(i, b)| *b == tag ^ (i as u8));
+    let mut live: Vec<(Vec<u8>, u8)> = Vec::new();
+    let (mut checked, mut corrupt) = (0u64, 0u64);
+    for round in 0..20_000u32 {
+        let r = next();
+        let tag = (round % 251) as u8;
+        match r % 4 {
+            0 | 1 => {
+                let mut v = vec![0u8; 1 + (next() % 6000) as usize];
+                fill(&mut v, tag);
+                live.push((v, tag));
+            }
+            2 if !live.is_empty() => {
+                let i = (next() % live.len() as u64) as usize;
+                let (v, t) = live.swap_remove(i);
+                checked += 1;
+                corrupt += u64::from(!intact(&v, t));
+            }
+            _ if !live.is_empty() => {
+                // Grow or shrink in place or across classes; the kept prefix must survive.
+                let i = (next() % live.len() as u64) as usize;
+                let (v, t) = &mut live[i];
+                checked += 1;
+                corrupt += u64::from(!intact(v, *t));
+                v.resize(1 + (next() % 6000) as usize, 0);
+                v.shrink_to_fit();
+                fill(v, *t);
+            }
+            _ => {}
+        }
+    }
+    for (v, t) in &live {
+        checked += 1;
+        corrupt += u64::from(!intact(v, *t));
+    }
+    (checked, corrupt)
 }
 
 murmur_guest::export_agent!(Probe);

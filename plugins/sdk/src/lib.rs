@@ -46,7 +46,14 @@ pub use wit_bindgen as __wit_bindgen;
 pub const API_VERSION: &str = "0.1.0";
 
 pub mod payload;
+#[cfg(feature = "fast-alloc")]
+pub mod size_classes;
 mod world;
+
+/// Small blocks by size class (see [`size_classes`]); the `fast-alloc` feature.
+#[cfg(feature = "fast-alloc")]
+#[global_allocator]
+static ALLOCATOR: size_classes::SizeClasses = size_classes::SizeClasses::new();
 pub use world::*;
 
 /// Everything a plugin usually needs.

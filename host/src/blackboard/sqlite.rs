@@ -426,10 +426,7 @@ fn status_text<T: serde::Serialize>(v: &T) -> String {
 /// transaction writes the whole batch, so earlier versions would be overwritten before
 /// anyone could read them (an invocation is typically queued, then done, in one batch).
 fn supersede(batch: &mut [Msg]) {
-    let commits = batch
-        .iter()
-        .filter(|m| matches!(m, Msg::Commit(_)))
-        .count();
+    let commits = batch.iter().filter(|m| matches!(m, Msg::Commit(_))).count();
     if commits < 2 {
         // One commit holds each record once: nothing to supersede.
         return;

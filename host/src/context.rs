@@ -71,21 +71,21 @@ impl Reuse {
     }
 }
 
-/// The built-in provider's candidates for an invocation of `agent` on `inputs`, as WIT.
+/// The built-in provider's candidates for an invocation of `agent` on `inputs`, as WIT,
+/// within the agent's context budget.
 ///
 /// Artifacts are read in place in the store and copied straight into their WIT form (or
 /// taken from `reuse`): the two workers read the same recent artifacts, and cloning an
 /// `Arc` to each would make their shared reference counts a cache line the cores fight
 /// over.
 pub fn candidates(
-    wf: &Workflow,
     store: &dyn Store,
     agent: &Agent,
     workflow_id: &str,
     inputs: &[Arc<Artifact>],
     reuse: &mut Reuse,
 ) -> Vec<wit::Artifact> {
-    let policy = &wf.manifest.policies.context;
+    let policy = &agent.context;
     if policy.max_artifacts == 0 {
         return Vec::new();
     }
@@ -196,7 +196,6 @@ pub fn assemble(
     reuse: &mut Reuse,
 ) {
     let chosen = candidates(
-        wf,
         store.as_ref(),
         agent,
         &invocation.workflow_id,

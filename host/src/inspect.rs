@@ -116,6 +116,7 @@ pub fn inspect(path: &Path, cache: ComponentCache) -> Result<Report, InspectErro
         tenant: None,
         grants: needs_grants.clone(),
         read_dirs: Vec::new(),
+        context: None,
         span: 0..0,
         path_span: 0..0,
         origin: None,

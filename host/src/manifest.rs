@@ -284,6 +284,8 @@ pub struct PluginDecl {
     pub grants: Vec<String>,
     /// Directories a WASI guest may read, as (guest path, host directory); read-only.
     pub read_dirs: Vec<(String, PathBuf)>,
+    /// An agent's own context budget over the workflow's `[context]`.
+    pub context: Option<crate::policy::ContextOverride>,
     /// Where the table starts (for later errors about this plugin).
     pub span: Range<usize>,
     /// Where `path` was written.
@@ -645,10 +647,22 @@ fn convert_parts(
             }
             None => Vec::new(),
         };
+        let context = match p.context {
+            Some(c) if world != World::Agent => {
+                return Err(at(
+                    c.span(),
+                    format!(
+                        "plugin '{name}': `context` sets an agent's context budget; this plugin implements world '{world}', not 'agent'"
+                    ),
+                ));
+            }
+            c => c.map(Spanned::into_inner),
+        };
         plugins.push(PluginDecl {
             name,
             grants,
             read_dirs,
+            context,
             path: base.join(p.path.get_ref()),
             world,
             sha256: p.sha256.map(|s| s.into_inner().to_ascii_lowercase()),
@@ -763,6 +777,8 @@ struct RawPlugin {
     grants: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     read_dirs: Option<Spanned<BTreeMap<String, String>>>,
+    #[serde(default)]
+    context: Option<Spanned<crate::policy::ContextOverride>>,
 }
 
 #[derive(Deserialize)]

@@ -45,6 +45,35 @@ impl Default for ContextPolicy {
     }
 }
 
+/// `context` on an agent's `[[plugin]]` table: that agent's own budget, for agents that
+/// need more, less or none of what `[context]` gives the others (a formatter that reads
+/// only its input; a planner that wants a longer history). Each key left out keeps the
+/// workflow's value.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContextOverride {
+    /// [`ContextPolicy::max_artifacts`].
+    pub max_artifacts: Option<usize>,
+    /// [`ContextPolicy::max_bytes`].
+    pub max_bytes: Option<usize>,
+    /// [`ContextPolicy::ancestry_depth`].
+    pub ancestry_depth: Option<u32>,
+    /// [`ContextPolicy::recent`].
+    pub recent: Option<bool>,
+}
+
+impl ContextOverride {
+    /// `base` with the keys this override sets.
+    pub fn apply(&self, base: &ContextPolicy) -> ContextPolicy {
+        ContextPolicy {
+            max_artifacts: self.max_artifacts.unwrap_or(base.max_artifacts),
+            max_bytes: self.max_bytes.unwrap_or(base.max_bytes),
+            ancestry_depth: self.ancestry_depth.unwrap_or(base.ancestry_depth),
+            recent: self.recent.unwrap_or(base.recent),
+        }
+    }
+}
+
 /// One `[[routing.rule]]`: a phrase and the phase it sends work to.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

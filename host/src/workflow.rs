@@ -39,6 +39,9 @@ pub struct Agent {
     pub plugin: Arc<LoadedPlugin>,
     /// Its subscriptions (the manifest's override, else the plugin's own).
     pub subscriptions: Vec<Subscription>,
+    /// Its context budget: the workflow's `[context]` with the agent's own `context`
+    /// keys over it.
+    pub context: crate::policy::ContextPolicy,
     /// A native handler that replaces the plugin's sandboxed `handle()`. Only benchmarks
     /// set it (`murmur bench cascade --native`), to price the sandbox: everything else —
     /// matching, output checks, commits — stays on the same path.
@@ -258,9 +261,14 @@ impl Workflow {
                 if subscriptions.is_empty() {
                     tracing::warn!(plugin = %decl.name, "agent has no subscriptions; it will never run");
                 }
+                let base = &manifest.policies.context;
                 agents.push(Agent {
                     plugin: plugin.clone(),
                     subscriptions,
+                    context: decl
+                        .context
+                        .as_ref()
+                        .map_or_else(|| base.clone(), |c| c.apply(base)),
                     native: None,
                 });
             }

@@ -75,6 +75,45 @@ async fn the_context_stays_within_its_artifact_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_its_own_context_budget_gets_that_budget_and_the_others_the_workflows() {
+    let peek = |name: &str, budget: Option<&str>| {
+        let r = reader(
+            name,
+            "mode = \"peek\", emit_type = \"Seen\"",
+            "Trigger",
+            None,
+        );
+        match budget {
+            Some(b) => r.replacen(
+                "world = \"agent\"\n",
+                &format!("world = \"agent\"\ncontext = {{ {b} }}\n"),
+                1,
+            ),
+            None => r,
+        }
+    };
+    let text = format!(
+        "[workflow]\nname = \"c\"\n[context]\nmax_artifacts = 4\n{PHASES_AND_NOTE}{}{}{}\n[[input]]\ntype = \"Note\"\ncount = 10\npayload = {{ n = \"{{index}}\" }}\n[[input]]\ntype = \"Trigger\"\npayload = {{}}\n[[type]]\nname = \"Trigger\"\nschema = {{ type = \"object\" }}\n[[type]]\nname = \"Seen\"\nschema = {{ type = \"object\" }}\n",
+        peek("usual", None),
+        peek("wide", Some("max_artifacts = 8")),
+        peek("none", Some("max_artifacts = 0")),
+    );
+    let run = run(&text).await;
+    let seen_by = |agent: &str| -> Vec<String> {
+        let a = run
+            .artifacts("Seen")
+            .into_iter()
+            .find(|a| a.producer == agent)
+            .unwrap_or_else(|| panic!("{agent} ran"));
+        seen(&a.payload).0
+    };
+    // Lengths only: another reader's Seen may be among the most recent artifacts.
+    assert_eq!(seen_by("usual").len(), 4, "the workflow's [context]");
+    assert_eq!(seen_by("wide").len(), 8, "its own max_artifacts");
+    assert!(seen_by("none").is_empty(), "max_artifacts = 0: no context");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_cannot_see_what_it_may_not_in_context_or_on_the_board() {
     let reader = |name: &str, grants: &str| {
         reader(

@@ -129,3 +129,25 @@ fn policy_numbers_out_of_range_are_refused_at_their_section() {
     let err = error_of("[workflow]\nname = \"w\"\n[context]\nmax_bytes = \"lots\"\n");
     assert!(err.contains("workflow.toml:4:13"), "{err}");
 }
+
+#[test]
+fn an_agents_context_budget_is_checked_key_by_key_and_only_agents_take_one() {
+    let err = error_of(
+        "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"p\"\npath = \"{plugin:probe}\"\nworld = \"agent\"\ncontext = { max_artifact = 1 }\n",
+    );
+    assert!(
+        err.contains("workflow.toml:7:") && err.contains("max_artifact"),
+        "{err}"
+    );
+    assert!(
+        err.contains("max_artifacts"),
+        "names what it expected: {err}"
+    );
+    let err = error_of(
+        "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"v\"\npath = \"{plugin:review}\"\nworld = \"validator\"\ncontext = { max_artifacts = 1 }\n",
+    );
+    assert!(
+        err.contains("workflow.toml:7:") && err.contains("world 'validator', not 'agent'"),
+        "{err}"
+    );
+}

@@ -322,7 +322,8 @@ pub struct InputDecl {
 }
 
 impl InputDecl {
-    /// The payload of copy `index`.
+    /// The payload of copy `index`: `{index}` in its strings becomes the copy's number,
+    /// 0 for a single input as for the first of many.
     pub fn payload_for(&self, index: u64) -> serde_json::Value {
         fn fill(v: &serde_json::Value, index: &str) -> serde_json::Value {
             match v {
@@ -335,9 +336,6 @@ impl InputDecl {
                 }
                 other => other.clone(),
             }
-        }
-        if self.count <= 1 {
-            return self.payload.clone();
         }
         fill(&self.payload, &index.to_string())
     }
@@ -968,6 +966,27 @@ impl Manifest {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn index_placeholders_become_the_copy_number_even_for_a_single_input() {
+        let decl = |count| InputDecl {
+            type_name: "Note".into(),
+            payload: serde_json::json!({ "d": "item {index}", "n": ["{index}", 3] }),
+            tags: Vec::new(),
+            count,
+            visibility: Default::default(),
+            span: 0..0,
+        };
+        assert_eq!(
+            decl(1).payload_for(0),
+            serde_json::json!({ "d": "item 0", "n": ["0", 3] })
+        );
+        assert_eq!(
+            decl(5).payload_for(4),
+            serde_json::json!({ "d": "item 4", "n": ["4", 3] })
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -130,6 +130,24 @@ fn bench_cascade_checks_its_counts_against_the_closed_form_and_prints_one_json_l
 }
 
 #[test]
+fn bench_cascade_holds_its_closed_form_for_every_small_n() {
+    // N = 1 once failed: a single input's `{index}` was left as text, so the agents
+    // refused it and recovery work broke the closed form.
+    for n in 1..=6 {
+        let out = murmur()
+            .current_dir(repo())
+            .args(["bench", "cascade", "--n", &n.to_string(), "--json"])
+            .output()
+            .expect("murmur runs");
+        assert!(
+            out.status.success(),
+            "N = {n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn bench_cascade_native_runs_the_same_workload_without_the_sandbox() {
     let out = murmur()
         .current_dir(repo())

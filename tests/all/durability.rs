@@ -77,6 +77,27 @@ fn run_into(manifest: &Path, db: &Path) {
     );
 }
 
+/// Start running `manifest` into the database `db`, quietly, to be killed.
+fn spawn_run(manifest: &Path, db: &Path) -> std::process::Child {
+    murmur()
+        .args(["run", "-q", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .arg(manifest)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn")
+}
+
+/// `murmur resume --json` on the database `db`.
+fn resume(db: &Path) -> std::process::Output {
+    murmur()
+        .args(["resume", "-q", "--json", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .output()
+        .expect("resume")
+}
+
 /// A small deterministic generator (xorshift), so the kill points are seeded.
 struct Rng(u64);
 impl Rng {
@@ -105,14 +126,7 @@ fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_du
     let mut interrupted = 0;
     for trial in 0..20 {
         let db = dir.path().join(format!("trial-{trial}.db"));
-        let mut child = murmur()
-            .args(["run", "-q", "--store"])
-            .arg(format!("sqlite:{}", db.display()))
-            .arg(&manifest)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn");
+        let mut child = spawn_run(&manifest, &db);
         let delay = 30 + rng.next() % 400;
         std::thread::sleep(Duration::from_millis(delay));
         child.kill().expect("SIGKILL");
@@ -126,11 +140,7 @@ fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_du
             .map(|r| r.first().is_some_and(|r| r.status == "running"))
             .unwrap_or(false);
         interrupted += usize::from(was_running);
-        let out = murmur()
-            .args(["resume", "-q", "--json", "--store"])
-            .arg(format!("sqlite:{}", db.display()))
-            .output()
-            .expect("resume");
+        let out = resume(&db);
         if !was_running && !out.status.success() {
             // Killed before the run was recorded at all: nothing to resume.
             continue;
@@ -182,14 +192,7 @@ fn a_run_killed_while_its_inputs_are_still_being_published_resumes_with_each_inp
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = cascade_manifest(dir.path(), n);
     let db = dir.path().join("w.db");
-    let mut child = murmur()
-        .args(["run", "-q", "--store"])
-        .arg(format!("sqlite:{}", db.display()))
-        .arg(&manifest)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_run(&manifest, &db);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let mut seen = None;
     while std::time::Instant::now() < deadline {
@@ -217,11 +220,7 @@ fn a_run_killed_while_its_inputs_are_still_being_published_resumes_with_each_inp
         "killed with {at_kill} of {n} inputs durable"
     );
 
-    let out = murmur()
-        .args(["resume", "-q", "--json", "--store"])
-        .arg(format!("sqlite:{}", db.display()))
-        .output()
-        .expect("resume");
+    let out = resume(&db);
     assert!(
         out.status.success(),
         "resume failed: {}",

@@ -8,8 +8,10 @@
 //! as the scheduler's loop was before: state changes still happen one at a time, in one
 //! order.
 //!
-//! The coordinator (the thread that called [`super::Scheduler::run`]) sleeps until the
-//! workers find nothing to claim while nothing runs. Then it decides what comes next:
+//! The coordinator (the thread that called [`super::Scheduler::run`]) first publishes the
+//! manifest's remaining inputs, a chunk at a time, while the workers take what is queued
+//! (`inputs.rs`). Then it sleeps until the workers find nothing to claim while nothing
+//! runs. Then it decides what comes next:
 //! wait out a retry's backoff, publish the run's last WorkflowMetrics, wait for a hot load
 //! that can take open work, or end the run. While the workers are busy it only wakes to
 //! apply hot loads.

@@ -135,7 +135,7 @@ pub struct LoadedPlugin {
     /// Capabilities granted beyond `log`.
     pub grants: Vec<String>,
     /// Read-only directories for WASI guests (guest path, host directory).
-    pub read_dirs: Vec<(String, PathBuf)>,
+    pub read_dirs: Arc<[(String, PathBuf)]>,
     /// Whether the compiled component came from the cache.
     pub cache: CacheOutcome,
     /// Time to load (read, compile or deserialise, link, describe).
@@ -242,7 +242,7 @@ impl LoadedPlugin {
             labels: decl.labels.clone(),
             tenant: decl.tenant.clone(),
             grants: decl.grants.clone(),
-            read_dirs: decl.read_dirs.clone(),
+            read_dirs: decl.read_dirs.clone().into(),
             cache,
             load_time: Duration::ZERO,
             pre,
@@ -311,7 +311,7 @@ impl LoadedPlugin {
             max_memory,
             deadline,
             board,
-            &self.read_dirs,
+            self.read_dirs.clone(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -342,9 +342,7 @@ impl LoadedPlugin {
         printed_from: usize,
     ) -> Result<R, Fault> {
         // What the guest printed reaches the host's log with the plugin's name.
-        let contents = store.data().output.contents();
-        let printed =
-            String::from_utf8_lossy(contents.get(printed_from..).unwrap_or_default()).to_string();
+        let printed = store.data().printed_since(printed_from);
         for line in printed.lines().filter(|l| !l.trim().is_empty()) {
             tracing::warn!(target: "murmur::guest", plugin = %self.name, "{line}");
         }
@@ -424,7 +422,7 @@ impl LoadedPlugin {
             }
         };
         let deadline = warm.store.data().deadline;
-        let printed_from = warm.store.data().output.contents().len();
+        let printed_from = warm.store.data().printed_len();
         let result = warm
             .agent
             .murmur_plugin_agent_api()
@@ -432,7 +430,7 @@ impl LoadedPlugin {
         let healthy = matches!(result, Ok(Ok(_)) | Ok(Err(_)));
         let result = self.finish_call(&mut warm.store, result, deadline, printed_from);
         warm.calls += 1;
-        let printed = warm.store.data().output.contents().len();
+        let printed = warm.store.data().printed_len();
         if healthy
             && result.is_ok()
             && warm.calls < self.limits.reuse

@@ -113,9 +113,14 @@ impl BoardAccess {
 
 /// State of one invocation's store.
 pub struct InvocationState {
-    pub(crate) wasi: WasiCtx,
-    /// The guest's stdout and stderr, captured.
-    pub(crate) output: MemoryOutputPipe,
+    /// The guest's WASI context, made at its first WASI call: most guests (Rust built
+    /// for `wasm32-unknown-unknown`) never make one, and a fresh instance per call would
+    /// otherwise build one per call.
+    wasi: Option<WasiCtx>,
+    /// The guest's stdout and stderr, captured (made with the WASI context).
+    output: Option<MemoryOutputPipe>,
+    /// The manifest's `read_dirs`, for the WASI context.
+    read_dirs: Arc<[(String, std::path::PathBuf)]>,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) plugin: Arc<str>,
@@ -136,25 +141,12 @@ impl InvocationState {
         max_memory: usize,
         deadline: Instant,
         board: Option<BoardAccess>,
-        read_dirs: &[(String, std::path::PathBuf)],
+        read_dirs: Arc<[(String, std::path::PathBuf)]>,
     ) -> Self {
-        // WASI is linked for guests built for wasm32-wasip2, with nothing granted:
-        // no files, no environment, no sockets, no inherited stdio. What a guest writes to
-        // stdout or stderr (a JavaScript exception, a Python traceback) is captured and
-        // reaches the host's log under the plugin's name.
-        let output = MemoryOutputPipe::new(MAX_GUEST_OUTPUT);
-        let mut builder = WasiCtx::builder();
-        builder.stdout(output.clone()).stderr(output.clone());
-        // The only files a guest sees: the manifest's `read_dirs`, read-only.
-        for (guest, host) in read_dirs {
-            if let Err(e) = builder.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadOnly) {
-                tracing::warn!(%plugin, "cannot open {} for the guest: {e}", host.display());
-            }
-        }
-        let wasi = builder.build();
         Self {
-            output,
-            wasi,
+            wasi: None,
+            output: None,
+            read_dirs,
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 max_bytes: max_memory,
@@ -179,11 +171,55 @@ impl InvocationState {
     }
 }
 
+impl InvocationState {
+    /// Bytes the guest has printed to stdout and stderr so far.
+    pub(crate) fn printed_len(&self) -> usize {
+        self.output.as_ref().map_or(0, |o| o.contents().len())
+    }
+
+    /// What the guest printed from byte `from` on.
+    pub(crate) fn printed_since(&self, from: usize) -> String {
+        match &self.output {
+            Some(o) => {
+                let contents = o.contents();
+                String::from_utf8_lossy(contents.get(from..).unwrap_or_default()).into_owned()
+            }
+            None => String::new(),
+        }
+    }
+
+    /// The WASI context, made at the first WASI call. WASI is linked for guests built for
+    /// wasm32-wasip2, with nothing granted: no files, no environment, no sockets, no
+    /// inherited stdio. What a guest writes to stdout or stderr (a JavaScript exception,
+    /// a Python traceback) is captured and reaches the host's log under the plugin's name.
+    fn wasi(&mut self) -> &mut WasiCtx {
+        let (output, read_dirs, plugin) = (&mut self.output, &self.read_dirs, &self.plugin);
+        self.wasi.get_or_insert_with(|| {
+            let pipe = output
+                .get_or_insert_with(|| MemoryOutputPipe::new(MAX_GUEST_OUTPUT))
+                .clone();
+            let mut builder = WasiCtx::builder();
+            builder.stdout(pipe.clone()).stderr(pipe);
+            // The only files a guest sees: the manifest's `read_dirs`, read-only.
+            for (guest, host) in read_dirs.iter() {
+                if let Err(e) = builder.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadOnly)
+                {
+                    tracing::warn!(%plugin, "cannot open {} for the guest: {e}", host.display());
+                }
+            }
+            builder.build()
+        })
+    }
+}
+
 impl WasiView for InvocationState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        // The context first: it borrows the state whole while it is made.
+        self.wasi();
+        let Self { wasi, table, .. } = self;
         WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
+            ctx: wasi.get_or_insert_with(|| WasiCtx::builder().build()),
+            table,
         }
     }
 }

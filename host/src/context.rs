@@ -71,6 +71,34 @@ impl Reuse {
     }
 }
 
+/// An invocation on its way to the plugin: when it is dropped, whatever way the call
+/// ends, its inputs and context (not the `pinned` host artifacts, made afresh each time)
+/// go back to this thread's [`Reuse`] for the next invocation.
+pub struct Handed {
+    /// The invocation.
+    pub invocation: wit::Invocation,
+    pinned: usize,
+}
+
+impl Handed {
+    /// `invocation`, whose first `pinned` context artifacts are the host's own.
+    pub fn new(invocation: wit::Invocation, pinned: usize) -> Self {
+        Self { invocation, pinned }
+    }
+}
+
+impl Drop for Handed {
+    fn drop(&mut self) {
+        let inputs = std::mem::take(&mut self.invocation.inputs);
+        let context = std::mem::take(&mut self.invocation.context);
+        Reuse::give_back(
+            inputs
+                .into_iter()
+                .chain(context.into_iter().skip(self.pinned)),
+        );
+    }
+}
+
 /// The built-in provider's candidates for an invocation of `agent` on `inputs`, as WIT,
 /// within the agent's context budget.
 ///

@@ -169,9 +169,7 @@ impl InvocationState {
         }
         Ok(())
     }
-}
 
-impl InvocationState {
     /// Bytes the guest has printed to stdout and stderr so far.
     pub(crate) fn printed_len(&self) -> usize {
         self.output.as_ref().map_or(0, |o| o.contents().len())
@@ -187,38 +185,43 @@ impl InvocationState {
             None => String::new(),
         }
     }
+}
 
-    /// The WASI context, made at the first WASI call. WASI is linked for guests built for
-    /// wasm32-wasip2, with nothing granted: no files, no environment, no sockets, no
-    /// inherited stdio. What a guest writes to stdout or stderr (a JavaScript exception,
-    /// a Python traceback) is captured and reaches the host's log under the plugin's name.
-    fn wasi(&mut self) -> &mut WasiCtx {
-        let (output, read_dirs, plugin) = (&mut self.output, &self.read_dirs, &self.plugin);
-        self.wasi.get_or_insert_with(|| {
-            let pipe = output
-                .get_or_insert_with(|| MemoryOutputPipe::new(MAX_GUEST_OUTPUT))
-                .clone();
-            let mut builder = WasiCtx::builder();
-            builder.stdout(pipe.clone()).stderr(pipe);
-            // The only files a guest sees: the manifest's `read_dirs`, read-only.
-            for (guest, host) in read_dirs.iter() {
-                if let Err(e) = builder.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadOnly)
-                {
-                    tracing::warn!(%plugin, "cannot open {} for the guest: {e}", host.display());
-                }
-            }
-            builder.build()
-        })
+/// A guest's WASI context, made at its first WASI call. WASI is linked for guests built
+/// for wasm32-wasip2, with nothing granted: no files, no environment, no sockets, no
+/// inherited stdio. What a guest writes to stdout or stderr (a JavaScript exception, a
+/// Python traceback) goes to `output` and reaches the host's log under the plugin's name.
+fn make_wasi(
+    output: &mut Option<MemoryOutputPipe>,
+    read_dirs: &[(String, std::path::PathBuf)],
+    plugin: &str,
+) -> WasiCtx {
+    let pipe = output
+        .get_or_insert_with(|| MemoryOutputPipe::new(MAX_GUEST_OUTPUT))
+        .clone();
+    let mut builder = WasiCtx::builder();
+    builder.stdout(pipe.clone()).stderr(pipe);
+    // The only files a guest sees: the manifest's `read_dirs`, read-only.
+    for (guest, host) in read_dirs {
+        if let Err(e) = builder.preopened_dir(host, guest, wasmtime_wasi::FsPerms::ReadOnly) {
+            tracing::warn!(%plugin, "cannot open {} for the guest: {e}", host.display());
+        }
     }
+    builder.build()
 }
 
 impl WasiView for InvocationState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        // The context first: it borrows the state whole while it is made.
-        self.wasi();
-        let Self { wasi, table, .. } = self;
+        let Self {
+            wasi,
+            output,
+            read_dirs,
+            plugin,
+            table,
+            ..
+        } = self;
         WasiCtxView {
-            ctx: wasi.get_or_insert_with(|| WasiCtx::builder().build()),
+            ctx: wasi.get_or_insert_with(|| make_wasi(output, read_dirs, plugin)),
             table,
         }
     }

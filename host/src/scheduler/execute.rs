@@ -133,41 +133,11 @@ fn run(
     let pinned = invocation.context.len();
     context::assemble(wf, store, agent, &inputs, &mut invocation, &mut reuse);
     drop(reuse);
-    let result = fit_input_budget(&mut invocation, pinned, agent.plugin.limits.max_input_bytes)
-        .map_err(Failure::from)
-        .and_then(|()| {
-            call(
-                wf,
-                store,
-                record,
-                agent,
-                phase,
-                &invocation,
-                claimed,
-                dispatch,
-            )
-        });
-    // The artifacts handed to this call serve the next one on this thread; the pinned
-    // host artifacts are made afresh each time.
-    let wit::Invocation {
-        inputs, context, ..
-    } = invocation;
-    context::Reuse::give_back(inputs.into_iter().chain(context.into_iter().skip(pinned)));
-    result
-}
-
-/// Call the agent with `invocation` and check what it returns.
-#[allow(clippy::too_many_arguments)]
-fn call(
-    wf: &Workflow,
-    store: &Arc<dyn Store>,
-    record: &InvocationRecord,
-    agent: &crate::workflow::Agent,
-    phase: Option<&crate::workflow::PhaseContext>,
-    invocation: &wit::Invocation,
-    claimed: Instant,
-    dispatch: &mut std::time::Duration,
-) -> Result<Vec<CheckedOutput>, Failure> {
+    // On every way out, the artifacts handed to this call go back for the next one.
+    let mut handed = context::Handed::new(invocation, pinned);
+    let invocation = &mut handed.invocation;
+    fit_input_budget(invocation, pinned, agent.plugin.limits.max_input_bytes)?;
+    let invocation = &*invocation;
     // What each plugin of this invocation (the agent, its validators) may reach.
     let phase_name = phase.map(|p| p.info.name.clone()).unwrap_or_default();
     let board = |p: &LoadedPlugin| {

@@ -97,10 +97,61 @@ pub enum LoadError {
 }
 
 enum Pre {
-    Agent(agent::AgentPre<InvocationState>),
+    Agent(agent::AgentPre<InvocationState>, HandleExport),
     Validator(validator::ValidatorPre<InvocationState>),
     Router(router::RouterPre<InvocationState>),
     ContextProvider(context_provider::ContextProviderPre<InvocationState>),
+}
+
+/// An agent's `handle` export, found once per component so that a fresh instance is
+/// called without the generated bindings' per-instance lookup.
+///
+/// The bindings' `instantiate` looks up and type-checks every export of `agent-api` on
+/// each new instance (comparing the WIT types field by field: 2% of a `--fresh` run),
+/// although the types are a property of the component, not of the instance. The check
+/// is done once, when the plugin is loaded: `describe()` instantiates the component
+/// through the bindings, whose check covers `handle` too, and a plugin whose
+/// `describe()` fails is never loaded.
+struct HandleExport(wasmtime::component::ComponentExportIndex);
+
+/// `handle`'s signature, as the bindings type it.
+type HandleFunc<'a> = wasmtime::component::TypedFunc<
+    (&'a wit::Invocation,),
+    (Result<Vec<wit::Output>, wit::PluginError>,),
+>;
+
+impl HandleExport {
+    /// The export index of `handle` in `agent-api`, named as the bindings name it.
+    fn find(pre: &wasmtime::component::InstancePre<InvocationState>) -> wasmtime::Result<Self> {
+        let component = pre.component();
+        let interface = format!("murmur:plugin/agent-api@{}", version::API_VERSION);
+        let (_, api) = component
+            .get_export(None, &interface)
+            .ok_or_else(|| wasmtime::Error::msg(format!("no exported interface `{interface}`")))?;
+        let (_, handle) = component
+            .get_export(Some(&api), "handle")
+            .ok_or_else(|| wasmtime::Error::msg(format!("`{interface}` exports no `handle`")))?;
+        Ok(Self(handle))
+    }
+
+    /// Instantiate `pre` in `store` and call `handle`.
+    fn call(
+        &self,
+        pre: &agent::AgentPre<InvocationState>,
+        store: &mut Store<InvocationState>,
+        invocation: &wit::Invocation,
+    ) -> wasmtime::Result<Result<Vec<wit::Output>, wit::PluginError>> {
+        let instance = pre.instance_pre().instantiate(&mut *store)?;
+        let func = instance
+            .get_func(&mut *store, self.0)
+            .ok_or_else(|| wasmtime::Error::msg("the instance has no `handle` export"))?;
+        // SAFETY: `func` is `handle` of an instance of the component whose `handle` the
+        // bindings type-checked against these very types when `describe()` ran at load
+        // (see the type's doc); every instance of a component has its types.
+        let typed = unsafe { HandleFunc::new_unchecked(func) };
+        let (result,) = typed.call(&mut *store, (invocation,))?;
+        Ok(result)
+    }
 }
 
 /// Why an invocation produced no outputs.
@@ -212,7 +263,10 @@ impl LoadedPlugin {
         };
         let instance_pre = host.linker.instantiate_pre(&component).map_err(link)?;
         let pre = match decl.world {
-            World::Agent => Pre::Agent(agent::AgentPre::new(instance_pre).map_err(link)?),
+            World::Agent => {
+                let handle = HandleExport::find(&instance_pre).map_err(link)?;
+                Pre::Agent(agent::AgentPre::new(instance_pre).map_err(link)?, handle)
+            }
             World::Validator => {
                 Pre::Validator(validator::ValidatorPre::new(instance_pre).map_err(link)?)
             }
@@ -403,7 +457,7 @@ impl LoadedPlugin {
             }
             None => {
                 let mut store = self.new_store(timeout, board).map_err(InvokeError::Fault)?;
-                let Pre::Agent(pre) = &self.pre else {
+                let Pre::Agent(pre, _) = &self.pre else {
                     return Err(InvokeError::Fault(Fault {
                         kind: super::FaultKind::Trap,
                         message: format!("plugin '{}' is not an agent", self.name),
@@ -448,7 +502,7 @@ impl LoadedPlugin {
     /// Call `describe()`.
     pub fn describe(&self) -> Result<wit::PluginInfo, Fault> {
         self.with_store(DESCRIBE_TIMEOUT, None, |pre, store| match pre {
-            Pre::Agent(p) => p
+            Pre::Agent(p, _) => p
                 .instantiate(&mut *store)?
                 .murmur_plugin_agent_api()
                 .call_describe(&mut *store),
@@ -478,10 +532,7 @@ impl LoadedPlugin {
         }
         let timeout = Duration::from_millis(self.limits.timeout_ms);
         let result = self.with_store(timeout, board, |pre, store| match pre {
-            Pre::Agent(p) => p
-                .instantiate(&mut *store)?
-                .murmur_plugin_agent_api()
-                .call_handle(&mut *store, invocation),
+            Pre::Agent(p, handle) => handle.call(p, store, invocation),
             _ => Err(wasmtime::Error::msg(format!(
                 "plugin '{}' is not an agent",
                 self.name

@@ -231,6 +231,14 @@ pub trait Store: Send + Sync {
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Finish with the store: make everything durable and release what it holds
+    /// outside the process's memory (the SQLite store stops its writer and closes the
+    /// database). Later writes fail; reads may still answer. The records in memory stay
+    /// until the store is dropped, so a process about to exit can skip freeing them
+    /// one by one.
+    fn close(&self) -> Result<(), StoreError> {
+        self.flush()
+    }
     /// `memory` or `sqlite:PATH`.
     fn describe(&self) -> String {
         "memory".into()

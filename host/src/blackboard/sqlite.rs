@@ -370,13 +370,21 @@ impl SqliteStore {
     }
 }
 
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
+impl SqliteStore {
+    /// Let the writer finish what is queued and stop; returns once it has closed the
+    /// database. Idempotent.
+    fn stop_writer(&self) {
         // Closing the channel lets the writer finish what is queued, then stop.
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(w) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = w.join();
         }
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop_writer();
     }
 }
 
@@ -716,6 +724,15 @@ impl Store for SqliteStore {
             .map_err(StoreError::Backend)
     }
 
+    fn close(&self) -> Result<(), StoreError> {
+        if self.tx.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+            return Ok(()); // closed before
+        }
+        let flushed = self.flush();
+        self.stop_writer();
+        flushed
+    }
+
     fn describe(&self) -> String {
         format!("sqlite:{}", self.path.display())
     }
@@ -863,6 +880,48 @@ mod tests {
             reopened.invocation("i2").expect("read").map(|i| i.attempts),
             Some(1)
         );
+    }
+
+    #[test]
+    fn a_closed_store_has_written_everything_closed_its_database_and_refuses_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("closed.db");
+        let store = SqliteStore::open(&path).expect("open");
+        let work = WorkItem::new(ArtifactId::from("w1"), "wf", "analysis", Priority::Medium);
+        let commit = |w: WorkItem| Commit {
+            artifacts: vec![],
+            work_items: vec![w],
+            invocations: vec![InvocationRecord::queued("wf", "a", vec![], 0)],
+        };
+        store.commit(commit(work.clone())).expect("commit");
+        store.close().expect("close");
+        store.close().expect("closing twice is harmless");
+        // The writer has closed its connection: the write-ahead log is checkpointed away.
+        assert!(
+            !dir.path().join("closed.db-wal").exists(),
+            "WAL left behind"
+        );
+        assert!(
+            store.commit(commit(work)).is_err(),
+            "a write after close must fail, not vanish"
+        );
+        // Still readable, as the CLI's summary needs; and everything reached the file.
+        assert!(
+            store
+                .work_item(&ArtifactId::from("w1"))
+                .expect("read")
+                .is_some()
+        );
+        std::mem::forget(store);
+        let reopened = SqliteStore::open(&path).expect("reopen");
+        reopened.load("wf").expect("load");
+        assert!(
+            reopened
+                .work_item(&ArtifactId::from("w1"))
+                .expect("read")
+                .is_some()
+        );
+        assert_eq!(reopened.work_items("wf").expect("read").len(), 1);
     }
 
     #[test]

@@ -151,10 +151,12 @@ impl Artifact {
 /// parsed tree is made on demand. The scheduler hands the publisher's own tree to the
 /// checks that run at publish time (subscription filters, work-item fields) and sheds it
 /// before the artifact is stored. Operator tools and tests may dereference a payload as a
-/// `Value`; that parses once and keeps the tree for that artifact.
+/// `Value`; that parses once and keeps the tree for that artifact. The slot for the tree
+/// is a pointer, empty in nearly every stored artifact: a `Value` in place would add 24
+/// bytes to each.
 pub struct Payload {
     text: Arc<str>,
-    parsed: OnceLock<Value>,
+    parsed: OnceLock<Box<Value>>,
 }
 
 impl Payload {
@@ -164,7 +166,7 @@ impl Payload {
         let text = text.unwrap_or_else(|| value.to_string().into());
         Self {
             text,
-            parsed: OnceLock::from(value),
+            parsed: OnceLock::from(Box::new(value)),
         }
     }
 
@@ -176,14 +178,14 @@ impl Payload {
     /// The parsed payload, parsed once and then kept.
     pub fn value(&self) -> &Value {
         self.parsed
-            .get_or_init(|| serde_json::from_str(&self.text).unwrap_or(Value::Null))
+            .get_or_init(|| Box::new(serde_json::from_str(&self.text).unwrap_or(Value::Null)))
     }
 
     /// The parsed payload without keeping it: the kept tree if there is one, otherwise a
     /// fresh parse that is dropped after use.
     pub fn parse(&self) -> Cow<'_, Value> {
         match self.parsed.get() {
-            Some(v) => Cow::Borrowed(v),
+            Some(v) => Cow::Borrowed(&**v),
             None => Cow::Owned(serde_json::from_str(&self.text).unwrap_or(Value::Null)),
         }
     }
@@ -257,6 +259,19 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stored_artifact_keeps_no_room_for_a_parsed_tree_in_place() {
+        // Every artifact of a run stays in memory: the record's size is resident memory
+        // (208 bytes, 224 with its Arc's counts, a mimalloc size class; 232 with the
+        // tree's slot in place).
+        assert_eq!(std::mem::size_of::<Payload>(), 32);
+        assert!(
+            std::mem::size_of::<Artifact>() <= 208,
+            "{}",
+            std::mem::size_of::<Artifact>()
+        );
+    }
 
     #[test]
     fn a_payload_is_stored_as_its_text_and_parsed_only_on_demand() {

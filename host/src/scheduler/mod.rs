@@ -370,6 +370,9 @@ impl Scheduler {
         plan: Vec<plan::Planned>,
     ) -> Result<Event, RunError> {
         let mut types = Vec::with_capacity(outputs.len());
+        // The record keeps its output ids for the rest of the run: room for exactly these
+        // (a first push would reserve four, 64 bytes, for the usual one or two).
+        record.outputs.reserve_exact(outputs.len());
         for (out, planned) in outputs.into_iter().zip(plan) {
             types.push(out.type_name.clone());
             let id = cascade.publish(

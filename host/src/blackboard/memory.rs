@@ -19,6 +19,27 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// The value under `key` in `map`, a default one inserted if there is none; `key` is
+/// cloned only to insert it.
+///
+/// `map.entry(key.clone())` clones the key on every call, and the keys here are
+/// [`Name`]s: each clone and drop is an atomic update of a reference count that both
+/// workers' records share (a workflow id is one `Arc` per thread), a cache line the two
+/// cores pass back and forth several times per invocation. A second lookup of a key
+/// just found costs less.
+pub(crate) fn entry_mut<'m, K, V>(map: &'m mut Map<K, V>, key: &K) -> &'m mut V
+where
+    K: Eq + std::hash::Hash + Clone,
+    V: Default,
+{
+    if !map.contains_key(key) {
+        map.insert(key.clone(), V::default());
+    }
+    // Returning `get_mut`'s borrow from one branch while inserting in the other is what
+    // the borrow checker cannot accept yet; hence the lookup after the insert.
+    map.get_mut(key).expect("the key was inserted above")
+}
+
 /// An in-memory [`Store`].
 #[derive(Default)]
 pub struct MemoryStore {
@@ -63,11 +84,7 @@ impl MemoryStore {
                 if let Some(Reverse((_, id))) = delayed.pop()
                     && let Some(inv) = g.invocations.get(&id)
                 {
-                    g.queues.entry(inv.workflow_id.clone()).or_default().push(
-                        inv.priority,
-                        inv.seq,
-                        id,
-                    );
+                    entry_mut(&mut g.queues, &inv.workflow_id).push(inv.priority, inv.seq, id);
                 }
             }
         }
@@ -79,7 +96,7 @@ impl MemoryStore {
             if inv.status != InvocationStatus::Queued {
                 continue;
             }
-            let tally = g.tallies.entry(inv.workflow_id.clone()).or_default();
+            let tally = entry_mut(&mut g.tallies, &inv.workflow_id);
             tally.count(Record::Invocation(inv), false);
             inv.status = InvocationStatus::Running;
             inv.attempts += 1;
@@ -137,8 +154,9 @@ impl Store for MemoryStore {
                 return Err(StoreError::DuplicateArtifact(a.id.clone()));
             }
         }
+        let g = &mut *g;
         for a in commit.artifacts {
-            let counts = g.counts.entry(a.workflow_id.clone()).or_default();
+            let counts = entry_mut(&mut g.counts, &a.workflow_id);
             counts.total += 1;
             match counts.by_type.get_mut(&*a.type_name) {
                 Some(n) => *n += 1,
@@ -146,44 +164,49 @@ impl Store for MemoryStore {
                     counts.by_type.insert(a.type_name.to_string(), 1);
                 }
             }
-            g.order
-                .entry(a.workflow_id.clone())
-                .or_default()
-                .push(a.clone());
+            entry_mut(&mut g.order, &a.workflow_id).push(a.clone());
             g.artifacts.insert(a.id.clone(), a);
         }
-        let g = &mut *g;
+        // A record already stored is updated in place: no new box and no key clones.
         for w in commit.work_items {
-            let (id, workflow) = (w.id.clone(), w.workflow_id.clone());
-            let tally = g.tallies.entry(workflow.clone()).or_default();
+            let tally = entry_mut(&mut g.tallies, &w.workflow_id);
             tally.count(Record::Work(&w), true);
-            match g.work.insert(id.clone(), Box::new(w)) {
-                Some(old) => tally.count(Record::Work(&old), false),
-                None => g.work_order.entry(workflow).or_default().push(id),
+            match g.work.get_mut(&w.id) {
+                Some(old) => {
+                    tally.count(Record::Work(old), false);
+                    **old = w;
+                }
+                None => {
+                    entry_mut(&mut g.work_order, &w.workflow_id).push(w.id.clone());
+                    g.work.insert(w.id.clone(), Box::new(w));
+                }
             }
         }
         let now = now_ms();
         for inv in commit.invocations {
             if inv.status == InvocationStatus::Queued {
                 if inv.not_before_ms > now {
-                    g.delayed
-                        .entry(inv.workflow_id.clone())
-                        .or_default()
+                    entry_mut(&mut g.delayed, &inv.workflow_id)
                         .push(Reverse((inv.not_before_ms, inv.id.clone())));
                 } else {
-                    g.queues.entry(inv.workflow_id.clone()).or_default().push(
+                    entry_mut(&mut g.queues, &inv.workflow_id).push(
                         inv.priority,
                         inv.seq,
                         inv.id.clone(),
                     );
                 }
             }
-            let (id, workflow) = (inv.id.clone(), inv.workflow_id.clone());
-            let tally = g.tallies.entry(workflow.clone()).or_default();
+            let tally = entry_mut(&mut g.tallies, &inv.workflow_id);
             tally.count(Record::Invocation(&inv), true);
-            match g.invocations.insert(id.clone(), Box::new(inv)) {
-                Some(old) => tally.count(Record::Invocation(&old), false),
-                None => g.invocation_order.entry(workflow).or_default().push(id),
+            match g.invocations.get_mut(&inv.id) {
+                Some(old) => {
+                    tally.count(Record::Invocation(old), false);
+                    **old = inv;
+                }
+                None => {
+                    entry_mut(&mut g.invocation_order, &inv.workflow_id).push(inv.id.clone());
+                    g.invocations.insert(inv.id.clone(), Box::new(inv));
+                }
             }
         }
         Ok(())
@@ -306,12 +329,12 @@ impl Store for MemoryStore {
             if let Some(inv) = g.invocations.get_mut(id)
                 && inv.status == InvocationStatus::Running
             {
-                let tally = g.tallies.entry(inv.workflow_id.clone()).or_default();
+                let tally = entry_mut(&mut g.tallies, &inv.workflow_id);
                 tally.count(Record::Invocation(inv), false);
                 inv.status = InvocationStatus::Queued;
                 inv.not_before_ms = 0;
                 tally.count(Record::Invocation(inv), true);
-                g.queues.entry(inv.workflow_id.clone()).or_default().push(
+                entry_mut(&mut g.queues, &inv.workflow_id).push(
                     inv.priority,
                     inv.seq,
                     inv.id.clone(),
@@ -433,6 +456,29 @@ mod tests {
         inv.id = id.into();
         inv.priority = priority;
         inv
+    }
+
+    #[test]
+    fn entry_mut_clones_a_key_only_to_insert_it() {
+        use std::cell::Cell;
+        thread_local!(static CLONES: Cell<u32> = const { Cell::new(0) });
+        #[derive(PartialEq, Eq, Hash)]
+        struct Key(&'static str);
+        impl Clone for Key {
+            fn clone(&self) -> Self {
+                CLONES.with(|c| c.set(c.get() + 1));
+                Key(self.0)
+            }
+        }
+        let key = Key("wf");
+        let mut map: Map<Key, u32> = Map::default();
+        *entry_mut(&mut map, &key) += 1;
+        assert_eq!(CLONES.with(Cell::get), 1, "inserted: the map holds a clone");
+        for _ in 0..3 {
+            *entry_mut(&mut map, &key) += 1;
+        }
+        assert_eq!(CLONES.with(Cell::get), 1, "present: not cloned again");
+        assert_eq!(map.get(&key), Some(&4));
     }
 
     #[test]

@@ -47,7 +47,11 @@ impl Tally {
     pub fn count(&mut self, record: Record<'_>, up: bool) {
         match record {
             Record::Work(w) => {
-                let c = self.phases.entry(w.phase.clone()).or_default();
+                // Cloned (an atomic count both workers share) only for a new phase.
+                if !self.phases.contains_key(&w.phase) {
+                    self.phases.insert(w.phase.clone(), PhaseCounts::default());
+                }
+                let c = self.phases.get_mut(&w.phase).expect("inserted above");
                 let slot = match w.status {
                     WorkStatus::Pending => &mut c.pending,
                     WorkStatus::Active => &mut c.active,

@@ -595,7 +595,13 @@ impl<'a> Cascade<'a> {
             if !matched {
                 continue;
             }
-            let count = state.per_agent.entry(Name::new(agent.name())).or_default();
+            if !state.per_agent.contains_key(agent.name()) {
+                state.per_agent.insert(Name::new(agent.name()), 0);
+            }
+            let count = state
+                .per_agent
+                .get_mut(agent.name())
+                .expect("inserted above");
             let cancelled = if artifact.depth >= limits.max_depth {
                 Some(DEPTH_LIMIT_REASON)
             } else if limits.max_invocations_per_agent > 0

@@ -105,7 +105,17 @@ impl Scheduler {
         self
     }
 
+    /// Whether something listens to the loop's events as they happen (the progress
+    /// display). A store keeps only notable events, so the others — an invocation's start
+    /// and completion, two per invocation — need not be made when nothing listens.
+    fn watched(&self) -> bool {
+        self.events.is_some()
+    }
+
     fn emit(&self, workflow_id: &str, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
         if let Err(e) = self.store.record_events(workflow_id, &events) {
             tracing::warn!("cannot record events: {e}");
         }
@@ -353,10 +363,10 @@ impl Scheduler {
             Ok((outputs, plan)) => {
                 self.publish_outputs(&mut cascade, state, record, outputs, plan)?
             }
-            Err(failure) => self.fail_or_retry(&mut cascade, state, record, failure)?,
+            Err(failure) => Some(self.fail_or_retry(&mut cascade, state, record, failure)?),
         };
         let mut events = cascade.commit()?;
-        events.push(event);
+        events.extend(event);
         self.emit(workflow_id, events);
         Ok(())
     }
@@ -368,13 +378,16 @@ impl Scheduler {
         mut record: InvocationRecord,
         outputs: Vec<CheckedOutput>,
         plan: Vec<plan::Planned>,
-    ) -> Result<Event, RunError> {
-        let mut types = Vec::with_capacity(outputs.len());
+    ) -> Result<Option<Event>, RunError> {
+        let watched = self.watched();
+        let mut types = Vec::with_capacity(if watched { outputs.len() } else { 0 });
         // The record keeps its output ids for the rest of the run: room for exactly these
         // (a first push would reserve four, 64 bytes, for the usual one or two).
         record.outputs.reserve_exact(outputs.len());
         for (out, planned) in outputs.into_iter().zip(plan) {
-            types.push(out.type_name.clone());
+            if watched {
+                types.push(out.type_name.clone());
+            }
             let id = cascade.publish(
                 Draft {
                     id: planned.id,
@@ -410,11 +423,11 @@ impl Scheduler {
                 cascade.release(&w, state)?;
             }
         }
-        let event = Event::InvocationDone {
+        let event = watched.then(|| Event::InvocationDone {
             agent: record.agent.clone(),
             invocation: record.id.clone(),
             outputs: types,
-        };
+        });
         cascade.update_invocation(record);
         Ok(event)
     }

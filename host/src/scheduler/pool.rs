@@ -186,13 +186,15 @@ impl Scheduler {
                 Err(e) => return fail(pool, &mut g, e),
             };
             drop(g);
-            self.emit(
-                workflow_id,
-                vec![Event::InvocationStarted {
-                    agent: record.agent.clone(),
-                    invocation: record.id.clone(),
-                }],
-            );
+            if self.watched() {
+                self.emit(
+                    workflow_id,
+                    vec![Event::InvocationStarted {
+                        agent: record.agent.clone(),
+                        invocation: record.id.clone(),
+                    }],
+                );
+            }
             let claimed = Instant::now();
             // The version in force now; a hot load does not change it under this call.
             let wf = self.wf();

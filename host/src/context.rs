@@ -18,7 +18,7 @@
 //! agent sees it.
 
 use crate::artifact::{Artifact, ArtifactId};
-use crate::blackboard::{ArtifactQuery, Store};
+use crate::blackboard::{ArtifactQuery, ArtifactReader, Store};
 use crate::plugin::bindings::types as wit;
 use crate::plugin::convert::artifact_to_wit;
 use crate::plugin::{BoardAccess, LoadedPlugin};
@@ -118,9 +118,34 @@ pub fn candidates(
         return Vec::new();
     }
     let viewer = agent.viewer();
+    let mut chosen = Vec::new();
+    // All of it under one hold of the store (see `Store::read`).
+    let _ = store.read(&mut |board| {
+        choose(
+            board,
+            policy,
+            &viewer,
+            workflow_id,
+            inputs,
+            reuse,
+            &mut chosen,
+        )
+    });
+    chosen
+}
+
+/// [`candidates`]' choice, read from `board`, into `chosen`.
+fn choose(
+    board: &dyn ArtifactReader,
+    policy: &crate::policy::ContextPolicy,
+    viewer: &crate::artifact::Viewer<'_>,
+    workflow_id: &str,
+    inputs: &[Arc<Artifact>],
+    reuse: &mut Reuse,
+    chosen: &mut Vec<wit::Artifact>,
+) {
     // A handful of ids: a list searched in place beats hashing each one.
     let mut seen: Vec<ArtifactId> = inputs.iter().map(|a| a.id.clone()).collect();
-    let mut chosen = Vec::new();
     let mut bytes = 0usize;
     // Take `a` if it fits the byte budget; whether there is room for more.
     let mut room = |a: &Artifact, chosen: &mut Vec<wit::Artifact>| -> bool {
@@ -143,13 +168,12 @@ pub fn candidates(
                 continue;
             }
             let mut full = false;
-            let _ = store.visit_artifact(&id, &mut |a| {
+            let _ = board.visit_artifact(&id, &mut |a| {
                 next.extend(a.parent_ids.iter().cloned());
-                full =
-                    a.workflow_id == workflow_id && a.visible_to(&viewer) && !room(a, &mut chosen);
+                full = a.workflow_id == workflow_id && a.visible_to(viewer) && !room(a, chosen);
             });
             if full {
-                return chosen;
+                return;
             }
             seen.push(id);
         }
@@ -167,11 +191,10 @@ pub fn candidates(
         };
         // The recent artifacts are distinct from one another: only the inputs and the
         // ancestry can repeat among them.
-        let _ = store.visit_recent(&query, &viewer, &mut |a| {
-            seen.contains(&a.id) || room(a, &mut chosen)
+        let _ = board.visit_recent(&query, viewer, &mut |a| {
+            seen.contains(&a.id) || room(a, chosen)
         });
     }
-    chosen
 }
 
 /// Run the context-provider plugins over `chosen`, in manifest order.

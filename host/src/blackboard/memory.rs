@@ -145,6 +145,30 @@ impl Inner {
     }
 }
 
+impl super::ArtifactReader for Inner {
+    fn visit_artifact(
+        &self,
+        id: &ArtifactId,
+        visit: &mut dyn FnMut(&Artifact),
+    ) -> Result<bool, StoreError> {
+        Ok(self.artifacts.get(id).map(|a| visit(a)).is_some())
+    }
+
+    fn visit_recent(
+        &self,
+        query: &ArtifactQuery,
+        viewer: &Viewer<'_>,
+        visit: &mut dyn FnMut(&Artifact) -> bool,
+    ) -> Result<(), StoreError> {
+        for a in self.newest(query, viewer) {
+            if !visit(a) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Store for MemoryStore {
     fn commit(&self, commit: Commit) -> Result<(), StoreError> {
         let mut g = self.lock();
@@ -227,13 +251,17 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
+    fn read(&self, read: &mut dyn FnMut(&dyn super::ArtifactReader)) -> Result<(), StoreError> {
+        read(&*self.lock());
+        Ok(())
+    }
+
     fn visit_artifact(
         &self,
         id: &ArtifactId,
         visit: &mut dyn FnMut(&Artifact),
     ) -> Result<bool, StoreError> {
-        let g = self.lock();
-        Ok(g.artifacts.get(id).map(|a| visit(a)).is_some())
+        super::ArtifactReader::visit_artifact(&*self.lock(), id, visit)
     }
 
     fn visit_recent(
@@ -242,13 +270,7 @@ impl Store for MemoryStore {
         viewer: &Viewer<'_>,
         visit: &mut dyn FnMut(&Artifact) -> bool,
     ) -> Result<(), StoreError> {
-        let g = self.lock();
-        for a in g.newest(query, viewer) {
-            if !visit(a) {
-                break;
-            }
-        }
-        Ok(())
+        super::ArtifactReader::visit_recent(&*self.lock(), query, viewer, visit)
     }
 
     fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {

@@ -113,6 +113,45 @@ pub struct ArtifactCounts {
     pub by_type: BTreeMap<String, u64>,
 }
 
+/// Artifacts read in place, by id or newest first, within one [`Store::read`].
+pub trait ArtifactReader {
+    /// As [`Store::visit_artifact`].
+    fn visit_artifact(
+        &self,
+        id: &ArtifactId,
+        visit: &mut dyn FnMut(&Artifact),
+    ) -> Result<bool, StoreError>;
+    /// As [`Store::visit_recent`].
+    fn visit_recent(
+        &self,
+        query: &ArtifactQuery,
+        viewer: &Viewer<'_>,
+        visit: &mut dyn FnMut(&Artifact) -> bool,
+    ) -> Result<(), StoreError>;
+}
+
+/// A store read one call at a time: [`Store::read`]'s default.
+struct EachCall<'s, S: ?Sized>(&'s S);
+
+impl<S: Store + ?Sized> ArtifactReader for EachCall<'_, S> {
+    fn visit_artifact(
+        &self,
+        id: &ArtifactId,
+        visit: &mut dyn FnMut(&Artifact),
+    ) -> Result<bool, StoreError> {
+        self.0.visit_artifact(id, visit)
+    }
+
+    fn visit_recent(
+        &self,
+        query: &ArtifactQuery,
+        viewer: &Viewer<'_>,
+        visit: &mut dyn FnMut(&Artifact) -> bool,
+    ) -> Result<(), StoreError> {
+        self.0.visit_recent(query, viewer, visit)
+    }
+}
+
 /// Persistence for artifacts, work items and invocations. Implementations must make each
 /// [`Commit`] atomic and each [`Store::claim_next`] exclusive.
 pub trait Store: Send + Sync {
@@ -135,6 +174,14 @@ pub trait Store: Send + Sync {
         visit: &mut dyn FnMut(&Artifact),
     ) -> Result<bool, StoreError> {
         Ok(self.artifact(id)?.map(|a| visit(&a)).is_some())
+    }
+    /// Run `read` with an [`ArtifactReader`] over this store's artifacts. A store with a
+    /// lock holds it once for all of `read`'s lookups: choosing an invocation's context
+    /// makes half a dozen, while the other worker commits under the same lock, and each
+    /// acquisition was a chance to wait for it. `read` must not call back into the store.
+    fn read(&self, read: &mut dyn FnMut(&dyn ArtifactReader)) -> Result<(), StoreError> {
+        read(&EachCall(self));
+        Ok(())
     }
     /// Visit what [`Store::query`] would return, newest first, in place; stop early when
     /// `visit` returns `false`.

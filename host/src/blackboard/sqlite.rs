@@ -599,6 +599,10 @@ impl Store for SqliteStore {
         self.mem.work_item(id)
     }
 
+    fn read(&self, read: &mut dyn FnMut(&dyn super::ArtifactReader)) -> Result<(), StoreError> {
+        self.mem.read(read)
+    }
+
     fn visit_artifact(
         &self,
         id: &ArtifactId,

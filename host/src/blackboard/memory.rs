@@ -40,6 +40,35 @@ where
     map.get_mut(key).expect("the key was inserted above")
 }
 
+/// Store `record` (a work item or an invocation) in `records`, its tally in `tally`: a
+/// record already stored is overwritten in its box (no new box, no key clones), a new one
+/// is boxed and its id appended to its workflow's `order`. `key` gives its id and
+/// workflow, `counted` its tally entry.
+fn upsert<K, R>(
+    records: &mut Map<K, Box<R>>,
+    order: &mut Map<Name, Vec<K>>,
+    tally: &mut Tally,
+    record: R,
+    key: fn(&R) -> (&K, &Name),
+    counted: fn(&R) -> Record<'_>,
+) where
+    K: Eq + std::hash::Hash + Clone,
+{
+    tally.count(counted(&record), true);
+    match records.get_mut(key(&record).0) {
+        Some(old) => {
+            tally.count(counted(old), false);
+            **old = record;
+        }
+        None => {
+            let (id, workflow) = key(&record);
+            let id = id.clone();
+            entry_mut(order, workflow).push(id.clone());
+            records.insert(id, Box::new(record));
+        }
+    }
+}
+
 /// An in-memory [`Store`].
 #[derive(Default)]
 pub struct MemoryStore {
@@ -191,20 +220,16 @@ impl Store for MemoryStore {
             entry_mut(&mut g.order, &a.workflow_id).push(a.clone());
             g.artifacts.insert(a.id.clone(), a);
         }
-        // A record already stored is updated in place: no new box and no key clones.
         for w in commit.work_items {
             let tally = entry_mut(&mut g.tallies, &w.workflow_id);
-            tally.count(Record::Work(&w), true);
-            match g.work.get_mut(&w.id) {
-                Some(old) => {
-                    tally.count(Record::Work(old), false);
-                    **old = w;
-                }
-                None => {
-                    entry_mut(&mut g.work_order, &w.workflow_id).push(w.id.clone());
-                    g.work.insert(w.id.clone(), Box::new(w));
-                }
-            }
+            upsert(
+                &mut g.work,
+                &mut g.work_order,
+                tally,
+                w,
+                |w| (&w.id, &w.workflow_id),
+                |w| Record::Work(w),
+            );
         }
         let now = now_ms();
         for inv in commit.invocations {
@@ -221,17 +246,14 @@ impl Store for MemoryStore {
                 }
             }
             let tally = entry_mut(&mut g.tallies, &inv.workflow_id);
-            tally.count(Record::Invocation(&inv), true);
-            match g.invocations.get_mut(&inv.id) {
-                Some(old) => {
-                    tally.count(Record::Invocation(old), false);
-                    **old = inv;
-                }
-                None => {
-                    entry_mut(&mut g.invocation_order, &inv.workflow_id).push(inv.id.clone());
-                    g.invocations.insert(inv.id.clone(), Box::new(inv));
-                }
-            }
+            upsert(
+                &mut g.invocations,
+                &mut g.invocation_order,
+                tally,
+                inv,
+                |i| (&i.id, &i.workflow_id),
+                |i| Record::Invocation(i),
+            );
         }
         Ok(())
     }
@@ -254,23 +276,6 @@ impl Store for MemoryStore {
     fn read(&self, read: &mut dyn FnMut(&dyn super::ArtifactReader)) -> Result<(), StoreError> {
         read(&*self.lock());
         Ok(())
-    }
-
-    fn visit_artifact(
-        &self,
-        id: &ArtifactId,
-        visit: &mut dyn FnMut(&Artifact),
-    ) -> Result<bool, StoreError> {
-        super::ArtifactReader::visit_artifact(&*self.lock(), id, visit)
-    }
-
-    fn visit_recent(
-        &self,
-        query: &ArtifactQuery,
-        viewer: &Viewer<'_>,
-        visit: &mut dyn FnMut(&Artifact) -> bool,
-    ) -> Result<(), StoreError> {
-        super::ArtifactReader::visit_recent(&*self.lock(), query, viewer, visit)
     }
 
     fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {

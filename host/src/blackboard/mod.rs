@@ -113,43 +113,25 @@ pub struct ArtifactCounts {
     pub by_type: BTreeMap<String, u64>,
 }
 
-/// Artifacts read in place, by id or newest first, within one [`Store::read`].
+/// Artifacts read in place, by id or newest first, within one [`Store::read`]: no copy
+/// and no reference count taken. The run loop reads context this way: both workers read
+/// the same recent artifacts, and a shared reference count is a cache line they would
+/// fight over.
 pub trait ArtifactReader {
-    /// As [`Store::visit_artifact`].
+    /// Visit artifact `id`; whether it exists.
     fn visit_artifact(
         &self,
         id: &ArtifactId,
         visit: &mut dyn FnMut(&Artifact),
     ) -> Result<bool, StoreError>;
-    /// As [`Store::visit_recent`].
+    /// Visit what [`Store::query`] would return, newest first; stop early when `visit`
+    /// returns `false`.
     fn visit_recent(
         &self,
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
         visit: &mut dyn FnMut(&Artifact) -> bool,
     ) -> Result<(), StoreError>;
-}
-
-/// A store read one call at a time: [`Store::read`]'s default.
-struct EachCall<'s, S: ?Sized>(&'s S);
-
-impl<S: Store + ?Sized> ArtifactReader for EachCall<'_, S> {
-    fn visit_artifact(
-        &self,
-        id: &ArtifactId,
-        visit: &mut dyn FnMut(&Artifact),
-    ) -> Result<bool, StoreError> {
-        self.0.visit_artifact(id, visit)
-    }
-
-    fn visit_recent(
-        &self,
-        query: &ArtifactQuery,
-        viewer: &Viewer<'_>,
-        visit: &mut dyn FnMut(&Artifact) -> bool,
-    ) -> Result<(), StoreError> {
-        self.0.visit_recent(query, viewer, visit)
-    }
 }
 
 /// Persistence for artifacts, work items and invocations. Implementations must make each
@@ -165,39 +147,11 @@ pub trait Store: Send + Sync {
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
     ) -> Result<Vec<Arc<Artifact>>, StoreError>;
-    /// Visit artifact `id` in place (no copy, no reference count taken); whether it
-    /// exists. The run loop reads context this way: both workers read the same recent
-    /// artifacts, and a shared reference count is a cache line they would fight over.
-    fn visit_artifact(
-        &self,
-        id: &ArtifactId,
-        visit: &mut dyn FnMut(&Artifact),
-    ) -> Result<bool, StoreError> {
-        Ok(self.artifact(id)?.map(|a| visit(&a)).is_some())
-    }
     /// Run `read` with an [`ArtifactReader`] over this store's artifacts. A store with a
     /// lock holds it once for all of `read`'s lookups: choosing an invocation's context
     /// makes half a dozen, while the other worker commits under the same lock, and each
     /// acquisition was a chance to wait for it. `read` must not call back into the store.
-    fn read(&self, read: &mut dyn FnMut(&dyn ArtifactReader)) -> Result<(), StoreError> {
-        read(&EachCall(self));
-        Ok(())
-    }
-    /// Visit what [`Store::query`] would return, newest first, in place; stop early when
-    /// `visit` returns `false`.
-    fn visit_recent(
-        &self,
-        query: &ArtifactQuery,
-        viewer: &Viewer<'_>,
-        visit: &mut dyn FnMut(&Artifact) -> bool,
-    ) -> Result<(), StoreError> {
-        for a in self.query(query, viewer)?.iter().rev() {
-            if !visit(a) {
-                break;
-            }
-        }
-        Ok(())
-    }
+    fn read(&self, read: &mut dyn FnMut(&dyn ArtifactReader)) -> Result<(), StoreError>;
     /// Claim the most urgent claimable queued invocation of a workflow (highest priority,
     /// then oldest; not one whose `not_before_ms` is still ahead): it becomes `running`,
     /// its attempts grow by one, and its work item becomes `active`.

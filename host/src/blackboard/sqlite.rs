@@ -603,23 +603,6 @@ impl Store for SqliteStore {
         self.mem.read(read)
     }
 
-    fn visit_artifact(
-        &self,
-        id: &ArtifactId,
-        visit: &mut dyn FnMut(&Artifact),
-    ) -> Result<bool, StoreError> {
-        self.mem.visit_artifact(id, visit)
-    }
-
-    fn visit_recent(
-        &self,
-        query: &ArtifactQuery,
-        viewer: &Viewer<'_>,
-        visit: &mut dyn FnMut(&Artifact) -> bool,
-    ) -> Result<(), StoreError> {
-        self.mem.visit_recent(query, viewer, visit)
-    }
-
     fn tally(&self, workflow_id: &str) -> Result<Option<super::tally::Tally>, StoreError> {
         self.mem.tally(workflow_id)
     }

@@ -129,7 +129,8 @@ pub fn candidates(
             inputs,
             reuse,
             &mut chosen,
-        )
+        );
+        Ok(())
     });
     chosen
 }

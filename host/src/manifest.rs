@@ -966,6 +966,7 @@ impl Manifest {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn index_placeholders_become_the_copy_number_even_for_a_single_input() {
@@ -986,8 +987,6 @@ mod tests {
             serde_json::json!({ "d": "item 4", "n": ["4", 3] })
         );
     }
-
-    use super::*;
 
     #[test]
     fn line_col_counts_lines_and_characters_from_one() {

@@ -273,9 +273,8 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    fn read(&self, read: &mut dyn FnMut(&dyn super::ArtifactReader)) -> Result<(), StoreError> {
-        read(&*self.lock());
-        Ok(())
+    fn read(&self, read: super::Reading<'_>) -> Result<(), StoreError> {
+        read(&*self.lock())
     }
 
     fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {

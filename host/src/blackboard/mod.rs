@@ -134,6 +134,9 @@ pub trait ArtifactReader {
     ) -> Result<(), StoreError>;
 }
 
+/// What [`Store::read`] runs.
+pub type Reading<'r> = &'r mut dyn FnMut(&dyn ArtifactReader) -> Result<(), StoreError>;
+
 /// Persistence for artifacts, work items and invocations. Implementations must make each
 /// [`Commit`] atomic and each [`Store::claim_next`] exclusive.
 pub trait Store: Send + Sync {
@@ -150,8 +153,9 @@ pub trait Store: Send + Sync {
     /// Run `read` with an [`ArtifactReader`] over this store's artifacts. A store with a
     /// lock holds it once for all of `read`'s lookups: choosing an invocation's context
     /// makes half a dozen, while the other worker commits under the same lock, and each
-    /// acquisition was a chance to wait for it. `read` must not call back into the store.
-    fn read(&self, read: &mut dyn FnMut(&dyn ArtifactReader)) -> Result<(), StoreError>;
+    /// acquisition was a chance to wait for it. `read` must not call back into the store;
+    /// its error is the call's.
+    fn read(&self, read: Reading<'_>) -> Result<(), StoreError>;
     /// Claim the most urgent claimable queued invocation of a workflow (highest priority,
     /// then oldest; not one whose `not_before_ms` is still ahead): it becomes `running`,
     /// its attempts grow by one, and its work item becomes `active`.

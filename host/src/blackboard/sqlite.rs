@@ -599,7 +599,7 @@ impl Store for SqliteStore {
         self.mem.work_item(id)
     }
 
-    fn read(&self, read: &mut dyn FnMut(&dyn super::ArtifactReader)) -> Result<(), StoreError> {
+    fn read(&self, read: super::Reading<'_>) -> Result<(), StoreError> {
         self.mem.read(read)
     }
 

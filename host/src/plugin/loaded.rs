@@ -103,8 +103,8 @@ enum Pre {
     ContextProvider(context_provider::ContextProviderPre<InvocationState>),
 }
 
-/// An agent's `handle` export, found once per component so that a fresh instance is
-/// called without the generated bindings' per-instance lookup.
+/// An agent's `handle` export, found once per component so that an instance (fresh, or
+/// made to be kept warm) is called without the generated bindings' per-instance lookup.
 ///
 /// The bindings' `instantiate` looks up and type-checks every export of `agent-api` on
 /// each new instance (comparing the WIT types field by field: 2% of a `--fresh` run),
@@ -134,21 +134,35 @@ impl HandleExport {
         Ok(Self(handle))
     }
 
-    /// Instantiate `pre` in `store` and call `handle`.
-    fn call(
+    /// Instantiate `pre` in `store`; its `handle`.
+    fn instantiate(
         &self,
         pre: &agent::AgentPre<InvocationState>,
         store: &mut Store<InvocationState>,
+    ) -> wasmtime::Result<Handle> {
+        let instance = pre.instance_pre().instantiate(&mut *store)?;
+        instance
+            .get_func(&mut *store, self.0)
+            .map(Handle)
+            .ok_or_else(|| wasmtime::Error::msg("the instance has no `handle` export"))
+    }
+}
+
+/// The `handle` function of one agent instance (see [`HandleExport`]).
+#[derive(Clone, Copy)]
+struct Handle(wasmtime::component::Func);
+
+impl Handle {
+    /// Call it in `store`, the store of its instance.
+    fn call(
+        self,
+        store: &mut Store<InvocationState>,
         invocation: &wit::Invocation,
     ) -> wasmtime::Result<Result<Vec<wit::Output>, wit::PluginError>> {
-        let instance = pre.instance_pre().instantiate(&mut *store)?;
-        let func = instance
-            .get_func(&mut *store, self.0)
-            .ok_or_else(|| wasmtime::Error::msg("the instance has no `handle` export"))?;
-        // SAFETY: `func` is `handle` of an instance of the component whose `handle` the
-        // bindings type-checked against these very types when `describe()` ran at load
-        // (see the type's doc); every instance of a component has its types.
-        let typed = unsafe { HandleFunc::new_unchecked(func) };
+        // SAFETY: the function is `handle` of an instance of the component whose `handle`
+        // the bindings type-checked against these very types when `describe()` ran at
+        // load (see `HandleExport`); every instance of a component has its types.
+        let typed = unsafe { HandleFunc::new_unchecked(self.0) };
         let (result,) = typed.call(&mut *store, (invocation,))?;
         Ok(result)
     }
@@ -201,7 +215,7 @@ pub struct LoadedPlugin {
 /// An agent instance kept for its next call, and the calls it has served.
 struct Warm {
     store: Store<InvocationState>,
-    agent: agent::Agent,
+    handle: Handle,
     calls: u32,
     /// The thread that used it last.
     thread: std::thread::ThreadId,
@@ -481,20 +495,20 @@ impl LoadedPlugin {
             }
             None => {
                 let mut store = self.new_store(timeout, board).map_err(InvokeError::Fault)?;
-                let Pre::Agent(pre, _) = &self.pre else {
+                let Pre::Agent(pre, export) = &self.pre else {
                     return Err(InvokeError::Fault(Fault {
                         kind: super::FaultKind::Trap,
                         message: format!("plugin '{}' is not an agent", self.name),
                     }));
                 };
                 let deadline = store.data().deadline;
-                let instantiated = pre.instantiate(&mut store);
-                let agent = self
+                let instantiated = export.instantiate(pre, &mut store);
+                let handle = self
                     .finish_call(&mut store, instantiated, deadline, 0)
                     .map_err(InvokeError::Fault)?;
                 Warm {
                     store,
-                    agent,
+                    handle,
                     calls: 0,
                     thread: me,
                 }
@@ -502,10 +516,7 @@ impl LoadedPlugin {
         };
         let deadline = warm.store.data().deadline;
         let printed_from = warm.store.data().printed_len();
-        let result = warm
-            .agent
-            .murmur_plugin_agent_api()
-            .call_handle(&mut warm.store, invocation);
+        let result = warm.handle.call(&mut warm.store, invocation);
         let healthy = matches!(result, Ok(Ok(_)) | Ok(Err(_)));
         let result = self.finish_call(&mut warm.store, result, deadline, printed_from);
         warm.calls += 1;
@@ -558,7 +569,7 @@ impl LoadedPlugin {
         }
         let timeout = Duration::from_millis(self.limits.timeout_ms);
         let result = self.with_store(timeout, board, |pre, store| match pre {
-            Pre::Agent(p, handle) => handle.call(p, store, invocation),
+            Pre::Agent(p, export) => export.instantiate(p, store)?.call(store, invocation),
             _ => Err(wasmtime::Error::msg(format!(
                 "plugin '{}' is not an agent",
                 self.name

@@ -53,8 +53,8 @@ impl Reuse {
 
     /// `a` in WIT form: a kept copy if there is one, else a new one.
     pub fn wit(&mut self, a: &Artifact) -> wit::Artifact {
-        let id = a.id.as_str();
-        match self.kept.iter().position(|k| k.id == id) {
+        let id = a.id.text();
+        match self.kept.iter().position(|k| k.id == *id) {
             Some(i) => self.kept.swap_remove(i),
             None => artifact_to_wit(a),
         }
@@ -146,7 +146,7 @@ fn choose(
     chosen: &mut Vec<wit::Artifact>,
 ) {
     // A handful of ids: a list searched in place beats hashing each one.
-    let mut seen: Vec<ArtifactId> = inputs.iter().map(|a| a.id.clone()).collect();
+    let mut seen: Vec<ArtifactId> = inputs.iter().map(|a| a.id).collect();
     let mut bytes = 0usize;
     // Take `a` if it fits the byte budget; whether there is room for more.
     let mut room = |a: &Artifact, chosen: &mut Vec<wit::Artifact>| -> bool {
@@ -271,12 +271,12 @@ mod tests {
 
     fn artifact(id: &str, payload: serde_json::Value) -> Artifact {
         Artifact {
-            id: ArtifactId::from(id),
+            id: ArtifactId::named(id),
             type_name: "Note".into(),
             payload: payload.into(),
             producer: "a".into(),
             workflow_id: "w".into(),
-            parent_ids: vec![ArtifactId::from("p")],
+            parent_ids: vec![ArtifactId::named("p")],
             tags: vec!["t".into()],
             visibility: Visibility::Public,
             created_at_ms: 7,

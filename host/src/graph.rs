@@ -1,7 +1,7 @@
 //! The cascade as a graph: artifacts and their causality, grouped by the phase of the work
 //! they served — what `murmur graph` prints as Mermaid, Graphviz DOT or JSON.
 
-use crate::artifact::{Artifact, Viewer};
+use crate::artifact::{Artifact, ArtifactId, Viewer};
 use crate::blackboard::{ArtifactQuery, Store, StoreError};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -64,10 +64,10 @@ impl Graph {
     /// The graph of `workflow_id` (every artifact, whatever its visibility: this is the
     /// operator's view).
     pub fn from_store(store: &dyn Store, workflow_id: &str) -> Result<Self, StoreError> {
-        let phases: HashMap<String, String> = store
+        let phases: HashMap<ArtifactId, String> = store
             .work_items(workflow_id)?
             .into_iter()
-            .map(|w| (w.id.to_string(), w.phase.to_string()))
+            .map(|w| (w.id, w.phase.to_string()))
             .collect();
         let query = ArtifactQuery {
             workflow_id: workflow_id.to_string(),
@@ -82,7 +82,7 @@ impl Graph {
             let phase = a
                 .work_item
                 .as_ref()
-                .and_then(|w| phases.get(w.as_str()).cloned())
+                .and_then(|w| phases.get(w).cloned())
                 .unwrap_or_default();
             nodes.push(Node {
                 id: a.id.to_string(),

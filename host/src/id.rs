@@ -2,8 +2,7 @@
 //!
 //! A run makes an id for every artifact and invocation — two or three per invocation.
 //! `uuid::Uuid::now_v7()` asks the kernel for its random bits each time (a `getrandom`
-//! call) and formats through `Display`; here each thread seeds a small generator once and
-//! writes the text directly. Within one millisecond a thread's ids count up in the 12-bit
+//! call); here each thread seeds a small generator once. Within one millisecond a thread's ids count up in the 12-bit
 //! `rand_a` field (borrowing the next millisecond after 4,096), so they still sort in the
 //! order that thread made them.
 
@@ -30,8 +29,8 @@ fn next(rng: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A new UUIDv7, as lower-case hyphenated text.
-pub fn uuid_v7() -> String {
+/// A new UUIDv7.
+pub fn uuid_v7() -> uuid::Uuid {
     let ms = crate::artifact::now_ms();
     let mut s = STATE.with(|c| c.get()).unwrap_or_else(|| State {
         // Seeded once per thread from the operating system.
@@ -54,9 +53,7 @@ pub fn uuid_v7() -> String {
     let mut random = [0u8; 10];
     random[..2].copy_from_slice(&s.counter.to_be_bytes());
     random[2..].copy_from_slice(&tail.to_be_bytes());
-    let id = uuid::Builder::from_unix_timestamp_millis(s.ms, &random).into_uuid();
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    id.hyphenated().encode_lower(&mut buf).to_owned()
+    uuid::Builder::from_unix_timestamp_millis(s.ms, &random).into_uuid()
 }
 
 #[cfg(test)]
@@ -66,7 +63,7 @@ mod tests {
 
     #[test]
     fn ids_are_version_7_unique_and_ordered_within_a_thread() {
-        let ids: Vec<String> = (0..20_000).map(|_| uuid_v7()).collect();
+        let ids: Vec<String> = (0..20_000).map(|_| uuid_v7().to_string()).collect();
         let unique: HashSet<&String> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len());
         let mut sorted = ids.clone();
@@ -84,10 +81,10 @@ mod tests {
 
     #[test]
     fn threads_make_different_ids() {
-        let a: HashSet<String> = std::thread::spawn(|| (0..1000).map(|_| uuid_v7()).collect())
+        let a: HashSet<uuid::Uuid> = std::thread::spawn(|| (0..1000).map(|_| uuid_v7()).collect())
             .join()
             .expect("thread");
-        let b: HashSet<String> = (0..1000).map(|_| uuid_v7()).collect();
+        let b: HashSet<uuid::Uuid> = (0..1000).map(|_| uuid_v7()).collect();
         assert!(a.is_disjoint(&b));
     }
 }

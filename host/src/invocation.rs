@@ -74,7 +74,7 @@ impl InvocationRecord {
     /// A queued invocation of `agent` on `inputs`.
     pub fn queued(workflow_id: &str, agent: &str, inputs: Vec<ArtifactId>, seq: u64) -> Self {
         Self {
-            id: Name::unique(crate::id::uuid_v7()),
+            id: Name::unique(crate::id::uuid_v7().to_string()),
             workflow_id: Name::new(workflow_id),
             agent: Name::new(agent),
             inputs,

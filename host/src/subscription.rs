@@ -177,7 +177,7 @@ mod tests {
 
     fn artifact(producer: &str, payload: serde_json::Value) -> Artifact {
         Artifact {
-            id: ArtifactId::from("a"),
+            id: ArtifactId::named("a"),
             type_name: "WorkDiscovery".into(),
             payload: payload.into(),
             producer: producer.into(),

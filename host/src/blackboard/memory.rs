@@ -204,7 +204,7 @@ impl Store for MemoryStore {
         // Check everything first so the commit applies whole or not at all.
         for a in &commit.artifacts {
             if g.artifacts.contains_key(&a.id) {
-                return Err(StoreError::DuplicateArtifact(a.id.clone()));
+                return Err(StoreError::DuplicateArtifact(a.id));
             }
         }
         let g = &mut *g;
@@ -218,7 +218,7 @@ impl Store for MemoryStore {
                 }
             }
             entry_mut(&mut g.order, &a.workflow_id).push(a.clone());
-            g.artifacts.insert(a.id.clone(), a);
+            g.artifacts.insert(a.id, a);
         }
         for w in commit.work_items {
             let tally = entry_mut(&mut g.tallies, &w.workflow_id);
@@ -463,7 +463,7 @@ mod tests {
 
     fn artifact(id: &str) -> Arc<Artifact> {
         Arc::new(Artifact {
-            id: ArtifactId::from(id),
+            id: ArtifactId::named(id),
             type_name: "T".into(),
             payload: serde_json::json!({}).into(),
             producer: "a".into(),
@@ -539,11 +539,11 @@ mod tests {
     #[test]
     fn a_claim_reports_the_work_item_only_when_it_activates_it() {
         let s = MemoryStore::new();
-        let mut work = WorkItem::new(ArtifactId::from("w1"), "w", "analysis", Priority::Medium);
+        let mut work = WorkItem::new(ArtifactId::named("w1"), "w", "analysis", Priority::Medium);
         work.open_invocations = 2;
         let on_work = |id: &str, seq| {
             let mut inv = invocation(id, Priority::Medium, seq);
-            inv.work_item = Some(ArtifactId::from("w1"));
+            inv.work_item = Some(ArtifactId::named("w1"));
             inv
         };
         s.commit(Commit {
@@ -599,7 +599,7 @@ mod tests {
             assert_eq!(s.tally("w").expect("tally"), Some(recount), "after {step}");
         };
         let work = |id: &str, phase: &str, status| {
-            let mut w = WorkItem::new(ArtifactId::from(id), "w", phase, Priority::Medium);
+            let mut w = WorkItem::new(ArtifactId::named(id), "w", phase, Priority::Medium);
             w.status = status;
             w
         };
@@ -612,7 +612,7 @@ mod tests {
             reason: "words".into(),
         });
         let mut first = invocation("i1", Priority::Medium, 0);
-        first.work_item = Some(ArtifactId::from("p"));
+        first.work_item = Some(ArtifactId::named("p"));
         s.commit(Commit {
             work_items: vec![work("p", "analysis", WorkStatus::Pending), blocked, routed],
             invocations: vec![first, invocation("i2", Priority::Low, 1)],
@@ -628,7 +628,7 @@ mod tests {
         let mut released = work("b", "analysis", WorkStatus::Pending);
         released.was_blocked = true;
         let mut recovery = work("r", "analysis", WorkStatus::Pending);
-        recovery.recovery_of = Some(ArtifactId::from("p"));
+        recovery.recovery_of = Some(ArtifactId::named("p"));
         s.commit(Commit {
             work_items: vec![work("p", "analysis", WorkStatus::Done), released, recovery],
             invocations: vec![claimed],
@@ -674,7 +674,7 @@ mod tests {
             ..Default::default()
         });
         assert!(matches!(err, Err(StoreError::DuplicateArtifact(_))));
-        assert!(s.artifact(&ArtifactId::from("y")).expect("get").is_none());
+        assert!(s.artifact(&ArtifactId::named("y")).expect("get").is_none());
         assert!(s.claim_next("w").expect("claim").is_none());
         assert_eq!(s.counts("w").expect("counts").total, 1);
     }

@@ -443,7 +443,7 @@ fn supersede(batch: &mut [Msg]) {
     let mut invocations = std::collections::HashSet::new();
     for msg in batch.iter_mut().rev() {
         if let Msg::Commit(c) = msg {
-            keep_last(&mut c.work_items, &mut work, |w| w.id.clone());
+            keep_last(&mut c.work_items, &mut work, |w| w.id);
             keep_last(&mut c.invocations, &mut invocations, |i| i.id.clone());
         }
     }
@@ -489,7 +489,7 @@ fn write_batch(
                 Msg::Commit(c) => {
                     for a in &c.artifacts {
                         art.execute(params![
-                            a.id.as_str(),
+                            &*a.id.text(),
                             a.workflow_id,
                             a.type_name,
                             json(&**a)?
@@ -497,7 +497,7 @@ fn write_batch(
                     }
                     for w in &c.work_items {
                         work.execute(params![
-                            w.id.as_str(),
+                            &*w.id.text(),
                             w.workflow_id,
                             w.status.to_string(),
                             json(w)?
@@ -743,8 +743,10 @@ mod tests {
     fn schema_4_keeps_every_record_and_its_order_and_numbers_new_ones_after_them() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("v3.db");
+        // Ids named by labels, as the rows' text.
+        let text = |label: &str| ArtifactId::named(label).to_string();
         let artifact = |id: &str| Artifact {
-            id: ArtifactId::from(id),
+            id: ArtifactId::named(id),
             type_name: "Note".into(),
             payload: serde_json::json!({"id": id}).into(),
             producer: "user".into(),
@@ -764,11 +766,11 @@ mod tests {
             for id in ["c", "a", "b", "gone"] {
                 conn.execute(
                     "INSERT INTO artifacts (id, workflow_id, type_name, data) VALUES (?1, 'wf', 'Note', ?2)",
-                    params![id, json(&artifact(id)).expect("json")],
+                    params![text(id), json(&artifact(id)).expect("json")],
                 )
                 .expect("insert");
             }
-            conn.execute("DELETE FROM artifacts WHERE id = 'gone'", [])
+            conn.execute("DELETE FROM artifacts WHERE id = ?1", [text("gone")])
                 .expect("delete");
         }
         let store = SqliteStore::open(&path).expect("migrates to 4");
@@ -786,7 +788,11 @@ mod tests {
                 .map(|a| a.id.to_string())
                 .collect()
         };
-        assert_eq!(ids(&store), ["c", "a", "b"], "publish order survives");
+        assert_eq!(
+            ids(&store),
+            ["c", "a", "b"].map(text),
+            "publish order survives"
+        );
         store
             .commit(Commit {
                 artifacts: vec![Arc::new(artifact("d"))],
@@ -806,10 +812,10 @@ mod tests {
         assert_eq!(
             seqs,
             [
-                ("c".into(), 1),
-                ("a".into(), 2),
-                ("b".into(), 3),
-                ("d".into(), 4)
+                (text("c"), 1),
+                (text("a"), 2),
+                (text("b"), 3),
+                (text("d"), 4)
             ]
         );
         let autoincrement: i64 = conn
@@ -822,7 +828,7 @@ mod tests {
         assert_eq!(autoincrement, 0, "no table keeps AUTOINCREMENT");
         let reopened = SqliteStore::open(&path).expect("reopen");
         reopened.load("wf").expect("load");
-        assert_eq!(ids(&reopened), ["c", "a", "b", "d"]);
+        assert_eq!(ids(&reopened), ["c", "a", "b", "d"].map(text));
     }
 
     #[test]
@@ -830,12 +836,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("claims.db");
         let store = SqliteStore::open(&path).expect("open");
-        let mut work = WorkItem::new(ArtifactId::from("w1"), "wf", "analysis", Priority::Medium);
+        let mut work = WorkItem::new(ArtifactId::named("w1"), "wf", "analysis", Priority::Medium);
         work.open_invocations = 2;
         let inv = |id: &str, seq| {
             let mut i = InvocationRecord::queued("wf", "a", vec![], seq);
             i.id = id.into();
-            i.work_item = Some(ArtifactId::from("w1"));
+            i.work_item = Some(ArtifactId::named("w1"));
             i
         };
         store
@@ -855,7 +861,7 @@ mod tests {
         let reopened = SqliteStore::open(&path).expect("reopen");
         reopened.load("wf").expect("load");
         let w = reopened
-            .work_item(&ArtifactId::from("w1"))
+            .work_item(&ArtifactId::named("w1"))
             .expect("read")
             .expect("kept");
         assert_eq!(w.status, WorkStatus::Active);
@@ -874,7 +880,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("closed.db");
         let store = SqliteStore::open(&path).expect("open");
-        let work = WorkItem::new(ArtifactId::from("w1"), "wf", "analysis", Priority::Medium);
+        let work = WorkItem::new(ArtifactId::named("w1"), "wf", "analysis", Priority::Medium);
         let commit = |w: WorkItem| Commit {
             artifacts: vec![],
             work_items: vec![w],
@@ -895,7 +901,7 @@ mod tests {
         // Still readable, as the CLI's summary needs; and everything reached the file.
         assert!(
             store
-                .work_item(&ArtifactId::from("w1"))
+                .work_item(&ArtifactId::named("w1"))
                 .expect("read")
                 .is_some()
         );
@@ -904,7 +910,7 @@ mod tests {
         reopened.load("wf").expect("load");
         assert!(
             reopened
-                .work_item(&ArtifactId::from("w1"))
+                .work_item(&ArtifactId::named("w1"))
                 .expect("read")
                 .is_some()
         );
@@ -914,7 +920,7 @@ mod tests {
     #[test]
     fn a_batch_writes_only_the_last_version_of_each_record() {
         let work = |status| {
-            let mut w = WorkItem::new(ArtifactId::from("w1"), "wf", "analysis", Priority::Medium);
+            let mut w = WorkItem::new(ArtifactId::named("w1"), "wf", "analysis", Priority::Medium);
             w.status = status;
             w
         };

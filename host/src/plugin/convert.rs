@@ -31,12 +31,16 @@ pub fn visibility_from_wit(v: wit::Visibility) -> Visibility {
 /// formatting machinery, which was 6% of the run loop's profile.
 pub fn artifact_to_wit(a: &Artifact) -> wit::Artifact {
     wit::Artifact {
-        id: a.id.as_str().to_owned(),
+        id: String::from(&*a.id.text()),
         type_name: a.type_name.as_str().to_owned(),
         payload: String::from(&**a.payload_text()),
         producer: a.producer.as_str().to_owned(),
         workflow_id: a.workflow_id.as_str().to_owned(),
-        parent_ids: a.parent_ids.iter().map(|p| p.as_str().to_owned()).collect(),
+        parent_ids: a
+            .parent_ids
+            .iter()
+            .map(|p| String::from(&*p.text()))
+            .collect(),
         tags: a.tags.clone(),
         visibility: visibility_to_wit(&a.visibility),
         created_at_ms: a.created_at_ms,

@@ -316,9 +316,13 @@ impl blackboard::Host for InvocationState {
             .as_ref()
             .filter(|b| b.read)
             .ok_or_else(|| HostError::Denied("blackboard access not granted".into()))?;
+        // Text that is no id names no artifact.
+        let Some(id) = ArtifactId::parse(&id) else {
+            return Ok(None);
+        };
         let found = board
             .store
-            .artifact(&ArtifactId::from(id.as_str()))
+            .artifact(&id)
             .map_err(|e| HostError::Invalid(e.to_string()))?;
         let viewer = Viewer {
             name: &self.plugin,

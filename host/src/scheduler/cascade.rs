@@ -62,18 +62,14 @@ impl CascadeState {
         }
         for w in store.work_items(workflow_id)? {
             if let Some(k) = &w.key {
-                state.keys.insert(k.clone(), w.id.clone());
+                state.keys.insert(k.clone(), w.id);
             }
             if w.recovery_of.is_some() {
                 state.recovery_spawned += 1;
             }
             if w.status == WorkStatus::Blocked {
                 for b in &w.blocked_by {
-                    state
-                        .waiting
-                        .entry(b.clone())
-                        .or_default()
-                        .push(w.id.clone());
+                    state.waiting.entry(*b).or_default().push(w.id);
                 }
             }
             if w.status != WorkStatus::Duplicate {
@@ -81,7 +77,7 @@ impl CascadeState {
                     .dedup
                     .entry(w.phase.clone())
                     .or_default()
-                    .insert(w.id.clone(), &w.description);
+                    .insert(w.id, &w.description);
             }
         }
         // A run that already recorded its end needs no further metrics.
@@ -157,8 +153,8 @@ impl<'a> Cascade<'a> {
         if !self.work.contains_key(id) {
             match self.store.work_item(id)? {
                 Some(w) => {
-                    self.work_order.push(id.clone());
-                    self.work.insert(id.clone(), w);
+                    self.work_order.push(*id);
+                    self.work.insert(*id, w);
                 }
                 None => return Ok(None),
             }
@@ -181,12 +177,12 @@ impl<'a> Cascade<'a> {
         let id = draft.id.unwrap_or_else(ArtifactId::generate);
         let is_work = draft.type_name == WORK_DISCOVERY;
         let work_item = if is_work {
-            Some(id.clone())
+            Some(id)
         } else {
-            draft.inherited_work.clone()
+            draft.inherited_work
         };
         let mut artifact = Artifact {
-            id: id.clone(),
+            id,
             type_name: draft.type_name,
             payload: crate::artifact::Payload::with_value(draft.payload_text, draft.payload),
             producer: draft.producer,
@@ -196,7 +192,7 @@ impl<'a> Cascade<'a> {
             visibility: draft.visibility,
             created_at_ms: now_ms(),
             depth: draft.depth,
-            work_item: work_item.clone(),
+            work_item,
         };
         let schedule = if is_work {
             self.start_work(
@@ -231,9 +227,9 @@ impl<'a> Cascade<'a> {
     ) -> Result<bool, StoreError> {
         let p = artifact.payload.parse();
         let text = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default();
-        let id = artifact.id.clone();
+        let id = artifact.id;
         let mut item = WorkItem::new(
-            id.clone(),
+            id,
             self.workflow_id,
             text("phase"),
             Priority::parse(text("priority")),
@@ -250,7 +246,7 @@ impl<'a> Cascade<'a> {
         item.parent_work = parent_work;
         item.recovery_of = recovery_of;
         if let Some(k) = &item.key {
-            state.keys.insert(k.clone(), id.clone());
+            state.keys.insert(k.clone(), id);
         }
         if let Some(r) = &item.routed {
             self.events.push(Event::WorkRouted {
@@ -265,7 +261,7 @@ impl<'a> Cascade<'a> {
             if let Some((original, score)) = self.find_duplicate(artifact, &item, state)? {
                 item.status = WorkStatus::Duplicate;
                 item.reason = Some(format!("duplicate of {original} (similarity {score:.2})"));
-                item.duplicate_of = Some(original.clone());
+                item.duplicate_of = Some(original);
                 let priority = item.priority;
                 let mut raised = false;
                 if let Some(o) = self.work_item(&original)? {
@@ -289,7 +285,7 @@ impl<'a> Cascade<'a> {
                     .dedup
                     .entry(item.phase.clone())
                     .or_default()
-                    .insert(id.clone(), &item.description);
+                    .insert(id, &item.description);
                 let mut open = Vec::new();
                 for b in blocked_by {
                     let b = self.resolve_duplicate(b)?;
@@ -303,7 +299,7 @@ impl<'a> Cascade<'a> {
                     true
                 } else {
                     for b in &open {
-                        state.waiting.entry(b.clone()).or_default().push(id.clone());
+                        state.waiting.entry(*b).or_default().push(id);
                     }
                     item.status = WorkStatus::Blocked;
                     item.was_blocked = true;
@@ -311,7 +307,7 @@ impl<'a> Cascade<'a> {
                     false
                 }
             };
-        self.work_order.push(id.clone());
+        self.work_order.push(id);
         self.work.insert(id, item);
         Ok(schedule)
     }
@@ -319,7 +315,7 @@ impl<'a> Cascade<'a> {
     /// Follow `duplicate_of` links to the work that is actually done.
     fn resolve_duplicate(&mut self, mut id: ArtifactId) -> Result<ArtifactId, StoreError> {
         for _ in 0..16 {
-            match self.work_item(&id)?.and_then(|w| w.duplicate_of.clone()) {
+            match self.work_item(&id)?.and_then(|w| w.duplicate_of) {
                 Some(original) => id = original,
                 None => break,
             }
@@ -375,7 +371,7 @@ impl<'a> Cascade<'a> {
                         let mut found: Vec<(ArtifactId, f64)> = pool
                             .iter()
                             .zip(scores)
-                            .map(|(a, s)| (a.id.clone(), s as f64))
+                            .map(|(a, s)| (a.id, s as f64))
                             .filter(|(_, s)| *s >= threshold)
                             .collect();
                         found.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -480,7 +476,7 @@ impl<'a> Cascade<'a> {
             .iter()
             .filter_map(|(id, d)| {
                 let score = crate::similarity::cosine(me, state.embeddings.get(d.as_str())?);
-                (score >= threshold).then(|| (id.clone(), score))
+                (score >= threshold).then_some((*id, score))
             })
             .collect();
         found.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -617,10 +613,10 @@ impl<'a> Cascade<'a> {
             let mut record = InvocationRecord::queued(
                 self.workflow_id,
                 agent.name(),
-                vec![artifact.id.clone()],
+                vec![artifact.id],
                 state.next_seq,
             );
-            record.work_item = artifact.work_item.clone();
+            record.work_item = artifact.work_item;
             record.priority = priority;
             record.depth = artifact.depth;
             if let Some(reason) = cancelled {

@@ -399,7 +399,7 @@ impl Scheduler {
                     tags: out.tags,
                     visibility: out.visibility,
                     depth: record.depth + 1,
-                    inherited_work: record.work_item.clone(),
+                    inherited_work: record.work_item,
                     blocked_by: planned.blocked_by,
                     routing: out.routing,
                     recovery_of: None,
@@ -411,7 +411,7 @@ impl Scheduler {
         }
         record.status = InvocationStatus::Done;
         record.error = None;
-        if let Some(w) = record.work_item.clone() {
+        if let Some(w) = record.work_item {
             let mut done = false;
             if let Some(item) = cascade.work_item(&w)? {
                 item.open_invocations = item.open_invocations.saturating_sub(1);
@@ -492,7 +492,7 @@ impl Scheduler {
         record.status = InvocationStatus::Failed;
         record.fault = fault;
         record.error = Some(message.clone());
-        if let Some(w) = record.work_item.clone() {
+        if let Some(w) = record.work_item {
             let mut newly_failed = None;
             if let Some(item) = cascade.work_item(&w)? {
                 item.open_invocations = item.open_invocations.saturating_sub(1);
@@ -559,11 +559,11 @@ impl Scheduler {
                 type_name: WORK_DISCOVERY.into(),
                 payload,
                 producer: "host".into(),
-                parent_ids: vec![failed.id.clone()],
+                parent_ids: vec![failed.id],
                 tags: vec!["recovery".into()],
                 depth: record.depth + 1,
-                inherited_work: Some(failed.id.clone()),
-                recovery_of: Some(failed.id.clone()),
+                inherited_work: Some(failed.id),
+                recovery_of: Some(failed.id),
                 ..Default::default()
             },
             state,

@@ -67,12 +67,13 @@ pub fn blocking(
                     )));
                 }
                 edges[i].push(k);
-                plan[k].id.clone()
+                plan[k].id
             } else if let Some(id) = state.keys.get(r) {
-                Some(id.clone())
-            } else {
-                let id = ArtifactId::from(r);
+                Some(*id)
+            } else if let Some(id) = ArtifactId::parse(r) {
                 cascade.work_item(&id)?.map(|_| id)
+            } else {
+                None
             };
             match id {
                 Some(id) => plan[i].blocked_by.push(id),

@@ -13,123 +13,11 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A UUIDv7: time-ordered to the millisecond, and within one thread in the order made
-/// (see [`crate::id`]). The store keeps exact publish order itself; ids only approximate it.
-///
-/// Held as the UUID's 16 bytes, not its text: every record names several ids (its own,
-/// its parents, its work item, an invocation's inputs and outputs), and as shared strings
-/// each was a heap allocation, a reference count both workers touched on every clone, and
-/// a pointer to follow on every hash-table comparison. It reads and prints as lower-case
-/// hyphenated text ([`ArtifactId::text`], `Display`, serde), and orders as that text does.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ArtifactId([u8; 16]);
-
-impl ArtifactId {
-    /// A fresh time-ordered id.
-    pub fn generate() -> Self {
-        Self(crate::id::uuid_v7().into_bytes())
-    }
-
-    /// The id whose text is `text` (a hyphenated UUID), or `None` if `text` is not one:
-    /// no artifact has such an id.
-    pub fn parse(text: &str) -> Option<Self> {
-        if text.len() != uuid::fmt::Hyphenated::LENGTH {
-            return None;
-        }
-        uuid::Uuid::try_parse(text)
-            .ok()
-            .map(|u| Self(u.into_bytes()))
-    }
-
-    /// The id's text: lower-case hyphenated, as stored and shown everywhere.
-    ///
-    /// Made for every id an invocation's inputs and context carry into WIT, so it is
-    /// written directly rather than through `uuid`'s formatter and a UTF-8 check.
-    #[inline]
-    pub fn text(&self) -> IdText {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut buf = [b'-'; uuid::fmt::Hyphenated::LENGTH];
-        let mut at = 0;
-        for (i, byte) in self.0.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                at += 1; // the hyphen already there
-            }
-            buf[at] = HEX[usize::from(byte >> 4)];
-            buf[at + 1] = HEX[usize::from(byte & 0xf)];
-            at += 2;
-        }
-        IdText(buf)
-    }
-}
-
-#[cfg(test)]
-impl ArtifactId {
-    /// A fixed id named by a short label, for tests: one label, one id; ids order as
-    /// their labels do.
-    pub(crate) fn named(label: &str) -> Self {
-        let mut bytes = [0u8; 16];
-        for (b, c) in bytes.iter_mut().zip(label.bytes()) {
-            *b = c;
-        }
-        Self(bytes)
-    }
-}
-
-/// An [`ArtifactId`]'s text, on the stack: dereferences to `&str`.
-#[derive(Clone, Copy)]
-pub struct IdText([u8; uuid::fmt::Hyphenated::LENGTH]);
-
-impl std::ops::Deref for IdText {
-    type Target = str;
-    #[inline]
-    fn deref(&self) -> &str {
-        // SAFETY: `ArtifactId::text` is the only constructor, and it writes nothing but
-        // ASCII hex digits and hyphens: valid UTF-8.
-        unsafe { std::str::from_utf8_unchecked(&self.0) }
-    }
-}
-
-impl fmt::Display for IdText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self)
-    }
-}
-
-impl std::str::FromStr for ArtifactId {
-    type Err = BadArtifactId;
-    fn from_str(text: &str) -> Result<Self, BadArtifactId> {
-        Self::parse(text).ok_or_else(|| BadArtifactId(text.chars().take(64).collect()))
-    }
-}
-
-/// Text that is not an artifact id.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("'{0}' is not an artifact id (a hyphenated UUID)")]
-pub struct BadArtifactId(pub String);
-
-impl fmt::Display for ArtifactId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text())
-    }
-}
-
-impl fmt::Debug for ArtifactId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.text(), f)
-    }
-}
-
-impl Serialize for ArtifactId {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.text())
-    }
-}
-
-impl<'de> Deserialize<'de> for ArtifactId {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = Cow::<'de, str>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
+crate::id::uuid_id! {
+    /// An artifact's id: a UUIDv7, time-ordered to the millisecond, and within one thread
+    /// in the order made (see [`crate::id`]). The store keeps exact publish order itself;
+    /// ids only approximate it.
+    ArtifactId, "an artifact id"
 }
 
 /// Who may see an artifact. Enforced by the host on everything that reaches a plugin.
@@ -356,7 +244,12 @@ mod tests {
         for id in &ids {
             let text = id.to_string();
             assert_eq!(&*id.text(), text);
-            assert_eq!(text, uuid::Uuid::from_bytes(id.0).hyphenated().to_string());
+            assert_eq!(
+                text,
+                uuid::Uuid::from_bytes(id.0.bytes())
+                    .hyphenated()
+                    .to_string()
+            );
             assert_eq!(ArtifactId::parse(&text), Some(*id));
             let json = serde_json::to_string(id).expect("serialise");
             assert_eq!(json, format!("\"{text}\""));
@@ -379,6 +272,7 @@ mod tests {
         for bad in [
             "",
             "w1",
+            "00000000-0000-0000-0000-000000000000",
             &text[1..],
             &text.replace('-', ""),
             &format!("{{{text}}}"),

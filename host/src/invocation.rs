@@ -10,6 +10,11 @@ use crate::plugin::FaultKind;
 use crate::work::Priority;
 use serde::{Deserialize, Serialize};
 
+crate::id::uuid_id! {
+    /// An invocation's id: a UUIDv7 (see [`crate::id`]).
+    InvocationId, "an invocation id"
+}
+
 /// Where an invocation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,7 +35,7 @@ pub enum InvocationStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InvocationRecord {
     /// A UUIDv7.
-    pub id: Name,
+    pub id: InvocationId,
     /// The workflow it belongs to.
     pub workflow_id: Name,
     /// The plugin (agent) to call.
@@ -74,7 +79,7 @@ impl InvocationRecord {
     /// A queued invocation of `agent` on `inputs`.
     pub fn queued(workflow_id: &str, agent: &str, inputs: Vec<ArtifactId>, seq: u64) -> Self {
         Self {
-            id: Name::unique(crate::id::uuid_v7().to_string()),
+            id: InvocationId::generate(),
             workflow_id: Name::new(workflow_id),
             agent: Name::new(agent),
             inputs,

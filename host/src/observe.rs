@@ -1,6 +1,7 @@
 //! Events the scheduler reports as a workflow runs, for progress displays and logs.
 //! Sent on an unbounded channel so reporting never slows the scheduler.
 
+use crate::invocation::InvocationId;
 use crate::name::Name;
 use crate::plugin::FaultKind;
 use serde::Serialize;
@@ -14,14 +15,14 @@ pub enum Event {
         /// The agent.
         agent: Name,
         /// The invocation.
-        invocation: Name,
+        invocation: InvocationId,
     },
     /// An invocation finished and its outputs were published.
     InvocationDone {
         /// The agent.
         agent: Name,
         /// The invocation.
-        invocation: Name,
+        invocation: InvocationId,
         /// Types of the artifacts it published.
         outputs: Vec<Name>,
     },
@@ -30,7 +31,7 @@ pub enum Event {
         /// The agent.
         agent: Name,
         /// The invocation.
-        invocation: Name,
+        invocation: InvocationId,
         /// The fault class, if it misbehaved.
         fault: Option<FaultKind>,
         /// What happened.
@@ -50,7 +51,7 @@ pub enum Event {
         /// The agent.
         agent: Name,
         /// The invocation.
-        invocation: Name,
+        invocation: InvocationId,
         /// The attempt that failed (1 = the first).
         attempt: u32,
         /// Why (rejection reasons or the error).

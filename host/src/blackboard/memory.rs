@@ -12,7 +12,7 @@ use super::ready::ReadyQueue;
 use super::tally::{Record, Tally};
 use super::{ArtifactCounts, ArtifactQuery, Commit, Store, StoreError};
 use crate::artifact::{Artifact, ArtifactId, Viewer, now_ms};
-use crate::invocation::{InvocationRecord, InvocationStatus};
+use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
 use crate::name::Name;
 use crate::work::{WorkItem, WorkStatus};
 use std::cmp::Reverse;
@@ -87,13 +87,13 @@ struct Inner {
     counts: Map<Name, ArtifactCounts>,
     work: Map<ArtifactId, Box<WorkItem>>,
     work_order: Map<Name, Vec<ArtifactId>>,
-    invocations: Map<Name, Box<InvocationRecord>>,
-    invocation_order: Map<Name, Vec<Name>>,
+    invocations: Map<InvocationId, Box<InvocationRecord>>,
+    invocation_order: Map<Name, Vec<InvocationId>>,
     /// Queued invocation ids per workflow; entries whose record is no longer queued are
     /// skipped when popped.
     queues: Map<Name, ReadyQueue>,
     /// Queued invocations waiting out a retry backoff, per workflow, earliest first.
-    delayed: Map<Name, BinaryHeap<Reverse<(u64, Name)>>>,
+    delayed: Map<Name, BinaryHeap<Reverse<(u64, InvocationId)>>>,
     /// What each workflow's work items and invocations add up to, kept as they change.
     tallies: Map<Name, Tally>,
     /// Plugin-private values by (workflow, plugin, key).
@@ -236,13 +236,9 @@ impl Store for MemoryStore {
             if inv.status == InvocationStatus::Queued {
                 if inv.not_before_ms > now {
                     entry_mut(&mut g.delayed, &inv.workflow_id)
-                        .push(Reverse((inv.not_before_ms, inv.id.clone())));
+                        .push(Reverse((inv.not_before_ms, inv.id)));
                 } else {
-                    entry_mut(&mut g.queues, &inv.workflow_id).push(
-                        inv.priority,
-                        inv.seq,
-                        inv.id.clone(),
-                    );
+                    entry_mut(&mut g.queues, &inv.workflow_id).push(inv.priority, inv.seq, inv.id);
                 }
             }
             let tally = entry_mut(&mut g.tallies, &inv.workflow_id);
@@ -360,11 +356,7 @@ impl Store for MemoryStore {
                 inv.status = InvocationStatus::Queued;
                 inv.not_before_ms = 0;
                 tally.count(Record::Invocation(inv), true);
-                entry_mut(&mut g.queues, &inv.workflow_id).push(
-                    inv.priority,
-                    inv.seq,
-                    inv.id.clone(),
-                );
+                entry_mut(&mut g.queues, &inv.workflow_id).push(inv.priority, inv.seq, inv.id);
                 n += 1;
             }
         }
@@ -391,7 +383,7 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
-    fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>, StoreError> {
+    fn invocation(&self, id: &InvocationId) -> Result<Option<InvocationRecord>, StoreError> {
         Ok(self
             .lock()
             .invocations
@@ -479,7 +471,7 @@ mod tests {
 
     fn invocation(id: &str, priority: Priority, seq: u64) -> InvocationRecord {
         let mut inv = InvocationRecord::queued("w", "a", vec![], seq);
-        inv.id = id.into();
+        inv.id = InvocationId::named(id);
         inv.priority = priority;
         inv
     }
@@ -519,7 +511,7 @@ mod tests {
         .expect("commit");
         assert_eq!(
             s.claim_next("w").expect("claim").map(|i| i.id),
-            Some("now".into())
+            Some(InvocationId::named("now"))
         );
         assert!(
             s.claim_next("w").expect("claim").is_none(),
@@ -531,7 +523,7 @@ mod tests {
         ));
         assert_eq!(
             s.claim_next("w").expect("claim").map(|i| i.id),
-            Some("later".into())
+            Some(InvocationId::named("later"))
         );
         assert_eq!(s.next_wakeup("w").expect("wakeup"), None);
     }
@@ -553,10 +545,10 @@ mod tests {
         })
         .expect("commit");
         let (first, activated) = s.claim("w").expect("i1");
-        assert_eq!(first.id.as_str(), "i1");
+        assert_eq!(first.id, InvocationId::named("i1"));
         assert_eq!(activated.map(|w| w.status), Some(WorkStatus::Active));
         let (second, activated) = s.claim("w").expect("i2");
-        assert_eq!(second.id.as_str(), "i2");
+        assert_eq!(second.id, InvocationId::named("i2"));
         assert!(activated.is_none(), "the work item was active already");
         assert!(s.claim("w").is_none());
     }
@@ -574,12 +566,15 @@ mod tests {
             ..Default::default()
         };
         s.commit(commit).expect("commit");
-        let order: Vec<String> = std::iter::from_fn(|| s.claim_next("w").expect("claim"))
-            .map(|i| i.id.to_string())
+        let order: Vec<InvocationId> = std::iter::from_fn(|| s.claim_next("w").expect("claim"))
+            .map(|i| i.id)
             .collect();
-        assert_eq!(order, ["critical", "high-1", "high-2", "low"]);
         assert_eq!(
-            s.invocation("low")
+            order,
+            ["critical", "high-1", "high-2", "low"].map(InvocationId::named)
+        );
+        assert_eq!(
+            s.invocation(&InvocationId::named("low"))
                 .expect("get")
                 .map(|i| (i.status, i.attempts)),
             Some((InvocationStatus::Running, 1))

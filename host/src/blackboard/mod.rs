@@ -14,7 +14,7 @@ pub mod sqlite;
 pub mod tally;
 
 use crate::artifact::{Artifact, ArtifactId, Viewer};
-use crate::invocation::InvocationRecord;
+use crate::invocation::{InvocationId, InvocationRecord};
 use crate::observe::Event;
 use crate::work::WorkItem;
 use serde::{Deserialize, Serialize};
@@ -173,7 +173,7 @@ pub trait Store: Send + Sync {
     /// A workflow's work items, in creation order.
     fn work_items(&self, workflow_id: &str) -> Result<Vec<WorkItem>, StoreError>;
     /// One invocation.
-    fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>, StoreError>;
+    fn invocation(&self, id: &InvocationId) -> Result<Option<InvocationRecord>, StoreError>;
     /// A workflow's invocations, in creation order.
     fn invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError>;
     /// Show `visit` a workflow's work items and invocations (in creation order) without

@@ -7,7 +7,7 @@
 //! of order — a retry after its backoff, or work whose priority was raised — is placed by
 //! its sequence number.
 
-use crate::name::Name;
+use crate::invocation::InvocationId;
 use crate::work::Priority;
 use std::collections::VecDeque;
 
@@ -15,12 +15,12 @@ use std::collections::VecDeque;
 #[derive(Debug, Default)]
 pub struct ReadyQueue {
     /// One lane per priority (indexed by `Priority as usize`), each sorted by sequence.
-    lanes: [VecDeque<(u64, Name)>; 4],
+    lanes: [VecDeque<(u64, InvocationId)>; 4],
 }
 
 impl ReadyQueue {
     /// Queue invocation `id`, enqueued as number `seq`, at `priority`.
-    pub fn push(&mut self, priority: Priority, seq: u64, id: Name) {
+    pub fn push(&mut self, priority: Priority, seq: u64, id: InvocationId) {
         let lane = &mut self.lanes[priority as usize];
         if lane.back().is_none_or(|(last, _)| *last <= seq) {
             lane.push_back((seq, id));
@@ -31,7 +31,7 @@ impl ReadyQueue {
     }
 
     /// The next invocation to claim, taken off the queue.
-    pub fn pop(&mut self) -> Option<Name> {
+    pub fn pop(&mut self) -> Option<InvocationId> {
         self.lanes
             .iter_mut()
             .rev()
@@ -47,18 +47,19 @@ mod tests {
     #[test]
     fn claims_go_by_priority_then_sequence_even_for_late_arrivals() {
         let mut q = ReadyQueue::default();
-        q.push(Priority::Medium, 5, "m5".into());
-        q.push(Priority::Low, 1, "l1".into());
-        q.push(Priority::Medium, 7, "m7".into());
-        q.push(Priority::Critical, 9, "c9".into());
+        q.push(Priority::Medium, 5, InvocationId::named("m5"));
+        q.push(Priority::Low, 1, InvocationId::named("l1"));
+        q.push(Priority::Medium, 7, InvocationId::named("m7"));
+        q.push(Priority::Critical, 9, InvocationId::named("c9"));
         // A retry of an older invocation comes back after newer ones were queued.
-        q.push(Priority::Medium, 2, "m2-retry".into());
-        q.push(Priority::High, 3, "h3".into());
-        q.push(Priority::Medium, 6, "m6".into());
-        let order: Vec<String> = std::iter::from_fn(|| q.pop())
-            .map(|n| n.to_string())
-            .collect();
-        assert_eq!(order, ["c9", "h3", "m2-retry", "m5", "m6", "m7", "l1"]);
+        q.push(Priority::Medium, 2, InvocationId::named("m2-retry"));
+        q.push(Priority::High, 3, InvocationId::named("h3"));
+        q.push(Priority::Medium, 6, InvocationId::named("m6"));
+        let order: Vec<InvocationId> = std::iter::from_fn(|| q.pop()).collect();
+        assert_eq!(
+            order,
+            ["c9", "h3", "m2-retry", "m5", "m6", "m7", "l1"].map(InvocationId::named)
+        );
         assert!(q.pop().is_none());
     }
 }

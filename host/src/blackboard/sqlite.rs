@@ -23,7 +23,7 @@
 
 use super::{ArtifactCounts, ArtifactQuery, Commit, MemoryStore, RunRecord, Store, StoreError};
 use crate::artifact::{Artifact, ArtifactId, Viewer};
-use crate::invocation::{InvocationRecord, InvocationStatus};
+use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
 use crate::observe::Event;
 use crate::work::WorkItem;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -444,7 +444,7 @@ fn supersede(batch: &mut [Msg]) {
     for msg in batch.iter_mut().rev() {
         if let Msg::Commit(c) = msg {
             keep_last(&mut c.work_items, &mut work, |w| w.id);
-            keep_last(&mut c.invocations, &mut invocations, |i| i.id.clone());
+            keep_last(&mut c.invocations, &mut invocations, |i| i.id);
         }
     }
 }
@@ -505,7 +505,7 @@ fn write_batch(
                     }
                     for i in &c.invocations {
                         inv.execute(params![
-                            i.id,
+                            &*i.id.text(),
                             i.workflow_id,
                             status_text(&i.status),
                             json(i)?
@@ -615,7 +615,7 @@ impl Store for SqliteStore {
         self.mem.work_items(workflow_id)
     }
 
-    fn invocation(&self, id: &str) -> Result<Option<InvocationRecord>, StoreError> {
+    fn invocation(&self, id: &InvocationId) -> Result<Option<InvocationRecord>, StoreError> {
         self.mem.invocation(id)
     }
 
@@ -636,7 +636,7 @@ impl Store for SqliteStore {
     }
 
     fn requeue_running(&self, workflow_id: &str) -> Result<u64, StoreError> {
-        let before: Vec<crate::name::Name> = self
+        let before: Vec<InvocationId> = self
             .mem
             .invocations(workflow_id)?
             .into_iter()
@@ -840,7 +840,7 @@ mod tests {
         work.open_invocations = 2;
         let inv = |id: &str, seq| {
             let mut i = InvocationRecord::queued("wf", "a", vec![], seq);
-            i.id = id.into();
+            i.id = InvocationId::named(id);
             i.work_item = Some(ArtifactId::named("w1"));
             i
         };
@@ -853,7 +853,7 @@ mod tests {
             .expect("commit");
         for expected in ["i1", "i2"] {
             let claimed = store.claim_next("wf").expect("claim").expect("queued");
-            assert_eq!(claimed.id.as_str(), expected);
+            assert_eq!(claimed.id, InvocationId::named(expected));
         }
         assert!(store.claim_next("wf").expect("claim").is_none());
         store.flush().expect("flush");
@@ -866,11 +866,17 @@ mod tests {
             .expect("kept");
         assert_eq!(w.status, WorkStatus::Active);
         for id in ["i1", "i2"] {
-            let i = reopened.invocation(id).expect("read").expect("kept");
+            let i = reopened
+                .invocation(&InvocationId::named(id))
+                .expect("read")
+                .expect("kept");
             assert_eq!(i.status, InvocationStatus::Running, "{id}");
         }
         assert_eq!(
-            reopened.invocation("i2").expect("read").map(|i| i.attempts),
+            reopened
+                .invocation(&InvocationId::named("i2"))
+                .expect("read")
+                .map(|i| i.attempts),
             Some(1)
         );
     }
@@ -926,7 +932,7 @@ mod tests {
         };
         let inv = |id: &str, status| {
             let mut i = InvocationRecord::queued("wf", "a", vec![], 0);
-            i.id = id.into();
+            i.id = InvocationId::named(id);
             i.status = status;
             i
         };
@@ -957,8 +963,12 @@ mod tests {
             first.work_items.is_empty(),
             "superseded by the later version"
         );
-        let ids: Vec<&str> = first.invocations.iter().map(|i| i.id.as_str()).collect();
-        assert_eq!(ids, ["i2"], "i1 is written once, in its last state");
+        let ids: Vec<InvocationId> = first.invocations.iter().map(|i| i.id).collect();
+        assert_eq!(
+            ids,
+            [InvocationId::named("i2")],
+            "i1 is written once, in its last state"
+        );
         assert_eq!(last.work_items[0].status, WorkStatus::Done);
         assert_eq!(last.invocations[0].status, InvocationStatus::Done);
     }

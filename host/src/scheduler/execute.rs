@@ -123,7 +123,7 @@ fn run(
     let mut reuse = context::Reuse::take();
     let mut invocation = wit::Invocation {
         agent: record.agent.as_str().to_owned(),
-        invocation_id: record.id.as_str().to_owned(),
+        invocation_id: String::from(&*record.id.text()),
         workflow_id: record.workflow_id.as_str().to_owned(),
         phase: phase.map(|p| p.info.clone()),
         inputs: inputs.iter().map(|a| reuse.wit(a)).collect(),

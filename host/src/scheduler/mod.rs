@@ -426,7 +426,7 @@ impl Scheduler {
         }
         let event = watched.then(|| Event::InvocationDone {
             agent: record.agent.clone(),
-            invocation: record.id.clone(),
+            invocation: record.id,
             outputs: types,
         });
         cascade.update_invocation(record);
@@ -475,7 +475,7 @@ impl Scheduler {
             tracing::info!(agent = %record.agent, invocation = %record.id, "attempt {} refused: {message}; retrying", record.attempts);
             let event = Event::InvocationRetrying {
                 agent: record.agent.clone(),
-                invocation: record.id.clone(),
+                invocation: record.id,
                 attempt: record.attempts,
                 reason: message,
                 backoff_ms: backoff.as_millis() as u64,
@@ -508,7 +508,7 @@ impl Scheduler {
         }
         let event = Event::InvocationFailed {
             agent: record.agent.clone(),
-            invocation: record.id.clone(),
+            invocation: record.id,
             fault,
             message,
         };

@@ -191,7 +191,7 @@ impl Scheduler {
                     workflow_id,
                     vec![Event::InvocationStarted {
                         agent: record.agent.clone(),
-                        invocation: record.id.clone(),
+                        invocation: record.id,
                     }],
                 );
             }

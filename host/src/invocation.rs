@@ -40,8 +40,8 @@ pub struct InvocationRecord {
     pub workflow_id: Name,
     /// The plugin (agent) to call.
     pub agent: Name,
-    /// The artifacts that triggered it.
-    pub inputs: Vec<ArtifactId>,
+    /// The artifacts that triggered it (fixed at creation: a boxed slice, no spare room).
+    pub inputs: Box<[ArtifactId]>,
     /// The work item it serves, if its inputs belong to one.
     pub work_item: Option<ArtifactId>,
     /// Scheduling priority (from the work item).
@@ -82,7 +82,7 @@ impl InvocationRecord {
             id: InvocationId::generate(),
             workflow_id: Name::new(workflow_id),
             agent: Name::new(agent),
-            inputs,
+            inputs: inputs.into_boxed_slice(),
             work_item: None,
             priority: Priority::Medium,
             seq,

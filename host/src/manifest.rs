@@ -724,8 +724,8 @@ impl From<RawVisibility> for Visibility {
     fn from(v: RawVisibility) -> Self {
         match v {
             RawVisibility::Public => Visibility::Public,
-            RawVisibility::Private(names) => Visibility::Private(names),
-            RawVisibility::Labels(labels) => Visibility::Labels(labels),
+            RawVisibility::Private(names) => Visibility::Private(names.into()),
+            RawVisibility::Labels(labels) => Visibility::Labels(labels.into()),
             RawVisibility::Tenant(t) => Visibility::Tenant(t),
         }
     }

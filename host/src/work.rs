@@ -127,7 +127,7 @@ pub struct WorkItem {
     pub duplicates: u32,
     /// How the router chose its phase, when the discovery did not name a known one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub routed: Option<Routing>,
+    pub routed: Option<Box<Routing>>,
     /// The failed work item this recovery work was spawned for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_of: Option<ArtifactId>,

@@ -460,8 +460,8 @@ mod tests {
             payload: serde_json::json!({}).into(),
             producer: "a".into(),
             workflow_id: "w".into(),
-            parent_ids: vec![],
-            tags: vec![],
+            parent_ids: vec![].into(),
+            tags: vec![].into(),
             visibility: Visibility::Public,
             created_at_ms: 0,
             depth: 0,
@@ -601,11 +601,11 @@ mod tests {
         let mut blocked = work("b", "analysis", WorkStatus::Blocked);
         blocked.was_blocked = true;
         let mut routed = work("d", "review", WorkStatus::Duplicate);
-        routed.routed = Some(Routing {
+        routed.routed = Some(Box::new(Routing {
             requested: "auto".into(),
             by: "builtin".into(),
             reason: "words".into(),
-        });
+        }));
         let mut first = invocation("i1", Priority::Medium, 0);
         first.work_item = Some(ArtifactId::named("p"));
         s.commit(Commit {

@@ -8,8 +8,8 @@ use crate::phase::Phase;
 pub fn visibility_to_wit(v: &Visibility) -> wit::Visibility {
     match v {
         Visibility::Public => wit::Visibility::Public,
-        Visibility::Private(n) => wit::Visibility::Private(n.clone()),
-        Visibility::Labels(l) => wit::Visibility::Labels(l.clone()),
+        Visibility::Private(n) => wit::Visibility::Private(n.to_vec()),
+        Visibility::Labels(l) => wit::Visibility::Labels(l.to_vec()),
         Visibility::Tenant(t) => wit::Visibility::Tenant(t.clone()),
     }
 }
@@ -18,8 +18,8 @@ pub fn visibility_to_wit(v: &Visibility) -> wit::Visibility {
 pub fn visibility_from_wit(v: wit::Visibility) -> Visibility {
     match v {
         wit::Visibility::Public => Visibility::Public,
-        wit::Visibility::Private(n) => Visibility::Private(n),
-        wit::Visibility::Labels(l) => Visibility::Labels(l),
+        wit::Visibility::Private(n) => Visibility::Private(n.into()),
+        wit::Visibility::Labels(l) => Visibility::Labels(l.into()),
         wit::Visibility::Tenant(t) => Visibility::Tenant(t),
     }
 }
@@ -41,7 +41,7 @@ pub fn artifact_to_wit(a: &Artifact) -> wit::Artifact {
             .iter()
             .map(|p| String::from(&*p.text()))
             .collect(),
-        tags: a.tags.clone(),
+        tags: a.tags.to_vec(),
         visibility: visibility_to_wit(&a.visibility),
         created_at_ms: a.created_at_ms,
         depth: a.depth,

@@ -187,8 +187,8 @@ impl<'a> Cascade<'a> {
             payload: crate::artifact::Payload::with_value(draft.payload_text, draft.payload),
             producer: draft.producer,
             workflow_id: Name::new(self.workflow_id),
-            parent_ids: draft.parent_ids,
-            tags: draft.tags,
+            parent_ids: draft.parent_ids.into(),
+            tags: draft.tags.into(),
             visibility: draft.visibility,
             created_at_ms: now_ms(),
             depth: draft.depth,
@@ -236,7 +236,7 @@ impl<'a> Cascade<'a> {
         );
         item.description = Name::unique(text("description").to_string());
         item.key = p.get("key").and_then(|v| v.as_str()).map(str::to_string);
-        item.routed = routing;
+        item.routed = routing.map(Box::new);
         item.in_recovery = recovery_of.is_some();
         if let Some(parent) = &parent_work
             && let Some(w) = self.work_item(parent)?

@@ -395,7 +395,7 @@ impl Scheduler {
                     type_name: out.type_name,
                     payload: out.payload,
                     producer: record.agent.clone(),
-                    parent_ids: record.inputs.clone(),
+                    parent_ids: record.inputs.to_vec(),
                     tags: out.tags,
                     visibility: out.visibility,
                     depth: record.depth + 1,

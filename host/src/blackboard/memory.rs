@@ -178,16 +178,16 @@ impl super::ArtifactReader for Inner {
     fn visit_artifact(
         &self,
         id: &ArtifactId,
-        visit: &mut dyn FnMut(&Artifact),
+        visit: &mut dyn FnMut(&Arc<Artifact>),
     ) -> Result<bool, StoreError> {
-        Ok(self.artifacts.get(id).map(|a| visit(a)).is_some())
+        Ok(self.artifacts.get(id).map(visit).is_some())
     }
 
     fn visit_recent(
         &self,
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
-        visit: &mut dyn FnMut(&Artifact) -> bool,
+        visit: &mut dyn FnMut(&Arc<Artifact>) -> bool,
     ) -> Result<(), StoreError> {
         for a in self.newest(query, viewer) {
             if !visit(a) {

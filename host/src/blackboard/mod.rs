@@ -113,16 +113,15 @@ pub struct ArtifactCounts {
     pub by_type: BTreeMap<String, u64>,
 }
 
-/// Artifacts read in place, by id or newest first, within one [`Store::read`]: no copy
-/// and no reference count taken. The run loop reads context this way: both workers read
-/// the same recent artifacts, and a shared reference count is a cache line they would
-/// fight over.
+/// Artifacts read in place, by id or newest first, within one [`Store::read`]: no copy,
+/// and no reference count taken unless the visitor keeps one. The run loop reads context
+/// this way: it walks many candidates and keeps a dozen.
 pub trait ArtifactReader {
     /// Visit artifact `id`; whether it exists.
     fn visit_artifact(
         &self,
         id: &ArtifactId,
-        visit: &mut dyn FnMut(&Artifact),
+        visit: &mut dyn FnMut(&Arc<Artifact>),
     ) -> Result<bool, StoreError>;
     /// Visit what [`Store::query`] would return, newest first; stop early when `visit`
     /// returns `false`.
@@ -130,7 +129,7 @@ pub trait ArtifactReader {
         &self,
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
-        visit: &mut dyn FnMut(&Artifact) -> bool,
+        visit: &mut dyn FnMut(&Arc<Artifact>) -> bool,
     ) -> Result<(), StoreError>;
 }
 

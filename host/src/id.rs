@@ -1,10 +1,14 @@
-//! Fresh UUIDv7 ids, made without a system call.
+//! Record ids: UUIDv7s made without a system call, held as bytes.
 //!
 //! A run makes an id for every artifact and invocation — two or three per invocation.
 //! `uuid::Uuid::now_v7()` asks the kernel for its random bits each time (a `getrandom`
-//! call); here each thread seeds a small generator once. Within one millisecond a thread's ids count up in the 12-bit
-//! `rand_a` field (borrowing the next millisecond after 4,096), so they still sort in the
-//! order that thread made them.
+//! call); here each thread seeds a small generator once. Within one millisecond a
+//! thread's ids count up in the 12-bit `rand_a` field (borrowing the next millisecond
+//! after 4,096), so they still sort in the order that thread made them.
+//!
+//! Records hold ids as bytes, not text: `uuid_id!` defines the id types
+//! (`ArtifactId`, `InvocationId`), and [`IdText`] is an id's text when it leaves the host
+//! (WIT, SQLite, JSON, the terminal).
 
 use std::cell::Cell;
 
@@ -134,7 +138,7 @@ macro_rules! uuid_id {
 }
 pub(crate) use uuid_id;
 
-/// A UUID as two big-endian halves, the second never zero: what [`uuid_id!`] types hold.
+/// A UUID as two big-endian halves, the second never zero: what `uuid_id!` types hold.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Uuid {
     high: u64,

@@ -153,7 +153,7 @@ fn choose(
     // Ancestry, a generation at a time.
     let mut generation: Vec<ArtifactId> = inputs
         .iter()
-        .flat_map(|a| a.parent_ids.iter().cloned())
+        .flat_map(|a| a.parent_ids.iter().copied())
         .collect();
     for _ in 0..policy.ancestry_depth {
         let mut next = Vec::new();
@@ -163,7 +163,7 @@ fn choose(
             }
             let mut full = false;
             let _ = board.visit_artifact(&id, &mut |a| {
-                next.extend(a.parent_ids.iter().cloned());
+                next.extend(a.parent_ids.iter().copied());
                 full = a.workflow_id == workflow_id && a.visible_to(viewer) && !room(a, chosen);
             });
             if full {

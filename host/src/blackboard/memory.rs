@@ -41,9 +41,9 @@ where
 }
 
 /// Store `record` (a work item or an invocation) in `records`, its tally in `tally`: a
-/// record already stored is overwritten in its box (no new box, no key clones), a new one
-/// is boxed and its id appended to its workflow's `order`. `key` gives its id and
-/// workflow, `counted` its tally entry.
+/// record already stored is overwritten in its box (no new box), a new one is boxed and
+/// its id appended to its workflow's `order`. `key` gives its id and workflow, `counted`
+/// its tally entry.
 fn upsert<K, R>(
     records: &mut Map<K, Box<R>>,
     order: &mut Map<Name, Vec<K>>,
@@ -52,7 +52,7 @@ fn upsert<K, R>(
     key: fn(&R) -> (&K, &Name),
     counted: fn(&R) -> Record<'_>,
 ) where
-    K: Eq + std::hash::Hash + Clone,
+    K: Eq + std::hash::Hash + Copy,
 {
     tally.count(counted(&record), true);
     match records.get_mut(key(&record).0) {
@@ -61,9 +61,8 @@ fn upsert<K, R>(
             **old = record;
         }
         None => {
-            let (id, workflow) = key(&record);
-            let id = id.clone();
-            entry_mut(order, workflow).push(id.clone());
+            let (&id, workflow) = key(&record);
+            entry_mut(order, workflow).push(id);
             records.insert(id, Box::new(record));
         }
     }

@@ -16,13 +16,23 @@
 //!
 //! Every candidate is checked against the agent's visibility before any provider or the
 //! agent sees it.
+//!
+//! **When** it is chosen depends on the agent. By default the context is chosen at
+//! dispatch and copied into `invocation.context` on every call: a dozen artifacts, each
+//! eight strings and lists lowered one by one into the guest, which was a third of a
+//! WebAssembly agent's cost in the cascade benchmark whether the agent read them or not.
+//! An agent that lists the capability `context` in `describe()` reads its context on
+//! demand instead: it is handed none, and the same choice is made ([`OnDemand`]) only
+//! when it calls the `context` import — an agent that never reads context never pays for
+//! it, one that reads it pays what it paid before.
 
 use crate::artifact::{Artifact, ArtifactId};
 use crate::blackboard::{ArtifactQuery, ArtifactReader, Store};
+use crate::name::Name;
 use crate::plugin::bindings::types as wit;
 use crate::plugin::convert::artifact_to_wit;
 use crate::plugin::{BoardAccess, LoadedPlugin};
-use crate::workflow::{Agent, Workflow};
+use crate::workflow::{Agent, PhaseContext, Workflow};
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -231,30 +241,122 @@ pub fn provide(
     chosen
 }
 
-/// The full context of an invocation: `pinned`, then the providers' selection.
-pub fn assemble(
+/// The host's own context artifacts, always first: the served phase's
+/// `PhaseInstructions` (with this invocation's workflow and depth), then `previous` (on a
+/// retry, why the last attempt was refused).
+pub fn pinned(
+    phase: Option<&PhaseContext>,
+    workflow_id: &str,
+    depth: u32,
+    previous: Option<wit::Artifact>,
+) -> Vec<wit::Artifact> {
+    let mut context = Vec::new();
+    if let Some(p) = phase {
+        let mut instructions = p.instructions.clone();
+        instructions.workflow_id = workflow_id.to_owned();
+        instructions.depth = depth;
+        context.push(instructions);
+    }
+    context.extend(previous);
+    context
+}
+
+/// The context after the pinned artifacts: the built-in provider's candidates, narrowed
+/// by the context-provider plugins, who are shown `call` (the agent's invocation).
+pub fn select(
     wf: &Workflow,
     store: &Arc<dyn Store>,
     agent: &Agent,
     inputs: &[Arc<Artifact>],
-    invocation: &mut wit::Invocation,
+    call: &wit::Invocation,
     reuse: &mut Reuse,
-) {
-    let chosen = candidates(
-        store.as_ref(),
-        agent,
-        &invocation.workflow_id,
-        inputs,
-        reuse,
-    );
-    let chosen = if wf.context_providers.is_empty() {
-        chosen
-    } else {
-        let workflow_id = invocation.workflow_id.clone();
-        let board = |p: &LoadedPlugin| BoardAccess::granted(store, &workflow_id, p);
-        provide(&wf.context_providers, board, invocation, chosen)
-    };
-    invocation.context.extend(chosen);
+) -> Vec<wit::Artifact> {
+    let chosen = candidates(store.as_ref(), agent, &call.workflow_id, inputs, reuse);
+    if wf.context_providers.is_empty() {
+        return chosen;
+    }
+    let board = |p: &LoadedPlugin| BoardAccess::granted(store, &call.workflow_id, p);
+    provide(&wf.context_providers, board, call, chosen)
+}
+
+/// Keep a call's payload bytes within `limit`: drop context from the end, never the first
+/// `pinned` (the host's own), until `input_bytes` and the context's payloads fit.
+pub fn fit(context: &mut Vec<wit::Artifact>, pinned: usize, input_bytes: usize, limit: usize) {
+    let mut bytes = input_bytes + context.iter().map(|a| a.payload.len()).sum::<usize>();
+    while context.len() > pinned && bytes > limit {
+        if let Some(dropped) = context.pop() {
+            bytes -= dropped.payload.len();
+        }
+    }
+}
+
+/// What choosing an on-demand agent's context needs, kept from its dispatch until the
+/// agent asks (see the module's docs); then [`OnDemand::choose`] makes the choice
+/// [`pinned`], [`select`] and [`fit`] make at dispatch for other agents.
+pub struct OnDemand {
+    /// The workflow version the invocation runs under.
+    pub wf: Arc<Workflow>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The agent's name.
+    pub agent: Arc<str>,
+    /// The invocation's inputs.
+    pub inputs: Vec<Arc<Artifact>>,
+    /// The phase of the work item it serves.
+    pub phase: Option<Name>,
+    /// Its workflow.
+    pub workflow_id: Name,
+    /// Its cascade depth.
+    pub depth: u32,
+    /// On a retry, the `PreviousAttempt` artifact.
+    pub previous: Option<wit::Artifact>,
+    /// The invocation as handed, for context-provider plugins (`None` when there are none).
+    pub call: Option<wit::Invocation>,
+}
+
+impl OnDemand {
+    /// The invocation's context, chosen now.
+    pub fn choose(self) -> Vec<wit::Artifact> {
+        let Some(agent) = self.wf.agent(&self.agent) else {
+            return Vec::new();
+        };
+        let phase = self
+            .phase
+            .as_ref()
+            .and_then(|p| self.wf.phase_context.get(p.as_str()));
+        let mut context = pinned(phase, self.workflow_id.as_str(), self.depth, self.previous);
+        let pinned = context.len();
+        let mut reuse = Reuse::default();
+        let chosen = match self.call {
+            Some(mut call) => {
+                call.context.clone_from(&context);
+                select(
+                    &self.wf,
+                    &self.store,
+                    agent,
+                    &self.inputs,
+                    &call,
+                    &mut reuse,
+                )
+            }
+            None => candidates(
+                self.store.as_ref(),
+                agent,
+                self.workflow_id.as_str(),
+                &self.inputs,
+                &mut reuse,
+            ),
+        };
+        context.extend(chosen);
+        let input_bytes = self.inputs.iter().map(|a| a.payload_len()).sum();
+        fit(
+            &mut context,
+            pinned,
+            input_bytes,
+            agent.plugin.limits.max_input_bytes,
+        );
+        context
+    }
 }
 
 #[cfg(test)]

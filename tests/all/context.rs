@@ -1,6 +1,8 @@
 //! Context: phase instructions first (from the served work, never the agent's name), a
 //! bounded selection of ancestry and recent artifacts, the context-provider chain, and
-//! visibility on everything that reaches a plugin.
+//! visibility on everything that reaches a plugin — whether the agent is handed it or,
+//! like the `reader` plugin these tests use, reads it on demand through the `context`
+//! import.
 
 use crate::helpers::*;
 use serde_json::Value;
@@ -52,6 +54,73 @@ async fn phase_instructions_come_first_and_follow_the_work_along_parent_links() 
         context[1..].contains(&"WorkDiscovery".to_string()),
         "{context:?}"
     );
+    // The reader reads its context on demand: it was handed none.
+    assert_eq!(seen_note.payload["handed"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_handed_its_context_reads_the_same_list_through_the_import() {
+    let text = format!(
+        "[workflow]\nname = \"c\"\n{PHASES_AND_NOTE}{}{}{}\n[[type]]\nname = \"Seen\"\nschema = {{ type = \"object\" }}\n",
+        probe(
+            "worker",
+            "mode = \"echo\", emit_type = \"Note\"",
+            "WorkDiscovery",
+            None
+        ),
+        probe(
+            "looker",
+            "mode = \"context\", emit_type = \"Seen\"",
+            "Note",
+            None
+        ),
+        discovery("build the login form", "implementation", ""),
+    );
+    let run = run(&text).await;
+    let seen = &run.artifacts("Seen")[0].payload;
+    let handed = seen["handed"].as_array().expect("handed ids");
+    assert_eq!(handed[0], "phase-instructions/implementation");
+    assert!(
+        handed.len() >= 3,
+        "instructions, the Note, its WorkDiscovery: {seen}"
+    );
+    assert_eq!(seen["imported"], seen["handed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cascade_agents_that_read_on_demand_are_handed_nothing_and_read_the_full_context() {
+    let cascade = |file: &str| {
+        std::fs::read_to_string(repo().join("examples/cascade").join(file))
+            .expect("cascade example")
+            .replace("count = 10000", "count = 10")
+            .replace(
+                "../../target/plugins/bench-agent.wasm",
+                "{plugin:bench-agent}",
+            )
+    };
+    let reading = run(&cascade("reading-context.toml")).await;
+    let outputs = reading.artifacts("AnalysisResult");
+    assert_eq!(outputs.len(), 14, "10 items, then 2, 1 and 1 follow-ups");
+    for ty in ["AnalysisResult", "Implementation", "ValidationResult"] {
+        for a in reading.artifacts(ty) {
+            let seen = &a.payload["metadata"]["context"];
+            assert_eq!(seen["handed"], 0, "{ty}: {seen}");
+            assert_eq!(seen["first"], "PhaseInstructions", "{ty}: {seen}");
+            // Instructions, the input's ancestry and recent artifacts: the full budget
+            // once the board holds a dozen artifacts.
+            let read = seen["read"].as_u64().expect("read");
+            assert!((2..=13).contains(&read), "{ty}: {seen}");
+        }
+    }
+    // The default example's agents never ask.
+    let quiet = run(&cascade("workflow.toml")).await;
+    for a in quiet.artifacts("AnalysisResult") {
+        assert!(
+            a.payload["metadata"].get("context").is_none(),
+            "{}",
+            a.payload
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,4 +54,4 @@ pub mod context_provider {
 }
 
 pub use agent::murmur::plugin::types;
-pub use agent::murmur::plugin::{blackboard, kv, llm, log};
+pub use agent::murmur::plugin::{blackboard, context, kv, llm, log};

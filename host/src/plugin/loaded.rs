@@ -9,7 +9,7 @@ use super::bindings::{agent, context_provider, router, validator};
 use super::cache::{CacheOutcome, sha256_hex};
 use super::engine::{EPOCH_TICK, PluginEngine};
 use super::fault::{Fault, classify};
-use super::state::{BoardAccess, InvocationState};
+use super::state::{BoardAccess, ContextSource, InvocationState};
 use super::version;
 use crate::manifest::{PluginDecl, PluginLimits, World};
 use std::path::PathBuf;
@@ -199,6 +199,13 @@ pub struct LoadedPlugin {
     pub tenant: Option<String>,
     /// Capabilities granted beyond `log`.
     pub grants: Vec<String>,
+    /// An agent that reads its context on demand (`describe()` lists the capability
+    /// `context`): it is handed no context, and the host chooses it only if the agent
+    /// asks through the `context` import.
+    pub context_on_demand: bool,
+    /// Whether the component imports the `context` interface at all: if it does not,
+    /// the host has nothing to prepare for the import.
+    pub imports_context: bool,
     /// Read-only directories for WASI guests (guest path, host directory).
     pub read_dirs: Arc<[(String, PathBuf)]>,
     /// Whether the compiled component came from the cache.
@@ -270,12 +277,15 @@ impl LoadedPlugin {
                 message,
             }
         })?;
-        // Capabilities by omission: every host interface beyond `log` must be granted.
+        // Capabilities by omission: every host interface beyond `log` and `context` must
+        // be granted.
+        let mut imports_context = false;
         for (import, _) in component.component_type().imports(&host.engine) {
             let Some(rest) = import.strip_prefix("murmur:plugin/") else {
                 continue;
             };
             let iface = rest.split('@').next().unwrap_or(rest);
+            imports_context |= iface == "context";
             if crate::manifest::CAPABILITIES.contains(&iface)
                 && !decl.grants.iter().any(|g| g == iface)
             {
@@ -325,6 +335,8 @@ impl LoadedPlugin {
             labels: decl.labels.clone(),
             tenant: decl.tenant.clone(),
             grants: decl.grants.clone(),
+            context_on_demand: false,
+            imports_context,
             read_dirs: decl.read_dirs.clone().into(),
             cache,
             load_time: Duration::ZERO,
@@ -363,6 +375,8 @@ impl LoadedPlugin {
                 ),
             });
         }
+        loaded.context_on_demand =
+            matches!(decl.world, World::Agent) && info.capabilities.iter().any(|c| c == "context");
         loaded.info = info;
         loaded.load_time = started.elapsed();
         Ok(loaded)
@@ -469,6 +483,7 @@ impl LoadedPlugin {
         &self,
         invocation: &wit::Invocation,
         board: Option<BoardAccess>,
+        context: ContextSource,
     ) -> Result<Vec<wit::Output>, InvokeError> {
         let timeout = Duration::from_millis(self.limits.timeout_ms);
         // This thread's own instance if it left one: its memory is still in this core's
@@ -514,6 +529,7 @@ impl LoadedPlugin {
                 }
             }
         };
+        warm.store.data_mut().context = context;
         let deadline = warm.store.data().deadline;
         let printed_from = warm.store.data().printed_len();
         let result = warm.handle.call(&mut warm.store, invocation);
@@ -527,8 +543,10 @@ impl LoadedPlugin {
             && warm.calls < self.limits.reuse
             && printed < super::state::MAX_GUEST_OUTPUT / 2
         {
-            // A waiting instance holds no access to the blackboard.
-            warm.store.data_mut().board = None;
+            // A waiting instance holds no access to the blackboard, and no context.
+            let state = warm.store.data_mut();
+            state.board = None;
+            state.context = ContextSource::Empty;
             if let Ok(mut list) = self.warm.lock() {
                 list.push(warm);
             }
@@ -558,18 +576,22 @@ impl LoadedPlugin {
         })
     }
 
-    /// Call an agent's `handle()`.
+    /// Call an agent's `handle()`; `context` is what its `context` import answers.
     pub fn handle(
         &self,
         invocation: &wit::Invocation,
         board: Option<BoardAccess>,
+        context: ContextSource,
     ) -> Result<Vec<wit::Output>, InvokeError> {
         if self.limits.reuse > 0 {
-            return self.handle_warm(invocation, board);
+            return self.handle_warm(invocation, board, context);
         }
         let timeout = Duration::from_millis(self.limits.timeout_ms);
         let result = self.with_store(timeout, board, |pre, store| match pre {
-            Pre::Agent(p, export) => export.instantiate(p, store)?.call(store, invocation),
+            Pre::Agent(p, export) => {
+                store.data_mut().context = context;
+                export.instantiate(p, store)?.call(store, invocation)
+            }
             _ => Err(wasmtime::Error::msg(format!(
                 "plugin '{}' is not an agent",
                 self.name

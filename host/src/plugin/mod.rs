@@ -19,4 +19,4 @@ pub use cache::{CacheOutcome, ComponentCache};
 pub use engine::{EngineOptions, PluginEngine};
 pub use fault::{Fault, FaultKind};
 pub use loaded::{InvokeError, LoadError, LoadedPlugin};
-pub use state::{BoardAccess, LlmAccess};
+pub use state::{BoardAccess, ContextSource, LlmAccess};

@@ -5,7 +5,7 @@
 //! survives the call, so a faulted instance can never be reused.
 
 use super::bindings::types::{self, HostError, Level};
-use super::bindings::{blackboard, kv, llm, log};
+use super::bindings::{blackboard, context, kv, llm, log};
 use super::convert;
 use crate::artifact::{ArtifactId, Viewer};
 use crate::blackboard::{ArtifactQuery, Store};
@@ -111,6 +111,20 @@ impl BoardAccess {
     }
 }
 
+/// What the `context` import answers during one call.
+#[derive(Default)]
+pub enum ContextSource {
+    /// No context: `describe()`, a warm instance between calls, a plugin that is not an
+    /// agent.
+    #[default]
+    Empty,
+    /// Chosen already: the list the invocation was handed, or the answer to an earlier
+    /// `get` of the same call.
+    Ready(Vec<types::Artifact>),
+    /// Chosen at the first `get` (an agent that reads its context on demand).
+    OnDemand(Box<dyn FnOnce() -> Vec<types::Artifact> + Send>),
+}
+
 /// State of one invocation's store.
 pub struct InvocationState {
     /// The guest's WASI context, made at its first WASI call: most guests (Rust built
@@ -127,6 +141,8 @@ pub struct InvocationState {
     pub(crate) deadline: Instant,
     pub(crate) log_lines: u32,
     pub(crate) board: Option<BoardAccess>,
+    /// What the `context` import answers.
+    pub(crate) context: ContextSource,
     /// A reach beyond the plugin's grants, seen during the call: the call faults `denied`.
     pub(crate) violation: Option<String>,
     /// The last error-level line the guest logged (a panic message, typically), so a trap
@@ -156,6 +172,7 @@ impl InvocationState {
             deadline,
             log_lines: 0,
             board,
+            context: ContextSource::Empty,
             violation: None,
             last_error: None,
         }
@@ -258,6 +275,19 @@ impl log::Host for InvocationState {
             Level::Warn => tracing::warn!(target: "murmur::guest", plugin, "{msg}"),
             Level::Error => tracing::error!(target: "murmur::guest", plugin, "{msg}"),
         }
+    }
+}
+
+impl context::Host for InvocationState {
+    fn get(&mut self) -> Vec<types::Artifact> {
+        let chosen = match std::mem::take(&mut self.context) {
+            ContextSource::Empty => Vec::new(),
+            ContextSource::Ready(list) => list,
+            ContextSource::OnDemand(choose) => choose(),
+        };
+        // A second `get` in the same call answers the same list.
+        self.context = ContextSource::Ready(chosen.clone());
+        chosen
     }
 }
 

@@ -11,7 +11,9 @@ use crate::context;
 use crate::invocation::InvocationRecord;
 use crate::plugin::bindings::types as wit;
 use crate::plugin::convert::visibility_from_wit;
-use crate::plugin::{BoardAccess, Fault, FaultKind, InvokeError, LlmAccess, LoadedPlugin};
+use crate::plugin::{
+    BoardAccess, ContextSource, Fault, FaultKind, InvokeError, LlmAccess, LoadedPlugin,
+};
 use crate::schema::{PREVIOUS_ATTEMPT, WORK_DISCOVERY};
 use crate::validation::{self, Refusal};
 use crate::work::Routing;
@@ -65,7 +67,7 @@ pub struct Executed {
 
 /// Run `record` to completion (or fault).
 pub fn execute(
-    wf: &Workflow,
+    wf: &Arc<Workflow>,
     store: &Arc<dyn Store>,
     record: InvocationRecord,
     claimed: Instant,
@@ -84,7 +86,7 @@ fn internal(message: String) -> InvokeError {
 }
 
 fn run(
-    wf: &Workflow,
+    wf: &Arc<Workflow>,
     store: &Arc<dyn Store>,
     record: &InvocationRecord,
     claimed: Instant,
@@ -101,25 +103,14 @@ fn run(
             .ok_or_else(|| internal(format!("input artifact {id} is missing")))?;
         inputs.push(a);
     }
-    let phase = match &record.work_item {
-        Some(w) => store
-            .work_phase(w)
-            .map_err(|e| internal(e.to_string()))?
-            .and_then(|phase| wf.phase_context.get(phase.as_str())),
+    let phase_name = match &record.work_item {
+        Some(w) => store.work_phase(w).map_err(|e| internal(e.to_string()))?,
         None => None,
     };
-    // Pinned host context first: the phase's instructions, then why the last attempt
-    // was refused.
-    let mut context = Vec::new();
-    if let Some(p) = phase {
-        let mut instructions = p.instructions.clone();
-        instructions.workflow_id = record.workflow_id.as_str().to_owned();
-        instructions.depth = record.depth;
-        context.push(instructions);
-    }
-    if !record.feedback.is_empty() {
-        context.push(previous_attempt(record));
-    }
+    let phase = phase_name
+        .as_ref()
+        .and_then(|name| wf.phase_context.get(name.as_str()));
+    let previous = (!record.feedback.is_empty()).then(|| previous_attempt(record));
     let mut reuse = context::Reuse::take();
     let mut invocation = wit::Invocation {
         agent: record.agent.as_str().to_owned(),
@@ -127,17 +118,58 @@ fn run(
         workflow_id: record.workflow_id.as_str().to_owned(),
         phase: phase.map(|p| p.info.clone()),
         inputs: inputs.iter().map(|a| reuse.wit(a)).collect(),
-        context,
+        context: Vec::new(),
         config: agent.plugin.config_json.clone(),
     };
-    let pinned = invocation.context.len();
-    context::assemble(wf, store, agent, &inputs, &mut invocation, &mut reuse);
-    drop(reuse);
+    let limit = agent.plugin.limits.max_input_bytes;
+    let input_bytes: usize = invocation.inputs.iter().map(|a| a.payload.len()).sum();
+    let plugin = &agent.plugin;
+    let (source, pinned) = if plugin.context_on_demand {
+        // Nothing is chosen unless the agent asks (see `context::OnDemand`).
+        drop(reuse);
+        let source = if plugin.imports_context && agent.native.is_none() {
+            let on_demand = context::OnDemand {
+                wf: wf.clone(),
+                store: store.clone(),
+                agent: plugin.name.clone(),
+                inputs,
+                phase: phase_name,
+                workflow_id: record.workflow_id.clone(),
+                depth: record.depth,
+                previous,
+                call: (!wf.context_providers.is_empty()).then(|| invocation.clone()),
+            };
+            ContextSource::OnDemand(Box::new(move || on_demand.choose()))
+        } else {
+            ContextSource::Empty
+        };
+        (source, 0)
+    } else {
+        // Pinned host context first: the phase's instructions, then why the last attempt
+        // was refused; then the providers' selection, within the input budget.
+        invocation.context =
+            context::pinned(phase, &invocation.workflow_id, record.depth, previous);
+        let pinned = invocation.context.len();
+        let chosen = context::select(wf, store, agent, &inputs, &invocation, &mut reuse);
+        drop(reuse);
+        invocation.context.extend(chosen);
+        context::fit(&mut invocation.context, pinned, input_bytes, limit);
+        let source = if plugin.imports_context {
+            ContextSource::Ready(invocation.context.clone())
+        } else {
+            ContextSource::Empty
+        };
+        (source, pinned)
+    };
     // On every way out, the artifacts handed to this call go back for the next one.
-    let mut handed = context::Handed::new(invocation, pinned);
-    let invocation = &mut handed.invocation;
-    fit_input_budget(invocation, pinned, agent.plugin.limits.max_input_bytes)?;
-    let invocation = &*invocation;
+    let handed = context::Handed::new(invocation, pinned);
+    if input_bytes > limit {
+        return Err(internal(format!(
+            "the inputs are {input_bytes} bytes, over the plugin's max_input_bytes ({limit}); it was not called"
+        ))
+        .into());
+    }
+    let invocation = &handed.invocation;
     // What each plugin of this invocation (the agent, its validators) may reach.
     let phase_name = phase.map(|p| p.info.name.clone()).unwrap_or_default();
     let board = |p: &LoadedPlugin| {
@@ -156,7 +188,7 @@ fn run(
     let access = board(&agent.plugin);
     let mut outputs = match &agent.native {
         Some(native) => native.handle(invocation).map_err(InvokeError::Plugin)?,
-        None => agent.plugin.handle(invocation, access)?,
+        None => agent.plugin.handle(invocation, access, source)?,
     };
     let mut checked = check_outputs(wf, &agent.plugin, &outputs)?;
 
@@ -193,26 +225,6 @@ fn run(
             .map_err(Failure::Refused)?;
     }
     Ok(checked)
-}
-
-/// Keep the bytes crossing into the guest within `limit`: drop context from the end
-/// (never the `pinned` host artifacts); inputs alone over the limit are refused.
-fn fit_input_budget(
-    invocation: &mut wit::Invocation,
-    pinned: usize,
-    limit: usize,
-) -> Result<(), InvokeError> {
-    let size = |a: &[wit::Artifact]| a.iter().map(|x| x.payload.len()).sum::<usize>();
-    let inputs = size(&invocation.inputs);
-    if inputs > limit {
-        return Err(internal(format!(
-            "the inputs are {inputs} bytes, over the plugin's max_input_bytes ({limit}); it was not called"
-        )));
-    }
-    while invocation.context.len() > pinned && inputs + size(&invocation.context) > limit {
-        invocation.context.pop();
-    }
-    Ok(())
 }
 
 /// The `PreviousAttempt` context artifact of a retried invocation.

@@ -6,6 +6,12 @@
 //! - `validator`: Implementation → ValidationResult, and for every 5th item (index % 5 == 0)
 //!   of a generation below 3 a new analysis WorkDiscovery for generation + 1.
 //!
+//! The agents read their context on demand (`PluginInfo::context_on_demand`): the host
+//! hands them none and chooses it only if they ask. With `config.read_context = true`
+//! they ask on every call, and each output's `metadata.context` says what they were
+//! handed and read (`handed`, `read`, `first`: the first artifact's type), so the cost of
+//! reading context is measured by the same workload (`examples/cascade/reading-context.toml`).
+//!
 //! Every payload carries `metadata.index` and `metadata.generation` so the counts follow
 //! a closed form: N inputs give N + ⌈N/5⌉ + ⌈N/25⌉ + ⌈N/125⌉ work items, three invocations
 //! and four artifacts each (N = 10,000: 37,440 invocations, 49,920 artifacts).
@@ -19,6 +25,8 @@ const GENERATIONS: u64 = 3;
 #[derive(Deserialize)]
 struct Config {
     role: String,
+    #[serde(default)]
+    read_context: bool,
 }
 
 fn number(meta: &Map<String, Value>, key: &str) -> Result<u64, PluginError> {
@@ -45,6 +53,7 @@ impl Agent for Bench {
         PluginInfo::agent("bench-agent", env!("CARGO_PKG_VERSION"))
             .description("cascade workload agent (DESIGN §7)")
             .publishes([types::ANALYSIS_RESULT, types::IMPLEMENTATION, types::VALIDATION_RESULT, types::WORK_DISCOVERY])
+            .context_on_demand()
     }
 
     fn handle(inv: Invocation) -> Result<Vec<Output>, PluginError> {
@@ -52,7 +61,15 @@ impl Agent for Bench {
         let input = inv.first_input()?;
         let payload: Value = input.parse()?;
         let (index, generation) = position(&payload)?;
-        let metadata = json!({ "index": index, "generation": generation });
+        let mut metadata = json!({ "index": index, "generation": generation });
+        if config.read_context {
+            let context = inv.read_context();
+            metadata["context"] = json!({
+                "handed": inv.context.len(),
+                "read": context.len(),
+                "first": context.first().map(|a| a.type_name.as_str()),
+            });
+        }
         match config.role.as_str() {
             "analyzer" => Ok(vec![Output::json(
                 types::ANALYSIS_RESULT,

@@ -25,10 +25,13 @@
 //! - `huge`: return one output of `config.bytes` bytes (default 2 MiB);
 //! - `count`: publish a `Note` with this instance's call number (a static counter: 1 on
 //!   a fresh instance, more on a reused one) and the input's `label`; trap instead when
-//!   the input says `trap = true`.
+//!   the input says `trap = true`;
+//! - `context`: publish a `config.emit_type` artifact (default `Note`) with the ids of the
+//!   context it was handed (`handed`; a probe does not read context on demand) and of
+//!   the list the `context` import answers (`imported`: the same list).
 //!
-//! It imports nothing but `log`: reading the blackboard is `plugins/reader`'s job, so a
-//! probe needs no grants.
+//! It imports nothing but `log` and `context`, which need no grant: reading the
+//! blackboard is `plugins/reader`'s job, so a probe needs no grants.
 
 use murmur_guest::prelude::*;
 use serde::Deserialize;
@@ -51,6 +54,7 @@ struct Config {
 /// Which attempt this is (1 = the first), from the host's `PreviousAttempt` context.
 fn attempt(inv: &Invocation) -> u32 {
     inv.context_of("PreviousAttempt")
+        .iter()
         .filter_map(|a| serde_json::from_str::<serde_json::Value>(&a.payload).ok())
         .filter_map(|v| v.get("attempt").and_then(|n| n.as_u64()))
         .max()
@@ -73,6 +77,15 @@ impl Agent for Probe {
         let config: Config = inv.config()?;
         let input = inv.first_input()?;
         match config.mode.as_str() {
+            "context" => {
+                let ids = |list: &[Artifact]| list.iter().map(|a| a.id.clone()).collect::<Vec<_>>();
+                let imported = murmur_guest::bindings::murmur::plugin::context::get();
+                let ty = config.emit_type.clone().unwrap_or_else(|| "Note".into());
+                Ok(vec![Output::json(
+                    &ty,
+                    &serde_json::json!({ "handed": ids(&inv.context), "imported": ids(&imported) }),
+                )?])
+            }
             "echo" => {
                 let ty = config.emit_type.clone().unwrap_or_else(|| input.type_name.clone());
                 Ok((0..config.count)

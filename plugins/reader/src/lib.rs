@@ -1,8 +1,10 @@
 //! A test agent that reads the blackboard (so it needs `grants = ["blackboard"]`).
 //! `config.mode`:
 //! - `peek`: publish one `config.emit_type` artifact (default `Note`) listing what the
-//!   invocation could see: its context (`context`: type, id, producer of each) and a
-//!   blackboard query (`board`: type and id of each);
+//!   invocation could see: its context (`context`: type, id, producer of each), read on
+//!   demand through the `context` import, how many context artifacts it was handed
+//!   (`handed`: none, as it reads on demand) and a blackboard query (`board`: type and id
+//!   of each);
 //! - `other-workflow`: query another workflow's blackboard — a reach beyond its grant,
 //!   which the host faults as `denied` whatever the plugin does with the refusal.
 
@@ -24,6 +26,7 @@ impl Agent for Reader {
         PluginInfo::agent("reader", env!("CARGO_PKG_VERSION"))
             .description("test agent that reports what it can see")
             .capabilities(["blackboard"])
+            .context_on_demand()
     }
 
     fn handle(inv: Invocation) -> Result<Vec<Output>, PluginError> {
@@ -32,7 +35,7 @@ impl Agent for Reader {
         match config.mode.as_str() {
             "peek" => {
                 let context: Vec<serde_json::Value> = inv
-                    .context
+                    .read_context()
                     .iter()
                     .map(|a| json!({ "type": a.type_name, "id": a.id, "producer": a.producer }))
                     .collect();
@@ -41,7 +44,8 @@ impl Agent for Reader {
                     .iter()
                     .map(|a| json!({ "type": a.type_name, "id": a.id }))
                     .collect();
-                Ok(vec![Output::json(&ty, &json!({ "context": context, "board": board }))?])
+                let handed = inv.context.len();
+                Ok(vec![Output::json(&ty, &json!({ "context": context, "board": board, "handed": handed }))?])
             }
             "other-workflow" => {
                 let q = murmur_guest::board::ArtifactQuery {

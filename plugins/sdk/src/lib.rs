@@ -228,6 +228,13 @@ impl PluginInfo {
         self.capabilities.extend(caps.into_iter().map(|c| c.to_string()));
         self
     }
+    /// An agent that reads its context on demand: the host hands it no context
+    /// (`invocation.context` is empty) and chooses it only when the agent calls
+    /// [`Invocation::read_context`] (the `context` import). An agent that reads its
+    /// context on some calls, or never, then pays for it on those calls only.
+    pub fn context_on_demand(self) -> Self {
+        self.capabilities(["context"])
+    }
 }
 
 /// The lower-cased words of an artifact's `description` field (empty if it has none).
@@ -253,14 +260,26 @@ pub fn jaccard(a: &alloc::collections::BTreeSet<String>, b: &alloc::collections:
 }
 
 impl Invocation {
+    /// The invocation's context, phase instructions first: the list it was handed, or —
+    /// for an agent built with [`PluginInfo::context_on_demand`], handed none — the
+    /// host's answer through the `context` import, chosen at this call.
+    pub fn read_context(&self) -> alloc::borrow::Cow<'_, [Artifact]> {
+        #[cfg(feature = "agent")]
+        if self.context.is_empty() {
+            return alloc::borrow::Cow::Owned(world::context_import());
+        }
+        alloc::borrow::Cow::Borrowed(&self.context)
+    }
+
     /// The context artifacts of type `type_name` (e.g. `PreviousAttempt`), in order.
-    pub fn context_of<'a>(&'a self, type_name: &'a str) -> impl Iterator<Item = &'a Artifact> + 'a {
-        self.context.iter().filter(move |a| a.type_name == type_name)
+    pub fn context_of(&self, type_name: &str) -> Vec<Artifact> {
+        self.read_context().iter().filter(|a| a.type_name == type_name).cloned().collect()
     }
 
     /// On a retry: the reasons the previous attempt was refused (empty on a first attempt).
     pub fn previous_refusal(&self) -> Vec<String> {
         self.context_of("PreviousAttempt")
+            .iter()
             .filter_map(|a| serde_json::from_str::<serde_json::Value>(&a.payload).ok())
             .flat_map(|v| {
                 v.get("reasons")

@@ -68,6 +68,12 @@ pub(crate) fn log_import(level: Level, message: &str) {
     bindings::murmur::plugin::log::log(level, message);
 }
 
+/// The `context` import (agents only).
+#[cfg(feature = "agent")]
+pub(crate) fn context_import() -> alloc::vec::Vec<Artifact> {
+    bindings::murmur::plugin::context::get()
+}
+
 /// Implement this for an agent, then `murmur_guest::export_agent!(YourType);`.
 #[cfg(feature = "agent")]
 pub trait Agent {

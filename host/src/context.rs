@@ -71,15 +71,22 @@ impl Reuse {
     }
 
     /// Keep `used` (an invocation's inputs and context, done with) for the next
-    /// invocation on this thread; what this one did not reuse is dropped.
+    /// invocation on this thread, which takes them all ([`Reuse::take`]) and drops what
+    /// it does not reuse. At most [`MAX_KEPT`] are kept, the latest.
     pub fn give_back(used: impl IntoIterator<Item = wit::Artifact>) {
         KEPT.with(|k| {
             let mut k = k.borrow_mut();
-            k.clear();
             k.extend(used);
+            if k.len() > MAX_KEPT {
+                let extra = k.len() - MAX_KEPT;
+                k.drain(..extra);
+            }
         });
     }
 }
+
+/// Most WIT copies a worker thread keeps between invocations: a few invocations' worth.
+pub const MAX_KEPT: usize = 64;
 
 /// An invocation on its way to the plugin: when it is dropped, whatever way the call
 /// ends, its inputs and context (not the `pinned` host artifacts, made afresh each time)
@@ -312,6 +319,8 @@ pub struct OnDemand {
     pub previous: Option<wit::Artifact>,
     /// The invocation as handed, for context-provider plugins (`None` when there are none).
     pub call: Option<wit::Invocation>,
+    /// The worker's WIT copies the inputs did not use, for the context (see [`Reuse`]).
+    pub reuse: Reuse,
 }
 
 impl OnDemand {
@@ -326,7 +335,7 @@ impl OnDemand {
             .and_then(|p| self.wf.phase_context.get(p.as_str()));
         let mut context = pinned(phase, self.workflow_id.as_str(), self.depth, self.previous);
         let pinned = context.len();
-        let mut reuse = Reuse::default();
+        let mut reuse = self.reuse;
         let chosen = match self.call {
             Some(mut call) => {
                 call.context.clone_from(&context);
@@ -378,6 +387,25 @@ mod tests {
             depth: 1,
             work_item: None,
         }
+    }
+
+    #[test]
+    fn a_worker_keeps_at_most_max_kept_copies_the_latest() {
+        drop(Reuse::take());
+        let copies: Vec<wit::Artifact> = (0..MAX_KEPT + 5)
+            .map(|i| artifact_to_wit(&artifact(&format!("a{i}"), serde_json::json!({ "i": i }))))
+            .collect();
+        let sixth = copies[5].id.clone();
+        let last = copies[MAX_KEPT + 4].id.clone();
+        // Given back in two parts (an on-demand context, then the inputs): both are kept.
+        let (first, second) = copies.split_at(10);
+        Reuse::give_back(first.to_vec());
+        Reuse::give_back(second.to_vec());
+        let kept = Reuse::take().kept;
+        assert_eq!(kept.len(), MAX_KEPT);
+        assert_eq!(kept[0].id, sixth, "the oldest five went");
+        assert_eq!(kept[MAX_KEPT - 1].id, last);
+        assert!(Reuse::take().kept.is_empty(), "taken once");
     }
 
     #[test]

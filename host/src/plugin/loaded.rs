@@ -533,6 +533,7 @@ impl LoadedPlugin {
         let deadline = warm.store.data().deadline;
         let printed_from = warm.store.data().printed_len();
         let result = warm.handle.call(&mut warm.store, invocation);
+        warm.store.data_mut().done_with_context();
         let healthy = matches!(result, Ok(Ok(_)) | Ok(Err(_)));
         let result = self.finish_call(&mut warm.store, result, deadline, printed_from);
         warm.calls += 1;
@@ -543,10 +544,8 @@ impl LoadedPlugin {
             && warm.calls < self.limits.reuse
             && printed < super::state::MAX_GUEST_OUTPUT / 2
         {
-            // A waiting instance holds no access to the blackboard, and no context.
-            let state = warm.store.data_mut();
-            state.board = None;
-            state.context = ContextSource::Empty;
+            // A waiting instance holds no access to the blackboard.
+            warm.store.data_mut().board = None;
             if let Ok(mut list) = self.warm.lock() {
                 list.push(warm);
             }
@@ -590,7 +589,9 @@ impl LoadedPlugin {
         let result = self.with_store(timeout, board, |pre, store| match pre {
             Pre::Agent(p, export) => {
                 store.data_mut().context = context;
-                export.instantiate(p, store)?.call(store, invocation)
+                let result = export.instantiate(p, store)?.call(store, invocation);
+                store.data_mut().done_with_context();
+                result
             }
             _ => Err(wasmtime::Error::msg(format!(
                 "plugin '{}' is not an agent",

@@ -278,6 +278,17 @@ impl log::Host for InvocationState {
     }
 }
 
+impl InvocationState {
+    /// After a call: the context its `get` answered goes back to this thread's copies
+    /// for the next invocation (see `crate::context::Reuse`); nothing is left for the
+    /// next call of this instance.
+    pub(crate) fn done_with_context(&mut self) {
+        if let ContextSource::Ready(list) = std::mem::take(&mut self.context) {
+            crate::context::Reuse::give_back(list);
+        }
+    }
+}
+
 impl context::Host for InvocationState {
     fn get(&mut self) -> Vec<types::Artifact> {
         let chosen = match std::mem::take(&mut self.context) {

@@ -126,7 +126,6 @@ fn run(
     let plugin = &agent.plugin;
     let (source, pinned) = if plugin.context_on_demand {
         // Nothing is chosen unless the agent asks (see `context::OnDemand`).
-        drop(reuse);
         let source = if plugin.imports_context && agent.native.is_none() {
             let on_demand = context::OnDemand {
                 wf: wf.clone(),
@@ -138,6 +137,7 @@ fn run(
                 depth: record.depth,
                 previous,
                 call: (!wf.context_providers.is_empty()).then(|| invocation.clone()),
+                reuse,
             };
             ContextSource::OnDemand(Box::new(move || on_demand.choose()))
         } else {

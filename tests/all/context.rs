@@ -98,7 +98,12 @@ async fn cascade_agents_that_read_on_demand_are_handed_nothing_and_read_the_full
                 "{plugin:bench-agent}",
             )
     };
-    let reading = run(&cascade("reading-context.toml")).await;
+    // The example reads; the tests also have the agents report what they read.
+    let reporting = cascade("reading-context.toml").replace(
+        "read_context = true }",
+        "read_context = true, report_context = true }",
+    );
+    let reading = run(&reporting).await;
     let outputs = reading.artifacts("AnalysisResult");
     assert_eq!(outputs.len(), 14, "10 items, then 2, 1 and 1 follow-ups");
     for ty in ["AnalysisResult", "Implementation", "ValidationResult"] {

@@ -106,8 +106,17 @@ impl PluginEngine {
 
         let mut linker: Linker<InvocationState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        // The agent world imports every host interface, so its linker serves all worlds.
-        bindings::agent::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        // The agent world imports every host interface, so its linker serves all worlds:
+        // each interface through the bindings, but `context` by hand (see there).
+        fn host(s: &mut InvocationState) -> &mut InvocationState {
+            s
+        }
+        bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, host)?;
+        bindings::log::add_to_linker::<_, HasSelf<_>>(&mut linker, host)?;
+        bindings::blackboard::add_to_linker::<_, HasSelf<_>>(&mut linker, host)?;
+        bindings::kv::add_to_linker::<_, HasSelf<_>>(&mut linker, host)?;
+        bindings::llm::add_to_linker::<_, HasSelf<_>>(&mut linker, host)?;
+        super::state::add_context_to_linker(&mut linker)?;
 
         let ticker = EpochTicker::start(engine.clone());
         Ok(Self {

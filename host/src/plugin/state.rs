@@ -5,7 +5,7 @@
 //! survives the call, so a faulted instance can never be reused.
 
 use super::bindings::types::{self, HostError, Level};
-use super::bindings::{blackboard, context, kv, llm, log};
+use super::bindings::{blackboard, kv, llm, log};
 use super::convert;
 use crate::artifact::{ArtifactId, Viewer};
 use crate::blackboard::{ArtifactQuery, Store};
@@ -119,8 +119,8 @@ pub enum ContextSource {
     #[default]
     Empty,
     /// Chosen already: the list the invocation was handed, or the answer to an earlier
-    /// `get` of the same call.
-    Ready(Vec<types::Artifact>),
+    /// `get` of the same call. Shared: each `get` lowers it into the guest from here.
+    Ready(Arc<Vec<types::Artifact>>),
     /// Chosen at the first `get` (an agent that reads its context on demand).
     OnDemand(Box<dyn FnOnce() -> Vec<types::Artifact> + Send>),
 }
@@ -283,23 +283,40 @@ impl InvocationState {
     /// for the next invocation (see `crate::context::Reuse`); nothing is left for the
     /// next call of this instance.
     pub(crate) fn done_with_context(&mut self) {
-        if let ContextSource::Ready(list) = std::mem::take(&mut self.context) {
+        if let ContextSource::Ready(list) = std::mem::take(&mut self.context)
+            && let Ok(list) = Arc::try_unwrap(list)
+        {
             crate::context::Reuse::give_back(list);
         }
     }
+
+    /// The `context` import's answer: chosen at the first `get` of a call, the same list
+    /// at later ones.
+    fn context(&mut self) -> Arc<Vec<types::Artifact>> {
+        let list = match std::mem::take(&mut self.context) {
+            ContextSource::Empty => Arc::new(Vec::new()),
+            ContextSource::Ready(list) => list,
+            ContextSource::OnDemand(choose) => Arc::new(choose()),
+        };
+        self.context = ContextSource::Ready(list.clone());
+        list
+    }
 }
 
-impl context::Host for InvocationState {
-    fn get(&mut self) -> Vec<types::Artifact> {
-        let chosen = match std::mem::take(&mut self.context) {
-            ContextSource::Empty => Vec::new(),
-            ContextSource::Ready(list) => list,
-            ContextSource::OnDemand(choose) => choose(),
-        };
-        // A second `get` in the same call answers the same list.
-        self.context = ContextSource::Ready(chosen.clone());
-        chosen
-    }
+/// Define the `context` interface in `linker`. By hand rather than through the bindings'
+/// `Host` trait, whose `get` must return an owned list: the answer is lowered into the
+/// guest from the list the call keeps (a reference count, not a copy of a dozen
+/// artifacts), and that list goes back to the worker's copies when the call ends.
+pub fn add_context_to_linker(
+    linker: &mut wasmtime::component::Linker<InvocationState>,
+) -> wasmtime::Result<()> {
+    let interface = format!("murmur:plugin/context@{}", super::version::API_VERSION);
+    linker.instance(&interface)?.func_wrap(
+        "get",
+        |mut store: wasmtime::StoreContextMut<'_, InvocationState>, (): ()| {
+            Ok((store.data_mut().context(),))
+        },
+    )
 }
 
 impl blackboard::Host for InvocationState {

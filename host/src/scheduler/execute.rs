@@ -155,7 +155,7 @@ fn run(
         invocation.context.extend(chosen);
         context::fit(&mut invocation.context, pinned, input_bytes, limit);
         let source = if plugin.imports_context {
-            ContextSource::Ready(invocation.context.clone())
+            ContextSource::Ready(Arc::new(invocation.context.clone()))
         } else {
             ContextSource::Empty
         };

@@ -8,9 +8,10 @@
 //!
 //! The agents read their context on demand (`PluginInfo::context_on_demand`): the host
 //! hands them none and chooses it only if they ask. With `config.read_context = true`
-//! they ask on every call, and each output's `metadata.context` says what they were
-//! handed and read (`handed`, `read`, `first`: the first artifact's type), so the cost of
-//! reading context is measured by the same workload (`examples/cascade/reading-context.toml`).
+//! they ask on every call, so the cost of reading context is measured by the same
+//! workload (`examples/cascade/reading-context.toml`); with `config.report_context = true`
+//! as well, each output's `metadata.context` says what they were handed and read
+//! (`handed`, `read`, `first`: the first artifact's type), for the tests.
 //!
 //! Every payload carries `metadata.index` and `metadata.generation` so the counts follow
 //! a closed form: N inputs give N + ⌈N/5⌉ + ⌈N/25⌉ + ⌈N/125⌉ work items, three invocations
@@ -27,6 +28,8 @@ struct Config {
     role: String,
     #[serde(default)]
     read_context: bool,
+    #[serde(default)]
+    report_context: bool,
 }
 
 fn number(meta: &Map<String, Value>, key: &str) -> Result<u64, PluginError> {
@@ -64,11 +67,13 @@ impl Agent for Bench {
         let mut metadata = json!({ "index": index, "generation": generation });
         if config.read_context {
             let context = inv.read_context();
-            metadata["context"] = json!({
-                "handed": inv.context.len(),
-                "read": context.len(),
-                "first": context.first().map(|a| a.type_name.as_str()),
-            });
+            if config.report_context {
+                metadata["context"] = json!({
+                    "handed": inv.context.len(),
+                    "read": context.len(),
+                    "first": context.first().map(|a| a.type_name.as_str()),
+                });
+            }
         }
         match config.role.as_str() {
             "analyzer" => Ok(vec![Output::json(

@@ -96,6 +96,14 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 /// Most changes one writer transaction takes before it commits.
 const MAX_BATCH: usize = 8192;
 
+/// Most changes waiting for the writer. A run that produces faster than the file takes
+/// its commits waits here instead of holding every waiting commit's records twice (in
+/// the mirror and in the queue): the run ends when its last commit is durable either
+/// way, so the wait costs no time, and the queue's memory stays bounded. Measured at
+/// N = 10,000 (`murmur bench cascade --store sqlite:…`): unbounded 0.827 s and 96 MB
+/// peak; 16,384 0.800 s, 77 MB; 1,024 0.768 s, 67 MB; 256 0.789 s, 65 MB.
+const MAX_BACKLOG: usize = 1024;
+
 enum Msg {
     Commit(Commit),
     Run(RunRecord),
@@ -108,7 +116,7 @@ enum Msg {
 pub struct SqliteStore {
     path: PathBuf,
     mem: MemoryStore,
-    tx: Mutex<Option<mpsc::Sender<Msg>>>,
+    tx: Mutex<Option<mpsc::SyncSender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     failed: Arc<Mutex<Option<String>>>,
 }
@@ -216,7 +224,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = connect(path)?;
         let failed = Arc::new(Mutex::new(None));
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(MAX_BACKLOG);
         let writer = {
             let failed = failed.clone();
             let writer_path = path.to_path_buf();
@@ -829,6 +837,43 @@ mod tests {
         let reopened = SqliteStore::open(&path).expect("reopen");
         reopened.load("wf").expect("load");
         assert_eq!(ids(&reopened), ["c", "a", "b", "d"].map(text));
+    }
+
+    #[test]
+    fn writers_beyond_the_backlog_wait_for_the_file_and_every_commit_lands() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("backlog.db");
+        let store = Arc::new(SqliteStore::open(&path).expect("open"));
+        // Four threads, each committing more than the whole backlog holds.
+        let per_thread = MAX_BACKLOG + 100;
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for n in 0..per_thread as u64 {
+                        let mut i = InvocationRecord::queued("wf", "a", vec![], t * 1_000_000 + n);
+                        i.id = InvocationId::named(&format!("i{t}-{n}"));
+                        store
+                            .commit(Commit {
+                                artifacts: vec![],
+                                work_items: vec![],
+                                invocations: vec![i],
+                            })
+                            .expect("commit");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("writer thread");
+        }
+        store.flush().expect("flush");
+        drop(store);
+        let conn = Connection::open(&path).expect("open the file");
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM invocations", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 4 * per_thread as i64);
     }
 
     #[test]

@@ -67,6 +67,8 @@ impl Agent for Plugin {
             .description("answers requests")
             .subscribe(Subscription::to("Request"))
             .publishes(["Response"])
+            // Handed no context; `inv.read_context()` asks the host for it when needed.
+            .context_on_demand()
     }
 
     fn handle(inv: Invocation) -> Result<Vec<Output>, PluginError> {
@@ -158,7 +160,9 @@ export const agentApi = {
       name: '{name}', version: '0.1.0', apiVersion: '0.1.0', kind: 'agent',
       description: 'answers requests',
       subscriptions: [{ typeName: 'Request', filter: undefined, fromProducers: [], tags: [], allowSelf: false }],
-      publishes: ['Response'], phases: [], capabilities: [],
+      // 'context': handed no context; `get()` from 'murmur:plugin/context@0.1.0'
+      // asks the host for it when needed.
+      publishes: ['Response'], phases: [], capabilities: ['context'],
     };
   },
   handle(invocation) {
@@ -181,7 +185,9 @@ class AgentApi(exports.AgentApi):
             name="{name}", version="0.1.0", api_version="0.1.0", kind=types.PluginKind.AGENT,
             description="answers requests",
             subscriptions=[types.Subscription(type_name="Request", filter=None, from_producers=[], tags=[], allow_self=False)],
-            publishes=["Response"], phases=[], capabilities=[])
+            # "context": handed no context; wit_world.imports.context.get() asks the host
+            # for it when needed.
+            publishes=["Response"], phases=[], capabilities=["context"])
 
     def handle(self, invocation: types.Invocation):
         request = json.loads(invocation.inputs[0].payload)

@@ -268,22 +268,26 @@ pub fn pinned(
     context
 }
 
-/// The context after the pinned artifacts: the built-in provider's candidates, narrowed
-/// by the context-provider plugins, who are shown `call` (the agent's invocation).
+/// The context after the pinned artifacts: the built-in provider's candidates in
+/// `workflow_id`, narrowed by the context-provider plugins, who are shown `call` (the
+/// agent's invocation; `None` only when the workflow has no providers).
 pub fn select(
     wf: &Workflow,
     store: &Arc<dyn Store>,
     agent: &Agent,
     inputs: &[Arc<Artifact>],
-    call: &wit::Invocation,
+    workflow_id: &str,
+    call: Option<&wit::Invocation>,
     reuse: &mut Reuse,
 ) -> Vec<wit::Artifact> {
-    let chosen = candidates(store.as_ref(), agent, &call.workflow_id, inputs, reuse);
-    if wf.context_providers.is_empty() {
-        return chosen;
+    let chosen = candidates(store.as_ref(), agent, workflow_id, inputs, reuse);
+    match call {
+        Some(call) if !wf.context_providers.is_empty() => {
+            let board = |p: &LoadedPlugin| BoardAccess::granted(store, workflow_id, p);
+            provide(&wf.context_providers, board, call, chosen)
+        }
+        _ => chosen,
     }
-    let board = |p: &LoadedPlugin| BoardAccess::granted(store, &call.workflow_id, p);
-    provide(&wf.context_providers, board, call, chosen)
 }
 
 /// Keep a call's payload bytes within `limit`: drop context from the end, never the first
@@ -336,26 +340,20 @@ impl OnDemand {
         let mut context = pinned(phase, self.workflow_id.as_str(), self.depth, self.previous);
         let pinned = context.len();
         let mut reuse = self.reuse;
-        let chosen = match self.call {
-            Some(mut call) => {
-                call.context.clone_from(&context);
-                select(
-                    &self.wf,
-                    &self.store,
-                    agent,
-                    &self.inputs,
-                    &call,
-                    &mut reuse,
-                )
-            }
-            None => candidates(
-                self.store.as_ref(),
-                agent,
-                self.workflow_id.as_str(),
-                &self.inputs,
-                &mut reuse,
-            ),
-        };
+        // Providers see the invocation with its pinned context, as at dispatch.
+        let call = self.call.map(|mut call| {
+            call.context.clone_from(&context);
+            call
+        });
+        let chosen = select(
+            &self.wf,
+            &self.store,
+            agent,
+            &self.inputs,
+            self.workflow_id.as_str(),
+            call.as_ref(),
+            &mut reuse,
+        );
         context.extend(chosen);
         let input_bytes = self.inputs.iter().map(|a| a.payload_len()).sum();
         fit(

@@ -22,27 +22,32 @@ fn seen(note: &Value) -> (Vec<String>, Vec<String>) {
     (strings("context", "type"), strings("board", "id"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn phase_instructions_come_first_and_follow_the_work_along_parent_links() {
-    // `worker` turns implementation work into a Note; `reader` (subscribed to Notes, not to
-    // work) serves the same work item, so it gets the implementation instructions too.
-    let text = format!(
-        "[workflow]\nname = \"c\"\n{PHASES_AND_NOTE}{}{}{}\n[[type]]\nname = \"Seen\"\nschema = {{ type = \"object\" }}\n",
+/// A workflow where `worker` turns one implementation WorkDiscovery into a Note, and
+/// `agent` (a manifest fragment, subscribed to Notes) publishes what it saw as `Seen`.
+fn after_the_worker(agent: &str) -> String {
+    format!(
+        "[workflow]\nname = \"c\"\n{PHASES_AND_NOTE}{}{agent}{}\n[[type]]\nname = \"Seen\"\nschema = {{ type = \"object\" }}\n",
         probe(
             "worker",
             "mode = \"echo\", emit_type = \"Note\"",
             "WorkDiscovery",
             None
         ),
-        reader(
-            "reader",
-            "mode = \"peek\", emit_type = \"Seen\"",
-            "Note",
-            None
-        ),
         discovery("build the login form", "implementation", ""),
-    );
-    let run = run(&text).await;
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phase_instructions_come_first_and_follow_the_work_along_parent_links() {
+    // `worker` turns implementation work into a Note; `reader` (subscribed to Notes, not to
+    // work) serves the same work item, so it gets the implementation instructions too.
+    let run = run(&after_the_worker(&reader(
+        "reader",
+        "mode = \"peek\", emit_type = \"Seen\"",
+        "Note",
+        None,
+    )))
+    .await;
     let seen_note = &run.artifacts("Seen")[0];
     let (context, _) = seen(&seen_note.payload);
     assert_eq!(context[0], "PhaseInstructions");
@@ -60,23 +65,13 @@ async fn phase_instructions_come_first_and_follow_the_work_along_parent_links() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_handed_its_context_reads_the_same_list_through_the_import() {
-    let text = format!(
-        "[workflow]\nname = \"c\"\n{PHASES_AND_NOTE}{}{}{}\n[[type]]\nname = \"Seen\"\nschema = {{ type = \"object\" }}\n",
-        probe(
-            "worker",
-            "mode = \"echo\", emit_type = \"Note\"",
-            "WorkDiscovery",
-            None
-        ),
-        probe(
-            "looker",
-            "mode = \"context\", emit_type = \"Seen\"",
-            "Note",
-            None
-        ),
-        discovery("build the login form", "implementation", ""),
-    );
-    let run = run(&text).await;
+    let run = run(&after_the_worker(&probe(
+        "looker",
+        "mode = \"context\", emit_type = \"Seen\"",
+        "Note",
+        None,
+    )))
+    .await;
     let seen = &run.artifacts("Seen")[0].payload;
     let handed = seen["handed"].as_array().expect("handed ids");
     assert_eq!(handed[0], "phase-instructions/implementation");

@@ -150,7 +150,15 @@ fn run(
         invocation.context =
             context::pinned(phase, &invocation.workflow_id, record.depth, previous);
         let pinned = invocation.context.len();
-        let chosen = context::select(wf, store, agent, &inputs, &invocation, &mut reuse);
+        let chosen = context::select(
+            wf,
+            store,
+            agent,
+            &inputs,
+            &invocation.workflow_id,
+            Some(&invocation),
+            &mut reuse,
+        );
         drop(reuse);
         invocation.context.extend(chosen);
         context::fit(&mut invocation.context, pinned, input_bytes, limit);

@@ -68,6 +68,12 @@ pub struct CascadeFigures {
     pub artifacts_per_s: f64,
     /// Peak resident set of the process, MiB.
     pub peak_rss_mb: f64,
+    /// Of the resident set when the run ended, MiB: anonymous memory (the heap, the
+    /// instance pool, stacks: `RssAnon`).
+    pub rss_anon_mb: f64,
+    /// The same for file-backed pages (the binary's code and data, shared libraries,
+    /// compiled components: `RssFile`).
+    pub rss_file_mb: f64,
     /// Median host time from claiming an invocation to calling the plugin, µs.
     pub p50_dispatch_us: u32,
     /// 99th percentile of the same, µs.
@@ -228,12 +234,15 @@ pub async fn cascade(
     // Freeing the run's records afterwards is not part of the run: the store outlives
     // the measurement.
     let keep = store.clone();
+    crate::footprint::after_start_up();
     let started = Instant::now();
     let summary = Scheduler::new(wf, store)
         .with_dispatch_samples(samples.clone())
         .run()
         .await?;
     let seconds = started.elapsed().as_secs_f64();
+    // What is resident with every record still held.
+    let (rss_anon_mb, rss_file_mb) = (status_mb("RssAnon:"), status_mb("RssFile:"));
     drop(keep);
     let mut samples = samples.lock().map(|v| v.clone()).unwrap_or_default();
 
@@ -272,6 +281,8 @@ pub async fn cascade(
         seconds,
         artifacts_per_s: artifacts as f64 / seconds,
         peak_rss_mb: peak_rss_mb(),
+        rss_anon_mb,
+        rss_file_mb,
         p50_dispatch_us: percentile(&mut samples, 50.0),
         p99_dispatch_us: percentile(&mut samples, 99.0),
         store: store_name,
@@ -282,11 +293,16 @@ pub async fn cascade(
 
 /// The process's peak resident set (VmHWM), MiB; 0 where /proc is unavailable.
 pub fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM:")
+}
+
+/// The figure `key` (e.g. `VmHWM:`) of `/proc/self/status`, MiB; 0 where it is unavailable.
+fn status_mb(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .find_map(|l| l.strip_prefix(key))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         })
         .map(|kb| kb / 1024.0)

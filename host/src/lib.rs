@@ -22,6 +22,7 @@ pub mod bench;
 pub mod blackboard;
 pub mod cli;
 pub mod context;
+pub mod footprint;
 pub mod graph;
 pub mod hotload;
 pub mod id;

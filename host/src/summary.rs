@@ -185,7 +185,7 @@ impl RunSummary {
             }
             for inv in all_invocations {
                 if inv.status == InvocationStatus::Cancelled
-                    && inv.error.as_deref() == Some(DEPTH_LIMIT_REASON)
+                    && inv.error() == Some(DEPTH_LIMIT_REASON)
                 {
                     depth_limited += 1;
                 }
@@ -204,7 +204,7 @@ impl RunSummary {
                 if inv.status == InvocationStatus::Failed {
                     a.failed += 1;
                 }
-                if let Some(f) = inv.fault {
+                if let Some(f) = inv.fault() {
                     *faults.entry(f.as_str().to_string()).or_default() += 1;
                 }
             }

@@ -124,7 +124,7 @@ async fn a_dependency_cycle_is_refused_at_publish_with_the_cycle_named() {
         .into_iter()
         .find(|i| i.agent == "planner")
         .expect("planner ran");
-    let error = planner.error.expect("error");
+    let error = planner.error().expect("error").to_string();
     assert!(
         error.contains("dependency cycle: #0 (key 'a') waits for #1 (key 'b') waits for #2 (key 'c') waits for #0 (key 'a')"),
         "{error}"
@@ -138,7 +138,7 @@ async fn a_blocker_that_names_nothing_known_is_refused() {
     let text = workflow(&[wd("a", ", blocking_work_ids = [\"no-such-work\"]")], None);
     let run = run(&text).await;
     assert_eq!(run.summary.faults["invalid_output"], 1);
-    let error = run.invocations()[0].error.clone().expect("error");
+    let error = run.invocations()[0].error().expect("error").to_string();
     assert!(
         error.contains("blocking_work_ids[0] = 'no-such-work' names no work item or discovery key"),
         "{error}"

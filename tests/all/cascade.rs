@@ -367,7 +367,7 @@ async fn the_per_agent_invocation_cap_cancels_further_work_for_that_agent() {
         .collect();
     assert_eq!(capped.len(), 1);
     assert_eq!(
-        capped[0].error.as_deref(),
+        capped[0].error(),
         Some(murmur::invocation::AGENT_CAP_REASON)
     );
 }

@@ -104,7 +104,7 @@ async fn an_output_that_violates_its_schema_is_refused_and_stored_nowhere() {
         .filter(|i| i.agent == "bad")
         .collect::<Vec<_>>();
     assert!(failed.iter().all(|i| i.outputs.is_empty()));
-    let error = failed[0].error.clone().unwrap_or_default();
+    let error = failed[0].error().unwrap_or_default().to_string();
     assert!(
         error.contains("violates its schema") && error.contains("/description"),
         "{error}"

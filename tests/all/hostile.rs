@@ -36,8 +36,8 @@ async fn the_hostile_example_contains_every_fault_class_and_the_good_work_comple
             .filter(|i| i.agent == agent)
             .map(|i| {
                 (
-                    i.fault.map(|f| f.as_str().to_string()),
-                    i.error.unwrap_or_default(),
+                    i.fault().map(|f| f.as_str().to_string()),
+                    i.error().unwrap_or_default().to_string(),
                 )
             })
             .collect::<Vec<_>>()
@@ -144,16 +144,16 @@ async fn an_ungranted_llm_call_is_impossible_and_a_granted_one_without_a_provide
     let inv = &run.invocations()[0];
     assert_eq!(inv.status, InvocationStatus::Failed);
     assert_eq!(
-        inv.fault, None,
+        inv.fault(),
+        None,
         "a refusal the plugin handles is an error, not a fault"
     );
     assert!(
-        inv.error
-            .as_deref()
+        inv.error()
             .unwrap_or("")
             .contains("no language-model provider"),
         "{:?}",
-        inv.error
+        inv.error()
     );
 }
 
@@ -182,12 +182,11 @@ async fn an_input_over_the_byte_budget_is_refused_without_calling_the_plugin() {
     let inv = &run.invocations()[0];
     assert_eq!(inv.status, InvocationStatus::Failed);
     assert!(
-        inv.error
-            .as_deref()
+        inv.error()
             .unwrap_or("")
             .contains("over the plugin's max_input_bytes (100); it was not called"),
         "{:?}",
-        inv.error
+        inv.error()
     );
 }
 

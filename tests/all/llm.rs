@@ -221,7 +221,7 @@ async fn a_provider_that_never_answers_in_time_is_a_timeout_error() {
     });
     let run = run(&workflow(&server.url, "timeout_ms = 100", "", 1)).await;
     let inv = &run.invocations()[0];
-    let error = inv.error.clone().unwrap_or_default();
+    let error = inv.error().unwrap_or_default().to_string();
     assert!(
         error.contains("retryable error: llm: ") && error.contains("no answer in time"),
         "{error}"

@@ -50,7 +50,7 @@ async fn a_javascript_exception_and_a_python_traceback_reach_the_fault_message()
     let errors: Vec<(String, String)> = run
         .invocations()
         .into_iter()
-        .filter_map(|i| Some((i.agent.to_string(), i.error?)))
+        .filter_map(|i| Some((i.agent.to_string(), i.error()?.to_string())))
         .collect();
     let of = |agent: &str| {
         errors

@@ -23,7 +23,7 @@ async fn a_retryable_error_is_retried_with_backoff_until_it_succeeds() {
     assert_eq!(run.summary.status, RunStatus::Complete);
     let inv = &run.invocations()[0];
     assert_eq!(
-        (inv.status, inv.attempts, inv.retries),
+        (inv.status, inv.attempts, inv.retries()),
         (InvocationStatus::Done, 3, 2)
     );
     assert_eq!(run.summary.work.retries, 2);
@@ -52,12 +52,11 @@ async fn retries_stop_at_max_attempts_and_the_work_fails() {
     let run = run(&text).await;
     let inv = &run.invocations()[0];
     assert_eq!(
-        (inv.status, inv.attempts, inv.retries),
+        (inv.status, inv.attempts, inv.retries()),
         (InvocationStatus::Failed, 2, 1)
     );
     assert!(
-        inv.error
-            .as_deref()
+        inv.error()
             .unwrap_or("")
             .contains("transient failure on attempt 2")
     );

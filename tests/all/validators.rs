@@ -59,11 +59,11 @@ async fn a_rejection_is_retried_with_its_reasons_and_the_revision_is_published()
     );
     let inv = &run.invocations()[0];
     assert_eq!(
-        (inv.status, inv.attempts, inv.rejections),
+        (inv.status, inv.attempts, inv.rejections()),
         (InvocationStatus::Done, 2, 1)
     );
     assert_eq!(
-        inv.feedback,
+        inv.feedback(),
         ["output #0: Implementation lists no test_files; untested code is not accepted"]
     );
     assert_eq!(run.work("User session store").status, WorkStatus::Done);
@@ -79,12 +79,11 @@ async fn a_validator_that_keeps_rejecting_fails_the_work_after_the_last_attempt(
     .await;
     let inv = &run.invocations()[0];
     assert_eq!(
-        (inv.status, inv.attempts, inv.rejections, inv.retries),
+        (inv.status, inv.attempts, inv.rejections(), inv.retries()),
         (InvocationStatus::Failed, 2, 2, 1)
     );
     assert!(
-        inv.error
-            .as_deref()
+        inv.error()
             .unwrap_or("")
             .starts_with("outputs rejected by review:")
     );
@@ -111,15 +110,15 @@ async fn the_builtin_check_rejects_an_implementation_without_code_files() {
     let run = run(&text).await;
     let inv = &run.invocations()[0];
     assert_eq!(
-        (inv.status, inv.attempts, inv.rejections),
+        (inv.status, inv.attempts, inv.rejections()),
         (InvocationStatus::Failed, 3, 3)
     );
     assert!(
-        inv.error.as_deref().unwrap_or("").contains(
+        inv.error().unwrap_or("").contains(
             "outputs rejected by builtin: output #0 (Implementation) lists no code_files"
         ),
         "{:?}",
-        inv.error
+        inv.error()
     );
     // Switched off, the same output is published.
     let off = run_text_with(&text, "[validation]\nbuiltin = false\n").await;
@@ -138,7 +137,7 @@ async fn the_builtin_check_rejects_an_approved_analysis_that_spawns_nothing() {
         ),
     );
     let run = run(&text).await;
-    let error = run.invocations()[0].error.clone().unwrap_or_default();
+    let error = run.invocations()[0].error().unwrap_or_default().to_string();
     assert!(
         error.contains("approved but spawns no next-phase work"),
         "{error}"

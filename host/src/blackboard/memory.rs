@@ -233,9 +233,9 @@ impl Store for MemoryStore {
         let now = now_ms();
         for inv in commit.invocations {
             if inv.status == InvocationStatus::Queued {
-                if inv.not_before_ms > now {
+                if inv.not_before_ms() > now {
                     entry_mut(&mut g.delayed, &inv.workflow_id)
-                        .push(Reverse((inv.not_before_ms, inv.id)));
+                        .push(Reverse((inv.not_before_ms(), inv.id)));
                 } else {
                     entry_mut(&mut g.queues, &inv.workflow_id).push(inv.priority, inv.seq, inv.id);
                 }
@@ -353,7 +353,9 @@ impl Store for MemoryStore {
                 let tally = entry_mut(&mut g.tallies, &inv.workflow_id);
                 tally.count(Record::Invocation(inv), false);
                 inv.status = InvocationStatus::Queued;
-                inv.not_before_ms = 0;
+                if inv.not_before_ms() != 0 {
+                    inv.setback_mut().not_before_ms = 0;
+                }
                 tally.count(Record::Invocation(inv), true);
                 entry_mut(&mut g.queues, &inv.workflow_id).push(inv.priority, inv.seq, inv.id);
                 n += 1;
@@ -502,7 +504,7 @@ mod tests {
     fn a_retry_is_not_claimed_before_its_backoff_has_passed() {
         let s = MemoryStore::new();
         let mut later = invocation("later", Priority::Critical, 0);
-        later.not_before_ms = now_ms() + 150;
+        later.setback_mut().not_before_ms = now_ms() + 150;
         s.commit(Commit {
             invocations: vec![later, invocation("now", Priority::Low, 1)],
             ..Default::default()
@@ -617,8 +619,8 @@ mod tests {
         let mut claimed = s.claim_next("w").expect("claim").expect("one queued");
         check("a claim (its work item becomes active)");
         claimed.status = InvocationStatus::Done;
-        claimed.retries = 1;
-        claimed.rejections = 2;
+        claimed.setback_mut().retries = 1;
+        claimed.setback_mut().rejections = 2;
         let mut released = work("b", "analysis", WorkStatus::Pending);
         released.was_blocked = true;
         let mut recovery = work("r", "analysis", WorkStatus::Pending);

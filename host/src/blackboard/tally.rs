@@ -83,8 +83,12 @@ impl Tally {
             Record::Invocation(i) => {
                 let ended = matches!(i.status, InvocationStatus::Done | InvocationStatus::Failed);
                 step(&mut self.ran, up, u64::from(ended));
-                step(&mut self.work.rejected_outputs, up, u64::from(i.rejections));
-                step(&mut self.work.retries, up, u64::from(i.retries));
+                step(
+                    &mut self.work.rejected_outputs,
+                    up,
+                    u64::from(i.rejections()),
+                );
+                step(&mut self.work.retries, up, u64::from(i.retries()));
             }
         }
     }

@@ -621,7 +621,7 @@ impl<'a> Cascade<'a> {
             record.depth = artifact.depth;
             if let Some(reason) = cancelled {
                 record.status = InvocationStatus::Cancelled;
-                record.error = Some(reason.to_string());
+                record.setback_mut().error = Some(reason.to_string());
             }
             state.next_seq += 1;
             if let Some(reason) = cancelled {

@@ -110,7 +110,7 @@ fn run(
     let phase = phase_name
         .as_ref()
         .and_then(|name| wf.phase_context.get(name.as_str()));
-    let previous = (!record.feedback.is_empty()).then(|| previous_attempt(record));
+    let previous = (!record.feedback().is_empty()).then(|| previous_attempt(record));
     let mut reuse = context::Reuse::take();
     let mut invocation = wit::Invocation {
         agent: record.agent.as_str().to_owned(),
@@ -239,7 +239,7 @@ fn run(
 fn previous_attempt(record: &InvocationRecord) -> wit::Artifact {
     let payload = serde_json::json!({
         "attempt": record.attempts.saturating_sub(1).max(1),
-        "reasons": record.feedback,
+        "reasons": record.feedback(),
     });
     wit::Artifact {
         id: format!("previous-attempt/{}/{}", record.id, record.attempts),

@@ -384,7 +384,7 @@ impl Scheduler {
         let mut types = Vec::with_capacity(if watched { outputs.len() } else { 0 });
         // The record keeps its output ids for the rest of the run: room for exactly these
         // (a first push would reserve four, 64 bytes, for the usual one or two).
-        record.outputs.reserve_exact(outputs.len());
+        let mut ids = Vec::with_capacity(outputs.len());
         for (out, planned) in outputs.into_iter().zip(plan) {
             if watched {
                 types.push(out.type_name.clone());
@@ -407,10 +407,11 @@ impl Scheduler {
                 },
                 state,
             )?;
-            record.outputs.push(id);
+            ids.push(id);
         }
+        record.outputs = ids.into_boxed_slice();
         record.status = InvocationStatus::Done;
-        record.error = None;
+        record.clear_error();
         if let Some(w) = record.work_item {
             let mut done = false;
             if let Some(item) = cascade.work_item(&w)? {
@@ -451,7 +452,7 @@ impl Scheduler {
                 (None, message.clone(), retryable, vec![message])
             }
             Failure::Refused(Refusal::Rejected { by, reasons }) => {
-                record.rejections += 1;
+                record.setback_mut().rejections += 1;
                 let message = format!("outputs rejected by {by}: {}", reasons.join("; "));
                 (None, message, true, reasons)
             }
@@ -466,12 +467,13 @@ impl Scheduler {
         };
         let policy = &wf.manifest.policies.retry;
         if retryable && record.attempts < policy.max_attempts {
-            record.retries += 1;
-            let backoff = policy.backoff(record.retries);
+            let setback = record.setback_mut();
+            setback.retries += 1;
+            let backoff = policy.backoff(setback.retries);
+            setback.not_before_ms = now_ms() + backoff.as_millis() as u64;
+            setback.feedback = reasons;
+            setback.error = Some(message.clone());
             record.status = InvocationStatus::Queued;
-            record.not_before_ms = now_ms() + backoff.as_millis() as u64;
-            record.feedback = reasons;
-            record.error = Some(message.clone());
             tracing::info!(agent = %record.agent, invocation = %record.id, "attempt {} refused: {message}; retrying", record.attempts);
             let event = Event::InvocationRetrying {
                 agent: record.agent.clone(),
@@ -490,8 +492,9 @@ impl Scheduler {
             None => tracing::info!(agent = %record.agent, invocation = %record.id, "{message}"),
         }
         record.status = InvocationStatus::Failed;
-        record.fault = fault;
-        record.error = Some(message.clone());
+        let setback = record.setback_mut();
+        setback.fault = fault;
+        setback.error = Some(message.clone());
         if let Some(w) = record.work_item {
             let mut newly_failed = None;
             if let Some(item) = cascade.work_item(&w)? {

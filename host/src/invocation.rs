@@ -307,7 +307,12 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(keys, expected, "every field at top level");
         assert_eq!(
-            (&json["error"], &json["fault"], &json["retries"], &json["feedback"]),
+            (
+                &json["error"],
+                &json["fault"],
+                &json["retries"],
+                &json["feedback"]
+            ),
             (
                 &serde_json::json!("boom"),
                 &serde_json::json!("trap"),

@@ -117,7 +117,7 @@ impl Filter {
             "tags",
             cel::Value::List(Arc::new(
                 artifact
-                    .tags
+                    .tags()
                     .iter()
                     .map(|t| cel::Value::from(t.clone()))
                     .collect(),
@@ -160,7 +160,7 @@ impl Subscription {
         if !self.from.is_empty() && !self.from.iter().any(|f| *f == artifact.producer) {
             return Ok(false);
         }
-        if !self.tags.iter().all(|t| artifact.tags.contains(t)) {
+        if !self.tags.iter().all(|t| artifact.tags().contains(t)) {
             return Ok(false);
         }
         match &self.filter {
@@ -183,8 +183,7 @@ mod tests {
             producer: producer.into(),
             workflow_id: "w".into(),
             parent_ids: vec![].into(),
-            tags: vec!["x".into()].into(),
-            visibility: Visibility::Public,
+            audience: crate::artifact::Audience::boxed(vec!["x".into()], Visibility::Public),
             created_at_ms: 0,
             depth: 2,
             work_item: None,

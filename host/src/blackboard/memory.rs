@@ -167,7 +167,7 @@ impl Inner {
             .into_iter()
             .flat_map(|all| all.iter().rev())
             .filter(|a| query.type_name.as_ref().is_none_or(|t| *t == a.type_name))
-            .filter(|a| query.tags.iter().all(|t| a.tags.contains(t)))
+            .filter(|a| query.tags.iter().all(|t| a.tags().contains(t)))
             .filter(|a| a.visible_to(viewer))
             .take(query.limit)
     }
@@ -451,7 +451,6 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::Visibility;
     use crate::work::Priority;
 
     fn artifact(id: &str) -> Arc<Artifact> {
@@ -462,8 +461,7 @@ mod tests {
             producer: "a".into(),
             workflow_id: "w".into(),
             parent_ids: vec![].into(),
-            tags: vec![].into(),
-            visibility: Visibility::Public,
+            audience: None,
             created_at_ms: 0,
             depth: 0,
             work_item: None,

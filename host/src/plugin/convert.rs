@@ -41,8 +41,8 @@ pub fn artifact_to_wit(a: &Artifact) -> wit::Artifact {
             .iter()
             .map(|p| String::from(&*p.text()))
             .collect(),
-        tags: a.tags.to_vec(),
-        visibility: visibility_to_wit(&a.visibility),
+        tags: a.tags().to_vec(),
+        visibility: visibility_to_wit(a.visibility()),
         created_at_ms: a.created_at_ms,
         depth: a.depth,
     }

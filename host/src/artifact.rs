@@ -11,7 +11,6 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 crate::id::uuid_id! {
@@ -111,7 +110,7 @@ pub struct Artifact {
 
 impl Artifact {
     /// The payload's JSON text.
-    pub fn payload_text(&self) -> &Arc<str> {
+    pub fn payload_text(&self) -> &str {
         self.payload.text()
     }
 
@@ -236,16 +235,19 @@ impl<'de> Deserialize<'de> for Artifact {
 /// before the artifact is stored. Operator tools and tests may dereference a payload as a
 /// `Value`; that parses once and keeps the tree for that artifact. The slot for the tree
 /// is one pointer (`OnceBox`), empty in nearly every stored artifact: a `Value` in place
-/// would add 24 bytes to each, a `OnceLock<Box<Value>>` 8.
+/// would add 24 bytes to each, a `OnceLock<Box<Value>>` 8. The text is a `Box<str>` of
+/// exactly its length, not an `Arc<str>`: nothing shares it (plugins and the store borrow
+/// it), and a reference count's 16 bytes put most payloads in the next allocator size
+/// class.
 pub struct Payload {
-    text: Arc<str>,
+    text: Box<str>,
     parsed: OnceBox<Value>,
 }
 
 impl Payload {
     /// A payload from its JSON `text`, with its parsed `value` kept until [`Self::shed`].
     /// `text` must be `value` as JSON (the producer's own text, or made from `value`).
-    pub fn with_value(text: Option<Arc<str>>, value: Value) -> Self {
+    pub fn with_value(text: Option<Box<str>>, value: Value) -> Self {
         let text = text.unwrap_or_else(|| value.to_string().into());
         Self {
             text,
@@ -254,7 +256,7 @@ impl Payload {
     }
 
     /// The JSON text.
-    pub fn text(&self) -> &Arc<str> {
+    pub fn text(&self) -> &str {
         &self.text
     }
 
@@ -484,7 +486,7 @@ mod tests {
 
     #[test]
     fn a_payload_is_stored_as_its_text_and_parsed_only_on_demand() {
-        let text: Arc<str> = r#"{"b": 1, "a": [true]}"#.into();
+        let text: Box<str> = r#"{"b": 1, "a": [true]}"#.into();
         let mut p =
             Payload::with_value(Some(text.clone()), serde_json::json!({"b": 1, "a": [true]}));
         assert!(
@@ -503,7 +505,7 @@ mod tests {
         let stored = serde_json::to_string(&p).expect("serialises");
         assert_eq!(stored, r#"{"b": 1, "a": [true]}"#);
         let back: Payload = serde_json::from_str(&stored).expect("deserialises");
-        assert_eq!(back.text(), &text);
+        assert_eq!(back.text(), &*text);
         assert_eq!(serde_json::to_value(&back).expect("to value")["a"][0], true);
     }
 

@@ -33,7 +33,7 @@ pub fn artifact_to_wit(a: &Artifact) -> wit::Artifact {
     wit::Artifact {
         id: String::from(&*a.id.text()),
         type_name: a.type_name.as_str().to_owned(),
-        payload: String::from(&**a.payload_text()),
+        payload: String::from(a.payload_text()),
         producer: a.producer.as_str().to_owned(),
         workflow_id: a.workflow_id.as_str().to_owned(),
         parent_ids: a

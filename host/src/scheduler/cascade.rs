@@ -130,7 +130,7 @@ pub struct Draft {
     /// For a recovery WorkDiscovery: the failed work item.
     pub recovery_of: Option<ArtifactId>,
     /// The payload's JSON text, when the producer's is at hand.
-    pub payload_text: Option<Arc<str>>,
+    pub payload_text: Option<Box<str>>,
 }
 
 impl<'a> Cascade<'a> {

@@ -36,7 +36,7 @@ pub struct CheckedOutput {
     pub routing: Option<Routing>,
     /// The payload as the plugin wrote it (kept so the next plugin gets it without
     /// re-serialising); `None` once the host changed the payload.
-    pub text: Option<std::sync::Arc<str>>,
+    pub text: Option<Box<str>>,
 }
 
 /// Why an attempt published nothing.

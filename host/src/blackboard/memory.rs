@@ -8,6 +8,7 @@
 //! tables hash with foldhash, not SipHash (the keys are host-made ids, not attacker
 //! chosen; SipHash was 4% of the run loop's profile).
 
+use super::by_id::{ById, Keyed};
 use super::ready::ReadyQueue;
 use super::tally::{Record, Tally};
 use super::{ArtifactCounts, ArtifactQuery, Commit, Store, StoreError};
@@ -42,29 +43,50 @@ where
 
 /// Store `record` (a work item or an invocation) in `records`, its tally in `tally`: a
 /// record already stored is overwritten in its box (no new box), a new one is boxed and
-/// its id appended to its workflow's `order`. `key` gives its id and workflow, `counted`
+/// its id appended to its workflow's `order`. `workflow` gives its workflow, `counted`
 /// its tally entry.
-fn upsert<K, R>(
-    records: &mut Map<K, Box<R>>,
-    order: &mut Map<Name, Vec<K>>,
+fn upsert<R>(
+    records: &mut ById<Box<R>>,
+    order: &mut Map<Name, Vec<R::Key>>,
     tally: &mut Tally,
     record: R,
-    key: fn(&R) -> (&K, &Name),
+    workflow: fn(&R) -> &Name,
     counted: fn(&R) -> Record<'_>,
 ) where
-    K: Eq + std::hash::Hash + Copy,
+    R: Keyed,
+    R::Key: Copy,
 {
     tally.count(counted(&record), true);
-    match records.get_mut(key(&record).0) {
+    match records.get_mut(record.key()) {
         Some(old) => {
             tally.count(counted(old), false);
             **old = record;
         }
         None => {
-            let (&id, workflow) = key(&record);
-            entry_mut(order, workflow).push(id);
-            records.insert(id, Box::new(record));
+            entry_mut(order, workflow(&record)).push(*record.key());
+            records.insert(Box::new(record));
         }
+    }
+}
+
+impl Keyed for Artifact {
+    type Key = ArtifactId;
+    fn key(&self) -> &ArtifactId {
+        &self.id
+    }
+}
+
+impl Keyed for WorkItem {
+    type Key = ArtifactId;
+    fn key(&self) -> &ArtifactId {
+        &self.id
+    }
+}
+
+impl Keyed for InvocationRecord {
+    type Key = InvocationId;
+    fn key(&self) -> &InvocationId {
+        &self.id
     }
 }
 
@@ -79,14 +101,14 @@ type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct Inner {
-    artifacts: Map<ArtifactId, Arc<Artifact>>,
+    artifacts: ById<Arc<Artifact>>,
     /// Artifacts per workflow, in publish order (the records themselves, so a query for
     /// the most recent walks a list instead of looking each id up).
     order: Map<Name, Vec<Arc<Artifact>>>,
     counts: Map<Name, ArtifactCounts>,
-    work: Map<ArtifactId, Box<WorkItem>>,
+    work: ById<Box<WorkItem>>,
     work_order: Map<Name, Vec<ArtifactId>>,
-    invocations: Map<InvocationId, Box<InvocationRecord>>,
+    invocations: ById<Box<InvocationRecord>>,
     invocation_order: Map<Name, Vec<InvocationId>>,
     /// Queued invocation ids per workflow; entries whose record is no longer queued are
     /// skipped when popped.
@@ -217,7 +239,7 @@ impl Store for MemoryStore {
                 }
             }
             entry_mut(&mut g.order, &a.workflow_id).push(a.clone());
-            g.artifacts.insert(a.id, a);
+            g.artifacts.insert(a);
         }
         for w in commit.work_items {
             let tally = entry_mut(&mut g.tallies, &w.workflow_id);
@@ -226,7 +248,7 @@ impl Store for MemoryStore {
                 &mut g.work_order,
                 tally,
                 w,
-                |w| (&w.id, &w.workflow_id),
+                |w| &w.workflow_id,
                 |w| Record::Work(w),
             );
         }
@@ -246,7 +268,7 @@ impl Store for MemoryStore {
                 &mut g.invocation_order,
                 tally,
                 inv,
-                |i| (&i.id, &i.workflow_id),
+                |i| &i.workflow_id,
                 |i| Record::Invocation(i),
             );
         }

@@ -8,6 +8,7 @@
 //! publish nothing twice. [`memory::MemoryStore`] implements it in memory; the SQLite and
 //! PostgreSQL stores implement the same trait.
 
+mod by_id;
 pub mod memory;
 pub mod ready;
 pub mod sqlite;

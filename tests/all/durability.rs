@@ -8,7 +8,7 @@ use murmur::blackboard::SqliteStore;
 use murmur::invocation::InvocationStatus;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The cascade workload (examples/cascade) at `n` items, written into `dir`.
 fn cascade_manifest(dir: &Path, n: u64) -> PathBuf {
@@ -109,12 +109,47 @@ impl Rng {
     }
 }
 
+/// How many artifacts the run writing into `db` has stored so far, once it has recorded
+/// itself (read-only: the run's own connection creates the schema).
+fn stored(db: &Path) -> Option<u64> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .ok()?;
+    let runs: i64 = c
+        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
+        .ok()?;
+    if runs == 0 {
+        return None;
+    }
+    c.query_row("SELECT count(*) FROM artifacts", [], |r| r.get::<_, i64>(0))
+        .ok()
+        .map(|n| n as u64)
+}
+
+/// Wait until the run writing into `db` has stored at least `artifacts`, or `child` has
+/// ended.
+fn wait_stored(child: &mut std::process::Child, db: &Path, artifacts: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if stored(db).is_some_and(|n| n >= artifacts) || child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_duplicated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = cascade_manifest(dir.path(), 300);
+    // The reference run, timed to its first record: start-up kills are spread over that.
     let reference = dir.path().join("reference.db");
-    run_into(&manifest, &reference);
+    let mut child = spawn_run(&manifest, &reference);
+    let started = Instant::now();
+    wait_stored(&mut child, &reference, 0);
+    let startup_ms = started.elapsed().as_millis().max(1) as u64;
+    let ended = child.wait().expect("reference run");
+    assert!(ended.success(), "the reference run failed");
+    let total = stored(&reference).expect("the reference run is recorded");
     let expected = fingerprint(&reference);
     assert_eq!(
         expected.0["WorkDiscovery"],
@@ -127,8 +162,18 @@ fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_du
     for trial in 0..20 {
         let db = dir.path().join(format!("trial-{trial}.db"));
         let mut child = spawn_run(&manifest, &db);
-        let delay = 30 + rng.next() % 400;
-        std::thread::sleep(Duration::from_millis(delay));
+        // Every fifth kill lands during start-up (loading, creating the database); the
+        // others while the run works, once it has stored a random share of what the
+        // reference run stored (by progress, not time: this machine's speed varies).
+        let delay = if trial % 5 == 0 {
+            let delay = rng.next() % startup_ms;
+            std::thread::sleep(Duration::from_millis(delay));
+            format!("{delay} ms")
+        } else {
+            let at = rng.next() % total;
+            wait_stored(&mut child, &db, at);
+            format!("{at} artifacts stored")
+        };
         child.kill().expect("SIGKILL");
         let _ = child.wait();
         if !db.exists() {
@@ -147,7 +192,7 @@ fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_du
         }
         assert!(
             out.status.success(),
-            "trial {trial} (killed after {delay} ms): resume failed: {}",
+            "trial {trial} (killed after {delay}): resume failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let summary: serde_json::Value =
@@ -156,11 +201,11 @@ fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_du
         let got = fingerprint(&db);
         assert_eq!(
             got.0, expected.0,
-            "trial {trial} (killed after {delay} ms): per-type counts"
+            "trial {trial} (killed after {delay}): per-type counts"
         );
         assert!(
             got.1 == expected.1,
-            "trial {trial} (killed after {delay} ms): (invocation, outputs) pairs differ"
+            "trial {trial} (killed after {delay}): (invocation, outputs) pairs differ"
         );
     }
     assert!(

@@ -1,12 +1,12 @@
-//! [`ById`]: a table of boxed records found by the id each record holds.
+//! [`ById`]: records in the order they were stored, found by the id each one holds.
 //!
-//! The in-memory store keeps every artifact, invocation and work item of a run in a hash
-//! table by id. As a `HashMap<Id, Box<Record>>` each slot holds the 16-byte id beside the
-//! 8-byte pointer, a copy of what the record already holds: 24 bytes a slot, 1.5 MB for
-//! the cascade's 49,920 artifacts (65,536 slots) and as much again for its invocations.
-//! A slot here is only the pointer; a lookup compares the id inside the record, which it
-//! reads anyway once found (the table's control bytes rule nearly every other slot out
-//! before any record is touched).
+//! The in-memory store keeps every artifact, invocation and work item of a run, found by
+//! id and listed in the order stored. It kept a `HashMap<Id, Box<Record>>` beside a list
+//! of ids per workflow: per record, a 24-byte slot holding a copy of the id the record
+//! already holds, and 16 more bytes for the id in the list. Here the records themselves
+//! are the list (a pointer each) and the hash table holds only their positions (4 bytes);
+//! a lookup compares the id inside the record, which it reads anyway once found (the
+//! table's control bytes rule nearly every other slot out before a record is touched).
 
 use std::hash::{BuildHasher, Hash};
 use std::ops::Deref;
@@ -19,15 +19,18 @@ pub(crate) trait Keyed {
     fn key(&self) -> &Self::Key;
 }
 
-/// A hash table of pointers (`Box<T>`, `Arc<T>`) to records, found by [`Keyed::key`].
+/// Pointers (`Box<T>`, `Arc<T>`) to records in the order first stored, found by
+/// [`Keyed::key`].
 pub(crate) struct ById<P> {
-    table: hashbrown::HashTable<P>,
+    records: Vec<P>,
+    table: hashbrown::HashTable<u32>,
     hasher: foldhash::fast::RandomState,
 }
 
 impl<P> Default for ById<P> {
     fn default() -> Self {
         Self {
+            records: Vec::new(),
             table: hashbrown::HashTable::new(),
             hasher: foldhash::fast::RandomState::default(),
         }
@@ -39,49 +42,66 @@ where
     P: Deref,
     P::Target: Keyed,
 {
-    fn hash(&self, key: &<P::Target as Keyed>::Key) -> u64 {
-        self.hasher.hash_one(key)
+    fn position(&self, key: &<P::Target as Keyed>::Key) -> Option<usize> {
+        let records = &self.records;
+        self.table
+            .find(self.hasher.hash_one(key), |&i| {
+                records[i as usize].key() == key
+            })
+            .map(|&i| i as usize)
     }
 
     /// The record under `key`.
     pub fn get(&self, key: &<P::Target as Keyed>::Key) -> Option<&P> {
-        self.table.find(self.hash(key), |p| p.key() == key)
+        self.position(key).map(|i| &self.records[i])
     }
 
     /// The record under `key`, to change anything but its key.
     pub fn get_mut(&mut self, key: &<P::Target as Keyed>::Key) -> Option<&mut P> {
-        let hash = self.hash(key);
-        self.table.find_mut(hash, |p| p.key() == key)
+        self.position(key).map(|i| &mut self.records[i])
     }
 
     /// Whether a record is under `key`.
     pub fn contains_key(&self, key: &<P::Target as Keyed>::Key) -> bool {
-        self.get(key).is_some()
+        self.position(key).is_some()
     }
 
-    /// Store `record`, returning the one it replaces (the one with the same key).
+    /// Store `record`: in the place of the one with the same key (returned), or last.
     pub fn insert(&mut self, record: P) -> Option<P> {
-        let hash = self.hash(record.key());
-        let hasher = &self.hasher;
+        let hash = self.hasher.hash_one(record.key());
+        let (records, hasher) = (&self.records, &self.hasher);
         match self.table.entry(
             hash,
-            |p| p.key() == record.key(),
-            |p| hasher.hash_one(p.key()),
+            |&i| records[i as usize].key() == record.key(),
+            |&i| hasher.hash_one(records[i as usize].key()),
         ) {
-            hashbrown::hash_table::Entry::Occupied(mut e) => {
-                Some(std::mem::replace(e.get_mut(), record))
+            hashbrown::hash_table::Entry::Occupied(e) => {
+                let i = *e.get() as usize;
+                Some(std::mem::replace(&mut self.records[i], record))
             }
             hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(record);
+                let i = u32::try_from(records.len()).expect("fewer than 2^32 records");
+                e.insert(i);
+                self.records.push(record);
                 None
             }
         }
     }
 
+    /// The records, in the order first stored.
+    pub fn iter(&self) -> std::slice::Iter<'_, P> {
+        self.records.iter()
+    }
+
+    /// The same, to change anything but their keys.
+    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, P> {
+        self.records.iter_mut()
+    }
+
     /// Records stored.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.records.len()
     }
 }
 
@@ -122,5 +142,20 @@ mod tests {
         assert_eq!(t.get(&7).map(|r| r.value), Some("changed"));
         assert_eq!(t.get(&42).map(|r| r.value), Some("second"));
         assert!(t.get(&10_001).is_none());
+    }
+
+    #[test]
+    fn records_are_listed_in_the_order_first_stored_and_a_replacement_keeps_its_place() {
+        let mut t: ById<Box<Rec>> = ById::default();
+        for id in [5, 3, 9, 1] {
+            t.insert(Box::new(Rec { id, value: "a" }));
+        }
+        t.insert(Box::new(Rec { id: 3, value: "b" }));
+        let listed: Vec<(u64, &str)> = t.iter().map(|r| (r.id, r.value)).collect();
+        assert_eq!(listed, [(5, "a"), (3, "b"), (9, "a"), (1, "a")]);
+        for r in t.iter_mut() {
+            r.value = "c";
+        }
+        assert_eq!(t.get(&9).map(|r| r.value), Some("c"));
     }
 }

@@ -2,9 +2,10 @@
 //! Fast and simple; everything is lost when the process ends (use the SQLite store for
 //! durability).
 //!
-//! It holds every record of a run, so its layout is its memory: records are boxed (a
-//! hash table slot is then a key and a pointer, and a table that doubles copies pointers,
-//! not 250-byte records), keys are shared [`Name`]s rather than copied strings, and the
+//! It holds every record of a run, so its layout is its memory: records are boxed and
+//! kept in the order stored, found through a table of their positions that compares the
+//! id inside each record ([`ById`]: 8 bytes a record, where a map by id and a list of ids
+//! per workflow took 40), names are shared [`Name`]s rather than copied strings, and the
 //! tables hash with foldhash, not SipHash (the keys are host-made ids, not attacker
 //! chosen; SipHash was 4% of the run loop's profile).
 
@@ -43,19 +44,13 @@ where
 
 /// Store `record` (a work item or an invocation) in `records`, its tally in `tally`: a
 /// record already stored is overwritten in its box (no new box), a new one is boxed and
-/// its id appended to its workflow's `order`. `workflow` gives its workflow, `counted`
-/// its tally entry.
-fn upsert<R>(
+/// stored last. `counted` gives its tally entry.
+fn upsert<R: Keyed>(
     records: &mut ById<Box<R>>,
-    order: &mut Map<Name, Vec<R::Key>>,
     tally: &mut Tally,
     record: R,
-    workflow: fn(&R) -> &Name,
     counted: fn(&R) -> Record<'_>,
-) where
-    R: Keyed,
-    R::Key: Copy,
-{
+) {
     tally.count(counted(&record), true);
     match records.get_mut(record.key()) {
         Some(old) => {
@@ -63,10 +58,27 @@ fn upsert<R>(
             **old = record;
         }
         None => {
-            entry_mut(order, workflow(&record)).push(*record.key());
             records.insert(Box::new(record));
         }
     }
+}
+
+/// The records of `records` that belong to `workflow_id`, in the order stored.
+///
+/// A process's memory store nearly always holds one workflow, so every record is one of
+/// its own; a list per workflow would cost 8–16 bytes per record to save a comparison.
+fn of_workflow<'g, R>(
+    records: &'g ById<Box<R>>,
+    workflow_id: &'g str,
+    workflow: fn(&R) -> &Name,
+) -> impl DoubleEndedIterator<Item = &'g R>
+where
+    R: Keyed + 'g,
+{
+    records
+        .iter()
+        .map(|r| &**r)
+        .filter(move |r| workflow(r).as_str() == workflow_id)
 }
 
 impl Keyed for Artifact {
@@ -102,14 +114,9 @@ type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 #[derive(Default)]
 struct Inner {
     artifacts: ById<Arc<Artifact>>,
-    /// Artifacts per workflow, in publish order (the records themselves, so a query for
-    /// the most recent walks a list instead of looking each id up).
-    order: Map<Name, Vec<Arc<Artifact>>>,
     counts: Map<Name, ArtifactCounts>,
     work: ById<Box<WorkItem>>,
-    work_order: Map<Name, Vec<ArtifactId>>,
     invocations: ById<Box<InvocationRecord>>,
-    invocation_order: Map<Name, Vec<InvocationId>>,
     /// Queued invocation ids per workflow; entries whose record is no longer queued are
     /// skipped when popped.
     queues: Map<Name, ReadyQueue>,
@@ -184,10 +191,10 @@ impl Inner {
         query: &'g ArtifactQuery,
         viewer: &'g Viewer<'_>,
     ) -> impl Iterator<Item = &'g Arc<Artifact>> {
-        self.order
-            .get(query.workflow_id.as_str())
-            .into_iter()
-            .flat_map(|all| all.iter().rev())
+        self.artifacts
+            .iter()
+            .rev()
+            .filter(|a| a.workflow_id == query.workflow_id)
             .filter(|a| query.type_name.as_ref().is_none_or(|t| *t == a.type_name))
             .filter(|a| query.tags.iter().all(|t| a.tags().contains(t)))
             .filter(|a| a.visible_to(viewer))
@@ -238,19 +245,11 @@ impl Store for MemoryStore {
                     counts.by_type.insert(a.type_name.to_string(), 1);
                 }
             }
-            entry_mut(&mut g.order, &a.workflow_id).push(a.clone());
             g.artifacts.insert(a);
         }
         for w in commit.work_items {
             let tally = entry_mut(&mut g.tallies, &w.workflow_id);
-            upsert(
-                &mut g.work,
-                &mut g.work_order,
-                tally,
-                w,
-                |w| &w.workflow_id,
-                |w| Record::Work(w),
-            );
+            upsert(&mut g.work, tally, w, |w| Record::Work(w));
         }
         let now = now_ms();
         for inv in commit.invocations {
@@ -263,14 +262,7 @@ impl Store for MemoryStore {
                 }
             }
             let tally = entry_mut(&mut g.tallies, &inv.workflow_id);
-            upsert(
-                &mut g.invocations,
-                &mut g.invocation_order,
-                tally,
-                inv,
-                |i| &i.workflow_id,
-                |i| Record::Invocation(i),
-            );
+            upsert(&mut g.invocations, tally, inv, |i| Record::Invocation(i));
         }
         Ok(())
     }
@@ -368,10 +360,8 @@ impl Store for MemoryStore {
         let mut g = self.lock();
         let g = &mut *g;
         let mut n = 0;
-        for id in g.invocation_order.get(workflow_id).into_iter().flatten() {
-            if let Some(inv) = g.invocations.get_mut(id)
-                && inv.status == InvocationStatus::Running
-            {
+        for inv in g.invocations.iter_mut() {
+            if inv.workflow_id.as_str() == workflow_id && inv.status == InvocationStatus::Running {
                 let tally = entry_mut(&mut g.tallies, &inv.workflow_id);
                 tally.count(Record::Invocation(inv), false);
                 inv.status = InvocationStatus::Queued;
@@ -396,14 +386,9 @@ impl Store for MemoryStore {
 
     fn work_items(&self, workflow_id: &str) -> Result<Vec<WorkItem>, StoreError> {
         let g = self.lock();
-        Ok(g.work_order
-            .get(workflow_id)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| g.work.get(id).map(|w| WorkItem::clone(w)))
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(of_workflow(&g.work, workflow_id, |w| &w.workflow_id)
+            .cloned()
+            .collect())
     }
 
     fn invocation(&self, id: &InvocationId) -> Result<Option<InvocationRecord>, StoreError> {
@@ -416,14 +401,9 @@ impl Store for MemoryStore {
 
     fn invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError> {
         let g = self.lock();
-        Ok(g.invocation_order
-            .get(workflow_id)
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|id| g.invocations.get(id).map(|i| InvocationRecord::clone(i)))
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(of_workflow(&g.invocations, workflow_id, |i| &i.workflow_id)
+            .cloned()
+            .collect())
     }
 
     fn scan(
@@ -432,20 +412,9 @@ impl Store for MemoryStore {
         visit: &mut dyn FnMut(&[&WorkItem], &[&InvocationRecord]),
     ) -> Result<(), StoreError> {
         let g = self.lock();
-        let work: Vec<&WorkItem> = g
-            .work_order
-            .get(workflow_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| g.work.get(id).map(|w| &**w))
-            .collect();
-        let invocations: Vec<&InvocationRecord> = g
-            .invocation_order
-            .get(workflow_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| g.invocations.get(id).map(|i| &**i))
-            .collect();
+        let work: Vec<&WorkItem> = of_workflow(&g.work, workflow_id, |w| &w.workflow_id).collect();
+        let invocations: Vec<&InvocationRecord> =
+            of_workflow(&g.invocations, workflow_id, |i| &i.workflow_id).collect();
         visit(&work, &invocations);
         Ok(())
     }

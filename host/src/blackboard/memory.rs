@@ -4,7 +4,7 @@
 //!
 //! It holds every record of a run, so its layout is its memory: records are boxed and
 //! kept in the order stored, found through a table of their positions that compares the
-//! id inside each record ([`ById`]: 8 bytes a record, where a map by id and a list of ids
+//! id inside each record (`by_id::ById`: 8 bytes a record, where a map by id and a list of ids
 //! per workflow took 40), names are shared [`Name`]s rather than copied strings, and the
 //! tables hash with foldhash, not SipHash (the keys are host-made ids, not attacker
 //! chosen; SipHash was 4% of the run loop's profile).

@@ -413,31 +413,22 @@ mod tests {
         let private = Visibility::Private(vec!["reviewer".into()].into());
         let a = sample(Audience::boxed(vec!["hot".into()], private.clone()));
         let json = serde_json::to_value(&a).expect("json");
-        let keys: Vec<&str> = json
-            .as_object()
-            .expect("object")
-            .keys()
-            .map(String::as_str)
-            .collect();
-        let mut expected = [
-            "id",
-            "type",
-            "payload",
-            "producer",
-            "workflow_id",
-            "parent_ids",
-            "tags",
-            "visibility",
-            "created_at_ms",
-            "depth",
-            "work_item",
-        ];
-        expected.sort_unstable();
-        assert_eq!(keys, expected);
-        assert_eq!(json["tags"], serde_json::json!(["hot"]));
+        let id = |label: &str| ArtifactId::named(label).to_string();
         assert_eq!(
-            json["visibility"],
-            serde_json::json!({"kind": "private", "value": ["reviewer"]})
+            json,
+            serde_json::json!({
+                "id": id("a"),
+                "type": "T",
+                "payload": {"k": 1},
+                "producer": "p",
+                "workflow_id": "w",
+                "parent_ids": [id("parent")],
+                "tags": ["hot"],
+                "visibility": {"kind": "private", "value": ["reviewer"]},
+                "created_at_ms": 5,
+                "depth": 1,
+                "work_item": null,
+            })
         );
         let back: Artifact = serde_json::from_value(json).expect("back");
         assert_eq!(

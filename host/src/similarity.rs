@@ -11,7 +11,8 @@
 //! one of `A`'s `|A| − ⌈t·|A|⌉ + 1` rarest words (the prefix filter of set-similarity
 //! joins), so only the postings of those few words are examined.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
 
 const STOP_WORDS: &[&str] = &[
     "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "in", "is", "it", "its",
@@ -80,22 +81,41 @@ pub fn similarity(a: &str, b: &str) -> f64 {
 /// An inverted index of texts in one scope (a workflow's phase), for finding
 /// near-duplicates at a fixed threshold.
 ///
-/// A run indexes every work item's description, so entries are compact: each word is
-/// stored once (as a number), and an entry is its key and its sorted word numbers.
+/// A run indexes every work item's description (12,480 at the cascade's N = 10,000), so
+/// the index is a few flat arrays: each word is stored once, as text in one string and as
+/// a number elsewhere; an entry is its key and a run of sorted word numbers in one list;
+/// a word's first entry is kept in a flat list, and only words found in several entries
+/// have a list of the others. A description's one unusual word ("i988") then costs a
+/// dozen bytes, not a map slot, a string, a list and an allocation each (144 bytes an
+/// entry before).
 #[derive(Debug)]
 pub struct DedupIndex<K = String> {
-    entries: Vec<(K, Box<[u32]>)>,
-    vocabulary: HashMap<Box<str>, u32>,
-    /// Entry positions per word number.
-    postings: Vec<Vec<u32>>,
+    /// Per entry: its key, and where its word numbers end in `entry_words`.
+    entries: Vec<(K, u32)>,
+    entry_words: Vec<u32>,
+    /// Every word's text, one after another; a word's text ends at `word_ends[word]`.
+    word_text: String,
+    word_ends: Vec<u32>,
+    /// Word numbers, hashed by their text.
+    vocabulary: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    /// Per word: the first entry it appears in.
+    first_entry: Vec<u32>,
+    /// Per word found in more than one entry: the later entries.
+    more_entries: std::collections::HashMap<u32, Vec<u32>, foldhash::fast::RandomState>,
 }
 
 impl<K> Default for DedupIndex<K> {
     fn default() -> Self {
         Self {
             entries: Vec::new(),
-            vocabulary: HashMap::new(),
-            postings: Vec::new(),
+            entry_words: Vec::new(),
+            word_text: String::new(),
+            word_ends: Vec::new(),
+            vocabulary: hashbrown::HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            first_entry: Vec::new(),
+            more_entries: Default::default(),
         }
     }
 }
@@ -117,27 +137,94 @@ fn common(a: &[u32], b: &[u32]) -> usize {
     n
 }
 
+impl<K> DedupIndex<K> {
+    /// The text of word number `word`.
+    fn word(&self, word: u32) -> &str {
+        word_in(&self.word_text, &self.word_ends, word)
+    }
+
+    /// The number of `word`, if it was ever indexed.
+    fn number(&self, word: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(word);
+        self.vocabulary
+            .find(hash, |&w| self.word(w) == word)
+            .copied()
+    }
+
+    /// The number of `word`, numbering it if it is new.
+    fn number_or_add(&mut self, word: &str) -> u32 {
+        if let Some(w) = self.number(word) {
+            return w;
+        }
+        let w = index_u32(self.word_ends.len());
+        self.word_text.push_str(word);
+        self.word_ends.push(index_u32(self.word_text.len()));
+        self.first_entry.push(u32::MAX);
+        let (text, ends, hasher) = (&self.word_text, &self.word_ends, &self.hasher);
+        self.vocabulary
+            .insert_unique(hasher.hash_one(word), w, |&v| {
+                hasher.hash_one(word_in(text, ends, v))
+            });
+        w
+    }
+
+    /// The entries word number `word` appears in, oldest first.
+    fn entries_of(&self, word: u32) -> impl Iterator<Item = u32> + '_ {
+        let first = self.first_entry[word as usize];
+        (first != u32::MAX)
+            .then_some(first)
+            .into_iter()
+            .chain(self.more_entries.get(&word).into_iter().flatten().copied())
+    }
+
+    /// How many entries word number `word` appears in.
+    fn frequency(&self, word: u32) -> usize {
+        self.entries_of(word).take(1).count() + self.more_entries.get(&word).map_or(0, Vec::len)
+    }
+
+    /// The sorted word numbers of entry `i`.
+    fn words_of(&self, i: usize) -> &[u32] {
+        let end = self.entries[i].1 as usize;
+        let start = if i == 0 {
+            0
+        } else {
+            self.entries[i - 1].1 as usize
+        };
+        &self.entry_words[start..end]
+    }
+}
+
+/// Word number `word` of the words concatenated in `text`, the `n`th ending at `ends[n]`.
+fn word_in<'t>(text: &'t str, ends: &[u32], word: u32) -> &'t str {
+    let end = ends[word as usize] as usize;
+    let start = match word {
+        0 => 0,
+        w => ends[w as usize - 1] as usize,
+    };
+    &text[start..end]
+}
+
+/// `n` as a `u32`: an index has fewer than 2^32 entries, words and bytes of words.
+fn index_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("a deduplication index holds fewer than 2^32 items")
+}
+
 impl<K: Clone> DedupIndex<K> {
     /// Add `text` under `key`.
     pub fn insert(&mut self, key: K, text: &str) {
-        let n = self.entries.len() as u32;
-        let mut ids: Vec<u32> = words(text)
-            .into_iter()
-            .map(|w| match self.vocabulary.get(w.as_str()) {
-                Some(&id) => id,
-                None => {
-                    let id = self.postings.len() as u32;
-                    self.vocabulary.insert(w.into_boxed_str(), id);
-                    self.postings.push(Vec::new());
-                    id
-                }
-            })
-            .collect();
+        let n = index_u32(self.entries.len());
+        let mut ids: Vec<u32> = words(text).iter().map(|w| self.number_or_add(w)).collect();
         ids.sort_unstable();
-        for &id in &ids {
-            self.postings[id as usize].push(n);
+        for &w in &ids {
+            let first = &mut self.first_entry[w as usize];
+            if *first == u32::MAX {
+                *first = n;
+            } else {
+                self.more_entries.entry(w).or_default().push(n);
+            }
         }
-        self.entries.push((key, ids.into_boxed_slice()));
+        self.entry_words.extend_from_slice(&ids);
+        self.entries.push((key, index_u32(self.entry_words.len())));
     }
 
     /// The keys indexed, oldest first.
@@ -153,8 +240,8 @@ impl<K: Clone> DedupIndex<K> {
         let mut known: Vec<(usize, &str, u32)> = set
             .iter()
             .filter_map(|w| {
-                let id = *self.vocabulary.get(w.as_str())?;
-                Some((self.postings[id as usize].len(), w.as_str(), id))
+                let id = self.number(w)?;
+                Some((self.frequency(id), w.as_str(), id))
             })
             .collect();
         let mut ids: Vec<u32> = known.iter().map(|(_, _, id)| *id).collect();
@@ -170,23 +257,23 @@ impl<K: Clone> DedupIndex<K> {
         // indexed has no postings and is the rarest of all.
         let unknown = set.len() - known.len();
         for &(_, _, id) in known.iter().take(prefix.saturating_sub(unknown)) {
-            for &i in &self.postings[id as usize] {
+            for i in self.entries_of(id) {
                 if !seen.insert(i) {
                     continue;
                 }
-                let (key, other) = &self.entries[i as usize];
+                let other = self.words_of(i as usize);
                 let shared = common(&ids, other);
                 let score = shared as f64 / (set.len() + other.len() - shared) as f64;
                 if score >= threshold {
-                    found.push((i, key.clone(), score));
+                    found.push((i, self.entries[i as usize].0.clone(), score));
                 }
             }
         }
         if set.is_empty() {
             // Only an empty text can match an empty text.
-            for (i, (key, other)) in self.entries.iter().enumerate() {
-                if other.is_empty() {
-                    found.push((i as u32, key.clone(), 1.0));
+            for i in 0..self.entries.len() {
+                if self.words_of(i).is_empty() {
+                    found.push((index_u32(i), self.entries[i].0.clone(), 1.0));
                 }
             }
         }
@@ -216,6 +303,23 @@ mod tests {
         assert_eq!(similarity("a b c", "a b c"), 1.0);
         assert!((similarity("red green blue", "red green yellow") - 0.5).abs() < 1e-9);
         assert_eq!(similarity("red", "blue"), 0.0);
+    }
+
+    #[test]
+    fn a_word_found_in_one_entry_keeps_no_list_of_entries() {
+        let mut index = DedupIndex::default();
+        for i in 0..1000 {
+            index.insert(i, &format!("follow-up g1-i{i}"));
+        }
+        // "follow", "up" and "g1" are in every entry; each "iN" in one.
+        assert_eq!(index.word_ends.len(), 1003);
+        assert_eq!(index.more_entries.len(), 3);
+        assert_eq!(
+            index.similar("follow-up g1-i7", 1.0),
+            vec![(7, 1.0)],
+            "found through its rare word"
+        );
+        assert_eq!(index.similar("follow-up g1", 0.75).len(), 1000);
     }
 
     #[test]

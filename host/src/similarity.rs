@@ -179,7 +179,8 @@ impl<K> DedupIndex<K> {
 
     /// How many entries word number `word` appears in.
     fn frequency(&self, word: u32) -> usize {
-        self.entries_of(word).take(1).count() + self.more_entries.get(&word).map_or(0, Vec::len)
+        usize::from(self.first_entry[word as usize] != u32::MAX)
+            + self.more_entries.get(&word).map_or(0, Vec::len)
     }
 
     /// The sorted word numbers of entry `i`.

@@ -63,6 +63,24 @@ fn upsert<R: Keyed>(
     }
 }
 
+/// A record of one workflow's.
+trait InWorkflow {
+    /// The workflow's id.
+    fn workflow_id(&self) -> &str;
+}
+
+impl InWorkflow for WorkItem {
+    fn workflow_id(&self) -> &str {
+        &self.workflow_id
+    }
+}
+
+impl InWorkflow for InvocationRecord {
+    fn workflow_id(&self) -> &str {
+        &self.workflow_id
+    }
+}
+
 /// The records of `records` that belong to `workflow_id`, in the order stored.
 ///
 /// A process's memory store nearly always holds one workflow, so every record is one of
@@ -70,15 +88,14 @@ fn upsert<R: Keyed>(
 fn of_workflow<'g, R>(
     records: &'g ById<Box<R>>,
     workflow_id: &'g str,
-    workflow: fn(&R) -> &Name,
 ) -> impl DoubleEndedIterator<Item = &'g R>
 where
-    R: Keyed + 'g,
+    R: Keyed + InWorkflow + 'g,
 {
     records
         .iter()
         .map(|r| &**r)
-        .filter(move |r| workflow(r).as_str() == workflow_id)
+        .filter(move |r| r.workflow_id() == workflow_id)
 }
 
 impl Keyed for Artifact {
@@ -361,7 +378,7 @@ impl Store for MemoryStore {
         let g = &mut *g;
         let mut n = 0;
         for inv in g.invocations.iter_mut() {
-            if inv.workflow_id.as_str() == workflow_id && inv.status == InvocationStatus::Running {
+            if inv.workflow_id() == workflow_id && inv.status == InvocationStatus::Running {
                 let tally = entry_mut(&mut g.tallies, &inv.workflow_id);
                 tally.count(Record::Invocation(inv), false);
                 inv.status = InvocationStatus::Queued;
@@ -386,9 +403,7 @@ impl Store for MemoryStore {
 
     fn work_items(&self, workflow_id: &str) -> Result<Vec<WorkItem>, StoreError> {
         let g = self.lock();
-        Ok(of_workflow(&g.work, workflow_id, |w| &w.workflow_id)
-            .cloned()
-            .collect())
+        Ok(of_workflow(&g.work, workflow_id).cloned().collect())
     }
 
     fn invocation(&self, id: &InvocationId) -> Result<Option<InvocationRecord>, StoreError> {
@@ -401,9 +416,7 @@ impl Store for MemoryStore {
 
     fn invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError> {
         let g = self.lock();
-        Ok(of_workflow(&g.invocations, workflow_id, |i| &i.workflow_id)
-            .cloned()
-            .collect())
+        Ok(of_workflow(&g.invocations, workflow_id).cloned().collect())
     }
 
     fn scan(
@@ -412,9 +425,9 @@ impl Store for MemoryStore {
         visit: &mut dyn FnMut(&[&WorkItem], &[&InvocationRecord]),
     ) -> Result<(), StoreError> {
         let g = self.lock();
-        let work: Vec<&WorkItem> = of_workflow(&g.work, workflow_id, |w| &w.workflow_id).collect();
+        let work: Vec<&WorkItem> = of_workflow(&g.work, workflow_id).collect();
         let invocations: Vec<&InvocationRecord> =
-            of_workflow(&g.invocations, workflow_id, |i| &i.workflow_id).collect();
+            of_workflow(&g.invocations, workflow_id).collect();
         visit(&work, &invocations);
         Ok(())
     }

@@ -548,12 +548,12 @@ fn status(spec: &StoreSpec, workflow: Option<&str>, json: bool) -> Result<i32> {
                 w.phase,
                 w.description,
                 w.status,
-                if w.blocked_by.is_empty() {
+                if w.blocked_by().is_empty() {
                     String::new()
                 } else {
                     format!(
                         " waiting for {}",
-                        w.blocked_by
+                        w.blocked_by()
                             .iter()
                             .map(|b| b.to_string())
                             .collect::<Vec<_>>()

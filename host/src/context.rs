@@ -26,6 +26,7 @@
 //! when it calls the `context` import — an agent that never reads context never pays for
 //! it, one that reads it pays what it paid before.
 
+use crate::artifact::SharedArtifact;
 use crate::artifact::{Artifact, ArtifactId};
 use crate::blackboard::{ArtifactQuery, ArtifactReader, Store};
 use crate::name::Name;
@@ -128,7 +129,7 @@ pub fn candidates(
     store: &dyn Store,
     agent: &Agent,
     workflow_id: &str,
-    inputs: &[Arc<Artifact>],
+    inputs: &[SharedArtifact],
     reuse: &mut Reuse,
 ) -> Vec<wit::Artifact> {
     let policy = &agent.context;
@@ -152,14 +153,14 @@ fn choose(
     policy: &crate::policy::ContextPolicy,
     viewer: &crate::artifact::Viewer<'_>,
     workflow_id: &str,
-    inputs: &[Arc<Artifact>],
-    chosen: &mut Vec<Arc<Artifact>>,
+    inputs: &[SharedArtifact],
+    chosen: &mut Vec<SharedArtifact>,
 ) {
     // A handful of ids: a list searched in place beats hashing each one.
     let mut seen: Vec<ArtifactId> = inputs.iter().map(|a| a.id).collect();
     let mut bytes = 0usize;
     // Take `a` if it fits the byte budget; whether there is room for more.
-    let mut room = |a: &Arc<Artifact>, chosen: &mut Vec<Arc<Artifact>>| -> bool {
+    let mut room = |a: &SharedArtifact, chosen: &mut Vec<SharedArtifact>| -> bool {
         let size = a.payload_len();
         if bytes + size <= policy.max_bytes {
             bytes += size;
@@ -275,7 +276,7 @@ pub fn select(
     wf: &Workflow,
     store: &Arc<dyn Store>,
     agent: &Agent,
-    inputs: &[Arc<Artifact>],
+    inputs: &[SharedArtifact],
     workflow_id: &str,
     call: Option<&wit::Invocation>,
     reuse: &mut Reuse,
@@ -312,7 +313,7 @@ pub struct OnDemand {
     /// The agent's name.
     pub agent: Arc<str>,
     /// The invocation's inputs.
-    pub inputs: Vec<Arc<Artifact>>,
+    pub inputs: Vec<SharedArtifact>,
     /// The phase of the work item it serves.
     pub phase: Option<Name>,
     /// Its workflow.

@@ -1,12 +1,12 @@
 //! The cascade as a graph: artifacts and their causality, grouped by the phase of the work
 //! they served — what `murmur graph` prints as Mermaid, Graphviz DOT or JSON.
 
+use crate::artifact::SharedArtifact;
 use crate::artifact::{Artifact, ArtifactId, Viewer};
 use crate::blackboard::{ArtifactQuery, Store, StoreError};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-use std::sync::Arc;
 
 /// One artifact.
 #[derive(Debug, Clone, Serialize)]
@@ -75,7 +75,7 @@ impl Graph {
             tags: Vec::new(),
             limit: usize::MAX,
         };
-        let artifacts: Vec<Arc<Artifact>> = store.query(&query, &Viewer::operator())?;
+        let artifacts: Vec<SharedArtifact> = store.query(&query, &Viewer::operator())?;
         let mut nodes = Vec::with_capacity(artifacts.len());
         let mut edges = Vec::new();
         for a in &artifacts {

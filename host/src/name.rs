@@ -3,11 +3,16 @@
 //! A run keeps every artifact, invocation and work item, and each of them names its
 //! workflow, type, producer, agent or phase. As `String`s those were one heap copy per
 //! field per record — a 36-character workflow id alone cost ~60 bytes in every record —
-//! and every clone on the hot path copied them again. A `Name` is an `Arc<str>`: a clone
-//! is a reference count, and names made from the same text on one thread share one
-//! allocation (a small per-thread intern table, so no lock is taken). It compares, hashes
-//! and prints as its text, so it stands in for `String` wherever a record field did.
+//! and every clone on the hot path copied them again. A `Name` is a reference-counted
+//! string behind one pointer (`arcstr::ArcStr`: the count and length live with the text):
+//! a clone is a reference count, and names made from the same text on one thread share
+//! one allocation (a small per-thread intern table, so no lock is taken). It compares,
+//! hashes and prints as its text, so it stands in for `String` wherever a record field
+//! did. One pointer rather than `Arc<str>`'s two words: every artifact names three and
+//! every invocation and work item two or three, and 8 bytes a name moves records into
+//! smaller allocator size classes (an invocation 128 → 112 bytes, a work item 104 → 80).
 
+use arcstr::ArcStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::borrow::Borrow;
 use std::cell::RefCell;
@@ -15,7 +20,6 @@ use std::collections::HashSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
-use std::sync::Arc;
 
 /// Longest text worth interning: names are short; payload-sized text is not a name.
 const INTERN_MAX_LEN: usize = 64;
@@ -25,19 +29,19 @@ const INTERN_CAPACITY: usize = 4096;
 
 thread_local! {
     // foldhash, not SipHash: names are interned on the run loop's hot path.
-    static INTERNED: RefCell<HashSet<Arc<str>, foldhash::fast::RandomState>> =
+    static INTERNED: RefCell<HashSet<ArcStr, foldhash::fast::RandomState>> =
         RefCell::new(HashSet::default());
 }
 
 /// A shared immutable string: an agent, type, phase or workflow name, or a record's id.
 #[derive(Clone, PartialOrd, Ord)]
-pub struct Name(Arc<str>);
+pub struct Name(ArcStr);
 
 impl Name {
     /// A name for `text`, shared with earlier names of the same text made on this thread.
     pub fn new(text: &str) -> Self {
         if text.len() > INTERN_MAX_LEN {
-            return Self(text.into());
+            return Self(ArcStr::from(text));
         }
         INTERNED.with(|set| {
             let mut set = set.borrow_mut();
@@ -47,15 +51,15 @@ impl Name {
             if set.len() >= INTERN_CAPACITY {
                 set.clear();
             }
-            let arc: Arc<str> = text.into();
-            set.insert(arc.clone());
-            Self(arc)
+            let shared = ArcStr::from(text);
+            set.insert(shared.clone());
+            Self(shared)
         })
     }
 
     /// A name that is not interned: a fresh id nothing else will share.
     pub fn unique(text: String) -> Self {
-        Self(text.into())
+        Self(ArcStr::from(text))
     }
 
     /// The text.
@@ -91,7 +95,7 @@ impl Borrow<str> for Name {
 
 impl PartialEq for Name {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+        ArcStr::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
     }
 }
 
@@ -186,7 +190,7 @@ mod tests {
     fn names_of_the_same_text_share_one_allocation_and_compare_as_text() {
         let a = Name::new("implementer");
         let b = Name::from(String::from("implementer"));
-        assert!(Arc::ptr_eq(&a.0, &b.0), "interned on this thread");
+        assert!(ArcStr::ptr_eq(&a.0, &b.0), "interned on this thread");
         assert_eq!(a, b);
         assert_eq!(a, "implementer");
         assert_eq!("implementer", a);
@@ -195,7 +199,7 @@ mod tests {
         let c = std::thread::spawn(|| Name::new("implementer"))
             .join()
             .expect("thread");
-        assert!(!Arc::ptr_eq(&a.0, &c.0));
+        assert!(!ArcStr::ptr_eq(&a.0, &c.0));
         assert_eq!(a, c);
         // Searchable by `&str` in a map keyed by `Name`.
         let map: HashMap<Name, u32> = [(c, 7)].into_iter().collect();
@@ -205,9 +209,9 @@ mod tests {
     #[test]
     fn long_texts_and_unique_ids_are_not_interned() {
         let long = "x".repeat(INTERN_MAX_LEN + 1);
-        assert!(!Arc::ptr_eq(&Name::new(&long).0, &Name::new(&long).0));
+        assert!(!ArcStr::ptr_eq(&Name::new(&long).0, &Name::new(&long).0));
         let id = Name::unique("0190-abc".into());
-        assert!(!Arc::ptr_eq(&id.0, &Name::new("0190-abc").0));
+        assert!(!ArcStr::ptr_eq(&id.0, &Name::new("0190-abc").0));
         assert_eq!(id, Name::new("0190-abc"));
     }
 

@@ -179,7 +179,7 @@ impl RunSummary {
                         phase: w.phase.to_string(),
                         status: w.status.to_string(),
                         description: w.description.to_string(),
-                        reason: w.reason.clone().unwrap_or_default(),
+                        reason: w.reason().unwrap_or_default().to_string(),
                     });
                 }
             }

@@ -79,7 +79,7 @@ async fn blocked_work_waits_for_its_blockers_and_is_then_released() {
     assert_eq!(order, ["build", "test", "deploy"]);
     let deploy = run.work("deploy");
     assert_eq!(deploy.status, WorkStatus::Done);
-    assert!(deploy.was_blocked && deploy.blocked_by.is_empty());
+    assert!(deploy.was_blocked() && deploy.blocked_by().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,8 +103,8 @@ async fn workflow_inputs_can_block_each_other_by_key() {
     assert_eq!(run.summary.status, RunStatus::Complete);
     assert_eq!(run.summary.work.unblocked, 1);
     let first = run.work("first");
-    assert!(run.work("second").was_blocked);
-    assert_eq!(first.key.as_deref(), Some("first"));
+    assert!(run.work("second").was_blocked());
+    assert_eq!(first.discovery_key(), Some("first"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,7 +95,7 @@ async fn the_auth_system_example_shows_every_mechanism_of_the_loop() {
     // Blocking: the session store started only after JWT was done.
     let jwt = run.work("JWT issuing and verification");
     let sessions = run.work("User session store");
-    assert!(sessions.was_blocked);
+    assert!(sessions.was_blocked());
     assert_eq!(sessions.status, WorkStatus::Done);
     let order: Vec<String> = run
         .artifacts("Implementation")
@@ -115,7 +115,7 @@ async fn the_auth_system_example_shows_every_mechanism_of_the_loop() {
     let recovery = run
         .work_items()
         .into_iter()
-        .find(|w| w.recovery_of.as_ref() == Some(&ldap.id))
+        .find(|w| w.recovery_of() == Some(ldap.id))
         .expect("recovery work");
     assert_eq!(
         (recovery.phase.as_str(), recovery.status),
@@ -133,10 +133,10 @@ async fn the_auth_system_example_shows_every_mechanism_of_the_loop() {
         .find(|w| w.description.starts_with("Bug fix needed") && w.status != WorkStatus::Duplicate)
         .expect("bug work");
     assert_eq!(bug.phase, "implementation");
-    assert_eq!(bug.routed.as_ref().map(|r| r.by.as_str()), Some("triage"));
-    assert_eq!(bug.duplicates, 1);
+    assert_eq!(bug.routed().map(|r| r.by.as_str()), Some("triage"));
+    assert_eq!(bug.duplicates(), 1);
     let caching = run.work("Caching pattern could optimize all API routes");
-    assert_eq!(caching.duplicates, 1);
+    assert_eq!(caching.duplicates(), 1);
     assert_eq!(s.faults.values().sum::<u64>(), 0);
 }
 

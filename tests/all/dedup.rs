@@ -42,9 +42,9 @@ async fn a_similar_discovery_is_recorded_as_a_duplicate_and_not_scheduled() {
     let original = run.work("Caching pattern could optimize all API routes");
     let dup = run.work("A caching pattern could optimise all the API routes");
     assert_eq!(dup.status, WorkStatus::Duplicate);
-    assert_eq!(dup.duplicate_of, Some(original.id));
-    assert!(dup.reason.expect("reason").contains("similarity 1.00"));
-    assert_eq!(original.duplicates, 1);
+    assert_eq!(dup.duplicate_of(), Some(original.id));
+    assert!(dup.reason().expect("reason").contains("similarity 1.00"));
+    assert_eq!(original.duplicates(), 1);
     // Recorded, never dropped: the duplicate discovery is on the blackboard.
     assert_eq!(run.artifacts("WorkDiscovery").len(), 3);
 }

@@ -1,10 +1,10 @@
 //! Test fixtures: manifests written to temp dirs, runs on an in-memory store.
 
+use murmur::artifact::SharedArtifact;
 use murmur::blackboard::ArtifactQuery;
 use murmur::plugin::ComponentCache;
 use murmur::{
-    Artifact, LoadOptions, Manifest, MemoryStore, RunSummary, Scheduler, Store, Workflow,
-    WorkflowError,
+    LoadOptions, Manifest, MemoryStore, RunSummary, Scheduler, Store, Workflow, WorkflowError,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,7 +78,7 @@ pub struct Run {
 
 impl Run {
     /// Artifacts of one type, oldest first.
-    pub fn artifacts(&self, type_name: &str) -> Vec<Arc<Artifact>> {
+    pub fn artifacts(&self, type_name: &str) -> Vec<SharedArtifact> {
         let q = ArtifactQuery {
             workflow_id: self.summary.workflow_id.clone(),
             type_name: Some(type_name.into()),
@@ -101,7 +101,7 @@ impl Run {
 
 impl Run {
     /// Every public artifact of the run, in publish order.
-    pub fn all_artifacts(&self) -> Vec<Arc<Artifact>> {
+    pub fn all_artifacts(&self) -> Vec<SharedArtifact> {
         let q = ArtifactQuery {
             workflow_id: self.summary.workflow_id.clone(),
             type_name: None,

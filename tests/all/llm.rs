@@ -454,13 +454,13 @@ async fn embeddings_find_duplicates_and_route_where_words_do_not() {
     let embedded = run(&text("embedding_model = \"topics\"")).await;
     assert_eq!(embedded.summary.work.duplicates, 1);
     assert_eq!(
-        embedded.work("Memoize the API responses").duplicate_of,
+        embedded.work("Memoize the API responses").duplicate_of(),
         Some(embedded.work("Add caching to the API").id)
     );
     let ship = embedded.work("Ship the thing");
     assert_eq!(ship.phase, "deployment");
     assert!(
-        ship.routed
+        ship.routed()
             .expect("routed")
             .reason
             .starts_with("closest phase by embedding")

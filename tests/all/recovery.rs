@@ -96,9 +96,9 @@ async fn a_final_failure_spawns_one_critical_recovery_discovery_in_analysis() {
     let recovery = run
         .work_items()
         .into_iter()
-        .find(|w| w.recovery_of.is_some())
+        .find(|w| w.recovery_of().is_some())
         .expect("recovery work");
-    assert_eq!(recovery.recovery_of, Some(failed.id));
+    assert_eq!(recovery.recovery_of(), Some(failed.id));
     assert_eq!(recovery.phase, "analysis");
     assert_eq!(recovery.priority, Priority::Critical);
     assert_eq!(recovery.status, WorkStatus::Done, "the analyst handled it");

@@ -35,7 +35,10 @@ async fn an_auto_discovery_is_routed_by_the_plans_rules_and_the_reason_is_record
     assert_eq!(run.summary.work.auto_routed, 1);
     let w = run.work("Bug fix needed: login crashes on empty passwords");
     assert_eq!(w.phase, "implementation");
-    let routed = w.routed.expect("routing recorded on the work item");
+    let routed = w
+        .routed()
+        .cloned()
+        .expect("routing recorded on the work item");
     assert_eq!(routed.requested, "auto");
     assert_eq!(routed.by, "builtin");
     assert_eq!(routed.reason, "rule 'bug fix needed' matched");
@@ -56,7 +59,7 @@ async fn an_unknown_phase_goes_to_the_phase_whose_description_is_closest() {
     let run = run(&text).await;
     let w = run.work("Verify and test the token refresh solutions");
     assert_eq!(w.phase, "validation");
-    let routed = w.routed.expect("routed");
+    let routed = w.routed().cloned().expect("routed");
     assert_eq!(routed.requested, "qa");
     assert!(
         routed.reason.starts_with("closest phase description"),
@@ -79,7 +82,13 @@ async fn manifest_rules_and_default_phase_replace_the_plans_rules() {
     // The plan's rules are replaced, and nothing else matches: the default phase.
     let w = run.work("Bug fix needed: zebra");
     assert_eq!(w.phase, "validation");
-    assert!(w.routed.expect("routed").reason.contains("default phase"));
+    assert!(
+        w.routed()
+            .cloned()
+            .expect("routed")
+            .reason
+            .contains("default phase")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +102,7 @@ async fn a_router_plugin_decides_first_and_the_builtin_router_backs_it_up() {
     let run = run(&text).await;
     let w = run.work("Performance regression in search");
     assert_eq!(w.phase, "validation");
-    let routed = w.routed.expect("routed");
+    let routed = w.routed().cloned().expect("routed");
     assert_eq!(routed.by, "triage");
     assert_eq!(routed.reason, "keyword 'regression' means validation work");
     // "Bug fix needed: nothing triage knows" contains "bug": triage routes it too.
@@ -114,7 +123,7 @@ async fn when_the_router_plugin_declines_the_builtin_router_decides_and_says_so(
     let run = run(&text).await;
     let w = run.work("An optimization opportunity in the cache");
     assert_eq!(w.phase, "analysis");
-    let routed = w.routed.expect("routed");
+    let routed = w.routed().cloned().expect("routed");
     assert_eq!(routed.by, "builtin");
     assert!(
         routed.reason.starts_with("router 'triage' failed"),

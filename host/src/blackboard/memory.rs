@@ -13,13 +13,14 @@ use super::by_id::{ById, Keyed};
 use super::ready::ReadyQueue;
 use super::tally::{Record, Tally};
 use super::{ArtifactCounts, ArtifactQuery, Commit, Store, StoreError};
+use crate::artifact::SharedArtifact;
 use crate::artifact::{Artifact, ArtifactId, Viewer, now_ms};
 use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
 use crate::name::Name;
 use crate::work::{WorkItem, WorkStatus};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 /// The value under `key` in `map`, a default one inserted if there is none; `key` is
 /// cloned only to insert it.
@@ -130,7 +131,7 @@ type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 #[derive(Default)]
 struct Inner {
-    artifacts: ById<Arc<Artifact>>,
+    artifacts: ById<SharedArtifact>,
     counts: Map<Name, ArtifactCounts>,
     work: ById<Box<WorkItem>>,
     invocations: ById<Box<InvocationRecord>>,
@@ -207,7 +208,7 @@ impl Inner {
         &'g self,
         query: &'g ArtifactQuery,
         viewer: &'g Viewer<'_>,
-    ) -> impl Iterator<Item = &'g Arc<Artifact>> {
+    ) -> impl Iterator<Item = &'g SharedArtifact> {
         self.artifacts
             .iter()
             .rev()
@@ -223,7 +224,7 @@ impl super::ArtifactReader for Inner {
     fn visit_artifact(
         &self,
         id: &ArtifactId,
-        visit: &mut dyn FnMut(&Arc<Artifact>),
+        visit: &mut dyn FnMut(&SharedArtifact),
     ) -> Result<bool, StoreError> {
         Ok(self.artifacts.get(id).map(visit).is_some())
     }
@@ -232,7 +233,7 @@ impl super::ArtifactReader for Inner {
         &self,
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
-        visit: &mut dyn FnMut(&Arc<Artifact>) -> bool,
+        visit: &mut dyn FnMut(&SharedArtifact) -> bool,
     ) -> Result<(), StoreError> {
         for a in self.newest(query, viewer) {
             if !visit(a) {
@@ -284,7 +285,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn artifact(&self, id: &ArtifactId) -> Result<Option<Arc<Artifact>>, StoreError> {
+    fn artifact(&self, id: &ArtifactId) -> Result<Option<SharedArtifact>, StoreError> {
         Ok(self.lock().artifacts.get(id).cloned())
     }
 
@@ -292,9 +293,9 @@ impl Store for MemoryStore {
         &self,
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
-    ) -> Result<Vec<Arc<Artifact>>, StoreError> {
+    ) -> Result<Vec<SharedArtifact>, StoreError> {
         let g = self.lock();
-        let mut out: Vec<Arc<Artifact>> = g.newest(query, viewer).cloned().collect();
+        let mut out: Vec<SharedArtifact> = g.newest(query, viewer).cloned().collect();
         out.reverse();
         Ok(out)
     }
@@ -457,8 +458,8 @@ mod tests {
     use super::*;
     use crate::work::Priority;
 
-    fn artifact(id: &str) -> Arc<Artifact> {
-        Arc::new(Artifact {
+    fn artifact(id: &str) -> SharedArtifact {
+        SharedArtifact::new(Artifact {
             id: ArtifactId::named(id),
             type_name: "T".into(),
             payload: serde_json::json!({}).into(),
@@ -602,13 +603,13 @@ mod tests {
             w
         };
         let mut blocked = work("b", "analysis", WorkStatus::Blocked);
-        blocked.was_blocked = true;
+        blocked.detail_mut().was_blocked = true;
         let mut routed = work("d", "review", WorkStatus::Duplicate);
-        routed.routed = Some(Box::new(Routing {
+        routed.detail_mut().routed = Some(Routing {
             requested: "auto".into(),
             by: "builtin".into(),
             reason: "words".into(),
-        }));
+        });
         let mut first = invocation("i1", Priority::Medium, 0);
         first.work_item = Some(ArtifactId::named("p"));
         s.commit(Commit {
@@ -624,9 +625,9 @@ mod tests {
         claimed.setback_mut().retries = 1;
         claimed.setback_mut().rejections = 2;
         let mut released = work("b", "analysis", WorkStatus::Pending);
-        released.was_blocked = true;
+        released.detail_mut().was_blocked = true;
         let mut recovery = work("r", "analysis", WorkStatus::Pending);
-        recovery.recovery_of = Some(ArtifactId::named("p"));
+        recovery.detail_mut().recovery_of = Some(ArtifactId::named("p"));
         s.commit(Commit {
             work_items: vec![work("p", "analysis", WorkStatus::Done), released, recovery],
             invocations: vec![claimed],

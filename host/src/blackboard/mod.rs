@@ -14,13 +14,13 @@ pub mod ready;
 pub mod sqlite;
 pub mod tally;
 
-use crate::artifact::{Artifact, ArtifactId, Viewer};
+use crate::artifact::SharedArtifact;
+use crate::artifact::{ArtifactId, Viewer};
 use crate::invocation::{InvocationId, InvocationRecord};
 use crate::observe::Event;
 use crate::work::WorkItem;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use thiserror::Error;
 
 pub use memory::MemoryStore;
@@ -78,7 +78,7 @@ pub enum StoreError {
 #[derive(Debug, Default)]
 pub struct Commit {
     /// New artifacts (immutable: writing an existing id is an error).
-    pub artifacts: Vec<Arc<Artifact>>,
+    pub artifacts: Vec<SharedArtifact>,
     /// Work items, inserted or replaced.
     pub work_items: Vec<WorkItem>,
     /// Invocations, inserted or replaced. A record with status `queued` enters the queue.
@@ -122,7 +122,7 @@ pub trait ArtifactReader {
     fn visit_artifact(
         &self,
         id: &ArtifactId,
-        visit: &mut dyn FnMut(&Arc<Artifact>),
+        visit: &mut dyn FnMut(&SharedArtifact),
     ) -> Result<bool, StoreError>;
     /// Visit what [`Store::query`] would return, newest first; stop early when `visit`
     /// returns `false`.
@@ -130,7 +130,7 @@ pub trait ArtifactReader {
         &self,
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
-        visit: &mut dyn FnMut(&Arc<Artifact>) -> bool,
+        visit: &mut dyn FnMut(&SharedArtifact) -> bool,
     ) -> Result<(), StoreError>;
 }
 
@@ -143,13 +143,13 @@ pub trait Store: Send + Sync {
     /// Apply a commit atomically.
     fn commit(&self, commit: Commit) -> Result<(), StoreError>;
     /// One artifact by id.
-    fn artifact(&self, id: &ArtifactId) -> Result<Option<Arc<Artifact>>, StoreError>;
+    fn artifact(&self, id: &ArtifactId) -> Result<Option<SharedArtifact>, StoreError>;
     /// Artifacts matching `query` that `viewer` may see, oldest first.
     fn query(
         &self,
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
-    ) -> Result<Vec<Arc<Artifact>>, StoreError>;
+    ) -> Result<Vec<SharedArtifact>, StoreError>;
     /// Run `read` with an [`ArtifactReader`] over this store's artifacts. A store with a
     /// lock holds it once for all of `read`'s lookups: choosing an invocation's context
     /// makes half a dozen, while the other worker commits under the same lock, and each

@@ -22,6 +22,7 @@
 //! a newer one is refused.
 
 use super::{ArtifactCounts, ArtifactQuery, Commit, MemoryStore, RunRecord, Store, StoreError};
+use crate::artifact::SharedArtifact;
 use crate::artifact::{Artifact, ArtifactId, Viewer};
 use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
 use crate::observe::Event;
@@ -335,7 +336,7 @@ impl SqliteStore {
             self.mem.kv_set(workflow_id, &plugin, &key, Some(value))?;
         }
         self.mem.commit(Commit {
-            artifacts: artifacts.into_iter().map(Arc::new).collect(),
+            artifacts: artifacts.into_iter().map(SharedArtifact::new).collect(),
             work_items,
             invocations,
         })
@@ -573,7 +574,7 @@ impl Store for SqliteStore {
         self.send(Msg::Commit(copy))
     }
 
-    fn artifact(&self, id: &ArtifactId) -> Result<Option<Arc<Artifact>>, StoreError> {
+    fn artifact(&self, id: &ArtifactId) -> Result<Option<SharedArtifact>, StoreError> {
         self.mem.artifact(id)
     }
 
@@ -581,7 +582,7 @@ impl Store for SqliteStore {
         &self,
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
-    ) -> Result<Vec<Arc<Artifact>>, StoreError> {
+    ) -> Result<Vec<SharedArtifact>, StoreError> {
         self.mem.query(query, viewer)
     }
 
@@ -802,7 +803,7 @@ mod tests {
         );
         store
             .commit(Commit {
-                artifacts: vec![Arc::new(artifact("d"))],
+                artifacts: vec![SharedArtifact::new(artifact("d"))],
                 ..Default::default()
             })
             .expect("commit");

@@ -68,16 +68,16 @@ impl Tally {
                     up,
                     u64::from(w.status == WorkStatus::Duplicate),
                 );
-                step(&mut k.auto_routed, up, u64::from(w.routed.is_some()));
+                step(&mut k.auto_routed, up, u64::from(w.routed().is_some()));
                 step(
                     &mut k.unblocked,
                     up,
-                    u64::from(w.was_blocked && w.status != WorkStatus::Blocked),
+                    u64::from(w.was_blocked() && w.status != WorkStatus::Blocked),
                 );
                 step(
                     &mut k.recovery_spawned,
                     up,
-                    u64::from(w.recovery_of.is_some()),
+                    u64::from(w.recovery_of().is_some()),
                 );
             }
             Record::Invocation(i) => {

@@ -12,6 +12,7 @@
 //! `blocked` while any of its blockers is unfinished. When a work item is done, the work it
 //! blocked is released and scheduled.
 
+use crate::artifact::SharedArtifact;
 use crate::artifact::{Artifact, ArtifactId, Visibility, now_ms};
 use crate::blackboard::{Commit, Store, StoreError};
 use crate::invocation::{AGENT_CAP_REASON, DEPTH_LIMIT_REASON, InvocationRecord, InvocationStatus};
@@ -23,7 +24,6 @@ use crate::similarity::DedupIndex;
 use crate::work::{Priority, Routing, WorkItem, WorkStatus};
 use crate::workflow::Workflow;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Candidates a similarity plugin is shown at most (the most recent of the phase).
 const PLUGIN_DEDUP_CANDIDATES: usize = 64;
@@ -61,14 +61,14 @@ impl CascadeState {
             }
         }
         for w in store.work_items(workflow_id)? {
-            if let Some(k) = &w.key {
-                state.keys.insert(k.clone(), w.id);
+            if let Some(k) = w.discovery_key() {
+                state.keys.insert(k.to_string(), w.id);
             }
-            if w.recovery_of.is_some() {
+            if w.recovery_of().is_some() {
                 state.recovery_spawned += 1;
             }
             if w.status == WorkStatus::Blocked {
-                for b in &w.blocked_by {
+                for b in w.blocked_by() {
                     state.waiting.entry(*b).or_default().push(w.id);
                 }
             }
@@ -96,7 +96,7 @@ pub struct Cascade<'a> {
     workflow_id: &'a str,
     work: HashMap<ArtifactId, WorkItem>,
     work_order: Vec<ArtifactId>,
-    artifacts: Vec<Arc<Artifact>>,
+    artifacts: Vec<SharedArtifact>,
     invocations: Vec<InvocationRecord>,
     /// Events to report once the commit succeeds.
     pub events: Vec<Event>,
@@ -210,7 +210,7 @@ impl<'a> Cascade<'a> {
         }
         // The blackboard keeps the text; the parsed tree was for the checks above.
         artifact.payload.shed();
-        self.artifacts.push(Arc::new(artifact));
+        self.artifacts.push(SharedArtifact::new(artifact));
         Ok(id)
     }
 
@@ -234,8 +234,12 @@ impl<'a> Cascade<'a> {
             Priority::parse(text("priority")),
         );
         item.description = Name::unique(text("description").to_string());
-        item.key = p.get("key").and_then(|v| v.as_str()).map(str::to_string);
-        item.routed = routing.map(Box::new);
+        if let Some(key) = p.get("key").and_then(|v| v.as_str()) {
+            item.detail_mut().key = Some(key.to_string());
+        }
+        if routing.is_some() {
+            item.detail_mut().routed = routing;
+        }
         item.in_recovery = recovery_of.is_some();
         if let Some(parent) = &parent_work
             && let Some(w) = self.work_item(parent)?
@@ -243,11 +247,13 @@ impl<'a> Cascade<'a> {
             item.in_recovery |= w.in_recovery;
         }
         item.parent_work = parent_work;
-        item.recovery_of = recovery_of;
-        if let Some(k) = &item.key {
-            state.keys.insert(k.clone(), id);
+        if recovery_of.is_some() {
+            item.detail_mut().recovery_of = recovery_of;
         }
-        if let Some(r) = &item.routed {
+        if let Some(k) = item.discovery_key() {
+            state.keys.insert(k.to_string(), id);
+        }
+        if let Some(r) = item.routed() {
             self.events.push(Event::WorkRouted {
                 work: id.to_string(),
                 phase: item.phase.to_string(),
@@ -259,12 +265,13 @@ impl<'a> Cascade<'a> {
         let schedule =
             if let Some((original, score)) = self.find_duplicate(artifact, &item, state)? {
                 item.status = WorkStatus::Duplicate;
-                item.reason = Some(format!("duplicate of {original} (similarity {score:.2})"));
-                item.duplicate_of = Some(original);
+                let detail = item.detail_mut();
+                detail.reason = Some(format!("duplicate of {original} (similarity {score:.2})"));
+                detail.duplicate_of = Some(original);
                 let priority = item.priority;
                 let mut raised = false;
                 if let Some(o) = self.work_item(&original)? {
-                    o.duplicates += 1;
+                    o.detail_mut().duplicates += 1;
                     if priority > o.priority {
                         o.priority = priority;
                         raised = true;
@@ -301,8 +308,9 @@ impl<'a> Cascade<'a> {
                         state.waiting.entry(*b).or_default().push(id);
                     }
                     item.status = WorkStatus::Blocked;
-                    item.was_blocked = true;
-                    item.blocked_by = open;
+                    let detail = item.detail_mut();
+                    detail.was_blocked = true;
+                    detail.blocked_by = open;
                     false
                 }
             };
@@ -314,7 +322,7 @@ impl<'a> Cascade<'a> {
     /// Follow `duplicate_of` links to the work that is actually done.
     fn resolve_duplicate(&mut self, mut id: ArtifactId) -> Result<ArtifactId, StoreError> {
         for _ in 0..16 {
-            match self.work_item(&id)?.and_then(|w| w.duplicate_of) {
+            match self.work_item(&id)?.and_then(|w| w.duplicate_of()) {
                 Some(original) => id = original,
                 None => break,
             }
@@ -503,7 +511,7 @@ impl<'a> Cascade<'a> {
     }
 
     /// An artifact of this commit or the store.
-    fn artifact(&self, id: &ArtifactId) -> Result<Option<Arc<Artifact>>, StoreError> {
+    fn artifact(&self, id: &ArtifactId) -> Result<Option<SharedArtifact>, StoreError> {
         if let Some(a) = self.artifacts.iter().find(|a| a.id == *id) {
             return Ok(Some(a.clone()));
         }
@@ -522,10 +530,10 @@ impl<'a> Cascade<'a> {
         for id in waiting {
             let free = match self.work_item(&id)? {
                 Some(w) if w.status == WorkStatus::Blocked => {
-                    w.blocked_by.retain(|b| b != work);
-                    if w.blocked_by.is_empty() {
+                    w.detail_mut().blocked_by.retain(|b| b != work);
+                    if w.blocked_by().is_empty() {
                         w.status = WorkStatus::Pending;
-                        w.reason = None;
+                        w.set_reason(None);
                         true
                     } else {
                         false
@@ -546,7 +554,7 @@ impl<'a> Cascade<'a> {
     /// Offer an already-published artifact to the agents now in force (after a hot load).
     pub fn offer(
         &mut self,
-        artifact: &Arc<Artifact>,
+        artifact: &SharedArtifact,
         state: &mut CascadeState,
     ) -> Result<(), StoreError> {
         self.enqueue_subscribers(artifact, state)
@@ -637,7 +645,7 @@ impl<'a> Cascade<'a> {
                     && w.invocations == 0
                 {
                     w.status = WorkStatus::Cancelled;
-                    w.reason = Some(reason.to_string());
+                    w.set_reason(Some(reason.to_string()));
                 }
             } else if let Some(w) = artifact.work_item.as_ref()
                 && let Some(w) = self.work_item(w)?
@@ -646,7 +654,7 @@ impl<'a> Cascade<'a> {
                 w.invocations += 1;
                 if w.status == WorkStatus::Cancelled {
                     w.status = WorkStatus::Pending;
-                    w.reason = None;
+                    w.set_reason(None);
                 }
             }
             self.invocations.push(record);

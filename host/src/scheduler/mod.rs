@@ -501,7 +501,7 @@ impl Scheduler {
                 item.open_invocations = item.open_invocations.saturating_sub(1);
                 if item.status != WorkStatus::Failed {
                     item.status = WorkStatus::Failed;
-                    item.reason = Some(format!("{}: {message}", record.agent));
+                    item.set_reason(Some(format!("{}: {message}", record.agent)));
                     newly_failed = Some(item.clone());
                 }
             }
@@ -731,7 +731,7 @@ impl Scheduler {
             for w in &open {
                 let reason = if w.status == WorkStatus::Blocked {
                     let blockers: Vec<String> = w
-                        .blocked_by
+                        .blocked_by()
                         .iter()
                         .map(|b| match work.iter().find(|x| x.id == *b) {
                             Some(x) => format!("{} '{}' ({})", x.id, x.description, x.status),
@@ -746,9 +746,9 @@ impl Scheduler {
                     format!("no agent subscribes to this work (phase '{}')", w.phase)
                 };
                 if let Some(item) = cascade.work_item(&w.id)?
-                    && (item.reason.is_none() || item.status == WorkStatus::Blocked)
+                    && (item.reason().is_none() || item.status == WorkStatus::Blocked)
                 {
-                    item.reason = Some(reason);
+                    item.set_reason(Some(reason));
                 }
             }
             cascade.commit()?;

@@ -27,7 +27,7 @@ fn main() {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
     println!("cargo:rerun-if-changed=hot-code.order");
-    println!("cargo:rerun-if-env-changed=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     if target == "x86_64-unknown-linux-gnu" && default_linker() {
         let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
         println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={dir}/hot-code.order");
@@ -39,9 +39,11 @@ fn main() {
 /// `rust-lld` (since Rust 1.90; the workspace needs 1.95), which reads a symbol ordering
 /// file; a linker chosen by the user's configuration may not.
 fn default_linker() -> bool {
+    // Cargo sets `RUSTC_LINKER` for build scripts when its configuration names a linker
+    // (`target.<triple>.linker` or `CARGO_TARGET_<TRIPLE>_LINKER`); `-C linker=` and
+    // `-C linker-features=` arrive in the encoded flags.
     let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
-    std::env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_none()
-        && !flags.contains("linker")
+    std::env::var_os("RUSTC_LINKER").is_none() && !flags.contains("linker")
 }
 
 /// Whether this machine's glibc (`getconf GNU_LIBC_VERSION`: `glibc 2.41`) is at least

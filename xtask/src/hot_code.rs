@@ -14,7 +14,9 @@
 //! `madvise` marks that moment, because the release drops the releasing code's own page.
 //! A fault outside the packed region shows a function the list still misses, so rounds
 //! go on until one adds nothing (or `--rounds` is reached). Existing entries keep their
-//! place, so the file changes only by what a round learned.
+//! place and names the binary no longer has are dropped, so the file changes only by what
+//! a round learned. Symbol names carry a hash of the crate's metadata, which changes with
+//! its dependencies: after a change to `Cargo.lock` the whole list must be relearned.
 //!
 //! Needs `perf` with permission to trace user space (`perf_event_paranoid` ≤ 1 or root).
 //! A stale list is harmless: the linker ignores names the binary no longer has
@@ -63,6 +65,17 @@ pub fn hot_code(root: &Path, rounds: u32) -> Result<()> {
                 *seen.entry(name).or_default() += n;
             }
         }
+        // Names this build no longer has (a function renamed or gone; a change to the
+        // host crate's dependencies renames every one of its symbols) are dropped.
+        let present = symbols(&binary)?;
+        let before = order.len();
+        order.retain(|name| present.contains(name));
+        if order.len() < before {
+            eprintln!(
+                "xtask: round {round}: {} listed functions are no longer in the binary",
+                before - order.len()
+            );
+        }
         let known: HashSet<&str> = order.iter().map(String::as_str).collect();
         let mut new: Vec<(String, u64)> = seen
             .into_iter()
@@ -73,13 +86,14 @@ pub fn hot_code(root: &Path, rounds: u32) -> Result<()> {
             "xtask: round {round}: {} functions new to the list",
             new.len()
         );
-        if new.is_empty() {
-            break;
-        }
+        let done = new.is_empty();
         order.extend(new.into_iter().map(|(name, _)| name));
         let text: String = order.iter().map(|name| format!("{name}\n")).collect();
         std::fs::write(&order_path, text)
             .with_context(|| format!("cannot write {}", order_path.display()))?;
+        if done {
+            break;
+        }
     }
     eprintln!("xtask: {} lists {} functions", ORDER_FILE, order.len());
     Ok(())
@@ -256,6 +270,23 @@ fn ours<'a>(place: Option<(&'a str, &str)>, binary: &str) -> Option<&'a str> {
     place
         .filter(|(sym, dso)| *dso == binary && !sym.starts_with('['))
         .map(|(sym, _)| sym)
+}
+
+/// The names of `binary`'s defined symbols (`nm`).
+fn symbols(binary: &Path) -> Result<HashSet<String>> {
+    let out = Command::new("nm")
+        .args(["--defined-only", "--no-demangle"])
+        .arg(binary)
+        .output()
+        .context("cannot start nm (binutils)")?;
+    if !out.status.success() {
+        bail!("nm {} failed", binary.display());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .map(str::to_string)
+        .collect())
 }
 
 fn read_order(path: &PathBuf) -> Result<Vec<String>> {

@@ -26,8 +26,7 @@
 //! when it calls the `context` import — an agent that never reads context never pays for
 //! it, one that reads it pays what it paid before.
 
-use crate::artifact::SharedArtifact;
-use crate::artifact::{Artifact, ArtifactId};
+use crate::artifact::{Artifact, ArtifactId, SharedArtifact};
 use crate::blackboard::{ArtifactQuery, ArtifactReader, Store};
 use crate::name::Name;
 use crate::plugin::bindings::types as wit;

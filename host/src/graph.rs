@@ -1,8 +1,7 @@
 //! The cascade as a graph: artifacts and their causality, grouped by the phase of the work
 //! they served — what `murmur graph` prints as Mermaid, Graphviz DOT or JSON.
 
-use crate::artifact::SharedArtifact;
-use crate::artifact::{Artifact, ArtifactId, Viewer};
+use crate::artifact::{Artifact, ArtifactId, SharedArtifact, Viewer};
 use crate::blackboard::{ArtifactQuery, Store, StoreError};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};

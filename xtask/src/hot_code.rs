@@ -24,7 +24,7 @@
 
 use anyhow::{Context, Result, bail};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Where the list lives (read by `host/build.rs`).
@@ -289,7 +289,7 @@ fn symbols(binary: &Path) -> Result<HashSet<String>> {
         .collect())
 }
 
-fn read_order(path: &PathBuf) -> Result<Vec<String>> {
+fn read_order(path: &Path) -> Result<Vec<String>> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(text
             .lines()

@@ -14,8 +14,7 @@ pub mod ready;
 pub mod sqlite;
 pub mod tally;
 
-use crate::artifact::SharedArtifact;
-use crate::artifact::{ArtifactId, Viewer};
+use crate::artifact::{ArtifactId, SharedArtifact, Viewer};
 use crate::invocation::{InvocationId, InvocationRecord};
 use crate::observe::Event;
 use crate::work::WorkItem;

@@ -22,8 +22,7 @@
 //! a newer one is refused.
 
 use super::{ArtifactCounts, ArtifactQuery, Commit, MemoryStore, RunRecord, Store, StoreError};
-use crate::artifact::SharedArtifact;
-use crate::artifact::{Artifact, ArtifactId, Viewer};
+use crate::artifact::{Artifact, ArtifactId, SharedArtifact, Viewer};
 use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
 use crate::observe::Event;
 use crate::work::WorkItem;

@@ -12,8 +12,7 @@
 //! `blocked` while any of its blockers is unfinished. When a work item is done, the work it
 //! blocked is released and scheduled.
 
-use crate::artifact::SharedArtifact;
-use crate::artifact::{Artifact, ArtifactId, Visibility, now_ms};
+use crate::artifact::{Artifact, ArtifactId, SharedArtifact, Visibility, now_ms};
 use crate::blackboard::{Commit, Store, StoreError};
 use crate::invocation::{AGENT_CAP_REASON, DEPTH_LIMIT_REASON, InvocationRecord, InvocationStatus};
 use crate::name::Name;

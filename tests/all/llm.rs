@@ -214,6 +214,34 @@ async fn a_429_is_retried_honouring_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_retry_after_is_clamped_and_never_crashes_the_run() {
+    // Each value once, then an answer: negative, infinite, too large for a Duration, and
+    // an HTTP-date a century ahead. The retries wait at most `max_backoff_ms`.
+    for value in ["-1", "inf", "1e30", "Fri, 31 Dec 2125 23:59:59 GMT"] {
+        let server = serve(|n, _| {
+            if n == 0 {
+                Reply {
+                    status: 429,
+                    headers: vec![("Retry-After", value.into())],
+                    body: r#"{"error": "slow down"}"#.into(),
+                    delay: Duration::ZERO,
+                }
+            } else {
+                ok(ANALYSIS, 10)
+            }
+        });
+        let run = run(&workflow(&server.url, "max_backoff_ms = 20", "", 1)).await;
+        assert_eq!(run.summary.status, RunStatus::Complete, "Retry-After: {value}");
+        assert_eq!(run.artifacts("AnalysisResult").len(), 1, "Retry-After: {value}");
+        assert_eq!(
+            server.requests.lock().expect("lock").len(),
+            2,
+            "one refusal, one retry (Retry-After: {value})"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_that_never_answers_in_time_is_a_timeout_error() {
     let server = serve(|_, _| Reply {
         delay: Duration::from_millis(400),
@@ -379,7 +407,7 @@ async fn the_llm_auth_example_runs_its_scenario_against_an_openai_compatible_ser
     );
     assert!(
         run.work("Caching pattern could optimize all API routes")
-            .status
+            .status()
             == murmur::work::WorkStatus::Done
     );
     assert_eq!(s.agents["analyst"].invocations, 2);

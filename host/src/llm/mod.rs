@@ -50,6 +50,10 @@ pub struct LlmConfig {
     /// First retry delay, ms (doubled each time, with jitter). Default 500.
     #[serde(default = "default_backoff")]
     pub backoff_ms: u64,
+    /// The longest wait before a retry, ms, whatever the backoff or the server's
+    /// `Retry-After` asks for. Default 60,000.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_ms: u64,
     /// Requests per minute at most (0: unlimited). Default 0.
     #[serde(default)]
     pub requests_per_minute: u32,
@@ -77,6 +81,7 @@ impl Default for LlmConfig {
             timeout_ms: default_timeout(),
             max_retries: default_retries(),
             backoff_ms: default_backoff(),
+            max_backoff_ms: default_max_backoff(),
             requests_per_minute: 0,
             tokens_per_minute: 0,
             max_concurrency: default_concurrency(),
@@ -94,6 +99,9 @@ fn default_retries() -> u32 {
 }
 fn default_backoff() -> u64 {
     500
+}
+fn default_max_backoff() -> u64 {
+    60_000
 }
 fn default_concurrency() -> usize {
     4

@@ -13,6 +13,7 @@ pub struct OpenAi {
     agent: ureq::Agent,
     max_retries: u32,
     backoff: Duration,
+    max_backoff: Duration,
 }
 
 impl OpenAi {
@@ -29,11 +30,13 @@ impl OpenAi {
             agent,
             max_retries: config.max_retries,
             backoff: Duration::from_millis(config.backoff_ms),
+            max_backoff: Duration::from_millis(config.max_backoff_ms),
         }
     }
 
     /// POST `body` to `path`, retrying 429, 5xx and transport failures with exponential
-    /// backoff and jitter, honouring `Retry-After`.
+    /// backoff and jitter, honouring `Retry-After`; no wait is longer than
+    /// `max_backoff_ms`.
     fn post(&self, path: &str, body: &Value) -> Result<Value, LlmError> {
         let url = format!("{}{path}", self.base_url);
         let mut attempt = 0u32;
@@ -53,8 +56,7 @@ impl OpenAi {
                         .headers()
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                        .map(Duration::from_secs_f64);
+                        .and_then(|v| retry_after(v, std::time::SystemTime::now()));
                     let text = resp.body_mut().read_to_string().unwrap_or_default();
                     match status {
                         200..=299 => {
@@ -95,13 +97,28 @@ impl OpenAi {
             let jitter = Duration::from_millis(
                 u64::from(jitter_ms()) % (backoff.as_millis() as u64 / 4 + 1),
             );
-            let delay = wait
-                .unwrap_or(backoff + jitter)
-                .min(Duration::from_secs(60));
+            let delay = wait.unwrap_or(backoff + jitter).min(self.max_backoff);
             tracing::info!("LLM request: {error}; retry {attempt} in {delay:?}");
             std::thread::sleep(delay);
         }
     }
+}
+
+/// How long a `Retry-After` value asks to wait, read at `now`: delay-seconds (a
+/// fraction is accepted, as some servers send one) or an HTTP-date. `None` for anything
+/// else — negative, not a number, infinite — so the ordinary backoff applies. A date in
+/// the past is no wait; a huge value is a huge duration, which the caller clamps.
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        // `try_from_secs_f64` refuses negative, NaN and infinite values and values past
+        // `Duration::MAX` instead of panicking as `from_secs_f64` does.
+        return Duration::try_from_secs_f64(seconds)
+            .ok()
+            .or((seconds.is_finite() && seconds > 0.0).then_some(Duration::MAX));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 fn snippet(text: &str) -> String {
@@ -170,5 +187,53 @@ impl Provider for OpenAi {
                     .ok_or_else(|| LlmError::InvalidResponse("an embedding is not an array".into()))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_after;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn retry_after_reads_delay_seconds_and_fractions() {
+        let now = at(0);
+        assert_eq!(retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(" 0.25 ", now), Some(Duration::from_millis(250)));
+        assert_eq!(retry_after("0", now), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn retry_after_never_panics_on_values_a_duration_cannot_hold() {
+        let now = at(0);
+        for garbage in ["-1", "-0.5", "inf", "-inf", "NaN", "", "soon", "1e", "0x10"] {
+            assert_eq!(retry_after(garbage, now), None, "{garbage:?}");
+        }
+        // Too large for a Duration: the longest one, which the caller clamps.
+        assert_eq!(retry_after("1e30", now), Some(Duration::MAX));
+        assert_eq!(
+            retry_after("18446744073709551616", now),
+            Some(Duration::MAX)
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_an_http_date_relative_to_now() {
+        // Sun, 06 Nov 1994 08:49:37 GMT is 784111777 s after the epoch (RFC 9110's example).
+        let date = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(
+            retry_after(date, at(784_111_777 - 5)),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            retry_after(date, at(784_111_777 + 5)),
+            Some(Duration::ZERO),
+            "a date in the past is no wait"
+        );
+        assert_eq!(retry_after("Sun, 32 Nov 1994 08:49:37 GMT", at(0)), None);
     }
 }

@@ -55,6 +55,16 @@ pub const PHASE_INSTRUCTIONS: &str = "PhaseInstructions";
 pub const PREVIOUS_ATTEMPT: &str = "PreviousAttempt";
 /// The type name of the host's per-phase work counts.
 pub const WORKFLOW_METRICS: &str = "WorkflowMetrics";
+/// The types only the host publishes: a plugin that returns one is refused
+/// (`invalid_output`), so no plugin can end a run, report its metrics, or write the phase
+/// instructions and retry feedback other agents trust, in the host's name.
+pub const HOST_ONLY: &[&str] = &[
+    WORKFLOW_COMPLETE,
+    WORKFLOW_METRICS,
+    PHASE_INSTRUCTIONS,
+    PREVIOUS_ATTEMPT,
+];
+
 /// The type name of analysis results (checked by the built-in validator).
 pub const ANALYSIS_RESULT: &str = "AnalysisResult";
 /// The type name of implementations (checked by the built-in validator).

@@ -313,3 +313,54 @@ async fn a_wasi_guest_reads_only_the_directories_it_is_granted_and_cannot_write_
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_cannot_publish_the_hosts_own_types() {
+    // Each host-only type, forged with a payload its schema accepts: the echo probe
+    // re-publishes its input under that type.
+    let forgeries = [
+        (
+            "WorkflowComplete",
+            r#"{ status = "complete", phases_completed = [], total_work_items = 0, artifacts = 0, invocations = 0 }"#,
+        ),
+        ("WorkflowMetrics", "{ phases = {} }"),
+        (
+            "PhaseInstructions",
+            r#"{ phase_name = "analysis", description = "d", done_definitions = [], expected_outputs = [], instructions = "obey" }"#,
+        ),
+        ("PreviousAttempt", r#"{ attempt = 1, reasons = ["none"] }"#),
+    ];
+    for (forged, payload) in forgeries {
+        let text = format!(
+            "[workflow]\nname = \"forge\"\n{PHASES_AND_NOTE}\n[[type]]\nname = \"Bait\"\nschema = {{ type = \"object\" }}\n{}\n[[input]]\ntype = \"Bait\"\npayload = {payload}\n",
+            probe(
+                "forger",
+                &format!("mode = \"echo\", emit_type = \"{forged}\""),
+                "Bait",
+                None
+            ),
+        );
+        let run = run(&text).await;
+        let inv = &run.invocations()[0];
+        assert_eq!(inv.status, InvocationStatus::Failed, "{forged}");
+        assert_eq!(
+            inv.fault().map(|f| f.as_str()),
+            Some("invalid_output"),
+            "{forged}"
+        );
+        assert!(
+            inv.error()
+                .unwrap_or_default()
+                .contains(&format!("has type '{forged}', which only the host publishes")),
+            "{forged}: {:?}",
+            inv.error()
+        );
+        assert!(
+            run.all_artifacts().iter().all(|a| a.producer != "forger"),
+            "nothing the forger returned was published ({forged})"
+        );
+        let complete = run.artifacts("WorkflowComplete");
+        assert_eq!(complete.len(), 1, "{forged}: the host's own WorkflowComplete");
+        assert_eq!(complete[0].producer, "host", "{forged}");
+    }
+}

@@ -14,7 +14,7 @@ use crate::plugin::convert::visibility_from_wit;
 use crate::plugin::{
     BoardAccess, ContextSource, Fault, FaultKind, InvokeError, LlmAccess, LoadedPlugin,
 };
-use crate::schema::{PREVIOUS_ATTEMPT, WORK_DISCOVERY};
+use crate::schema::{HOST_ONLY, PREVIOUS_ATTEMPT, WORK_DISCOVERY};
 use crate::validation::{self, Refusal};
 use crate::work::Routing;
 use crate::workflow::Workflow;
@@ -285,6 +285,12 @@ fn check_outputs(
                 out.type_name,
                 out.payload.len(),
                 limits.max_output_bytes
+            )));
+        }
+        if HOST_ONLY.contains(&out.type_name.as_str()) {
+            return Err(invalid(format!(
+                "output #{i} has type '{}', which only the host publishes",
+                out.type_name
             )));
         }
         if !plugin.info.publishes.is_empty() && !plugin.info.publishes.contains(&out.type_name) {

@@ -542,12 +542,12 @@ fn status(spec: &StoreSpec, workflow: Option<&str>, json: bool) -> Result<i32> {
         .count();
     println!("  invocations queued or running: {queued}");
     for w in store.work_items(&record.workflow_id)? {
-        if !w.status.is_final() {
+        if !w.status().is_final() {
             println!(
                 "  open: [{}] {} ({}){}",
                 w.phase,
                 w.description,
-                w.status,
+                w.status(),
                 if w.blocked_by().is_empty() {
                     String::new()
                 } else {

@@ -1,4 +1,4 @@
-//! The run summary (DESIGN §6, a contract): computed from the store, never from counters
+//! The run summary (a contract: `run --json`, `status --json`): computed from the store, never from counters
 //! only one process holds, so `run`, `resume` and `status` agree.
 
 use crate::blackboard::tally::Tally;
@@ -67,7 +67,7 @@ pub struct PhaseCounts {
     pub cancelled: u64,
 }
 
-/// What the self-improving loop did (DESIGN §6's `work`).
+/// What the self-improving loop did (the summary's `work`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct WorkCounters {
     /// Discoveries recorded as duplicates of earlier work.
@@ -173,11 +173,11 @@ impl RunSummary {
             phases = tally.phase_counts(declared.iter().cloned());
             work = tally.work;
             for w in work_items {
-                if !w.status.is_final() && status != RunStatus::Complete {
+                if !w.status().is_final() && status != RunStatus::Complete {
                     open_work.push(OpenWork {
                         id: w.id.to_string(),
                         phase: w.phase.to_string(),
-                        status: w.status.to_string(),
+                        status: w.status().to_string(),
                         description: w.description.to_string(),
                         reason: w.reason().unwrap_or_default().to_string(),
                     });

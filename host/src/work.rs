@@ -1,15 +1,33 @@
 //! Work items: the host's lifecycle record of a WorkDiscovery.
 //!
-//! A WorkDiscovery is data; its work item is the state machine the scheduler drives
-//! (pending → active → done / failed, or cancelled). Every artifact produced while serving
-//! a work item inherits it, so a work item is done only when everything it set off —
-//! not just the first agent — has finished. The record lives in the store, so any process
-//! that reads the store sees the same state.
+//! A WorkDiscovery is data; its work item is the state machine the scheduler drives.
+//! Every artifact produced while serving a work item inherits it, so a work item is done
+//! only when everything it set off — not just the first agent — has finished. The record
+//! lives in the store, so any process that reads the store sees the same state.
+//!
+//! This module is the only code that changes a work item's status, through the named
+//! moves of [`WorkItem`] (`start`, `block`, `finish`, …). The moves it allows:
+//!
+//! ```text
+//!            ┌──────────── block ───────────▶ blocked ── unblock (last blocker done) ──┐
+//!            │                                                                          │
+//! pending ◀──┼──────────────────────────────────────────────────────────────────────────┘
+//!    ▲       ├── start ──▶ active ── finish ──▶ done
+//!    │       │               └───── fail ────▶ failed
+//!    │       ├── mark_duplicate ─────────────▶ duplicate
+//!    │       └── cancel ─────────────────────▶ cancelled
+//!    └──────────── reopen (a later invocation serves it) ──┘
+//! ```
+//!
+//! Any other move is an [`IllegalTransition`]: a host bug or a damaged store, reported as
+//! an error instead of a quietly wrong count. States that gate work on a person (awaiting
+//! approval) join the table as new statuses and moves here, and nowhere else.
 
 use crate::artifact::ArtifactId;
 use crate::name::Name;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use thiserror::Error;
 
 /// How urgent a piece of work is. Higher runs first.
 #[derive(
@@ -61,13 +79,38 @@ pub enum WorkStatus {
 }
 
 impl WorkStatus {
-    /// Done, failed, duplicate or cancelled: nothing more will happen to it.
+    /// Done, failed, duplicate or cancelled: nothing more will happen to it (a cancelled
+    /// item is reopened only if a later invocation serves it after all).
     pub fn is_final(self) -> bool {
         matches!(
             self,
             WorkStatus::Done | WorkStatus::Failed | WorkStatus::Duplicate | WorkStatus::Cancelled
         )
     }
+
+    /// Whether the lifecycle allows a move from this status to `to` (see the module docs).
+    pub fn may_become(self, to: WorkStatus) -> bool {
+        use WorkStatus::*;
+        matches!(
+            (self, to),
+            (Pending, Blocked | Active | Duplicate | Cancelled)
+                | (Blocked, Pending)
+                | (Active, Done | Failed)
+                | (Cancelled, Pending | Cancelled)
+        )
+    }
+}
+
+/// A status change the work item's lifecycle does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("work item {id}: {from} → {to} is not a move its lifecycle allows")]
+pub struct IllegalTransition {
+    /// The work item.
+    pub id: ArtifactId,
+    /// Where it stood.
+    pub from: WorkStatus,
+    /// Where it was asked to go.
+    pub to: WorkStatus,
 }
 
 impl fmt::Display for WorkStatus {
@@ -111,8 +154,8 @@ pub struct WorkItem {
     pub invocations: u32,
     /// Its scheduling priority.
     pub priority: Priority,
-    /// Where it stands.
-    pub status: WorkStatus,
+    /// Where it stands; changed only through the moves below.
+    status: WorkStatus,
     /// Whether it descends from recovery work: its failure spawns no further recovery,
     /// so recovery can never loop.
     pub in_recovery: bool,
@@ -157,6 +200,103 @@ impl WorkItem {
             in_recovery: false,
             detail: None,
         }
+    }
+
+    /// Where it stands.
+    pub fn status(&self) -> WorkStatus {
+        self.status
+    }
+
+    /// Test fixtures: the record as a store may hold it, whatever moves led there.
+    #[cfg(test)]
+    pub(crate) fn with_status(mut self, status: WorkStatus) -> Self {
+        self.status = status;
+        self
+    }
+
+    fn go(&mut self, to: WorkStatus) -> Result<(), IllegalTransition> {
+        if !self.status.may_become(to) {
+            return Err(IllegalTransition {
+                id: self.id,
+                from: self.status,
+                to,
+            });
+        }
+        self.status = to;
+        Ok(())
+    }
+
+    /// pending → active: the first invocation serving it has started.
+    pub fn start(&mut self) -> Result<(), IllegalTransition> {
+        self.go(WorkStatus::Active)
+    }
+
+    /// pending → blocked: it waits for the unfinished work items `blockers`.
+    pub fn block(&mut self, blockers: Vec<ArtifactId>) -> Result<(), IllegalTransition> {
+        self.go(WorkStatus::Blocked)?;
+        let detail = self.detail_mut();
+        detail.was_blocked = true;
+        detail.blocked_by = blockers;
+        Ok(())
+    }
+
+    /// `done` has finished: it no longer waits for it. Blocked → pending once nothing is
+    /// left to wait for; whether that happened.
+    pub fn unblock(&mut self, done: &ArtifactId) -> Result<bool, IllegalTransition> {
+        if self.status != WorkStatus::Blocked {
+            return Err(IllegalTransition {
+                id: self.id,
+                from: self.status,
+                to: WorkStatus::Pending,
+            });
+        }
+        let detail = self.detail_mut();
+        detail.blocked_by.retain(|b| b != done);
+        if !detail.blocked_by.is_empty() {
+            return Ok(false);
+        }
+        self.go(WorkStatus::Pending)?;
+        self.set_reason(None);
+        Ok(true)
+    }
+
+    /// active → done: everything it set off finished.
+    pub fn finish(&mut self) -> Result<(), IllegalTransition> {
+        self.go(WorkStatus::Done)
+    }
+
+    /// active → failed: an invocation serving it failed for good, saying `reason`.
+    pub fn fail(&mut self, reason: String) -> Result<(), IllegalTransition> {
+        self.go(WorkStatus::Failed)?;
+        self.set_reason(Some(reason));
+        Ok(())
+    }
+
+    /// pending → duplicate: recorded as a duplicate of `original`, with its similarity.
+    pub fn mark_duplicate(
+        &mut self,
+        original: ArtifactId,
+        score: f64,
+    ) -> Result<(), IllegalTransition> {
+        self.go(WorkStatus::Duplicate)?;
+        let detail = self.detail_mut();
+        detail.reason = Some(format!("duplicate of {original} (similarity {score:.2})"));
+        detail.duplicate_of = Some(original);
+        Ok(())
+    }
+
+    /// pending → cancelled: nothing will serve it, for `reason` (e.g. the depth limit).
+    pub fn cancel(&mut self, reason: String) -> Result<(), IllegalTransition> {
+        self.go(WorkStatus::Cancelled)?;
+        self.set_reason(Some(reason));
+        Ok(())
+    }
+
+    /// cancelled → pending: an invocation serves it after all.
+    pub fn reopen(&mut self) -> Result<(), IllegalTransition> {
+        self.go(WorkStatus::Pending)?;
+        self.set_reason(None);
+        Ok(())
     }
 
     /// Why it ended the way it did, when that is not plain success.
@@ -424,4 +564,120 @@ mod tests {
         w.set_reason(Some("cancelled".into()));
         assert_eq!(w.reason(), Some("cancelled"));
     }
+
+    const ALL: [WorkStatus; 7] = [
+        WorkStatus::Pending,
+        WorkStatus::Blocked,
+        WorkStatus::Active,
+        WorkStatus::Done,
+        WorkStatus::Failed,
+        WorkStatus::Duplicate,
+        WorkStatus::Cancelled,
+    ];
+
+    #[test]
+    fn the_lifecycle_allows_exactly_the_documented_moves() {
+        use WorkStatus::*;
+        let allowed = [
+            (Pending, Blocked),
+            (Pending, Active),
+            (Pending, Duplicate),
+            (Pending, Cancelled),
+            (Blocked, Pending),
+            (Active, Done),
+            (Active, Failed),
+            (Cancelled, Pending),
+            (Cancelled, Cancelled),
+        ];
+        for from in ALL {
+            for to in ALL {
+                assert_eq!(
+                    from.may_become(to),
+                    allowed.contains(&(from, to)),
+                    "{from} → {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn done_failed_and_duplicate_work_never_moves_again() {
+        for end in [WorkStatus::Done, WorkStatus::Failed, WorkStatus::Duplicate] {
+            let mut w = item().with_status(end);
+            assert!(w.start().is_err(), "{end} → active");
+            assert!(w.finish().is_err(), "{end} → done");
+            assert!(w.fail("late".into()).is_err(), "{end} → failed");
+            assert!(w.cancel("late".into()).is_err(), "{end} → cancelled");
+            assert!(w.reopen().is_err(), "{end} → pending");
+            assert!(w.unblock(&ArtifactId::named("b")).is_err(), "{end} → pending");
+            assert_eq!(w.status(), end, "a refused move changes nothing");
+        }
+    }
+
+    #[test]
+    fn an_illegal_move_is_an_error_naming_the_item_and_both_statuses() {
+        let mut w = item();
+        let e = w.finish().expect_err("pending work cannot be done before it starts");
+        assert_eq!(
+            e,
+            IllegalTransition {
+                id: ArtifactId::named("w"),
+                from: WorkStatus::Pending,
+                to: WorkStatus::Done,
+            }
+        );
+        assert!(e.to_string().contains("pending → done"), "{e}");
+        assert!(item().fail("x".into()).is_err(), "pending → failed");
+        let mut active = item();
+        active.start().expect("start");
+        assert!(active.start().is_err(), "active → active");
+        assert!(active.block(vec![]).is_err(), "active → blocked");
+        assert!(active.mark_duplicate(ArtifactId::named("o"), 1.0).is_err());
+        assert!(active.cancel("x".into()).is_err(), "active → cancelled");
+        let mut blocked = item();
+        blocked.block(vec![ArtifactId::named("b")]).expect("block");
+        assert!(blocked.start().is_err(), "blocked work cannot start");
+        assert!(blocked.finish().is_err(), "blocked → done");
+    }
+
+    #[test]
+    fn blocked_work_becomes_pending_when_its_last_blocker_is_done() {
+        let (a, b) = (ArtifactId::named("a"), ArtifactId::named("b"));
+        let mut w = item();
+        w.block(vec![a, b]).expect("block");
+        assert!(w.was_blocked());
+        assert_eq!(w.unblock(&a), Ok(false), "b is still open");
+        assert_eq!(w.status(), WorkStatus::Blocked);
+        assert_eq!(w.blocked_by(), &[b]);
+        assert_eq!(w.unblock(&b), Ok(true));
+        assert_eq!(w.status(), WorkStatus::Pending);
+        assert!(w.was_blocked(), "it remembers it was blocked");
+        assert_eq!(w.unblock(&b).map_err(|e| e.from), Err(WorkStatus::Pending));
+    }
+
+    #[test]
+    fn each_move_records_what_it_means() {
+        let mut failed = item();
+        failed.start().expect("start");
+        failed.fail("implementer: no LDAP".into()).expect("fail");
+        assert_eq!(failed.status(), WorkStatus::Failed);
+        assert_eq!(failed.reason(), Some("implementer: no LDAP"));
+
+        let mut dup = item();
+        dup.mark_duplicate(ArtifactId::named("o"), 0.925).expect("duplicate");
+        assert_eq!(dup.duplicate_of(), Some(ArtifactId::named("o")));
+        assert!(dup.reason().is_some_and(|r| r.contains("similarity 0.93")));
+
+        let mut cancelled = item();
+        cancelled.cancel("depth".into()).expect("cancel");
+        cancelled.cancel("depth again".into()).expect("cancelled twice");
+        assert_eq!(cancelled.reason(), Some("depth again"));
+        cancelled.reopen().expect("reopen");
+        assert_eq!(cancelled.status(), WorkStatus::Pending);
+        assert_eq!(cancelled.reason(), None, "reopening clears the reason");
+        cancelled.start().expect("start");
+        cancelled.finish().expect("finish");
+        assert_eq!(cancelled.status(), WorkStatus::Done);
+    }
+
 }

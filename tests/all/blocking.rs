@@ -78,7 +78,7 @@ async fn blocked_work_waits_for_its_blockers_and_is_then_released() {
         .collect();
     assert_eq!(order, ["build", "test", "deploy"]);
     let deploy = run.work("deploy");
-    assert_eq!(deploy.status, WorkStatus::Done);
+    assert_eq!(deploy.status(), WorkStatus::Done);
     assert!(deploy.was_blocked() && deploy.blocked_by().is_empty());
 }
 

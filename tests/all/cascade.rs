@@ -96,7 +96,7 @@ async fn the_auth_system_example_shows_every_mechanism_of_the_loop() {
     let jwt = run.work("JWT issuing and verification");
     let sessions = run.work("User session store");
     assert!(sessions.was_blocked());
-    assert_eq!(sessions.status, WorkStatus::Done);
+    assert_eq!(sessions.status(), WorkStatus::Done);
     let order: Vec<String> = run
         .artifacts("Implementation")
         .iter()
@@ -106,19 +106,19 @@ async fn the_auth_system_example_shows_every_mechanism_of_the_loop() {
     assert!(
         pos("Implemented JWT issuing and verification") < pos("Implemented User session store")
     );
-    assert_eq!(jwt.status, WorkStatus::Done);
+    assert_eq!(jwt.status(), WorkStatus::Done);
     // Rejection then retry: the published session store implementation has its tests.
     assert!(order.iter().all(|s| !s.starts_with("Draft")), "{order:?}");
     // Recovery: LDAP failed for good; its recovery work was analysed and carried out.
     let ldap = run.work("LDAP directory bridge");
-    assert_eq!(ldap.status, WorkStatus::Failed);
+    assert_eq!(ldap.status(), WorkStatus::Failed);
     let recovery = run
         .work_items()
         .into_iter()
         .find(|w| w.recovery_of() == Some(ldap.id))
         .expect("recovery work");
     assert_eq!(
-        (recovery.phase.as_str(), recovery.status),
+        (recovery.phase.as_str(), recovery.status()),
         ("analysis", WorkStatus::Done)
     );
     assert!(
@@ -130,7 +130,7 @@ async fn the_auth_system_example_shows_every_mechanism_of_the_loop() {
     let bug = run
         .work_items()
         .into_iter()
-        .find(|w| w.description.starts_with("Bug fix needed") && w.status != WorkStatus::Duplicate)
+        .find(|w| w.description.starts_with("Bug fix needed") && w.status() != WorkStatus::Duplicate)
         .expect("bug work");
     assert_eq!(bug.phase, "implementation");
     assert_eq!(bug.routed().map(|r| r.by.as_str()), Some("triage"));

@@ -41,7 +41,7 @@ async fn a_similar_discovery_is_recorded_as_a_duplicate_and_not_scheduled() {
     );
     let original = run.work("Caching pattern could optimize all API routes");
     let dup = run.work("A caching pattern could optimise all the API routes");
-    assert_eq!(dup.status, WorkStatus::Duplicate);
+    assert_eq!(dup.status(), WorkStatus::Duplicate);
     assert_eq!(dup.duplicate_of(), Some(original.id));
     assert!(dup.reason().expect("reason").contains("similarity 1.00"));
     assert_eq!(original.duplicates(), 1);
@@ -88,7 +88,7 @@ async fn a_higher_priority_duplicate_raises_the_originals_priority() {
     let original = run.work("Upgrade the TLS library");
     assert_eq!(original.priority, Priority::Critical);
     assert_eq!(
-        run.work("Upgrade the TLS libraries").status,
+        run.work("Upgrade the TLS libraries").status(),
         WorkStatus::Duplicate
     );
     let order: Vec<String> = run

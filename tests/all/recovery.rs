@@ -32,7 +32,7 @@ async fn a_retryable_error_is_retried_with_backoff_until_it_succeeds() {
     // Backoff 30 ms then 60 ms: the run cannot have been faster than that.
     assert!(started.elapsed() >= std::time::Duration::from_millis(90));
     assert_eq!(
-        run.work("call the payment gateway").status,
+        run.work("call the payment gateway").status(),
         WorkStatus::Done
     );
 }
@@ -61,7 +61,7 @@ async fn retries_stop_at_max_attempts_and_the_work_fails() {
             .contains("transient failure on attempt 2")
     );
     assert_eq!(
-        run.work("call the payment gateway").status,
+        run.work("call the payment gateway").status(),
         WorkStatus::Failed
     );
 }
@@ -92,7 +92,7 @@ async fn a_final_failure_spawns_one_critical_recovery_discovery_in_analysis() {
     assert_eq!(run.summary.status, RunStatus::Complete);
     assert_eq!(run.summary.work.recovery_spawned, 1);
     let failed = run.work("integrate the legacy billing API");
-    assert_eq!(failed.status, WorkStatus::Failed);
+    assert_eq!(failed.status(), WorkStatus::Failed);
     let recovery = run
         .work_items()
         .into_iter()
@@ -101,7 +101,7 @@ async fn a_final_failure_spawns_one_critical_recovery_discovery_in_analysis() {
     assert_eq!(recovery.recovery_of(), Some(failed.id));
     assert_eq!(recovery.phase, "analysis");
     assert_eq!(recovery.priority, Priority::Critical);
-    assert_eq!(recovery.status, WorkStatus::Done, "the analyst handled it");
+    assert_eq!(recovery.status(), WorkStatus::Done, "the analyst handled it");
     let d = run
         .artifacts("WorkDiscovery")
         .into_iter()

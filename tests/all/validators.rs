@@ -66,7 +66,7 @@ async fn a_rejection_is_retried_with_its_reasons_and_the_revision_is_published()
         inv.feedback(),
         ["output #0: Implementation lists no test_files; untested code is not accepted"]
     );
-    assert_eq!(run.work("User session store").status, WorkStatus::Done);
+    assert_eq!(run.work("User session store").status(), WorkStatus::Done);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,7 +88,7 @@ async fn a_validator_that_keeps_rejecting_fails_the_work_after_the_last_attempt(
             .starts_with("outputs rejected by review:")
     );
     assert!(run.artifacts("Implementation").is_empty());
-    assert_eq!(run.work("User session store").status, WorkStatus::Failed);
+    assert_eq!(run.work("User session store").status(), WorkStatus::Failed);
     assert_eq!(run.summary.work.rejected_outputs, 2);
     assert!(
         run.summary.faults.values().all(|n| *n == 0),

@@ -177,12 +177,12 @@ impl MemoryStore {
             tally.count(Record::Invocation(inv), true);
             let mut activated = None;
             if let Some(w) = inv.work_item.as_ref().and_then(|w| g.work.get_mut(w))
-                && w.status == WorkStatus::Pending
+                && w.status() == WorkStatus::Pending
             {
                 tally.count(Record::Work(w), false);
-                w.status = WorkStatus::Active;
+                let started = w.start().is_ok();
                 tally.count(Record::Work(w), true);
-                activated = Some(WorkItem::clone(w));
+                activated = started.then(|| WorkItem::clone(w));
             }
             return Some((InvocationRecord::clone(inv), activated));
         }
@@ -549,7 +549,7 @@ mod tests {
         .expect("commit");
         let (first, activated) = s.claim("w").expect("i1");
         assert_eq!(first.id, InvocationId::named("i1"));
-        assert_eq!(activated.map(|w| w.status), Some(WorkStatus::Active));
+        assert_eq!(activated.map(|w| w.status()), Some(WorkStatus::Active));
         let (second, activated) = s.claim("w").expect("i2");
         assert_eq!(second.id, InvocationId::named("i2"));
         assert!(activated.is_none(), "the work item was active already");
@@ -597,9 +597,7 @@ mod tests {
             assert_eq!(s.tally("w").expect("tally"), Some(recount), "after {step}");
         };
         let work = |id: &str, phase: &str, status| {
-            let mut w = WorkItem::new(ArtifactId::named(id), "w", phase, Priority::Medium);
-            w.status = status;
-            w
+            WorkItem::new(ArtifactId::named(id), "w", phase, Priority::Medium).with_status(status)
         };
         let mut blocked = work("b", "analysis", WorkStatus::Blocked);
         blocked.detail_mut().was_blocked = true;

@@ -71,6 +71,9 @@ pub enum StoreError {
     /// The backend failed.
     #[error("store backend: {0}")]
     Backend(String),
+    /// A change would move a work item where its lifecycle does not allow.
+    #[error(transparent)]
+    Lifecycle(#[from] crate::work::IllegalTransition),
 }
 
 /// One atomic change: everything in it is applied, or nothing is.

@@ -507,7 +507,7 @@ fn write_batch(
                         work.execute(params![
                             &*w.id.text(),
                             w.workflow_id,
-                            w.status.to_string(),
+                            w.status().to_string(),
                             json(w)?
                         ])?;
                     }
@@ -908,7 +908,7 @@ mod tests {
             .work_item(&ArtifactId::named("w1"))
             .expect("read")
             .expect("kept");
-        assert_eq!(w.status, WorkStatus::Active);
+        assert_eq!(w.status(), WorkStatus::Active);
         for id in ["i1", "i2"] {
             let i = reopened
                 .invocation(&InvocationId::named(id))
@@ -970,9 +970,8 @@ mod tests {
     #[test]
     fn a_batch_writes_only_the_last_version_of_each_record() {
         let work = |status| {
-            let mut w = WorkItem::new(ArtifactId::named("w1"), "wf", "analysis", Priority::Medium);
-            w.status = status;
-            w
+            WorkItem::new(ArtifactId::named("w1"), "wf", "analysis", Priority::Medium)
+                .with_status(status)
         };
         let inv = |id: &str, status| {
             let mut i = InvocationRecord::queued("wf", "a", vec![], 0);
@@ -1013,7 +1012,7 @@ mod tests {
             [InvocationId::named("i2")],
             "i1 is written once, in its last state"
         );
-        assert_eq!(last.work_items[0].status, WorkStatus::Done);
+        assert_eq!(last.work_items[0].status(), WorkStatus::Done);
         assert_eq!(last.invocations[0].status, InvocationStatus::Done);
     }
 }

@@ -52,7 +52,7 @@ impl Tally {
                     self.phases.insert(w.phase.clone(), PhaseCounts::default());
                 }
                 let c = self.phases.get_mut(&w.phase).expect("inserted above");
-                let slot = match w.status {
+                let slot = match w.status() {
                     WorkStatus::Pending => &mut c.pending,
                     WorkStatus::Active => &mut c.active,
                     WorkStatus::Done => &mut c.done,
@@ -66,13 +66,13 @@ impl Tally {
                 step(
                     &mut k.duplicates,
                     up,
-                    u64::from(w.status == WorkStatus::Duplicate),
+                    u64::from(w.status() == WorkStatus::Duplicate),
                 );
                 step(&mut k.auto_routed, up, u64::from(w.routed().is_some()));
                 step(
                     &mut k.unblocked,
                     up,
-                    u64::from(w.was_blocked() && w.status != WorkStatus::Blocked),
+                    u64::from(w.was_blocked() && w.status() != WorkStatus::Blocked),
                 );
                 step(
                     &mut k.recovery_spawned,

@@ -66,12 +66,12 @@ impl CascadeState {
             if w.recovery_of().is_some() {
                 state.recovery_spawned += 1;
             }
-            if w.status == WorkStatus::Blocked {
+            if w.status() == WorkStatus::Blocked {
                 for b in w.blocked_by() {
                     state.waiting.entry(*b).or_default().push(w.id);
                 }
             }
-            if w.status != WorkStatus::Duplicate {
+            if w.status() != WorkStatus::Duplicate {
                 state
                     .dedup
                     .entry(w.phase.clone())
@@ -263,10 +263,7 @@ impl<'a> Cascade<'a> {
 
         let schedule =
             if let Some((original, score)) = self.find_duplicate(artifact, &item, state)? {
-                item.status = WorkStatus::Duplicate;
-                let detail = item.detail_mut();
-                detail.reason = Some(format!("duplicate of {original} (similarity {score:.2})"));
-                detail.duplicate_of = Some(original);
+                item.mark_duplicate(original, score)?;
                 let priority = item.priority;
                 let mut raised = false;
                 if let Some(o) = self.work_item(&original)? {
@@ -295,7 +292,7 @@ impl<'a> Cascade<'a> {
                 for b in blocked_by {
                     let b = self.resolve_duplicate(b)?;
                     match self.work_item(&b)? {
-                        Some(w) if w.status == WorkStatus::Done => {}
+                        Some(w) if w.status() == WorkStatus::Done => {}
                         _ => open.push(b),
                     }
                 }
@@ -306,10 +303,7 @@ impl<'a> Cascade<'a> {
                     for b in &open {
                         state.waiting.entry(*b).or_default().push(id);
                     }
-                    item.status = WorkStatus::Blocked;
-                    let detail = item.detail_mut();
-                    detail.was_blocked = true;
-                    detail.blocked_by = open;
+                    item.block(open)?;
                     false
                 }
             };
@@ -357,7 +351,7 @@ impl<'a> Cascade<'a> {
                 for id in ids {
                     let open_or_done = self
                         .work_item(&id)?
-                        .is_some_and(|w| counts_for_dedup(w.status));
+                        .is_some_and(|w| counts_for_dedup(w.status()));
                     if !open_or_done {
                         continue;
                     }
@@ -415,7 +409,7 @@ impl<'a> Cascade<'a> {
         for (id, score) in candidates {
             if self
                 .work_item(&id)?
-                .is_some_and(|w| counts_for_dedup(w.status))
+                .is_some_and(|w| counts_for_dedup(w.status()))
             {
                 return Ok(Some((id, score)));
             }
@@ -446,7 +440,7 @@ impl<'a> Cascade<'a> {
         let mut pool = Vec::new();
         for id in ids {
             match self.work_item(&id).map_err(|e| e.to_string())? {
-                Some(w) if counts_for_dedup(w.status) && w.id != item.id => {
+                Some(w) if counts_for_dedup(w.status()) && w.id != item.id => {
                     pool.push((id, w.description.clone()));
                 }
                 _ => {}
@@ -528,16 +522,7 @@ impl<'a> Cascade<'a> {
         };
         for id in waiting {
             let free = match self.work_item(&id)? {
-                Some(w) if w.status == WorkStatus::Blocked => {
-                    w.detail_mut().blocked_by.retain(|b| b != work);
-                    if w.blocked_by().is_empty() {
-                        w.status = WorkStatus::Pending;
-                        w.set_reason(None);
-                        true
-                    } else {
-                        false
-                    }
-                }
+                Some(w) if w.status() == WorkStatus::Blocked => w.unblock(work)?,
                 _ => false,
             };
             if free && let Some(artifact) = self.artifact(&id)? {
@@ -643,17 +628,15 @@ impl<'a> Cascade<'a> {
                     && w.open_invocations == 0
                     && w.invocations == 0
                 {
-                    w.status = WorkStatus::Cancelled;
-                    w.set_reason(Some(reason.to_string()));
+                    w.cancel(reason.to_string())?;
                 }
             } else if let Some(w) = artifact.work_item.as_ref()
                 && let Some(w) = self.work_item(w)?
             {
                 w.open_invocations += 1;
                 w.invocations += 1;
-                if w.status == WorkStatus::Cancelled {
-                    w.status = WorkStatus::Pending;
-                    w.set_reason(None);
+                if w.status() == WorkStatus::Cancelled {
+                    w.reopen()?;
                 }
             }
             self.invocations.push(record);

@@ -51,6 +51,9 @@ pub enum RunError {
     /// A worker thread died (a bug in the host, not a plugin fault).
     #[error("worker thread failed: {0}")]
     Worker(String),
+    /// A work item was asked to move where its lifecycle does not allow (a host bug).
+    #[error(transparent)]
+    Lifecycle(#[from] crate::work::IllegalTransition),
 }
 
 /// Runs one workflow against one store.
@@ -416,8 +419,8 @@ impl Scheduler {
             let mut done = false;
             if let Some(item) = cascade.work_item(&w)? {
                 item.open_invocations = item.open_invocations.saturating_sub(1);
-                if item.open_invocations == 0 && item.status == WorkStatus::Active {
-                    item.status = WorkStatus::Done;
+                if item.open_invocations == 0 && item.status() == WorkStatus::Active {
+                    item.finish()?;
                     done = true;
                 }
             }
@@ -499,9 +502,8 @@ impl Scheduler {
             let mut newly_failed = None;
             if let Some(item) = cascade.work_item(&w)? {
                 item.open_invocations = item.open_invocations.saturating_sub(1);
-                if item.status != WorkStatus::Failed {
-                    item.status = WorkStatus::Failed;
-                    item.set_reason(Some(format!("{}: {message}", record.agent)));
+                if item.status() != WorkStatus::Failed {
+                    item.fail(format!("{}: {message}", record.agent))?;
                     newly_failed = Some(item.clone());
                 }
             }
@@ -582,7 +584,7 @@ impl Scheduler {
     fn has_open_work(&self, workflow_id: &str) -> Result<bool, RunError> {
         let mut open = false;
         self.store.scan(workflow_id, &mut |work, _| {
-            open = work.iter().any(|w| !w.status.is_final());
+            open = work.iter().any(|w| !w.status().is_final());
         })?;
         Ok(open)
     }
@@ -635,7 +637,7 @@ impl Scheduler {
             .store
             .work_items(workflow_id)?
             .into_iter()
-            .filter(|w| w.status == WorkStatus::Pending && w.invocations == 0)
+            .filter(|w| w.status() == WorkStatus::Pending && w.invocations == 0)
             .map(|w| w.id)
             .collect();
         for id in &waiting {
@@ -707,8 +709,8 @@ impl Scheduler {
         self.store.scan(workflow_id, &mut |work, invocations| {
             total_work = work.len();
             for w in work {
-                any_open |= !w.status.is_final();
-                if w.status == WorkStatus::Done && !phases_completed.contains(&w.phase) {
+                any_open |= !w.status().is_final();
+                if w.status() == WorkStatus::Done && !phases_completed.contains(&w.phase) {
                     phases_completed.insert(w.phase.clone());
                 }
             }
@@ -724,17 +726,17 @@ impl Scheduler {
             RunStatus::BudgetExhausted
         } else if any_open {
             let work = self.store.work_items(workflow_id)?;
-            let open: Vec<_> = work.iter().filter(|w| !w.status.is_final()).collect();
+            let open: Vec<_> = work.iter().filter(|w| !w.status().is_final()).collect();
             // Nothing is queued or running, so open work has no agent that will take it,
             // or waits for blockers that will never be done.
             let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
             for w in &open {
-                let reason = if w.status == WorkStatus::Blocked {
+                let reason = if w.status() == WorkStatus::Blocked {
                     let blockers: Vec<String> = w
                         .blocked_by()
                         .iter()
                         .map(|b| match work.iter().find(|x| x.id == *b) {
-                            Some(x) => format!("{} '{}' ({})", x.id, x.description, x.status),
+                            Some(x) => format!("{} '{}' ({})", x.id, x.description, x.status()),
                             None => b.to_string(),
                         })
                         .collect();
@@ -746,7 +748,7 @@ impl Scheduler {
                     format!("no agent subscribes to this work (phase '{}')", w.phase)
                 };
                 if let Some(item) = cascade.work_item(&w.id)?
-                    && (item.reason().is_none() || item.status == WorkStatus::Blocked)
+                    && (item.reason().is_none() || item.status() == WorkStatus::Blocked)
                 {
                     item.set_reason(Some(reason));
                 }

@@ -1,4 +1,4 @@
-//! `murmur bench cascade`: DESIGN §7's workload, measured, with its counts checked
+//! `murmur bench cascade`: the cascade workload, measured, with its counts checked
 //! against the closed form so a fast-but-wrong engine cannot post a figure.
 //!
 //! The workload is `examples/cascade/workflow.toml` with its input `count` set to N.
@@ -234,7 +234,6 @@ pub async fn cascade(
     // Freeing the run's records afterwards is not part of the run: the store outlives
     // the measurement.
     let keep = store.clone();
-    crate::footprint::after_start_up();
     let started = Instant::now();
     let summary = Scheduler::new(wf, store)
         .with_dispatch_samples(samples.clone())

@@ -183,7 +183,7 @@ pub enum Command {
 /// Benchmark workloads.
 #[derive(Debug, Subcommand)]
 pub enum BenchWorkload {
-    /// DESIGN §7's cascade: N analysis items, three agents, every 5th validation branches
+    /// The cascade workload: N analysis items, three agents, every 5th validation branches
     /// back to analysis for three generations. Fails unless the counts match the closed form.
     Cascade {
         /// Number of initial WorkDiscoveries.

@@ -1,7 +1,7 @@
 //! Invocation records: one call of one plugin on one set of inputs.
 //!
 //! The queue of invocations lives in the store, not in the scheduler's memory: a store
-//! shared by several processes (DESIGN §8) can hand the same queue to several workers, and
+//! shared by several processes can hand the same queue to several workers, and
 //! a durable store can resume it after a crash.
 
 use crate::artifact::ArtifactId;

@@ -93,7 +93,7 @@ pub struct RoutingPolicy {
     /// A router plugin (world `router`) to ask first; on its error or an unknown answer
     /// the built-in router decides. Default: none.
     pub plugin: Option<Spanned<String>>,
-    /// Rules tried in order before phase descriptions. Default: the plan's rules
+    /// Rules tried in order before phase descriptions. Default: the built-in rules
     /// ("optimization opportunity" → analysis, "bug fix needed" → implementation, …)
     /// for the phases the manifest declares.
     pub rule: Option<Vec<RouteRule>>,
@@ -210,7 +210,7 @@ impl Default for MonitoringPolicy {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ValidationPolicy {
-    /// The plan's checks: an approved AnalysisResult has a plan and spawns next-phase
+    /// The built-in checks: an approved AnalysisResult has a plan and spawns next-phase
     /// work; an Implementation lists its code files. Default true.
     pub builtin: bool,
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 /// The phase name that asks for routing.
 pub const AUTO: &str = "auto";
 
-/// The plan's routing rules, used when the manifest gives none (only those whose phase
+/// The built-in routing rules, used when the manifest gives none (only those whose phase
 /// the workflow declares).
 pub const DEFAULT_RULES: &[(&str, &str)] = &[
     ("optimization opportunity", "analysis"),

@@ -2,7 +2,7 @@
 //!
 //! Schemas say what an artifact looks like; validators say whether the work is done. After
 //! an invocation's outputs pass their schema checks, the host runs its built-in checks
-//! (the plan's: an approved AnalysisResult carries a plan and spawns next-phase work; an
+//! (the built-in ones: an approved AnalysisResult carries a plan and spawns next-phase work; an
 //! Implementation lists its code files) and then every validator plugin whose
 //! subscriptions name one of the output types (a validator with no subscriptions sees
 //! everything). The first rejection stops the chain; its reasons go back to the agent in
@@ -34,7 +34,7 @@ pub enum Refusal {
     },
 }
 
-/// The plan's checks on `outputs` (type name, payload) of an invocation serving `phase`.
+/// The built-in checks on `outputs` (type name, payload) of an invocation serving `phase`.
 pub fn builtin(phase: Option<&str>, outputs: &[(&str, &Value)]) -> Vec<String> {
     let mut reasons = Vec::new();
     let spawns_next = outputs

@@ -31,7 +31,7 @@ fn run_json_prints_the_summary_on_stdout_and_progress_on_stderr() {
         assert!(summary.get(key).is_some(), "summary lacks {key}");
     }
     assert!(summary["phases"]["analysis"]["done"].as_u64() >= Some(2));
-    // The demo shows every mechanism of the loop at work (issue 3's done-criterion).
+    // The demo shows every mechanism of the loop at work.
     for counter in [
         "duplicates",
         "auto_routed",

@@ -169,7 +169,7 @@ pub fn discovery(description: &str, phase: &str, extra: &str) -> String {
     )
 }
 
-/// The three phases of the plan and a `Note` type.
+/// The three usual phases and a `Note` type.
 pub const PHASES_AND_NOTE: &str = r#"
 [[phase]]
 name = "analysis"

@@ -79,7 +79,7 @@ async fn manifest_rules_and_default_phase_replace_the_plans_rules() {
     );
     let run = run(&text).await;
     assert_eq!(run.work("flaky checkout page").phase, "analysis");
-    // The plan's rules are replaced, and nothing else matches: the default phase.
+    // The built-in rules are replaced, and nothing else matches: the default phase.
     let w = run.work("Bug fix needed: zebra");
     assert_eq!(w.phase, "validation");
     assert!(

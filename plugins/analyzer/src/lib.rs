@@ -1,6 +1,6 @@
 //! Example analysis agent for the auth-system scenario.
 //!
-//! Plain rule-based code, no language model: it replays the plan's scenario
+//! Plain rule-based code, no language model: it plays the authentication-system scenario
 //! deterministically. For a WorkDiscovery in the `analysis` phase it picks the first
 //! configured rule whose keyword occurs in the description and splits the work into that
 //! rule's components; it publishes one AnalysisResult (the plan) and fans out one

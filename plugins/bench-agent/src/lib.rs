@@ -1,4 +1,4 @@
-//! The agents of DESIGN §7's cascade workload (`examples/cascade`, `murmur bench cascade`),
+//! The agents of the cascade benchmark workload (`examples/cascade`, `murmur bench cascade`),
 //! one component whose role the manifest chooses (`config.role`):
 //!
 //! - `analyzer`: WorkDiscovery → AnalysisResult;
@@ -54,7 +54,7 @@ impl Agent for Bench {
     fn describe() -> PluginInfo {
         // Subscriptions come from the manifest: the role decides them.
         PluginInfo::agent("bench-agent", env!("CARGO_PKG_VERSION"))
-            .description("cascade workload agent (DESIGN §7)")
+            .description("cascade workload agent")
             .publishes([types::ANALYSIS_RESULT, types::IMPLEMENTATION, types::VALIDATION_RESULT, types::WORK_DISCOVERY])
             .context_on_demand()
     }

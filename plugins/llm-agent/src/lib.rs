@@ -33,7 +33,7 @@ struct Config {
     /// Characters of each context artifact's payload put in the prompt.
     #[serde(default = "default_excerpt")]
     excerpt: usize,
-    /// Work to hand on whatever the model says (the plan's "spawn a validation work
+    /// Work to hand on whatever the model says (the workflow's "spawn a validation work
     /// discovery"): one WorkDiscovery in this phase, carrying the output.
     #[serde(default)]
     follow_up: Option<FollowUp>,

@@ -3,7 +3,7 @@
 //! Plain rule-based code: for a WorkDiscovery in the `validation` phase it checks that
 //! the implementation it carries lists code and test files, publishes a
 //! ValidationResult, and — when a configured discovery rule's keyword occurs in the work's
-//! description — discovers new work in another phase (the plan's caching optimisation,
+//! description — discovers new work in another phase (the scenario's caching optimisation,
 //! sent back to `analysis`), published both inside the result and as its own
 //! WorkDiscovery artifact (fan-out).
 

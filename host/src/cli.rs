@@ -381,7 +381,6 @@ fn report(
         }
         None => None,
     };
-    crate::footprint::after_start_up();
     let summary = runtime.block_on(async move {
         let progress = (!quiet).then(|| tokio::spawn(progress(rx)));
         let summary = match resume {

@@ -1,63 +1,18 @@
-//! Record ids: UUIDv7s made without a system call, held as bytes.
+//! Record ids: UUIDv7s, held as bytes.
 //!
-//! A run makes an id for every artifact and invocation — two or three per invocation.
-//! `uuid::Uuid::now_v7()` asks the kernel for its random bits each time (a `getrandom`
-//! call); here each thread seeds a small generator once. Within one millisecond a
-//! thread's ids count up in the 12-bit `rand_a` field (borrowing the next millisecond
-//! after 4,096), so they still sort in the order that thread made them.
+//! A run makes an id for every artifact and invocation — two or three per invocation —
+//! with the uuid crate's generator (its `fast-rng` feature keeps the random bits off the
+//! system-call path).
 //!
 //! Records hold ids as bytes, not text: `uuid_id!` defines the id types
 //! (`ArtifactId`, `InvocationId`), and [`IdText`] is an id's text when it leaves the host
 //! (WIT, SQLite, JSON, the terminal).
 
-use std::cell::Cell;
-
-/// Per-thread generator state: splitmix64 state, last millisecond, counter within it.
-#[derive(Clone, Copy)]
-struct State {
-    rng: u64,
-    ms: u64,
-    counter: u16,
-}
-
-thread_local! {
-    static STATE: Cell<Option<State>> = const { Cell::new(None) };
-}
-
-/// splitmix64: a fast, well-mixed 64-bit generator (ids need uniqueness, not secrecy).
-fn next(rng: &mut u64) -> u64 {
-    *rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *rng;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A new UUIDv7.
+/// A new UUIDv7: time-ordered, and ordered within the process (uuid's shared v7 context
+/// counts up within a millisecond). The `fast-rng` feature draws the random bits from a
+/// seeded per-thread generator rather than a `getrandom` system call per id.
 pub fn uuid_v7() -> uuid::Uuid {
-    let ms = crate::artifact::now_ms();
-    let mut s = STATE.with(|c| c.get()).unwrap_or_else(|| State {
-        // Seeded once per thread from the operating system.
-        rng: uuid::Uuid::now_v7().as_u64_pair().1,
-        ms: 0,
-        counter: 0,
-    });
-    let r = next(&mut s.rng);
-    if ms <= s.ms && s.counter < 0x0FFF {
-        // The same millisecond (or the clock stepped back): count up.
-        s.counter += 1;
-    } else {
-        // A new millisecond; or 4,096 ids in this one, so borrow the next.
-        s.ms = ms.max(s.ms + 1);
-        // Start low in the 12 bits, leaving room to count up within the millisecond.
-        s.counter = (r >> 54) as u16;
-    }
-    let tail = next(&mut s.rng);
-    STATE.with(|c| c.set(Some(s)));
-    let mut random = [0u8; 10];
-    random[..2].copy_from_slice(&s.counter.to_be_bytes());
-    random[2..].copy_from_slice(&tail.to_be_bytes());
-    uuid::Builder::from_unix_timestamp_millis(s.ms, &random).into_uuid()
+    uuid::Uuid::now_v7()
 }
 
 /// Defines a record id type: a UUID held as its 16 bytes, not its text.

@@ -5,8 +5,6 @@
 //! - `cargo xtask demo`: build the plugins and the host (release) and run
 //!   `examples/auth-system`;
 //! - `cargo xtask test [ARGS]`: build the plugins and run every test (`cargo test --workspace ARGS`).
-//! - `cargo xtask hot-code [--rounds N]`: regenerate `host/hot-code.order` with `perf`
-//!   (see [`hot_code`]).
 //!
 //! Guest toolchains, in order of preference (see `docs/plugins.md`):
 //! 1. rustup with the `wasm32-wasip2` target: cargo emits components directly;
@@ -15,8 +13,6 @@
 //!    with `wit-component` (no `wasm-tools` CLI needed). On a Debian machine without it,
 //!    running as root, the packages are installed with apt (a package registry, no
 //!    toolchain download). Set `MURMUR_GUEST_TOOLCHAIN=rustup|debian` to force one.
-
-mod hot_code;
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -46,20 +42,8 @@ fn run() -> Result<()> {
         "build-plugins" => build_plugins(&root).map(|_| ()),
         "demo" => demo(&root),
         "test" => test(&root, &rest),
-        "hot-code" => {
-            let rounds = match rest.as_slice() {
-                [] => 4,
-                [flag, n] if flag == "--rounds" => n
-                    .parse()
-                    .with_context(|| format!("--rounds wants a number, not {n:?}"))?,
-                _ => bail!("usage: cargo xtask hot-code [--rounds N]"),
-            };
-            hot_code::hot_code(&root, rounds)
-        }
         _ => {
-            eprintln!(
-                "usage: cargo xtask <build-plugins | demo | test [ARGS] | hot-code [--rounds N]>"
-            );
+            eprintln!("usage: cargo xtask <build-plugins | demo | test [ARGS]>");
             std::process::exit(2);
         }
     }

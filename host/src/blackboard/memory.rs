@@ -19,7 +19,7 @@ use crate::name::Name;
 use crate::work::{WorkItem, WorkStatus};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::{Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard};
 
 /// The value under `key` in `map`, a default one inserted if there is none; `key` is
 /// cloned only to insert it.
@@ -196,8 +196,9 @@ impl MemoryStore {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied commit (commits check
-        // before they write), so a poisoned lock is still consistent.
-        crate::spin::lock(&self.inner)
+        // before they write), so the state behind it stays consistent; parking_lot's mutex
+        // does not poison, and spins briefly before it parks.
+        self.inner.lock()
     }
 }
 

@@ -24,7 +24,7 @@ use crate::hotload::Reload;
 use crate::invocation::{InvocationRecord, InvocationStatus};
 use crate::observe::Event;
 use crate::policy::MonitoringPolicy;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, error::TryRecvError};
 
@@ -94,9 +94,10 @@ impl Pool {
     }
 
     fn lock(&self) -> MutexGuard<'_, Shared> {
-        // A panic under the lock is turned into a run error (see `worker`), so the state
-        // behind a poisoned lock is only read to end the run.
-        crate::spin::lock(&self.shared)
+        // parking_lot's mutex spins briefly before it parks: the loop's holds are a few
+        // microseconds, and on two cores the holder is almost always running. A panic
+        // under the lock is turned into a run error (see `worker`).
+        self.shared.lock()
     }
 
     /// End the run: every worker returns.
@@ -107,7 +108,7 @@ impl Pool {
 
     /// The shared state, once every thread has stopped.
     pub fn into_shared(self) -> Shared {
-        self.shared.into_inner().unwrap_or_else(|p| p.into_inner())
+        self.shared.into_inner()
     }
 }
 
@@ -179,7 +180,7 @@ impl Scheduler {
                         pool.idle.notify_all();
                     }
                     g.waiting += 1;
-                    g = pool.work.wait(g).unwrap_or_else(|p| p.into_inner());
+                    pool.work.wait(&mut g);
                     g.waiting -= 1;
                     continue;
                 }
@@ -291,15 +292,13 @@ impl Scheduler {
         monitoring: &MonitoringPolicy,
     ) -> Result<(), RunError> {
         let wait = |slot: &mut Option<MutexGuard<'p, Shared>>, timeout: Option<Duration>| {
-            if let Some(g) = slot.take() {
-                *slot = Some(match timeout {
-                    Some(t) => pool
-                        .idle
-                        .wait_timeout(g, t)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|p| p.into_inner().0),
-                    None => pool.idle.wait(g).unwrap_or_else(|p| p.into_inner()),
-                });
+            if let Some(g) = slot.as_mut() {
+                match timeout {
+                    Some(t) => {
+                        pool.idle.wait_for(g, t);
+                    }
+                    None => pool.idle.wait(g),
+                }
             }
         };
         loop {

@@ -313,7 +313,7 @@ mod tests {
     use super::expected_work_items;
 
     #[test]
-    fn the_closed_form_matches_design_section_7() {
+    fn the_closed_form_matches_the_documented_counts() {
         assert_eq!(expected_work_items(10_000), 12_480);
         assert_eq!(3 * expected_work_items(10_000), 37_440);
         assert_eq!(4 * expected_work_items(10_000), 49_920);

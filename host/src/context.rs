@@ -49,20 +49,20 @@ thread_local! {
 /// strings — was a tenth of the run loop's time. Artifacts never change once published,
 /// so a copy made for one invocation serves the next as it is.
 #[derive(Default)]
-pub struct Reuse {
+pub(crate) struct Reuse {
     kept: Vec<wit::Artifact>,
 }
 
 impl Reuse {
     /// What the last invocation on this thread gave back.
-    pub fn take() -> Self {
+    pub(crate) fn take() -> Self {
         Self {
             kept: KEPT.with(|k| std::mem::take(&mut *k.borrow_mut())),
         }
     }
 
     /// `a` in WIT form: a kept copy if there is one, else a new one.
-    pub fn wit(&mut self, a: &Artifact) -> wit::Artifact {
+    pub(crate) fn wit(&mut self, a: &Artifact) -> wit::Artifact {
         let id = a.id.text();
         match self.kept.iter().position(|k| k.id == *id) {
             Some(i) => self.kept.swap_remove(i),
@@ -73,7 +73,7 @@ impl Reuse {
     /// Keep `used` (an invocation's inputs and context, done with) for the next
     /// invocation on this thread, which takes them all ([`Reuse::take`]) and drops what
     /// it does not reuse. At most [`MAX_KEPT`] are kept, the latest.
-    pub fn give_back(used: impl IntoIterator<Item = wit::Artifact>) {
+    pub(crate) fn give_back(used: impl IntoIterator<Item = wit::Artifact>) {
         KEPT.with(|k| {
             let mut k = k.borrow_mut();
             k.extend(used);
@@ -86,12 +86,12 @@ impl Reuse {
 }
 
 /// Most WIT copies a worker thread keeps between invocations: a few invocations' worth.
-pub const MAX_KEPT: usize = 64;
+pub(crate) const MAX_KEPT: usize = 64;
 
 /// An invocation on its way to the plugin: when it is dropped, whatever way the call
 /// ends, its inputs and context (not the `pinned` host artifacts, made afresh each time)
 /// go back to this thread's [`Reuse`] for the next invocation.
-pub struct Handed {
+pub(crate) struct Handed {
     /// The invocation.
     pub invocation: wit::Invocation,
     pinned: usize,
@@ -99,7 +99,7 @@ pub struct Handed {
 
 impl Handed {
     /// `invocation`, whose first `pinned` context artifacts are the host's own.
-    pub fn new(invocation: wit::Invocation, pinned: usize) -> Self {
+    pub(crate) fn new(invocation: wit::Invocation, pinned: usize) -> Self {
         Self { invocation, pinned }
     }
 }
@@ -124,7 +124,7 @@ impl Drop for Handed {
 /// after the store's lock is released. Copying them under the lock made every completion
 /// — which commits to the store while it holds the run's lock — wait for the other
 /// worker's copies: native agents ran 12% faster once the copies moved out.
-pub fn candidates(
+pub(crate) fn candidates(
     store: &dyn Store,
     agent: &Agent,
     workflow_id: &str,
@@ -209,7 +209,7 @@ fn choose(
 }
 
 /// Run the context-provider plugins over `chosen`, in manifest order.
-pub fn provide(
+pub(crate) fn provide(
     providers: &[Arc<LoadedPlugin>],
     board: impl Fn(&LoadedPlugin) -> Option<BoardAccess>,
     invocation: &wit::Invocation,
@@ -251,7 +251,7 @@ pub fn provide(
 /// The host's own context artifacts, always first: the served phase's
 /// `PhaseInstructions` (with this invocation's workflow and depth), then `previous` (on a
 /// retry, why the last attempt was refused).
-pub fn pinned(
+pub(crate) fn pinned(
     phase: Option<&PhaseContext>,
     workflow_id: &str,
     depth: u32,
@@ -271,7 +271,7 @@ pub fn pinned(
 /// The context after the pinned artifacts: the built-in provider's candidates in
 /// `workflow_id`, narrowed by the context-provider plugins, who are shown `call` (the
 /// agent's invocation; `None` only when the workflow has no providers).
-pub fn select(
+pub(crate) fn select(
     wf: &Workflow,
     store: &Arc<dyn Store>,
     agent: &Agent,
@@ -292,7 +292,12 @@ pub fn select(
 
 /// Keep a call's payload bytes within `limit`: drop context from the end, never the first
 /// `pinned` (the host's own), until `input_bytes` and the context's payloads fit.
-pub fn fit(context: &mut Vec<wit::Artifact>, pinned: usize, input_bytes: usize, limit: usize) {
+pub(crate) fn fit(
+    context: &mut Vec<wit::Artifact>,
+    pinned: usize,
+    input_bytes: usize,
+    limit: usize,
+) {
     let mut bytes = input_bytes + context.iter().map(|a| a.payload.len()).sum::<usize>();
     while context.len() > pinned && bytes > limit {
         if let Some(dropped) = context.pop() {
@@ -304,7 +309,7 @@ pub fn fit(context: &mut Vec<wit::Artifact>, pinned: usize, input_bytes: usize, 
 /// What choosing an on-demand agent's context needs, kept from its dispatch until the
 /// agent asks (see the module's docs); then [`OnDemand::choose`] makes the choice
 /// [`pinned`], [`select`] and [`fit`] make at dispatch for other agents.
-pub struct OnDemand {
+pub(crate) struct OnDemand {
     /// The workflow version the invocation runs under.
     pub wf: Arc<Workflow>,
     /// The store.
@@ -329,7 +334,7 @@ pub struct OnDemand {
 
 impl OnDemand {
     /// The invocation's context, chosen now.
-    pub fn choose(self) -> Vec<wit::Artifact> {
+    pub(crate) fn choose(self) -> Vec<wit::Artifact> {
         let Some(agent) = self.wf.agent(&self.agent) else {
             return Vec::new();
         };

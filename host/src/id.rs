@@ -11,7 +11,7 @@
 /// A new UUIDv7: time-ordered, and ordered within the process (uuid's shared v7 context
 /// counts up within a millisecond). The `fast-rng` feature draws the random bits from a
 /// seeded per-thread generator rather than a `getrandom` system call per id.
-pub fn uuid_v7() -> uuid::Uuid {
+pub(crate) fn uuid_v7() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }
 
@@ -95,7 +95,7 @@ pub(crate) use uuid_id;
 
 /// A UUID as two big-endian halves, the second never zero: what `uuid_id!` types hold.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Uuid {
+pub(crate) struct Uuid {
     high: u64,
     low: std::num::NonZeroU64,
 }
@@ -224,7 +224,10 @@ mod tests {
             .get_timestamp()
             .expect("v7 has a timestamp")
             .to_unix();
-        let now = crate::artifact::now_ms() / 1000;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
         assert!(ms.0.abs_diff(now) <= 1, "the timestamp is now");
     }
 

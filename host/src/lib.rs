@@ -15,33 +15,36 @@
 //!
 //! Data flows one way: [`manifest`] → [`workflow`] (loads types, phases and
 //! [`plugin`]s) → [`scheduler`] → plugin → outputs → [`blackboard`] → matching
-//! [`subscription`]s → the next invocations.
+//! subscriptions → the next invocations.
+//!
+//! The crate exports what a program embedding the engine needs; the engine's inner
+//! modules are private, and `unreachable_pub` is denied so that every `pub` item is one a
+//! user can reach. The `murmur` command line lives in the binary (`src/commands/`).
 
 pub mod artifact;
 pub mod bench;
 pub mod blackboard;
-pub mod cli;
-pub mod context;
+mod context;
 pub mod graph;
 pub mod hotload;
-pub mod id;
+mod id;
 pub mod inspect;
 pub mod invocation;
-pub mod llm;
+mod llm;
 pub mod manifest;
-pub mod name;
+mod name;
 pub mod observe;
-pub mod phase;
+mod phase;
 pub mod plugin;
-pub mod policy;
-pub mod routing;
+mod policy;
+mod routing;
 pub mod scaffold;
 pub mod scheduler;
-pub mod schema;
-pub mod similarity;
-pub mod subscription;
+mod schema;
+mod similarity;
+mod subscription;
 pub mod summary;
-pub mod validation;
+mod validation;
 pub mod work;
 pub mod workflow;
 

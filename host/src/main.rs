@@ -1,4 +1,7 @@
-//! The `murmur` binary: see `murmur --help`.
+//! The `murmur` binary: see `murmur --help`. Its commands live in `commands/`, one file
+//! each; the library (`murmur`) holds the engine.
+
+mod commands;
 
 /// mimalloc serves the run loop's allocations. Its workers allocate and free small records
 /// on several threads at once, where glibc's malloc (with its arena growth and page
@@ -7,7 +10,7 @@
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    match murmur::cli::main() {
+    match commands::main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("murmur: error: {e:#}");

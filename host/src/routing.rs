@@ -23,11 +23,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The phase name that asks for routing.
-pub const AUTO: &str = "auto";
+pub(crate) const AUTO: &str = "auto";
 
 /// The built-in routing rules, used when the manifest gives none (only those whose phase
 /// the workflow declares).
-pub const DEFAULT_RULES: &[(&str, &str)] = &[
+pub(crate) const DEFAULT_RULES: &[(&str, &str)] = &[
     ("optimization opportunity", "analysis"),
     ("performance improvement", "analysis"),
     ("security issue", "analysis"),

@@ -5,13 +5,25 @@
 //! beside it that feeds the plugin one input and completes when the plugin works:
 //! `murmur run plugins/NAME/test.toml --store memory` exits 0.
 
+use crate::manifest::World;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
+
+/// The languages a plugin can be created in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// Rust, with the `murmur-guest` SDK (`plugins/NAME`).
+    Rust,
+    /// JavaScript, built with componentize-js (`plugins/js/NAME.js`).
+    Js,
+    /// Python, built with componentize-py (`plugins/python/NAME`).
+    Python,
+}
 
 /// Why a plugin could not be created.
 #[derive(Debug, Error)]
 pub enum ScaffoldError {
-    /// A bad name or an unsupported combination.
+    /// A bad name.
     #[error("{0}")]
     Invalid(String),
     /// Something is already there.
@@ -325,12 +337,12 @@ class ContextProviderApi(exports.ContextProviderApi):
 
 /// The `grants` a JavaScript or Python plugin of `world` needs: those toolchains import
 /// every interface of the world, used or not.
-fn whole_world_grants(world: &str) -> &'static str {
+fn whole_world_grants(world: World) -> &'static str {
     match world {
-        "validator" => "grants = [\"blackboard\", \"llm\"]\n",
-        "router" => "grants = [\"llm\"]\n",
-        "context-provider" => "grants = [\"blackboard\"]\n",
-        _ => "",
+        World::Validator => "grants = [\"blackboard\", \"llm\"]\n",
+        World::Router => "grants = [\"llm\"]\n",
+        World::ContextProvider => "grants = [\"blackboard\"]\n",
+        World::Agent => "",
     }
 }
 
@@ -372,9 +384,9 @@ fn write(path: &Path, text: &str, files: &mut Vec<PathBuf>) -> Result<(), Scaffo
 pub fn create(
     plugins: &Path,
     components: &Path,
-    world: &str,
+    world: World,
     name: &str,
-    lang: &str,
+    lang: Language,
 ) -> Result<Created, ScaffoldError> {
     let valid = !name.is_empty()
         && name
@@ -387,19 +399,14 @@ pub fn create(
         )));
     }
     let mut files = Vec::new();
-    let fill = |t: &str| t.replace("{name}", name).replace("{world}", world);
+    let fill = |t: &str| t.replace("{name}", name).replace("{world}", world.as_str());
     let (component, test) = match lang {
-        "rust" => {
+        Language::Rust => {
             let source = match world {
-                "agent" => RUST_AGENT,
-                "validator" => RUST_VALIDATOR,
-                "router" => RUST_ROUTER,
-                "context-provider" => RUST_CONTEXT_PROVIDER,
-                other => {
-                    return Err(ScaffoldError::Invalid(format!(
-                        "unknown world '{other}' (agent, validator, router, context-provider)"
-                    )));
-                }
+                World::Agent => RUST_AGENT,
+                World::Validator => RUST_VALIDATOR,
+                World::Router => RUST_ROUTER,
+                World::ContextProvider => RUST_CONTEXT_PROVIDER,
             };
             let dir = plugins.join(name);
             if dir.exists() {
@@ -419,23 +426,16 @@ pub fn create(
             }
             (format!("{name}.wasm"), dir.join("test.toml"))
         }
-        "js" | "python"
-            if !matches!(world, "agent" | "validator" | "router" | "context-provider") =>
-        {
-            return Err(ScaffoldError::Invalid(format!(
-                "unknown world '{world}' (agent, validator, router, context-provider)"
-            )));
-        }
-        "js" => {
+        Language::Js => {
             let file = plugins.join("js").join(format!("{name}.js"));
             if file.exists() {
                 return Err(ScaffoldError::Exists(file));
             }
             let source = match world {
-                "validator" => JS_VALIDATOR,
-                "router" => JS_ROUTER,
-                "context-provider" => JS_CONTEXT_PROVIDER,
-                _ => JS_AGENT,
+                World::Agent => JS_AGENT,
+                World::Validator => JS_VALIDATOR,
+                World::Router => JS_ROUTER,
+                World::ContextProvider => JS_CONTEXT_PROVIDER,
             };
             write(&file, &fill(source), &mut files)?;
             (
@@ -443,24 +443,19 @@ pub fn create(
                 plugins.join("js").join(format!("{name}.test.toml")),
             )
         }
-        "python" => {
+        Language::Python => {
             let dir = plugins.join("python").join(name);
             if dir.exists() {
                 return Err(ScaffoldError::Exists(dir));
             }
             let source = match world {
-                "validator" => PY_VALIDATOR,
-                "router" => PY_ROUTER,
-                "context-provider" => PY_CONTEXT_PROVIDER,
-                _ => PY_AGENT,
+                World::Agent => PY_AGENT,
+                World::Validator => PY_VALIDATOR,
+                World::Router => PY_ROUTER,
+                World::ContextProvider => PY_CONTEXT_PROVIDER,
             };
             write(&dir.join("app.py"), &fill(source), &mut files)?;
             (format!("py-{name}.wasm"), dir.join("test.toml"))
-        }
-        other => {
-            return Err(ScaffoldError::Invalid(format!(
-                "unknown language '{other}' (rust, js, python)"
-            )));
         }
     };
     let component_path = components.join(&component);
@@ -468,12 +463,11 @@ pub fn create(
         &test,
         &test_manifest(
             name,
-            world,
+            world.as_str(),
             &component_path.display().to_string(),
-            if lang == "rust" {
-                ""
-            } else {
-                whole_world_grants(world)
+            match lang {
+                Language::Rust => "",
+                Language::Js | Language::Python => whole_world_grants(world),
             },
         ),
         &mut files,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 /// The built-in artifact types the host understands, with their schemas.
-pub const BUILTIN_TYPES: &[(&str, &str)] = &[
+pub(crate) const BUILTIN_TYPES: &[(&str, &str)] = &[
     (
         WORK_DISCOVERY,
         include_str!("../schemas/WorkDiscovery.json"),
@@ -46,19 +46,19 @@ pub const BUILTIN_TYPES: &[(&str, &str)] = &[
 ];
 
 /// The type name of work discoveries, which the scheduler understands.
-pub const WORK_DISCOVERY: &str = "WorkDiscovery";
+pub(crate) const WORK_DISCOVERY: &str = "WorkDiscovery";
 /// The type name of the host's completion record.
-pub const WORKFLOW_COMPLETE: &str = "WorkflowComplete";
+pub(crate) const WORKFLOW_COMPLETE: &str = "WorkflowComplete";
 /// The type name of injected phase instructions.
-pub const PHASE_INSTRUCTIONS: &str = "PhaseInstructions";
+pub(crate) const PHASE_INSTRUCTIONS: &str = "PhaseInstructions";
 /// The type name of the retry feedback put in a retried invocation's context.
-pub const PREVIOUS_ATTEMPT: &str = "PreviousAttempt";
+pub(crate) const PREVIOUS_ATTEMPT: &str = "PreviousAttempt";
 /// The type name of the host's per-phase work counts.
-pub const WORKFLOW_METRICS: &str = "WorkflowMetrics";
+pub(crate) const WORKFLOW_METRICS: &str = "WorkflowMetrics";
 /// The types only the host publishes: a plugin that returns one is refused
 /// (`invalid_output`), so no plugin can end a run, report its metrics, or write the phase
 /// instructions and retry feedback other agents trust, in the host's name.
-pub const HOST_ONLY: &[&str] = &[
+pub(crate) const HOST_ONLY: &[&str] = &[
     WORKFLOW_COMPLETE,
     WORKFLOW_METRICS,
     PHASE_INSTRUCTIONS,
@@ -66,9 +66,9 @@ pub const HOST_ONLY: &[&str] = &[
 ];
 
 /// The type name of analysis results (checked by the built-in validator).
-pub const ANALYSIS_RESULT: &str = "AnalysisResult";
+pub(crate) const ANALYSIS_RESULT: &str = "AnalysisResult";
 /// The type name of implementations (checked by the built-in validator).
-pub const IMPLEMENTATION: &str = "Implementation";
+pub(crate) const IMPLEMENTATION: &str = "Implementation";
 
 /// Why a type could not be registered or a payload was refused.
 #[derive(Debug, Error)]

@@ -20,7 +20,7 @@ const STOP_WORDS: &[&str] = &[
 ];
 
 /// The normalised word set of `text`.
-pub fn words(text: &str) -> BTreeSet<String> {
+pub(crate) fn words(text: &str) -> BTreeSet<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(|w| w.to_lowercase())
@@ -45,8 +45,10 @@ fn fold(mut w: String) -> String {
     w
 }
 
-/// The Jaccard index of two word sets (1.0 for two empty sets).
-pub fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
+/// The Jaccard index of two word sets (1.0 for two empty sets): the definition the index
+/// is tested against.
+#[cfg(test)]
+fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 1.0;
     }
@@ -55,7 +57,7 @@ pub fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
 }
 
 /// Cosine similarity of two vectors (0 when either is empty or their lengths differ).
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
     if a.len() != b.len() || a.is_empty() {
         return 0.0;
     }
@@ -73,8 +75,9 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     }
 }
 
-/// Jaccard similarity of two texts.
-pub fn similarity(a: &str, b: &str) -> f64 {
+/// Jaccard similarity of two texts: the definition the index is tested against.
+#[cfg(test)]
+fn similarity(a: &str, b: &str) -> f64 {
     jaccard(&words(a), &words(b))
 }
 
@@ -89,7 +92,7 @@ pub fn similarity(a: &str, b: &str) -> f64 {
 /// dozen bytes, not a map slot, a string, a list and an allocation each (144 bytes an
 /// entry before).
 #[derive(Debug)]
-pub struct DedupIndex<K = String> {
+pub(crate) struct DedupIndex<K = String> {
     /// Per entry: its key, and where its word numbers end in `entry_words`.
     entries: Vec<(K, u32)>,
     entry_words: Vec<u32>,
@@ -212,7 +215,7 @@ fn index_u32(n: usize) -> u32 {
 
 impl<K: Clone> DedupIndex<K> {
     /// Add `text` under `key`.
-    pub fn insert(&mut self, key: K, text: &str) {
+    pub(crate) fn insert(&mut self, key: K, text: &str) {
         let n = index_u32(self.entries.len());
         let mut ids: Vec<u32> = words(text).iter().map(|w| self.number_or_add(w)).collect();
         ids.sort_unstable();
@@ -229,13 +232,13 @@ impl<K: Clone> DedupIndex<K> {
     }
 
     /// The keys indexed, oldest first.
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &K> {
+    pub(crate) fn keys(&self) -> impl DoubleEndedIterator<Item = &K> {
         self.entries.iter().map(|(k, _)| k)
     }
 
     /// Keys of indexed texts whose similarity with `text` is at least `threshold`, most
     /// similar first (ties: oldest first).
-    pub fn similar(&self, text: &str, threshold: f64) -> Vec<(K, f64)> {
+    pub(crate) fn similar(&self, text: &str, threshold: f64) -> Vec<(K, f64)> {
         let set = words(text);
         // Words never indexed match nothing, but count towards the union.
         let mut known: Vec<(usize, &str, u32)> = set

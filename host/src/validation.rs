@@ -17,7 +17,7 @@ use serde_json::Value;
 
 /// Why outputs were not accepted.
 #[derive(Debug, Clone)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// A validator rejected them, with reasons.
     Rejected {
         /// `builtin` or the validator plugin's name.
@@ -35,7 +35,7 @@ pub enum Refusal {
 }
 
 /// The built-in checks on `outputs` (type name, payload) of an invocation serving `phase`.
-pub fn builtin(phase: Option<&str>, outputs: &[(&str, &Value)]) -> Vec<String> {
+pub(crate) fn builtin(phase: Option<&str>, outputs: &[(&str, &Value)]) -> Vec<String> {
     let mut reasons = Vec::new();
     let spawns_next = outputs
         .iter()
@@ -74,13 +74,13 @@ pub fn builtin(phase: Option<&str>, outputs: &[(&str, &Value)]) -> Vec<String> {
 }
 
 /// Whether `validator` wants to see outputs of these types.
-pub fn applies(validator: &LoadedPlugin, types: &[&str]) -> bool {
+pub(crate) fn applies(validator: &LoadedPlugin, types: &[&str]) -> bool {
     let subs = &validator.info.subscriptions;
     subs.is_empty() || subs.iter().any(|s| types.contains(&s.type_name.as_str()))
 }
 
 /// Run the validator plugins in manifest order; the first rejection or failure stops.
-pub fn run_plugins(
+pub(crate) fn run_plugins(
     validators: &[std::sync::Arc<LoadedPlugin>],
     board: impl Fn(&LoadedPlugin) -> Option<BoardAccess>,
     invocation: &wit::Invocation,

@@ -609,7 +609,10 @@ mod tests {
             assert!(w.fail("late".into()).is_err(), "{end} → failed");
             assert!(w.cancel("late".into()).is_err(), "{end} → cancelled");
             assert!(w.reopen().is_err(), "{end} → pending");
-            assert!(w.unblock(&ArtifactId::named("b")).is_err(), "{end} → pending");
+            assert!(
+                w.unblock(&ArtifactId::named("b")).is_err(),
+                "{end} → pending"
+            );
             assert_eq!(w.status(), end, "a refused move changes nothing");
         }
     }
@@ -617,7 +620,9 @@ mod tests {
     #[test]
     fn an_illegal_move_is_an_error_naming_the_item_and_both_statuses() {
         let mut w = item();
-        let e = w.finish().expect_err("pending work cannot be done before it starts");
+        let e = w
+            .finish()
+            .expect_err("pending work cannot be done before it starts");
         assert_eq!(
             e,
             IllegalTransition {
@@ -664,13 +669,16 @@ mod tests {
         assert_eq!(failed.reason(), Some("implementer: no LDAP"));
 
         let mut dup = item();
-        dup.mark_duplicate(ArtifactId::named("o"), 0.925).expect("duplicate");
+        dup.mark_duplicate(ArtifactId::named("o"), 0.925)
+            .expect("duplicate");
         assert_eq!(dup.duplicate_of(), Some(ArtifactId::named("o")));
         assert!(dup.reason().is_some_and(|r| r.contains("similarity 0.93")));
 
         let mut cancelled = item();
         cancelled.cancel("depth".into()).expect("cancel");
-        cancelled.cancel("depth again".into()).expect("cancelled twice");
+        cancelled
+            .cancel("depth again".into())
+            .expect("cancelled twice");
         assert_eq!(cancelled.reason(), Some("depth again"));
         cancelled.reopen().expect("reopen");
         assert_eq!(cancelled.status(), WorkStatus::Pending);
@@ -679,5 +687,4 @@ mod tests {
         cancelled.finish().expect("finish");
         assert_eq!(cancelled.status(), WorkStatus::Done);
     }
-
 }

@@ -130,7 +130,9 @@ async fn the_auth_system_example_shows_every_mechanism_of_the_loop() {
     let bug = run
         .work_items()
         .into_iter()
-        .find(|w| w.description.starts_with("Bug fix needed") && w.status() != WorkStatus::Duplicate)
+        .find(|w| {
+            w.description.starts_with("Bug fix needed") && w.status() != WorkStatus::Duplicate
+        })
         .expect("bug work");
     assert_eq!(bug.phase, "implementation");
     assert_eq!(bug.routed().map(|r| r.by.as_str()), Some("triage"));

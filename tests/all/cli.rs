@@ -130,6 +130,60 @@ fn bench_cascade_checks_its_counts_against_the_closed_form_and_prints_one_json_l
 }
 
 #[test]
+fn bench_cascade_without_json_prints_its_figures_as_text() {
+    let out = murmur()
+        .current_dir(repo())
+        .args(["bench", "cascade", "--n", "5"])
+        .output()
+        .expect("murmur runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // 5 + 1 + 1 + 1 work items: 24 invocations, 32 artifacts.
+    assert!(
+        text.starts_with("cascade N = 5: 32 artifacts, 24 invocations in "),
+        "{text}"
+    );
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text).is_err(),
+        "not JSON"
+    );
+}
+
+#[test]
+fn murmur_new_refuses_an_unknown_world_or_language_naming_the_choices() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (args, says) in [
+        (
+            ["new", "agnt", "x", "--lang", "rust"],
+            "possible values: agent, validator, router, context-provider",
+        ),
+        (
+            ["new", "agent", "x", "--lang", "ruby"],
+            "possible values: rust, js, python",
+        ),
+    ] {
+        let out = murmur()
+            .args(args)
+            .arg("--plugins")
+            .arg(dir.path())
+            .output()
+            .expect("new");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("read").count(),
+        0,
+        "nothing was written"
+    );
+}
+
+#[test]
 fn bench_cascade_holds_its_closed_form_for_every_small_n() {
     // N = 1 once failed: a single input's `{index}` was left as text, so the agents
     // refused it and recovery work broke the closed form.
@@ -151,7 +205,7 @@ fn bench_cascade_holds_its_closed_form_for_every_small_n() {
 fn bench_cascade_native_runs_the_same_workload_without_the_sandbox() {
     let out = murmur()
         .current_dir(repo())
-        .args(["bench", "cascade", "--n", "25", "--native"])
+        .args(["bench", "cascade", "--n", "25", "--native", "--json"])
         .output()
         .expect("murmur runs");
     assert!(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The `murmur` binary, with the tests' compile cache.
-pub fn murmur() -> std::process::Command {
+pub(crate) fn murmur() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_murmur"));
     cmd.env(
         "MURMUR_CACHE_DIR",
@@ -20,7 +20,7 @@ pub fn murmur() -> std::process::Command {
 }
 
 /// Where `cargo xtask build-plugins` puts components.
-pub fn plugin(name: &str) -> PathBuf {
+pub(crate) fn plugin(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/plugins")
         .join(format!("{name}.wasm"));
@@ -33,7 +33,7 @@ pub fn plugin(name: &str) -> PathBuf {
 }
 
 /// A compiled-component cache shared by the tests of this process.
-pub fn options() -> LoadOptions {
+pub(crate) fn options() -> LoadOptions {
     LoadOptions {
         cache: ComponentCache::at(std::env::temp_dir().join("murmur-test-cache")),
         ..Default::default()
@@ -41,12 +41,12 @@ pub fn options() -> LoadOptions {
 }
 
 /// The repository root.
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// `{plugin:NAME}` in `text` becomes that component's absolute path.
-pub fn expand(text: &str) -> String {
+pub(crate) fn expand(text: &str) -> String {
     let mut out = String::new();
     let mut rest = text;
     while let Some(i) = rest.find("{plugin:") {
@@ -61,7 +61,7 @@ pub fn expand(text: &str) -> String {
 }
 
 /// Parse manifest text (after `{plugin:…}` expansion) as if read from `workflow.toml` in a temp dir.
-pub fn load(text: &str) -> Result<Workflow, WorkflowError> {
+pub(crate) fn load(text: &str) -> Result<Workflow, WorkflowError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("workflow.toml");
     let text = expand(text);
@@ -71,14 +71,14 @@ pub fn load(text: &str) -> Result<Workflow, WorkflowError> {
 }
 
 /// A finished run and the store it ran on.
-pub struct Run {
+pub(crate) struct Run {
     pub summary: RunSummary,
     pub store: Arc<dyn Store>,
 }
 
 impl Run {
     /// Artifacts of one type, oldest first.
-    pub fn artifacts(&self, type_name: &str) -> Vec<SharedArtifact> {
+    pub(crate) fn artifacts(&self, type_name: &str) -> Vec<SharedArtifact> {
         let q = ArtifactQuery {
             workflow_id: self.summary.workflow_id.clone(),
             type_name: Some(type_name.into()),
@@ -101,7 +101,7 @@ impl Run {
 
 impl Run {
     /// Every public artifact of the run, in publish order.
-    pub fn all_artifacts(&self) -> Vec<SharedArtifact> {
+    pub(crate) fn all_artifacts(&self) -> Vec<SharedArtifact> {
         let q = ArtifactQuery {
             workflow_id: self.summary.workflow_id.clone(),
             type_name: None,
@@ -118,14 +118,14 @@ impl Run {
     }
 
     /// The run's work items, in creation order.
-    pub fn work_items(&self) -> Vec<murmur::work::WorkItem> {
+    pub(crate) fn work_items(&self) -> Vec<murmur::work::WorkItem> {
         self.store
             .work_items(&self.summary.workflow_id)
             .expect("work items")
     }
 
     /// The work item whose description is `description`.
-    pub fn work(&self, description: &str) -> murmur::work::WorkItem {
+    pub(crate) fn work(&self, description: &str) -> murmur::work::WorkItem {
         self.work_items()
             .into_iter()
             .find(|w| w.description == description)
@@ -133,7 +133,7 @@ impl Run {
     }
 
     /// The run's invocations, in creation order.
-    pub fn invocations(&self) -> Vec<murmur::invocation::InvocationRecord> {
+    pub(crate) fn invocations(&self) -> Vec<murmur::invocation::InvocationRecord> {
         self.store
             .invocations(&self.summary.workflow_id)
             .expect("invocations")
@@ -142,7 +142,7 @@ impl Run {
 
 /// A `probe` agent named `name` in `config` (a TOML inline table's inside), subscribed to
 /// `type_name` with an optional CEL filter.
-pub fn probe(name: &str, config: &str, type_name: &str, filter: Option<&str>) -> String {
+pub(crate) fn probe(name: &str, config: &str, type_name: &str, filter: Option<&str>) -> String {
     let filter = filter
         .map(|f| format!("filter = \"{f}\"\n"))
         .unwrap_or_default();
@@ -152,7 +152,7 @@ pub fn probe(name: &str, config: &str, type_name: &str, filter: Option<&str>) ->
 }
 
 /// A `reader` agent (granted the blackboard) named `name`; see [`probe`].
-pub fn reader(name: &str, config: &str, type_name: &str, filter: Option<&str>) -> String {
+pub(crate) fn reader(name: &str, config: &str, type_name: &str, filter: Option<&str>) -> String {
     probe(name, config, type_name, filter)
         .replacen("{plugin:probe}", "{plugin:reader}", 1)
         .replacen(
@@ -163,14 +163,14 @@ pub fn reader(name: &str, config: &str, type_name: &str, filter: Option<&str>) -
 }
 
 /// A WorkDiscovery `[[input]]` in `phase` (and optional extra payload keys).
-pub fn discovery(description: &str, phase: &str, extra: &str) -> String {
+pub(crate) fn discovery(description: &str, phase: &str, extra: &str) -> String {
     format!(
         "\n[[input]]\ntype = \"WorkDiscovery\"\npayload = {{ description = \"{description}\", phase = \"{phase}\", done_definition = \"done\", discovered_by = \"user\"{extra} }}\n"
     )
 }
 
 /// The three usual phases and a `Note` type.
-pub const PHASES_AND_NOTE: &str = r#"
+pub(crate) const PHASES_AND_NOTE: &str = r#"
 [[phase]]
 name = "analysis"
 description = "Understand problems and create implementation plans"
@@ -186,7 +186,7 @@ schema = { type = "object" }
 "#;
 
 /// Run a loaded workflow to idle on a fresh in-memory store.
-pub async fn run_workflow(wf: Workflow) -> Run {
+pub(crate) async fn run_workflow(wf: Workflow) -> Run {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let summary = Scheduler::new(Arc::new(wf), store.clone())
         .run()
@@ -196,13 +196,13 @@ pub async fn run_workflow(wf: Workflow) -> Run {
 }
 
 /// Load and run manifest text.
-pub async fn run(text: &str) -> Run {
+pub(crate) async fn run(text: &str) -> Run {
     let wf = load(text).unwrap_or_else(|e| panic!("manifest should load: {e}"));
     run_workflow(wf).await
 }
 
 /// The auth-system agents, as a manifest fragment (after `[workflow]`).
-pub const AUTH_AGENTS: &str = r#"
+pub(crate) const AUTH_AGENTS: &str = r#"
 [[phase]]
 name = "analysis"
 [[phase]]

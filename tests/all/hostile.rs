@@ -349,9 +349,9 @@ async fn a_plugin_cannot_publish_the_hosts_own_types() {
             "{forged}"
         );
         assert!(
-            inv.error()
-                .unwrap_or_default()
-                .contains(&format!("has type '{forged}', which only the host publishes")),
+            inv.error().unwrap_or_default().contains(&format!(
+                "has type '{forged}', which only the host publishes"
+            )),
             "{forged}: {:?}",
             inv.error()
         );
@@ -360,7 +360,11 @@ async fn a_plugin_cannot_publish_the_hosts_own_types() {
             "nothing the forger returned was published ({forged})"
         );
         let complete = run.artifacts("WorkflowComplete");
-        assert_eq!(complete.len(), 1, "{forged}: the host's own WorkflowComplete");
+        assert_eq!(
+            complete.len(),
+            1,
+            "{forged}: the host's own WorkflowComplete"
+        );
         assert_eq!(complete[0].producer, "host", "{forged}");
     }
 }

@@ -231,8 +231,16 @@ async fn a_hostile_retry_after_is_clamped_and_never_crashes_the_run() {
             }
         });
         let run = run(&workflow(&server.url, "max_backoff_ms = 20", "", 1)).await;
-        assert_eq!(run.summary.status, RunStatus::Complete, "Retry-After: {value}");
-        assert_eq!(run.artifacts("AnalysisResult").len(), 1, "Retry-After: {value}");
+        assert_eq!(
+            run.summary.status,
+            RunStatus::Complete,
+            "Retry-After: {value}"
+        );
+        assert_eq!(
+            run.artifacts("AnalysisResult").len(),
+            1,
+            "Retry-After: {value}"
+        );
         assert_eq!(
             server.requests.lock().expect("lock").len(),
             2,

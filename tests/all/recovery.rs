@@ -101,7 +101,11 @@ async fn a_final_failure_spawns_one_critical_recovery_discovery_in_analysis() {
     assert_eq!(recovery.recovery_of(), Some(failed.id));
     assert_eq!(recovery.phase, "analysis");
     assert_eq!(recovery.priority, Priority::Critical);
-    assert_eq!(recovery.status(), WorkStatus::Done, "the analyst handled it");
+    assert_eq!(
+        recovery.status(),
+        WorkStatus::Done,
+        "the analyst handled it"
+    );
     let d = run
         .artifacts("WorkDiscovery")
         .into_iter()

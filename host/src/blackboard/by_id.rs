@@ -52,22 +52,22 @@ where
     }
 
     /// The record under `key`.
-    pub fn get(&self, key: &<P::Target as Keyed>::Key) -> Option<&P> {
+    pub(super) fn get(&self, key: &<P::Target as Keyed>::Key) -> Option<&P> {
         self.position(key).map(|i| &self.records[i])
     }
 
     /// The record under `key`, to change anything but its key.
-    pub fn get_mut(&mut self, key: &<P::Target as Keyed>::Key) -> Option<&mut P> {
+    pub(super) fn get_mut(&mut self, key: &<P::Target as Keyed>::Key) -> Option<&mut P> {
         self.position(key).map(|i| &mut self.records[i])
     }
 
     /// Whether a record is under `key`.
-    pub fn contains_key(&self, key: &<P::Target as Keyed>::Key) -> bool {
+    pub(super) fn contains_key(&self, key: &<P::Target as Keyed>::Key) -> bool {
         self.position(key).is_some()
     }
 
     /// Store `record`: in the place of the one with the same key (returned), or last.
-    pub fn insert(&mut self, record: P) -> Option<P> {
+    pub(super) fn insert(&mut self, record: P) -> Option<P> {
         let hash = self.hasher.hash_one(record.key());
         let (records, hasher) = (&self.records, &self.hasher);
         match self.table.entry(
@@ -89,18 +89,18 @@ where
     }
 
     /// The records, in the order first stored.
-    pub fn iter(&self) -> std::slice::Iter<'_, P> {
+    pub(super) fn iter(&self) -> std::slice::Iter<'_, P> {
         self.records.iter()
     }
 
     /// The same, to change anything but their keys.
-    pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, P> {
+    pub(super) fn iter_mut(&mut self) -> std::slice::IterMut<'_, P> {
         self.records.iter_mut()
     }
 
     /// Records stored.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.records.len()
     }
 }

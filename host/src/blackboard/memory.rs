@@ -17,9 +17,9 @@ use crate::artifact::{Artifact, ArtifactId, SharedArtifact, Viewer, now_ms};
 use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
 use crate::name::Name;
 use crate::work::{WorkItem, WorkStatus};
+use parking_lot::{Mutex, MutexGuard};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use parking_lot::{Mutex, MutexGuard};
 
 /// The value under `key` in `map`, a default one inserted if there is none; `key` is
 /// cloned only to insert it.

@@ -10,8 +10,8 @@
 
 use crate::invocation::{InvocationRecord, InvocationStatus};
 use crate::name::Name;
-use crate::summary::{PhaseCounts, WorkCounters};
 use crate::work::{WorkItem, WorkStatus};
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// What one workflow's records add up to.
@@ -126,4 +126,40 @@ impl Tally {
         }
         phases
     }
+}
+
+/// Work item counts of one phase.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PhaseCounts {
+    /// Not started.
+    pub pending: u64,
+    /// In progress.
+    pub active: u64,
+    /// Finished.
+    pub done: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Recorded as duplicates.
+    pub duplicate: u64,
+    /// Waiting on blockers.
+    pub blocked: u64,
+    /// Will not be worked on.
+    pub cancelled: u64,
+}
+
+/// What the self-improving loop did (the summary's `work`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WorkCounters {
+    /// Discoveries recorded as duplicates of earlier work.
+    pub duplicates: u64,
+    /// Discoveries placed by the router (phase `auto` or unknown).
+    pub auto_routed: u64,
+    /// Work items held blocked and later released.
+    pub unblocked: u64,
+    /// Times a validator rejected an invocation's outputs.
+    pub rejected_outputs: u64,
+    /// Times an invocation was put back in the queue.
+    pub retries: u64,
+    /// Recovery work items spawned for final failures.
+    pub recovery_spawned: u64,
 }

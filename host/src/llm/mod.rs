@@ -12,7 +12,7 @@
 //! (exponential backoff with jitter on 429 and 5xx, honouring `Retry-After`). Every
 //! exchange can be recorded to a file for replay.
 
-pub mod openai;
+pub(crate) mod openai;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -206,7 +206,7 @@ pub trait Provider: Send + Sync {
 
 /// One recorded exchange (a line of a record/replay file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Exchange {
+pub(crate) struct Exchange {
     /// [`Request::key`].
     pub key: String,
     /// The request.

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// A provider over HTTP.
-pub struct OpenAi {
+pub(crate) struct OpenAi {
     base_url: String,
     api_key: Option<String>,
     agent: ureq::Agent,
@@ -18,7 +18,7 @@ pub struct OpenAi {
 
 impl OpenAi {
     /// A provider for `config` (its base URL, key, timeout and retry policy).
-    pub fn new(config: &LlmConfig) -> Self {
+    pub(crate) fn new(config: &LlmConfig) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_millis(config.timeout_ms)))
             .http_status_as_error(false)

@@ -30,7 +30,7 @@ const PLUGIN_DEDUP_CANDIDATES: usize = 64;
 /// Indexes and counters the scheduler keeps across commits. All of it is derived from
 /// the store (see [`CascadeState::rebuild`]), so a resumed run rebuilds it exactly.
 #[derive(Debug, Default)]
-pub struct CascadeState {
+pub(super) struct CascadeState {
     /// Next enqueue sequence number.
     pub next_seq: u64,
     /// Invocations created per agent.
@@ -51,7 +51,7 @@ pub struct CascadeState {
 
 impl CascadeState {
     /// Rebuild the state of `workflow_id` from the store.
-    pub fn rebuild(store: &dyn Store, workflow_id: &str) -> Result<Self, StoreError> {
+    pub(super) fn rebuild(store: &dyn Store, workflow_id: &str) -> Result<Self, StoreError> {
         let mut state = CascadeState::default();
         for inv in store.invocations(workflow_id)? {
             state.next_seq = state.next_seq.max(inv.seq + 1);
@@ -89,7 +89,7 @@ impl CascadeState {
 }
 
 /// One commit being assembled.
-pub struct Cascade<'a> {
+pub(super) struct Cascade<'a> {
     wf: &'a Workflow,
     store: &'a dyn Store,
     workflow_id: &'a str,
@@ -103,7 +103,7 @@ pub struct Cascade<'a> {
 
 /// An artifact about to be published.
 #[derive(Default)]
-pub struct Draft {
+pub(super) struct Draft {
     /// A pre-assigned id (so sibling discoveries can name it as a blocker).
     pub id: Option<ArtifactId>,
     /// Type name.
@@ -134,7 +134,7 @@ pub struct Draft {
 
 impl<'a> Cascade<'a> {
     /// Start an empty commit.
-    pub fn new(wf: &'a Workflow, store: &'a dyn Store, workflow_id: &'a str) -> Self {
+    pub(super) fn new(wf: &'a Workflow, store: &'a dyn Store, workflow_id: &'a str) -> Self {
         Self {
             wf,
             store,
@@ -148,7 +148,10 @@ impl<'a> Cascade<'a> {
     }
 
     /// The work item `id`, loaded once into this commit.
-    pub fn work_item(&mut self, id: &ArtifactId) -> Result<Option<&mut WorkItem>, StoreError> {
+    pub(super) fn work_item(
+        &mut self,
+        id: &ArtifactId,
+    ) -> Result<Option<&mut WorkItem>, StoreError> {
         if !self.work.contains_key(id) {
             match self.store.work_item(id)? {
                 Some(w) => {
@@ -162,13 +165,13 @@ impl<'a> Cascade<'a> {
     }
 
     /// Record an invocation's new state.
-    pub fn update_invocation(&mut self, record: InvocationRecord) {
+    pub(super) fn update_invocation(&mut self, record: InvocationRecord) {
         self.invocations.push(record);
     }
 
     /// Publish a draft: assign its id, start its work item if it is a WorkDiscovery, and
     /// enqueue the invocations its subscribers' subscriptions ask for.
-    pub fn publish(
+    pub(super) fn publish(
         &mut self,
         draft: Draft,
         state: &mut CascadeState,
@@ -512,7 +515,7 @@ impl<'a> Cascade<'a> {
     }
 
     /// `work` is done: release the work it blocked, scheduling what has no blocker left.
-    pub fn release(
+    pub(super) fn release(
         &mut self,
         work: &ArtifactId,
         state: &mut CascadeState,
@@ -536,7 +539,7 @@ impl<'a> Cascade<'a> {
     }
 
     /// Offer an already-published artifact to the agents now in force (after a hot load).
-    pub fn offer(
+    pub(super) fn offer(
         &mut self,
         artifact: &SharedArtifact,
         state: &mut CascadeState,
@@ -644,13 +647,8 @@ impl<'a> Cascade<'a> {
         Ok(())
     }
 
-    /// Whether this commit changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.artifacts.is_empty() && self.work.is_empty() && self.invocations.is_empty()
-    }
-
     /// Apply everything gathered, atomically.
-    pub fn commit(self) -> Result<Vec<Event>, StoreError> {
+    pub(super) fn commit(self) -> Result<Vec<Event>, StoreError> {
         let Cascade {
             store,
             mut work,

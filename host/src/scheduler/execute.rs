@@ -23,7 +23,7 @@ use std::time::Instant;
 
 /// An output that passed every check and may be published.
 #[derive(Debug, Clone)]
-pub struct CheckedOutput {
+pub(super) struct CheckedOutput {
     /// Its type.
     pub type_name: crate::name::Name,
     /// Its parsed, schema-valid payload.
@@ -41,7 +41,7 @@ pub struct CheckedOutput {
 
 /// Why an attempt published nothing.
 #[derive(Debug, Clone)]
-pub enum Failure {
+pub(super) enum Failure {
     /// The plugin erred or faulted, or its outputs broke a rule.
     Invoke(InvokeError),
     /// A validator refused the outputs.
@@ -55,7 +55,7 @@ impl From<InvokeError> for Failure {
 }
 
 /// The result of running one invocation.
-pub struct Executed {
+pub(super) struct Executed {
     /// The invocation, as claimed.
     pub record: InvocationRecord,
     /// Host time from the claim to the start of the plugin call (inputs fetched,
@@ -66,7 +66,7 @@ pub struct Executed {
 }
 
 /// Run `record` to completion (or fault).
-pub fn execute(
+pub(super) fn execute(
     wf: &Arc<Workflow>,
     store: &Arc<dyn Store>,
     record: InvocationRecord,

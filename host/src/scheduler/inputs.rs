@@ -28,7 +28,7 @@ const CHUNK: u64 = 32;
 
 /// The inputs still to publish, in manifest order.
 #[derive(Debug, Clone)]
-pub struct InputFeed {
+pub(super) struct InputFeed {
     /// Position of the next input in the flattened list.
     next: u64,
     /// Inputs in the manifest, all copies counted.
@@ -40,7 +40,7 @@ pub struct InputFeed {
 impl InputFeed {
     /// The feed of a manifest's `inputs` from position `published` on (the number
     /// already on the blackboard).
-    pub fn new(inputs: &[InputDecl], published: u64) -> Self {
+    pub(super) fn new(inputs: &[InputDecl], published: u64) -> Self {
         let total = inputs.iter().map(|i| i.count).sum();
         let together = inputs.iter().any(|i| {
             i.type_name == WORK_DISCOVERY
@@ -54,7 +54,7 @@ impl InputFeed {
     }
 
     /// Whether inputs remain to be published.
-    pub fn remaining(&self) -> bool {
+    pub(super) fn remaining(&self) -> bool {
         self.next < self.total
     }
 
@@ -75,7 +75,7 @@ impl InputFeed {
 
     /// Prepare the next chunk. Payloads are filled in and routed here, outside the run's
     /// lock.
-    pub fn next_chunk(&mut self, wf: &Workflow, workflow_id: &str) -> Vec<CheckedOutput> {
+    pub(super) fn next_chunk(&mut self, wf: &Workflow, workflow_id: &str) -> Vec<CheckedOutput> {
         let (start, end) = self.next_range();
         let inputs = &wf.manifest.inputs;
         copies(inputs, start, end)

@@ -10,7 +10,11 @@ use serde_json::{Value, json};
 
 /// The WorkflowMetrics payload of `workflow_id` now: from the store's running tally when
 /// it keeps one, otherwise counted from its records.
-pub fn snapshot(wf: &Workflow, store: &dyn Store, workflow_id: &str) -> Result<Value, StoreError> {
+pub(super) fn snapshot(
+    wf: &Workflow,
+    store: &dyn Store,
+    workflow_id: &str,
+) -> Result<Value, StoreError> {
     let artifacts = store.counts(workflow_id)?.total;
     let tally = match store.tally(workflow_id)? {
         Some(tally) => tally,

@@ -11,11 +11,11 @@
 //! `budget_exhausted` if a budget stopped it. A run must be driven from tokio's
 //! multi-threaded runtime (the loop leaves it with `block_in_place`).
 
-pub mod cascade;
-pub mod execute;
+mod cascade;
+mod execute;
 mod inputs;
-pub mod metrics;
-pub mod plan;
+mod metrics;
+mod plan;
 mod pool;
 
 use crate::artifact::{ArtifactId, Visibility, now_ms};

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 /// What planning decided for one output.
 #[derive(Debug, Default)]
-pub struct Planned {
+pub(super) struct Planned {
     /// The id it will be published under (discoveries only).
     pub id: Option<ArtifactId>,
     /// The work items it waits for.
@@ -23,7 +23,7 @@ pub struct Planned {
 }
 
 /// Plan `outputs`; the inner error is the reason to refuse them.
-pub fn blocking(
+pub(super) fn blocking(
     cascade: &mut Cascade<'_>,
     state: &CascadeState,
     outputs: &[CheckedOutput],

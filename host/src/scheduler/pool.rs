@@ -56,7 +56,7 @@ pub(super) struct Shared {
 
 impl Shared {
     /// The loop's shared state for a run that has started `started` invocations before.
-    pub fn new(state: CascadeState, started: u64, monitoring: &MonitoringPolicy) -> Self {
+    pub(super) fn new(state: CascadeState, started: u64, monitoring: &MonitoringPolicy) -> Self {
         Self {
             state,
             running: 0,
@@ -85,7 +85,7 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    pub fn new(shared: Shared) -> Self {
+    pub(super) fn new(shared: Shared) -> Self {
         Self {
             shared: Mutex::new(shared),
             work: Condvar::new(),
@@ -101,13 +101,13 @@ impl Pool {
     }
 
     /// End the run: every worker returns.
-    pub fn stop(&self) {
+    pub(super) fn stop(&self) {
         self.lock().done = true;
         self.work.notify_all();
     }
 
     /// The shared state, once every thread has stopped.
-    pub fn into_shared(self) -> Shared {
+    pub(super) fn into_shared(self) -> Shared {
         self.shared.into_inner()
     }
 }

@@ -1,0 +1,44 @@
+//! `murmur graph`: a run's cascade as Mermaid, DOT or JSON.
+
+use super::store::{StoreSpec, open_run};
+use anyhow::Result;
+use clap::ValueEnum;
+use murmur::graph::Graph;
+
+/// Print a run's cascade: artifacts and their causality, grouped by phase.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GraphCommand {
+    /// The database (`sqlite:PATH`).
+    #[arg(long)]
+    store: StoreSpec,
+    /// The run (default: the newest in the database).
+    #[arg(long)]
+    workflow: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "mermaid")]
+    format: GraphFormat,
+}
+
+/// `murmur graph` output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+    /// JSON: nodes and edges.
+    Json,
+}
+
+impl GraphCommand {
+    pub(crate) fn execute(self) -> Result<i32> {
+        let (store, record) = open_run(&self.store, self.workflow.as_deref())?;
+        let graph = Graph::from_store(store.as_ref(), &record.workflow_id)?;
+        match self.format {
+            GraphFormat::Mermaid => print!("{}", graph.mermaid()),
+            GraphFormat::Dot => print!("{}", graph.dot()),
+            GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&graph)?),
+        }
+        Ok(0)
+    }
+}

@@ -1,0 +1,64 @@
+//! The `murmur` commands, one file each (the shape of wasmtime's `src/commands/`): each
+//! command is a clap struct whose `execute` returns the process's exit status. The
+//! library returns typed errors; here they become messages, and here — at the edge — the
+//! command line and the environment are read.
+
+mod bench;
+mod graph;
+mod inspect;
+mod new;
+mod report;
+mod resume;
+mod run;
+mod status;
+mod store;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Murmuration: self-improving multi-agent workflows on sandboxed WebAssembly agents.
+#[derive(Debug, Parser)]
+#[command(name = "murmur", version, about)]
+pub(crate) struct Cli {
+    /// More logging on stderr (-v: info, -vv: debug). `RUST_LOG` overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(run::RunCommand),
+    Resume(resume::ResumeCommand),
+    Status(status::StatusCommand),
+    Graph(graph::GraphCommand),
+    New(new::NewCommand),
+    Inspect(inspect::InspectCommand),
+    Bench(bench::BenchCommand),
+}
+
+/// Parse the command line, set up logging, run the command; the process exit status.
+pub(crate) fn main() -> Result<i32> {
+    let cli = Cli::parse();
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Run(c) => c.execute(),
+        Command::Resume(c) => c.execute(),
+        Command::Status(c) => c.execute(),
+        Command::Graph(c) => c.execute(),
+        Command::New(c) => c.execute(),
+        Command::Inspect(c) => c.execute(),
+        Command::Bench(c) => c.execute(),
+    }
+}

@@ -1,0 +1,68 @@
+//! `murmur resume`: bring an interrupted run to the end an uninterrupted run reaches.
+
+use super::report::{Reporting, report};
+use super::store::{StoreSpec, open_run};
+use anyhow::{Result, bail};
+use murmur::manifest::Manifest;
+use murmur::workflow::{LoadOptions, Workflow};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Bring an interrupted run to the end an uninterrupted run reaches.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ResumeCommand {
+    /// The database (`sqlite:PATH`).
+    #[arg(long)]
+    store: StoreSpec,
+    /// The run (default: the newest in the database).
+    #[arg(long)]
+    workflow: Option<String>,
+    /// Print the run summary as one JSON object on stdout (the same object as `run`).
+    #[arg(long)]
+    json: bool,
+    /// No progress display.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl ResumeCommand {
+    pub(crate) fn execute(self) -> Result<i32> {
+        let (store, record) = open_run(&self.store, self.workflow.as_deref())?;
+        // The run goes on with the manifest it started with, and the same plugin files.
+        let path = PathBuf::from(&record.manifest_path);
+        let manifest = Manifest::parse(&path, &record.manifest_text)?;
+        let wf = Workflow::from_manifest(manifest, LoadOptions::default())?;
+        for used in &record.plugins {
+            match wf.plugins.iter().find(|p| *p.name == *used.name) {
+                Some(p) if p.sha256 == used.sha256 => {}
+                Some(p) => bail!(
+                    "plugin '{}' ({}) changed since run {} started (sha256 {} then, {} now); resume refuses to mix plugin versions",
+                    used.name,
+                    used.path,
+                    record.workflow_id,
+                    used.sha256,
+                    p.sha256
+                ),
+                None => bail!(
+                    "plugin '{}' of run {} is gone",
+                    used.name,
+                    record.workflow_id
+                ),
+            }
+        }
+        if !self.quiet {
+            eprintln!(
+                "murmur: resuming '{}' run {} ({}) from {}",
+                record.name,
+                record.workflow_id,
+                record.status,
+                store.describe()
+            );
+        }
+        let reporting = Reporting {
+            json: self.json,
+            quiet: self.quiet,
+        };
+        report(Arc::new(wf), store, reporting, Some(record), None)
+    }
+}

@@ -1,0 +1,67 @@
+//! `murmur run`: run a workflow until it is idle.
+
+use super::report::{Reporting, report};
+use super::store::StoreSpec;
+use anyhow::Result;
+use murmur::workflow::{LoadOptions, Workflow};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Run a workflow to completion. Exit status: 0 complete, 3 stalled or budget exhausted, 1 error.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunCommand {
+    /// The workflow manifest (TOML).
+    manifest: PathBuf,
+    /// Print the run summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Where the blackboard lives: `memory` or `sqlite:PATH` (default: a database
+    /// beside the manifest, `NAME.murmur.db`).
+    #[arg(long)]
+    store: Option<StoreSpec>,
+    /// No progress display.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Hot-load bundles (NAME.toml + components) from this directory while running;
+    /// open work waits for a plugin that can take it instead of ending `stalled`.
+    #[arg(long)]
+    watch: Option<PathBuf>,
+    /// Append every language-model request and answer to this file (JSON lines).
+    #[arg(long, conflicts_with = "llm_replay")]
+    llm_record: Option<PathBuf>,
+    /// Answer language-model requests from this file, with no network.
+    #[arg(long)]
+    llm_replay: Option<PathBuf>,
+}
+
+impl RunCommand {
+    pub(crate) fn execute(self) -> Result<i32> {
+        let store = self
+            .store
+            .unwrap_or_else(|| StoreSpec::beside(&self.manifest));
+        let options = LoadOptions {
+            llm_record: self.llm_record,
+            llm_replay: self.llm_replay,
+            ..Default::default()
+        };
+        let loaded = Instant::now();
+        let wf = Arc::new(Workflow::load(&self.manifest, options)?);
+        let store = store.open()?;
+        if !self.quiet {
+            eprintln!(
+                "murmur: loaded '{}' ({} plugins, {} phases) in {} ms; store {}",
+                wf.name(),
+                wf.plugins.len(),
+                wf.phases.len(),
+                loaded.elapsed().as_millis(),
+                store.describe()
+            );
+        }
+        let reporting = Reporting {
+            json: self.json,
+            quiet: self.quiet,
+        };
+        report(wf, store, reporting, None, self.watch.as_deref())
+    }
+}

@@ -1,0 +1,92 @@
+//! `murmur status`: where a run stands.
+
+use super::report::print_summary_to;
+use super::store::{StoreSpec, open_run};
+use anyhow::Result;
+use murmur::artifact::now_ms;
+use murmur::invocation::InvocationStatus;
+use murmur::manifest::Manifest;
+use murmur::summary::{RunStatus, RunSummary};
+use std::path::Path;
+
+/// Where a run stands: per phase, per agent, open and blocked work.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusCommand {
+    /// The database (`sqlite:PATH`).
+    #[arg(long)]
+    store: StoreSpec,
+    /// The run (default: the newest in the database).
+    #[arg(long)]
+    workflow: Option<String>,
+    /// Print the summary object as JSON instead.
+    #[arg(long)]
+    json: bool,
+}
+
+impl StatusCommand {
+    pub(crate) fn execute(self) -> Result<i32> {
+        let (store, record) = open_run(&self.store, self.workflow.as_deref())?;
+        let status = RunStatus::parse(&record.status);
+        let phases = Manifest::parse(Path::new(&record.manifest_path), &record.manifest_text)
+            .map(|m| m.phases.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        let elapsed = record
+            .finished_at_ms
+            .unwrap_or_else(now_ms)
+            .saturating_sub(record.started_at_ms);
+        let summary = RunSummary::from_store(
+            store.as_ref(),
+            &record.name,
+            &record.workflow_id,
+            phases,
+            status,
+            elapsed,
+        )?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            return Ok(0);
+        }
+        println!(
+            "run {} of '{}' ({}), started {} ms ago",
+            record.workflow_id,
+            record.name,
+            record.status,
+            now_ms().saturating_sub(record.started_at_ms)
+        );
+        print_summary_to(&summary, &mut std::io::stdout());
+        for (agent, a) in &summary.agents {
+            println!(
+                "  agent {agent:<16} invocations {:>5}  failed {:>3}",
+                a.invocations, a.failed
+            );
+        }
+        let queued = store
+            .invocations(&record.workflow_id)?
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i.status,
+                    InvocationStatus::Queued | InvocationStatus::Running
+                )
+            })
+            .count();
+        println!("  invocations queued or running: {queued}");
+        for w in store.work_items(&record.workflow_id)? {
+            if !w.status().is_final() {
+                let waiting = if w.blocked_by().is_empty() {
+                    String::new()
+                } else {
+                    let ids: Vec<String> = w.blocked_by().iter().map(|b| b.to_string()).collect();
+                    format!(" waiting for {}", ids.join(", "))
+                };
+                println!(
+                    "  open: [{}] {} ({}){waiting}",
+                    w.phase,
+                    w.description,
+                    w.status()
+                );
+            }
+        }
+        Ok(0)
+    }
+}

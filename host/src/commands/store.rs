@@ -1,0 +1,77 @@
+//! `--store`: where a command's blackboard lives, and opening one run in it.
+
+use anyhow::{Context, Result, bail};
+use murmur::blackboard::{MemoryStore, RunRecord, SqliteStore, Store};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Where the blackboard lives: `memory` or `sqlite:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoreSpec {
+    /// In memory; gone when the process ends.
+    Memory,
+    /// A SQLite database file (created if missing).
+    Sqlite(PathBuf),
+}
+
+impl FromStr for StoreSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "memory" => Ok(StoreSpec::Memory),
+            _ => match s.strip_prefix("sqlite:") {
+                Some(p) if !p.is_empty() => Ok(StoreSpec::Sqlite(PathBuf::from(p))),
+                _ => Err(format!("'{s}': expected `memory` or `sqlite:PATH`")),
+            },
+        }
+    }
+}
+
+impl StoreSpec {
+    /// Open (or create) the store.
+    pub(crate) fn open(&self) -> Result<Arc<dyn Store>> {
+        Ok(match self {
+            StoreSpec::Memory => Arc::new(MemoryStore::new()),
+            StoreSpec::Sqlite(p) => Arc::new(SqliteStore::open(p)?),
+        })
+    }
+
+    /// The default store of `murmur run`: a database beside the manifest
+    /// (`workflow.toml` → `workflow.murmur.db`).
+    pub(crate) fn beside(manifest: &Path) -> Self {
+        let stem = manifest
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "workflow".into());
+        StoreSpec::Sqlite(manifest.with_file_name(format!("{stem}.murmur.db")))
+    }
+}
+
+/// Open a database and load one run (the newest unless `workflow` names one).
+pub(crate) fn open_run(
+    spec: &StoreSpec,
+    workflow: Option<&str>,
+) -> Result<(Arc<dyn Store>, RunRecord)> {
+    let StoreSpec::Sqlite(path) = spec else {
+        bail!("this command reads a database: pass --store sqlite:PATH");
+    };
+    if !path.exists() {
+        bail!("{}: no such database", path.display());
+    }
+    let store = SqliteStore::open(path)?;
+    store.check()?;
+    let runs = store.runs()?;
+    let record = match workflow {
+        Some(id) => runs
+            .into_iter()
+            .find(|r| r.workflow_id == id)
+            .with_context(|| format!("{}: has no run {id}", path.display()))?,
+        None => runs
+            .into_iter()
+            .next()
+            .with_context(|| format!("{}: holds no runs", path.display()))?,
+    };
+    store.load(&record.workflow_id)?;
+    Ok((Arc::new(store), record))
+}

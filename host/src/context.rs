@@ -26,95 +26,16 @@
 //! when it calls the `context` import — an agent that never reads context never pays for
 //! it, one that reads it pays what it paid before.
 
-use crate::artifact::{Artifact, ArtifactId, SharedArtifact};
+use crate::artifact::{ArtifactId, SharedArtifact};
 use crate::blackboard::{ArtifactQuery, ArtifactReader, Store};
 use crate::name::Name;
 use crate::plugin::bindings::types as wit;
-use crate::plugin::convert::artifact_to_wit;
 use crate::plugin::{BoardAccess, LoadedPlugin};
 use crate::workflow::{Agent, PhaseContext, Workflow};
 use std::collections::HashSet;
 use std::sync::Arc;
 
-// WIT copies of artifacts an earlier invocation on this thread was handed, kept for the
-// next one (see `Reuse`).
-thread_local! {
-    static KEPT: std::cell::RefCell<Vec<wit::Artifact>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// WIT copies of artifacts, reused from one invocation to the next on a worker thread.
-///
-/// Consecutive invocations see mostly the same recent artifacts (a worker's next call
-/// comes after two or three new ones), and copying each into its WIT form — six or more
-/// strings — was a tenth of the run loop's time. Artifacts never change once published,
-/// so a copy made for one invocation serves the next as it is.
-#[derive(Default)]
-pub(crate) struct Reuse {
-    kept: Vec<wit::Artifact>,
-}
-
-impl Reuse {
-    /// What the last invocation on this thread gave back.
-    pub(crate) fn take() -> Self {
-        Self {
-            kept: KEPT.with(|k| std::mem::take(&mut *k.borrow_mut())),
-        }
-    }
-
-    /// `a` in WIT form: a kept copy if there is one, else a new one.
-    pub(crate) fn wit(&mut self, a: &Artifact) -> wit::Artifact {
-        let id = a.id.text();
-        match self.kept.iter().position(|k| k.id == *id) {
-            Some(i) => self.kept.swap_remove(i),
-            None => artifact_to_wit(a),
-        }
-    }
-
-    /// Keep `used` (an invocation's inputs and context, done with) for the next
-    /// invocation on this thread, which takes them all ([`Reuse::take`]) and drops what
-    /// it does not reuse. At most [`MAX_KEPT`] are kept, the latest.
-    pub(crate) fn give_back(used: impl IntoIterator<Item = wit::Artifact>) {
-        KEPT.with(|k| {
-            let mut k = k.borrow_mut();
-            k.extend(used);
-            if k.len() > MAX_KEPT {
-                let extra = k.len() - MAX_KEPT;
-                k.drain(..extra);
-            }
-        });
-    }
-}
-
-/// Most WIT copies a worker thread keeps between invocations: a few invocations' worth.
-pub(crate) const MAX_KEPT: usize = 64;
-
-/// An invocation on its way to the plugin: when it is dropped, whatever way the call
-/// ends, its inputs and context (not the `pinned` host artifacts, made afresh each time)
-/// go back to this thread's [`Reuse`] for the next invocation.
-pub(crate) struct Handed {
-    /// The invocation.
-    pub invocation: wit::Invocation,
-    pinned: usize,
-}
-
-impl Handed {
-    /// `invocation`, whose first `pinned` context artifacts are the host's own.
-    pub(crate) fn new(invocation: wit::Invocation, pinned: usize) -> Self {
-        Self { invocation, pinned }
-    }
-}
-
-impl Drop for Handed {
-    fn drop(&mut self) {
-        let inputs = std::mem::take(&mut self.invocation.inputs);
-        let context = std::mem::take(&mut self.invocation.context);
-        Reuse::give_back(
-            inputs
-                .into_iter()
-                .chain(context.into_iter().skip(self.pinned)),
-        );
-    }
-}
+pub(crate) use crate::plugin::convert::{Handed, Reuse};
 
 /// The built-in provider's candidates for an invocation of `agent` on `inputs`, as WIT,
 /// within the agent's context budget.
@@ -374,7 +295,8 @@ impl OnDemand {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::artifact::{ArtifactId, Visibility};
+    use crate::artifact::{Artifact, ArtifactId, Visibility};
+    use crate::plugin::convert::{MAX_KEPT, artifact_to_wit};
 
     fn artifact(id: &str, payload: serde_json::Value) -> Artifact {
         Artifact {

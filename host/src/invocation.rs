@@ -6,9 +6,9 @@
 
 use crate::artifact::ArtifactId;
 use crate::name::Name;
-use crate::plugin::FaultKind;
 use crate::work::Priority;
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 crate::id::uuid_id! {
     /// An invocation's id: a UUIDv7 (see [`crate::id`]).
@@ -255,6 +255,51 @@ impl<'de> Deserialize<'de> for InvocationRecord {
 pub const DEPTH_LIMIT_REASON: &str = "cascade depth limit reached";
 /// The `error` of an invocation cancelled because its agent reached its invocation cap.
 pub const AGENT_CAP_REASON: &str = "agent invocation cap reached";
+
+/// How a plugin misbehaved, as opposed to an error it returned: the fault classes an
+/// invocation record keeps (classified in `plugin::fault`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// The instance trapped (panic, `unreachable`, stack overflow, bad memory access).
+    Trap,
+    /// The wall-clock deadline (or fuel) ran out.
+    Timeout,
+    /// The instance tried to grow memory beyond its cap.
+    Memory,
+    /// It used a capability it was not granted.
+    Denied,
+    /// It returned outputs the host refuses: not JSON, unknown type, schema violation, too many or too large.
+    InvalidOutput,
+}
+
+impl FaultKind {
+    /// All classes, in summary order.
+    pub const ALL: [FaultKind; 5] = [
+        FaultKind::Trap,
+        FaultKind::Timeout,
+        FaultKind::Memory,
+        FaultKind::Denied,
+        FaultKind::InvalidOutput,
+    ];
+
+    /// The class's name in the summary.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Trap => "trap",
+            FaultKind::Timeout => "timeout",
+            FaultKind::Memory => "memory",
+            FaultKind::Denied => "denied",
+            FaultKind::InvalidOutput => "invalid_output",
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[cfg(test)]
 mod tests {

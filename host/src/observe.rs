@@ -1,9 +1,9 @@
 //! Events the scheduler reports as a workflow runs, for progress displays and logs.
 //! Sent on an unbounded channel so reporting never slows the scheduler.
 
+use crate::invocation::FaultKind;
 use crate::invocation::InvocationId;
 use crate::name::Name;
-use crate::plugin::FaultKind;
 use serde::Serialize;
 
 /// Something that happened in a workflow.

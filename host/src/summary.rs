@@ -4,8 +4,8 @@
 use crate::blackboard::tally::Tally;
 pub use crate::blackboard::tally::{PhaseCounts, WorkCounters};
 use crate::blackboard::{Store, StoreError};
+use crate::invocation::FaultKind;
 use crate::invocation::{DEPTH_LIMIT_REASON, InvocationStatus};
-use crate::plugin::FaultKind;
 use serde::Serialize;
 use std::collections::BTreeMap;
 

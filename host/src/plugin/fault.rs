@@ -5,52 +5,8 @@
 //! not granted or returns garbage has *faulted*: its instance is discarded, nothing it
 //! returned is published, and the fault is counted by class in the run summary.
 
-use serde::{Deserialize, Serialize};
+use crate::invocation::FaultKind;
 use std::fmt;
-
-/// How a plugin misbehaved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    /// The instance trapped (panic, `unreachable`, stack overflow, bad memory access).
-    Trap,
-    /// The wall-clock deadline (or fuel) ran out.
-    Timeout,
-    /// The instance tried to grow memory beyond its cap.
-    Memory,
-    /// It used a capability it was not granted.
-    Denied,
-    /// It returned outputs the host refuses: not JSON, unknown type, schema violation, too many or too large.
-    InvalidOutput,
-}
-
-impl FaultKind {
-    /// All classes, in summary order.
-    pub const ALL: [FaultKind; 5] = [
-        FaultKind::Trap,
-        FaultKind::Timeout,
-        FaultKind::Memory,
-        FaultKind::Denied,
-        FaultKind::InvalidOutput,
-    ];
-
-    /// The class's name in the summary.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FaultKind::Trap => "trap",
-            FaultKind::Timeout => "timeout",
-            FaultKind::Memory => "memory",
-            FaultKind::Denied => "denied",
-            FaultKind::InvalidOutput => "invalid_output",
-        }
-    }
-}
-
-impl fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A classified fault with the evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]

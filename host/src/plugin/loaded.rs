@@ -467,7 +467,7 @@ impl LoadedPlugin {
         // Reaching beyond a grant faults the call, whatever the guest made of the refusal.
         if let Some(violation) = store.data_mut().violation.take() {
             return Err(Fault {
-                kind: super::FaultKind::Denied,
+                kind: crate::invocation::FaultKind::Denied,
                 message: violation,
             });
         }
@@ -512,7 +512,7 @@ impl LoadedPlugin {
                 let mut store = self.new_store(timeout, board).map_err(InvokeError::Fault)?;
                 let Pre::Agent(pre, export) = &self.pre else {
                     return Err(InvokeError::Fault(Fault {
-                        kind: super::FaultKind::Trap,
+                        kind: crate::invocation::FaultKind::Trap,
                         message: format!("plugin '{}' is not an agent", self.name),
                     }));
                 };
@@ -684,7 +684,7 @@ impl LoadedPlugin {
         let scores = flatten(result)?;
         if scores.len() != candidates.len() || scores.iter().any(|s| !(0.0..=1.0).contains(s)) {
             return Err(InvokeError::Fault(Fault {
-                kind: super::FaultKind::InvalidOutput,
+                kind: crate::invocation::FaultKind::InvalidOutput,
                 message: format!(
                     "similarity() must answer one score in 0..=1 per candidate ({}), answered {:?}",
                     candidates.len(),

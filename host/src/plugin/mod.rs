@@ -17,6 +17,6 @@ pub mod version;
 
 pub use cache::{CacheOutcome, ComponentCache};
 pub use engine::{EngineOptions, PluginEngine};
-pub use fault::{Fault, FaultKind};
+pub use fault::Fault;
 pub use loaded::{InvokeError, LoadError, LoadedPlugin};
 pub use state::{BoardAccess, ContextSource, LlmAccess};

@@ -280,13 +280,13 @@ impl log::Host for InvocationState {
 
 impl InvocationState {
     /// After a call: the context its `get` answered goes back to this thread's copies
-    /// for the next invocation (see `crate::context::Reuse`); nothing is left for the
+    /// for the next invocation (see `convert::Reuse`); nothing is left for the
     /// next call of this instance.
     pub(crate) fn done_with_context(&mut self) {
         if let ContextSource::Ready(list) = std::mem::take(&mut self.context)
             && let Ok(list) = Arc::try_unwrap(list)
         {
-            crate::context::Reuse::give_back(list);
+            super::convert::Reuse::give_back(list);
         }
     }
 

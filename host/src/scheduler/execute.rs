@@ -8,12 +8,11 @@
 use crate::artifact::{Visibility, now_ms};
 use crate::blackboard::Store;
 use crate::context;
+use crate::invocation::FaultKind;
 use crate::invocation::InvocationRecord;
 use crate::plugin::bindings::types as wit;
 use crate::plugin::convert::visibility_from_wit;
-use crate::plugin::{
-    BoardAccess, ContextSource, Fault, FaultKind, InvokeError, LlmAccess, LoadedPlugin,
-};
+use crate::plugin::{BoardAccess, ContextSource, Fault, InvokeError, LlmAccess, LoadedPlugin};
 use crate::schema::{HOST_ONLY, PREVIOUS_ATTEMPT, WORK_DISCOVERY};
 use crate::validation::{self, Refusal};
 use crate::work::Routing;

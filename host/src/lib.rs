@@ -35,6 +35,7 @@ pub mod manifest;
 mod name;
 pub mod observe;
 mod phase;
+mod placement;
 pub mod plugin;
 mod policy;
 mod routing;

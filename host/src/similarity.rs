@@ -45,10 +45,8 @@ fn fold(mut w: String) -> String {
     w
 }
 
-/// The Jaccard index of two word sets (1.0 for two empty sets): the definition the index
-/// is tested against.
-#[cfg(test)]
-fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
+/// The Jaccard index of two word sets (1.0 for two empty sets).
+pub(crate) fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 1.0;
     }
@@ -229,6 +227,11 @@ impl<K: Clone> DedupIndex<K> {
         }
         self.entry_words.extend_from_slice(&ids);
         self.entries.push((key, index_u32(self.entry_words.len())));
+    }
+
+    /// How many texts are indexed.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
     }
 
     /// The keys indexed, oldest first.

@@ -152,8 +152,10 @@ pub struct Workflow {
     pub validators: Vec<Arc<LoadedPlugin>>,
     /// The router for discoveries whose phase is `auto` or unknown (none without phases).
     pub router: Option<Router>,
-    /// The router plugin whose `similarity` replaces the built-in dedup measure.
-    pub dedup_plugin: Option<Arc<LoadedPlugin>>,
+    /// How new discoveries are scored for deduplication on the worker, when a router
+    /// plugin (`[dedup] plugin`) or an embedding model replaces the built-in measure;
+    /// `None`: the commit's lexical index decides alone.
+    pub(crate) placement: Option<Arc<dyn crate::placement::Scorer>>,
     /// The language-model host, when `[llm]`, `MURMUR_LLM_*` or a replay file configure one.
     pub llm: Option<Arc<LlmHost>>,
     /// The engine they run on.
@@ -300,13 +302,26 @@ impl Workflow {
             }
             _ => r,
         });
-        let dedup_plugin = named(&policies.dedup.plugin);
+        let placement: Option<Arc<dyn crate::placement::Scorer>> =
+            match (named(&policies.dedup.plugin), &llm) {
+                (Some(plugin), _) => Some(Arc::new(crate::placement::PluginScorer {
+                    plugin,
+                    threshold: policies.dedup.threshold,
+                })),
+                (None, Some(host)) if host.config().embedding_model.is_some() => {
+                    Some(Arc::new(crate::placement::Embedding::new(
+                        host.clone(),
+                        policies.dedup.embedding_threshold,
+                    )))
+                }
+                _ => None,
+            };
         Ok(Workflow {
             llm,
             context_providers: of_world(World::ContextProvider),
             validators: of_world(World::Validator),
             router,
-            dedup_plugin,
+            placement,
             phases: manifest.phase_map(),
             phase_context,
             manifest,

@@ -129,3 +129,58 @@ async fn dedup_can_be_turned_off() {
     assert_eq!(run.summary.work.duplicates, 0);
     assert_eq!(run.summary.agents["worker"].invocations, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_similarity_plugin_does_not_hold_up_other_agents_commits() {
+    // `ponder`'s similarity() spins, then calls the thinker's discovery a duplicate of the
+    // input discovery. Meanwhile the ticker works through its inputs on the other worker.
+    // Were the scoring done under the run's lock, no tick could commit until the
+    // discovery did: at most the one in flight would.
+    let thinker = r#"mode = "discover", discoveries = [{ description = "Plan the rollout", phase = "analysis", done_definition = "planned", discovered_by = "thinker", metadata = { spin = 1000000000 } }]"#;
+    let text = format!(
+        "[workflow]\nname = \"d\"\nlimits = {{ concurrency = 2 }}\n{PHASES_AND_NOTE}[dedup]\nplugin = \"ponder\"\n[[type]]\nname = \"Go\"\nschema = {{ type = \"object\" }}\n[[type]]\nname = \"Tick\"\nschema = {{ type = \"object\" }}\n[[plugin]]\nname = \"ponder\"\npath = \"{{plugin:ponder}}\"\nworld = \"router\"\nlimits = {{ timeout_ms = 120000 }}\n{}{}{}\n[[input]]\ntype = \"Go\"\npayload = {{}}\n{}\n[[input]]\ntype = \"Tick\"\ncount = 400\npayload = {{ n = \"{{index}}\" }}\n",
+        probe("thinker", thinker, "Go", None),
+        probe(
+            "ticker",
+            "mode = \"echo\", emit_type = \"Note\"",
+            "Tick",
+            None
+        ),
+        worker("true"),
+        discovery("Write the release notes", "analysis", ""),
+    );
+    let wf = load(&text).expect("loads");
+    let store: std::sync::Arc<dyn murmur::Store> = std::sync::Arc::new(murmur::MemoryStore::new());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let summary = murmur::Scheduler::new(std::sync::Arc::new(wf), store)
+        .with_events(tx)
+        .run()
+        .await
+        .expect("run");
+    assert_eq!(summary.status, RunStatus::Complete);
+    assert_eq!(summary.work.duplicates, 1, "ponder decided: a duplicate");
+    assert_eq!(summary.agents["ticker"].invocations, 400);
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    use murmur::observe::Event;
+    let position = |wanted: &dyn Fn(&Event) -> bool| {
+        events
+            .iter()
+            .position(wanted)
+            .expect("the thinker's events")
+    };
+    let started =
+        position(&|e| matches!(e, Event::InvocationStarted { agent, .. } if agent == "thinker"));
+    let done =
+        position(&|e| matches!(e, Event::InvocationDone { agent, .. } if agent == "thinker"));
+    let ticks_meanwhile = events[started..done]
+        .iter()
+        .filter(|e| matches!(e, Event::InvocationDone { agent, .. } if agent == "ticker"))
+        .count();
+    assert!(
+        ticks_meanwhile >= 10,
+        "only {ticks_meanwhile} ticks committed while the discovery was scored"
+    );
+}

@@ -7,7 +7,9 @@
 //!
 //! Publishing a WorkDiscovery is where the loop's bookkeeping happens: it starts a work
 //! item (inheriting recovery lineage from the work that discovered it), is checked for
-//! duplicates among the open and done work of its phase (a duplicate is recorded, raises
+//! duplicates among the open and done work of its phase (in the index; a plugin's or a
+//! model's scores were computed before the commit, see `crate::placement`, and are only
+//! re-checked here, so nothing slow runs under the run's lock; a duplicate is recorded, raises
 //! the original's priority if its own is higher, and is not scheduled), and is held
 //! `blocked` while any of its blockers is unfinished. When a work item is done, the work it
 //! blocked is released and scheduled.
@@ -17,15 +19,13 @@ use crate::blackboard::{Commit, Store, StoreError};
 use crate::invocation::{AGENT_CAP_REASON, DEPTH_LIMIT_REASON, InvocationRecord, InvocationStatus};
 use crate::name::Name;
 use crate::observe::Event;
+use crate::placement::{CANDIDATES, Candidate, Known, Placement, Target};
 use crate::plugin::convert::artifact_to_wit;
 use crate::schema::{WORK_DISCOVERY, WORKFLOW_COMPLETE, WORKFLOW_METRICS};
 use crate::similarity::DedupIndex;
 use crate::work::{Priority, Routing, WorkItem, WorkStatus};
 use crate::workflow::Workflow;
 use std::collections::HashMap;
-
-/// Candidates a similarity plugin is shown at most (the most recent of the phase).
-const PLUGIN_DEDUP_CANDIDATES: usize = 64;
 
 /// Indexes and counters the scheduler keeps across commits. All of it is derived from
 /// the store (see [`CascadeState::rebuild`]), so a resumed run rebuilds it exactly.
@@ -45,8 +45,6 @@ pub(super) struct CascadeState {
     pub recovery_spawned: u32,
     /// Whether work counts changed since the last WorkflowMetrics.
     pub metrics_dirty: bool,
-    /// Embeddings of work descriptions, by text (when an embedding model is configured).
-    pub embeddings: HashMap<String, Vec<f32>>,
 }
 
 impl CascadeState {
@@ -130,6 +128,94 @@ pub(super) struct Draft {
     pub recovery_of: Option<ArtifactId>,
     /// The payload's JSON text, when the producer's is at hand.
     pub payload_text: Option<Box<str>>,
+    /// For a WorkDiscovery scored on the worker: its placement (see `crate::placement`).
+    pub placement: Option<Checked>,
+}
+
+/// What a new work item takes from its discovery's draft besides the artifact.
+struct Lineage {
+    parent_work: Option<ArtifactId>,
+    blocked_by: Vec<ArtifactId>,
+    routing: Option<Routing>,
+    recovery_of: Option<ArtifactId>,
+    placement: Option<Checked>,
+}
+
+/// A placement with its batch's ids resolved, for the commit to re-check.
+#[derive(Debug, Default)]
+pub(super) struct Checked {
+    /// Entries in the phase's index when the candidates were read.
+    pub seen: usize,
+    /// Candidates at or above the threshold, most similar first.
+    pub ranked: Vec<(ArtifactId, f64)>,
+    /// Ids of the batch's earlier outputs, all scored already.
+    pub batch: Vec<ArtifactId>,
+}
+
+impl Checked {
+    /// `placement`, whose `Earlier(i)` targets are `earlier[i]`.
+    pub(super) fn resolve(placement: Placement, earlier: &[ArtifactId]) -> Self {
+        let ranked = placement
+            .ranked
+            .into_iter()
+            .filter_map(|(target, score)| match target {
+                Target::Known(id) => Some((id, score)),
+                Target::Earlier(i) => earlier.get(i).map(|id| (*id, score)),
+            })
+            .collect();
+        Self {
+            seen: placement.seen,
+            ranked,
+            batch: earlier.to_vec(),
+        }
+    }
+}
+
+/// The open and done work of each of `phases` a discovery may duplicate, read under the
+/// run's lock for placement outside it: per phase, the most recent
+/// [`crate::placement::CANDIDATES`] entries of its index that are still open or done.
+pub(super) fn known_work(
+    state: &CascadeState,
+    store: &dyn Store,
+    phases: &[String],
+) -> Result<HashMap<String, Known>, StoreError> {
+    let mut known = HashMap::new();
+    for phase in phases {
+        if known.contains_key(phase) {
+            continue;
+        }
+        let Some(index) = state.dedup.get(phase.as_str()) else {
+            known.insert(phase.clone(), Known::default());
+            continue;
+        };
+        let mut candidates = Vec::new();
+        for id in index.keys().rev().take(CANDIDATES * 2) {
+            let Some(work) = store.work_item(id)? else {
+                continue;
+            };
+            if !counts_for_dedup(work.status()) {
+                continue;
+            }
+            if let Some(artifact) = store.artifact(id)? {
+                candidates.push(Candidate {
+                    target: Target::Known(*id),
+                    description: work.description.to_string(),
+                    wire: artifact_to_wit(&artifact),
+                });
+            }
+            if candidates.len() == CANDIDATES {
+                break;
+            }
+        }
+        known.insert(
+            phase.clone(),
+            Known {
+                seen: index.len(),
+                candidates,
+            },
+        );
+    }
+    Ok(known)
 }
 
 impl<'a> Cascade<'a> {
@@ -198,10 +284,13 @@ impl<'a> Cascade<'a> {
         let schedule = if is_work {
             self.start_work(
                 &artifact,
-                draft.inherited_work,
-                draft.blocked_by,
-                draft.routing,
-                draft.recovery_of,
+                Lineage {
+                    parent_work: draft.inherited_work,
+                    blocked_by: draft.blocked_by,
+                    routing: draft.routing,
+                    recovery_of: draft.recovery_of,
+                    placement: draft.placement,
+                },
                 state,
             )?
         } else {
@@ -220,12 +309,16 @@ impl<'a> Cascade<'a> {
     fn start_work(
         &mut self,
         artifact: &Artifact,
-        parent_work: Option<ArtifactId>,
-        blocked_by: Vec<ArtifactId>,
-        routing: Option<Routing>,
-        recovery_of: Option<ArtifactId>,
+        lineage: Lineage,
         state: &mut CascadeState,
     ) -> Result<bool, StoreError> {
+        let Lineage {
+            parent_work,
+            blocked_by,
+            routing,
+            recovery_of,
+            placement,
+        } = lineage;
         let p = artifact.payload.parse();
         let text = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or_default();
         let id = artifact.id;
@@ -265,7 +358,7 @@ impl<'a> Cascade<'a> {
         }
 
         let schedule =
-            if let Some((original, score)) = self.find_duplicate(artifact, &item, state)? {
+            if let Some((original, score)) = self.find_duplicate(&item, placement, state)? {
                 item.mark_duplicate(original, score)?;
                 let priority = item.priority;
                 let mut raised = false;
@@ -327,11 +420,15 @@ impl<'a> Cascade<'a> {
     }
 
     /// An open or done work item of the same phase similar enough to `item`, if any.
+    ///
+    /// With a placement (scored on the worker), this only re-checks: its most similar
+    /// candidate still open or done, else work indexed since its candidates were read,
+    /// compared lexically. Without one, the lexical index decides.
     fn find_duplicate(
         &mut self,
-        artifact: &Artifact,
         item: &WorkItem,
-        state: &mut CascadeState,
+        placement: Option<Checked>,
+        state: &CascadeState,
     ) -> Result<Option<(ArtifactId, f64)>, StoreError> {
         let policy = &self.wf.manifest.policies.dedup;
         if !policy.enabled {
@@ -340,150 +437,34 @@ impl<'a> Cascade<'a> {
         let Some(index) = state.dedup.get(&item.phase) else {
             return Ok(None);
         };
-        let threshold = policy.threshold;
-        let candidates: Vec<(ArtifactId, f64)> = match &self.wf.dedup_plugin {
-            Some(plugin) => {
-                let mut ids: Vec<ArtifactId> = index
+        let lexical = index.similar(&item.description, policy.threshold);
+        let candidates = match placement {
+            None => lexical,
+            Some(placed) => {
+                let mut candidates = Vec::with_capacity(placed.ranked.len());
+                for (id, score) in placed.ranked {
+                    candidates.push((self.resolve_duplicate(id)?, score));
+                }
+                let newer: std::collections::HashSet<ArtifactId> = index
                     .keys()
-                    .rev()
-                    .take(PLUGIN_DEDUP_CANDIDATES * 2)
-                    .cloned()
+                    .skip(placed.seen)
+                    .filter(|k| !placed.batch.contains(k))
+                    .copied()
                     .collect();
-                ids.retain(|i| *i != item.id);
-                let mut pool = Vec::new();
-                for id in ids {
-                    let open_or_done = self
-                        .work_item(&id)?
-                        .is_some_and(|w| counts_for_dedup(w.status()));
-                    if !open_or_done {
-                        continue;
-                    }
-                    if let Some(a) = self.artifact(&id)? {
-                        pool.push(a);
-                    }
-                    if pool.len() == PLUGIN_DEDUP_CANDIDATES {
-                        break;
-                    }
-                }
-                if pool.is_empty() {
-                    return Ok(None);
-                }
-                let wire: Vec<_> = pool.iter().map(|a| artifact_to_wit(a)).collect();
-                match plugin.similarity(&artifact_to_wit(artifact), &wire) {
-                    Ok(scores) => {
-                        let mut found: Vec<(ArtifactId, f64)> = pool
-                            .iter()
-                            .zip(scores)
-                            .map(|(a, s)| (a.id, s as f64))
-                            .filter(|(_, s)| *s >= threshold)
-                            .collect();
-                        found.sort_by(|a, b| b.1.total_cmp(&a.1));
-                        found
-                    }
-                    Err(e) => {
-                        tracing::warn!(plugin = %plugin.name, "similarity failed ({e}); the built-in measure decides");
-                        index.similar(&item.description, threshold)
-                    }
-                }
+                candidates.extend(lexical.into_iter().filter(|(id, _)| newer.contains(id)));
+                candidates
             }
-            None => match self
-                .wf
-                .llm
-                .as_ref()
-                .filter(|h| h.config().embedding_model.is_some())
-            {
-                Some(host) => {
-                    let host = host.clone();
-                    match self.similar_by_embedding(&host, item, state) {
-                        Ok(found) => found,
-                        Err(e) => {
-                            tracing::warn!("embedding failed ({e}); the lexical measure decides");
-                            state
-                                .dedup
-                                .get(&item.phase)
-                                .map(|i| i.similar(&item.description, threshold))
-                                .unwrap_or_default()
-                        }
-                    }
-                }
-                None => index.similar(&item.description, threshold),
-            },
         };
         for (id, score) in candidates {
-            if self
-                .work_item(&id)?
-                .is_some_and(|w| counts_for_dedup(w.status()))
+            if id != item.id
+                && self
+                    .work_item(&id)?
+                    .is_some_and(|w| counts_for_dedup(w.status()))
             {
                 return Ok(Some((id, score)));
             }
         }
         Ok(None)
-    }
-
-    /// Open or done work of `item`'s phase whose description embeds close to its own
-    /// (cosine similarity at or above `[dedup] embedding_threshold`), most similar first.
-    fn similar_by_embedding(
-        &mut self,
-        host: &crate::llm::LlmHost,
-        item: &WorkItem,
-        state: &mut CascadeState,
-    ) -> Result<Vec<(ArtifactId, f64)>, String> {
-        let threshold = self.wf.manifest.policies.dedup.embedding_threshold;
-        let ids: Vec<ArtifactId> = state
-            .dedup
-            .get(&item.phase)
-            .map(|i| {
-                i.keys()
-                    .rev()
-                    .take(PLUGIN_DEDUP_CANDIDATES)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut pool = Vec::new();
-        for id in ids {
-            match self.work_item(&id).map_err(|e| e.to_string())? {
-                Some(w) if counts_for_dedup(w.status()) && w.id != item.id => {
-                    pool.push((id, w.description.clone()));
-                }
-                _ => {}
-            }
-        }
-        if pool.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut missing: Vec<String> = Vec::new();
-        if !state.embeddings.contains_key(item.description.as_str()) {
-            missing.push(item.description.to_string());
-        }
-        for (_, d) in &pool {
-            if !state.embeddings.contains_key(d.as_str()) && !missing.iter().any(|m| m == d) {
-                missing.push(d.to_string());
-            }
-        }
-        if !missing.is_empty() {
-            let vectors = host.embed(&missing).map_err(|e| e.to_string())?;
-            if vectors.len() != missing.len() {
-                return Err(format!(
-                    "{} embeddings for {} texts",
-                    vectors.len(),
-                    missing.len()
-                ));
-            }
-            state.embeddings.extend(missing.into_iter().zip(vectors));
-        }
-        let Some(me) = state.embeddings.get(item.description.as_str()) else {
-            return Ok(Vec::new());
-        };
-        let mut found: Vec<(ArtifactId, f64)> = pool
-            .iter()
-            .filter_map(|(id, d)| {
-                let score = crate::similarity::cosine(me, state.embeddings.get(d.as_str())?);
-                (score >= threshold).then_some((*id, score))
-            })
-            .collect();
-        found.sort_by(|a, b| b.1.total_cmp(&a.1));
-        Ok(found)
     }
 
     /// Raise the priority of `work`'s queued invocations.

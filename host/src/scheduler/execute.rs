@@ -36,6 +36,9 @@ pub(super) struct CheckedOutput {
     /// The payload as the plugin wrote it (kept so the next plugin gets it without
     /// re-serialising); `None` once the host changed the payload.
     pub text: Option<Box<str>>,
+    /// For a WorkDiscovery, when a plugin or an embedding model scores duplicates: its
+    /// placement, decided before the commit (see `crate::placement`).
+    pub placement: Option<Box<crate::placement::Placement>>,
 }
 
 /// Why an attempt published nothing.
@@ -315,6 +318,7 @@ fn check_outputs(
                 .unwrap_or_default(),
             routing: None,
             text: Some(out.payload.as_str().into()),
+            placement: None,
         });
     }
     Ok(checked)

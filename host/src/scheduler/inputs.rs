@@ -94,6 +94,7 @@ impl InputFeed {
                     visibility: input.visibility.clone(),
                     routing,
                     text: None,
+                    placement: None,
                 }
             })
             .collect()

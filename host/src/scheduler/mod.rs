@@ -31,7 +31,7 @@ use crate::summary::{RunStatus, RunSummary};
 use crate::validation::Refusal;
 use crate::work::{WorkItem, WorkStatus};
 use crate::workflow::Workflow;
-use cascade::{Cascade, CascadeState, Draft};
+use cascade::{Cascade, CascadeState, Checked, Draft};
 use execute::{CheckedOutput, Executed, Failure};
 use inputs::InputFeed;
 use serde_json::json;
@@ -233,7 +233,11 @@ impl Scheduler {
         state: &mut CascadeState,
         feed: &mut InputFeed,
     ) -> Result<(), RunError> {
-        let chunk = feed.next_chunk(&self.wf(), workflow_id);
+        let wf = self.wf();
+        let mut chunk = feed.next_chunk(&wf, workflow_id);
+        place(&wf, &mut chunk, |phases| {
+            cascade::known_work(state, self.store.as_ref(), phases)
+        })?;
         self.publish_chunk(workflow_id, state, chunk)
     }
 
@@ -251,8 +255,10 @@ impl Scheduler {
         let wf = self.wf();
         let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
         let plan = plan::blocking(&mut cascade, state, &inputs)?.map_err(RunError::Inputs)?;
+        let mut ids = Vec::with_capacity(inputs.len());
         for (input, planned) in inputs.into_iter().zip(plan) {
-            cascade.publish(
+            let placement = input.placement.map(|p| Checked::resolve(*p, &ids));
+            ids.push(cascade.publish(
                 Draft {
                     id: planned.id,
                     type_name: input.type_name,
@@ -262,10 +268,11 @@ impl Scheduler {
                     visibility: input.visibility,
                     routing: input.routing,
                     blocked_by: planned.blocked_by,
+                    placement,
                     ..Default::default()
                 },
                 state,
-            )?;
+            )?);
         }
         let events = cascade.commit()?;
         self.emit(workflow_id, events);
@@ -393,6 +400,7 @@ impl Scheduler {
             if watched {
                 types.push(out.type_name.clone());
             }
+            let placement = out.placement.map(|p| Checked::resolve(*p, &ids));
             let id = cascade.publish(
                 Draft {
                     id: planned.id,
@@ -408,6 +416,7 @@ impl Scheduler {
                     routing: out.routing,
                     recovery_of: None,
                     payload_text: out.text,
+                    placement,
                 },
                 state,
             )?;
@@ -795,4 +804,69 @@ impl Scheduler {
         }
         self.summary(workflow_id, status, started)
     }
+}
+
+/// Score `outputs`' WorkDiscoveries for deduplication, when the workflow's placement
+/// needs a plugin or a model: `known` reads the work they may duplicate (under the run's
+/// lock, briefly, when the caller holds none); the scoring itself holds no lock.
+fn place(
+    wf: &Workflow,
+    outputs: &mut [CheckedOutput],
+    known: impl FnOnce(
+        &[String],
+    )
+        -> Result<std::collections::HashMap<String, crate::placement::Known>, StoreError>,
+) -> Result<(), StoreError> {
+    let Some(scorer) = wf.placement.as_deref() else {
+        return Ok(());
+    };
+    let policy = &wf.manifest.policies.dedup;
+    if !policy.enabled {
+        return Ok(());
+    }
+    let mut positions = Vec::new();
+    let mut batch = Vec::new();
+    for (i, out) in outputs.iter().enumerate() {
+        if out.type_name != WORK_DISCOVERY {
+            continue;
+        }
+        let text = |k: &str| {
+            out.payload
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        positions.push(i);
+        batch.push(crate::placement::Pending {
+            phase: text("phase"),
+            description: text("description"),
+            wire: crate::plugin::bindings::types::Artifact {
+                id: String::new(),
+                type_name: WORK_DISCOVERY.into(),
+                payload: out.payload.to_string(),
+                producer: String::new(),
+                workflow_id: String::new(),
+                parent_ids: Vec::new(),
+                tags: out.tags.clone(),
+                visibility: crate::plugin::convert::visibility_to_wit(&out.visibility),
+                created_at_ms: now_ms(),
+                depth: 0,
+            },
+            position: i,
+        });
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let phases: Vec<String> = batch.iter().map(|d| d.phase.clone()).collect();
+    let known = known(&phases)?;
+    let fallback = crate::placement::Lexical {
+        threshold: policy.threshold,
+    };
+    let placements = crate::placement::place(scorer, &fallback, &batch, &known);
+    for (i, placement) in positions.into_iter().zip(placements) {
+        outputs[i].placement = Some(Box::new(placement));
+    }
+    Ok(())
 }

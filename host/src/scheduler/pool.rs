@@ -200,13 +200,24 @@ impl Scheduler {
             // The version in force now; a hot load does not change it under this call.
             let wf = self.wf();
             let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                execute::execute(&wf, &self.store, record, claimed)
+                let mut executed = execute::execute(&wf, &self.store, record, claimed);
+                // Deduplication scoring that may call a plugin or a model happens here,
+                // holding no lock; the commit below only re-checks its answer.
+                let placed = match &mut executed.result {
+                    Ok(outputs) => super::place(&wf, outputs, |phases| {
+                        let g = pool.lock();
+                        super::cascade::known_work(&g.state, self.store.as_ref(), phases)
+                    }),
+                    Err(_) => Ok(()),
+                };
+                (executed, placed)
             }));
             drop(wf);
             g = pool.lock();
             g.running -= 1;
             let executed: Executed = match out {
-                Ok(executed) => executed,
+                Ok((executed, Ok(()))) => executed,
+                Ok((_, Err(e))) => return fail(pool, &mut g, e.into()),
                 Err(p) => {
                     let message = p
                         .downcast_ref::<String>()
@@ -269,8 +280,17 @@ impl Scheduler {
     /// chunk is prepared outside the lock and committed under it.
     fn feed(&self, workflow_id: &str, pool: &Pool, mut feed: InputFeed) {
         while feed.remaining() {
-            let chunk = feed.next_chunk(&self.wf(), workflow_id);
+            let wf = self.wf();
+            let mut chunk = feed.next_chunk(&wf, workflow_id);
+            let placed = super::place(&wf, &mut chunk, |phases| {
+                let g = pool.lock();
+                super::cascade::known_work(&g.state, self.store.as_ref(), phases)
+            });
+            drop(wf);
             let mut g = pool.lock();
+            if let Err(e) = placed {
+                return fail(pool, &mut g, e.into());
+            }
             if g.done {
                 return;
             }

@@ -70,11 +70,17 @@ impl Agent {
     }
 }
 
-/// Options for loading a workflow.
-#[derive(Debug, Clone)]
+/// The runtime settings a workflow is loaded with: what the process's surroundings
+/// decide rather than the manifest. The command line builds them from its flags and its
+/// environment (`MURMUR_CACHE_DIR`, `MURMUR_LLM_*`, the variable `[llm] api_key_env`
+/// names) and hands them in; the library reads no environment variable. The default
+/// caches nothing and overrides nothing.
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Where compiled components are cached.
     pub cache: ComponentCache,
+    /// The language-model endpoint, model and key, over the manifest's `[llm]`.
+    pub llm: LlmSettings,
     /// Append every language-model exchange to this file (`--llm-record`).
     pub llm_record: Option<PathBuf>,
     /// Answer language-model requests from this file, never the network (`--llm-replay`).
@@ -84,14 +90,25 @@ pub struct LoadOptions {
     pub llm_host: Option<Arc<LlmHost>>,
 }
 
-impl Default for LoadOptions {
-    fn default() -> Self {
-        Self {
-            cache: ComponentCache::default_location(),
-            llm_record: None,
-            llm_replay: None,
-            llm_host: None,
-        }
+/// What the command line says about the language-model provider, over `[llm]`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct LlmSettings {
+    /// The API root (`MURMUR_LLM_BASE_URL`). With no `[llm]` table, setting it is enough
+    /// to configure a provider.
+    pub base_url: Option<String>,
+    /// The chat model (`MURMUR_LLM_MODEL`).
+    pub model: Option<String>,
+    /// The API key (`MURMUR_LLM_API_KEY`, else the variable `[llm] api_key_env` names).
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for LlmSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmSettings")
+            .field("base_url", &self.base_url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -369,16 +386,20 @@ fn llm_host(
     if let Some(host) = &options.llm_host {
         return Ok(Some(host.clone()));
     }
-    let env = std::env::var("MURMUR_LLM_BASE_URL").is_ok();
-    let config = match (&manifest.llm, env || options.llm_replay.is_some()) {
+    let overridden = options.llm.base_url.is_some();
+    let config = match (&manifest.llm, overridden || options.llm_replay.is_some()) {
         (Some(c), _) => c.clone(),
         (None, true) => LlmConfig::default(),
         (None, false) => return Ok(None),
     }
-    .with_env();
-    let provider: Option<Box<dyn crate::llm::Provider>> = (options.llm_replay.is_none()
-        && !config.base_url.is_empty())
-    .then(|| Box::new(crate::llm::openai::OpenAi::new(&config)) as Box<dyn crate::llm::Provider>);
+    .with_overrides(&options.llm);
+    let provider: Option<Box<dyn crate::llm::Provider>> =
+        (options.llm_replay.is_none() && !config.base_url.is_empty()).then(|| {
+            Box::new(crate::llm::openai::OpenAi::new(
+                &config,
+                options.llm.api_key.clone(),
+            )) as Box<dyn crate::llm::Provider>
+        });
     let host = LlmHost::new(
         config,
         provider,

@@ -51,6 +51,7 @@ fn serve(script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -> Fak
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().expect("clone"));
                 let mut length = 0usize;
+                let mut authorization = None;
                 let mut line = String::new();
                 loop {
                     line.clear();
@@ -60,10 +61,17 @@ fn serve(script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -> Fak
                     if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                         length = v.trim().parse().unwrap_or(0);
                     }
+                    if line.to_ascii_lowercase().starts_with("authorization:") {
+                        authorization = Some(line["authorization:".len()..].trim().to_string());
+                    }
                 }
                 let mut body = vec![0u8; length];
                 let _ = reader.read_exact(&mut body);
-                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let mut body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                // The recorded request keeps the header the host sent, for the key's tests.
+                if let (Some(a), Some(obj)) = (authorization, body.as_object_mut()) {
+                    obj.insert("_authorization".into(), Value::String(a));
+                }
                 let n = {
                     let mut r = seen.lock().expect("lock");
                     r.push(body.clone());
@@ -530,5 +538,43 @@ fn murmur_run_with_murmur_llm_base_url_completes_the_llm_example_with_its_branch
     assert!(
         requests.iter().all(|r| r["model"] == "scripted"),
         "the environment overrides the manifest"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_model_and_key_come_from_the_settings_handed_in() {
+    let server = serve(|_, _| ok(ANALYSIS, 10));
+    // The manifest names an endpoint nothing listens on and another model: the settings
+    // the command line hands in win, and the key reaches the server.
+    let text = workflow("http://127.0.0.1:9/v1", "", "", 1);
+    let wf = murmur::Workflow::from_manifest(
+        murmur::Manifest::parse(std::path::Path::new("settings.toml"), &expand(&text))
+            .expect("parse"),
+        murmur::LoadOptions {
+            llm: murmur::workflow::LlmSettings {
+                base_url: Some(server.url.clone()),
+                model: Some("settings-model".into()),
+                api_key: Some("k-settings".into()),
+            },
+            ..options()
+        },
+    )
+    .expect("load");
+    let run = run_workflow(wf).await;
+    assert_eq!(run.summary.status, RunStatus::Complete);
+    let requests = server.requests.lock().expect("lock").clone();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["model"], "settings-model");
+    assert_eq!(requests[0]["_authorization"], "Bearer k-settings");
+    let debug = format!(
+        "{:?}",
+        murmur::workflow::LlmSettings {
+            api_key: Some("k-settings".into()),
+            ..Default::default()
+        }
+    );
+    assert!(
+        !debug.contains("k-settings"),
+        "the key is redacted: {debug}"
     );
 }

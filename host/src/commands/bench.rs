@@ -3,7 +3,6 @@
 use super::store::StoreSpec;
 use anyhow::{Context, Result};
 use murmur::bench::{Agents, CascadeFigures};
-use murmur::workflow::LoadOptions;
 use std::path::PathBuf;
 
 /// Measure the engine on a workload.
@@ -70,7 +69,7 @@ impl BenchCommand {
             &manifest,
             n,
             Agents::from_flags(native, fresh),
-            LoadOptions::default(),
+            super::settings::load_options(None),
             store.open()?,
         ))?;
         if json {

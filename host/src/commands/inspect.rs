@@ -1,7 +1,6 @@
 //! `murmur inspect`: what a plugin component is.
 
 use anyhow::Result;
-use murmur::plugin::ComponentCache;
 use std::path::PathBuf;
 
 /// What a plugin component is: world, API version, imports (the grants it needs),
@@ -17,7 +16,7 @@ pub(crate) struct InspectCommand {
 
 impl InspectCommand {
     pub(crate) fn execute(self) -> Result<i32> {
-        let report = murmur::inspect::inspect(&self.plugin, ComponentCache::default_location())?;
+        let report = murmur::inspect::inspect(&self.plugin, super::settings::cache())?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {

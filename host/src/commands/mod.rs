@@ -10,6 +10,7 @@ mod new;
 mod report;
 mod resume;
 mod run;
+mod settings;
 mod status;
 mod store;
 

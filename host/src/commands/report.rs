@@ -53,7 +53,7 @@ pub(crate) fn report(
                 wf.manifest.clone(),
                 LoadOptions {
                     llm_host: wf.llm.clone(),
-                    ..Default::default()
+                    ..super::settings::load_options(Some(&wf.manifest))
                 },
                 reload_tx,
             )

@@ -4,7 +4,7 @@ use super::report::{Reporting, report};
 use super::store::{StoreSpec, open_run};
 use anyhow::{Result, bail};
 use murmur::manifest::Manifest;
-use murmur::workflow::{LoadOptions, Workflow};
+use murmur::workflow::Workflow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -31,7 +31,8 @@ impl ResumeCommand {
         // The run goes on with the manifest it started with, and the same plugin files.
         let path = PathBuf::from(&record.manifest_path);
         let manifest = Manifest::parse(&path, &record.manifest_text)?;
-        let wf = Workflow::from_manifest(manifest, LoadOptions::default())?;
+        let options = super::settings::load_options(Some(&manifest));
+        let wf = Workflow::from_manifest(manifest, options)?;
         for used in &record.plugins {
             match wf.plugins.iter().find(|p| *p.name == *used.name) {
                 Some(p) if p.sha256 == used.sha256 => {}

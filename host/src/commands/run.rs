@@ -1,8 +1,10 @@
 //! `murmur run`: run a workflow until it is idle.
 
 use super::report::{Reporting, report};
+use super::settings;
 use super::store::StoreSpec;
 use anyhow::Result;
+use murmur::manifest::Manifest;
 use murmur::workflow::{LoadOptions, Workflow};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,13 +42,14 @@ impl RunCommand {
         let store = self
             .store
             .unwrap_or_else(|| StoreSpec::beside(&self.manifest));
+        let loaded = Instant::now();
+        let manifest = Manifest::load(&self.manifest)?;
         let options = LoadOptions {
             llm_record: self.llm_record,
             llm_replay: self.llm_replay,
-            ..Default::default()
+            ..settings::load_options(Some(&manifest))
         };
-        let loaded = Instant::now();
-        let wf = Arc::new(Workflow::load(&self.manifest, options)?);
+        let wf = Arc::new(Workflow::from_manifest(manifest, options)?);
         let store = store.open()?;
         if !self.quiet {
             eprintln!(

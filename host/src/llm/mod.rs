@@ -2,8 +2,9 @@
 //!
 //! Plugins never hold keys or sockets: a plugin granted `llm` calls the WIT `llm`
 //! interface, and the host makes the request — to any OpenAI-compatible server (OpenAI,
-//! Ollama, vLLM, llama.cpp's server, LM Studio) configured in the manifest's `[llm]` table
-//! and overridden by `MURMUR_LLM_BASE_URL`, `MURMUR_LLM_MODEL` and `MURMUR_LLM_API_KEY`.
+//! Ollama, vLLM, llama.cpp's server, LM Studio) configured in the manifest's `[llm]` table,
+//! with the endpoint, model and key the command line hands in (`LlmSettings`, from
+//! `MURMUR_LLM_*` and `api_key_env`: the library reads no environment variable).
 //! Around every call the host enforces, in order: the token budgets (per workflow and per
 //! agent, checked *before* the call, so a run ends `budget_exhausted` instead of
 //! overspending), the response cache and replay file (an identical request is never paid
@@ -28,14 +29,15 @@ use thiserror::Error;
 #[serde(deny_unknown_fields)]
 pub struct LlmConfig {
     /// The OpenAI-compatible API root, e.g. `https://api.openai.com/v1` or
-    /// `http://localhost:11434/v1` (Ollama). `MURMUR_LLM_BASE_URL` overrides it.
+    /// `http://localhost:11434/v1` (Ollama). The command line's `MURMUR_LLM_BASE_URL`
+    /// overrides it.
     #[serde(default)]
     pub base_url: String,
-    /// The chat model. `MURMUR_LLM_MODEL` overrides it.
+    /// The chat model. The command line's `MURMUR_LLM_MODEL` overrides it.
     #[serde(default)]
     pub model: String,
-    /// The *name* of the environment variable holding the API key (never the key itself).
-    /// `MURMUR_LLM_API_KEY` is used when set.
+    /// The *name* of the environment variable holding the API key (never the key itself),
+    /// which the command line reads; `MURMUR_LLM_API_KEY` is used when set.
     #[serde(default)]
     pub api_key_env: Option<String>,
     /// The embedding model, if embeddings are wanted.
@@ -108,24 +110,15 @@ fn default_concurrency() -> usize {
 }
 
 impl LlmConfig {
-    /// Apply the `MURMUR_LLM_*` environment overrides.
-    pub fn with_env(mut self) -> Self {
-        if let Ok(v) = std::env::var("MURMUR_LLM_BASE_URL") {
-            self.base_url = v;
+    /// `[llm]` with the endpoint and model the command line chose over the manifest's.
+    pub fn with_overrides(mut self, settings: &crate::workflow::LlmSettings) -> Self {
+        if let Some(v) = &settings.base_url {
+            self.base_url = v.clone();
         }
-        if let Ok(v) = std::env::var("MURMUR_LLM_MODEL") {
-            self.model = v;
+        if let Some(v) = &settings.model {
+            self.model = v.clone();
         }
         self
-    }
-
-    /// The API key: `MURMUR_LLM_API_KEY`, else the variable `api_key_env` names.
-    pub fn api_key(&self) -> Option<String> {
-        std::env::var("MURMUR_LLM_API_KEY").ok().or_else(|| {
-            self.api_key_env
-                .as_ref()
-                .and_then(|name| std::env::var(name).ok())
-        })
     }
 }
 

@@ -17,8 +17,8 @@ pub(crate) struct OpenAi {
 }
 
 impl OpenAi {
-    /// A provider for `config` (its base URL, key, timeout and retry policy).
-    pub(crate) fn new(config: &LlmConfig) -> Self {
+    /// A provider for `config` (its base URL, timeout and retry policy) with `api_key`.
+    pub(crate) fn new(config: &LlmConfig, api_key: Option<String>) -> Self {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_millis(config.timeout_ms)))
             .http_status_as_error(false)
@@ -26,7 +26,7 @@ impl OpenAi {
             .into();
         Self {
             base_url: config.base_url.trim_end_matches('/').to_string(),
-            api_key: config.api_key(),
+            api_key,
             agent,
             max_retries: config.max_retries,
             backoff: Duration::from_millis(config.backoff_ms),

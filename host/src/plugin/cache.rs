@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// A directory of precompiled components.
-#[derive(Debug, Clone)]
+/// A directory of precompiled components (the default: none, nothing cached).
+#[derive(Debug, Clone, Default)]
 pub struct ComponentCache {
     dir: Option<PathBuf>,
 }
@@ -46,21 +46,6 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl ComponentCache {
-    /// The default location: `$MURMUR_CACHE_DIR`, else `$XDG_CACHE_HOME/murmur/components`,
-    /// else `$HOME/.cache/murmur/components`; disabled if none can be determined.
-    pub fn default_location() -> Self {
-        let dir = std::env::var_os("MURMUR_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("XDG_CACHE_HOME")
-                    .map(|d| PathBuf::from(d).join("murmur/components"))
-            })
-            .or_else(|| {
-                std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/murmur/components"))
-            });
-        Self { dir }
-    }
-
     /// A cache in `dir`.
     pub fn at(dir: impl Into<PathBuf>) -> Self {
         Self {

@@ -37,7 +37,7 @@ impl Default for EngineOptions {
         Self {
             max_instances: 64,
             max_memory_bytes: 64 << 20,
-            cache: ComponentCache::default_location(),
+            cache: ComponentCache::disabled(),
             fuel: false,
         }
     }

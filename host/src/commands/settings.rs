@@ -1,0 +1,50 @@
+//! Runtime settings from the process's environment: the one place `murmur` reads
+//! `MURMUR_CACHE_DIR` (else `XDG_CACHE_HOME`, else `HOME`), `MURMUR_LLM_BASE_URL`,
+//! `MURMUR_LLM_MODEL`, `MURMUR_LLM_API_KEY` and the variable a manifest's
+//! `[llm] api_key_env` names. The library is handed the result and reads no variable.
+
+use murmur::manifest::Manifest;
+use murmur::plugin::ComponentCache;
+use murmur::workflow::{LlmSettings, LoadOptions};
+use std::path::PathBuf;
+
+/// The compiled-component cache: `$MURMUR_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/murmur/components`, else `$HOME/.cache/murmur/components`; none if
+/// none of them is set.
+pub(crate) fn cache() -> ComponentCache {
+    let dir = std::env::var_os("MURMUR_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("murmur/components"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/murmur/components"))
+        });
+    match dir {
+        Some(dir) => ComponentCache::at(dir),
+        None => ComponentCache::disabled(),
+    }
+}
+
+/// The language-model settings for `manifest` (its `[llm] api_key_env` names where the
+/// key is, unless `MURMUR_LLM_API_KEY` is set).
+pub(crate) fn llm(manifest: Option<&Manifest>) -> LlmSettings {
+    let var = |name: &str| std::env::var(name).ok();
+    let named = manifest
+        .and_then(|m| m.llm.as_ref())
+        .and_then(|l| l.api_key_env.as_deref());
+    LlmSettings {
+        base_url: var("MURMUR_LLM_BASE_URL"),
+        model: var("MURMUR_LLM_MODEL"),
+        api_key: var("MURMUR_LLM_API_KEY").or_else(|| named.and_then(var)),
+    }
+}
+
+/// Everything a workflow loaded from `manifest` is handed.
+pub(crate) fn load_options(manifest: Option<&Manifest>) -> LoadOptions {
+    LoadOptions {
+        cache: cache(),
+        llm: llm(manifest),
+        ..LoadOptions::default()
+    }
+}

@@ -2,7 +2,8 @@
 //! the API version it was built against, what it imports (and so which `grants` it
 //! needs), and what its `describe()` says.
 
-use crate::manifest::{CAPABILITIES, PluginDecl, PluginLimits, World};
+use crate::manifest::{PluginDecl, PluginLimits};
+use crate::plugin::shape::Shape;
 use crate::plugin::{ComponentCache, EngineOptions, LoadedPlugin, PluginEngine};
 use serde::Serialize;
 use std::path::Path;
@@ -63,44 +64,20 @@ pub fn inspect(path: &Path, cache: ComponentCache) -> Result<Report, InspectErro
     })
     .map_err(|e| err(format!("cannot start the engine: {e:#}")))?;
     let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let component = wasmtime::component::Component::new(engine.engine(), &bytes)
+    // Through the compiled-component cache: the load below finds it there.
+    let sha = crate::plugin::cache::sha256_hex(&bytes);
+    let (component, _) = engine
+        .cache
+        .load(engine.engine(), &bytes, &sha)
         .map_err(|e| err(format!("not a WebAssembly component: {e:#}")))?;
-    let ty = component.component_type();
-    let imports: Vec<String> = ty
-        .imports(engine.engine())
-        .map(|(n, _)| n.to_string())
-        .collect();
-    let exports: Vec<String> = ty
-        .exports(engine.engine())
-        .map(|(n, _)| n.to_string())
-        .collect();
-    let world = [
-        World::Agent,
-        World::Validator,
-        World::Router,
-        World::ContextProvider,
-    ]
-    .into_iter()
-    .find(|w| {
-        exports
-            .iter()
-            .any(|e| e.starts_with(&format!("murmur:plugin/{}@", w.export_interface())))
-    })
-    .ok_or_else(|| {
+    let shape = Shape::read(engine.engine(), &component);
+    let world = shape.world().ok_or_else(|| {
         err(format!(
             "exports no murmur:plugin world (exports: {})",
-            exports.join(", ")
+            shape.exports.join(", ")
         ))
     })?;
-    let needs_grants: Vec<String> = CAPABILITIES
-        .iter()
-        .filter(|c| {
-            imports
-                .iter()
-                .any(|i| i.starts_with(&format!("murmur:plugin/{c}@")))
-        })
-        .map(|c| c.to_string())
-        .collect();
+    let needs_grants = shape.needs();
     let decl = PluginDecl {
         name: path
             .file_stem()
@@ -130,9 +107,9 @@ pub fn inspect(path: &Path, cache: ComponentCache) -> Result<Report, InspectErro
         sha256: loaded.sha256.clone(),
         world: world.to_string(),
         api_version: info.api_version.clone(),
-        imports,
-        needs_grants,
-        exports,
+        needs_grants: needs_grants.iter().map(|c| c.to_string()).collect(),
+        imports: shape.imports,
+        exports: shape.exports,
         name: info.name.clone(),
         version: info.version.clone(),
         description: info.description.clone(),

@@ -13,7 +13,7 @@ use crate::policy::{
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::fmt;
+
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,8 +43,7 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-/// Host capabilities a manifest can grant (`log` is always granted).
-pub const CAPABILITIES: &[&str] = &["blackboard", "kv", "llm"];
+pub use crate::plugin::Capability;
 
 /// An error at byte `span` of `text`, read from `file`.
 fn locate(file: &Path, text: &str, span: Range<usize>, message: String) -> ManifestError {
@@ -69,46 +68,7 @@ fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result
     })
 }
 
-/// The plugin worlds of the WIT contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum World {
-    /// Consumes artifacts, returns outputs.
-    Agent,
-    /// Chooses an invocation's context.
-    ContextProvider,
-    /// Assigns phases to discoveries.
-    Router,
-    /// Accepts or rejects outputs before publication.
-    Validator,
-}
-
-impl World {
-    /// The world's name in the WIT package.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            World::Agent => "agent",
-            World::ContextProvider => "context-provider",
-            World::Router => "router",
-            World::Validator => "validator",
-        }
-    }
-    /// The interface the world exports.
-    pub fn export_interface(self) -> &'static str {
-        match self {
-            World::Agent => "agent-api",
-            World::ContextProvider => "context-provider-api",
-            World::Router => "router-api",
-            World::Validator => "validator-api",
-        }
-    }
-}
-
-impl fmt::Display for World {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::plugin::World;
 
 /// A parsed manifest, with paths resolved.
 #[derive(Debug, Clone)]
@@ -281,7 +241,7 @@ pub struct PluginDecl {
     pub tenant: Option<String>,
     /// Host capabilities granted beyond `log` (`blackboard`, `llm`). A plugin whose
     /// component imports an interface not granted here is refused at load.
-    pub grants: Vec<String>,
+    pub grants: Vec<Capability>,
     /// Directories a WASI guest may read, as (guest path, host directory); read-only.
     pub read_dirs: Vec<(String, PathBuf)>,
     /// An agent's own context budget over the workflow's `[context]`.
@@ -545,19 +505,15 @@ fn convert_parts(
                 format!("plugin '{name}' is declared twice"),
             ));
         }
-        let world = match p.world.get_ref().as_str() {
-            "agent" => World::Agent,
-            "context-provider" => World::ContextProvider,
-            "router" => World::Router,
-            "validator" => World::Validator,
-            other => {
-                return Err(at(
-                    p.world.span(),
-                    format!(
-                        "plugin '{name}': unknown world '{other}' (expected agent, context-provider, router or validator)"
-                    ),
-                ));
-            }
+        let Some(world) = World::parse(p.world.get_ref()) else {
+            return Err(at(
+                p.world.span(),
+                format!(
+                    "plugin '{name}': unknown world '{}' (expected {})",
+                    p.world.get_ref(),
+                    World::choices()
+                ),
+            ));
         };
         if let Some(sha) = &p.sha256 {
             let ok =
@@ -611,16 +567,20 @@ fn convert_parts(
             Some(g) => {
                 let span = g.span();
                 let g = g.into_inner();
-                if let Some(bad) = g.iter().find(|c| !CAPABILITIES.contains(&c.as_str())) {
-                    return Err(at(
-                        span,
-                        format!(
-                            "plugin '{name}': unknown capability '{bad}' in grants (known: {}; `log` is always granted)",
-                            CAPABILITIES.join(", ")
-                        ),
-                    ));
+                let mut grants = Vec::with_capacity(g.len());
+                for c in &g {
+                    let Some(capability) = Capability::parse(c) else {
+                        return Err(at(
+                            span,
+                            format!(
+                                "plugin '{name}': unknown capability '{c}' in grants (known: {}; `log` is always granted)",
+                                Capability::choices()
+                            ),
+                        ));
+                    };
+                    grants.push(capability);
                 }
-                g
+                grants
             }
             None => Vec::new(),
         };

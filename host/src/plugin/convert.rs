@@ -4,6 +4,16 @@ use super::bindings::types as wit;
 use crate::artifact::{Artifact, Visibility};
 use crate::phase::Phase;
 
+/// The `plugin-kind` a plugin of `world` describes itself as.
+pub fn kind_to_wit(world: super::World) -> wit::PluginKind {
+    match world {
+        super::World::Agent => wit::PluginKind::Agent,
+        super::World::Validator => wit::PluginKind::Validator,
+        super::World::Router => wit::PluginKind::Router,
+        super::World::ContextProvider => wit::PluginKind::ContextProvider,
+    }
+}
+
 /// A host visibility as WIT.
 pub fn visibility_to_wit(v: &Visibility) -> wit::Visibility {
     match v {

@@ -7,11 +7,14 @@
 use super::bindings::types::{self as wit, PluginKind};
 use super::bindings::{agent, context_provider, router, validator};
 use super::cache::{CacheOutcome, sha256_hex};
+use super::capability::Capability;
 use super::engine::{EPOCH_TICK, PluginEngine};
 use super::fault::{Fault, classify};
+use super::shape::Shape;
 use super::state::{BoardAccess, ContextSource, InvocationState};
 use super::version;
-use crate::manifest::{PluginDecl, PluginLimits, World};
+use super::world::World;
+use crate::manifest::{PluginDecl, PluginLimits};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +79,7 @@ pub enum LoadError {
         /// The import.
         import: String,
         /// The capability (manifest `grants` entry) that would allow it.
-        capability: String,
+        capability: Capability,
     },
     /// Imports something the host does not provide.
     #[error("plugin '{plugin}': cannot be linked: {message}")]
@@ -198,7 +201,7 @@ pub struct LoadedPlugin {
     /// Tenant (visibility).
     pub tenant: Option<String>,
     /// Capabilities granted beyond `log`.
-    pub grants: Vec<String>,
+    pub grants: Vec<Capability>,
     /// An agent that reads its context on demand (`describe()` lists the capability
     /// `context`): it is handed no context, and the host chooses it only if the agent
     /// asks through the `context` import.
@@ -270,32 +273,27 @@ impl LoadedPlugin {
                 path: decl.path.clone(),
                 message: format!("{e:#}"),
             })?;
-        version::check(&host.engine, &component, decl.world).map_err(|message| {
-            LoadError::Incompatible {
+        let shape = Shape::read(&host.engine, &component);
+        shape
+            .check(decl.world)
+            .map_err(|message| LoadError::Incompatible {
                 plugin: plugin.clone(),
                 path: decl.path.clone(),
                 message,
-            }
-        })?;
+            })?;
         // Capabilities by omission: every host interface beyond `log` and `context` must
         // be granted.
-        let mut imports_context = false;
-        for (import, _) in component.component_type().imports(&host.engine) {
-            let Some(rest) = import.strip_prefix("murmur:plugin/") else {
-                continue;
-            };
-            let iface = rest.split('@').next().unwrap_or(rest);
-            imports_context |= iface == "context";
-            if crate::manifest::CAPABILITIES.contains(&iface)
-                && !decl.grants.iter().any(|g| g == iface)
-            {
-                return Err(LoadError::NotGranted {
-                    plugin: plugin.clone(),
-                    import: import.to_string(),
-                    capability: iface.to_string(),
-                });
-            }
+        if let Some(missing) = shape.needs().into_iter().find(|c| !decl.grants.contains(c)) {
+            return Err(LoadError::NotGranted {
+                plugin: plugin.clone(),
+                import: shape
+                    .import_needing(missing)
+                    .unwrap_or_default()
+                    .to_string(),
+                capability: missing,
+            });
         }
+        let imports_context = shape.imports_context();
         let link = |e: wasmtime::Error| LoadError::Link {
             plugin: plugin.clone(),
             message: format!("{e:#}"),
@@ -349,13 +347,7 @@ impl LoadedPlugin {
             plugin: plugin.clone(),
             message: f.to_string(),
         })?;
-        let expected_kind = match decl.world {
-            World::Agent => PluginKind::Agent,
-            World::Validator => PluginKind::Validator,
-            World::Router => PluginKind::Router,
-            World::ContextProvider => PluginKind::ContextProvider,
-        };
-        if info.kind != expected_kind {
+        if info.kind != super::convert::kind_to_wit(decl.world) {
             return Err(LoadError::Describe {
                 plugin,
                 message: format!(
@@ -640,8 +632,8 @@ impl std::fmt::Display for InvokeError {
 
 impl LoadedPlugin {
     /// Whether the manifest grants it `capability`.
-    pub fn granted(&self, capability: &str) -> bool {
-        self.grants.iter().any(|g| g == capability)
+    pub fn granted(&self, capability: Capability) -> bool {
+        self.grants.contains(&capability)
     }
 
     /// Call a router's `route()`.

@@ -6,6 +6,7 @@
 
 use super::bindings::types::{self, HostError, Level};
 use super::bindings::{blackboard, kv, llm, log};
+use super::capability::Capability;
 use super::convert;
 use crate::artifact::{ArtifactId, Viewer};
 use crate::blackboard::{ArtifactQuery, Store};
@@ -96,8 +97,11 @@ impl BoardAccess {
         workflow_id: &str,
         plugin: &super::LoadedPlugin,
     ) -> Option<Self> {
-        let (read, kv) = (plugin.granted("blackboard"), plugin.granted("kv"));
-        (read || kv || plugin.granted("llm")).then(|| BoardAccess {
+        let (read, kv) = (
+            plugin.granted(Capability::Blackboard),
+            plugin.granted(Capability::Kv),
+        );
+        (read || kv || plugin.granted(Capability::Llm)).then(|| BoardAccess {
             store: store.clone(),
             workflow_id: workflow_id.to_string(),
             labels: plugin.labels.clone(),

@@ -185,7 +185,7 @@ fn run(
     let board = |p: &LoadedPlugin| {
         let mut access = BoardAccess::granted(store, &record.workflow_id, p);
         if let (Some(a), Some(host)) = (access.as_mut(), &wf.llm)
-            && p.granted("llm")
+            && p.granted(crate::plugin::Capability::Llm)
         {
             a.llm = Some(LlmAccess {
                 host: host.clone(),

@@ -39,6 +39,7 @@ mod placement;
 pub mod plugin;
 mod policy;
 mod routing;
+pub mod run;
 pub mod scaffold;
 pub mod scheduler;
 mod schema;

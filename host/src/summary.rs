@@ -6,48 +6,9 @@ pub use crate::blackboard::tally::{PhaseCounts, WorkCounters};
 use crate::blackboard::{Store, StoreError};
 use crate::invocation::FaultKind;
 use crate::invocation::{DEPTH_LIMIT_REASON, InvocationStatus};
+pub use crate::run::RunStatus;
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// Idle with no open work.
-    Complete,
-    /// Idle with open work that nothing can advance.
-    Stalled,
-    /// The host itself failed.
-    Failed,
-    /// A budget ran out first.
-    BudgetExhausted,
-    /// Not ended: running now, or interrupted (see `murmur resume`). Only `status` says this.
-    Running,
-}
-
-impl RunStatus {
-    /// The status as the summary and the store spell it (`complete`, `budget_exhausted`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Complete => "complete",
-            RunStatus::Stalled => "stalled",
-            RunStatus::Failed => "failed",
-            RunStatus::BudgetExhausted => "budget_exhausted",
-            RunStatus::Running => "running",
-        }
-    }
-
-    /// The status a store recorded (`running` and anything unknown read as `Running`).
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "complete" => RunStatus::Complete,
-            "stalled" => RunStatus::Stalled,
-            "budget_exhausted" => RunStatus::BudgetExhausted,
-            "failed" => RunStatus::Failed,
-            _ => RunStatus::Running,
-        }
-    }
-}
 
 /// Invocation counts of one agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

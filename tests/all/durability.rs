@@ -182,7 +182,10 @@ fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_du
         }
         let was_running = SqliteStore::open(&db)
             .and_then(|s| s.runs())
-            .map(|r| r.first().is_some_and(|r| r.status == "running"))
+            .map(|r| {
+                r.first()
+                    .is_some_and(|r| r.status == murmur::RunStatus::Running)
+            })
             .unwrap_or(false);
         interrupted += usize::from(was_running);
         let out = resume(&db);

@@ -39,7 +39,7 @@ pub struct RunRecord {
     /// Every plugin version the run used.
     pub plugins: Vec<PluginVersion>,
     /// `running` until the run ends, then its final status.
-    pub status: String,
+    pub status: crate::run::RunStatus,
     /// When it started (ms since the Unix epoch).
     pub started_at_ms: u64,
     /// When it last ended, if it has.

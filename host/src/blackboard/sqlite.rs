@@ -524,7 +524,7 @@ fn write_batch(
                     tx.execute(
                         "INSERT INTO runs (workflow_id, started_at_ms, status, data) VALUES (?1, ?2, ?3, ?4)
                          ON CONFLICT (workflow_id) DO UPDATE SET status = excluded.status, data = excluded.data",
-                        params![r.workflow_id, r.started_at_ms as i64, r.status, json(&r)?],
+                        params![r.workflow_id, r.started_at_ms as i64, r.status.as_str(), json(&r)?],
                     )?;
                     for p in &r.plugins {
                         tx.execute(

@@ -6,7 +6,7 @@ use anyhow::Result;
 use murmur::artifact::now_ms;
 use murmur::invocation::InvocationStatus;
 use murmur::manifest::Manifest;
-use murmur::summary::{RunStatus, RunSummary};
+use murmur::summary::RunSummary;
 use std::path::Path;
 
 /// Where a run stands: per phase, per agent, open and blocked work.
@@ -26,7 +26,7 @@ pub(crate) struct StatusCommand {
 impl StatusCommand {
     pub(crate) fn execute(self) -> Result<i32> {
         let (store, record) = open_run(&self.store, self.workflow.as_deref())?;
-        let status = RunStatus::parse(&record.status);
+        let status = record.status;
         let phases = Manifest::parse(Path::new(&record.manifest_path), &record.manifest_text)
             .map(|m| m.phases.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
             .unwrap_or_default();

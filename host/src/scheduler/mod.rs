@@ -151,7 +151,7 @@ impl Scheduler {
                     sha256: p.sha256.clone(),
                 })
                 .collect(),
-            status: "running".into(),
+            status: RunStatus::Running,
             started_at_ms: now_ms(),
             finished_at_ms: None,
             summary: None,
@@ -177,9 +177,9 @@ impl Scheduler {
     pub async fn resume(&self, mut record: RunRecord) -> Result<RunSummary, RunError> {
         let started = Instant::now();
         let workflow_id = record.workflow_id.clone();
-        if record.status != "running" {
+        if record.status != RunStatus::Running {
             // It ended; resuming changes nothing.
-            return self.summary(&workflow_id, RunStatus::parse(&record.status), started);
+            return self.summary(&workflow_id, record.status, started);
         }
         let requeued = self.store.requeue_running(&workflow_id)?;
         if requeued > 0 {
@@ -187,7 +187,7 @@ impl Scheduler {
                 "resuming {workflow_id}: {requeued} interrupted invocation(s) queued again"
             );
         }
-        record.status = "running".into();
+        record.status = RunStatus::Running;
         record.finished_at_ms = None;
         self.store.save_run(&record)?;
         let mut state = CascadeState::rebuild(self.store.as_ref(), &workflow_id)?;
@@ -342,7 +342,7 @@ impl Scheduler {
         let budget_hit = shared.budget_hit;
         let mut summary = self.finish(workflow_id, budget_hit, started)?;
         summary.llm = self.wf().llm.as_ref().map(|l| l.usage());
-        run.status = summary.status.as_str().to_string();
+        run.status = summary.status;
         run.finished_at_ms = Some(now_ms());
         run.summary = serde_json::to_value(&summary).ok();
         self.store.save_run(run)?;

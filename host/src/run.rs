@@ -1,0 +1,63 @@
+//! A run's status: where a run stands in the store, and how it ended.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Idle with no open work.
+    Complete,
+    /// Idle with open work that nothing can advance.
+    Stalled,
+    /// The host itself failed.
+    Failed,
+    /// A budget ran out first.
+    BudgetExhausted,
+    /// Not ended: running now, or interrupted (see `murmur resume`). Only `status` says
+    /// this. A store's status this build does not know reads as this.
+    #[serde(other)]
+    Running,
+}
+
+impl RunStatus {
+    /// The status as the summary and the store spell it (`complete`, `budget_exhausted`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Complete => "complete",
+            RunStatus::Stalled => "stalled",
+            RunStatus::Failed => "failed",
+            RunStatus::BudgetExhausted => "budget_exhausted",
+            RunStatus::Running => "running",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunStatus;
+
+    #[test]
+    fn a_status_reads_back_as_stored_and_an_unknown_one_as_running() {
+        for s in [
+            RunStatus::Complete,
+            RunStatus::Stalled,
+            RunStatus::Failed,
+            RunStatus::BudgetExhausted,
+            RunStatus::Running,
+        ] {
+            let json = serde_json::to_string(&s).expect("json");
+            assert_eq!(json, format!("\"{}\"", s.as_str()));
+            assert_eq!(serde_json::from_str::<RunStatus>(&json).expect("back"), s);
+        }
+        let later: RunStatus = serde_json::from_str("\"paused\"").expect("read");
+        assert_eq!(later, RunStatus::Running);
+    }
+}

@@ -4,8 +4,7 @@ use serde::Deserialize;
 use std::fmt;
 
 /// The plugin worlds of the WIT contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum World {
     /// Consumes artifacts, returns outputs.
     Agent,
@@ -59,6 +58,19 @@ impl World {
             names[..names.len() - 1].join(", "),
             names[names.len() - 1]
         )
+    }
+}
+
+impl<'de> Deserialize<'de> for World {
+    /// A manifest's `world = "..."`; anything else is refused naming the choices.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        World::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown world '{name}' (expected {})",
+                World::choices()
+            ))
+        })
     }
 }
 

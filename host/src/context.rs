@@ -131,7 +131,7 @@ fn choose(
 
 /// Run the context-provider plugins over `chosen`, in manifest order.
 pub(crate) fn provide(
-    providers: &[Arc<LoadedPlugin>],
+    providers: &[crate::plugin::ContextProvider],
     board: impl Fn(&LoadedPlugin) -> Option<BoardAccess>,
     invocation: &wit::Invocation,
     mut chosen: Vec<wit::Artifact>,

@@ -22,7 +22,6 @@
 
 use crate::artifact::ArtifactId;
 use crate::llm::LlmHost;
-use crate::plugin::LoadedPlugin;
 use crate::plugin::bindings::types as wit;
 use crate::similarity::{cosine, jaccard, words};
 use std::collections::HashMap;
@@ -120,7 +119,7 @@ impl Scorer for Lexical {
 /// `[dedup] plugin`: a router's `similarity()`.
 pub(crate) struct PluginScorer {
     /// The router.
-    pub(crate) plugin: Arc<LoadedPlugin>,
+    pub(crate) plugin: crate::plugin::Router,
     /// `[dedup] threshold`.
     pub(crate) threshold: f64,
 }

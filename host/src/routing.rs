@@ -13,7 +13,6 @@
 //! `metadata.routing` and on the work item.
 
 use crate::phase::Phase;
-use crate::plugin::LoadedPlugin;
 use crate::plugin::bindings::types as wit;
 use crate::plugin::convert::phase_to_wit;
 use crate::policy::RoutingPolicy;
@@ -47,7 +46,7 @@ pub struct Router {
     phases: Vec<(String, BTreeSet<String>)>,
     phase_info: Vec<wit::PhaseInfo>,
     default_phase: String,
-    plugin: Option<Arc<LoadedPlugin>>,
+    plugin: Option<crate::plugin::Router>,
     /// Phase texts and, once computed, their embeddings (with an embedding model).
     embedder: Option<Arc<crate::llm::LlmHost>>,
     phase_texts: Vec<String>,
@@ -59,7 +58,7 @@ impl Router {
     pub fn new(
         policy: &RoutingPolicy,
         phases: &[Phase],
-        plugin: Option<Arc<LoadedPlugin>>,
+        plugin: Option<crate::plugin::Router>,
     ) -> Option<Self> {
         let first = phases.first()?;
         let declared = |p: &str| phases.iter().any(|x| x.name == p);

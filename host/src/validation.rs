@@ -81,7 +81,7 @@ pub(crate) fn applies(validator: &LoadedPlugin, types: &[&str]) -> bool {
 
 /// Run the validator plugins in manifest order; the first rejection or failure stops.
 pub(crate) fn run_plugins(
-    validators: &[std::sync::Arc<LoadedPlugin>],
+    validators: &[crate::plugin::Validator],
     board: impl Fn(&LoadedPlugin) -> Option<BoardAccess>,
     invocation: &wit::Invocation,
     outputs: &[wit::Output],

@@ -6,7 +6,7 @@
 use crate::artifact::Viewer;
 use crate::artifact::now_ms;
 use crate::llm::{LlmConfig, LlmHost};
-use crate::manifest::{Manifest, ManifestError, WorkflowLimits, World};
+use crate::manifest::{Manifest, ManifestError, WorkflowLimits};
 use crate::phase::Phase;
 use crate::plugin::convert::phase_to_wit;
 use crate::plugin::{ComponentCache, bindings::types as wit};
@@ -36,7 +36,7 @@ pub enum WorkflowError {
 /// An agent: a loaded plugin and the subscriptions in force for it.
 pub struct Agent {
     /// The plugin.
-    pub plugin: Arc<LoadedPlugin>,
+    pub plugin: crate::plugin::Agent,
     /// Its subscriptions (the manifest's override, else the plugin's own).
     pub subscriptions: Vec<Subscription>,
     /// Its context budget: the workflow's `[context]` with the agent's own `context`
@@ -164,9 +164,9 @@ pub struct Workflow {
     pub plugins: Vec<Arc<LoadedPlugin>>,
     /// Context-provider plugins, in manifest order (the chain every invocation's context
     /// passes through).
-    pub context_providers: Vec<Arc<LoadedPlugin>>,
+    pub context_providers: Vec<crate::plugin::ContextProvider>,
     /// Validator plugins, in manifest order.
-    pub validators: Vec<Arc<LoadedPlugin>>,
+    pub validators: Vec<crate::plugin::Validator>,
     /// The router for discoveries whose phase is `auto` or unknown (none without phases).
     pub router: Option<Router>,
     /// How new discoveries are scored for deduplication on the worker, when a router
@@ -246,7 +246,7 @@ impl Workflow {
                         .into());
                 }
             }
-            if decl.world == World::Agent {
+            if let Some(handle) = crate::plugin::Agent::new(plugin.clone()) {
                 let subscriptions = match &decl.subscriptions {
                     Some(subs) => subs
                         .iter()
@@ -282,7 +282,7 @@ impl Workflow {
                 }
                 let base = &manifest.policies.context;
                 agents.push(Agent {
-                    plugin: plugin.clone(),
+                    plugin: handle,
                     subscriptions,
                     context: decl
                         .context
@@ -299,12 +299,12 @@ impl Workflow {
             .iter()
             .map(|p| (p.name.clone(), PhaseContext::new(p)))
             .collect();
-        let of_world = |w: World| -> Vec<Arc<LoadedPlugin>> {
-            plugins.iter().filter(|p| p.world == w).cloned().collect()
-        };
+
+        // The policies name routers (checked with the manifest).
         let named = |name: &Option<toml::Spanned<String>>| {
             name.as_ref()
                 .and_then(|n| plugins.iter().find(|p| *p.name == **n.get_ref()).cloned())
+                .and_then(crate::plugin::Router::new)
         };
         let policies = &manifest.policies;
         let llm = llm_host(&manifest, &options)?;
@@ -335,8 +335,16 @@ impl Workflow {
             };
         Ok(Workflow {
             llm,
-            context_providers: of_world(World::ContextProvider),
-            validators: of_world(World::Validator),
+            context_providers: plugins
+                .iter()
+                .cloned()
+                .filter_map(crate::plugin::ContextProvider::new)
+                .collect(),
+            validators: plugins
+                .iter()
+                .cloned()
+                .filter_map(crate::plugin::Validator::new)
+                .collect(),
             router,
             placement,
             phases: manifest.phase_map(),

@@ -568,7 +568,7 @@ impl LoadedPlugin {
     }
 
     /// Call an agent's `handle()`; `context` is what its `context` import answers.
-    pub fn handle(
+    pub(super) fn handle(
         &self,
         invocation: &wit::Invocation,
         board: Option<BoardAccess>,
@@ -594,7 +594,7 @@ impl LoadedPlugin {
     }
 
     /// Call a validator's `validate()`.
-    pub fn validate(
+    pub(super) fn validate(
         &self,
         invocation: &wit::Invocation,
         outputs: &[wit::Output],
@@ -637,7 +637,7 @@ impl LoadedPlugin {
     }
 
     /// Call a router's `route()`.
-    pub fn route(
+    pub(super) fn route(
         &self,
         discovery: &wit::Artifact,
         phases: &[wit::PhaseInfo],
@@ -657,7 +657,7 @@ impl LoadedPlugin {
     }
 
     /// Call a router's `similarity()`; checks that it answers one score in 0–1 per candidate.
-    pub fn similarity(
+    pub(super) fn similarity(
         &self,
         discovery: &wit::Artifact,
         candidates: &[wit::Artifact],
@@ -688,7 +688,7 @@ impl LoadedPlugin {
     }
 
     /// Call a context provider's `provide()`.
-    pub fn provide(
+    pub(super) fn provide(
         &self,
         invocation: &wit::Invocation,
         candidates: &[wit::Artifact],

@@ -5,7 +5,7 @@
 //! (the one wasmtime engine: component model, pooling, epochs), [`cache`] (compiled
 //! components on disk), [`shape`] (a component's exports and imports, read once: the
 //! version and grant checks and `murmur inspect`), [`version`] (the API version),
-//! [`loaded`] (a linked plugin and
+//! [`handles`] (one typed handle per world), [`loaded`] (a linked plugin and
 //! its calls), [`state`] (per-invocation store state and the host imports), [`fault`]
 //! (classifying misbehaviour) and [`convert`] (host records ↔ WIT types).
 
@@ -15,6 +15,7 @@ pub mod capability;
 pub mod convert;
 pub mod engine;
 pub mod fault;
+pub mod handles;
 pub mod loaded;
 pub mod shape;
 pub mod state;
@@ -25,6 +26,7 @@ pub use cache::{CacheOutcome, ComponentCache};
 pub use capability::Capability;
 pub use engine::{EngineOptions, PluginEngine};
 pub use fault::Fault;
+pub use handles::{Agent, ContextProvider, Router, Validator};
 pub use loaded::{InvokeError, LoadError, LoadedPlugin};
 pub use state::{BoardAccess, ContextSource, LlmAccess};
 pub use world::World;

@@ -206,13 +206,13 @@ pub async fn cascade(
     input.count = n;
     if agents != Agents::Wasm {
         for p in &mut m.plugins {
-            p.limits.reuse = 0;
+            p.spec.limits.reuse = 0;
         }
     }
     let calls_per_instance = m
         .plugins
         .iter()
-        .map(|p| p.limits.reuse.max(1))
+        .map(|p| p.spec.limits.reuse.max(1))
         .max()
         .unwrap_or(1);
     let native = agents == Agents::Native;

@@ -101,7 +101,7 @@ fn build(base: &Manifest, files: &Snapshot, options: &LoadOptions) -> Result<Rel
         .keys()
         .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
     {
-        if manifest.plugins.iter().any(|p| p.path == *path) {
+        if manifest.plugins.iter().any(|p| p.spec.path == *path) {
             continue;
         }
         let name = path

@@ -2,9 +2,9 @@
 //! the API version it was built against, what it imports (and so which `grants` it
 //! needs), and what its `describe()` says.
 
-use crate::manifest::{PluginDecl, PluginLimits};
 use crate::plugin::shape::Shape;
 use crate::plugin::{ComponentCache, EngineOptions, LoadedPlugin, PluginEngine};
+use crate::plugin::{PluginLimits, PluginSpec};
 use serde::Serialize;
 use std::path::Path;
 use thiserror::Error;
@@ -78,7 +78,7 @@ pub fn inspect(path: &Path, cache: ComponentCache) -> Result<Report, InspectErro
         ))
     })?;
     let needs_grants = shape.needs();
-    let decl = PluginDecl {
+    let spec = PluginSpec {
         name: path
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
@@ -88,18 +88,13 @@ pub fn inspect(path: &Path, cache: ComponentCache) -> Result<Report, InspectErro
         sha256: None,
         limits: PluginLimits::default(),
         config: serde_json::json!({}),
-        subscriptions: None,
         labels: Vec::new(),
         tenant: None,
         grants: needs_grants.clone(),
         read_dirs: Vec::new(),
-        context: None,
-        span: 0..0,
-        path_span: 0..0,
-        origin: None,
     };
     let loaded =
-        LoadedPlugin::load(&engine, &decl).map_err(|e| InspectError::Component(e.to_string()))?;
+        LoadedPlugin::load(&engine, &spec).map_err(|e| InspectError::Component(e.to_string()))?;
     let info = &loaded.info;
     Ok(Report {
         path: path.display().to_string(),

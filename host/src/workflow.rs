@@ -203,7 +203,7 @@ impl Workflow {
         let max_memory_mb = manifest
             .plugins
             .iter()
-            .map(|p| p.limits.memory_mb)
+            .map(|p| p.spec.limits.memory_mb)
             .max()
             .unwrap_or(64);
         // Instance slots: per worker, the agent's instance and one more (a validator, a
@@ -212,7 +212,7 @@ impl Workflow {
         let warm_agents = manifest
             .plugins
             .iter()
-            .filter(|p| p.world == crate::manifest::World::Agent && p.limits.reuse > 0)
+            .filter(|p| p.spec.world == crate::manifest::World::Agent && p.spec.limits.reuse > 0)
             .count() as u32;
         let engine = PluginEngine::new(EngineOptions {
             max_instances: (limits.concurrency as u32)
@@ -220,7 +220,10 @@ impl Workflow {
                 .saturating_add(8),
             max_memory_bytes: (max_memory_mb as usize).saturating_mul(1 << 20),
             cache: options.cache.clone(),
-            fuel: manifest.plugins.iter().any(|p| p.limits.fuel.is_some()),
+            fuel: manifest
+                .plugins
+                .iter()
+                .any(|p| p.spec.limits.fuel.is_some()),
         })
         .map_err(|e| WorkflowError::Engine(format!("{e:#}")))?;
         let engine = Arc::new(engine);
@@ -228,7 +231,7 @@ impl Workflow {
         let mut agents = Vec::new();
         let mut plugins = Vec::new();
         for decl in &manifest.plugins {
-            let plugin = LoadedPlugin::load(&engine, decl).map_err(|e| {
+            let plugin = LoadedPlugin::load(&engine, &decl.spec).map_err(|e| {
                 manifest.located(
                     decl.origin.as_deref(),
                     decl.path_span.clone(),
@@ -241,7 +244,7 @@ impl Workflow {
                     return Err(manifest
                         .located(decl.origin.as_deref(),
                             decl.span.clone(),
-                            format!("plugin '{}' publishes unknown artifact type '{t}' (declare it with a [[type]] table)", decl.name),
+                            format!("plugin '{}' publishes unknown artifact type '{t}' (declare it with a [[type]] table)", decl.spec.name),
                         )
                         .into());
                 }
@@ -252,7 +255,7 @@ impl Workflow {
                         .iter()
                         .map(|s| {
                             compile_subscription(&types, &s.type_name, s.filter.as_deref(), &s.from, &s.tags, s.allow_self)
-                                .map_err(|m| manifest.located(decl.origin.as_deref(), s.span.clone(), format!("plugin '{}': {m}", decl.name)))
+                                .map_err(|m| manifest.located(decl.origin.as_deref(), s.span.clone(), format!("plugin '{}': {m}", decl.spec.name)))
                         })
                         .collect::<Result<Vec<_>, _>>()?,
                     None => plugin
@@ -271,14 +274,14 @@ impl Workflow {
                             .map_err(|m| {
                                 manifest.located(decl.origin.as_deref(),
                                     decl.span.clone(),
-                                    format!("plugin '{}': its own subscription {m}; override it with [[plugin.subscribe]]", decl.name),
+                                    format!("plugin '{}': its own subscription {m}; override it with [[plugin.subscribe]]", decl.spec.name),
                                 )
                             })
                         })
                         .collect::<Result<Vec<_>, _>>()?,
                 };
                 if subscriptions.is_empty() {
-                    tracing::warn!(plugin = %decl.name, "agent has no subscriptions; it will never run");
+                    tracing::warn!(plugin = %decl.spec.name, "agent has no subscriptions; it will never run");
                 }
                 let base = &manifest.policies.context;
                 agents.push(Agent {

@@ -3,7 +3,7 @@
 
 use super::error::ManifestError;
 use super::raw::{RawInput, RawPlugin, RawSubscription, RawType};
-use super::{InputDecl, PluginDecl, SubscriptionDecl, TypeDecl};
+use super::{InputDecl, PluginDecl, PluginSpec, SubscriptionDecl, TypeDecl};
 use crate::artifact::Visibility;
 use crate::phase::Phase;
 use crate::plugin::{Capability, World};
@@ -43,24 +43,26 @@ pub(crate) fn policies(
             ))
         }
     };
-    let router =
-        |p: &Spanned<String>, what: &str| match plugins.iter().find(|d| d.name == *p.get_ref()) {
-            Some(d) if d.world == World::Router => Ok(()),
-            Some(d) => Err(at(
-                p.span(),
-                format!(
-                    "{what} names plugin '{}', which implements world '{}', not 'router'",
-                    d.name, d.world
-                ),
-            )),
-            None => Err(at(
-                p.span(),
-                format!(
-                    "{what} names plugin '{}', which is not declared",
-                    p.get_ref()
-                ),
-            )),
-        };
+    let router = |p: &Spanned<String>, what: &str| match plugins
+        .iter()
+        .find(|d| d.spec.name == *p.get_ref())
+    {
+        Some(d) if d.spec.world == World::Router => Ok(()),
+        Some(d) => Err(at(
+            p.span(),
+            format!(
+                "{what} names plugin '{}', which implements world '{}', not 'router'",
+                d.spec.name, d.spec.world
+            ),
+        )),
+        None => Err(at(
+            p.span(),
+            format!(
+                "{what} names plugin '{}', which is not declared",
+                p.get_ref()
+            ),
+        )),
+    };
     let r = &policies.routing;
     if let Some(p) = &r.plugin {
         router(p, "routing.plugin")?;
@@ -138,7 +140,7 @@ pub(crate) fn parts(
             plugins
                 .iter()
                 .chain(existing.plugins)
-                .any(|q| q.name == name)
+                .any(|q| q.spec.name == name)
         };
         let decl = plugin(p, base, at, &taken)?;
         plugins.push(decl);
@@ -294,18 +296,20 @@ fn plugin(
         c => c.map(Spanned::into_inner),
     };
     Ok(PluginDecl {
-        grants: grants(&name, p.grants, at)?,
-        read_dirs: read_dirs(&name, p.read_dirs, base, at)?,
+        spec: PluginSpec {
+            grants: grants(&name, p.grants, at)?,
+            read_dirs: read_dirs(&name, p.read_dirs, base, at)?,
+            path: base.join(p.path.get_ref()),
+            world,
+            sha256: p.sha256.map(|s| s.into_inner().to_ascii_lowercase()),
+            limits: p.limits,
+            config,
+            labels: p.labels,
+            tenant: p.tenant,
+            name,
+        },
         subscriptions: p.subscribe.map(subscriptions),
-        name,
         context,
-        path: base.join(p.path.get_ref()),
-        world,
-        sha256: p.sha256.map(|s| s.into_inner().to_ascii_lowercase()),
-        limits: p.limits,
-        config,
-        labels: p.labels,
-        tenant: p.tenant,
         span,
         path_span: p.path.span(),
         origin: None,

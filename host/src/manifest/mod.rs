@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use toml::Spanned;
 
-pub use crate::plugin::Capability;
+pub use crate::plugin::{Capability, PluginLimits, PluginSpec};
 
 pub use crate::plugin::World;
 
@@ -114,58 +114,6 @@ pub struct TypeDecl {
     pub origin: Option<Arc<Origin>>,
 }
 
-/// Per-plugin resource limits. Every key has a documented default.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PluginLimits {
-    /// Linear memory an instance may grow to, in MiB. Default 64. Growth beyond it fails,
-    /// and an instance that then traps is classified `memory`.
-    pub memory_mb: u64,
-    /// Wall-clock deadline per invocation, in milliseconds, covering guest code and host
-    /// calls alike. Default 10,000. Exceeding it is classified `timeout`.
-    pub timeout_ms: u64,
-    /// Outputs one invocation may return. Default 256; more is `invalid_output`.
-    pub max_outputs: usize,
-    /// Bytes of one output payload. Default 1 MiB; more is `invalid_output`.
-    pub max_output_bytes: usize,
-    /// Payload bytes handed to one call (inputs and context). Default 4 MiB: context is
-    /// trimmed to fit; inputs alone beyond it fail the invocation without calling it.
-    pub max_input_bytes: usize,
-    /// Artifacts one blackboard query returns at most. Default 100.
-    pub max_query_results: usize,
-    /// Payload bytes one blackboard query returns at most. Default 1 MiB.
-    pub max_query_bytes: usize,
-    /// Optional fuel per call: a deterministic instruction budget (the same work faults
-    /// at the same point on every machine). Running out is classified `timeout`.
-    /// Default: none (the wall-clock deadline alone).
-    pub fuel: Option<u64>,
-    /// Calls one agent instance may serve. Default 0: every call gets a fresh instance,
-    /// so nothing one call leaves in the guest's memory reaches the next. N > 0 keeps
-    /// healthy instances warm (at most one per concurrent call) and reuses each for up to
-    /// N calls of this plugin — never of another plugin, even one built from the same
-    /// file. It saves instantiating and resetting memory (about two thirds of a small
-    /// agent's cost), for agents that keep no state between calls. An instance that
-    /// faults, errs at the host, times out or prints a lot is dropped, not reused.
-    /// Agents only; validators, routers and context providers are always fresh.
-    pub reuse: u32,
-}
-
-impl Default for PluginLimits {
-    fn default() -> Self {
-        Self {
-            memory_mb: 64,
-            timeout_ms: 10_000,
-            max_outputs: 256,
-            max_output_bytes: 1 << 20,
-            max_input_bytes: 4 << 20,
-            max_query_results: 100,
-            max_query_bytes: 1 << 20,
-            fuel: None,
-            reuse: 0,
-        }
-    }
-}
-
 /// A subscription as written in the manifest (overrides the plugin's own).
 #[derive(Debug, Clone)]
 pub struct SubscriptionDecl {
@@ -183,32 +131,13 @@ pub struct SubscriptionDecl {
     pub span: Range<usize>,
 }
 
-/// `[[plugin]]`.
+/// `[[plugin]]`: what plugin/ needs to load it, and what only the manifest knows.
 #[derive(Debug, Clone)]
 pub struct PluginDecl {
-    /// Unique name; the agent's identity (producer of its outputs).
-    pub name: String,
-    /// The component file, resolved against the manifest's directory.
-    pub path: PathBuf,
-    /// Which world it implements.
-    pub world: World,
-    /// Expected sha256 of the component file, if pinned.
-    pub sha256: Option<String>,
-    /// Resource limits.
-    pub limits: PluginLimits,
-    /// The `config` table, as JSON, handed to every invocation.
-    pub config: serde_json::Value,
+    /// Name, component, world, limits, config, grants, visibility identity.
+    pub spec: PluginSpec,
     /// Subscriptions replacing the plugin's own, when present.
     pub subscriptions: Option<Vec<SubscriptionDecl>>,
-    /// Labels granted (for label visibility).
-    pub labels: Vec<String>,
-    /// Tenant (for tenant visibility).
-    pub tenant: Option<String>,
-    /// Host capabilities granted beyond `log` (`blackboard`, `llm`). A plugin whose
-    /// component imports an interface not granted here is refused at load.
-    pub grants: Vec<Capability>,
-    /// Directories a WASI guest may read, as (guest path, host directory); read-only.
-    pub read_dirs: Vec<(String, PathBuf)>,
     /// An agent's own context budget over the workflow's `[context]`.
     pub context: Option<crate::policy::ContextOverride>,
     /// Where the table starts (for later errors about this plugin).
@@ -462,8 +391,8 @@ mod tests {
             "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"p\"\npath = \"a/b.wasm\"\nworld = \"agent\"\n",
         )
         .expect("parses");
-        assert_eq!(m.plugins[0].path, Path::new("/x/y/a/b.wasm"));
-        assert_eq!(m.plugins[0].limits, PluginLimits::default());
+        assert_eq!(m.plugins[0].spec.path, Path::new("/x/y/a/b.wasm"));
+        assert_eq!(m.plugins[0].spec.limits, PluginLimits::default());
         assert_eq!(m.workflow.limits.max_depth, 32);
     }
 

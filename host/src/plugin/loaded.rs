@@ -11,10 +11,10 @@ use super::capability::Capability;
 use super::engine::{EPOCH_TICK, PluginEngine};
 use super::fault::{Fault, classify};
 use super::shape::Shape;
+use super::spec::{PluginLimits, PluginSpec};
 use super::state::{BoardAccess, ContextSource, InvocationState};
 use super::version;
 use super::world::World;
-use crate::manifest::{PluginDecl, PluginLimits};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -246,21 +246,21 @@ fn take_for<T>(
 
 impl LoadedPlugin {
     /// Load the plugin a manifest declares.
-    pub fn load(host: &PluginEngine, decl: &PluginDecl) -> Result<Self, LoadError> {
+    pub fn load(host: &PluginEngine, spec: &PluginSpec) -> Result<Self, LoadError> {
         let started = Instant::now();
-        let plugin = decl.name.clone();
-        let bytes = std::fs::read(&decl.path).map_err(|source| LoadError::Read {
+        let plugin = spec.name.clone();
+        let bytes = std::fs::read(&spec.path).map_err(|source| LoadError::Read {
             plugin: plugin.clone(),
-            path: decl.path.clone(),
+            path: spec.path.clone(),
             source,
         })?;
         let sha256 = sha256_hex(&bytes);
-        if let Some(expected) = &decl.sha256
+        if let Some(expected) = &spec.sha256
             && *expected != sha256
         {
             return Err(LoadError::PinMismatch {
                 plugin,
-                path: decl.path.clone(),
+                path: spec.path.clone(),
                 expected: expected.clone(),
                 actual: sha256,
             });
@@ -270,20 +270,20 @@ impl LoadedPlugin {
             .load(&host.engine, &bytes, &sha256)
             .map_err(|e| LoadError::Compile {
                 plugin: plugin.clone(),
-                path: decl.path.clone(),
+                path: spec.path.clone(),
                 message: format!("{e:#}"),
             })?;
         let shape = Shape::read(&host.engine, &component);
         shape
-            .check(decl.world)
+            .check(spec.world)
             .map_err(|message| LoadError::Incompatible {
                 plugin: plugin.clone(),
-                path: decl.path.clone(),
+                path: spec.path.clone(),
                 message,
             })?;
         // Capabilities by omission: every host interface beyond `log` and `context` must
         // be granted.
-        if let Some(missing) = shape.needs().into_iter().find(|c| !decl.grants.contains(c)) {
+        if let Some(missing) = shape.needs().into_iter().find(|c| !spec.grants.contains(c)) {
             return Err(LoadError::NotGranted {
                 plugin: plugin.clone(),
                 import: shape
@@ -299,7 +299,7 @@ impl LoadedPlugin {
             message: format!("{e:#}"),
         };
         let instance_pre = host.linker.instantiate_pre(&component).map_err(link)?;
-        let pre = match decl.world {
+        let pre = match spec.world {
             World::Agent => {
                 let handle = HandleExport::find(&instance_pre).map_err(link)?;
                 Pre::Agent(agent::AgentPre::new(instance_pre).map_err(link)?, handle)
@@ -314,10 +314,10 @@ impl LoadedPlugin {
         };
         let mut loaded = LoadedPlugin {
             name: plugin.as_str().into(),
-            world: decl.world,
-            path: decl.path.clone(),
+            world: spec.world,
+            path: spec.path.clone(),
             sha256,
-            limits: decl.limits,
+            limits: spec.limits,
             info: wit::PluginInfo {
                 name: String::new(),
                 version: String::new(),
@@ -329,13 +329,13 @@ impl LoadedPlugin {
                 phases: Vec::new(),
                 capabilities: Vec::new(),
             },
-            config_json: decl.config.to_string(),
-            labels: decl.labels.clone(),
-            tenant: decl.tenant.clone(),
-            grants: decl.grants.clone(),
+            config_json: spec.config.to_string(),
+            labels: spec.labels.clone(),
+            tenant: spec.tenant.clone(),
+            grants: spec.grants.clone(),
             context_on_demand: false,
             imports_context,
-            read_dirs: decl.read_dirs.clone().into(),
+            read_dirs: spec.read_dirs.clone().into(),
             cache,
             load_time: Duration::ZERO,
             pre,
@@ -347,19 +347,19 @@ impl LoadedPlugin {
             plugin: plugin.clone(),
             message: f.to_string(),
         })?;
-        if info.kind != super::convert::kind_to_wit(decl.world) {
+        if info.kind != super::convert::kind_to_wit(spec.world) {
             return Err(LoadError::Describe {
                 plugin,
                 message: format!(
                     "it describes itself as {:?} but implements world '{}'",
-                    info.kind, decl.world
+                    info.kind, spec.world
                 ),
             });
         }
         if !version::compatible(&info.api_version) {
             return Err(LoadError::Incompatible {
                 plugin,
-                path: decl.path.clone(),
+                path: spec.path.clone(),
                 message: format!(
                     "describe() reports API version {}, but this host implements murmur:plugin@{}",
                     info.api_version,
@@ -368,7 +368,7 @@ impl LoadedPlugin {
             });
         }
         loaded.context_on_demand =
-            matches!(decl.world, World::Agent) && info.capabilities.iter().any(|c| c == "context");
+            matches!(spec.world, World::Agent) && info.capabilities.iter().any(|c| c == "context");
         loaded.info = info;
         loaded.load_time = started.elapsed();
         Ok(loaded)

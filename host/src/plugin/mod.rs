@@ -4,7 +4,7 @@
 //! the WIT contract), [`capability`] (the host interfaces a manifest grants), [`engine`]
 //! (the one wasmtime engine: component model, pooling, epochs), [`cache`] (compiled
 //! components on disk), [`shape`] (a component's exports and imports, read once: the
-//! version and grant checks and `murmur inspect`), [`version`] (the API version),
+//! version and grant checks and `murmur inspect`), [`spec`] (what loading a plugin takes), [`version`] (the API version),
 //! [`handles`] (one typed handle per world), [`loaded`] (a linked plugin and
 //! its calls), [`state`] (per-invocation store state and the host imports), [`fault`]
 //! (classifying misbehaviour) and [`convert`] (host records ↔ WIT types).
@@ -18,6 +18,7 @@ pub mod fault;
 pub mod handles;
 pub mod loaded;
 pub mod shape;
+pub mod spec;
 pub mod state;
 pub mod version;
 pub mod world;
@@ -28,5 +29,6 @@ pub use engine::{EngineOptions, PluginEngine};
 pub use fault::Fault;
 pub use handles::{Agent, ContextProvider, Router, Validator};
 pub use loaded::{InvokeError, LoadError, LoadedPlugin};
+pub use spec::{PluginLimits, PluginSpec};
 pub use state::{BoardAccess, ContextSource, LlmAccess};
 pub use world::World;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A phase of work.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Phase {
     /// Unique name, e.g. `analysis`.
     pub name: String,

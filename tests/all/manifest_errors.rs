@@ -151,3 +151,43 @@ fn an_agents_context_budget_is_checked_key_by_key_and_only_agents_take_one() {
         "{err}"
     );
 }
+
+#[test]
+fn a_misspelt_phase_key_is_refused_naming_the_key_it_resembles() {
+    for (key, known) in [
+        ("instructons", "instructions"),
+        ("descripton", "description"),
+        ("done_definition", "done_definitions"),
+    ] {
+        let err = error_of(&format!(
+            "[workflow]\nname = \"w\"\n\n[[phase]]\nname = \"analysis\"\n{key} = \"x\"\n"
+        ));
+        assert!(err.contains("workflow.toml:6:1"), "{key}: {err}");
+        assert!(
+            err.contains(&format!("unknown field `{key}`"))
+                && err.ends_with(&format!("did you mean `{known}`?")),
+            "{key}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_misspelt_field_of_a_work_discovery_input_is_refused() {
+    let err = error_of(
+        "[workflow]\nname = \"w\"\n[[phase]]\nname = \"analysis\"\n\n[[input]]\ntype = \"WorkDiscovery\"\npayload = { description = \"d\", phase = \"analysis\", done_definition = \"x\", discovered_by = \"user\", prority = \"high\" }\n",
+    );
+    assert!(err.contains("workflow.toml:6:1"), "{err}");
+    assert!(err.contains("prority"), "{err}");
+}
+
+#[test]
+fn a_missing_grant_beside_others_reads_as_an_entry_to_add() {
+    // `forbidden` imports llm; the manifest grants it something else.
+    let err = error_of(
+        "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"f\"\npath = \"{plugin:forbidden}\"\nworld = \"agent\"\ngrants = [\"kv\"]\n",
+    );
+    assert!(
+        err.contains("plugin 'f' imports murmur:plugin/llm@0.1.0, which its manifest does not grant: add \"llm\" to its `grants` if it should have it"),
+        "{err}"
+    );
+}

@@ -69,17 +69,20 @@ pub enum LoadError {
         /// What does not match.
         message: String,
     },
-    /// Imports a host interface its manifest does not grant.
+    /// Imports host interfaces its manifest does not grant (all of them named at once).
     #[error(
-        "plugin '{plugin}' imports {import}, which its manifest does not grant: add `grants = [\"{capability}\"]` to its [[plugin]] table if it should have it"
+        "plugin '{plugin}' imports {}, which its manifest does not grant: {fix}",
+        imports.join(" and ")
     )]
     NotGranted {
         /// Plugin name.
         plugin: String,
-        /// The import.
-        import: String,
-        /// The capability (manifest `grants` entry) that would allow it.
-        capability: Capability,
+        /// The imports not granted.
+        imports: Vec<String>,
+        /// The capabilities (manifest `grants` entries) that would allow them.
+        capabilities: Vec<Capability>,
+        /// What to write in the manifest: a `grants` key, or entries for the one it has.
+        fix: String,
     },
     /// Imports something the host does not provide.
     #[error("plugin '{plugin}': cannot be linked: {message}")]
@@ -283,16 +286,7 @@ impl LoadedPlugin {
             })?;
         // Capabilities by omission: every host interface beyond `log` and `context` must
         // be granted.
-        if let Some(missing) = shape.needs().into_iter().find(|c| !spec.grants.contains(c)) {
-            return Err(LoadError::NotGranted {
-                plugin: plugin.clone(),
-                import: shape
-                    .import_needing(missing)
-                    .unwrap_or_default()
-                    .to_string(),
-                capability: missing,
-            });
-        }
+        grant_check(&plugin, &shape, &spec.grants)?;
         let imports_context = shape.imports_context();
         let link = |e: wasmtime::Error| LoadError::Link {
             plugin: plugin.clone(),
@@ -709,6 +703,42 @@ impl LoadedPlugin {
     }
 }
 
+/// Capabilities by omission: refuse a component whose imports need capabilities
+/// `granted` lacks, naming every one and the manifest change that grants them.
+fn grant_check(plugin: &str, shape: &Shape, granted: &[Capability]) -> Result<(), LoadError> {
+    let missing: Vec<Capability> = shape
+        .needs()
+        .into_iter()
+        .filter(|c| !granted.contains(c))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let quoted: Vec<String> = missing.iter().map(|c| format!("\"{c}\"")).collect();
+    let them = if missing.len() == 1 { "it" } else { "them" };
+    let fix = if granted.is_empty() {
+        format!(
+            "add `grants = [{}]` to its [[plugin]] table if it should have {them}",
+            quoted.join(", ")
+        )
+    } else {
+        format!(
+            "add {} to its `grants` if it should have {them}",
+            quoted.join(" and ")
+        )
+    };
+    Err(LoadError::NotGranted {
+        plugin: plugin.to_string(),
+        imports: missing
+            .iter()
+            .filter_map(|c| shape.import_needing(*c))
+            .map(str::to_string)
+            .collect(),
+        capabilities: missing,
+        fix,
+    })
+}
+
 /// A call's fault or plugin error as one [`InvokeError`].
 fn flatten<R>(result: Result<Result<R, wit::PluginError>, Fault>) -> Result<R, InvokeError> {
     match result {
@@ -720,7 +750,30 @@ fn flatten<R>(result: Result<Result<R, wit::PluginError>, Fault>) -> Result<R, I
 
 #[cfg(test)]
 mod tests {
-    use super::take_for;
+    use super::{Capability, Shape, grant_check, take_for};
+
+    #[test]
+    fn every_missing_grant_is_named_in_one_message_with_the_fix_that_reads_right() {
+        let shape = Shape {
+            exports: vec!["murmur:plugin/validator-api@0.1.0".into()],
+            imports: vec![
+                "murmur:plugin/log@0.1.0".into(),
+                "murmur:plugin/blackboard@0.1.0".into(),
+                "murmur:plugin/llm@0.1.0".into(),
+            ],
+        };
+        let none = grant_check("v", &shape, &[]).expect_err("nothing granted");
+        assert_eq!(
+            none.to_string(),
+            "plugin 'v' imports murmur:plugin/blackboard@0.1.0 and murmur:plugin/llm@0.1.0, which its manifest does not grant: add `grants = [\"blackboard\", \"llm\"]` to its [[plugin]] table if it should have them"
+        );
+        let some = grant_check("v", &shape, &[Capability::Blackboard]).expect_err("llm missing");
+        assert_eq!(
+            some.to_string(),
+            "plugin 'v' imports murmur:plugin/llm@0.1.0, which its manifest does not grant: add \"llm\" to its `grants` if it should have it"
+        );
+        grant_check("v", &shape, &[Capability::Llm, Capability::Blackboard]).expect("granted");
+    }
 
     #[test]
     fn a_thread_gets_back_the_warm_instance_it_used_last() {

@@ -17,7 +17,7 @@ use crate::artifact::{Artifact, ArtifactId, SharedArtifact, Viewer, now_ms};
 use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
 use crate::name::Name;
 use crate::work::{WorkItem, WorkStatus};
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Mutex, MutexGuard};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -122,7 +122,7 @@ impl Keyed for InvocationRecord {
 /// An in-memory [`Store`].
 #[derive(Default)]
 pub struct MemoryStore {
-    inner: RwLock<Inner>,
+    inner: Mutex<Inner>,
 }
 
 /// A hash map with foldhash's fast hasher.
@@ -194,17 +194,11 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> RwLockWriteGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied commit (commits check
-        // before they write), so the state behind it stays consistent; parking_lot's lock
-        // does not poison.
-        self.inner.write()
-    }
-
-    /// Reads (a worker fetching its inputs and context, a plugin's query) share the lock,
-    /// so they wait only for a commit or a claim, never for each other.
-    fn read_lock(&self) -> RwLockReadGuard<'_, Inner> {
-        self.inner.read()
+        // before they write), so the state behind it stays consistent; parking_lot's mutex
+        // does not poison, and spins briefly before it parks.
+        self.inner.lock()
     }
 }
 
@@ -292,7 +286,7 @@ impl Store for MemoryStore {
     }
 
     fn artifact(&self, id: &ArtifactId) -> Result<Option<SharedArtifact>, StoreError> {
-        Ok(self.read_lock().artifacts.get(id).cloned())
+        Ok(self.lock().artifacts.get(id).cloned())
     }
 
     fn query(
@@ -300,14 +294,14 @@ impl Store for MemoryStore {
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
     ) -> Result<Vec<SharedArtifact>, StoreError> {
-        let g = self.read_lock();
+        let g = self.lock();
         let mut out: Vec<SharedArtifact> = g.newest(query, viewer).cloned().collect();
         out.reverse();
         Ok(out)
     }
 
     fn read(&self, read: super::Reading<'_>) -> Result<(), StoreError> {
-        read(&*self.read_lock())
+        read(&*self.lock())
     }
 
     fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
@@ -315,7 +309,7 @@ impl Store for MemoryStore {
     }
 
     fn next_wakeup(&self, workflow_id: &str) -> Result<Option<u64>, StoreError> {
-        let g = self.read_lock();
+        let g = self.lock();
         Ok(g.delayed.get(workflow_id).and_then(|d| {
             d.iter()
                 .filter(|Reverse((_, id))| {
@@ -335,7 +329,7 @@ impl Store for MemoryStore {
         key: &str,
     ) -> Result<Option<String>, StoreError> {
         Ok(self
-            .read_lock()
+            .lock()
             .kv
             .get(&(workflow_id.to_string(), plugin.to_string(), key.to_string()))
             .cloned())
@@ -367,7 +361,7 @@ impl Store for MemoryStore {
         plugin: &str,
         prefix: &str,
     ) -> Result<Vec<String>, StoreError> {
-        let g = self.read_lock();
+        let g = self.lock();
         let start = (
             workflow_id.to_string(),
             plugin.to_string(),
@@ -401,28 +395,28 @@ impl Store for MemoryStore {
     }
 
     fn work_item(&self, id: &ArtifactId) -> Result<Option<WorkItem>, StoreError> {
-        Ok(self.read_lock().work.get(id).map(|w| WorkItem::clone(w)))
+        Ok(self.lock().work.get(id).map(|w| WorkItem::clone(w)))
     }
 
     fn work_phase(&self, id: &ArtifactId) -> Result<Option<Name>, StoreError> {
-        Ok(self.read_lock().work.get(id).map(|w| w.phase.clone()))
+        Ok(self.lock().work.get(id).map(|w| w.phase.clone()))
     }
 
     fn work_items(&self, workflow_id: &str) -> Result<Vec<WorkItem>, StoreError> {
-        let g = self.read_lock();
+        let g = self.lock();
         Ok(of_workflow(&g.work, workflow_id).cloned().collect())
     }
 
     fn invocation(&self, id: &InvocationId) -> Result<Option<InvocationRecord>, StoreError> {
         Ok(self
-            .read_lock()
+            .lock()
             .invocations
             .get(id)
             .map(|i| InvocationRecord::clone(i)))
     }
 
     fn invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError> {
-        let g = self.read_lock();
+        let g = self.lock();
         Ok(of_workflow(&g.invocations, workflow_id).cloned().collect())
     }
 
@@ -431,7 +425,7 @@ impl Store for MemoryStore {
         workflow_id: &str,
         visit: &mut dyn FnMut(&[&WorkItem], &[&InvocationRecord]),
     ) -> Result<(), StoreError> {
-        let g = self.read_lock();
+        let g = self.lock();
         let work: Vec<&WorkItem> = of_workflow(&g.work, workflow_id).collect();
         let invocations: Vec<&InvocationRecord> =
             of_workflow(&g.invocations, workflow_id).collect();
@@ -441,7 +435,7 @@ impl Store for MemoryStore {
 
     fn tally(&self, workflow_id: &str) -> Result<Option<Tally>, StoreError> {
         Ok(Some(
-            self.read_lock()
+            self.lock()
                 .tallies
                 .get(workflow_id)
                 .cloned()
@@ -451,7 +445,7 @@ impl Store for MemoryStore {
 
     fn counts(&self, workflow_id: &str) -> Result<ArtifactCounts, StoreError> {
         Ok(self
-            .read_lock()
+            .lock()
             .counts
             .get(workflow_id)
             .cloned()

@@ -12,10 +12,7 @@ use std::sync::Arc;
 /// The `murmur` binary, with the tests' compile cache.
 pub(crate) fn murmur() -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_murmur"));
-    cmd.env(
-        "MURMUR_CACHE_DIR",
-        std::env::temp_dir().join("murmur-test-cache"),
-    );
+    cmd.env("MURMUR_CACHE_DIR", cache_dir());
     cmd
 }
 
@@ -32,10 +29,16 @@ pub(crate) fn plugin(name: &str) -> PathBuf {
     path
 }
 
+/// The tests' compiled-component cache: private to this build tree (cargo's scratch
+/// directory for integration tests, under `target/`), never a fixed path in `/tmp`.
+pub(crate) fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
 /// A compiled-component cache shared by the tests of this process.
 pub(crate) fn options() -> LoadOptions {
     LoadOptions {
-        cache: ComponentCache::at(std::env::temp_dir().join("murmur-test-cache")),
+        cache: ComponentCache::at(cache_dir()),
         ..Default::default()
     }
 }

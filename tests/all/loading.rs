@@ -68,9 +68,100 @@ fn the_second_load_of_a_component_comes_from_the_compile_cache() {
     assert_eq!(load().plugins[0].cache, CacheOutcome::Hit);
     // A corrupt entry is recompiled, not trusted.
     for e in std::fs::read_dir(cache.path()).expect("cache dir") {
-        std::fs::write(e.expect("entry").path(), b"garbage").expect("corrupt");
+        let path = e.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "cwasm") {
+            std::fs::write(path, b"garbage").expect("corrupt");
+        }
     }
     assert_eq!(load().plugins[0].cache, CacheOutcome::Miss);
+    assert_eq!(load().plugins[0].cache, CacheOutcome::Hit, "and replaced");
+}
+
+/// The cache's `.cwasm` entry (there is one).
+fn entry_in(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .expect("an entry")
+}
+
+#[test]
+fn the_compile_cache_loads_only_entries_it_wrote_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("workflow.toml");
+    let load_in = |cache: &std::path::Path, name: &str| {
+        let text = expand(&one_plugin(name, ""));
+        let m = Manifest::parse(&path, &text).expect("parse");
+        Workflow::from_manifest(
+            m,
+            LoadOptions {
+                cache: ComponentCache::at(cache),
+                ..Default::default()
+            },
+        )
+        .expect("load")
+    };
+    let (mine, theirs) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    assert_eq!(
+        load_in(mine.path(), "probe").plugins[0].cache,
+        CacheOutcome::Miss
+    );
+    assert_eq!(
+        load_in(theirs.path(), "analyzer").plugins[0].cache,
+        CacheOutcome::Miss
+    );
+    // Native code planted under probe's entry (another component's, compiled by the same
+    // engine) is not loaded: its tag does not match, so probe is compiled again.
+    let planted = entry_in(theirs.path());
+    let target = entry_in(mine.path());
+    std::fs::copy(&planted, &target).expect("plant");
+    let wf = load_in(mine.path(), "probe");
+    assert_eq!(wf.plugins[0].cache, CacheOutcome::Miss);
+    assert_eq!(
+        wf.plugins[0].info.name, "probe",
+        "probe, not the planted analyzer"
+    );
+    // An entry and tag copied in from another cache (another key) are not loaded either.
+    let other_tag = planted.with_extension("cwasm.tag");
+    std::fs::copy(&planted, &target).expect("plant");
+    std::fs::copy(&other_tag, target.with_extension("cwasm.tag")).expect("plant tag");
+    assert_eq!(
+        load_in(mine.path(), "probe").plugins[0].cache,
+        CacheOutcome::Miss
+    );
+    assert_eq!(
+        load_in(mine.path(), "probe").plugins[0].cache,
+        CacheOutcome::Hit
+    );
+}
+
+#[test]
+fn a_compile_cache_others_may_write_to_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("workflow.toml");
+    let text = expand(&one_plugin("probe", ""));
+    let m = Manifest::parse(&path, &text).expect("parse");
+    let wf = Workflow::from_manifest(
+        m,
+        LoadOptions {
+            cache: ComponentCache::at(cache.path()),
+            ..Default::default()
+        },
+    )
+    .expect("it still loads, compiled afresh");
+    assert_eq!(wf.plugins[0].cache, CacheOutcome::Disabled);
+    assert_eq!(
+        std::fs::read_dir(cache.path()).expect("dir").count(),
+        0,
+        "nothing written there"
+    );
 }
 
 #[test]

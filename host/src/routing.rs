@@ -169,18 +169,12 @@ impl Router {
             .and_then(|d| d.as_str())
             .unwrap_or_default()
             .to_string();
-        let discovery = wit::Artifact {
-            id: String::new(),
-            type_name: crate::schema::WORK_DISCOVERY.into(),
-            payload: payload.to_string(),
-            producer: producer.to_string(),
-            workflow_id: workflow_id.to_string(),
-            parent_ids: Vec::new(),
-            tags: Vec::new(),
-            visibility: wit::Visibility::Public,
-            created_at_ms: crate::artifact::now_ms(),
-            depth: 0,
-        };
+        let discovery = crate::plugin::convert::unpublished(
+            crate::schema::WORK_DISCOVERY,
+            payload,
+            producer,
+            workflow_id,
+        );
         let (phase, routing) = self.route(&discovery, &description, &requested);
         let obj = payload.as_object_mut()?;
         obj.insert("phase".into(), serde_json::Value::String(phase));

@@ -4,7 +4,6 @@
 //! before anything runs.
 
 use crate::artifact::Viewer;
-use crate::artifact::now_ms;
 use crate::llm::{LlmConfig, LlmHost};
 use crate::manifest::{Manifest, ManifestError, WorkflowLimits};
 use crate::phase::Phase;
@@ -134,15 +133,7 @@ impl PhaseContext {
             info: phase_to_wit(phase),
             instructions: wit::Artifact {
                 id: format!("phase-instructions/{}", phase.name),
-                type_name: PHASE_INSTRUCTIONS.to_string(),
-                payload: payload.to_string(),
-                producer: "host".into(),
-                workflow_id: String::new(),
-                parent_ids: Vec::new(),
-                tags: Vec::new(),
-                visibility: wit::Visibility::Public,
-                created_at_ms: now_ms(),
-                depth: 0,
+                ..crate::plugin::convert::unpublished(PHASE_INSTRUCTIONS, &payload, "host", "")
             },
         }
     }

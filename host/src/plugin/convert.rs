@@ -14,6 +14,29 @@ pub fn kind_to_wit(world: super::World) -> wit::PluginKind {
     }
 }
 
+/// An artifact a plugin is handed without its being on the blackboard — the host's
+/// phase instructions and retry feedback, a discovery not yet published — as WIT: no id
+/// or parents, public, made now, at depth 0. Callers set what differs.
+pub fn unpublished(
+    type_name: &str,
+    payload: &serde_json::Value,
+    producer: &str,
+    workflow_id: &str,
+) -> wit::Artifact {
+    wit::Artifact {
+        id: String::new(),
+        type_name: type_name.to_string(),
+        payload: payload.to_string(),
+        producer: producer.to_string(),
+        workflow_id: workflow_id.to_string(),
+        parent_ids: Vec::new(),
+        tags: Vec::new(),
+        visibility: wit::Visibility::Public,
+        created_at_ms: crate::artifact::now_ms(),
+        depth: 0,
+    }
+}
+
 /// A host visibility as WIT.
 pub fn visibility_to_wit(v: &Visibility) -> wit::Visibility {
     match v {

@@ -5,7 +5,7 @@
 //! any of it. Runs on a worker thread outside the run's lock, so all of this happens in
 //! parallel across workers.
 
-use crate::artifact::{Visibility, now_ms};
+use crate::artifact::Visibility;
 use crate::blackboard::Store;
 use crate::context;
 use crate::invocation::FaultKind;
@@ -245,15 +245,14 @@ fn previous_attempt(record: &InvocationRecord) -> wit::Artifact {
     });
     wit::Artifact {
         id: format!("previous-attempt/{}/{}", record.id, record.attempts),
-        type_name: PREVIOUS_ATTEMPT.to_string(),
-        payload: payload.to_string(),
-        producer: "host".into(),
-        workflow_id: record.workflow_id.to_string(),
         parent_ids: record.inputs.iter().map(|i| i.to_string()).collect(),
-        tags: Vec::new(),
-        visibility: wit::Visibility::Public,
-        created_at_ms: now_ms(),
         depth: record.depth,
+        ..crate::plugin::convert::unpublished(
+            PREVIOUS_ATTEMPT,
+            &payload,
+            "host",
+            record.workflow_id.as_str(),
+        )
     }
 }
 

@@ -842,16 +842,9 @@ fn place(
             phase: text("phase"),
             description: text("description"),
             wire: crate::plugin::bindings::types::Artifact {
-                id: String::new(),
-                type_name: WORK_DISCOVERY.into(),
-                payload: out.payload.to_string(),
-                producer: String::new(),
-                workflow_id: String::new(),
-                parent_ids: Vec::new(),
                 tags: out.tags.clone(),
                 visibility: crate::plugin::convert::visibility_to_wit(&out.visibility),
-                created_at_ms: now_ms(),
-                depth: 0,
+                ..crate::plugin::convert::unpublished(WORK_DISCOVERY, &out.payload, "", "")
             },
             position: i,
         });

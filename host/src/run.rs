@@ -11,7 +11,8 @@ pub enum RunStatus {
     Complete,
     /// Idle with open work that nothing can advance.
     Stalled,
-    /// The host itself failed.
+    /// Work failed for good without a recovery that succeeded (the summary's
+    /// `failed_work` names it), or the host itself failed.
     Failed,
     /// A budget ran out first.
     BudgetExhausted,

@@ -67,6 +67,10 @@ pub struct RunSummary {
     /// Open work, when the run did not complete.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub open_work: Vec<OpenWork>,
+    /// Work that failed for good with no recovery that succeeded (what makes a run
+    /// `failed`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_work: Vec<OpenWork>,
     /// Wall-clock time of the run.
     pub elapsed_ms: u64,
 }
@@ -86,6 +90,7 @@ impl RunSummary {
         let mut phases = BTreeMap::new();
         let mut work = WorkCounters::default();
         let mut open_work = Vec::new();
+        let mut failed_work = Vec::new();
         let mut depth_limited = 0;
         let mut agents: BTreeMap<String, AgentCounts> = BTreeMap::new();
         let mut faults: BTreeMap<String, u64> = FaultKind::ALL
@@ -98,6 +103,15 @@ impl RunSummary {
             let tally = Tally::recount(work_items.iter().copied(), all_invocations.iter().copied());
             phases = tally.phase_counts(declared.iter().cloned());
             work = tally.work;
+            for w in crate::work::unrecovered_failures(work_items) {
+                failed_work.push(OpenWork {
+                    id: w.id.to_string(),
+                    phase: w.phase.to_string(),
+                    status: w.status().to_string(),
+                    description: w.description.to_string(),
+                    reason: w.reason().unwrap_or_default().to_string(),
+                });
+            }
             for w in work_items {
                 if !w.status().is_final() && status != RunStatus::Complete {
                     open_work.push(OpenWork {
@@ -167,6 +181,7 @@ impl RunSummary {
             depth_limited,
             llm: None,
             open_work,
+            failed_work,
             elapsed_ms,
         })
     }

@@ -469,6 +469,22 @@ impl<'de> Deserialize<'de> for WorkItem {
     }
 }
 
+/// Work that failed for good with no recovery that succeeded: failed work items for
+/// which no done work item is recovery work (`recovery_of`). A run with any ends
+/// `failed`, naming them; a failure whose recovery was done does not fail the run.
+pub fn unrecovered_failures<'a>(items: &[&'a WorkItem]) -> Vec<&'a WorkItem> {
+    let recovered: std::collections::HashSet<ArtifactId> = items
+        .iter()
+        .filter(|w| w.status() == WorkStatus::Done)
+        .filter_map(|w| w.recovery_of())
+        .collect();
+    items
+        .iter()
+        .copied()
+        .filter(|w| w.status() == WorkStatus::Failed && !recovered.contains(&w.id))
+        .collect()
+}
+
 /// A routing decision, recorded with the work item it placed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Routing {
@@ -686,5 +702,33 @@ mod tests {
         cancelled.start().expect("start");
         cancelled.finish().expect("finish");
         assert_eq!(cancelled.status(), WorkStatus::Done);
+    }
+
+    #[test]
+    fn a_failure_counts_against_the_run_until_its_recovery_is_done() {
+        let mut failed = item();
+        failed.start().expect("start");
+        failed.fail("no".into()).expect("fail");
+        let mut recovery =
+            WorkItem::new(ArtifactId::named("r"), "wf", "analysis", Priority::Critical);
+        recovery.detail_mut().recovery_of = Some(failed.id);
+        assert_eq!(
+            unrecovered_failures(&[&failed, &recovery]).len(),
+            1,
+            "recovery not done yet"
+        );
+        recovery.start().expect("start");
+        recovery.finish().expect("finish");
+        assert!(unrecovered_failures(&[&failed, &recovery]).is_empty());
+        let mut failed_recovery = recovery.clone().with_status(WorkStatus::Active);
+        failed_recovery.fail("also no".into()).expect("fail");
+        assert_eq!(
+            unrecovered_failures(&[&failed, &failed_recovery])
+                .iter()
+                .map(|w| w.id)
+                .collect::<Vec<_>>(),
+            vec![failed.id, failed_recovery.id],
+            "a recovery that failed recovers nothing, and fails too"
+        );
     }
 }

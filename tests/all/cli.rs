@@ -90,6 +90,36 @@ fn a_bad_manifest_exits_1_with_file_line_and_column() {
 }
 
 #[test]
+fn a_run_whose_work_failed_for_good_exits_1_and_names_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("fail.toml");
+    let text = format!(
+        "[workflow]\nname = \"w\"\n[recovery]\nenabled = false\n{PHASES_AND_NOTE}{}{}",
+        probe("breaker", "mode = \"fail\"", "WorkDiscovery", None),
+        discovery("integrate the legacy billing API", "implementation", ""),
+    );
+    std::fs::write(&path, expand(&text)).expect("write");
+    let out = murmur()
+        .args(["run", "--json", "--store", "memory"])
+        .arg(&path)
+        .output()
+        .expect("murmur runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("murmur: failed — ")
+            && stderr.contains("failed: [implementation] integrate the legacy billing API: breaker: failed: probe asked to fail"),
+        "{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(summary["status"], "failed");
+    assert_eq!(
+        summary["failed_work"][0]["description"],
+        "integrate the legacy billing API"
+    );
+}
+
+#[test]
 fn a_stalled_run_exits_3_and_names_the_open_work() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("stall.toml");

@@ -30,10 +30,17 @@ filter = "payload.phase == 'analysis'"
 async fn assert_contained(mode: &str, limits: &str, class: &str) -> Run {
     let run = run(&with_probe(mode, limits)).await;
     let s = &run.summary;
-    assert_eq!(
-        s.status,
-        RunStatus::Complete,
-        "{mode}: the good work completes"
+    // The good agents do all their work (below); the bad one's failures fail both
+    // analysis work items for good, and with recovery off nothing recovers them: the
+    // run ends failed, naming them.
+    assert_eq!(s.status, RunStatus::Failed, "{mode}: work failed for good");
+    assert_eq!(s.failed_work.len(), 2, "{mode}: {:?}", s.failed_work);
+    assert!(
+        s.failed_work
+            .iter()
+            .all(|w| w.phase == "analysis" && w.reason.starts_with("bad: ")),
+        "{mode}: {:?}",
+        s.failed_work
     );
     assert_eq!(
         s.faults[class], 2,
@@ -150,5 +157,6 @@ async fn a_plugin_error_fails_the_work_without_counting_as_a_fault() {
     let run = run(&with_probe("fail", "")).await;
     assert_eq!(run.summary.agents["bad"].failed, 2);
     assert!(run.summary.faults.values().all(|n| *n == 0));
-    assert_eq!(run.summary.status, RunStatus::Complete);
+    assert_eq!(run.summary.status, RunStatus::Failed);
+    assert_eq!(run.summary.failed_work.len(), 2);
 }

@@ -127,7 +127,17 @@ async fn a_final_failure_spawns_one_critical_recovery_discovery_in_analysis() {
 async fn recovery_work_that_fails_spawns_no_further_recovery() {
     // The breaker fails everything, recovery work included.
     let run = run(&failing("true", "")).await;
-    assert_eq!(run.summary.status, RunStatus::Complete);
+    assert_eq!(
+        run.summary.status,
+        RunStatus::Failed,
+        "nothing recovered the failure"
+    );
+    assert_eq!(
+        run.summary.failed_work.len(),
+        2,
+        "the work and its recovery: {:?}",
+        run.summary.failed_work
+    );
     assert_eq!(run.summary.work.recovery_spawned, 1);
     assert_eq!(run.summary.agents["breaker"].failed, 2);
 }

@@ -241,6 +241,13 @@ pub(crate) fn print_summary_to(s: &RunSummary, out: &mut dyn Write) {
     if !faults.is_empty() {
         let _ = writeln!(out, "  faults: {}", faults.join(", "));
     }
+    for w in &s.failed_work {
+        let _ = writeln!(
+            out,
+            "  failed: [{}] {}: {}",
+            w.phase, w.description, w.reason
+        );
+    }
     for w in &s.open_work {
         let _ = writeln!(
             out,

@@ -716,8 +716,10 @@ impl Scheduler {
         let mut ran = 0;
         let mut failed = 0;
         let mut phases_completed = std::collections::BTreeSet::new();
+        let mut unrecovered = 0;
         self.store.scan(workflow_id, &mut |work, invocations| {
             total_work = work.len();
+            unrecovered = crate::work::unrecovered_failures(work).len();
             for w in work {
                 any_open |= !w.status().is_final();
                 if w.status() == WorkStatus::Done && !phases_completed.contains(&w.phase) {
@@ -765,6 +767,8 @@ impl Scheduler {
             }
             cascade.commit()?;
             RunStatus::Stalled
+        } else if unrecovered > 0 {
+            RunStatus::Failed
         } else {
             RunStatus::Complete
         };

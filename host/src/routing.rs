@@ -308,7 +308,7 @@ mod tests {
     }
 
     #[test]
-    fn the_plans_rules_come_first() {
+    fn the_built_in_rules_come_first() {
         let r = router();
         let (p, why) = r.builtin("Bug fix needed: OAuth callback accepts expired state");
         assert_eq!(

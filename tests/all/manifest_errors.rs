@@ -191,3 +191,42 @@ fn a_missing_grant_beside_others_reads_as_an_entry_to_add() {
         "{err}"
     );
 }
+
+#[test]
+fn durations_and_sizes_that_would_overflow_are_refused_where_they_are_written() {
+    let plugin = |limits: &str| {
+        format!(
+            "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"p\"\npath = \"a.wasm\"\nworld = \"agent\"\nlimits = {{ {limits} }}\n"
+        )
+    };
+    for (text, at, says) in [
+        (
+            plugin("timeout_ms = 18446744073709551615"),
+            "workflow.toml:7:10",
+            "plugin 'p': limits.timeout_ms is 18446744073709551615 ms; at most 604800000 (7 days) is allowed",
+        ),
+        (
+            plugin("memory_mb = 1000000"),
+            "workflow.toml:7:10",
+            "plugin 'p': limits.memory_mb is 1000000; at most 4096",
+        ),
+        (
+            "[workflow]\nname = \"w\"\n\n[retry]\nbackoff_ms = 10000000000000\n".to_string(),
+            "workflow.toml:4:1",
+            "retry.backoff_ms is 10000000000000 ms; at most 604800000",
+        ),
+        (
+            "[workflow]\nname = \"w\"\n[monitoring]\ninterval_ms = 604800001\n".to_string(),
+            "workflow.toml:3:1",
+            "monitoring.interval_ms is 604800001 ms",
+        ),
+        (
+            "[workflow]\nname = \"w\"\n[llm]\nbase_url = \"http://127.0.0.1:9/v1\"\nmodel = \"m\"\nmax_backoff_ms = 18446744073709551615\n".to_string(),
+            "workflow.toml:3:1",
+            "llm.max_backoff_ms is 18446744073709551615 ms",
+        ),
+    ] {
+        let err = error_of(&text);
+        assert!(err.contains(at) && err.contains(says), "{err}");
+    }
+}

@@ -3,7 +3,7 @@
 
 use super::error::ManifestError;
 use super::raw::{RawInput, RawPlugin, RawSubscription, RawType};
-use super::{InputDecl, PluginDecl, PluginSpec, SubscriptionDecl, TypeDecl};
+use super::{InputDecl, PluginDecl, PluginLimits, PluginSpec, SubscriptionDecl, TypeDecl};
 use crate::artifact::Visibility;
 use crate::phase::Phase;
 use crate::plugin::{Capability, World};
@@ -95,6 +95,15 @@ pub(crate) fn policies(
     if let Some(p) = &policies.recovery.phase {
         phase(p, "recovery.phase")?;
     }
+    let retry = &policies.retry;
+    for (key, ms) in [
+        ("retry.backoff_ms", retry.backoff_ms),
+        ("retry.max_backoff_ms", retry.max_backoff_ms),
+    ] {
+        duration(key, ms).map_err(|m| at(section("retry"), m))?;
+    }
+    duration("monitoring.interval_ms", policies.monitoring.interval_ms)
+        .map_err(|m| at(section("monitoring"), m))?;
     if policies.monitoring.interval_ms == 0 {
         return Err(at(
             section("monitoring"),
@@ -262,19 +271,7 @@ fn plugin(
             ));
         }
     }
-    let l = &p.limits;
-    if l.memory_mb == 0
-        || l.timeout_ms == 0
-        || l.max_outputs == 0
-        || l.max_output_bytes == 0
-        || l.max_input_bytes == 0
-        || l.fuel == Some(0)
-    {
-        return Err(at(
-            span,
-            format!("plugin '{name}': limits must be positive"),
-        ));
-    }
+    let limits = plugin_limits(&name, p.limits, span.clone(), at)?;
     let config = match p.config {
         Some(c) => serde_json::to_value(c).map_err(|e| {
             at(
@@ -302,7 +299,7 @@ fn plugin(
             path: base.join(p.path.get_ref()),
             world,
             sha256: p.sha256.map(|s| s.into_inner().to_ascii_lowercase()),
-            limits: p.limits,
+            limits,
             config,
             labels: p.labels,
             tenant: p.tenant,
@@ -314,6 +311,61 @@ fn plugin(
         path_span: p.path.span(),
         origin: None,
     })
+}
+
+/// The longest duration a manifest may set, in milliseconds (7 days): longer ones would
+/// overflow the deadlines and wake-up times computed from them.
+pub(crate) const MAX_DURATION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// The most linear memory a plugin may have, in MiB: a 32-bit guest's whole address space.
+pub(crate) const MAX_MEMORY_MB: u64 = 4096;
+
+/// A duration key within (0, [`MAX_DURATION_MS`]]: `Err(what is wrong)` otherwise.
+pub(crate) fn duration(key: &str, ms: u64) -> Result<(), String> {
+    if ms > MAX_DURATION_MS {
+        return Err(format!(
+            "{key} is {ms} ms; at most {MAX_DURATION_MS} (7 days) is allowed"
+        ));
+    }
+    Ok(())
+}
+
+/// `limits`: positive, and no larger than a deadline or a guest can hold.
+fn plugin_limits(
+    name: &str,
+    limits: Option<Spanned<PluginLimits>>,
+    table: Range<usize>,
+    at: At<'_>,
+) -> Result<PluginLimits, ManifestError> {
+    let Some(limits) = limits else {
+        return Ok(PluginLimits::default());
+    };
+    let span = limits.span();
+    let l = limits.into_inner();
+    if l.memory_mb == 0
+        || l.timeout_ms == 0
+        || l.max_outputs == 0
+        || l.max_output_bytes == 0
+        || l.max_input_bytes == 0
+        || l.fuel == Some(0)
+    {
+        return Err(at(
+            table,
+            format!("plugin '{name}': limits must be positive"),
+        ));
+    }
+    if l.memory_mb > MAX_MEMORY_MB {
+        return Err(at(
+            span,
+            format!(
+                "plugin '{name}': limits.memory_mb is {}; at most {MAX_MEMORY_MB} (a 32-bit guest's 4 GiB)",
+                l.memory_mb
+            ),
+        ));
+    }
+    duration("limits.timeout_ms", l.timeout_ms)
+        .map_err(|m| at(span, format!("plugin '{name}': {m}")))?;
+    Ok(l)
 }
 
 /// `[[plugin.subscribe]]`: kept with their spans; compiled against the types at load.
@@ -410,4 +462,21 @@ pub(crate) fn input(i: Spanned<RawInput>, at: At<'_>) -> Result<InputDecl, Manif
         visibility: i.visibility.map(Visibility::from).unwrap_or_default(),
         span,
     })
+}
+
+/// `[llm]`: its durations bounded like every other.
+pub(crate) fn llm(
+    llm: Spanned<crate::llm::LlmConfig>,
+    at: At<'_>,
+) -> Result<crate::llm::LlmConfig, ManifestError> {
+    let span = llm.span();
+    let l = llm.into_inner();
+    for (key, ms) in [
+        ("llm.timeout_ms", l.timeout_ms),
+        ("llm.backoff_ms", l.backoff_ms),
+        ("llm.max_backoff_ms", l.max_backoff_ms),
+    ] {
+        duration(key, ms).map_err(|m| at(span.clone(), m))?;
+    }
+    Ok(l)
 }

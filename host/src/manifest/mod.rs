@@ -252,6 +252,10 @@ impl Manifest {
             validation: section_or_default(raw.validation),
         };
         check::policies(source, &policies, &phase_names, &plugins, &at)?;
+        let llm = match raw.llm {
+            Some(l) => Some(check::llm(l, &at)?),
+            None => None,
+        };
 
         Ok(Manifest {
             path: path.to_path_buf(),
@@ -262,7 +266,7 @@ impl Manifest {
             plugins,
             inputs,
             policies,
-            llm: raw.llm.map(Spanned::into_inner),
+            llm,
         })
     }
 

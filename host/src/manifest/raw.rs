@@ -121,7 +121,7 @@ pub(crate) struct RawPlugin {
     #[serde(default)]
     pub(crate) sha256: Option<Spanned<String>>,
     #[serde(default)]
-    pub(crate) limits: PluginLimits,
+    pub(crate) limits: Option<Spanned<PluginLimits>>,
     #[serde(default)]
     pub(crate) config: Option<toml::Table>,
     #[serde(default)]

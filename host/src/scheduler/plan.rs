@@ -104,6 +104,10 @@ pub(super) fn blocking(
 }
 
 /// A cycle in `edges` (as a path that returns to its start), if there is one.
+///
+/// Depth-first with an explicit stack, not recursion: a plugin's outputs (up to its
+/// `max_outputs`, and a workflow's inputs, unbounded) may chain blockers thousands deep,
+/// and the search must not run out of the thread's stack.
 fn find_cycle(edges: &[Vec<usize>]) -> Option<Vec<usize>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -111,40 +115,39 @@ fn find_cycle(edges: &[Vec<usize>]) -> Option<Vec<usize>> {
         Open,
         Closed,
     }
-    fn visit(
-        n: usize,
-        edges: &[Vec<usize>],
-        marks: &mut [Mark],
-        path: &mut Vec<usize>,
-    ) -> Option<Vec<usize>> {
-        marks[n] = Mark::Open;
-        path.push(n);
-        for &m in &edges[n] {
+    let mut marks = vec![Mark::New; edges.len()];
+    // The path being walked, and for each node on it the next edge to follow.
+    let mut path: Vec<usize> = Vec::new();
+    let mut next_edge: Vec<usize> = Vec::new();
+    for start in 0..edges.len() {
+        if marks[start] != Mark::New {
+            continue;
+        }
+        marks[start] = Mark::Open;
+        path.push(start);
+        next_edge.push(0);
+        while let (Some(&n), Some(e)) = (path.last(), next_edge.last_mut()) {
+            let Some(&m) = edges[n].get(*e) else {
+                marks[n] = Mark::Closed;
+                path.pop();
+                next_edge.pop();
+                continue;
+            };
+            *e += 1;
             match marks[m] {
                 Mark::Open => {
-                    let start = path.iter().position(|&x| x == m).unwrap_or(0);
-                    let mut cycle = path[start..].to_vec();
+                    let from = path.iter().position(|&x| x == m).unwrap_or(0);
+                    let mut cycle = path[from..].to_vec();
                     cycle.push(m);
                     return Some(cycle);
                 }
                 Mark::New => {
-                    if let Some(c) = visit(m, edges, marks, path) {
-                        return Some(c);
-                    }
+                    marks[m] = Mark::Open;
+                    path.push(m);
+                    next_edge.push(0);
                 }
                 Mark::Closed => {}
             }
-        }
-        path.pop();
-        marks[n] = Mark::Closed;
-        None
-    }
-    let mut marks = vec![Mark::New; edges.len()];
-    for n in 0..edges.len() {
-        if marks[n] == Mark::New
-            && let Some(c) = visit(n, edges, &mut marks, &mut Vec::new())
-        {
-            return Some(c);
         }
     }
     None
@@ -162,5 +165,21 @@ mod tests {
         );
         assert_eq!(find_cycle(&[vec![1, 2], vec![2], vec![]]), None);
         assert_eq!(find_cycle(&[vec![], vec![1]]), Some(vec![1, 1]));
+        assert_eq!(
+            find_cycle(&[vec![1], vec![2], vec![1]]),
+            Some(vec![1, 2, 1]),
+            "a cycle that does not return to the first node"
+        );
+    }
+
+    #[test]
+    fn a_chain_a_million_deep_is_searched_without_recursion() {
+        let n = 1_000_000;
+        let mut chain: Vec<Vec<usize>> = (0..n).map(|i| vec![i + 1]).collect();
+        chain[n - 1] = vec![];
+        assert_eq!(find_cycle(&chain), None);
+        chain[n - 1] = vec![0];
+        let cycle = find_cycle(&chain).expect("the chain closed");
+        assert_eq!((cycle.len(), cycle[0], cycle[n]), (n + 1, 0, 0));
     }
 }

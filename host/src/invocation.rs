@@ -64,6 +64,10 @@ pub struct InvocationRecord {
     pub priority: Priority,
     /// Where it stands.
     pub status: InvocationStatus,
+    /// An observer's invocation (`observer = true` on its plugin): it watches the work
+    /// item it serves without holding it open or deciding its outcome; its failure fails
+    /// only itself.
+    pub observer: bool,
 }
 
 /// What went wrong with an invocation's attempts, if anything did.
@@ -100,6 +104,7 @@ impl InvocationRecord {
             attempts: 0,
             priority: Priority::Medium,
             status: InvocationStatus::Queued,
+            observer: false,
         }
     }
 
@@ -171,6 +176,8 @@ struct WireOut<'a> {
     not_before_ms: u64,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     feedback: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    observer: bool,
 }
 
 #[derive(Deserialize)]
@@ -196,6 +203,8 @@ struct WireIn {
     not_before_ms: u64,
     #[serde(default)]
     feedback: Vec<String>,
+    #[serde(default)]
+    observer: bool,
 }
 
 impl Serialize for InvocationRecord {
@@ -218,6 +227,7 @@ impl Serialize for InvocationRecord {
             rejections: self.rejections(),
             not_before_ms: self.not_before_ms(),
             feedback: self.feedback(),
+            observer: self.observer,
         }
         .serialize(serializer)
     }
@@ -247,6 +257,7 @@ impl<'de> Deserialize<'de> for InvocationRecord {
             attempts: w.attempts,
             priority: w.priority,
             status: w.status,
+            observer: w.observer,
         })
     }
 }

@@ -41,6 +41,9 @@ pub struct Agent {
     /// Its context budget: the workflow's `[context]` with the agent's own `context`
     /// keys over it.
     pub context: crate::policy::ContextPolicy,
+    /// Whether it only observes: its invocations neither hold the work they serve open
+    /// nor fail it (`observer = true`).
+    pub observer: bool,
     /// A native handler that replaces the plugin's sandboxed `handle()`. Only benchmarks
     /// set it (`murmur bench cascade --native`), to price the sandbox: everything else —
     /// matching, output checks, commits — stays on the same path.
@@ -282,6 +285,7 @@ impl Workflow {
                         .context
                         .as_ref()
                         .map_or_else(|| base.clone(), |c| c.apply(base)),
+                    observer: decl.observer,
                     native: None,
                 });
             }

@@ -160,3 +160,56 @@ async fn a_plugin_error_fails_the_work_without_counting_as_a_fault() {
     assert_eq!(run.summary.status, RunStatus::Failed);
     assert_eq!(run.summary.failed_work.len(), 2);
 }
+
+/// The auth-system agents plus an agent that fails on every AnalysisResult, watching the
+/// analysis work as an observer or taking part in it.
+fn with_side_consumer(observer: bool) -> String {
+    format!(
+        r#"
+[workflow]
+name = "side"
+[recovery]
+enabled = false
+{AUTH_AGENTS}
+[[plugin]]
+name = "auditor"
+path = "{{plugin:probe}}"
+world = "agent"
+config = {{ mode = "fail" }}
+observer = {observer}
+[[plugin.subscribe]]
+type = "AnalysisResult"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_observer_fails_only_itself_not_the_work_it_watches() {
+    let run = run(&with_side_consumer(true)).await;
+    let s = &run.summary;
+    assert_eq!(s.status, RunStatus::Complete, "{:?}", s.failed_work);
+    assert_eq!(s.agents["auditor"].invocations, 2);
+    assert_eq!(s.agents["auditor"].failed, 2);
+    assert_eq!(s.work.recovery_spawned, 0);
+    assert_eq!(s.phases["analysis"].failed, 0);
+    assert_eq!(
+        s.agents["analyzer"].invocations, 2,
+        "the analysis ran once each"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_agent_that_takes_part_in_the_work_fails_it() {
+    // Without `observer`, every invocation serving a work item decides its outcome.
+    let run = run(&with_side_consumer(false)).await;
+    let s = &run.summary;
+    assert_eq!(s.status, RunStatus::Failed);
+    assert_eq!(s.phases["analysis"].failed, 2);
+    assert!(
+        s.failed_work
+            .iter()
+            .all(|w| w.phase == "analysis" && w.reason.starts_with("auditor: ")),
+        "{:?}",
+        s.failed_work
+    );
+}

@@ -230,3 +230,14 @@ fn durations_and_sizes_that_would_overflow_are_refused_where_they_are_written() 
         assert!(err.contains(at) && err.contains(says), "{err}");
     }
 }
+
+#[test]
+fn only_an_agent_can_be_an_observer() {
+    let err = error_of(
+        "[workflow]\nname = \"w\"\n[[plugin]]\nname = \"t\"\npath = \"{plugin:triage}\"\nworld = \"router\"\nobserver = true\n",
+    );
+    assert!(
+        err.contains("workflow.toml:7:12") && err.contains("`observer` marks an agent"),
+        "{err}"
+    );
+}

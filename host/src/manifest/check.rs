@@ -292,7 +292,19 @@ fn plugin(
         }
         c => c.map(Spanned::into_inner),
     };
+    let observer = match p.observer {
+        Some(o) if *o.get_ref() && world != World::Agent => {
+            return Err(at(
+                o.span(),
+                format!(
+                    "plugin '{name}': `observer` marks an agent that watches work without deciding it; this plugin implements world '{world}', not 'agent'"
+                ),
+            ));
+        }
+        o => o.is_some_and(|o| o.into_inner()),
+    };
     Ok(PluginDecl {
+        observer,
         spec: PluginSpec {
             grants: grants(&name, p.grants, at)?,
             read_dirs: read_dirs(&name, p.read_dirs, base, at)?,

@@ -140,6 +140,9 @@ pub struct PluginDecl {
     pub subscriptions: Option<Vec<SubscriptionDecl>>,
     /// An agent's own context budget over the workflow's `[context]`.
     pub context: Option<crate::policy::ContextOverride>,
+    /// An observer agent (auditor, notifier, integration): its invocations watch the work
+    /// they serve without holding it open or deciding its outcome.
+    pub observer: bool,
     /// Where the table starts (for later errors about this plugin).
     pub span: Range<usize>,
     /// Where `path` was written.

@@ -136,6 +136,8 @@ pub(crate) struct RawPlugin {
     pub(crate) read_dirs: Option<Spanned<BTreeMap<String, String>>>,
     #[serde(default)]
     pub(crate) context: Option<Spanned<crate::policy::ContextOverride>>,
+    #[serde(default)]
+    pub(crate) observer: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -592,6 +592,7 @@ impl<'a> Cascade<'a> {
                 state.next_seq,
             );
             record.work_item = artifact.work_item;
+            record.observer = agent.observer;
             record.priority = priority;
             record.depth = artifact.depth;
             if let Some(reason) = cancelled {
@@ -608,6 +609,7 @@ impl<'a> Cascade<'a> {
                     });
                 }
                 if let Some(w) = artifact.work_item.as_ref()
+                    && !agent.observer
                     && let Some(w) = self.work_item(w)?
                     && w.open_invocations == 0
                     && w.invocations == 0
@@ -615,6 +617,7 @@ impl<'a> Cascade<'a> {
                     w.cancel(reason.to_string())?;
                 }
             } else if let Some(w) = artifact.work_item.as_ref()
+                && !agent.observer
                 && let Some(w) = self.work_item(w)?
             {
                 w.open_invocations += 1;

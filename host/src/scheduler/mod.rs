@@ -425,7 +425,8 @@ impl Scheduler {
         record.outputs = ids.into_boxed_slice();
         record.status = InvocationStatus::Done;
         record.clear_error();
-        if let Some(w) = record.work_item {
+        // An observer's completion decides nothing about the work it watched.
+        if let Some(w) = record.work_item.filter(|_| !record.observer) {
             let mut done = false;
             if let Some(item) = cascade.work_item(&w)? {
                 item.open_invocations = item.open_invocations.saturating_sub(1);
@@ -508,7 +509,9 @@ impl Scheduler {
         let setback = record.setback_mut();
         setback.fault = fault;
         setback.error = Some(message.clone());
-        if let Some(w) = record.work_item {
+        // An observer's failure fails only itself: not the work it watched, and no
+        // recovery is spawned for it.
+        if let Some(w) = record.work_item.filter(|_| !record.observer) {
             let mut newly_failed = None;
             if let Some(item) = cascade.work_item(&w)? {
                 item.open_invocations = item.open_invocations.saturating_sub(1);

@@ -151,10 +151,16 @@ impl Subscription {
     /// Whether `artifact` triggers `subscriber` through this subscription. A filter that
     /// fails to evaluate does not match (and the error is returned for the event log).
     pub fn matches(&self, artifact: &Artifact, subscriber: &str) -> Result<bool, FilterError> {
-        if artifact.type_name != self.type_name {
+        if !self.allow_self && artifact.producer == subscriber {
             return Ok(false);
         }
-        if !self.allow_self && artifact.producer == subscriber {
+        self.matches_whoever_published(artifact)
+    }
+
+    /// Whether `artifact` would trigger the subscriber were it not its own output (the
+    /// one rule `allow_self` lifts): to explain work nothing took.
+    pub fn matches_whoever_published(&self, artifact: &Artifact) -> Result<bool, FilterError> {
+        if artifact.type_name != self.type_name {
             return Ok(false);
         }
         if !self.from.is_empty() && !self.from.iter().any(|f| *f == artifact.producer) {

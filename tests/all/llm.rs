@@ -404,6 +404,64 @@ fn scenario(_: usize, body: &Value) -> Reply {
     ok(&answer.to_string(), 50)
 }
 
+/// The scenario, but the first analysis also hands a part back to analysis, as models do.
+fn back_to_analysis(n: usize, body: &Value) -> Reply {
+    let system = body["messages"][0]["content"].as_str().unwrap_or("");
+    let user = body["messages"][1]["content"].as_str().unwrap_or("");
+    if system.contains("Phase: analysis") && user.contains("Build authentication system") {
+        let answer = json!({"plan": "OAuth login; the token design needs its own analysis", "approved": true,
+            "next_phase_work": [
+                {"description": "OAuth 2.0 login flow", "phase": "implementation"},
+                {"description": "Decide the token format and lifetimes", "phase": "analysis"}]});
+        return ok(&answer.to_string(), 50);
+    }
+    scenario(n, body)
+}
+
+fn llm_example(url: &str, edit: impl Fn(String) -> String) -> murmur::Workflow {
+    let path = repo().join("examples/llm-auth-system/workflow.toml");
+    let text = edit(
+        std::fs::read_to_string(&path)
+            .expect("example")
+            .replace("http://localhost:11434/v1", url),
+    );
+    let manifest = murmur::Manifest::parse(&path, &text).expect("parse");
+    murmur::Workflow::from_manifest(manifest, options()).expect("load")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_a_model_sends_back_to_its_own_phase_is_taken_and_the_example_completes() {
+    let server = serve(back_to_analysis);
+    let run = run_workflow(llm_example(&server.url, |t| t)).await;
+    let s = &run.summary;
+    assert_eq!(s.status, RunStatus::Complete, "{:?}", s.open_work);
+    assert_eq!(
+        run.work("Decide the token format and lifetimes").status(),
+        murmur::work::WorkStatus::Done,
+        "the analyst took the analysis it handed back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_only_its_own_publisher_subscribes_to_stalls_saying_so_and_what_to_set() {
+    let server = serve(back_to_analysis);
+    let run = run_workflow(llm_example(&server.url, |t| {
+        t.replace("allow_self = true\n", "")
+    }))
+    .await;
+    let s = &run.summary;
+    assert_eq!(s.status, RunStatus::Stalled);
+    let open = s
+        .open_work
+        .iter()
+        .find(|w| w.description == "Decide the token format and lifetimes")
+        .expect("the handed-back work is open");
+    assert_eq!(
+        open.reason,
+        "only 'analyst' subscribes to this work (phase 'analysis'), and it published it: an agent does not take its own outputs unless its [[plugin.subscribe]] sets allow_self = true"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_llm_auth_example_runs_its_scenario_against_an_openai_compatible_server() {
     let server = serve(scenario);

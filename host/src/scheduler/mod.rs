@@ -668,6 +668,30 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Why open work that nothing is running for was never taken: no agent subscribes
+    /// to it, or only the agent that published it does (agents do not take their own
+    /// outputs unless a subscription sets `allow_self`).
+    fn why_untaken(&self, wf: &Workflow, id: &ArtifactId, phase: &str) -> Result<String, RunError> {
+        let Some(artifact) = self.store.artifact(id)? else {
+            return Ok(format!(
+                "no agent subscribes to this work (phase '{phase}')"
+            ));
+        };
+        let own = wf.agents.iter().find(|a| {
+            a.name() == artifact.producer.as_str()
+                && a.subscriptions.iter().any(|s| {
+                    !s.allow_self && s.matches_whoever_published(&artifact).unwrap_or(false)
+                })
+        });
+        Ok(match own {
+            Some(agent) => format!(
+                "only '{}' subscribes to this work (phase '{phase}'), and it published it: an agent does not take its own outputs unless its [[plugin.subscribe]] sets allow_self = true",
+                agent.name()
+            ),
+            None => format!("no agent subscribes to this work (phase '{phase}')"),
+        })
+    }
+
     /// Publish a WorkflowMetrics artifact with the current counts.
     fn publish_metrics(&self, workflow_id: &str, state: &mut CascadeState) -> Result<(), RunError> {
         let wf = self.wf();
@@ -760,7 +784,7 @@ impl Scheduler {
                         blockers.join(", ")
                     )
                 } else {
-                    format!("no agent subscribes to this work (phase '{}')", w.phase)
+                    self.why_untaken(&wf, &w.id, &w.phase)?
                 };
                 if let Some(item) = cascade.work_item(&w.id)?
                     && (item.reason().is_none() || item.status() == WorkStatus::Blocked)

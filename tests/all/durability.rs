@@ -474,3 +474,83 @@ fn a_database_from_a_newer_murmur_is_refused_and_an_older_one_is_migrated() {
         "{err}"
     );
 }
+
+#[test]
+fn a_second_process_never_writes_a_database_a_live_run_is_writing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = dir.path().join("slow.toml");
+    // One invocation that spins until its 20 s deadline: the run is live meanwhile.
+    let text = format!(
+        "[workflow]\nname = \"slow\"\n[recovery]\nenabled = false\n{PHASES_AND_NOTE}{}\n[[input]]\ntype = \"Note\"\npayload = {{}}\n",
+        probe("spinner", "mode = \"loop\"", "Note", None).replace(
+            "world = \"agent\"\n",
+            "world = \"agent\"\nlimits = { timeout_ms = 20000 }\n"
+        ),
+    );
+    std::fs::write(&manifest, expand(&text)).expect("write");
+    let db = dir.path().join("slow.db");
+    let mut first = spawn_run(&manifest, &db);
+    let lock = dir.path().join("slow.db.lock");
+    let claimed = std::time::Instant::now();
+    while std::fs::read_to_string(&lock).map_or(true, |pid| pid.trim().is_empty()) {
+        assert!(
+            claimed.elapsed() < std::time::Duration::from_secs(60),
+            "the first run never claimed the database"
+        );
+        assert!(
+            first.try_wait().expect("wait").is_none(),
+            "the first run ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let holder = format!("(pid {})", first.id());
+    for args in [vec!["resume"], vec!["run"]] {
+        let mut cmd = murmur();
+        cmd.args(&args)
+            .arg("--store")
+            .arg(format!("sqlite:{}", db.display()));
+        if args[0] == "run" {
+            cmd.arg(&manifest);
+        }
+        let out = cmd.output().expect("murmur");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("another murmur process") && stderr.contains(&holder),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Reading a live run needs no claim.
+    let status = murmur()
+        .args(["status", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .output()
+        .expect("status");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    first.kill().expect("kill");
+    first.wait().expect("reaped");
+    // Its claim ended with it: a resume claims the database (and is stopped there).
+    let mut again = murmur()
+        .args(["resume", "-q", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("resume");
+    let mine = again.id().to_string();
+    let waited = std::time::Instant::now();
+    while std::fs::read_to_string(&lock).map_or(true, |pid| pid.trim() != mine) {
+        assert!(
+            again.try_wait().expect("wait").is_none(),
+            "the resume ended without claiming the database"
+        );
+        assert!(waited.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    again.kill().expect("kill");
+    again.wait().expect("reaped");
+}

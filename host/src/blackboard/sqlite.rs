@@ -119,6 +119,8 @@ pub struct SqliteStore {
     tx: Mutex<Option<mpsc::SyncSender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     failed: Arc<Mutex<Option<String>>>,
+    /// The writer's claim on the file (`claim_writer`), held while the store lives.
+    claim: Mutex<Option<std::fs::File>>,
 }
 
 fn backend(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -239,7 +241,47 @@ impl SqliteStore {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             failed,
+            claim: Mutex::new(None),
         })
+    }
+
+    /// Claim the database for writing a run: an exclusive lock on `PATH.lock` (holding
+    /// this process's id) that lasts as long as the store, and ends with the process
+    /// however it ends. A second process that claims a database a live run is writing
+    /// is refused with a message naming the holder, so two writers never interleave one
+    /// run. Reading (`status`, `graph`) needs no claim.
+    pub fn claim_writer(&self) -> Result<(), StoreError> {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        let lock_path = PathBuf::from(format!("{}.lock", self.path.display()));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| backend(&lock_path, "cannot open the lock file", e))?;
+        // SAFETY: flock on a file descriptor this function owns; LOCK_NB never blocks.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if locked != 0 {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(StoreError::Backend(format!(
+                "{}: another murmur process{} is writing a run in this database; wait for it to end, or stop it and `murmur resume` the run",
+                self.path.display(),
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                }
+            )));
+        }
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = write!(file, "{}", std::process::id());
+        *self.claim.lock().unwrap_or_else(|p| p.into_inner()) = Some(file);
+        Ok(())
     }
 
     /// Where the file is.
@@ -1014,5 +1056,22 @@ mod tests {
         );
         assert_eq!(last.work_items[0].status(), WorkStatus::Done);
         assert_eq!(last.invocations[0].status, InvocationStatus::Done);
+    }
+
+    #[test]
+    fn a_second_writer_is_refused_while_the_first_holds_the_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run.db");
+        let first = SqliteStore::open(&path).expect("open");
+        first.claim_writer().expect("the first claim");
+        let second = SqliteStore::open(&path).expect("reading needs no claim");
+        let e = second.claim_writer().expect_err("refused").to_string();
+        assert!(
+            e.contains("another murmur process")
+                && e.contains(&format!("(pid {})", std::process::id())),
+            "{e}"
+        );
+        drop(first);
+        second.claim_writer().expect("free once the first is gone");
     }
 }

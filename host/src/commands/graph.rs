@@ -1,6 +1,6 @@
 //! `murmur graph`: a run's cascade as Mermaid, DOT or JSON.
 
-use super::store::{StoreSpec, open_run};
+use super::store::{Access, StoreSpec, open_run};
 use anyhow::Result;
 use clap::ValueEnum;
 use murmur::graph::Graph;
@@ -32,7 +32,7 @@ enum GraphFormat {
 
 impl GraphCommand {
     pub(crate) fn execute(self) -> Result<i32> {
-        let (store, record) = open_run(&self.store, self.workflow.as_deref())?;
+        let (store, record) = open_run(&self.store, self.workflow.as_deref(), Access::Read)?;
         let graph = Graph::from_store(store.as_ref(), &record.workflow_id)?;
         match self.format {
             GraphFormat::Mermaid => print!("{}", graph.mermaid()),

@@ -1,7 +1,7 @@
 //! `murmur resume`: bring an interrupted run to the end an uninterrupted run reaches.
 
 use super::report::{Reporting, report};
-use super::store::{StoreSpec, open_run};
+use super::store::{Access, StoreSpec, open_run};
 use anyhow::{Result, bail};
 use murmur::manifest::Manifest;
 use murmur::workflow::Workflow;
@@ -27,7 +27,7 @@ pub(crate) struct ResumeCommand {
 
 impl ResumeCommand {
     pub(crate) fn execute(self) -> Result<i32> {
-        let (store, record) = open_run(&self.store, self.workflow.as_deref())?;
+        let (store, record) = open_run(&self.store, self.workflow.as_deref(), Access::Write)?;
         // The run goes on with the manifest it started with, and the same plugin files.
         let path = PathBuf::from(&record.manifest_path);
         let manifest = Manifest::parse(&path, &record.manifest_text)?;

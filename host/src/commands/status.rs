@@ -1,7 +1,7 @@
 //! `murmur status`: where a run stands.
 
 use super::report::print_summary_to;
-use super::store::{StoreSpec, open_run};
+use super::store::{Access, StoreSpec, open_run};
 use anyhow::Result;
 use murmur::artifact::now_ms;
 use murmur::invocation::InvocationStatus;
@@ -25,7 +25,7 @@ pub(crate) struct StatusCommand {
 
 impl StatusCommand {
     pub(crate) fn execute(self) -> Result<i32> {
-        let (store, record) = open_run(&self.store, self.workflow.as_deref())?;
+        let (store, record) = open_run(&self.store, self.workflow.as_deref(), Access::Read)?;
         let status = record.status;
         let phases = Manifest::parse(Path::new(&record.manifest_path), &record.manifest_text)
             .map(|m| m.phases.iter().map(|p| p.name.clone()).collect::<Vec<_>>())

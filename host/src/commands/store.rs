@@ -29,11 +29,16 @@ impl FromStr for StoreSpec {
 }
 
 impl StoreSpec {
-    /// Open (or create) the store.
+    /// Open (or create) the store to write a run into: a database is claimed, so a
+    /// second process writing it is refused.
     pub(crate) fn open(&self) -> Result<Arc<dyn Store>> {
         Ok(match self {
             StoreSpec::Memory => Arc::new(MemoryStore::new()),
-            StoreSpec::Sqlite(p) => Arc::new(SqliteStore::open(p)?),
+            StoreSpec::Sqlite(p) => {
+                let store = SqliteStore::open(p)?;
+                store.claim_writer()?;
+                Arc::new(store)
+            }
         })
     }
 
@@ -48,10 +53,20 @@ impl StoreSpec {
     }
 }
 
+/// Whether a command opens a run to go on writing it (`resume`) or only to read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// `status`, `graph`: no claim, so a live run can be watched.
+    Read,
+    /// `resume`: the database is claimed first.
+    Write,
+}
+
 /// Open a database and load one run (the newest unless `workflow` names one).
 pub(crate) fn open_run(
     spec: &StoreSpec,
     workflow: Option<&str>,
+    access: Access,
 ) -> Result<(Arc<dyn Store>, RunRecord)> {
     let StoreSpec::Sqlite(path) = spec else {
         bail!("this command reads a database: pass --store sqlite:PATH");
@@ -60,6 +75,9 @@ pub(crate) fn open_run(
         bail!("{}: no such database", path.display());
     }
     let store = SqliteStore::open(path)?;
+    if access == Access::Write {
+        store.claim_writer()?;
+    }
     store.check()?;
     let runs = store.runs()?;
     let record = match workflow {

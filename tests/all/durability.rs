@@ -554,3 +554,52 @@ fn a_second_process_never_writes_a_database_a_live_run_is_writing() {
     again.kill().expect("kill");
     again.wait().expect("reaped");
 }
+
+#[test]
+fn sigint_and_sigterm_stop_claiming_let_running_work_commit_and_resume_continues() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 3000);
+    let reference = dir.path().join("reference.db");
+    run_into(&manifest, &reference);
+    let expected = fingerprint(&reference);
+    let total = stored(&reference).expect("recorded");
+    for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let db = dir.path().join(format!("signalled-{signal}.db"));
+        let mut child = spawn_run(&manifest, &db);
+        wait_stored(&mut child, &db, total / 4);
+        // SAFETY: signalling a child process this test started and has not reaped.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "signal sent");
+        let status = child.wait().expect("exits");
+        assert_eq!(status.code(), Some(code), "signal {signal}");
+        // It stopped in good order: nothing left running, the run left to resume.
+        let store = SqliteStore::open(&db).expect("open");
+        let run = store.runs().expect("runs").remove(0);
+        assert_eq!(run.status, murmur::RunStatus::Running, "signal {signal}");
+        store.load(&run.workflow_id).expect("load");
+        let invocations = store.invocations(&run.workflow_id).expect("invocations");
+        assert!(
+            invocations
+                .iter()
+                .all(|i| i.status != InvocationStatus::Running),
+            "signal {signal}: the running invocations finished and committed"
+        );
+        let done = invocations
+            .iter()
+            .filter(|i| i.status == InvocationStatus::Done)
+            .count();
+        assert!(
+            done > 0 && done < expected.1.len(),
+            "signal {signal}: stopped mid-run ({done} of {} done)",
+            expected.1.len()
+        );
+        drop(store);
+        let out = resume(&db);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(fingerprint(&db), expected, "signal {signal}: the same end");
+    }
+}

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use murmur::blackboard::{RunRecord, Store};
 use murmur::observe::Event;
-use murmur::scheduler::Scheduler;
+use murmur::scheduler::{Scheduler, StopHandle};
 use murmur::summary::{RunStatus, RunSummary};
 use murmur::workflow::{LoadOptions, Workflow};
 use std::io::{IsTerminal, Write};
@@ -66,7 +66,12 @@ pub(crate) fn report(
         }
         None => None,
     };
+    let interrupted = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let signalled = interrupted.clone();
+    let stopper = scheduler.stop_handle();
+    let signals = runtime.block_on(async { Signals::new() })?;
     let summary = runtime.block_on(async move {
+        tokio::spawn(stop_on_signal(signals, stopper, interrupted.clone(), quiet));
         let progress = (!quiet).then(|| tokio::spawn(progress(rx)));
         let summary = match resume {
             Some(record) => scheduler.resume(record).await,
@@ -89,7 +94,75 @@ pub(crate) fn report(
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
-    Ok(exit_code(summary.status))
+    match signalled.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => Ok(exit_code(summary.status)),
+        code => {
+            if !quiet {
+                eprintln!(
+                    "murmur: stopped by a signal; `murmur resume` continues the run{}",
+                    if json { "" } else { " (see `murmur status`)" }
+                );
+            }
+            Ok(code)
+        }
+    }
+}
+
+/// How long the invocations running when a stop is asked for may take to finish before
+/// the process exits anyway. What they had not committed runs again on `resume`.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// SIGINT and SIGTERM, registered before the run starts.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
+    }
+
+    /// The next signal's conventional exit status: 130 for SIGINT, 143 for SIGTERM.
+    async fn next(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.interrupt.recv() => 130,
+            _ = self.terminate.recv() => 143,
+        }
+    }
+}
+
+/// On SIGINT or SIGTERM: stop claiming and let the running invocations finish and
+/// commit (the run then ends `running`, and the process exits 130 or 143). A second
+/// signal, or the grace period running out, exits at once: everything committed stays,
+/// and `resume` runs again what had not.
+async fn stop_on_signal(
+    mut signals: Signals,
+    stopper: StopHandle,
+    interrupted: Arc<std::sync::atomic::AtomicI32>,
+    quiet: bool,
+) {
+    let code = signals.next().await;
+    interrupted.store(code, std::sync::atomic::Ordering::SeqCst);
+    stopper.stop();
+    if !quiet {
+        eprintln!(
+            "murmur: stopping: no new invocations; the running ones may finish within {} s (a second signal stops at once)",
+            GRACE.as_secs()
+        );
+    }
+    tokio::select! {
+        _ = signals.next() => {}
+        _ = tokio::time::sleep(GRACE) => {}
+    }
+    eprintln!(
+        "murmur: stopped before the running invocations finished; `murmur resume` runs them again"
+    );
+    std::process::exit(code);
 }
 
 /// Lines for the first events, then a counter line at most every 250 ms.

@@ -66,6 +66,26 @@ pub struct Scheduler {
     store: Arc<dyn Store>,
     events: Option<mpsc::UnboundedSender<Event>>,
     dispatch_samples: Option<Arc<std::sync::Mutex<Vec<u32>>>>,
+    stop: StopHandle,
+}
+
+/// Asks a running scheduler to stop: it claims nothing more, lets the invocations that
+/// are running finish and commit, and ends the run `running` — interrupted, for
+/// `resume` to continue. Cloned freely; `stop` may be called from any thread (a signal
+/// handler's task).
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<std::sync::atomic::AtomicBool>);
+
+impl StopHandle {
+    /// Stop claiming; the run ends once what is running has finished.
+    pub fn stop(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn stopping(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Scheduler {
@@ -77,7 +97,13 @@ impl Scheduler {
             store,
             events: None,
             dispatch_samples: None,
+            stop: StopHandle::default(),
         }
+    }
+
+    /// The handle that stops this scheduler's run (see [`StopHandle`]).
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
     }
 
     /// The workflow in force.
@@ -339,6 +365,13 @@ impl Scheduler {
             v.extend_from_slice(&shared.samples);
         }
         outcome?;
+        if self.stop.stopping() {
+            // Interrupted: what ran is committed; the run stays `running` for `resume`.
+            self.store.flush()?;
+            let mut summary = self.summary(workflow_id, RunStatus::Running, started)?;
+            summary.llm = self.wf().llm.as_ref().map(|l| l.usage());
+            return Ok(summary);
+        }
         let budget_hit = shared.budget_hit;
         let mut summary = self.finish(workflow_id, budget_hit, started)?;
         summary.llm = self.wf().llm.as_ref().map(|l| l.usage());

@@ -130,7 +130,7 @@ impl Scheduler {
         g: &mut Shared,
         max_invocations: u64,
     ) -> Result<Option<InvocationRecord>, RunError> {
-        if g.budget_hit {
+        if g.budget_hit || self.stop.stopping() {
             return Ok(None);
         }
         if self.wf().llm.as_ref().is_some_and(|l| l.exhausted()) {
@@ -279,7 +279,7 @@ impl Scheduler {
     /// Publish the inputs still to come, a chunk at a time, while the workers run: each
     /// chunk is prepared outside the lock and committed under it.
     fn feed(&self, workflow_id: &str, pool: &Pool, mut feed: InputFeed) {
-        while feed.remaining() {
+        while feed.remaining() && !self.stop.stopping() {
             let wf = self.wf();
             let mut chunk = feed.next_chunk(&wf, workflow_id);
             let placed = super::place(&wf, &mut chunk, |phases| {
@@ -355,6 +355,9 @@ impl Scheduler {
                 continue;
             }
             // Nothing runs and nothing can be claimed now.
+            if self.stop.stopping() {
+                return Ok(());
+            }
             let wake = if g.budget_hit {
                 None
             } else {

@@ -396,3 +396,69 @@ fn murmur_new_scaffolds_every_world_in_javascript_and_python_with_the_grants_the
         }
     }
 }
+
+#[test]
+fn the_readme_demo_shows_the_counts_the_demo_prints() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    let shown: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("murmur: complete — "))
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    assert!(shown.len() >= 5, "the README shows the demo's summary");
+    let out = murmur()
+        .args(["run", "--store", "memory"])
+        .arg(repo().join("examples/auth-system/workflow.toml"))
+        .output()
+        .expect("murmur runs");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The README's lines, up to their elided ends (`…`) and the run's time.
+    let head = |l: &str| {
+        let l = l.split(" in ").next().unwrap_or(l);
+        l.trim_end_matches('…').trim_end().to_string()
+    };
+    for line in &shown {
+        assert!(
+            stderr.lines().any(|s| s.starts_with(&head(line))),
+            "the README shows `{line}`; the demo printed:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn inspect_reads_a_rust_a_javascript_and_a_python_component() {
+    for (component, world, grants) in [
+        ("analyzer", "agent", vec![]),
+        ("js-implementer", "agent", vec![]),
+        ("py-librarian", "agent", vec![]),
+        ("reader", "agent", vec!["blackboard"]),
+        ("review", "validator", vec![]),
+        ("triage", "router", vec![]),
+        ("focus", "context-provider", vec![]),
+    ] {
+        let out = murmur()
+            .args(["inspect", "--json"])
+            .arg(plugin(component))
+            .output()
+            .expect("inspect");
+        assert!(
+            out.status.success(),
+            "{component}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(report["world"], world, "{component}");
+        assert_eq!(report["api_version"], "0.1.0", "{component}");
+        assert_eq!(
+            report["needs_grants"],
+            serde_json::json!(grants),
+            "{component}"
+        );
+        assert_eq!(
+            report["sha256"].as_str().map(str::len),
+            Some(64),
+            "{component}"
+        );
+    }
+}

@@ -603,3 +603,30 @@ fn sigint_and_sigterm_stop_claiming_let_running_work_commit_and_resume_continues
         assert_eq!(fingerprint(&db), expected, "signal {signal}: the same end");
     }
 }
+
+#[test]
+fn resume_refuses_a_plugin_file_that_changed_since_the_run_started() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let component = dir.path().join("p.wasm");
+    std::fs::copy(plugin("probe"), &component).expect("copy");
+    let manifest = dir.path().join("w.toml");
+    let text = format!(
+        "[workflow]\nname = \"w\"\n{PHASES_AND_NOTE}[[plugin]]\nname = \"p\"\npath = \"p.wasm\"\nworld = \"agent\"\nconfig = {{ mode = \"echo\" }}\n[[plugin.subscribe]]\ntype = \"Note\"\n[[input]]\ntype = \"Note\"\npayload = {{}}\n"
+    );
+    std::fs::write(&manifest, text).expect("write");
+    let db = dir.path().join("w.db");
+    run_into(&manifest, &db);
+    let then = murmur::plugin::cache::sha256_hex(&std::fs::read(&component).expect("read"));
+    std::fs::copy(plugin("analyzer"), &component).expect("replace");
+    let now = murmur::plugin::cache::sha256_hex(&std::fs::read(&component).expect("read"));
+    let out = resume(&db);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("plugin 'p'")
+            && stderr.contains(&format!(
+                "(sha256 {then} then, {now} now); resume refuses to mix plugin versions"
+            )),
+        "{stderr}"
+    );
+}

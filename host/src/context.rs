@@ -36,6 +36,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 pub(crate) use crate::plugin::convert::{Handed, Reuse};
+use crate::plugin::convert::{invocation_for, wit_visible};
 
 /// The built-in provider's candidates for an invocation of `agent` on `inputs`, as WIT,
 /// within the agent's context budget.
@@ -136,14 +137,22 @@ pub(crate) fn provide(
     invocation: &wit::Invocation,
     mut chosen: Vec<wit::Artifact>,
 ) -> Vec<wit::Artifact> {
-    let mut call = invocation.clone();
     for provider in providers {
         if chosen.is_empty() {
             break;
         }
-        // The provider sees the agent's invocation with its own manifest config.
+        // A provider is handed only what its own visibility allows, of the invocation
+        // and of the candidates, with its own manifest config. Candidates it may not see
+        // (the agent may) are not its to judge: they stay, after its choice.
+        let viewer = provider.viewer();
+        let (seen, hidden): (Vec<wit::Artifact>, Vec<wit::Artifact>) = chosen
+            .into_iter()
+            .partition(|a| wit_visible(Some(&a.visibility), &a.producer, &viewer));
+        chosen = seen;
+        let mut call = invocation_for(invocation, &viewer);
         call.config.clone_from(&provider.config_json);
-        match provider.provide(&call, &chosen, board(provider)) {
+        let answer = provider.provide(&call, &chosen, board(provider));
+        let mut chosen_now = match answer {
             Ok(answer) => {
                 let mut kept = Vec::with_capacity(answer.len());
                 let mut used = HashSet::new();
@@ -158,13 +167,18 @@ pub(crate) fn provide(
                         ),
                     }
                 }
-                chosen = kept;
+                kept
             }
-            Err(e) => tracing::warn!(
-                provider = %provider.name,
-                "context provider failed ({e}); keeping the context as it was"
-            ),
-        }
+            Err(e) => {
+                tracing::warn!(
+                    provider = %provider.name,
+                    "context provider failed ({e}); keeping the context as it was"
+                );
+                chosen
+            }
+        };
+        chosen_now.extend(hidden);
+        chosen = chosen_now;
     }
     chosen
 }

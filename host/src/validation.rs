@@ -11,6 +11,7 @@
 //! outputs are never published.
 
 use crate::plugin::bindings::types as wit;
+use crate::plugin::convert::{invocation_for, wit_visible};
 use crate::plugin::{BoardAccess, InvokeError, LoadedPlugin};
 use crate::schema::{ANALYSIS_RESULT, IMPLEMENTATION, WORK_DISCOVERY};
 use serde_json::Value;
@@ -86,12 +87,23 @@ pub(crate) fn run_plugins(
     invocation: &wit::Invocation,
     outputs: &[wit::Output],
 ) -> Result<(), Refusal> {
-    let types: Vec<&str> = outputs.iter().map(|o| o.type_name.as_str()).collect();
-    let mut call = invocation.clone();
-    for v in validators.iter().filter(|v| applies(v, &types)) {
-        // The validator sees the agent's invocation with its own manifest config.
+    for v in validators {
+        // A validator is handed only what its own visibility allows — of the inputs, the
+        // context and the outputs — with its own manifest config; with none of the
+        // outputs to see, it has nothing to judge.
+        let viewer = v.viewer();
+        let seen: Vec<wit::Output> = outputs
+            .iter()
+            .filter(|o| wit_visible(o.visibility.as_ref(), &invocation.agent, &viewer))
+            .cloned()
+            .collect();
+        let types: Vec<&str> = seen.iter().map(|o| o.type_name.as_str()).collect();
+        if seen.is_empty() || !applies(v, &types) {
+            continue;
+        }
+        let mut call = invocation_for(invocation, &viewer);
         call.config.clone_from(&v.config_json);
-        match v.validate(&call, outputs, board(v)) {
+        match v.validate(&call, &seen, board(v)) {
             Ok(verdict) if verdict.accepted => {}
             Ok(verdict) => {
                 let reasons = if verdict.reasons.is_empty() {

@@ -299,3 +299,109 @@ async fn context_providers_run_in_a_chain_and_their_choice_reaches_the_agent() {
         "{context:?}"
     );
 }
+
+/// A Task private to the agent, and three Notes: public, for label `ops`, for tenant
+/// `acme`. The agent holds label `ops` and tenant `acme`; the plugins beside it hold none.
+fn visibility_inputs() -> &'static str {
+    r#"
+[[input]]
+type = "Task"
+payload = { n = 1 }
+visibility = { private = ["maker"] }
+[[input]]
+type = "Note"
+payload = { k = "public" }
+[[input]]
+type = "Note"
+payload = { k = "ops" }
+visibility = { labels = ["ops"] }
+[[input]]
+type = "Note"
+payload = { k = "acme" }
+visibility = { tenant = "acme" }
+"#
+}
+
+fn visibility_workflow(maker_config: &str, other: &str) -> String {
+    format!(
+        "[workflow]\nname = \"vis\"\n[retry]\nmax_attempts = 1\n{PHASES_AND_NOTE}[[type]]\nname = \"Task\"\nschema = {{ type = \"object\" }}\n{}{other}{}",
+        probe("maker", maker_config, "Task", None).replace(
+            "world = \"agent\"\n",
+            "world = \"agent\"\nlabels = [\"ops\"]\ntenant = \"acme\"\n"
+        ),
+        visibility_inputs(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_is_handed_only_what_its_own_visibility_allows() {
+    let witness = "[[plugin]]\nname = \"witness\"\npath = \"{plugin:witness-validator}\"\nworld = \"validator\"\n";
+    // Outputs the witness may see: it judges them, seeing of the inputs and context only
+    // what is public (the private Task, the label-only and tenant-only Notes withheld).
+    let judged = run(&visibility_workflow(
+        "mode = \"echo\", emit_type = \"Note\", emit_private_to = [\"maker\", \"witness\"]",
+        witness,
+    ))
+    .await;
+    let inv = judged
+        .invocations()
+        .into_iter()
+        .find(|i| i.agent == "maker")
+        .expect("maker ran");
+    assert_eq!(
+        inv.error(),
+        Some("outputs rejected by witness: inputs [] context [user:Note] outputs [Note]"),
+        "what the witness was handed"
+    );
+    // Outputs private to the agent: the witness may see none, so it has nothing to judge.
+    let unseen = run(&visibility_workflow(
+        "mode = \"echo\", emit_type = \"Note\", emit_private_to = [\"maker\"]",
+        witness,
+    ))
+    .await;
+    assert_eq!(unseen.summary.agents["maker"].failed, 0);
+    assert_eq!(unseen.summary.agents["maker"].published["Note"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_provider_is_handed_only_what_its_own_visibility_allows() {
+    // The witness drops every candidate it is handed; the agent still receives the ones
+    // the witness may not see (the label-only and tenant-only Notes), and only those.
+    let run = run(&visibility_workflow(
+        "mode = \"context\", emit_type = \"Seen\"",
+        "[[type]]\nname = \"Seen\"\nschema = { type = \"object\" }\n[[plugin]]\nname = \"witness\"\npath = \"{plugin:witness-provider}\"\nworld = \"context-provider\"\n",
+    ))
+    .await;
+    let seen = run.artifacts("Seen");
+    assert_eq!(seen.len(), 1);
+    let handed: Vec<String> = seen[0].payload["handed"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    // Read as the operator: the Notes for `ops` and `acme` are not public.
+    let everything = murmur::blackboard::ArtifactQuery {
+        workflow_id: run.summary.workflow_id.clone(),
+        type_name: Some("Note".into()),
+        tags: vec![],
+        limit: usize::MAX,
+    };
+    let notes = run
+        .store
+        .query(&everything, &murmur::artifact::Viewer::operator())
+        .expect("query");
+    let note = |k: &str| {
+        notes
+            .iter()
+            .find(|n| n.payload["k"] == k)
+            .expect("note")
+            .id
+            .to_string()
+    };
+    let mut expected = vec![note("ops"), note("acme")];
+    expected.sort();
+    let mut handed = handed;
+    handed.sort();
+    assert_eq!(handed, expected);
+}

@@ -37,6 +37,37 @@ pub fn unpublished(
     }
 }
 
+/// Whether `viewer` may see something `producer` made with this WIT visibility (`None`:
+/// public) — the host's rule (`Visibility::allows`) for what crosses into a plugin.
+pub fn wit_visible(
+    visibility: Option<&wit::Visibility>,
+    producer: &str,
+    viewer: &crate::artifact::Viewer<'_>,
+) -> bool {
+    if viewer.operator || producer == viewer.name {
+        return true;
+    }
+    match visibility {
+        None | Some(wit::Visibility::Public) => true,
+        Some(wit::Visibility::Private(names)) => names.iter().any(|n| n == viewer.name),
+        Some(wit::Visibility::Labels(labels)) => labels.iter().any(|l| viewer.labels.contains(l)),
+        Some(wit::Visibility::Tenant(t)) => viewer.tenant == Some(t.as_str()),
+    }
+}
+
+/// `invocation` as `viewer` may see it: the inputs and context it may not see removed.
+pub fn invocation_for(
+    invocation: &wit::Invocation,
+    viewer: &crate::artifact::Viewer<'_>,
+) -> wit::Invocation {
+    let visible = |a: &&wit::Artifact| wit_visible(Some(&a.visibility), &a.producer, viewer);
+    wit::Invocation {
+        inputs: invocation.inputs.iter().filter(visible).cloned().collect(),
+        context: invocation.context.iter().filter(visible).cloned().collect(),
+        ..invocation.clone()
+    }
+}
+
 /// A host visibility as WIT.
 pub fn visibility_to_wit(v: &Visibility) -> wit::Visibility {
     match v {

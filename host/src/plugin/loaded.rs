@@ -625,6 +625,16 @@ impl std::fmt::Display for InvokeError {
 }
 
 impl LoadedPlugin {
+    /// The identity visibility checks use for what it is handed.
+    pub fn viewer(&self) -> crate::artifact::Viewer<'_> {
+        crate::artifact::Viewer {
+            name: &self.name,
+            labels: &self.labels,
+            tenant: self.tenant.as_deref(),
+            operator: false,
+        }
+    }
+
     /// Whether the manifest grants it `capability`.
     pub fn granted(&self, capability: Capability) -> bool {
         self.grants.contains(&capability)

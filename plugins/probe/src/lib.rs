@@ -5,7 +5,8 @@
 //!
 //! Modes:
 //! - `echo`: re-publish the input under `config.emit_type` (default: the input's type),
-//!   `config.count` times (default 1) — fan-out and runaway loops;
+//!   `config.count` times (default 1), private to `config.emit_private_to` if given —
+//!   fan-out, runaway loops and visibility;
 //! - `trap`: panic (the instance traps);
 //! - `loop`: spin forever (the host's deadline must stop it);
 //! - `memory`: allocate without bound (the host's memory cap must stop it);
@@ -49,6 +50,9 @@ struct Config {
     discoveries: Vec<serde_json::Value>,
     #[serde(default)]
     bytes: Option<usize>,
+    /// `echo`: make the outputs private to these agents (default: public).
+    #[serde(default)]
+    emit_private_to: Option<Vec<String>>,
 }
 
 /// Which attempt this is (1 = the first), from the host's `PreviousAttempt` context.
@@ -95,7 +99,12 @@ impl Agent for Probe {
                         if let Some(obj) = v.as_object_mut() {
                             obj.insert("copy".into(), i.into());
                         }
-                        Output { type_name: ty.clone(), payload: v.to_string(), tags: vec![], visibility: None }
+                        Output {
+                            type_name: ty.clone(),
+                            payload: v.to_string(),
+                            tags: vec![],
+                            visibility: config.emit_private_to.clone().map(Visibility::Private),
+                        }
                     })
                     .collect())
             }

@@ -636,3 +636,61 @@ async fn the_endpoint_model_and_key_come_from_the_settings_handed_in() {
         "the key is redacted: {debug}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_token_budget_refuses_its_calls_before_it_overspends() {
+    let server = serve(|_, _| ok(r#"{"plan": "p", "approved": false}"#, 80));
+    let run = run(&workflow(
+        &server.url,
+        "agent_budget_tokens = { analyst = 100 }",
+        ", max_tokens = 50",
+        3,
+    ))
+    .await;
+    assert_eq!(
+        server.requests.lock().expect("lock").len(),
+        1,
+        "80 spent + 50 more would pass the analyst's 100"
+    );
+    let refused: Vec<String> = run
+        .invocations()
+        .into_iter()
+        .filter(|i| i.agent == "analyst")
+        .filter_map(|i| i.error().map(str::to_string))
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|e| e.contains("agent 'analyst' has spent its budget of 100 tokens (80 used)")),
+        "{refused:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_max_concurrency_bounds_the_requests_in_flight() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    for limit in [1usize, 2] {
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (n, m) = (now.clone(), most.clone());
+        let server = serve(move |_, _| {
+            let in_flight = n.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(in_flight, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(150));
+            n.fetch_sub(1, Ordering::SeqCst);
+            ok(ANALYSIS, 10)
+        });
+        let text = workflow(&server.url, &format!("max_concurrency = {limit}"), "", 6).replace(
+            "limits = { concurrency = 1 }",
+            "limits = { concurrency = 4 }",
+        );
+        let run = run(&text).await;
+        assert_eq!(run.summary.status, RunStatus::Complete);
+        assert_eq!(server.requests.lock().expect("lock").len(), 6);
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            limit,
+            "four workers, max_concurrency = {limit}"
+        );
+    }
+}

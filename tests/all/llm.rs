@@ -694,3 +694,27 @@ async fn llm_max_concurrency_bounds_the_requests_in_flight() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_requests_in_flight_at_once_are_paid_once() {
+    // Two copies of one task, taken by two workers at once, with no context: the agent's
+    // two requests are identical, and the second waits for the first's answer.
+    let server = serve(|_, _| Reply {
+        delay: Duration::from_millis(300),
+        ..ok(r#"{"plan": "p", "approved": false}"#, 10)
+    });
+    let text = format!(
+        "[workflow]\nname = \"once\"\nlimits = {{ concurrency = 2 }}\n[context]\nmax_artifacts = 0\n[llm]\nbase_url = \"{}\"\nmodel = \"m\"\n{PHASES_AND_NOTE}[[type]]\nname = \"Task\"\nschema = {{ type = \"object\" }}\n[[plugin]]\nname = \"analyst\"\npath = \"{{plugin:llm-agent}}\"\nworld = \"agent\"\ngrants = [\"llm\"]\nconfig = {{ publishes = \"AnalysisResult\" }}\n[[plugin.subscribe]]\ntype = \"Task\"\n[[input]]\ntype = \"Task\"\ncount = 2\npayload = {{ ask = \"the same\" }}\n",
+        server.url
+    );
+    let run = run(&text).await;
+    assert_eq!(run.summary.status, RunStatus::Complete);
+    assert_eq!(run.summary.agents["analyst"].invocations, 2);
+    assert_eq!(
+        server.requests.lock().expect("lock").len(),
+        1,
+        "one request for the two"
+    );
+    let usage = run.summary.llm.clone().expect("usage");
+    assert_eq!((usage.calls, usage.cached), (1, 1));
+}

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -258,6 +258,13 @@ struct Limits {
     tokens: VecDeque<(Instant, u64)>,
 }
 
+/// A request being made: its answer, once there, for the identical requests waiting.
+#[derive(Default)]
+struct Pending {
+    answer: Mutex<Option<Result<Completion, LlmError>>>,
+    ready: Condvar,
+}
+
 /// The host's side of the `llm` capability for one workflow run.
 pub struct LlmHost {
     config: LlmConfig,
@@ -265,6 +272,9 @@ pub struct LlmHost {
     replay: Option<HashMap<String, Completion>>,
     record: Option<Mutex<std::fs::File>>,
     cache: Mutex<HashMap<String, Completion>>,
+    /// Requests being made now, by key: an identical request waits for that answer
+    /// instead of paying for its own.
+    pending: Mutex<HashMap<String, Arc<Pending>>>,
     usage: Mutex<Usage>,
     limits: Mutex<Limits>,
     slot: Condvar,
@@ -332,6 +342,7 @@ impl LlmHost {
             replay,
             record,
             cache: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
             usage: Mutex::new(Usage::default()),
             limits: Mutex::new(Limits {
                 in_flight: 0,
@@ -395,9 +406,46 @@ impl LlmHost {
                 "no language-model provider is configured: set [llm] base_url and model, or MURMUR_LLM_BASE_URL and MURMUR_LLM_MODEL".into(),
             )
         })?;
+        // One request per key at a time: an identical request already on its way is
+        // waited for and its answer shared (counted as cached), never paid twice.
+        let (pending, first) = {
+            let mut p = Self::lock(&self.pending);
+            match p.get(&key) {
+                Some(waiting) => (waiting.clone(), false),
+                None => {
+                    let made = Arc::new(Pending::default());
+                    p.insert(key.clone(), made.clone());
+                    (made, true)
+                }
+            }
+        };
+        if !first {
+            let mut answer = Self::lock(&pending.answer);
+            while answer.is_none() {
+                answer = pending
+                    .ready
+                    .wait(answer)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            let shared = answer.clone().unwrap_or_else(|| {
+                Err(LlmError::Refused(
+                    "the shared request gave no answer".into(),
+                ))
+            })?;
+            drop(answer);
+            // As a cache hit: not paid for, so not counted against a budget.
+            Self::lock(&self.usage).cached += 1;
+            return Ok(shared);
+        }
         self.acquire(cap);
         let result = provider.complete(&request);
         self.release();
+        *Self::lock(&pending.answer) = Some(result.clone());
+        pending.ready.notify_all();
+        if let Ok(answer) = &result {
+            Self::lock(&self.cache).insert(key.clone(), answer.clone());
+        }
+        Self::lock(&self.pending).remove(&key);
         let answer = result?;
         self.account(agent, phase, &answer, true);
         if let Some(file) = &self.record {

@@ -718,3 +718,58 @@ async fn identical_requests_in_flight_at_once_are_paid_once() {
     let usage = run.summary.llm.clone().expect("usage");
     assert_eq!((usage.calls, usage.cached), (1, 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_embeddings_replays_offline_to_the_same_decisions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tape = dir.path().join("tape.jsonl");
+    let server = serve(topical);
+    let text = format!(
+        "[workflow]\nname = \"e\"\n[llm]\nbase_url = \"{}\"\nmodel = \"m\"\nembedding_model = \"topics\"\n[[phase]]\nname = \"analysis\"\ndescription = \"Understand problems\"\n[[phase]]\nname = \"deployment\"\ndescription = \"Release to production\"\n[[type]]\nname = \"Note\"\nschema = {{ type = \"object\" }}\n{}{}{}{}",
+        server.url,
+        probe(
+            "worker",
+            "mode = \"echo\", emit_type = \"Note\"",
+            "WorkDiscovery",
+            None
+        ),
+        discovery("Add caching to the API", "analysis", ""),
+        discovery("Memoize the API responses", "analysis", ""),
+        discovery("Ship the thing", "auto", ""),
+    );
+    let load_with = |options: murmur::LoadOptions| {
+        let path = dir.path().join("workflow.toml");
+        let text = expand(&text);
+        let m = murmur::Manifest::parse(&path, &text).expect("parse");
+        murmur::Workflow::from_manifest(m, options).expect("load")
+    };
+    let recorded = run_workflow(load_with(murmur::LoadOptions {
+        llm_record: Some(tape.clone()),
+        ..options()
+    }))
+    .await;
+    let paid = server.requests.lock().expect("lock").len();
+    assert!(paid > 0, "embeddings were requested");
+    let usage = recorded.summary.llm.clone().expect("usage");
+    assert_eq!(
+        usage.calls, paid as u64,
+        "every embedding request counts as a call"
+    );
+    drop(server);
+    let replayed = run_workflow(load_with(murmur::LoadOptions {
+        llm_replay: Some(tape.clone()),
+        ..options()
+    }))
+    .await;
+    assert_eq!(replayed.summary.status, RunStatus::Complete);
+    assert_eq!(
+        replayed.summary.work.duplicates, 1,
+        "the same duplicate, offline"
+    );
+    assert_eq!(replayed.work("Ship the thing").phase, "deployment");
+    assert_eq!(
+        replayed.summary.llm.as_ref().map(|u| u.calls),
+        Some(0),
+        "no network"
+    );
+}

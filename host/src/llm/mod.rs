@@ -194,7 +194,44 @@ pub trait Provider: Send + Sync {
     /// Complete `request`.
     fn complete(&self, request: &Request) -> Result<Completion, LlmError>;
     /// Embed `texts` with `model`.
-    fn embed(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError>;
+    fn embed(&self, model: &str, texts: &[String]) -> Result<Embeddings, LlmError>;
+}
+
+/// Embeddings of some texts, one vector each, and the tokens they cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Embeddings {
+    /// One vector per text, in order.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens the provider counted (0 when it does not say).
+    pub prompt_tokens: u32,
+}
+
+/// One recorded embedding exchange (a line of a record/replay file, beside completions).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct EmbeddingExchange {
+    /// The key: sha256 of the model and texts.
+    pub embedding_key: String,
+    /// The model.
+    pub model: String,
+    /// The texts.
+    pub texts: Vec<String>,
+    /// The answer.
+    pub embeddings: Embeddings,
+}
+
+/// A line of a record/replay file.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TapeLine {
+    Completion(Exchange),
+    Embedding(EmbeddingExchange),
+}
+
+/// The cache and replay key of an embedding request.
+fn embedding_key(model: &str, texts: &[String]) -> String {
+    let text = serde_json::to_string(&(model, texts)).unwrap_or_default();
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One recorded exchange (a line of a record/replay file).
@@ -258,6 +295,9 @@ struct Limits {
     tokens: VecDeque<(Instant, u64)>,
 }
 
+/// Who the host's own model calls (embeddings) are accounted to.
+const HOST: &str = "host";
+
 /// A request being made: its answer, once there, for the identical requests waiting.
 #[derive(Default)]
 struct Pending {
@@ -270,8 +310,10 @@ pub struct LlmHost {
     config: LlmConfig,
     provider: Option<Box<dyn Provider>>,
     replay: Option<HashMap<String, Completion>>,
+    replay_embeddings: HashMap<String, Embeddings>,
     record: Option<Mutex<std::fs::File>>,
     cache: Mutex<HashMap<String, Completion>>,
+    embedding_cache: Mutex<HashMap<String, Embeddings>>,
     /// Requests being made now, by key: an identical request waits for that answer
     /// instead of paying for its own.
     pending: Mutex<HashMap<String, Arc<Pending>>>,
@@ -300,6 +342,7 @@ impl LlmHost {
         replay: Option<&Path>,
         record: Option<&Path>,
     ) -> Result<Self, LlmSetupError> {
+        let mut replay_embeddings = HashMap::new();
         let replay = match replay {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| LlmSetupError::Replay {
@@ -312,12 +355,19 @@ impl LlmHost {
                     .enumerate()
                     .filter(|(_, l)| !l.trim().is_empty())
                 {
-                    let e: Exchange =
+                    let e: TapeLine =
                         serde_json::from_str(line).map_err(|e| LlmSetupError::Replay {
                             path: path.to_path_buf(),
                             message: format!("line {}: {e}", i + 1),
                         })?;
-                    answers.insert(e.key, e.completion);
+                    match e {
+                        TapeLine::Completion(e) => {
+                            answers.insert(e.key, e.completion);
+                        }
+                        TapeLine::Embedding(e) => {
+                            replay_embeddings.insert(e.embedding_key, e.embeddings);
+                        }
+                    }
                 }
                 Some(answers)
             }
@@ -340,8 +390,10 @@ impl LlmHost {
             config,
             provider,
             replay,
+            replay_embeddings,
             record,
             cache: Mutex::new(HashMap::new()),
+            embedding_cache: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             usage: Mutex::new(Usage::default()),
             limits: Mutex::new(Limits {
@@ -463,18 +515,60 @@ impl LlmHost {
         Ok(answer)
     }
 
-    /// Embed texts (the configured embedding model).
+    /// Embed texts (the configured embedding model) on the host's behalf (deduplication,
+    /// routing). Embeddings go the way completions do: the workflow's token budget, the
+    /// cache, the replay file (offline, the same answers), the concurrency and rate
+    /// limits, the record file; their tokens count for the host (`by_agent["host"]`).
     pub fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
         let model = self
             .config
             .embedding_model
             .as_ref()
             .ok_or_else(|| LlmError::Denied("no [llm] embedding_model is configured".into()))?;
+        self.check_budget(HOST, 0)?;
+        let key = embedding_key(model, texts);
+        if let Some(hit) = Self::lock(&self.embedding_cache).get(&key).cloned() {
+            Self::lock(&self.usage).cached += 1;
+            return Ok(hit.vectors);
+        }
+        if self.replay.is_some() {
+            let answer = self.replay_embeddings.get(&key).cloned().ok_or_else(|| {
+                LlmError::Denied(format!(
+                    "replaying: the replay file has no embeddings for this request (key {key}); record it first"
+                ))
+            })?;
+            Self::lock(&self.usage).cached += 1;
+            Self::lock(&self.embedding_cache).insert(key, answer.clone());
+            return Ok(answer.vectors);
+        }
         let provider = self
             .provider
             .as_ref()
             .ok_or_else(|| LlmError::Denied("no language-model provider is configured".into()))?;
-        provider.embed(model, texts)
+        self.acquire(0);
+        let result = provider.embed(model, texts);
+        self.release();
+        let answer = result?;
+        let spent = Completion {
+            content: String::new(),
+            prompt_tokens: answer.prompt_tokens,
+            completion_tokens: 0,
+        };
+        self.account(HOST, "embeddings", &spent, true);
+        if let Some(file) = &self.record {
+            let line = serde_json::to_string(&EmbeddingExchange {
+                embedding_key: key.clone(),
+                model: model.clone(),
+                texts: texts.to_vec(),
+                embeddings: answer.clone(),
+            })
+            .unwrap_or_default();
+            let mut f = Self::lock(file);
+            let _ = writeln!(f, "{line}");
+            let _ = f.flush();
+        }
+        Self::lock(&self.embedding_cache).insert(key, answer.clone());
+        Ok(answer.vectors)
     }
 
     fn check_budget(&self, agent: &str, next: u64) -> Result<(), LlmError> {

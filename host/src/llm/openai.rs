@@ -2,7 +2,7 @@
 //! `POST {base_url}/embeddings`, as OpenAI, Ollama, vLLM, llama.cpp's server and LM Studio
 //! all speak them. Structured output uses `response_format: json_schema`.
 
-use super::{Completion, LlmConfig, LlmError, Provider, Request};
+use super::{Completion, Embeddings, LlmConfig, LlmError, Provider, Request};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -169,12 +169,13 @@ impl Provider for OpenAi {
         })
     }
 
-    fn embed(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
+    fn embed(&self, model: &str, texts: &[String]) -> Result<Embeddings, LlmError> {
         let answer = self.post("/embeddings", &json!({ "model": model, "input": texts }))?;
         let data = answer["data"].as_array().ok_or_else(|| {
             LlmError::InvalidResponse("no data[] in the embeddings answer".into())
         })?;
-        data.iter()
+        let vectors = data
+            .iter()
             .map(|d| {
                 d["embedding"]
                     .as_array()
@@ -186,7 +187,12 @@ impl Provider for OpenAi {
                     })
                     .ok_or_else(|| LlmError::InvalidResponse("an embedding is not an array".into()))
             })
-            .collect()
+            .collect::<Result<Vec<Vec<f32>>, LlmError>>()?;
+        let prompt_tokens = answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+        Ok(Embeddings {
+            vectors,
+            prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
+        })
     }
 }
 

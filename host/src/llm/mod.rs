@@ -500,16 +500,12 @@ impl LlmHost {
         Self::lock(&self.pending).remove(&key);
         let answer = result?;
         self.account(agent, phase, &answer, true);
-        if let Some(file) = &self.record {
-            let line = serde_json::to_string(&Exchange {
+        if self.record.is_some() {
+            self.record_line(&Exchange {
                 key: key.clone(),
                 request,
                 completion: answer.clone(),
-            })
-            .unwrap_or_default();
-            let mut f = Self::lock(file);
-            let _ = writeln!(f, "{line}");
-            let _ = f.flush();
+            });
         }
         Self::lock(&self.cache).insert(key, answer.clone());
         Ok(answer)
@@ -555,20 +551,26 @@ impl LlmHost {
             completion_tokens: 0,
         };
         self.account(HOST, "embeddings", &spent, true);
-        if let Some(file) = &self.record {
-            let line = serde_json::to_string(&EmbeddingExchange {
+        if self.record.is_some() {
+            self.record_line(&EmbeddingExchange {
                 embedding_key: key.clone(),
                 model: model.clone(),
                 texts: texts.to_vec(),
                 embeddings: answer.clone(),
-            })
-            .unwrap_or_default();
+            });
+        }
+        Self::lock(&self.embedding_cache).insert(key, answer.clone());
+        Ok(answer.vectors)
+    }
+
+    /// Append one exchange to the record file, if there is one.
+    fn record_line(&self, exchange: &impl Serialize) {
+        if let Some(file) = &self.record {
+            let line = serde_json::to_string(exchange).unwrap_or_default();
             let mut f = Self::lock(file);
             let _ = writeln!(f, "{line}");
             let _ = f.flush();
         }
-        Self::lock(&self.embedding_cache).insert(key, answer.clone());
-        Ok(answer.vectors)
     }
 
     fn check_budget(&self, agent: &str, next: u64) -> Result<(), LlmError> {

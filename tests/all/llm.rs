@@ -572,10 +572,12 @@ async fn embeddings_find_duplicates_and_route_where_words_do_not() {
 #[test]
 fn murmur_run_with_murmur_llm_base_url_completes_the_llm_example_with_its_branch() {
     let server = serve(scenario);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite:{}", dir.path().join("llm.db").display());
     let out = murmur()
         .env("MURMUR_LLM_BASE_URL", &server.url)
         .env("MURMUR_LLM_MODEL", "scripted")
-        .args(["run", "--json", "-q", "--store", "memory"])
+        .args(["run", "--json", "-q", "--store", &store])
         .arg(repo().join("examples/llm-auth-system/workflow.toml"))
         .output()
         .expect("murmur run");
@@ -592,6 +594,13 @@ fn murmur_run_with_murmur_llm_base_url_completes_the_llm_example_with_its_branch
         1
     );
     assert_eq!(summary["llm"]["calls"], 8);
+    // `status` reports the model usage the store kept.
+    let status = murmur()
+        .args(["status", "--json", "--store", &store])
+        .output()
+        .expect("murmur status");
+    let kept: Value = serde_json::from_slice(&status.stdout).expect("status json");
+    assert_eq!(kept["llm"], summary["llm"]);
     let requests = server.requests.lock().expect("lock");
     assert!(
         requests.iter().all(|r| r["model"] == "scripted"),
@@ -772,4 +781,50 @@ async fn a_run_with_embeddings_replays_offline_to_the_same_decisions() {
         Some(0),
         "no network"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_goes_on_with_the_tokens_it_had_spent() {
+    // Each call spends 80 tokens and asks for at most 50 more: with a budget of 150, a
+    // run affords two calls, resumed or not.
+    let stop: Arc<Mutex<Option<murmur::scheduler::StopHandle>>> = Arc::new(Mutex::new(None));
+    let stopper = stop.clone();
+    let server = serve(move |n, _| {
+        if n == 0
+            && let Some(s) = stopper.lock().expect("lock").as_ref()
+        {
+            // Interrupt the run during its first call.
+            s.stop();
+        }
+        ok(r#"{"plan": "p", "approved": false}"#, 80)
+    });
+    let text = workflow(&server.url, "budget_tokens = 150", ", max_tokens = 50", 3);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("run.db");
+    let store = Arc::new(murmur::blackboard::SqliteStore::open(&db).expect("open"));
+    let scheduler = murmur::Scheduler::new(Arc::new(load(&text).expect("load")), store.clone());
+    *stop.lock().expect("lock") = Some(scheduler.stop_handle());
+    let first = scheduler.run().await.expect("run");
+    assert_eq!(first.status, RunStatus::Running, "interrupted");
+    drop(scheduler);
+    murmur::Store::close(store.as_ref()).expect("close");
+    drop(store);
+
+    let store = murmur::blackboard::SqliteStore::open(&db).expect("reopen");
+    let record = store.runs().expect("runs").remove(0);
+    let kept = record.llm_usage.clone().expect("usage kept in the store");
+    assert_eq!(kept.prompt_tokens + kept.completion_tokens, 80);
+    store.load(&record.workflow_id).expect("load");
+    let resumed = murmur::Scheduler::new(Arc::new(load(&text).expect("load")), Arc::new(store))
+        .resume(record)
+        .await
+        .expect("resume");
+    assert_eq!(resumed.status, RunStatus::BudgetExhausted);
+    assert_eq!(
+        server.requests.lock().expect("lock").len(),
+        2,
+        "one more call after the resume: 80 + 80 spent, and 160 + 50 would pass 150"
+    );
+    let usage = resumed.llm.expect("usage");
+    assert_eq!(usage.prompt_tokens + usage.completion_tokens, 160);
 }

@@ -46,6 +46,10 @@ pub struct RunRecord {
     pub finished_at_ms: Option<u64>,
     /// Its last summary, if it has ended.
     pub summary: Option<serde_json::Value>,
+    /// Language-model usage so far, kept as the run goes so that `resume` continues the
+    /// run's budgets and `status` reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_usage: Option<crate::llm::Usage>,
 }
 
 /// A plugin file a run used.

@@ -34,7 +34,7 @@ impl StatusCommand {
             .finished_at_ms
             .unwrap_or_else(now_ms)
             .saturating_sub(record.started_at_ms);
-        let summary = RunSummary::from_store(
+        let mut summary = RunSummary::from_store(
             store.as_ref(),
             &record.name,
             &record.workflow_id,
@@ -42,6 +42,7 @@ impl StatusCommand {
             status,
             elapsed,
         )?;
+        summary.llm = record.llm_usage.clone();
         if self.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
             return Ok(0);

@@ -246,7 +246,8 @@ pub(crate) struct Exchange {
 }
 
 /// Tokens spent, by agent and by phase.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Usage {
     /// Calls answered by the provider (not the cache or replay file).
     pub calls: u64,
@@ -414,6 +415,12 @@ impl LlmHost {
     /// Whether a token budget stopped a call (the run then ends `budget_exhausted`).
     pub fn exhausted(&self) -> bool {
         self.exhausted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Continue from `usage`, what the run spent before it was interrupted: its budgets
+    /// are the run's, not the process's.
+    pub fn restore(&self, usage: Usage) {
+        *Self::lock(&self.usage) = usage;
     }
 
     /// Tokens spent so far.

@@ -181,6 +181,7 @@ impl Scheduler {
             started_at_ms: now_ms(),
             finished_at_ms: None,
             summary: None,
+            llm_usage: None,
         }
     }
 
@@ -203,6 +204,10 @@ impl Scheduler {
     pub async fn resume(&self, mut record: RunRecord) -> Result<RunSummary, RunError> {
         let started = Instant::now();
         let workflow_id = record.workflow_id.clone();
+        // The run's budgets go on from what it had spent.
+        if let (Some(usage), Some(llm)) = (&record.llm_usage, &self.wf().llm) {
+            llm.restore(usage.clone());
+        }
         if record.status != RunStatus::Running {
             // It ended; resuming changes nothing.
             return self.summary(&workflow_id, record.status, started);
@@ -339,6 +344,7 @@ impl Scheduler {
             std::mem::take(state),
             started_invocations,
             &monitoring,
+            run.clone(),
         ));
         let outcome = std::thread::scope(|scope| {
             for i in 0..limits.concurrency.max(1) {
@@ -367,14 +373,17 @@ impl Scheduler {
         outcome?;
         if self.stop.stopping() {
             // Interrupted: what ran is committed; the run stays `running` for `resume`.
-            self.store.flush()?;
             let mut summary = self.summary(workflow_id, RunStatus::Running, started)?;
             summary.llm = self.wf().llm.as_ref().map(|l| l.usage());
+            run.llm_usage = summary.llm.clone();
+            self.store.save_run(run)?;
+            self.store.flush()?;
             return Ok(summary);
         }
         let budget_hit = shared.budget_hit;
         let mut summary = self.finish(workflow_id, budget_hit, started)?;
         summary.llm = self.wf().llm.as_ref().map(|l| l.usage());
+        run.llm_usage = summary.llm.clone();
         run.status = summary.status;
         run.finished_at_ms = Some(now_ms());
         run.summary = serde_json::to_value(&summary).ok();

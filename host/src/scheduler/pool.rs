@@ -20,6 +20,7 @@ use super::execute::{self, Executed};
 use super::inputs::InputFeed;
 use super::{RunError, Scheduler, cascade::CascadeState};
 use crate::artifact::now_ms;
+use crate::blackboard::RunRecord;
 use crate::hotload::Reload;
 use crate::invocation::{InvocationRecord, InvocationStatus};
 use crate::observe::Event;
@@ -52,12 +53,20 @@ pub(super) struct Shared {
     last_metrics: Instant,
     /// Dispatch times, µs (when the caller asked for them).
     pub samples: Vec<u32>,
+    /// The run's record, saved again whenever its model usage changes.
+    run: RunRecord,
 }
 
 impl Shared {
     /// The loop's shared state for a run that has started `started` invocations before.
-    pub(super) fn new(state: CascadeState, started: u64, monitoring: &MonitoringPolicy) -> Self {
+    pub(super) fn new(
+        state: CascadeState,
+        started: u64,
+        monitoring: &MonitoringPolicy,
+        run: RunRecord,
+    ) -> Self {
         Self {
+            run,
             state,
             running: 0,
             started,
@@ -157,6 +166,20 @@ impl Scheduler {
         Ok(claimed)
     }
 
+    /// Keep the run's model usage in its record when it changed, so an interrupted run's
+    /// budgets survive (the write is queued to the store's writer, not waited for).
+    fn save_usage(&self, run: &mut RunRecord) -> Result<(), RunError> {
+        let Some(llm) = self.wf().llm.clone() else {
+            return Ok(());
+        };
+        let usage = llm.usage();
+        if run.llm_usage.as_ref() != Some(&usage) {
+            run.llm_usage = Some(usage);
+            self.store.save_run(run)?;
+        }
+        Ok(())
+    }
+
     /// One worker: claim, run outside the lock, complete under it, repeat until the run
     /// is over.
     pub(super) fn worker(
@@ -233,6 +256,9 @@ impl Scheduler {
             }
             let shared = &mut *g;
             if let Err(e) = self.complete(workflow_id, executed, &mut shared.state) {
+                return fail(pool, &mut g, e);
+            }
+            if let Err(e) = self.save_usage(&mut g.run) {
                 return fail(pool, &mut g, e);
             }
             if monitoring.metrics

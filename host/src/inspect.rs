@@ -2,7 +2,6 @@
 //! the API version it was built against, what it imports (and so which `grants` it
 //! needs), and what its `describe()` says.
 
-use crate::plugin::shape::Shape;
 use crate::plugin::{ComponentCache, EngineOptions, LoadedPlugin, PluginEngine};
 use crate::plugin::{PluginLimits, PluginSpec};
 use serde::Serialize;
@@ -63,14 +62,15 @@ pub fn inspect(path: &Path, cache: ComponentCache) -> Result<Report, InspectErro
         ..Default::default()
     })
     .map_err(|e| err(format!("cannot start the engine: {e:#}")))?;
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    // Through the compiled-component cache: the load below finds it there.
-    let sha = crate::plugin::cache::sha256_hex(&bytes);
-    let (component, _) = engine
-        .cache
-        .load(engine.engine(), &bytes, &sha)
-        .map_err(|e| err(format!("not a WebAssembly component: {e:#}")))?;
-    let shape = Shape::read(engine.engine(), &component);
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| "plugin".into());
+    // One read, one compile (or cache hit): the shape names the world, then it links.
+    let compiled = LoadedPlugin::compile(&engine, &name, path, None)
+        .map_err(|e| InspectError::Component(e.to_string()))?;
+    let shape = compiled.shape.clone();
+    let bytes = compiled.bytes;
     let world = shape.world().ok_or_else(|| {
         err(format!(
             "exports no murmur:plugin world (exports: {})",
@@ -79,10 +79,7 @@ pub fn inspect(path: &Path, cache: ComponentCache) -> Result<Report, InspectErro
     })?;
     let needs_grants = shape.needs();
     let spec = PluginSpec {
-        name: path
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_else(|| "plugin".into()),
+        name,
         path: path.to_path_buf(),
         world,
         sha256: None,
@@ -93,12 +90,12 @@ pub fn inspect(path: &Path, cache: ComponentCache) -> Result<Report, InspectErro
         grants: needs_grants.clone(),
         read_dirs: Vec::new(),
     };
-    let loaded =
-        LoadedPlugin::load(&engine, &spec).map_err(|e| InspectError::Component(e.to_string()))?;
+    let loaded = LoadedPlugin::link(&engine, &spec, compiled)
+        .map_err(|e| InspectError::Component(e.to_string()))?;
     let info = &loaded.info;
     Ok(Report {
         path: path.display().to_string(),
-        bytes: bytes.len() as u64,
+        bytes,
         sha256: loaded.sha256.clone(),
         world: world.to_string(),
         api_version: info.api_version.clone(),

@@ -1,6 +1,6 @@
 //! `murmur graph`: a run's cascade as Mermaid, DOT or JSON.
 
-use super::store::{Access, StoreSpec, open_run};
+use super::store::{Access, RunSelector};
 use anyhow::Result;
 use clap::ValueEnum;
 use murmur::graph::Graph;
@@ -8,12 +8,8 @@ use murmur::graph::Graph;
 /// Print a run's cascade: artifacts and their causality, grouped by phase.
 #[derive(Debug, clap::Args)]
 pub(crate) struct GraphCommand {
-    /// The database (`sqlite:PATH`).
-    #[arg(long)]
-    store: StoreSpec,
-    /// The run (default: the newest in the database).
-    #[arg(long)]
-    workflow: Option<String>,
+    #[command(flatten)]
+    run: RunSelector,
     /// Output format.
     #[arg(long, value_enum, default_value = "mermaid")]
     format: GraphFormat,
@@ -32,7 +28,7 @@ enum GraphFormat {
 
 impl GraphCommand {
     pub(crate) fn execute(self) -> Result<i32> {
-        let (store, record) = open_run(&self.store, self.workflow.as_deref(), Access::Read)?;
+        let (store, record) = self.run.open(Access::Read)?;
         let graph = Graph::from_store(store.as_ref(), &record.workflow_id)?;
         match self.format {
             GraphFormat::Mermaid => print!("{}", graph.mermaid()),

@@ -1,7 +1,7 @@
 //! `murmur resume`: bring an interrupted run to the end an uninterrupted run reaches.
 
 use super::report::{Reporting, report};
-use super::store::{Access, StoreSpec, open_run};
+use super::store::{Access, RunSelector};
 use anyhow::{Result, bail};
 use murmur::manifest::Manifest;
 use murmur::workflow::Workflow;
@@ -11,12 +11,8 @@ use std::sync::Arc;
 /// Bring an interrupted run to the end an uninterrupted run reaches.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ResumeCommand {
-    /// The database (`sqlite:PATH`).
-    #[arg(long)]
-    store: StoreSpec,
-    /// The run (default: the newest in the database).
-    #[arg(long)]
-    workflow: Option<String>,
+    #[command(flatten)]
+    run: RunSelector,
     /// Print the run summary as one JSON object on stdout (the same object as `run`).
     #[arg(long)]
     json: bool,
@@ -27,7 +23,7 @@ pub(crate) struct ResumeCommand {
 
 impl ResumeCommand {
     pub(crate) fn execute(self) -> Result<i32> {
-        let (store, record) = open_run(&self.store, self.workflow.as_deref(), Access::Write)?;
+        let (store, record) = self.run.open(Access::Write)?;
         // The run goes on with the manifest it started with, and the same plugin files.
         let path = PathBuf::from(&record.manifest_path);
         let manifest = Manifest::parse(&path, &record.manifest_text)?;

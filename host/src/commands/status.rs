@@ -1,7 +1,7 @@
 //! `murmur status`: where a run stands.
 
 use super::report::print_summary_to;
-use super::store::{Access, StoreSpec, open_run};
+use super::store::{Access, RunSelector};
 use anyhow::Result;
 use murmur::artifact::now_ms;
 use murmur::invocation::InvocationStatus;
@@ -12,12 +12,8 @@ use std::path::Path;
 /// Where a run stands: per phase, per agent, open and blocked work.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StatusCommand {
-    /// The database (`sqlite:PATH`).
-    #[arg(long)]
-    store: StoreSpec,
-    /// The run (default: the newest in the database).
-    #[arg(long)]
-    workflow: Option<String>,
+    #[command(flatten)]
+    run: RunSelector,
     /// Print the summary object as JSON instead.
     #[arg(long)]
     json: bool,
@@ -25,7 +21,7 @@ pub(crate) struct StatusCommand {
 
 impl StatusCommand {
     pub(crate) fn execute(self) -> Result<i32> {
-        let (store, record) = open_run(&self.store, self.workflow.as_deref(), Access::Read)?;
+        let (store, record) = self.run.open(Access::Read)?;
         let status = record.status;
         let phases = Manifest::parse(Path::new(&record.manifest_path), &record.manifest_text)
             .map(|m| m.phases.iter().map(|p| p.name.clone()).collect::<Vec<_>>())

@@ -53,6 +53,24 @@ impl StoreSpec {
     }
 }
 
+/// `--store` and `--workflow`: which run of which database a command opens.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunSelector {
+    /// The database (`sqlite:PATH`).
+    #[arg(long)]
+    store: StoreSpec,
+    /// The run (default: the newest in the database).
+    #[arg(long)]
+    workflow: Option<String>,
+}
+
+impl RunSelector {
+    /// Open the database and load the run.
+    pub(crate) fn open(&self, access: Access) -> Result<(Arc<dyn Store>, RunRecord)> {
+        open_run(&self.store, self.workflow.as_deref(), access)
+    }
+}
+
 /// Whether a command opens a run to go on writing it (`resume`) or only to read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
@@ -63,7 +81,7 @@ pub(crate) enum Access {
 }
 
 /// Open a database and load one run (the newest unless `workflow` names one).
-pub(crate) fn open_run(
+fn open_run(
     spec: &StoreSpec,
     workflow: Option<&str>,
     access: Access,

@@ -38,20 +38,15 @@ pub fn unpublished(
 }
 
 /// Whether `viewer` may see something `producer` made with this WIT visibility (`None`:
-/// public) — the host's rule (`Visibility::allows`) for what crosses into a plugin.
+/// public): the host's one rule, `Visibility::allows`.
 pub fn wit_visible(
     visibility: Option<&wit::Visibility>,
     producer: &str,
     viewer: &crate::artifact::Viewer<'_>,
 ) -> bool {
-    if viewer.operator || producer == viewer.name {
-        return true;
-    }
     match visibility {
         None | Some(wit::Visibility::Public) => true,
-        Some(wit::Visibility::Private(names)) => names.iter().any(|n| n == viewer.name),
-        Some(wit::Visibility::Labels(labels)) => labels.iter().any(|l| viewer.labels.contains(l)),
-        Some(wit::Visibility::Tenant(t)) => viewer.tenant == Some(t.as_str()),
+        Some(v) => visibility_from_wit(v.clone()).allows(producer, viewer),
     }
 }
 

@@ -15,7 +15,7 @@ use super::spec::{PluginLimits, PluginSpec};
 use super::state::{BoardAccess, ContextSource, InvocationState};
 use super::version;
 use super::world::World;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -250,21 +250,33 @@ fn take_for<T>(
 impl LoadedPlugin {
     /// Load the plugin a manifest declares.
     pub fn load(host: &PluginEngine, spec: &PluginSpec) -> Result<Self, LoadError> {
+        let compiled = Self::compile(host, &spec.name, &spec.path, spec.sha256.as_deref())?;
+        Self::link(host, spec, compiled)
+    }
+
+    /// The first half of [`LoadedPlugin::load`]: read the component at `path`, check
+    /// its sha256 against `pin`, compile it (or take it from the cache) and read its
+    /// shape — what `murmur inspect` needs to learn a component's world before it links.
+    pub fn compile(
+        host: &PluginEngine,
+        name: &str,
+        path: &Path,
+        pin: Option<&str>,
+    ) -> Result<Compiled, LoadError> {
         let started = Instant::now();
-        let plugin = spec.name.clone();
-        let bytes = std::fs::read(&spec.path).map_err(|source| LoadError::Read {
-            plugin: plugin.clone(),
-            path: spec.path.clone(),
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            plugin: name.to_string(),
+            path: path.to_path_buf(),
             source,
         })?;
         let sha256 = sha256_hex(&bytes);
-        if let Some(expected) = &spec.sha256
-            && *expected != sha256
+        if let Some(expected) = pin
+            && expected != sha256
         {
             return Err(LoadError::PinMismatch {
-                plugin,
-                path: spec.path.clone(),
-                expected: expected.clone(),
+                plugin: name.to_string(),
+                path: path.to_path_buf(),
+                expected: expected.to_string(),
                 actual: sha256,
             });
         }
@@ -272,11 +284,36 @@ impl LoadedPlugin {
             .cache
             .load(&host.engine, &bytes, &sha256)
             .map_err(|e| LoadError::Compile {
-                plugin: plugin.clone(),
-                path: spec.path.clone(),
+                plugin: name.to_string(),
+                path: path.to_path_buf(),
                 message: format!("{e:#}"),
             })?;
-        let shape = Shape::read(&host.engine, &component);
+        Ok(Compiled {
+            bytes: bytes.len() as u64,
+            shape: Shape::read(&host.engine, &component),
+            sha256,
+            cache,
+            component,
+            started,
+        })
+    }
+
+    /// The second half of [`LoadedPlugin::load`]: check `compiled` against `spec`'s
+    /// world and grants, link it and ask it to describe itself.
+    pub fn link(
+        host: &PluginEngine,
+        spec: &PluginSpec,
+        compiled: Compiled,
+    ) -> Result<Self, LoadError> {
+        let Compiled {
+            sha256,
+            cache,
+            shape,
+            component,
+            started,
+            ..
+        } = compiled;
+        let plugin = spec.name.clone();
         shape
             .check(spec.world)
             .map_err(|message| LoadError::Incompatible {
@@ -747,6 +784,21 @@ fn grant_check(plugin: &str, shape: &Shape, granted: &[Capability]) -> Result<()
         capabilities: missing,
         fix,
     })
+}
+
+/// A component compiled and its shape read, not yet linked (see
+/// [`LoadedPlugin::compile`]).
+pub struct Compiled {
+    /// The component file's size, in bytes.
+    pub bytes: u64,
+    /// Its sha256.
+    pub sha256: String,
+    /// Whether the compiled-component cache had it.
+    pub cache: CacheOutcome,
+    /// Its exports and imports.
+    pub shape: Shape,
+    component: wasmtime::component::Component,
+    started: Instant,
 }
 
 /// A call's fault or plugin error as one [`InvokeError`].

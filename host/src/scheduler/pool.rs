@@ -168,8 +168,12 @@ impl Scheduler {
 
     /// Keep the run's model usage in its record when it changed, so an interrupted run's
     /// budgets survive (the write is queued to the store's writer, not waited for).
-    fn save_usage(&self, run: &mut RunRecord) -> Result<(), RunError> {
-        let Some(llm) = self.wf().llm.clone() else {
+    fn save_usage(
+        &self,
+        llm: Option<&crate::llm::LlmHost>,
+        run: &mut RunRecord,
+    ) -> Result<(), RunError> {
+        let Some(llm) = llm else {
             return Ok(());
         };
         let usage = llm.usage();
@@ -235,6 +239,8 @@ impl Scheduler {
                 };
                 (executed, placed)
             }));
+            // Kept past the call only for its usage (most workflows have no model).
+            let llm = wf.llm.clone();
             drop(wf);
             g = pool.lock();
             g.running -= 1;
@@ -258,7 +264,7 @@ impl Scheduler {
             if let Err(e) = self.complete(workflow_id, executed, &mut shared.state) {
                 return fail(pool, &mut g, e);
             }
-            if let Err(e) = self.save_usage(&mut g.run) {
+            if let Err(e) = self.save_usage(llm.as_deref(), &mut g.run) {
                 return fail(pool, &mut g, e);
             }
             if monitoring.metrics

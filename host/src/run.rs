@@ -16,6 +16,10 @@ pub enum RunStatus {
     Failed,
     /// A budget ran out first.
     BudgetExhausted,
+    /// The language-model provider could not be reached or refused the host (the
+    /// summary's `provider` says which URL and why): the run stopped claiming, its work
+    /// waits, and `murmur resume` goes on once the provider answers.
+    ProviderUnavailable,
     /// Not ended: running now, or interrupted (see `murmur resume`). Only `status` says
     /// this. A store's status this build does not know reads as this.
     #[serde(other)]
@@ -30,8 +34,17 @@ impl RunStatus {
             RunStatus::Stalled => "stalled",
             RunStatus::Failed => "failed",
             RunStatus::BudgetExhausted => "budget_exhausted",
+            RunStatus::ProviderUnavailable => "provider_unavailable",
             RunStatus::Running => "running",
         }
+    }
+}
+
+impl RunStatus {
+    /// Whether `murmur resume` goes on with a run in this status: interrupted, or
+    /// stopped by its provider's outage.
+    pub fn resumable(self) -> bool {
+        matches!(self, RunStatus::Running | RunStatus::ProviderUnavailable)
     }
 }
 
@@ -52,6 +65,7 @@ mod tests {
             RunStatus::Stalled,
             RunStatus::Failed,
             RunStatus::BudgetExhausted,
+            RunStatus::ProviderUnavailable,
             RunStatus::Running,
         ] {
             let json = serde_json::to_string(&s).expect("json");

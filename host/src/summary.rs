@@ -64,6 +64,9 @@ pub struct RunSummary {
     /// Language-model usage (calls, tokens by agent and phase), when a provider is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llm: Option<crate::llm::Usage>,
+    /// The language-model provider the run could not reach, when that ended it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<crate::llm::Outage>,
     /// Open work, when the run did not complete.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub open_work: Vec<OpenWork>,
@@ -180,6 +183,7 @@ impl RunSummary {
             faults,
             depth_limited,
             llm: None,
+            provider: None,
             open_work,
             failed_work,
             elapsed_ms,

@@ -38,8 +38,21 @@ struct FakeOpenAi {
 }
 
 fn serve(script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -> FakeOpenAi {
-    let script = Arc::new(script);
+    serve_on(TcpListener::bind("127.0.0.1:0").expect("bind"), script)
+}
+
+/// A loopback address nothing listens on (bound, then closed): connection refused.
+fn closed_port() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// [`serve`] on `listener`.
+fn serve_on(
+    listener: TcpListener,
+    script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static,
+) -> FakeOpenAi {
+    let script = Arc::new(script);
     let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
     let requests = Arc::new(Mutex::new(Vec::new()));
     let seen = requests.clone();
@@ -827,4 +840,143 @@ async fn a_resumed_run_goes_on_with_the_tokens_it_had_spent() {
     );
     let usage = resumed.llm.expect("usage");
     assert_eq!(usage.prompt_tokens + usage.completion_tokens, 160);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_provider_ends_the_run_naming_it_and_leaves_the_work_for_resume() {
+    let addr = closed_port();
+    let url = format!("http://{addr}/v1");
+    // Recovery on: an outage must not spawn recovery work for each item.
+    let text = workflow(&url, "", "", 20)
+        .replace("[recovery]\nenabled = false", "[recovery]\nenabled = true");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("run.db");
+    let store = Arc::new(murmur::blackboard::SqliteStore::open(&db).expect("open"));
+    let first = murmur::Scheduler::new(Arc::new(load(&text).expect("load")), store.clone())
+        .run()
+        .await
+        .expect("run");
+    assert_eq!(first.status, RunStatus::ProviderUnavailable);
+    let outage = first
+        .provider
+        .clone()
+        .expect("the summary names the provider");
+    assert_eq!(outage.url, url);
+    assert!(outage.error.contains(&addr.to_string()), "{}", outage.error);
+    assert!(first.failed_work.is_empty(), "{:?}", first.failed_work);
+    assert_eq!(first.work.recovery_spawned, 0);
+    let analysis = &first.phases["analysis"];
+    assert_eq!(
+        (analysis.failed, analysis.done, analysis.pending + analysis.active),
+        (0, 0, 20),
+        "every item open, none failed: {analysis:?}"
+    );
+    assert_eq!(first.faults.values().sum::<u64>(), 0, "{:?}", first.faults);
+    murmur::Store::close(store.as_ref()).expect("close");
+    drop(store);
+
+    // The provider comes back at the same address: `resume` finishes the work.
+    let server = serve_on(TcpListener::bind(addr).expect("rebind"), |_, _| {
+        ok(r#"{"plan": "p", "approved": false}"#, 10)
+    });
+    let store = murmur::blackboard::SqliteStore::open(&db).expect("reopen");
+    let record = store.runs().expect("runs").remove(0);
+    assert_eq!(record.status, RunStatus::ProviderUnavailable);
+    store.load(&record.workflow_id).expect("load");
+    let resumed = murmur::Scheduler::new(Arc::new(load(&text).expect("load")), Arc::new(store))
+        .resume(record)
+        .await
+        .expect("resume");
+    assert_eq!(
+        resumed.status,
+        RunStatus::Complete,
+        "{:?}",
+        resumed.open_work
+    );
+    assert_eq!(resumed.by_type.get("AnalysisResult"), Some(&20));
+    assert_eq!(server.requests.lock().expect("lock").len(), 20);
+    assert!(resumed.provider.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_refusing_the_key_is_asked_once_and_the_run_ends_naming_it() {
+    for status in [401u16, 403, 404] {
+        let server = serve(move |_, _| Reply {
+            status,
+            headers: vec![],
+            body: r#"{"error": {"message": "Incorrect API key provided"}}"#.into(),
+            delay: Duration::ZERO,
+        });
+        let run = run(&workflow(&server.url, "", "", 20)).await;
+        assert_eq!(
+            run.summary.status,
+            RunStatus::ProviderUnavailable,
+            "{status}"
+        );
+        let outage = run.summary.provider.clone().expect("named");
+        assert_eq!(outage.url, server.url);
+        assert!(
+            outage.error.contains(&status.to_string())
+                && outage.error.contains("Incorrect API key"),
+            "{}",
+            outage.error
+        );
+        assert_eq!(
+            server.requests.lock().expect("lock").len(),
+            1,
+            "{status}: no retry, and no other item asks again"
+        );
+        assert!(
+            run.summary.failed_work.is_empty(),
+            "{:?}",
+            run.summary.failed_work
+        );
+        assert!(
+            run.invocations()
+                .iter()
+                .all(|i| i.status == murmur::invocation::InvocationStatus::Queued),
+            "every invocation waits for resume"
+        );
+    }
+}
+
+#[test]
+fn murmur_run_against_a_closed_port_exits_4_naming_the_url_and_resume_completes() {
+    let addr = closed_port();
+    let url = format!("http://{addr}/v1");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite:{}", dir.path().join("llm.db").display());
+    let out = murmur()
+        .env("MURMUR_LLM_BASE_URL", &url)
+        .env("MURMUR_LLM_MODEL", "scripted")
+        .args(["run", "--store", &store])
+        .arg(repo().join("examples/llm-auth-system/workflow.toml"))
+        .output()
+        .expect("murmur run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("murmur: provider_unavailable")
+            && stderr.contains(&format!("provider unavailable: {url}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("failed:"), "{stderr}");
+    let _server = serve_on(TcpListener::bind(addr).expect("rebind"), scenario);
+    let out = murmur()
+        .env("MURMUR_LLM_BASE_URL", &url)
+        .env("MURMUR_LLM_MODEL", "scripted")
+        .args(["resume", "--json", "-q", "--store", &store])
+        .output()
+        .expect("murmur resume");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(summary["status"], "complete");
+    assert_eq!(
+        summary["llm"]["calls"], 8,
+        "the same run an uninterrupted one is"
+    );
 }

@@ -19,6 +19,7 @@ pub(crate) fn exit_code(status: RunStatus) -> i32 {
         RunStatus::Complete => 0,
         RunStatus::Stalled | RunStatus::BudgetExhausted | RunStatus::Running => 3,
         RunStatus::Failed => 1,
+        RunStatus::ProviderUnavailable => 4,
     }
 }
 
@@ -313,6 +314,13 @@ pub(crate) fn print_summary_to(s: &RunSummary, out: &mut dyn Write) {
         .collect();
     if !faults.is_empty() {
         let _ = writeln!(out, "  faults: {}", faults.join(", "));
+    }
+    if let Some(o) = &s.provider {
+        let _ = writeln!(
+            out,
+            "  provider unavailable: {} ({}); open work waits: `murmur resume` goes on once it answers",
+            o.url, o.error
+        );
     }
     for w in &s.failed_work {
         let _ = writeln!(

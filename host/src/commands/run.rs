@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Run a workflow to completion. Exit status: 0 complete, 3 stalled or budget exhausted, 1 failed or an error.
+/// Run a workflow to completion. Exit status: 0 complete, 3 stalled or budget exhausted, 4 provider unavailable, 1 failed or an error.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunCommand {
     /// The workflow manifest (TOML).

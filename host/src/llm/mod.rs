@@ -187,6 +187,20 @@ pub enum LlmError {
     /// No provider, or not granted.
     #[error("denied: {0}")]
     Denied(String),
+    /// The provider cannot be reached or refuses the host itself (connection refused,
+    /// DNS, TLS, 401, 403, 404): no fault of the work that asked. The run stops claiming
+    /// and ends `provider_unavailable`, its work left for `resume`.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why the provider is out of reach: the run's end names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outage {
+    /// The API root the host called.
+    pub url: String,
+    /// What the last attempt got.
+    pub error: String,
 }
 
 /// Where answers come from.
@@ -322,6 +336,9 @@ pub struct LlmHost {
     limits: Mutex<Limits>,
     slot: Condvar,
     exhausted: std::sync::atomic::AtomicBool,
+    /// Set by the first call that finds the provider out of reach; later calls fail at
+    /// once instead of each waiting out its own retries.
+    outage: Mutex<Option<Outage>>,
 }
 
 impl std::fmt::Debug for LlmHost {
@@ -404,6 +421,7 @@ impl LlmHost {
             }),
             slot: Condvar::new(),
             exhausted: std::sync::atomic::AtomicBool::new(false),
+            outage: Mutex::new(None),
         })
     }
 
@@ -415,6 +433,34 @@ impl LlmHost {
     /// Whether a token budget stopped a call (the run then ends `budget_exhausted`).
     pub fn exhausted(&self) -> bool {
         self.exhausted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the provider was found out of reach (the run then stops claiming and ends
+    /// `provider_unavailable`), and why.
+    pub fn outage(&self) -> Option<Outage> {
+        Self::lock(&self.outage).clone()
+    }
+
+    /// Fail at once when the provider is known to be out of reach.
+    fn check_reachable(&self) -> Result<(), LlmError> {
+        match &*Self::lock(&self.outage) {
+            Some(o) => Err(LlmError::Unavailable(format!("{}: {}", o.url, o.error))),
+            None => Ok(()),
+        }
+    }
+
+    /// Note the provider out of reach when `result` says so (the first cause is kept).
+    fn note_outage<T>(&self, result: &Result<T, LlmError>) {
+        if let Err(LlmError::Unavailable(message)) = result {
+            let mut outage = Self::lock(&self.outage);
+            if outage.is_none() {
+                tracing::warn!("language-model provider unavailable: {message}");
+                *outage = Some(Outage {
+                    url: self.config.base_url.clone(),
+                    error: message.clone(),
+                });
+            }
+        }
     }
 
     /// Continue from `usage`, what the run spent before it was interrupted: its budgets
@@ -465,6 +511,7 @@ impl LlmHost {
                 "no language-model provider is configured: set [llm] base_url and model, or MURMUR_LLM_BASE_URL and MURMUR_LLM_MODEL".into(),
             )
         })?;
+        self.check_reachable()?;
         // One request per key at a time: an identical request already on its way is
         // waited for and its answer shared (counted as cached), never paid twice.
         let (pending, first) = {
@@ -497,8 +544,9 @@ impl LlmHost {
             return Ok(shared);
         }
         self.acquire(cap);
-        let result = provider.complete(&request);
+        let result = self.reachable_then(|| provider.complete(&request));
         self.release();
+        self.note_outage(&result);
         *Self::lock(&pending.answer) = Some(result.clone());
         pending.ready.notify_all();
         if let Ok(answer) = &result {
@@ -548,9 +596,11 @@ impl LlmHost {
             .provider
             .as_ref()
             .ok_or_else(|| LlmError::Denied("no language-model provider is configured".into()))?;
+        self.check_reachable()?;
         self.acquire(0);
-        let result = provider.embed(model, texts);
+        let result = self.reachable_then(|| provider.embed(model, texts));
         self.release();
+        self.note_outage(&result);
         let answer = result?;
         let spent = Completion {
             content: String::new(),
@@ -568,6 +618,13 @@ impl LlmHost {
         }
         Self::lock(&self.embedding_cache).insert(key, answer.clone());
         Ok(answer.vectors)
+    }
+
+    /// `call`, unless the provider was found out of reach while this one waited for a
+    /// slot.
+    fn reachable_then<T>(&self, call: impl FnOnce() -> Result<T, LlmError>) -> Result<T, LlmError> {
+        self.check_reachable()?;
+        call()
     }
 
     /// Append one exchange to the record file, if there is one.

@@ -36,7 +36,8 @@ impl OpenAi {
 
     /// POST `body` to `path`, retrying 429, 5xx and transport failures with exponential
     /// backoff and jitter, honouring `Retry-After`; no wait is longer than
-    /// `max_backoff_ms`.
+    /// `max_backoff_ms`. A provider that cannot be reached, or refuses the host itself
+    /// (401, 403, 404), is [`LlmError::Unavailable`]: the run's problem, not the work's.
     fn post(&self, path: &str, body: &Value) -> Result<Value, LlmError> {
         let url = format!("{}{path}", self.base_url);
         let mut attempt = 0u32;
@@ -74,6 +75,14 @@ impl OpenAi {
                             LlmError::Refused(format!("{url}: {status} {}", snippet(&text))),
                             retry_after,
                         ),
+                        // The key, the account or the address is wrong: no retry and
+                        // no other request will fare better.
+                        401 | 403 | 404 => {
+                            return Err(LlmError::Unavailable(format!(
+                                "{url}: {status} {}",
+                                snippet(&text)
+                            )));
+                        }
                         _ => {
                             return Err(LlmError::Refused(format!(
                                 "{url}: {status} {}",
@@ -87,7 +96,9 @@ impl OpenAi {
                     LlmError::Timeout(format!("{url}: no answer in time")),
                     None,
                 ),
-                Err(e) => (true, LlmError::Refused(format!("{url}: {e}")), None),
+                // Connection refused, no such host, TLS: retried (a server restarting
+                // comes back), then the provider is out of reach.
+                Err(e) => (true, LlmError::Unavailable(format!("{url}: {e}")), None),
             };
             if !retry || attempt >= self.max_retries {
                 return Err(error);

@@ -88,6 +88,20 @@ pub struct LlmAccess {
     pub host: Arc<crate::llm::LlmHost>,
     /// The phase the call serves (for accounting).
     pub phase: String,
+    /// Set when a call found the provider out of reach: the invocation's failure is then
+    /// not its own, and its work goes back to wait for `resume`.
+    pub outage_seen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LlmAccess {
+    /// The host's answer, noting an outage and turning the error into the WIT's.
+    fn answer<T>(&self, result: Result<T, crate::llm::LlmError>) -> Result<T, llm::LlmError> {
+        if let Err(crate::llm::LlmError::Unavailable(_)) = &result {
+            self.outage_seen
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        result.map_err(llm_error)
+    }
 }
 
 impl BoardAccess {
@@ -484,6 +498,8 @@ fn llm_error(e: crate::llm::LlmError) -> llm::LlmError {
         E::InvalidResponse(m) => llm::LlmError::InvalidResponse(m),
         E::BudgetExhausted(m) => llm::LlmError::BudgetExhausted(m),
         E::Denied(m) => llm::LlmError::Denied(m),
+        // The WIT has no variant of its own for it: to the plugin, a refusal.
+        e @ E::Unavailable(_) => llm::LlmError::Refused(e.to_string()),
     }
 }
 
@@ -533,10 +549,7 @@ impl llm::Host for InvocationState {
             max_tokens: req.max_tokens,
             temperature: req.temperature,
         };
-        let c = access
-            .host
-            .complete(&self.plugin, &access.phase, request)
-            .map_err(llm_error)?;
+        let c = access.answer(access.host.complete(&self.plugin, &access.phase, request))?;
         Ok(llm::Completion {
             content: c.content,
             prompt_tokens: c.prompt_tokens,
@@ -546,6 +559,6 @@ impl llm::Host for InvocationState {
 
     fn embed(&mut self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, llm::LlmError> {
         let access = self.llm_access()?;
-        access.host.embed(&texts).map_err(llm_error)
+        access.answer(access.host.embed(&texts))
     }
 }

@@ -65,6 +65,9 @@ pub(super) struct Executed {
     pub dispatch: std::time::Duration,
     /// Its checked outputs, or why there are none.
     pub result: Result<Vec<CheckedOutput>, Failure>,
+    /// A model call of this invocation (the agent's or a validator's) found the provider
+    /// out of reach: a failure is then the provider's, not the work's.
+    pub provider_outage: bool,
 }
 
 /// Run `record` to completion (or fault).
@@ -75,11 +78,13 @@ pub(super) fn execute(
     claimed: Instant,
 ) -> Executed {
     let mut dispatch = std::time::Duration::ZERO;
-    let result = run(wf, store, &record, claimed, &mut dispatch);
+    let outage = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let result = run(wf, store, &record, claimed, &mut dispatch, &outage);
     Executed {
         record,
         dispatch,
         result,
+        provider_outage: outage.load(std::sync::atomic::Ordering::Relaxed),
     }
 }
 
@@ -93,6 +98,7 @@ fn run(
     record: &InvocationRecord,
     claimed: Instant,
     dispatch: &mut std::time::Duration,
+    outage: &Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<Vec<CheckedOutput>, Failure> {
     let agent = wf
         .agent(&record.agent)
@@ -190,6 +196,7 @@ fn run(
             a.llm = Some(LlmAccess {
                 host: host.clone(),
                 phase: phase_name.clone(),
+                outage_seen: outage.clone(),
             });
         }
         access

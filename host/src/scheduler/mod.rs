@@ -208,7 +208,7 @@ impl Scheduler {
         if let (Some(usage), Some(llm)) = (&record.llm_usage, &self.wf().llm) {
             llm.restore(usage.clone());
         }
-        if record.status != RunStatus::Running {
+        if !record.status.resumable() {
             // It ended; resuming changes nothing.
             return self.summary(&workflow_id, record.status, started);
         }
@@ -381,7 +381,17 @@ impl Scheduler {
             return Ok(summary);
         }
         let budget_hit = shared.budget_hit;
-        let mut summary = self.finish(workflow_id, budget_hit, started)?;
+        let outage = self.wf().llm.as_ref().and_then(|l| l.outage());
+        let mut summary = match outage {
+            // The provider is out of reach: the open work waits for it, and is not
+            // stalled, so it keeps no stall reason.
+            Some(outage) => {
+                let mut s = self.summary(workflow_id, RunStatus::ProviderUnavailable, started)?;
+                s.provider = Some(outage);
+                s
+            }
+            None => self.finish(workflow_id, budget_hit, started)?,
+        };
         summary.llm = self.wf().llm.as_ref().map(|l| l.usage());
         run.llm_usage = summary.llm.clone();
         run.status = summary.status;
@@ -401,8 +411,24 @@ impl Scheduler {
         state: &mut CascadeState,
     ) -> Result<(), RunError> {
         let wf = self.wf();
-        let Executed { record, result, .. } = executed;
+        let Executed {
+            mut record,
+            result,
+            provider_outage,
+            ..
+        } = executed;
         let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
+        if provider_outage && result.is_err() {
+            // The provider failed it, not the work: queued again as it was, its attempt
+            // not counted, for `resume` (the run claims nothing more).
+            record.attempts = record.attempts.saturating_sub(1);
+            record.status = InvocationStatus::Queued;
+            tracing::info!(agent = %record.agent, invocation = %record.id, "the model provider is unavailable: left queued");
+            cascade.update_invocation(record);
+            let events = cascade.commit()?;
+            self.emit(workflow_id, events);
+            return Ok(());
+        }
         let result = match result {
             Ok(outputs) => match plan::blocking(&mut cascade, state, &outputs)? {
                 Ok(plan) => Ok((outputs, plan)),

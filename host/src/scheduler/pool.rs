@@ -42,6 +42,8 @@ pub(super) struct Shared {
     started: u64,
     /// A budget (invocations or LLM tokens) stopped new invocations.
     pub budget_hit: bool,
+    /// The model provider is out of reach: nothing more is claimed.
+    halted: bool,
     /// Nothing runs and nothing could be claimed: the coordinator's turn.
     quiescent: bool,
     /// The run is over; workers return.
@@ -71,6 +73,7 @@ impl Shared {
             running: 0,
             started,
             budget_hit: false,
+            halted: false,
             quiescent: false,
             done: false,
             error: None,
@@ -139,13 +142,21 @@ impl Scheduler {
         g: &mut Shared,
         max_invocations: u64,
     ) -> Result<Option<InvocationRecord>, RunError> {
-        if g.budget_hit || self.stop.stopping() {
+        if g.budget_hit || g.halted || self.stop.stopping() {
             return Ok(None);
         }
-        if self.wf().llm.as_ref().is_some_and(|l| l.exhausted()) {
-            // A token budget is spent: finish what runs, start nothing more.
-            g.budget_hit = true;
-            return Ok(None);
+        if let Some(llm) = self.wf().llm.as_ref() {
+            if llm.exhausted() {
+                // A token budget is spent: finish what runs, start nothing more.
+                g.budget_hit = true;
+                return Ok(None);
+            }
+            if llm.outage().is_some() {
+                // The provider is out of reach: finish what runs, start nothing more;
+                // the run ends `provider_unavailable` with its work pending.
+                g.halted = true;
+                return Ok(None);
+            }
         }
         if g.started >= max_invocations {
             let mut queued = false;
@@ -390,7 +401,7 @@ impl Scheduler {
             if self.stop.stopping() {
                 return Ok(());
             }
-            let wake = if g.budget_hit {
+            let wake = if g.budget_hit || g.halted {
                 None
             } else {
                 self.store.next_wakeup(workflow_id)?
@@ -412,7 +423,7 @@ impl Scheduler {
                 wake_workers(pool, g);
                 continue;
             }
-            if reloads.is_some() && !g.budget_hit && self.has_open_work(workflow_id)? {
+            if reloads.is_some() && !g.budget_hit && !g.halted && self.has_open_work(workflow_id)? {
                 // Watching: open work waits for a plugin that can take it.
                 wait(slot, Some(RELOAD_POLL));
                 continue;

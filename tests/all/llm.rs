@@ -867,7 +867,11 @@ async fn an_unreachable_provider_ends_the_run_naming_it_and_leaves_the_work_for_
     assert_eq!(first.work.recovery_spawned, 0);
     let analysis = &first.phases["analysis"];
     assert_eq!(
-        (analysis.failed, analysis.done, analysis.pending + analysis.active),
+        (
+            analysis.failed,
+            analysis.done,
+            analysis.pending + analysis.active
+        ),
         (0, 0, 20),
         "every item open, none failed: {analysis:?}"
     );

@@ -308,6 +308,19 @@ struct Limits {
     in_flight: usize,
     requests: VecDeque<Instant>,
     tokens: VecDeque<(Instant, u64)>,
+    /// Tokens the calls in flight are expected to spend: held against the tokens-per-
+    /// minute limit until their answers say what they spent.
+    reserved: u64,
+}
+
+/// What a request's prompt may cost before its answer says: about four characters a
+/// token, as OpenAI's tokenizers average on English (an estimate only holds the
+/// tokens-per-minute limit's room while the call is in flight).
+fn estimate_tokens(messages: &[Message]) -> u64 {
+    messages
+        .iter()
+        .map(|m| m.content.len() as u64 / 4 + 4)
+        .sum()
 }
 
 /// Who the host's own model calls (embeddings) are accounted to.
@@ -339,6 +352,8 @@ pub struct LlmHost {
     /// Set by the first call that finds the provider out of reach; later calls fail at
     /// once instead of each waiting out its own retries.
     outage: Mutex<Option<Outage>>,
+    /// The rate limits' window: a minute (shorter only in this module's tests).
+    window: Duration,
 }
 
 impl std::fmt::Debug for LlmHost {
@@ -418,10 +433,12 @@ impl LlmHost {
                 in_flight: 0,
                 requests: VecDeque::new(),
                 tokens: VecDeque::new(),
+                reserved: 0,
             }),
             slot: Condvar::new(),
             exhausted: std::sync::atomic::AtomicBool::new(false),
             outage: Mutex::new(None),
+            window: Duration::from_secs(60),
         })
     }
 
@@ -543,9 +560,13 @@ impl LlmHost {
             Self::lock(&self.usage).cached += 1;
             return Ok(shared);
         }
-        self.acquire(cap);
+        let expected = cap + estimate_tokens(&request.messages);
+        self.acquire(expected);
         let result = self.reachable_then(|| provider.complete(&request));
-        self.release();
+        let spent = result.as_ref().map_or(0, |c| {
+            u64::from(c.prompt_tokens) + u64::from(c.completion_tokens)
+        });
+        self.release(expected, spent);
         self.note_outage(&result);
         *Self::lock(&pending.answer) = Some(result.clone());
         pending.ready.notify_all();
@@ -597,9 +618,11 @@ impl LlmHost {
             .as_ref()
             .ok_or_else(|| LlmError::Denied("no language-model provider is configured".into()))?;
         self.check_reachable()?;
-        self.acquire(0);
+        let expected = texts.iter().map(|t| t.len() as u64 / 4 + 1).sum();
+        self.acquire(expected);
         let result = self.reachable_then(|| provider.embed(model, texts));
-        self.release();
+        let spent = result.as_ref().map_or(0, |e| u64::from(e.prompt_tokens));
+        self.release(expected, spent);
         self.note_outage(&result);
         let answer = result?;
         let spent = Completion {
@@ -669,14 +692,11 @@ impl LlmHost {
         u.completion_tokens += u64::from(c.completion_tokens);
         *u.by_agent.entry(agent.to_string()).or_default() += tokens;
         *u.by_phase.entry(phase.to_string()).or_default() += tokens;
-        drop(u);
-        let mut l = Self::lock(&self.limits);
-        l.tokens.push_back((Instant::now(), tokens));
     }
 
     /// Wait for a concurrency slot and for the rate limits to allow one more request.
     fn acquire(&self, expected_tokens: u64) {
-        let minute = Duration::from_secs(60);
+        let minute = self.window;
         let mut l = Self::lock(&self.limits);
         loop {
             let now = Instant::now();
@@ -699,9 +719,13 @@ impl LlmHost {
             let tokens: u64 = l.tokens.iter().map(|(_, n)| n).sum();
             let free = l.in_flight < self.config.max_concurrency.max(1);
             let rate_ok = rpm == 0 || l.requests.len() < rpm;
-            let tokens_ok = tpm == 0 || tokens + expected_tokens <= tpm || l.tokens.is_empty();
+            // A call bigger than the whole limit still goes, alone.
+            let tokens_ok = tpm == 0
+                || tokens + l.reserved + expected_tokens <= tpm
+                || (l.tokens.is_empty() && l.reserved == 0);
             if free && rate_ok && tokens_ok {
                 l.in_flight += 1;
+                l.reserved += expected_tokens;
                 l.requests.push_back(now);
                 return;
             }
@@ -723,9 +747,153 @@ impl LlmHost {
         }
     }
 
-    fn release(&self) {
+    /// Free the slot `acquire` took: the call's reservation becomes what it `spent`, in
+    /// the same step, so no other call slips in between.
+    fn release(&self, expected_tokens: u64, spent: u64) {
         let mut l = Self::lock(&self.limits);
         l.in_flight = l.in_flight.saturating_sub(1);
+        l.reserved = l.reserved.saturating_sub(expected_tokens);
+        if spent > 0 {
+            l.tokens.push_back((Instant::now(), spent));
+        }
         self.slot.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A provider standing in for a paid API: answers at once, `tokens` a call, and
+    /// notes when each call arrived and how many were in flight.
+    struct Clock {
+        tokens: u32,
+        hold: Duration,
+        calls: Mutex<Vec<Instant>>,
+        in_flight: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl Clock {
+        fn new(tokens: u32, hold: Duration) -> Arc<Self> {
+            Arc::new(Self {
+                tokens,
+                hold,
+                calls: Mutex::new(Vec::new()),
+                in_flight: AtomicUsize::new(0),
+                most: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    impl Provider for Arc<Clock> {
+        fn complete(&self, _: &Request) -> Result<Completion, LlmError> {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            self.calls.lock().expect("lock").push(Instant::now());
+            std::thread::sleep(self.hold);
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok(Completion {
+                content: "{}".into(),
+                prompt_tokens: self.tokens / 2,
+                completion_tokens: self.tokens - self.tokens / 2,
+            })
+        }
+        fn embed(&self, _: &str, _: &[String]) -> Result<Embeddings, LlmError> {
+            Err(LlmError::Denied("no embeddings here".into()))
+        }
+    }
+
+    const WINDOW: Duration = Duration::from_millis(300);
+
+    /// `n` distinct requests from `n` threads at once; the host's window is [`WINDOW`].
+    fn burst(config: LlmConfig, clock: &Arc<Clock>, n: usize) -> Duration {
+        let mut host =
+            LlmHost::new(config, Some(Box::new(clock.clone())), None, None).expect("host");
+        host.window = WINDOW;
+        let host = Arc::new(host);
+        let started = Instant::now();
+        let threads: Vec<_> = (0..n)
+            .map(|i| {
+                let host = host.clone();
+                std::thread::spawn(move || {
+                    let request = Request {
+                        model: "m".into(),
+                        messages: vec![Message {
+                            role: "user".into(),
+                            content: format!("request {i}"),
+                        }],
+                        json_schema: None,
+                        max_tokens: Some(55),
+                        temperature: None,
+                    };
+                    host.complete("agent", "analysis", request).expect("answer")
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        started.elapsed()
+    }
+
+    /// The most calls that arrived within any one window.
+    fn busiest_window(calls: &[Instant]) -> usize {
+        calls
+            .iter()
+            .map(|start| {
+                calls
+                    .iter()
+                    .filter(|t| **t >= *start && t.duration_since(*start) < WINDOW)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn requests_per_minute_never_lets_more_calls_into_one_window() {
+        let clock = Clock::new(10, Duration::ZERO);
+        let config = LlmConfig {
+            requests_per_minute: 2,
+            max_concurrency: 8,
+            ..LlmConfig::default()
+        };
+        let took = burst(config, &clock, 5);
+        let calls = clock.calls.lock().expect("lock").clone();
+        assert_eq!(calls.len(), 5);
+        assert_eq!(busiest_window(&calls), 2, "two a window");
+        // Five calls, two a window: the fifth waits two windows.
+        assert!(took >= WINDOW * 2, "{took:?}");
+    }
+
+    #[test]
+    fn tokens_per_minute_holds_a_call_until_the_window_has_room() {
+        // 60 tokens a call (up to 55 asked for, ~6 of prompt) against 100 a window: one
+        // call a window, even when all three ask at once.
+        let clock = Clock::new(60, Duration::ZERO);
+        let config = LlmConfig {
+            tokens_per_minute: 100,
+            max_concurrency: 8,
+            ..LlmConfig::default()
+        };
+        let took = burst(config, &clock, 3);
+        let calls = clock.calls.lock().expect("lock").clone();
+        assert_eq!(calls.len(), 3);
+        assert_eq!(busiest_window(&calls), 1, "60 + 60 would pass 100");
+        assert!(took >= WINDOW * 2, "{took:?}");
+    }
+
+    #[test]
+    fn max_concurrency_bounds_the_calls_in_flight() {
+        let clock = Clock::new(10, Duration::from_millis(30));
+        let config = LlmConfig {
+            max_concurrency: 2,
+            ..LlmConfig::default()
+        };
+        burst(config, &clock, 6);
+        assert_eq!(clock.calls.lock().expect("lock").len(), 6);
+        assert_eq!(clock.most.load(Ordering::SeqCst), 2);
     }
 }

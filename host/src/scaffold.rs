@@ -420,8 +420,10 @@ pub fn create(
                 && let Some(pos) = text.find("members = [")
                 && let Some(end) = text[pos..].find(']')
             {
+                let list = &text[pos + "members = [".len()..pos + end];
+                let sep = if list.trim().is_empty() { "" } else { ", " };
                 let mut updated = text.clone();
-                updated.insert_str(pos + end, &format!(", \"{name}\""));
+                updated.insert_str(pos + end, &format!("{sep}\"{name}\""));
                 write(&ws, &updated, &mut files)?;
             }
             (format!("{name}.wasm"), dir.join("test.toml"))

@@ -250,55 +250,113 @@ fn bench_cascade_native_runs_the_same_workload_without_the_sandbox() {
 }
 
 #[test]
-fn murmur_new_creates_a_python_agent_that_builds_and_passes_its_test() {
+fn murmur_new_scaffolds_build_and_pass_their_tests_for_every_world_in_every_language() {
+    let xtask = repo().join("target/debug/xtask");
+    assert!(
+        xtask.exists(),
+        "{} is missing: run the tests with `cargo xtask test`",
+        xtask.display()
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let plugins = dir.path().join("plugins");
     let components = dir.path().join("components");
-    std::fs::create_dir_all(&components).expect("mkdir");
-    let out = murmur()
-        .args(["new", "agent", "greeter", "--lang", "python", "--plugins"])
+    std::fs::create_dir_all(&plugins).expect("mkdir");
+    // A plugins workspace like the repository's, with no plugin yet: `murmur new` adds
+    // each Rust one to it. The repository's lockfile keeps the build offline.
+    let sdk = repo().join("plugins/sdk");
+    let workspace =
+        std::fs::read_to_string(repo().join("plugins/Cargo.toml")).expect("plugins workspace");
+    let members = workspace
+        .lines()
+        .find(|l| l.starts_with("members = ["))
+        .expect("members");
+    let workspace = workspace.replace(members, "members = []").replace(
+        "murmur-guest = { path = \"sdk\" }",
+        &format!(
+            "murmur-guest = {{ path = {:?} }}",
+            sdk.display().to_string()
+        ),
+    );
+    std::fs::write(plugins.join("Cargo.toml"), workspace).expect("workspace");
+    std::fs::copy(
+        repo().join("plugins/Cargo.lock"),
+        plugins.join("Cargo.lock"),
+    )
+    .expect("lockfile");
+    let worlds = ["agent", "validator", "router", "context-provider"];
+    let mut made = Vec::new();
+    for lang in ["rust", "js", "python"] {
+        for world in worlds {
+            let name = format!("{}-{lang}", world.replace("context-provider", "provider"));
+            let out = murmur()
+                .args(["new", world, &name, "--lang", lang, "--plugins"])
+                .arg(&plugins)
+                .arg("--components")
+                .arg(&components)
+                .output()
+                .expect("murmur new");
+            assert!(
+                out.status.success(),
+                "{world} in {lang}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let test = match lang {
+                "rust" => plugins.join(&name).join("test.toml"),
+                "js" => plugins.join("js").join(format!("{name}.test.toml")),
+                _ => plugins.join("python").join(&name).join("test.toml"),
+            };
+            let component = match lang {
+                "rust" => components.join(format!("{name}.wasm")),
+                "js" => components.join(format!("js-{name}.wasm")),
+                _ => components.join(format!("py-{name}.wasm")),
+            };
+            made.push((world, lang, name, test, component));
+        }
+    }
+    // Built as the repository's own plugins are.
+    let built = std::process::Command::new(&xtask)
+        .arg("build-plugins")
+        .arg("--plugins")
         .arg(&plugins)
-        .arg("--components")
+        .arg("--out")
         .arg(&components)
         .output()
-        .expect("murmur new");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Build it as `cargo xtask build-plugins` does.
-    let built = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())",
-        ])
-        .arg("-d")
-        .arg(repo().join("wit"))
-        .args(["-w", "basic-agent", "componentize", "app", "-p"])
-        .arg(plugins.join("python/greeter"))
-        .arg("-o")
-        .arg(components.join("py-greeter.wasm"))
-        .output()
-        .expect("componentize-py (installed by cargo xtask build-plugins)");
+        .expect("xtask build-plugins");
     assert!(
         built.status.success(),
         "{}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let run = murmur()
-        .args(["run", "--json", "--store", "memory"])
-        .arg(plugins.join("python/greeter/test.toml"))
-        .output()
-        .expect("run its test");
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).expect("summary");
-    assert_eq!(summary["by_type"]["Response"], 1, "{summary}");
-    assert_eq!(summary["agents"]["greeter"]["invocations"], 1);
+    for (world, lang, name, test, component) in &made {
+        let report = murmur()
+            .args(["inspect", "--json"])
+            .arg(component)
+            .output()
+            .expect("inspect");
+        assert!(
+            report.status.success(),
+            "{world} in {lang}: {}",
+            String::from_utf8_lossy(&report.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&report.stdout).expect("json");
+        assert_eq!(report["world"], *world, "{lang}");
+        let run = murmur()
+            .args(["run", "--json", "--store", "memory"])
+            .arg(test)
+            .output()
+            .expect("run its test");
+        assert!(
+            run.status.success(),
+            "{world} in {lang}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&run.stdout).expect("summary");
+        assert_eq!(summary["status"], "complete", "{world} in {lang}");
+        if *world == "agent" {
+            assert_eq!(summary["by_type"]["Response"], 1, "{lang}: {summary}");
+            assert_eq!(summary["agents"][name.as_str()]["invocations"], 1, "{lang}");
+        }
+    }
 }
 
 #[test]

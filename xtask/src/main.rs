@@ -1,7 +1,9 @@
 //! `cargo xtask`: the project's build tasks, in Rust so they run wherever cargo does.
 //!
-//! - `cargo xtask build-plugins`: build every guest plugin in `plugins/` to a WebAssembly
-//!   component at `target/plugins/NAME.wasm`, installing the guest toolchain if missing;
+//! - `cargo xtask build-plugins [--plugins DIR] [--out DIR]`: build every guest plugin in
+//!   `plugins/` (or a plugins tree laid out like it, e.g. one `murmur new` wrote) to a
+//!   WebAssembly component at `target/plugins/NAME.wasm` (or in DIR), installing the guest
+//!   toolchain if missing;
 //! - `cargo xtask demo`: build the plugins and the host (release) and run
 //!   `examples/auth-system`;
 //! - `cargo xtask test [ARGS]`: build the plugins and run every test (`cargo test --workspace ARGS`).
@@ -39,11 +41,16 @@ fn run() -> Result<()> {
     let rest: Vec<String> = args.collect();
     let root = root()?;
     match task.as_str() {
-        "build-plugins" => build_plugins(&root).map(|_| ()),
+        "build-plugins" => {
+            let plugins = Plugins::from_args(&root, &rest)?;
+            build_plugins(&root, &plugins).map(|_| ())
+        }
         "demo" => demo(&root),
         "test" => test(&root, &rest),
         _ => {
-            eprintln!("usage: cargo xtask <build-plugins | demo | test [ARGS]>");
+            eprintln!(
+                "usage: cargo xtask <build-plugins [--plugins DIR] [--out DIR] | demo | test [ARGS]>"
+            );
             std::process::exit(2);
         }
     }
@@ -151,11 +158,11 @@ fn choose_toolchain() -> Result<Toolchain> {
 /// guest SDK world feature they enable. Each group is built by its own cargo command:
 /// cargo unifies a dependency's features across the packages of one build, and a
 /// component must carry exactly one world.
-fn plugin_groups(root: &Path) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+fn plugin_groups(plugins: &Path) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
     let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for name in plugin_crates(root)? {
-        let text = std::fs::read_to_string(root.join("plugins").join(&name).join("Cargo.toml"))
-            .unwrap_or_default();
+    for name in plugin_crates(plugins)? {
+        let text =
+            std::fs::read_to_string(plugins.join(&name).join("Cargo.toml")).unwrap_or_default();
         let world = text
             .lines()
             .find(|l| l.trim_start().starts_with("murmur-guest"))
@@ -168,10 +175,12 @@ fn plugin_groups(root: &Path) -> Result<std::collections::BTreeMap<String, Vec<S
     Ok(groups)
 }
 
-/// The plugin crates: members of `plugins/` that build a `cdylib`.
-fn plugin_crates(root: &Path) -> Result<Vec<String>> {
+/// The plugin crates: members of the plugins tree that build a `cdylib`.
+fn plugin_crates(plugins: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(root.join("plugins"))? {
+    for entry in std::fs::read_dir(plugins)
+        .with_context(|| format!("reading the plugins tree {}", plugins.display()))?
+    {
         let dir = entry?.path();
         let manifest = dir.join("Cargo.toml");
         if let Ok(text) = std::fs::read_to_string(&manifest)
@@ -188,14 +197,48 @@ fn plugin_crates(root: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-fn build_plugins(root: &Path) -> Result<Vec<PathBuf>> {
+/// Which plugins tree to build, and where its components go.
+struct Plugins {
+    /// The tree: a cargo workspace of Rust plugins, `js/*.js`, `python/NAME/app.py`.
+    dir: PathBuf,
+    /// Where the components are written.
+    out: PathBuf,
+}
+
+impl Plugins {
+    /// The repository's own (`plugins/` into `target/plugins`), or what `--plugins DIR`
+    /// and `--out DIR` name.
+    fn from_args(root: &Path, args: &[String]) -> Result<Self> {
+        let mut plugins = Self {
+            dir: root.join("plugins"),
+            out: root.join("target/plugins"),
+        };
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            // Absolute: the toolchains run in other directories.
+            let value = |v: Option<&String>| -> Result<PathBuf> {
+                let v = v.with_context(|| format!("{arg} needs a directory"))?;
+                std::path::absolute(v).with_context(|| format!("{arg} {v}"))
+            };
+            match arg.as_str() {
+                "--plugins" => plugins.dir = value(args.next())?,
+                "--out" => plugins.out = value(args.next())?,
+                other => bail!("build-plugins: unknown argument '{other}'"),
+            }
+        }
+        Ok(plugins)
+    }
+}
+
+fn build_plugins(root: &Path, plugins: &Plugins) -> Result<Vec<PathBuf>> {
     let toolchain = choose_toolchain()?;
-    let plugins_dir = root.join("plugins");
+    let plugins_dir = &plugins.dir;
+    // One guest target directory whatever the tree: shared dependencies build once.
     let target_dir = root.join("target/wasm-guests");
-    let out_dir = root.join("target/plugins");
-    std::fs::create_dir_all(&out_dir)?;
+    let out_dir = &plugins.out;
+    std::fs::create_dir_all(out_dir)?;
     let mut triple = "wasm32-wasip2";
-    for packages in plugin_groups(root)?.values() {
+    for packages in plugin_groups(plugins_dir)?.values() {
         let mut cmd = match toolchain {
             Toolchain::RustupWasip2 => {
                 let mut cmd = Command::new("cargo");
@@ -221,7 +264,7 @@ fn build_plugins(root: &Path) -> Result<Vec<PathBuf>> {
                 cmd
             }
         };
-        cmd.current_dir(&plugins_dir)
+        cmd.current_dir(plugins_dir)
             .arg("--target-dir")
             .arg(&target_dir);
         for p in packages {
@@ -230,7 +273,7 @@ fn build_plugins(root: &Path) -> Result<Vec<PathBuf>> {
         status(&mut cmd)?;
     }
     let mut built = Vec::new();
-    for name in plugin_crates(root)? {
+    for name in plugin_crates(plugins_dir)? {
         let file = name.replace('-', "_");
         let module = target_dir
             .join(triple)
@@ -258,7 +301,7 @@ fn build_plugins(root: &Path) -> Result<Vec<PathBuf>> {
         }
         built.push(out);
     }
-    built.extend(build_polyglot(root, &out_dir)?);
+    built.extend(build_polyglot(root, plugins_dir, out_dir)?);
     eprintln!(
         "xtask: {} plugin components in {}",
         built.len(),
@@ -309,7 +352,10 @@ fn stale(out: &Path, sources: &[PathBuf]) -> bool {
 /// `plugins/python/NAME/app.py` with componentize-py (PyPI), both against the WIT world
 /// `basic-agent` unless the source names another world in a `murmur-world:` comment
 /// (these toolchains import every interface of their world, used or not).
-fn build_polyglot(root: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
+///
+/// The toolchains live in this repository (`plugins/js/node_modules`, the machine's
+/// Python) whichever tree is built.
+fn build_polyglot(root: &Path, plugins: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
     let wit = root.join("wit");
     let wit_files: Vec<PathBuf> = std::fs::read_dir(&wit)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -317,7 +363,9 @@ fn build_polyglot(root: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut built = Vec::new();
 
     let js = root.join("plugins/js");
-    let js_sources: Vec<PathBuf> = std::fs::read_dir(&js)?
+    let js_sources: Vec<PathBuf> = std::fs::read_dir(plugins.join("js"))
+        .into_iter()
+        .flatten()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "js"))
         .collect();
@@ -358,8 +406,10 @@ fn build_polyglot(root: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
         built.push(out);
     }
 
-    let py = root.join("plugins/python");
-    for entry in std::fs::read_dir(&py)? {
+    for entry in std::fs::read_dir(plugins.join("python"))
+        .into_iter()
+        .flatten()
+    {
         let dir = entry?.path();
         let app = dir.join("app.py");
         if !app.exists() {
@@ -406,7 +456,7 @@ fn build_polyglot(root: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn demo(root: &Path) -> Result<()> {
-    build_plugins(root)?;
+    build_plugins(root, &Plugins::from_args(root, &[])?)?;
     status(Command::new(env!("CARGO")).current_dir(root).args([
         "build",
         "--release",
@@ -421,7 +471,7 @@ fn demo(root: &Path) -> Result<()> {
 }
 
 fn test(root: &Path, args: &[String]) -> Result<()> {
-    build_plugins(root)?;
+    build_plugins(root, &Plugins::from_args(root, &[])?)?;
     status(
         Command::new(env!("CARGO"))
             .current_dir(root)

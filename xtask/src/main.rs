@@ -6,6 +6,9 @@
 //!   toolchain if missing;
 //! - `cargo xtask demo`: build the plugins and the host (release) and run
 //!   `examples/auth-system`;
+//! - `cargo xtask soak [--kills N] [ARGS]`: build the plugins and the host (release) and
+//!   run `murmur bench soak` (kill -9 and resume the cascade on SQLite N times, compared
+//!   with an uninterrupted run; one JSON line);
 //! - `cargo xtask test [ARGS]`: build the plugins and run every test (`cargo test --workspace ARGS`).
 //!
 //! Guest toolchains, in order of preference (see `docs/plugins.md`):
@@ -46,10 +49,11 @@ fn run() -> Result<()> {
             build_plugins(&root, &plugins).map(|_| ())
         }
         "demo" => demo(&root),
+        "soak" => soak(&root, &rest),
         "test" => test(&root, &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <build-plugins [--plugins DIR] [--out DIR] | demo | test [ARGS]>"
+                "usage: cargo xtask <build-plugins [--plugins DIR] [--out DIR] | demo | soak [--kills N] [ARGS] | test [ARGS]>"
             );
             std::process::exit(2);
         }
@@ -453,6 +457,22 @@ fn build_polyglot(root: &Path, plugins: &Path, out_dir: &Path) -> Result<Vec<Pat
         built.push(out);
     }
     Ok(built)
+}
+
+fn soak(root: &Path, args: &[String]) -> Result<()> {
+    build_plugins(root, &Plugins::from_args(root, &[])?)?;
+    status(Command::new(env!("CARGO")).current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "murmur",
+    ]))?;
+    status(
+        Command::new(root.join("target/release/murmur"))
+            .current_dir(root)
+            .args(["bench", "soak"])
+            .args(args),
+    )
 }
 
 fn demo(root: &Path) -> Result<()> {

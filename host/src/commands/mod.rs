@@ -11,6 +11,7 @@ mod report;
 mod resume;
 mod run;
 mod settings;
+mod soak;
 mod status;
 mod store;
 

@@ -145,6 +145,30 @@ async fn the_builtin_check_rejects_an_approved_analysis_that_spawns_nothing() {
     assert!(run.artifacts("AnalysisResult").is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_next_phase_work_passes_the_check_and_spawns_nothing_by_itself() {
+    // The README's word: the host spawns work only from published WorkDiscoveries; an
+    // approved analysis that lists its next-phase work is accepted, and the listed items
+    // are the agent's to publish.
+    let text = format!(
+        "[workflow]\nname = \"v\"\n[recovery]\nenabled = false\n[retry]\nmax_attempts = 1\n{PHASES_AND_NOTE}{}\n[[input]]\ntype = \"Note\"\npayload = {{ plan = \"do it\", approved = true, next_phase_work = [{{ description = \"build it\", phase = \"implementation\" }}] }}\n",
+        probe(
+            "planner",
+            "mode = \"echo\", emit_type = \"AnalysisResult\"",
+            "Note",
+            None
+        ),
+    );
+    let run = run(&text).await;
+    assert_eq!(run.summary.status, murmur::RunStatus::Complete);
+    assert_eq!(run.artifacts("AnalysisResult").len(), 1);
+    assert!(
+        run.work_items().is_empty(),
+        "no work item from the listed item: {:?}",
+        run.work_items()
+    );
+}
+
 /// `text` with `section` inserted after its `[workflow]` table's name line.
 async fn run_text_with(text: &str, section: &str) -> Run {
     let text = text.replacen("name = \"v\"\n", &format!("name = \"v\"\n{section}"), 1);

@@ -25,6 +25,8 @@ pub mod artifact;
 pub mod bench;
 pub mod blackboard;
 mod context;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod graph;
 pub mod hotload;
 mod id;

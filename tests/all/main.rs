@@ -10,6 +10,7 @@ mod context;
 mod dedup;
 mod durability;
 mod faults;
+mod fuzzed;
 mod hostile;
 mod hotload;
 mod llm;

@@ -6,6 +6,9 @@
 //!   toolchain if missing;
 //! - `cargo xtask demo`: build the plugins and the host (release) and run
 //!   `examples/auth-system`;
+//! - `cargo xtask fuzz [--seconds N] [TARGET…]`: build the fuzz targets in `fuzz/` with
+//!   libFuzzer's coverage instrumentation (stable toolchain, no cargo-fuzz needed) and run
+//!   each for N seconds (default 60); fails on the first crash, naming its input;
 //! - `cargo xtask soak [--kills N] [ARGS]`: build the plugins and the host (release) and
 //!   run `murmur bench soak` (kill -9 and resume the cascade on SQLite N times, compared
 //!   with an uninterrupted run; one JSON line);
@@ -50,10 +53,11 @@ fn run() -> Result<()> {
         }
         "demo" => demo(&root),
         "soak" => soak(&root, &rest),
+        "fuzz" => fuzz(&root, &rest),
         "test" => test(&root, &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <build-plugins [--plugins DIR] [--out DIR] | demo | soak [--kills N] [ARGS] | test [ARGS]>"
+                "usage: cargo xtask <build-plugins [--plugins DIR] [--out DIR] | demo | fuzz [--seconds N] [TARGET…] | soak [--kills N] [ARGS] | test [ARGS]>"
             );
             std::process::exit(2);
         }
@@ -457,6 +461,110 @@ fn build_polyglot(root: &Path, plugins: &Path, out_dir: &Path) -> Result<Vec<Pat
         built.push(out);
     }
     Ok(built)
+}
+
+/// The fuzz targets (`fuzz/fuzz_targets/NAME.rs`), and the most bytes each input may
+/// have: a database needs pages, a manifest a few tables.
+const FUZZ_TARGETS: &[(&str, usize)] = &[
+    ("manifest", 16_384),
+    ("payload", 4_096),
+    ("outputs", 4_096),
+    ("store", 65_536),
+    ("llm_response", 4_096),
+];
+
+/// What `cargo fuzz` hands rustc: SanitizerCoverage for libFuzzer, and `cfg(fuzzing)`.
+/// No sanitizer (`-Zsanitizer` needs nightly): the host is safe Rust and SQLite's C is
+/// fuzzed upstream; what is looked for here is panics, aborts, hangs and memory blow-ups.
+const FUZZ_RUSTFLAGS: &str = "-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+     -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+     -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing";
+
+fn fuzz(root: &Path, args: &[String]) -> Result<()> {
+    let mut seconds = 60u64;
+    let mut chosen = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                seconds = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .context("--seconds needs a whole number")?;
+            }
+            name if FUZZ_TARGETS.iter().any(|(t, _)| *t == name) => chosen.push(name.to_string()),
+            other => bail!(
+                "fuzz: unknown argument '{other}' (targets: {})",
+                FUZZ_TARGETS
+                    .iter()
+                    .map(|(t, _)| *t)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    // The host triple, named explicitly: with `--target`, RUSTFLAGS reach only the
+    // targets' code, not build scripts (which would not link against libFuzzer).
+    let version = Command::new("rustc").arg("-vV").output()?;
+    let host = String::from_utf8_lossy(&version.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .context("rustc -vV names no host")?;
+    let target_dir = root.join("target/fuzz");
+    status(
+        Command::new(env!("CARGO"))
+            .current_dir(root.join("fuzz"))
+            .env(
+                "RUSTFLAGS",
+                FUZZ_RUSTFLAGS
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+            .args(["build", "--release", "--target", &host, "--target-dir"])
+            .arg(&target_dir),
+    )?;
+    let mut crashed = Vec::new();
+    for (target, max_len) in FUZZ_TARGETS {
+        if !chosen.is_empty() && !chosen.iter().any(|c| c == target) {
+            continue;
+        }
+        let bin = target_dir.join(&host).join("release").join(target);
+        // New inputs go to target/; the seeds and the regressions stay as committed.
+        let corpus = target_dir.join("corpus").join(target);
+        let artifacts = target_dir.join("artifacts").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        std::fs::create_dir_all(&artifacts)?;
+        let mut cmd = Command::new(&bin);
+        cmd.arg(&corpus);
+        for extra in ["fuzz/seeds", "fuzz/regressions"] {
+            let dir = root.join(extra).join(target);
+            if dir.is_dir() {
+                cmd.arg(dir);
+            }
+        }
+        cmd.arg(format!("-max_total_time={seconds}"))
+            .arg(format!("-max_len={max_len}"))
+            .arg("-timeout=10")
+            .arg("-rss_limit_mb=4096")
+            .arg("-print_final_stats=1")
+            .arg(format!("-artifact_prefix={}/", artifacts.display()));
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        let ran = cmd
+            .status()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        if !ran.success() {
+            crashed.push(format!(
+                "{target} ({ran}): its input is in {}; copy it to fuzz/regressions/{target}/ \
+                 so tests/all/fuzzed.rs replays it",
+                artifacts.display()
+            ));
+        }
+    }
+    if !crashed.is_empty() {
+        bail!("fuzzing found crashes:\n  {}", crashed.join("\n  "));
+    }
+    Ok(())
 }
 
 fn soak(root: &Path, args: &[String]) -> Result<()> {

@@ -119,7 +119,7 @@ impl OpenAi {
 /// fraction is accepted, as some servers send one) or an HTTP-date. `None` for anything
 /// else — negative, not a number, infinite — so the ordinary backoff applies. A date in
 /// the past is no wait; a huge value is a huge duration, which the caller clamps.
-fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<f64>() {
         // `try_from_secs_f64` refuses negative, NaN and infinite values and values past
@@ -162,49 +162,63 @@ impl Provider for OpenAi {
                 "json_schema": { "name": "output", "schema": schema },
             });
         }
-        let answer = self.post("/chat/completions", &body)?;
-        let content = answer["choices"][0]["message"]["content"]
-            .as_str()
-            .ok_or_else(|| {
-                LlmError::InvalidResponse(format!(
-                    "no choices[0].message.content in {}",
-                    snippet(&answer.to_string())
-                ))
-            })?
-            .to_string();
-        let tokens = |k: &str| answer["usage"][k].as_u64().unwrap_or(0) as u32;
-        Ok(Completion {
-            content,
-            prompt_tokens: tokens("prompt_tokens"),
-            completion_tokens: tokens("completion_tokens"),
-        })
+        completion_from(&self.post("/chat/completions", &body)?)
     }
 
     fn embed(&self, model: &str, texts: &[String]) -> Result<Embeddings, LlmError> {
-        let answer = self.post("/embeddings", &json!({ "model": model, "input": texts }))?;
-        let data = answer["data"].as_array().ok_or_else(|| {
-            LlmError::InvalidResponse("no data[] in the embeddings answer".into())
-        })?;
-        let vectors = data
-            .iter()
-            .map(|d| {
-                d["embedding"]
-                    .as_array()
-                    .map(|v| {
-                        v.iter()
-                            .filter_map(|x| x.as_f64())
-                            .map(|x| x as f32)
-                            .collect()
-                    })
-                    .ok_or_else(|| LlmError::InvalidResponse("an embedding is not an array".into()))
-            })
-            .collect::<Result<Vec<Vec<f32>>, LlmError>>()?;
-        let prompt_tokens = answer["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
-        Ok(Embeddings {
-            vectors,
-            prompt_tokens: u32::try_from(prompt_tokens).unwrap_or(u32::MAX),
-        })
+        embeddings_from(&self.post("/embeddings", &json!({ "model": model, "input": texts }))?)
     }
+}
+
+/// The completion in a `/chat/completions` answer: its first choice's text and the
+/// tokens the server counted (0 where it does not say; a count past `u32` is the most).
+pub(crate) fn completion_from(answer: &Value) -> Result<Completion, LlmError> {
+    let content = answer["choices"][0]["message"]["content"]
+        .as_str()
+        .ok_or_else(|| {
+            LlmError::InvalidResponse(format!(
+                "no choices[0].message.content in {}",
+                snippet(&answer.to_string())
+            ))
+        })?
+        .to_string();
+    Ok(Completion {
+        content,
+        prompt_tokens: count(&answer["usage"]["prompt_tokens"]),
+        completion_tokens: count(&answer["usage"]["completion_tokens"]),
+    })
+}
+
+/// The vectors in an `/embeddings` answer, in order, and the tokens it cost.
+pub(crate) fn embeddings_from(answer: &Value) -> Result<Embeddings, LlmError> {
+    let data = answer["data"]
+        .as_array()
+        .ok_or_else(|| LlmError::InvalidResponse("no data[] in the embeddings answer".into()))?;
+    let vectors = data
+        .iter()
+        .map(|d| {
+            d["embedding"]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|x| x.as_f64())
+                        .map(|x| x as f32)
+                        .collect()
+                })
+                .ok_or_else(|| LlmError::InvalidResponse("an embedding is not an array".into()))
+        })
+        .collect::<Result<Vec<Vec<f32>>, LlmError>>()?;
+    Ok(Embeddings {
+        vectors,
+        prompt_tokens: count(&answer["usage"]["prompt_tokens"]),
+    })
+}
+
+/// A token count as a server wrote it; absent, negative or not a number is 0.
+fn count(v: &Value) -> u32 {
+    v.as_u64()
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

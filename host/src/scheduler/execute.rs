@@ -22,7 +22,7 @@ use std::time::Instant;
 
 /// An output that passed every check and may be published.
 #[derive(Debug, Clone)]
-pub(super) struct CheckedOutput {
+pub(crate) struct CheckedOutput {
     /// Its type.
     pub type_name: crate::name::Name,
     /// Its parsed, schema-valid payload.
@@ -207,7 +207,12 @@ fn run(
         Some(native) => native.handle(invocation).map_err(InvokeError::Plugin)?,
         None => agent.plugin.handle(invocation, access, source)?,
     };
-    let mut checked = check_outputs(wf, &agent.plugin, &outputs)?;
+    let mut checked = check_outputs(
+        &wf.types,
+        &agent.plugin.limits,
+        &agent.plugin.info.publishes,
+        &outputs,
+    )?;
 
     // Route discoveries that name no known phase; validators see the routed payload.
     if let Some(router) = &wf.router {
@@ -270,14 +275,15 @@ fn invalid(message: String) -> InvokeError {
     })
 }
 
-/// Check count, size, type, declaration, JSON and schema of every output. One bad output
-/// refuses them all: an invocation publishes whole or not at all.
-fn check_outputs(
-    wf: &Workflow,
-    plugin: &LoadedPlugin,
+/// Check count, size, type, declaration (against `publishes`, the plugin's `describe()`;
+/// empty: any type), JSON and schema of every output. One bad output refuses them all:
+/// an invocation publishes whole or not at all.
+pub(crate) fn check_outputs(
+    types: &crate::schema::TypeRegistry,
+    limits: &crate::plugin::PluginLimits,
+    publishes: &[String],
     outputs: &[wit::Output],
 ) -> Result<Vec<CheckedOutput>, InvokeError> {
-    let limits = &plugin.limits;
     if outputs.len() > limits.max_outputs {
         return Err(invalid(format!(
             "returned {} outputs; its limit is {}",
@@ -301,16 +307,16 @@ fn check_outputs(
                 out.type_name
             )));
         }
-        if !plugin.info.publishes.is_empty() && !plugin.info.publishes.contains(&out.type_name) {
+        if !publishes.is_empty() && !publishes.contains(&out.type_name) {
             return Err(invalid(format!(
                 "output #{i} has type '{}', which the plugin does not declare in `publishes` ({})",
                 out.type_name,
-                plugin.info.publishes.join(", ")
+                publishes.join(", ")
             )));
         }
         let payload: serde_json::Value = serde_json::from_str(&out.payload)
             .map_err(|e| invalid(format!("output #{i} ({}) is not JSON: {e}", out.type_name)))?;
-        wf.types
+        types
             .validate(&out.type_name, &payload)
             .map_err(|e| invalid(format!("output #{i}: {e}")))?;
         checked.push(CheckedOutput {

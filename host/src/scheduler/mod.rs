@@ -32,6 +32,7 @@ use crate::validation::Refusal;
 use crate::work::{WorkItem, WorkStatus};
 use crate::workflow::Workflow;
 use cascade::{Cascade, CascadeState, Checked, Draft};
+pub(crate) use execute::check_outputs;
 use execute::{CheckedOutput, Executed, Failure};
 use inputs::InputFeed;
 use serde_json::json;

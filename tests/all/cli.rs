@@ -520,3 +520,57 @@ fn inspect_reads_a_rust_a_javascript_and_a_python_component() {
         );
     }
 }
+
+#[test]
+fn bench_llm_answers_every_item_through_its_own_server_and_prints_one_json_line() {
+    let out = murmur()
+        .current_dir(repo())
+        .args([
+            "bench",
+            "llm",
+            "--n",
+            "30",
+            "--latency-ms",
+            "20",
+            "--in-flight",
+            "4",
+            "--json",
+        ])
+        .output()
+        .expect("murmur runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(f["n"], 30);
+    assert_eq!(f["in_flight"], 4);
+    // ⌈30 / 4⌉ rounds of 20 ms.
+    assert_eq!(f["ideal_seconds"], 0.16);
+    for field in [
+        "seconds",
+        "efficiency",
+        "peak_rss_mb",
+        "rss_per_in_flight_kb",
+        "server_capacity_rps",
+    ] {
+        assert!(f[field].as_f64().is_some_and(|v| v > 0.0), "{field}: {f}");
+    }
+}
+
+#[test]
+fn bench_llm_without_the_agent_component_says_how_to_build_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = murmur()
+        .current_dir(dir.path())
+        .args(["bench", "llm", "--n", "1", "--plugin", "missing.wasm"])
+        .output()
+        .expect("murmur runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("missing.wasm is missing: build the plugins first"),
+        "{stderr}"
+    );
+}

@@ -40,6 +40,27 @@ enum BenchWorkload {
         #[arg(long, conflicts_with = "native")]
         fresh: bool,
     },
+    /// Agents waiting on a model: N work items, each one call of the generic LLM agent
+    /// to a built-in OpenAI-compatible server on loopback that answers after L ms, K
+    /// calls in flight. Prints one JSON line with `--json`; fails unless every item got
+    /// its answer.
+    Llm {
+        /// Work items (one model call each).
+        #[arg(long, default_value_t = 2_000)]
+        n: u64,
+        /// The server's delay before each answer, ms.
+        #[arg(long, default_value_t = 1_000)]
+        latency_ms: u64,
+        /// Calls in flight at most (the workflow's concurrency and `[llm] max_concurrency`).
+        #[arg(long, default_value_t = 256)]
+        in_flight: u64,
+        /// The LLM agent component.
+        #[arg(long, default_value = "target/plugins/llm-agent.wasm")]
+        plugin: PathBuf,
+        /// Print the figures as one JSON line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Durability under kill -9: run the cascade on SQLite, kill it at seeded points
     /// spread over the whole run (one in ten during start-up), resume each, and compare
     /// it with an uninterrupted run. Prints one JSON line (trials, mid_run, identical,
@@ -75,6 +96,38 @@ impl BenchCommand {
                 native,
                 fresh,
             } => (n, manifest, store, json, native, fresh),
+            BenchWorkload::Llm {
+                n,
+                latency_ms,
+                in_flight,
+                plugin,
+                json,
+            } => {
+                let f = super::bench_llm::LlmBench {
+                    n,
+                    latency_ms,
+                    in_flight,
+                    plugin,
+                }
+                .run()?;
+                if json {
+                    println!("{}", serde_json::to_string(&f)?);
+                } else {
+                    println!(
+                        "llm N = {}, {} in flight, {} ms a call: {:.3} s (ideal {:.3} s, efficiency {:.2})\n  peak RSS {:.1} MB, {:.0} KB per call in flight; the server alone: {:.0} requests/s",
+                        f.n,
+                        f.in_flight,
+                        f.latency_ms,
+                        f.seconds,
+                        f.ideal_seconds,
+                        f.efficiency,
+                        f.peak_rss_mb,
+                        f.rss_per_in_flight_kb,
+                        f.server_capacity_rps
+                    );
+                }
+                return Ok(0);
+            }
             BenchWorkload::Soak {
                 kills,
                 n,

@@ -4,6 +4,7 @@
 //! command line and the environment are read.
 
 mod bench;
+mod bench_llm;
 mod graph;
 mod inspect;
 mod new;

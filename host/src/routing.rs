@@ -126,10 +126,13 @@ impl Router {
         };
         let mut cached = self.phase_vectors.lock().unwrap_or_else(|p| p.into_inner());
         if cached.is_none() {
-            *cached = Some(host.embed(&self.phase_texts).map_err(|e| e.to_string())?);
+            *cached = Some(
+                host.embed(&self.phase_texts, None)
+                    .map_err(|e| e.to_string())?,
+            );
         }
         let me = host
-            .embed(&[description.to_string()])
+            .embed(&[description.to_string()], None)
             .map_err(|e| e.to_string())?
             .pop()
             .ok_or("no embedding returned")?;

@@ -984,3 +984,31 @@ fn murmur_run_against_a_closed_port_exits_4_naming_the_url_and_resume_completes(
         "the same run an uninterrupted one is"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_call_ends_at_its_invocations_deadline_not_the_models() {
+    // The model answers after 30 s and the request may take 10 minutes; the agent has
+    // half a second. The call must end with the invocation's time, as a timeout.
+    let server = serve(|_, _| Reply {
+        delay: Duration::from_secs(30),
+        ..ok(ANALYSIS, 10)
+    });
+    let text = workflow(&server.url, "timeout_ms = 600000", "", 1).replacen(
+        "grants = [\"llm\"]\n",
+        "grants = [\"llm\"]\nlimits = { timeout_ms = 500 }\n",
+        1,
+    );
+    let started = Instant::now();
+    let run = run(&text).await;
+    let took = started.elapsed();
+    let inv = &run.invocations()[0];
+    assert_eq!(
+        inv.fault(),
+        Some(murmur::invocation::FaultKind::Timeout),
+        "{:?}",
+        inv.error()
+    );
+    // Not a measure of speed: without the bound the run takes the model's 30 s.
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert_eq!(run.summary.status, RunStatus::Failed);
+}

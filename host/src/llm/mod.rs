@@ -205,10 +205,19 @@ pub struct Outage {
 
 /// Where answers come from.
 pub trait Provider: Send + Sync {
-    /// Complete `request`.
-    fn complete(&self, request: &Request) -> Result<Completion, LlmError>;
-    /// Embed `texts` with `model`.
-    fn embed(&self, model: &str, texts: &[String]) -> Result<Embeddings, LlmError>;
+    /// Complete `request`, giving up at `deadline` (the asking invocation's).
+    fn complete(
+        &self,
+        request: &Request,
+        deadline: Option<Instant>,
+    ) -> Result<Completion, LlmError>;
+    /// Embed `texts` with `model`, giving up at `deadline`.
+    fn embed(
+        &self,
+        model: &str,
+        texts: &[String],
+        deadline: Option<Instant>,
+    ) -> Result<Embeddings, LlmError>;
 }
 
 /// Embeddings of some texts, one vector each, and the tokens they cost.
@@ -321,6 +330,11 @@ fn estimate_tokens(messages: &[Message]) -> u64 {
         .iter()
         .map(|m| m.content.len() as u64 / 4 + 4)
         .sum()
+}
+
+/// A call that ran out of its invocation's time before an answer.
+fn past_deadline() -> LlmError {
+    LlmError::Timeout("the invocation's deadline passed before the model answered".into())
 }
 
 /// Who the host's own model calls (embeddings) are accounted to.
@@ -495,12 +509,15 @@ impl LlmHost {
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Complete a request made by `agent` serving `phase`.
+    /// Complete a request made by `agent` serving `phase`, giving up at `deadline` (the
+    /// invocation's: waiting for a slot, for an identical request's answer, and the
+    /// request itself all end there).
     pub fn complete(
         &self,
         agent: &str,
         phase: &str,
         mut request: Request,
+        deadline: Option<Instant>,
     ) -> Result<Completion, LlmError> {
         if request.model.is_empty() {
             request.model = self.config.model.clone();
@@ -545,10 +562,18 @@ impl LlmHost {
         if !first {
             let mut answer = Self::lock(&pending.answer);
             while answer.is_none() {
+                let wait = match deadline {
+                    Some(d) => d.saturating_duration_since(Instant::now()),
+                    None => Duration::from_secs(3600),
+                };
+                if wait.is_zero() {
+                    return Err(past_deadline());
+                }
                 answer = pending
                     .ready
-                    .wait(answer)
-                    .unwrap_or_else(|p| p.into_inner());
+                    .wait_timeout(answer, wait)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
             }
             let shared = answer.clone().unwrap_or_else(|| {
                 Err(LlmError::Refused(
@@ -561,8 +586,14 @@ impl LlmHost {
             return Ok(shared);
         }
         let expected = cap + estimate_tokens(&request.messages);
-        self.acquire(expected);
-        let result = self.reachable_then(|| provider.complete(&request));
+        if let Err(e) = self.acquire(expected, deadline) {
+            // Those waiting on this request learn it was not made.
+            *Self::lock(&pending.answer) = Some(Err(e.clone()));
+            pending.ready.notify_all();
+            Self::lock(&self.pending).remove(&key);
+            return Err(e);
+        }
+        let result = self.reachable_then(|| provider.complete(&request, deadline));
         let spent = result.as_ref().map_or(0, |c| {
             u64::from(c.prompt_tokens) + u64::from(c.completion_tokens)
         });
@@ -591,7 +622,11 @@ impl LlmHost {
     /// routing). Embeddings go the way completions do: the workflow's token budget, the
     /// cache, the replay file (offline, the same answers), the concurrency and rate
     /// limits, the record file; their tokens count for the host (`by_agent["host"]`).
-    pub fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, LlmError> {
+    pub fn embed(
+        &self,
+        texts: &[String],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<Vec<f32>>, LlmError> {
         let model = self
             .config
             .embedding_model
@@ -619,8 +654,8 @@ impl LlmHost {
             .ok_or_else(|| LlmError::Denied("no language-model provider is configured".into()))?;
         self.check_reachable()?;
         let expected = texts.iter().map(|t| t.len() as u64 / 4 + 1).sum();
-        self.acquire(expected);
-        let result = self.reachable_then(|| provider.embed(model, texts));
+        self.acquire(expected, deadline)?;
+        let result = self.reachable_then(|| provider.embed(model, texts, deadline));
         let spent = result.as_ref().map_or(0, |e| u64::from(e.prompt_tokens));
         self.release(expected, spent);
         self.note_outage(&result);
@@ -694,8 +729,9 @@ impl LlmHost {
         *u.by_phase.entry(phase.to_string()).or_default() += tokens;
     }
 
-    /// Wait for a concurrency slot and for the rate limits to allow one more request.
-    fn acquire(&self, expected_tokens: u64) {
+    /// Wait for a concurrency slot and for the rate limits to allow one more request, but
+    /// not past `deadline`.
+    fn acquire(&self, expected_tokens: u64, deadline: Option<Instant>) -> Result<(), LlmError> {
         let minute = self.window;
         let mut l = Self::lock(&self.limits);
         loop {
@@ -727,7 +763,10 @@ impl LlmHost {
                 l.in_flight += 1;
                 l.reserved += expected_tokens;
                 l.requests.push_back(now);
-                return;
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(past_deadline());
             }
             // Wake when a slot frees or the oldest entry leaves the window.
             let oldest = l
@@ -739,9 +778,16 @@ impl LlmHost {
                 .min()
                 .map(|t| minute.saturating_sub(now.duration_since(t)))
                 .unwrap_or(Duration::from_millis(50));
+            let mut wait = oldest.max(Duration::from_millis(5));
+            if let Some(d) = deadline {
+                wait = wait.min(
+                    d.saturating_duration_since(now)
+                        .max(Duration::from_millis(1)),
+                );
+            }
             let (guard, _) = self
                 .slot
-                .wait_timeout(l, oldest.max(Duration::from_millis(5)))
+                .wait_timeout(l, wait)
                 .unwrap_or_else(|p| p.into_inner());
             l = guard;
         }
@@ -788,7 +834,7 @@ mod tests {
     }
 
     impl Provider for Arc<Clock> {
-        fn complete(&self, _: &Request) -> Result<Completion, LlmError> {
+        fn complete(&self, _: &Request, _: Option<Instant>) -> Result<Completion, LlmError> {
             let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
             self.most.fetch_max(now, Ordering::SeqCst);
             self.calls.lock().expect("lock").push(Instant::now());
@@ -800,7 +846,7 @@ mod tests {
                 completion_tokens: self.tokens - self.tokens / 2,
             })
         }
-        fn embed(&self, _: &str, _: &[String]) -> Result<Embeddings, LlmError> {
+        fn embed(&self, _: &str, _: &[String], _: Option<Instant>) -> Result<Embeddings, LlmError> {
             Err(LlmError::Denied("no embeddings here".into()))
         }
     }
@@ -828,7 +874,8 @@ mod tests {
                         max_tokens: Some(55),
                         temperature: None,
                     };
-                    host.complete("agent", "analysis", request).expect("answer")
+                    host.complete("agent", "analysis", request, None)
+                        .expect("answer")
                 })
             })
             .collect();

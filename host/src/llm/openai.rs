@@ -4,7 +4,7 @@
 
 use super::{Completion, Embeddings, LlmConfig, LlmError, Provider, Request};
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A provider over HTTP.
 pub(crate) struct OpenAi {
@@ -14,6 +14,7 @@ pub(crate) struct OpenAi {
     max_retries: u32,
     backoff: Duration,
     max_backoff: Duration,
+    timeout: Duration,
 }
 
 impl OpenAi {
@@ -31,6 +32,7 @@ impl OpenAi {
             max_retries: config.max_retries,
             backoff: Duration::from_millis(config.backoff_ms),
             max_backoff: Duration::from_millis(config.max_backoff_ms),
+            timeout: Duration::from_millis(config.timeout_ms),
         }
     }
 
@@ -38,14 +40,30 @@ impl OpenAi {
     /// backoff and jitter, honouring `Retry-After`; no wait is longer than
     /// `max_backoff_ms`. A provider that cannot be reached, or refuses the host itself
     /// (401, 403, 404), is [`LlmError::Unavailable`]: the run's problem, not the work's.
-    fn post(&self, path: &str, body: &Value) -> Result<Value, LlmError> {
+    fn post(&self, path: &str, body: &Value, deadline: Option<Instant>) -> Result<Value, LlmError> {
         let url = format!("{}{path}", self.base_url);
         let mut attempt = 0u32;
         loop {
+            // No request outlives the invocation that asked: its deadline bounds each
+            // attempt's timeout, and no retry starts after it.
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => {
+                        return Err(LlmError::Timeout(format!(
+                            "{url}: the invocation's deadline passed"
+                        )));
+                    }
+                },
+                None => None,
+            };
             let mut req = self
                 .agent
                 .post(&url)
                 .header("Content-Type", "application/json");
+            if let Some(left) = left.filter(|l| *l < self.timeout) {
+                req = req.config().timeout_global(Some(left)).build();
+            }
             if let Some(key) = &self.api_key {
                 req = req.header("Authorization", &format!("Bearer {key}"));
             }
@@ -108,7 +126,10 @@ impl OpenAi {
             let jitter = Duration::from_millis(
                 u64::from(jitter_ms()) % (backoff.as_millis() as u64 / 4 + 1),
             );
-            let delay = wait.unwrap_or(backoff + jitter).min(self.max_backoff);
+            let mut delay = wait.unwrap_or(backoff + jitter).min(self.max_backoff);
+            if let Some(d) = deadline {
+                delay = delay.min(d.saturating_duration_since(Instant::now()));
+            }
             tracing::info!("LLM request: {error}; retry {attempt} in {delay:?}");
             std::thread::sleep(delay);
         }
@@ -145,7 +166,11 @@ fn jitter_ms() -> u32 {
 }
 
 impl Provider for OpenAi {
-    fn complete(&self, request: &Request) -> Result<Completion, LlmError> {
+    fn complete(
+        &self,
+        request: &Request,
+        deadline: Option<Instant>,
+    ) -> Result<Completion, LlmError> {
         let mut body = json!({
             "model": request.model,
             "messages": request.messages,
@@ -162,11 +187,20 @@ impl Provider for OpenAi {
                 "json_schema": { "name": "output", "schema": schema },
             });
         }
-        completion_from(&self.post("/chat/completions", &body)?)
+        completion_from(&self.post("/chat/completions", &body, deadline)?)
     }
 
-    fn embed(&self, model: &str, texts: &[String]) -> Result<Embeddings, LlmError> {
-        embeddings_from(&self.post("/embeddings", &json!({ "model": model, "input": texts }))?)
+    fn embed(
+        &self,
+        model: &str,
+        texts: &[String],
+        deadline: Option<Instant>,
+    ) -> Result<Embeddings, LlmError> {
+        embeddings_from(&self.post(
+            "/embeddings",
+            &json!({ "model": model, "input": texts }),
+            deadline,
+        )?)
     }
 }
 

@@ -549,7 +549,12 @@ impl llm::Host for InvocationState {
             max_tokens: req.max_tokens,
             temperature: req.temperature,
         };
-        let c = access.answer(access.host.complete(&self.plugin, &access.phase, request))?;
+        let c = access.answer(access.host.complete(
+            &self.plugin,
+            &access.phase,
+            request,
+            Some(self.deadline),
+        ))?;
         Ok(llm::Completion {
             content: c.content,
             prompt_tokens: c.prompt_tokens,
@@ -559,6 +564,6 @@ impl llm::Host for InvocationState {
 
     fn embed(&mut self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, llm::LlmError> {
         let access = self.llm_access()?;
-        access.answer(access.host.embed(&texts))
+        access.answer(access.host.embed(&texts, Some(self.deadline)))
     }
 }

@@ -494,6 +494,12 @@ impl LoadedPlugin {
                 message: violation,
             });
         }
+        if std::mem::take(&mut store.data_mut().past_deadline) {
+            return Err(Fault {
+                kind: crate::invocation::FaultKind::Timeout,
+                message: "the call's deadline passed while it waited for a model's answer".into(),
+            });
+        }
         result
     }
 

@@ -163,6 +163,9 @@ pub struct InvocationState {
     pub(crate) context: ContextSource,
     /// A reach beyond the plugin's grants, seen during the call: the call faults `denied`.
     pub(crate) violation: Option<String>,
+    /// A host call (a model's answer) ran past the invocation's deadline: the call ends
+    /// `timeout`, whatever the guest made of the error it got.
+    pub(crate) past_deadline: bool,
     /// The last error-level line the guest logged (a panic message, typically), so a trap
     /// is reported with the guest's own words rather than a bare `unreachable`.
     pub(crate) last_error: Option<String>,
@@ -192,6 +195,7 @@ impl InvocationState {
             board,
             context: ContextSource::Empty,
             violation: None,
+            past_deadline: false,
             last_error: None,
         }
     }
@@ -521,6 +525,17 @@ impl InvocationState {
     }
 }
 
+impl InvocationState {
+    /// A model call that timed out with the invocation's deadline passed ends the call.
+    fn note_deadline<T>(&mut self, answer: &Result<T, crate::llm::LlmError>) {
+        if matches!(answer, Err(crate::llm::LlmError::Timeout(_)))
+            && Instant::now() >= self.deadline
+        {
+            self.past_deadline = true;
+        }
+    }
+}
+
 impl llm::Host for InvocationState {
     fn complete(&mut self, req: llm::CompletionRequest) -> Result<llm::Completion, llm::LlmError> {
         let access = self.llm_access()?;
@@ -549,12 +564,12 @@ impl llm::Host for InvocationState {
             max_tokens: req.max_tokens,
             temperature: req.temperature,
         };
-        let c = access.answer(access.host.complete(
-            &self.plugin,
-            &access.phase,
-            request,
-            Some(self.deadline),
-        ))?;
+        let answer =
+            access
+                .host
+                .complete(&self.plugin, &access.phase, request, Some(self.deadline));
+        self.note_deadline(&answer);
+        let c = access.answer(answer)?;
         Ok(llm::Completion {
             content: c.content,
             prompt_tokens: c.prompt_tokens,
@@ -564,6 +579,8 @@ impl llm::Host for InvocationState {
 
     fn embed(&mut self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, llm::LlmError> {
         let access = self.llm_access()?;
-        access.answer(access.host.embed(&texts, Some(self.deadline)))
+        let answer = access.host.embed(&texts, Some(self.deadline));
+        self.note_deadline(&answer);
+        access.answer(answer)
     }
 }

@@ -1012,3 +1012,97 @@ async fn a_model_call_ends_at_its_invocations_deadline_not_the_models() {
     assert!(took < Duration::from_secs(20), "{took:?}");
     assert_eq!(run.summary.status, RunStatus::Failed);
 }
+
+/// A server-side gate: every request waits until `n` are in flight at once (or a minute
+/// passes), then all are answered. Notes the most seen at once.
+struct Gate {
+    n: usize,
+    /// (in flight now, most at once)
+    state: Mutex<(usize, usize)>,
+    all_in: std::sync::Condvar,
+}
+
+impl Gate {
+    fn pass(&self) {
+        let mut s = self.state.lock().expect("lock");
+        s.0 += 1;
+        s.1 = s.1.max(s.0);
+        if s.1 >= self.n {
+            self.all_in.notify_all();
+        }
+        let until = Instant::now() + Duration::from_secs(60);
+        while s.1 < self.n && Instant::now() < until {
+            s = self
+                .all_in
+                .wait_timeout(s, Duration::from_millis(100))
+                .expect("wait")
+                .0;
+        }
+        s.0 -= 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_calls_in_flight_at_once_complete_with_exact_counts() {
+    let gate = Arc::new(Gate {
+        n: 500,
+        state: Mutex::new((0, 0)),
+        all_in: std::sync::Condvar::new(),
+    });
+    let at_server = gate.clone();
+    let server = serve(move |_, _| {
+        at_server.pass();
+        ok(r#"{"plan": "p", "approved": false}"#, 10)
+    });
+    let text = workflow(&server.url, "max_concurrency = 500", "", 500).replacen(
+        "concurrency = 1",
+        "concurrency = 500",
+        1,
+    );
+    let run = run(&text).await;
+    assert_eq!(
+        run.summary.status,
+        RunStatus::Complete,
+        "{:?}",
+        run.summary.failed_work
+    );
+    assert_eq!(
+        gate.state.lock().expect("lock").1,
+        500,
+        "all 500 waited at once"
+    );
+    assert_eq!(run.artifacts("AnalysisResult").len(), 500);
+    assert_eq!(server.requests.lock().expect("lock").len(), 500);
+    let usage = run.summary.llm.clone().expect("usage");
+    assert_eq!(
+        (usage.calls, usage.prompt_tokens + usage.completion_tokens),
+        (500, 5_000)
+    );
+    assert_eq!(run.summary.faults.values().sum::<u64>(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_made_at_once_cannot_all_pass_a_budget_only_some_fit() {
+    // 100 calls at once, 10 tokens each, a budget of 500: checked one by one before any
+    // answer came back, all 100 passed and spent 1,000.
+    let server = serve(|_, _| Reply {
+        delay: Duration::from_millis(200),
+        ..ok(r#"{"plan": "p", "approved": false}"#, 10)
+    });
+    let text = workflow(
+        &server.url,
+        "max_concurrency = 100\nbudget_tokens = 500",
+        ", max_tokens = 5",
+        100,
+    )
+    .replacen("concurrency = 1", "concurrency = 100", 1);
+    let run = run(&text).await;
+    assert_eq!(run.summary.status, RunStatus::BudgetExhausted);
+    let usage = run.summary.llm.clone().expect("usage");
+    let spent = usage.prompt_tokens + usage.completion_tokens;
+    assert!(spent < 500, "spent {spent} of a budget of 500");
+    assert_eq!(
+        spent,
+        10 * server.requests.lock().expect("lock").len() as u64
+    );
+}

@@ -332,6 +332,39 @@ fn estimate_tokens(messages: &[Message]) -> u64 {
         .sum()
 }
 
+/// Tokens held against the budgets by calls in flight.
+#[derive(Default)]
+struct Reserved {
+    total: u64,
+    by_agent: HashMap<String, u64>,
+}
+
+/// ", N held by calls in flight" when calls hold some of a budget.
+fn in_flight_note(held: u64) -> String {
+    if held == 0 {
+        String::new()
+    } else {
+        format!(", {held} held by calls in flight")
+    }
+}
+
+/// A call's hold on the budgets (see `LlmHost::reserve`), released when dropped.
+struct Hold<'a> {
+    host: &'a LlmHost,
+    agent: String,
+    tokens: u64,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let mut held = LlmHost::lock(&self.host.reserved);
+        held.total = held.total.saturating_sub(self.tokens);
+        if let Some(n) = held.by_agent.get_mut(&self.agent) {
+            *n = n.saturating_sub(self.tokens);
+        }
+    }
+}
+
 /// A call that ran out of its invocation's time before an answer.
 fn past_deadline() -> LlmError {
     LlmError::Timeout("the invocation's deadline passed before the model answered".into())
@@ -360,6 +393,8 @@ pub struct LlmHost {
     /// instead of paying for its own.
     pending: Mutex<HashMap<String, Arc<Pending>>>,
     usage: Mutex<Usage>,
+    /// Tokens the calls in flight hold against the budgets (taken after `usage`).
+    reserved: Mutex<Reserved>,
     limits: Mutex<Limits>,
     slot: Condvar,
     exhausted: std::sync::atomic::AtomicBool,
@@ -443,6 +478,7 @@ impl LlmHost {
             embedding_cache: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             usage: Mutex::new(Usage::default()),
+            reserved: Mutex::new(Reserved::default()),
             limits: Mutex::new(Limits {
                 in_flight: 0,
                 requests: VecDeque::new(),
@@ -523,7 +559,8 @@ impl LlmHost {
             request.model = self.config.model.clone();
         }
         let cap = request.max_tokens.unwrap_or(0) as u64;
-        self.check_budget(agent, cap)?;
+        let expected = cap + estimate_tokens(&request.messages);
+        let _hold = self.reserve(agent, cap, expected)?;
         let key = request.key();
         if let Some(hit) = Self::lock(&self.cache).get(&key).cloned() {
             Self::lock(&self.usage).cached += 1;
@@ -585,7 +622,6 @@ impl LlmHost {
             Self::lock(&self.usage).cached += 1;
             return Ok(shared);
         }
-        let expected = cap + estimate_tokens(&request.messages);
         if let Err(e) = self.acquire(expected, deadline) {
             // Those waiting on this request learn it was not made.
             *Self::lock(&pending.answer) = Some(Err(e.clone()));
@@ -632,7 +668,8 @@ impl LlmHost {
             .embedding_model
             .as_ref()
             .ok_or_else(|| LlmError::Denied("no [llm] embedding_model is configured".into()))?;
-        self.check_budget(HOST, 0)?;
+        let expected: u64 = texts.iter().map(|t| t.len() as u64 / 4 + 1).sum();
+        let _hold = self.reserve(HOST, 0, expected)?;
         let key = embedding_key(model, texts);
         if let Some(hit) = Self::lock(&self.embedding_cache).get(&key).cloned() {
             Self::lock(&self.usage).cached += 1;
@@ -653,7 +690,6 @@ impl LlmHost {
             .as_ref()
             .ok_or_else(|| LlmError::Denied("no language-model provider is configured".into()))?;
         self.check_reachable()?;
-        let expected = texts.iter().map(|t| t.len() as u64 / 4 + 1).sum();
         self.acquire(expected, deadline)?;
         let result = self.reachable_then(|| provider.embed(model, texts, deadline));
         let spent = result.as_ref().map_or(0, |e| u64::from(e.prompt_tokens));
@@ -695,26 +731,42 @@ impl LlmHost {
         }
     }
 
-    fn check_budget(&self, agent: &str, next: u64) -> Result<(), LlmError> {
+    /// Check the budgets before a call that asks for at most `cap` tokens, and hold
+    /// `expected` (its cap and its prompt's estimate) against them while it is in flight:
+    /// a call passes when what was spent, what the calls in flight hold and its own cap
+    /// stay under each budget, so calls made at once cannot all pass a budget only some
+    /// of them fit. The hold ends when the call does (its real cost is in the usage by
+    /// then).
+    fn reserve(&self, agent: &str, cap: u64, expected: u64) -> Result<Hold<'_>, LlmError> {
         let usage = Self::lock(&self.usage);
+        let mut held = Self::lock(&self.reserved);
         let budget = self.config.budget_tokens;
-        if budget > 0 && usage.total() + next >= budget {
+        if budget > 0 && usage.total() + held.total + cap >= budget {
             self.exhausted
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             return Err(LlmError::BudgetExhausted(format!(
-                "the workflow's budget of {budget} tokens is spent ({} used)",
-                usage.total()
+                "the workflow's budget of {budget} tokens is spent ({} used{})",
+                usage.total(),
+                in_flight_note(held.total)
             )));
         }
         if let Some(limit) = self.config.agent_budget_tokens.get(agent) {
             let used = usage.by_agent.get(agent).copied().unwrap_or(0);
-            if used + next >= *limit {
+            let in_flight = held.by_agent.get(agent).copied().unwrap_or(0);
+            if used + in_flight + cap >= *limit {
                 return Err(LlmError::BudgetExhausted(format!(
-                    "agent '{agent}' has spent its budget of {limit} tokens ({used} used)"
+                    "agent '{agent}' has spent its budget of {limit} tokens ({used} used{})",
+                    in_flight_note(in_flight)
                 )));
             }
         }
-        Ok(())
+        held.total += expected;
+        *held.by_agent.entry(agent.to_string()).or_default() += expected;
+        Ok(Hold {
+            host: self,
+            agent: agent.to_string(),
+            tokens: expected,
+        })
     }
 
     fn account(&self, agent: &str, phase: &str, c: &Completion, paid: bool) {

@@ -213,3 +213,44 @@ async fn a_failing_agent_that_takes_part_in_the_work_fails_it() {
         s.failed_work
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_in_an_endless_loop_does_not_hold_up_the_others_and_is_cut_at_its_deadline() {
+    // The spinner is claimed first and loops until its 5 s deadline; the 50 Notes for
+    // the echo agent must all be done long before it is cut.
+    let mut text = format!(
+        "[workflow]\nname = \"spin\"\nlimits = {{ concurrency = 2 }}\n[retry]\nmax_attempts = 1\n[recovery]\nenabled = false\n{PHASES_AND_NOTE}\n[[type]]\nname = \"Spin\"\nschema = {{ type = \"object\" }}\n{}{}",
+        probe("spinner", "mode = \"loop\"", "Spin", None)
+            .replacen("world = \"agent\"\n", "world = \"agent\"\nlimits = { timeout_ms = 5000 }\n", 1),
+        probe("echo", "mode = \"echo\", emit_type = \"Note\"", "Note", None),
+    );
+    text.push_str("\n[[input]]\ntype = \"Spin\"\npayload = {}\n");
+    for i in 0..50 {
+        text.push_str(&format!(
+            "\n[[input]]\ntype = \"Note\"\npayload = {{ text = \"note {i}\" }}\n"
+        ));
+    }
+    let run = run(&text).await;
+    let s = &run.summary;
+    assert_eq!(s.faults["timeout"], 1, "{:?}", s.faults);
+    assert_eq!(s.agents["spinner"].failed, 1);
+    assert_eq!(s.agents["echo"].invocations, 50);
+    assert_eq!(s.agents["echo"].failed, 0);
+    // Shown by the blackboard's own clock: every echo was published before the
+    // spinner's deadline, i.e. while it was still looping.
+    let inputs = run.artifacts("Spin");
+    let start = inputs[0].created_at_ms;
+    let echoed: Vec<u64> = run
+        .artifacts("Note")
+        .iter()
+        .filter(|a| a.producer.as_str() == "echo")
+        .map(|a| a.created_at_ms)
+        .collect();
+    assert_eq!(echoed.len(), 50);
+    let last = echoed.iter().max().copied().unwrap_or(u64::MAX);
+    assert!(
+        last < start + 5_000,
+        "the last echo came {} ms after the spinner started, past its 5 s deadline",
+        last - start
+    );
+}

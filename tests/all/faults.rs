@@ -220,9 +220,17 @@ async fn a_guest_in_an_endless_loop_does_not_hold_up_the_others_and_is_cut_at_it
     // the echo agent must all be done long before it is cut.
     let mut text = format!(
         "[workflow]\nname = \"spin\"\nlimits = {{ concurrency = 2 }}\n[retry]\nmax_attempts = 1\n[recovery]\nenabled = false\n{PHASES_AND_NOTE}\n[[type]]\nname = \"Spin\"\nschema = {{ type = \"object\" }}\n{}{}",
-        probe("spinner", "mode = \"loop\"", "Spin", None)
-            .replacen("world = \"agent\"\n", "world = \"agent\"\nlimits = { timeout_ms = 5000 }\n", 1),
-        probe("echo", "mode = \"echo\", emit_type = \"Note\"", "Note", None),
+        probe("spinner", "mode = \"loop\"", "Spin", None).replacen(
+            "world = \"agent\"\n",
+            "world = \"agent\"\nlimits = { timeout_ms = 5000 }\n",
+            1
+        ),
+        probe(
+            "echo",
+            "mode = \"echo\", emit_type = \"Note\"",
+            "Note",
+            None
+        ),
     );
     text.push_str("\n[[input]]\ntype = \"Spin\"\npayload = {}\n");
     for i in 0..50 {

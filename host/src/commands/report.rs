@@ -137,8 +137,9 @@ impl Signals {
     }
 }
 
-/// On SIGINT or SIGTERM: stop claiming and let the running invocations finish and
-/// commit (the run then ends `running`, and the process exits 130 or 143). A second
+/// On SIGINT or SIGTERM: stop claiming, drop the model calls in flight, and let the
+/// running invocations finish and commit (the run then ends `running`, and the process
+/// exits 130 or 143). A second
 /// signal, or the grace period running out, exits at once: everything committed stays,
 /// and `resume` runs again what had not.
 async fn stop_on_signal(
@@ -152,7 +153,7 @@ async fn stop_on_signal(
     stopper.stop();
     if !quiet {
         eprintln!(
-            "murmur: stopping: no new invocations; the running ones may finish within {} s (a second signal stops at once)",
+            "murmur: stopping: no new invocations, model calls in flight dropped; the running ones may finish within {} s (a second signal stops at once)",
             GRACE.as_secs()
         );
     }

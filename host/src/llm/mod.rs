@@ -192,6 +192,10 @@ pub enum LlmError {
     /// and ends `provider_unavailable`, its work left for `resume`.
     #[error("provider unavailable: {0}")]
     Unavailable(String),
+    /// The run is stopping: the call was dropped unanswered, and its invocation goes back
+    /// to the queue for `resume`.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
 }
 
 /// Why the provider is out of reach: the run's end names it.
@@ -383,7 +387,7 @@ struct Pending {
 /// The host's side of the `llm` capability for one workflow run.
 pub struct LlmHost {
     config: LlmConfig,
-    provider: Option<Box<dyn Provider>>,
+    provider: Option<Arc<dyn Provider>>,
     replay: Option<HashMap<String, Completion>>,
     replay_embeddings: HashMap<String, Embeddings>,
     record: Option<Mutex<std::fs::File>>,
@@ -403,6 +407,8 @@ pub struct LlmHost {
     outage: Mutex<Option<Outage>>,
     /// The rate limits' window: a minute (shorter only in this module's tests).
     window: Duration,
+    /// The run is stopping: calls in flight are dropped and no new one starts.
+    cancelled: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for LlmHost {
@@ -470,7 +476,7 @@ impl LlmHost {
         };
         Ok(Self {
             config,
-            provider,
+            provider: provider.map(Arc::from),
             replay,
             replay_embeddings,
             record,
@@ -489,6 +495,7 @@ impl LlmHost {
             exhausted: std::sync::atomic::AtomicBool::new(false),
             outage: Mutex::new(None),
             window: Duration::from_secs(60),
+            cancelled: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -500,6 +507,53 @@ impl LlmHost {
     /// Whether a token budget stopped a call (the run then ends `budget_exhausted`).
     pub fn exhausted(&self) -> bool {
         self.exhausted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drop the calls in flight and refuse new ones (`LlmError::Cancelled`): the run is
+    /// stopping, and their invocations go back to the queue for `resume`. A dropped
+    /// request's answer, should it come, is discarded.
+    pub fn cancel(&self) {
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _guard = Self::lock(&self.limits);
+        self.slot.notify_all();
+    }
+
+    fn check_cancelled(&self) -> Result<(), LlmError> {
+        if self.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(LlmError::Cancelled("the run is stopping".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// `call` (a request to the provider) on a thread of its own, waited for here until
+    /// it answers or the run stops: a blocking HTTP request cannot be interrupted, so a
+    /// stop leaves it to finish unheard.
+    fn until_cancelled<T: Send + 'static>(
+        &self,
+        call: impl FnOnce() -> Result<T, LlmError> + Send + 'static,
+    ) -> Result<T, LlmError> {
+        self.check_cancelled()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("murmur-llm-call".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let _ = tx.send(call());
+            })
+            .map_err(|e| LlmError::Refused(format!("cannot start the request's thread: {e}")))?;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(answer) => return answer,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => self.check_cancelled()?,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(LlmError::Refused(
+                        "the request's thread ended unanswered".into(),
+                    ));
+                }
+            }
+        }
     }
 
     /// Whether the provider was found out of reach (the run then stops claiming and ends
@@ -606,9 +660,10 @@ impl LlmHost {
                 if wait.is_zero() {
                     return Err(past_deadline());
                 }
+                self.check_cancelled()?;
                 answer = pending
                     .ready
-                    .wait_timeout(answer, wait)
+                    .wait_timeout(answer, wait.min(Duration::from_millis(50)))
                     .map(|(g, _)| g)
                     .unwrap_or_else(|p| p.into_inner().0);
             }
@@ -629,7 +684,10 @@ impl LlmHost {
             Self::lock(&self.pending).remove(&key);
             return Err(e);
         }
-        let result = self.reachable_then(|| provider.complete(&request, deadline));
+        let result = self.reachable_then(|| {
+            let (provider, request) = (provider.clone(), request.clone());
+            self.until_cancelled(move || provider.complete(&request, deadline))
+        });
         let spent = result.as_ref().map_or(0, |c| {
             u64::from(c.prompt_tokens) + u64::from(c.completion_tokens)
         });
@@ -691,7 +749,10 @@ impl LlmHost {
             .ok_or_else(|| LlmError::Denied("no language-model provider is configured".into()))?;
         self.check_reachable()?;
         self.acquire(expected, deadline)?;
-        let result = self.reachable_then(|| provider.embed(model, texts, deadline));
+        let result = self.reachable_then(|| {
+            let (provider, model, texts) = (provider.clone(), model.clone(), texts.to_vec());
+            self.until_cancelled(move || provider.embed(&model, &texts, deadline))
+        });
         let spent = result.as_ref().map_or(0, |e| u64::from(e.prompt_tokens));
         self.release(expected, spent);
         self.note_outage(&result);
@@ -820,6 +881,7 @@ impl LlmHost {
             if deadline.is_some_and(|d| now >= d) {
                 return Err(past_deadline());
             }
+            self.check_cancelled()?;
             // Wake when a slot frees or the oldest entry leaves the window.
             let oldest = l
                 .requests

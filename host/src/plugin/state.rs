@@ -88,16 +88,19 @@ pub struct LlmAccess {
     pub host: Arc<crate::llm::LlmHost>,
     /// The phase the call serves (for accounting).
     pub phase: String,
-    /// Set when a call found the provider out of reach: the invocation's failure is then
-    /// not its own, and its work goes back to wait for `resume`.
-    pub outage_seen: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when a call could not be made for a reason not the invocation's (the provider
+    /// out of reach, the run stopping): its failure then sends it back to the queue.
+    pub given_back: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl LlmAccess {
-    /// The host's answer, noting an outage and turning the error into the WIT's.
+    /// The host's answer, noting a call not made for a reason not the invocation's, and
+    /// turning the error into the WIT's.
     fn answer<T>(&self, result: Result<T, crate::llm::LlmError>) -> Result<T, llm::LlmError> {
-        if let Err(crate::llm::LlmError::Unavailable(_)) = &result {
-            self.outage_seen
+        if let Err(crate::llm::LlmError::Unavailable(_) | crate::llm::LlmError::Cancelled(_)) =
+            &result
+        {
+            self.given_back
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         result.map_err(llm_error)
@@ -503,7 +506,7 @@ fn llm_error(e: crate::llm::LlmError) -> llm::LlmError {
         E::BudgetExhausted(m) => llm::LlmError::BudgetExhausted(m),
         E::Denied(m) => llm::LlmError::Denied(m),
         // The WIT has no variant of its own for it: to the plugin, a refusal.
-        e @ E::Unavailable(_) => llm::LlmError::Refused(e.to_string()),
+        e @ (E::Unavailable(_) | E::Cancelled(_)) => llm::LlmError::Refused(e.to_string()),
     }
 }
 

@@ -65,9 +65,10 @@ pub(super) struct Executed {
     pub dispatch: std::time::Duration,
     /// Its checked outputs, or why there are none.
     pub result: Result<Vec<CheckedOutput>, Failure>,
-    /// A model call of this invocation (the agent's or a validator's) found the provider
-    /// out of reach: a failure is then the provider's, not the work's.
-    pub provider_outage: bool,
+    /// A model call of this invocation (the agent's or a validator's) could not be made
+    /// for a reason not the work's — the provider out of reach, or the run stopping: a
+    /// failure then sends it back to the queue.
+    pub given_back: bool,
 }
 
 /// Run `record` to completion (or fault).
@@ -84,7 +85,7 @@ pub(super) fn execute(
         record,
         dispatch,
         result,
-        provider_outage: outage.load(std::sync::atomic::Ordering::Relaxed),
+        given_back: outage.load(std::sync::atomic::Ordering::Relaxed),
     }
 }
 
@@ -196,7 +197,7 @@ fn run(
             a.llm = Some(LlmAccess {
                 host: host.clone(),
                 phase: phase_name.clone(),
-                outage_seen: outage.clone(),
+                given_back: outage.clone(),
             });
         }
         access

@@ -70,22 +70,54 @@ pub struct Scheduler {
     stop: StopHandle,
 }
 
-/// Asks a running scheduler to stop: it claims nothing more, lets the invocations that
-/// are running finish and commit, and ends the run `running` — interrupted, for
-/// `resume` to continue. Cloned freely; `stop` may be called from any thread (a signal
-/// handler's task).
-#[derive(Debug, Clone, Default)]
-pub struct StopHandle(Arc<std::sync::atomic::AtomicBool>);
+/// Asks a running scheduler to stop: it claims nothing more, drops the model calls in
+/// flight (their invocations go back to the queue, attempts not counted), lets the
+/// invocations that are running finish and commit, and ends the run `running` —
+/// interrupted, for `resume` to continue. Cloned freely; `stop` may be called from any
+/// thread (a signal handler's task).
+#[derive(Clone, Default)]
+pub struct StopHandle(Arc<StopState>);
+
+#[derive(Default)]
+struct StopState {
+    stopping: std::sync::atomic::AtomicBool,
+    /// What else a stop must reach (the model host's calls in flight).
+    hooks: std::sync::Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("StopHandle").field(&self.stopping()).finish()
+    }
+}
 
 impl StopHandle {
     /// Stop claiming; the run ends once what is running has finished.
     pub fn stop(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        if !self
+            .0
+            .stopping
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let hooks = self.0.hooks.lock().unwrap_or_else(|p| p.into_inner());
+            for hook in hooks.iter() {
+                hook();
+            }
+        }
     }
 
     /// Whether a stop was asked for.
     pub fn stopping(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        self.0.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Run `hook` when the stop comes (at once if it came already).
+    fn on_stop(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let mut hooks = self.0.hooks.lock().unwrap_or_else(|p| p.into_inner());
+        if self.stopping() {
+            hook();
+        }
+        hooks.push(hook);
     }
 }
 
@@ -333,6 +365,11 @@ impl Scheduler {
         feed: InputFeed,
     ) -> Result<RunSummary, RunError> {
         let wf = self.wf();
+        if let Some(llm) = &wf.llm {
+            // A stop drops the model calls in flight instead of waiting for their answers.
+            let llm = llm.clone();
+            self.stop.on_stop(Box::new(move || llm.cancel()));
+        }
         let limits = wf.limits().clone();
         let monitoring = wf.manifest.policies.monitoring.clone();
         drop(wf);
@@ -415,16 +452,17 @@ impl Scheduler {
         let Executed {
             mut record,
             result,
-            provider_outage,
+            given_back,
             ..
         } = executed;
         let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
-        if provider_outage && result.is_err() {
-            // The provider failed it, not the work: queued again as it was, its attempt
-            // not counted, for `resume` (the run claims nothing more).
+        if given_back && result.is_err() {
+            // The provider's outage or the run's stop failed it, not the work: queued
+            // again as it was, its attempt not counted, for `resume` (the run claims
+            // nothing more).
             record.attempts = record.attempts.saturating_sub(1);
             record.status = InvocationStatus::Queued;
-            tracing::info!(agent = %record.agent, invocation = %record.id, "the model provider is unavailable: left queued");
+            tracing::info!(agent = %record.agent, invocation = %record.id, "its model call could not be made (provider unavailable or run stopping): left queued");
             cascade.update_invocation(record);
             let events = cascade.commit()?;
             self.emit(workflow_id, events);

@@ -1108,29 +1108,27 @@ async fn calls_made_at_once_cannot_all_pass_a_budget_only_some_fit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stop_drops_the_model_calls_in_flight_and_resume_makes_them_again() {
+async fn a_stop_drops_the_model_calls_waiting_for_a_slot_and_resume_makes_them() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    // Four calls go out at once to a model that takes 30 s; the run is stopped once all
-    // four are waiting. It must end without waiting for the answers, fail nothing, and
-    // leave the four invocations for `resume`, which makes the calls again.
+    // Four invocations, one model call at a time: the run is stopped while the first
+    // call is on the wire. That call is answered and committed; the three waiting for
+    // the slot are dropped, not made and not failed, and `resume` makes them.
     let stop: Arc<Mutex<Option<murmur::scheduler::StopHandle>>> = Arc::new(Mutex::new(None));
-    let slow = Arc::new(AtomicBool::new(true));
-    let (stopper, slowly) = (stop.clone(), slow.clone());
+    let first_run = Arc::new(AtomicBool::new(true));
+    let (stopper, during_first) = (stop.clone(), first_run.clone());
     let server = serve(move |n, _| {
-        if !slowly.load(Ordering::SeqCst) {
-            return ok(r#"{"plan": "p", "approved": false}"#, 10);
-        }
-        if n == 3
+        if during_first.load(Ordering::SeqCst)
+            && n == 0
             && let Some(s) = stopper.lock().expect("lock").as_ref()
         {
             s.stop();
         }
         Reply {
-            delay: Duration::from_secs(30),
+            delay: Duration::from_millis(300),
             ..ok(r#"{"plan": "p", "approved": false}"#, 10)
         }
     });
-    let text = workflow(&server.url, "max_concurrency = 4", "", 4).replacen(
+    let text = workflow(&server.url, "max_concurrency = 1", "", 4).replacen(
         "concurrency = 1",
         "concurrency = 4",
         1,
@@ -1140,20 +1138,21 @@ async fn a_stop_drops_the_model_calls_in_flight_and_resume_makes_them_again() {
     let store = Arc::new(murmur::blackboard::SqliteStore::open(&db).expect("open"));
     let scheduler = murmur::Scheduler::new(Arc::new(load(&text).expect("load")), store.clone());
     *stop.lock().expect("lock") = Some(scheduler.stop_handle());
-    let started = Instant::now();
     let first = scheduler.run().await.expect("run");
-    let took = started.elapsed();
     assert_eq!(first.status, RunStatus::Running, "interrupted");
-    // Not a measure of speed: without dropping the calls the run waits out the 30 s.
-    assert!(took < Duration::from_secs(20), "{took:?}");
     assert!(first.failed_work.is_empty(), "{:?}", first.failed_work);
     assert_eq!(first.faults.values().sum::<u64>(), 0, "{:?}", first.faults);
-    assert_eq!(first.by_type.get("AnalysisResult"), None);
+    assert_eq!(first.by_type.get("AnalysisResult"), Some(&1));
+    assert_eq!(
+        server.requests.lock().expect("lock").len(),
+        1,
+        "the waiting three were not made"
+    );
     drop(scheduler);
     murmur::Store::close(store.as_ref()).expect("close");
     drop(store);
 
-    slow.store(false, Ordering::SeqCst);
+    first_run.store(false, Ordering::SeqCst);
     let store = murmur::blackboard::SqliteStore::open(&db).expect("reopen");
     let record = store.runs().expect("runs").remove(0);
     store.load(&record.workflow_id).expect("load");
@@ -1170,7 +1169,7 @@ async fn a_stop_drops_the_model_calls_in_flight_and_resume_makes_them_again() {
     assert_eq!(resumed.by_type.get("AnalysisResult"), Some(&4));
     assert_eq!(
         server.requests.lock().expect("lock").len(),
-        8,
-        "four dropped, four made again"
+        4,
+        "the three made on resume"
     );
 }

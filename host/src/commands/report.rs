@@ -137,7 +137,7 @@ impl Signals {
     }
 }
 
-/// On SIGINT or SIGTERM: stop claiming, drop the model calls in flight, and let the
+/// On SIGINT or SIGTERM: stop claiming, drop the model calls not yet made, and let the
 /// running invocations finish and commit (the run then ends `running`, and the process
 /// exits 130 or 143). A second
 /// signal, or the grace period running out, exits at once: everything committed stays,
@@ -153,7 +153,7 @@ async fn stop_on_signal(
     stopper.stop();
     if !quiet {
         eprintln!(
-            "murmur: stopping: no new invocations, model calls in flight dropped; the running ones may finish within {} s (a second signal stops at once)",
+            "murmur: stopping: no new invocations or model calls; the running ones may finish within {} s (a second signal stops at once)",
             GRACE.as_secs()
         );
     }

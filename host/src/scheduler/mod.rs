@@ -70,8 +70,8 @@ pub struct Scheduler {
     stop: StopHandle,
 }
 
-/// Asks a running scheduler to stop: it claims nothing more, drops the model calls in
-/// flight (their invocations go back to the queue, attempts not counted), lets the
+/// Asks a running scheduler to stop: it claims nothing more, drops the model calls not
+/// yet made (their invocations go back to the queue, attempts not counted), lets the
 /// invocations that are running finish and commit, and ends the run `running` —
 /// interrupted, for `resume` to continue. Cloned freely; `stop` may be called from any
 /// thread (a signal handler's task).
@@ -366,7 +366,7 @@ impl Scheduler {
     ) -> Result<RunSummary, RunError> {
         let wf = self.wf();
         if let Some(llm) = &wf.llm {
-            // A stop drops the model calls in flight instead of waiting for their answers.
+            // A stop drops the model calls still waiting to be made.
             let llm = llm.clone();
             self.stop.on_stop(Box::new(move || llm.cancel()));
         }

@@ -965,6 +965,21 @@ fn murmur_run_against_a_closed_port_exits_4_naming_the_url_and_resume_completes(
         "{stderr}"
     );
     assert!(!stderr.contains("failed:"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("waits for the model provider ({url})")),
+        "the open work says what it waits for: {stderr}"
+    );
+    // `status` reads the same from the store.
+    let status = murmur()
+        .args(["status", "--store", &store])
+        .output()
+        .expect("murmur status");
+    let said = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        said.contains("(provider_unavailable)")
+            && said.contains(&format!("provider unavailable: {url}")),
+        "{said}"
+    );
     let _server = serve_on(TcpListener::bind(addr).expect("rebind"), scenario);
     let out = murmur()
         .env("MURMUR_LLM_BASE_URL", &url)

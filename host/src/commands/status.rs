@@ -39,6 +39,12 @@ impl StatusCommand {
             elapsed,
         )?;
         summary.llm = record.llm_usage.clone();
+        // What the run's end named that the store's records do not hold.
+        summary.provider = record
+            .summary
+            .as_ref()
+            .and_then(|s| s.get("provider"))
+            .and_then(|p| serde_json::from_value(p.clone()).ok());
         if self.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
             return Ok(0);

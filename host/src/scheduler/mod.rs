@@ -425,6 +425,12 @@ impl Scheduler {
             // stalled, so it keeps no stall reason.
             Some(outage) => {
                 let mut s = self.summary(workflow_id, RunStatus::ProviderUnavailable, started)?;
+                for w in s.open_work.iter_mut().filter(|w| w.reason.is_empty()) {
+                    w.reason = format!(
+                        "waits for the model provider ({}): `murmur resume` once it answers",
+                        outage.url
+                    );
+                }
                 s.provider = Some(outage);
                 s
             }

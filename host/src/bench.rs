@@ -297,15 +297,19 @@ pub fn peak_rss_mb() -> f64 {
 
 /// The figure `key` (e.g. `VmHWM:`) of `/proc/self/status`, MiB; 0 where it is unavailable.
 fn status_mb(key: &str) -> f64 {
+    status_kb(key) as f64 / 1024.0
+}
+
+/// The figure `key` (e.g. `VmRSS:`) of `/proc/self/status`, KiB; 0 where it is unavailable.
+pub fn status_kb(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -50,24 +50,21 @@ pub fn payload(data: &[u8]) {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
-    let mut types = BUILTIN.clone();
-    let name = if selector & 0x80 != 0 {
-        let mut parts = rest.splitn(2, |b| *b == 0);
-        let (Some(schema), Some(payload)) = (parts.next(), parts.next()) else {
-            return;
-        };
-        let Ok(schema) = serde_json::from_slice::<Value>(schema) else {
-            return;
-        };
-        if types.register("Fuzzed", schema).is_err() {
-            return;
-        }
-        return validate(&types, "Fuzzed", payload);
-    } else {
-        let names: Vec<String> = types.types().map(|t| t.name.to_string()).collect();
-        names[usize::from(selector) % names.len()].clone()
+    if selector & 0x80 == 0 {
+        let names: Vec<&str> = BUILTIN.types().map(|t| t.name.as_str()).collect();
+        return validate(&BUILTIN, names[usize::from(selector) % names.len()], rest);
+    }
+    let mut parts = rest.splitn(2, |b| *b == 0);
+    let (Some(schema), Some(payload)) = (parts.next(), parts.next()) else {
+        return;
     };
-    validate(&types, &name, rest);
+    let Ok(schema) = serde_json::from_slice::<Value>(schema) else {
+        return;
+    };
+    let mut types = BUILTIN.clone();
+    if types.register("Fuzzed", schema).is_ok() {
+        validate(&types, "Fuzzed", payload);
+    }
 }
 
 fn validate(types: &TypeRegistry, name: &str, payload: &[u8]) {

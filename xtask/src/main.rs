@@ -568,22 +568,20 @@ fn fuzz(root: &Path, args: &[String]) -> Result<()> {
 }
 
 fn soak(root: &Path, args: &[String]) -> Result<()> {
-    build_plugins(root, &Plugins::from_args(root, &[])?)?;
-    status(Command::new(env!("CARGO")).current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "murmur",
-    ]))?;
-    status(
-        Command::new(root.join("target/release/murmur"))
-            .current_dir(root)
-            .args(["bench", "soak"])
-            .args(args),
-    )
+    let mut cmd = vec!["bench".to_string(), "soak".to_string()];
+    cmd.extend_from_slice(args);
+    release_murmur(root, &cmd)
 }
 
 fn demo(root: &Path) -> Result<()> {
+    release_murmur(
+        root,
+        &["run", "examples/auth-system/workflow.toml", "--json"].map(String::from),
+    )
+}
+
+/// Build the plugins and the host (release), then run `murmur ARGS` in the repository.
+fn release_murmur(root: &Path, args: &[String]) -> Result<()> {
     build_plugins(root, &Plugins::from_args(root, &[])?)?;
     status(Command::new(env!("CARGO")).current_dir(root).args([
         "build",
@@ -594,7 +592,7 @@ fn demo(root: &Path) -> Result<()> {
     status(
         Command::new(root.join("target/release/murmur"))
             .current_dir(root)
-            .args(["run", "examples/auth-system/workflow.toml", "--json"]),
+            .args(args),
     )
 }
 

@@ -81,7 +81,7 @@ impl LlmBench {
                 .context("the benchmark's manifest")?,
             options,
         )?;
-        let before_kb = status_kb("VmRSS:");
+        let before_kb = murmur::bench::status_kb("VmRSS:");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -90,7 +90,7 @@ impl LlmBench {
         let started = Instant::now();
         let summary = runtime.block_on(murmur::Scheduler::new(Arc::new(wf), store).run())?;
         let seconds = started.elapsed().as_secs_f64();
-        let peak_kb = status_kb("VmHWM:");
+        let peak_kb = murmur::bench::status_kb("VmHWM:");
         let answered = summary
             .by_type
             .get("ValidationResult")
@@ -174,18 +174,6 @@ discovered_by = "user"
         path = plugin.display().to_string(),
         n = bench.n,
     ))
-}
-
-fn status_kb(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Accept connections for as long as the runtime lives.

@@ -182,7 +182,8 @@ impl Scorer for Embedding {
         if !missing.is_empty() {
             // The request is made holding no lock: two workers may embed one text twice,
             // never wait on each other.
-            let vectors = self.host.embed(&missing, None).map_err(|e| e.to_string())?;
+            let vectors =
+                LlmHost::block_on(self.host.embed(&missing, None)).map_err(|e| e.to_string())?;
             if vectors.len() != missing.len() {
                 return Err(format!(
                     "{} embeddings for {} texts",

@@ -127,12 +127,11 @@ impl Router {
         let mut cached = self.phase_vectors.lock().unwrap_or_else(|p| p.into_inner());
         if cached.is_none() {
             *cached = Some(
-                host.embed(&self.phase_texts, None)
+                crate::llm::LlmHost::block_on(host.embed(&self.phase_texts, None))
                     .map_err(|e| e.to_string())?,
             );
         }
-        let me = host
-            .embed(&[description.to_string()], None)
+        let me = crate::llm::LlmHost::block_on(host.embed(&[description.to_string()], None))
             .map_err(|e| e.to_string())?
             .pop()
             .ok_or("no embedding returned")?;

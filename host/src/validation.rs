@@ -81,7 +81,7 @@ pub(crate) fn applies(validator: &LoadedPlugin, types: &[&str]) -> bool {
 }
 
 /// Run the validator plugins in manifest order; the first rejection or failure stops.
-pub(crate) fn run_plugins(
+pub(crate) async fn run_plugins(
     validators: &[crate::plugin::Validator],
     board: impl Fn(&LoadedPlugin) -> Option<BoardAccess>,
     invocation: &wit::Invocation,
@@ -103,7 +103,7 @@ pub(crate) fn run_plugins(
         }
         let mut call = invocation_for(invocation, &viewer);
         call.config.clone_from(&v.config_json);
-        match v.validate(&call, &seen, board(v)) {
+        match v.validate(&call, &seen, board(v)).await {
             Ok(verdict) if verdict.accepted => {}
             Ok(verdict) => {
                 let reasons = if verdict.reasons.is_empty() {

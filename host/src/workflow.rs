@@ -400,12 +400,13 @@ fn llm_host(
     }
     .with_overrides(&options.llm);
     let provider: Option<Box<dyn crate::llm::Provider>> =
-        (options.llm_replay.is_none() && !config.base_url.is_empty()).then(|| {
-            Box::new(crate::llm::openai::OpenAi::new(
-                &config,
-                options.llm.api_key.clone(),
-            )) as Box<dyn crate::llm::Provider>
-        });
+        if options.llm_replay.is_none() && !config.base_url.is_empty() {
+            let client = crate::llm::openai::OpenAi::new(&config, options.llm.api_key.clone())
+                .map_err(crate::llm::LlmSetupError::Client)?;
+            Some(Box::new(client))
+        } else {
+            None
+        };
     let host = LlmHost::new(
         config,
         provider,

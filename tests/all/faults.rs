@@ -217,9 +217,10 @@ async fn a_failing_agent_that_takes_part_in_the_work_fails_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_in_an_endless_loop_does_not_hold_up_the_others_and_is_cut_at_its_deadline() {
     // The spinner is claimed first and loops until its 5 s deadline; the 50 Notes for
-    // the echo agent must all be done long before it is cut.
+    // the echo agent must all be done long before it is cut. One thread runs guest code:
+    // the spinner yields it every epoch tick, so the echoes run beside it.
     let mut text = format!(
-        "[workflow]\nname = \"spin\"\nlimits = {{ concurrency = 2 }}\n[retry]\nmax_attempts = 1\n[recovery]\nenabled = false\n{PHASES_AND_NOTE}\n[[type]]\nname = \"Spin\"\nschema = {{ type = \"object\" }}\n{}{}",
+        "[workflow]\nname = \"spin\"\nlimits = {{ concurrency = 2, threads = 1 }}\n[retry]\nmax_attempts = 1\n[recovery]\nenabled = false\n{PHASES_AND_NOTE}\n[[type]]\nname = \"Spin\"\nschema = {{ type = \"object\" }}\n{}{}",
         probe("spinner", "mode = \"loop\"", "Spin", None).replacen(
             "world = \"agent\"\n",
             "world = \"agent\"\nlimits = { timeout_ms = 5000 }\n",

@@ -803,10 +803,11 @@ async fn a_resumed_run_goes_on_with_the_tokens_it_had_spent() {
     let stop: Arc<Mutex<Option<murmur::scheduler::StopHandle>>> = Arc::new(Mutex::new(None));
     let stopper = stop.clone();
     let server = serve(move |n, _| {
-        if n == 0
+        if n == 1
             && let Some(s) = stopper.lock().expect("lock").as_ref()
         {
-            // Interrupt the run during its first call.
+            // Interrupt the run during its second call (one at a time): the first is
+            // answered and paid, the second dropped unanswered.
             s.stop();
         }
         ok(r#"{"plan": "p", "approved": false}"#, 80)
@@ -835,8 +836,8 @@ async fn a_resumed_run_goes_on_with_the_tokens_it_had_spent() {
     assert_eq!(resumed.status, RunStatus::BudgetExhausted);
     assert_eq!(
         server.requests.lock().expect("lock").len(),
-        2,
-        "one more call after the resume: 80 + 80 spent, and 160 + 50 would pass 150"
+        3,
+        "one more call after the resume (beside the first run's two, one dropped): 80 + 80 spent, and 160 + 50 would pass 150"
     );
     let usage = resumed.llm.expect("usage");
     assert_eq!(usage.prompt_tokens + usage.completion_tokens, 160);
@@ -1123,11 +1124,12 @@ async fn calls_made_at_once_cannot_all_pass_a_budget_only_some_fit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stop_drops_the_model_calls_waiting_for_a_slot_and_resume_makes_them() {
+async fn a_stop_drops_every_model_call_in_flight_and_resume_makes_them() {
     use std::sync::atomic::{AtomicBool, Ordering};
     // Four invocations, one model call at a time: the run is stopped while the first
-    // call is on the wire. That call is answered and committed; the three waiting for
-    // the slot are dropped, not made and not failed, and `resume` makes them.
+    // call is on the wire. That call is abandoned (its answer would come 300 ms later)
+    // and the three waiting for the slot are never made; none is failed, and `resume`
+    // makes all four.
     let stop: Arc<Mutex<Option<murmur::scheduler::StopHandle>>> = Arc::new(Mutex::new(None));
     let first_run = Arc::new(AtomicBool::new(true));
     let (stopper, during_first) = (stop.clone(), first_run.clone());
@@ -1157,7 +1159,11 @@ async fn a_stop_drops_the_model_calls_waiting_for_a_slot_and_resume_makes_them()
     assert_eq!(first.status, RunStatus::Running, "interrupted");
     assert!(first.failed_work.is_empty(), "{:?}", first.failed_work);
     assert_eq!(first.faults.values().sum::<u64>(), 0, "{:?}", first.faults);
-    assert_eq!(first.by_type.get("AnalysisResult"), Some(&1));
+    assert_eq!(
+        first.by_type.get("AnalysisResult"),
+        None,
+        "the call on the wire was dropped, not waited for"
+    );
     assert_eq!(
         server.requests.lock().expect("lock").len(),
         1,
@@ -1184,7 +1190,7 @@ async fn a_stop_drops_the_model_calls_waiting_for_a_slot_and_resume_makes_them()
     assert_eq!(resumed.by_type.get("AnalysisResult"), Some(&4));
     assert_eq!(
         server.requests.lock().expect("lock").len(),
-        4,
-        "the three made on resume"
+        5,
+        "all four made on resume"
     );
 }

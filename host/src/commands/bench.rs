@@ -125,6 +125,12 @@ impl BenchCommand {
                         f.rss_per_in_flight_kb,
                         f.server_capacity_rps
                     );
+                    if let Some(m) = f.in_flight_kb {
+                        println!(
+                            "  per call in flight, with all waiting: linear memory {:.0} KB, fiber stack {:.0} KB, the rest {:.0} KB",
+                            m.linear_memory, m.fiber_stack, m.other
+                        );
+                    }
                 }
                 return Ok(0);
             }

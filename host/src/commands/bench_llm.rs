@@ -40,6 +40,74 @@ pub(crate) struct LlmFigures {
     /// Requests per second the server answered alone, K clients at this latency (its
     /// ideal: K / latency).
     pub server_capacity_rps: f64,
+    /// What one call in flight holds, read from `/proc/self/smaps` when the server first
+    /// had every call waiting at once (KB each; the three add up to the whole process's
+    /// resident memory then, per call in flight).
+    pub in_flight_kb: Option<InFlightMemory>,
+}
+
+/// Resident memory per call in flight, by kind.
+#[derive(Debug, Serialize, Clone, Copy)]
+pub(crate) struct InFlightMemory {
+    /// The guests' linear memories (wasmtime's pool: read-write mappings of one size
+    /// repeated at least once per call in flight).
+    pub linear_memory: f64,
+    /// Fiber stacks (read-write mappings of exactly the async stack's size).
+    pub fiber_stack: f64,
+    /// Everything else: instance and store state, tasks, the HTTP requests and
+    /// connections, the heap, the binary.
+    pub other: f64,
+}
+
+/// The async stack wasmtime gives each call (its default, which the engine keeps).
+const FIBER_STACK_KB: u64 = 2048;
+
+/// Read `/proc/self/smaps` and split the resident memory as [`InFlightMemory`] says, per
+/// one of `calls` calls in flight.
+fn in_flight_memory(calls: u64) -> Option<InFlightMemory> {
+    let text = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    // Per writable anonymous mapping: (size, rss) in kB; and the process's total rss.
+    let mut maps: Vec<(u64, u64)> = Vec::new();
+    let mut total = 0u64;
+    let mut current: Option<(bool, u64)> = None;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's header: range, perms, offset, dev, inode[, path].
+            let perms = words.next().unwrap_or("");
+            let path = words.nth(3);
+            current = Some((perms.starts_with("rw") && path.is_none(), 0));
+        } else if first == "Size:" {
+            if let Some((_, size)) = current.as_mut() {
+                *size = words.next()?.parse().ok()?;
+            }
+        } else if first == "Rss:" {
+            let rss: u64 = words.next()?.parse().ok()?;
+            total += rss;
+            if let Some((true, size)) = current {
+                maps.push((size, rss));
+            }
+        }
+    }
+    let mut by_size: std::collections::HashMap<u64, (u64, u64)> = Default::default();
+    for (size, rss) in maps {
+        let e = by_size.entry(size).or_default();
+        e.0 += 1;
+        e.1 += rss;
+    }
+    let stacks = by_size.get(&FIBER_STACK_KB).map_or(0, |e| e.1);
+    let memories: u64 = by_size
+        .iter()
+        .filter(|(size, (count, _))| **size != FIBER_STACK_KB && *count >= calls)
+        .map(|(_, (_, rss))| rss)
+        .sum();
+    let per = |kb: u64| kb as f64 / calls.max(1) as f64;
+    Some(InFlightMemory {
+        linear_memory: per(memories),
+        fiber_stack: per(stacks),
+        other: per(total.saturating_sub(memories + stacks)),
+    })
 }
 
 /// The benchmark's settings.
@@ -66,13 +134,18 @@ impl LlmBench {
             .build()
             .context("starting the model server's runtime")?;
         let requests = Arc::new(AtomicU64::new(0));
+        let waiting = Arc::new(Waiting::default());
         let listener = server_rt
             .block_on(TcpListener::bind("127.0.0.1:0"))
             .context("binding the model server")?;
         let addr = listener.local_addr()?;
-        server_rt.spawn(serve(listener, latency, requests.clone()));
+        server_rt.spawn(serve(listener, latency, requests.clone(), waiting.clone()));
         let capacity = server_rt.block_on(capacity(addr, self.in_flight, latency))?;
         requests.store(0, Ordering::SeqCst);
+        // From now on, the first moment every call is waiting at the server is sampled.
+        if let Ok(mut w) = waiting.sample_at.lock() {
+            *w = Some(self.in_flight.min(self.n));
+        }
 
         let manifest = manifest(&self, &format!("http://{addr}/v1"))?;
         let options = super::settings::load_options(None);
@@ -117,6 +190,7 @@ impl LlmBench {
             peak_rss_mb: peak_kb as f64 / 1024.0,
             rss_per_in_flight_kb: peak_kb.saturating_sub(before_kb) as f64 / in_flight as f64,
             server_capacity_rps: capacity,
+            in_flight_kb: waiting.sample.lock().ok().and_then(|s| *s),
         })
     }
 }
@@ -176,11 +250,46 @@ discovered_by = "user"
     ))
 }
 
+/// Requests the server holds at once, and the memory sample taken when they first reach
+/// every call of the run.
+#[derive(Default)]
+struct Waiting {
+    now: AtomicU64,
+    sample_at: std::sync::Mutex<Option<u64>>,
+    sample: std::sync::Mutex<Option<InFlightMemory>>,
+}
+
+impl Waiting {
+    /// One more request waits; the first time all `sample_at` wait, sample the memory.
+    fn arrive(&self) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        let Ok(mut at) = self.sample_at.lock() else {
+            return;
+        };
+        if *at == Some(now) {
+            *at = None;
+            if let Ok(mut s) = self.sample.lock() {
+                *s = in_flight_memory(now);
+            }
+        }
+    }
+}
+
 /// Accept connections for as long as the runtime lives.
-async fn serve(listener: TcpListener, latency: Duration, requests: Arc<AtomicU64>) {
+async fn serve(
+    listener: TcpListener,
+    latency: Duration,
+    requests: Arc<AtomicU64>,
+    waiting: Arc<Waiting>,
+) {
     while let Ok((stream, _)) = listener.accept().await {
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, latency, requests.clone()));
+        tokio::spawn(connection(
+            stream,
+            latency,
+            requests.clone(),
+            waiting.clone(),
+        ));
     }
 }
 
@@ -189,6 +298,7 @@ async fn connection(
     mut stream: TcpStream,
     latency: Duration,
     requests: Arc<AtomicU64>,
+    waiting: Arc<Waiting>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(8192);
     loop {
@@ -196,7 +306,9 @@ async fn connection(
             return Ok(());
         };
         requests.fetch_add(1, Ordering::SeqCst);
+        waiting.arrive();
         tokio::time::sleep(latency).await;
+        waiting.now.fetch_sub(1, Ordering::SeqCst);
         let (status, body) = if path.ends_with("/chat/completions") {
             let answer = serde_json::json!({
                 "choices": [{ "message": { "role": "assistant", "content": ANSWER } }],

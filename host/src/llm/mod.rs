@@ -18,9 +18,11 @@ pub(crate) mod openai;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
@@ -62,7 +64,9 @@ pub struct LlmConfig {
     /// Tokens per minute at most (0: unlimited). Default 0.
     #[serde(default)]
     pub tokens_per_minute: u64,
-    /// Requests in flight at once. Default 4.
+    /// Requests in flight at once. Default 64: a waiting request holds no thread, and
+    /// most hosted APIs take that many from one key (lower it for a local server that
+    /// answers one at a time).
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
     /// Tokens (prompt + completion) the whole run may spend (0: unlimited). Default 0.
@@ -106,7 +110,7 @@ fn default_max_backoff() -> u64 {
     60_000
 }
 fn default_concurrency() -> usize {
-    4
+    64
 }
 
 impl LlmConfig {
@@ -207,21 +211,25 @@ pub struct Outage {
     pub error: String,
 }
 
-/// Where answers come from.
+/// A boxed future, as a [`Provider`] returns (a trait object cannot have `async fn`s).
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where answers come from. Both calls are futures: waiting for the answer holds no
+/// thread, and dropping the future abandons the request.
 pub trait Provider: Send + Sync {
     /// Complete `request`, giving up at `deadline` (the asking invocation's).
-    fn complete(
-        &self,
-        request: &Request,
+    fn complete<'a>(
+        &'a self,
+        request: &'a Request,
         deadline: Option<Instant>,
-    ) -> Result<Completion, LlmError>;
+    ) -> BoxFuture<'a, Result<Completion, LlmError>>;
     /// Embed `texts` with `model`, giving up at `deadline`.
-    fn embed(
-        &self,
-        model: &str,
-        texts: &[String],
+    fn embed<'a>(
+        &'a self,
+        model: &'a str,
+        texts: &'a [String],
         deadline: Option<Instant>,
-    ) -> Result<Embeddings, LlmError>;
+    ) -> BoxFuture<'a, Result<Embeddings, LlmError>>;
 }
 
 /// Embeddings of some texts, one vector each, and the tokens they cost.
@@ -315,10 +323,12 @@ pub enum LlmSetupError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The HTTP client could not be built (no TLS roots, for one).
+    #[error("cannot set up the model client: {0}")]
+    Client(String),
 }
 
 struct Limits {
-    in_flight: usize,
     requests: VecDeque<Instant>,
     tokens: VecDeque<(Instant, u64)>,
     /// Tokens the calls in flight are expected to spend: held against the tokens-per-
@@ -377,11 +387,73 @@ fn past_deadline() -> LlmError {
 /// Who the host's own model calls (embeddings) are accounted to.
 const HOST: &str = "host";
 
+/// The error of a call the stopping run dropped.
+fn stopping() -> LlmError {
+    LlmError::Cancelled("the run is stopping".into())
+}
+
 /// A request being made: its answer, once there, for the identical requests waiting.
 #[derive(Default)]
 struct Pending {
     answer: Mutex<Option<Result<Completion, LlmError>>>,
-    ready: Condvar,
+    ready: tokio::sync::Notify,
+}
+
+impl Pending {
+    /// The answer, once the request that leads has one.
+    async fn answer(&self) -> Result<Completion, LlmError> {
+        loop {
+            let ready = self.ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            if let Some(answer) = &*LlmHost::lock(&self.answer) {
+                return answer.clone();
+            }
+            ready.await;
+        }
+    }
+}
+
+/// The one call of identical ones that is made: whatever becomes of it (an answer, an
+/// error, or its future dropped), the calls waiting on it learn, and the key is free.
+struct Leader<'a> {
+    host: &'a LlmHost,
+    key: &'a str,
+    pending: Arc<Pending>,
+}
+
+impl Leader<'_> {
+    fn finish(&self, result: Result<Completion, LlmError>) {
+        let mut answer = LlmHost::lock(&self.pending.answer);
+        if answer.is_none() {
+            *answer = Some(result);
+        }
+        drop(answer);
+        self.pending.ready.notify_waiters();
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.finish(Err(LlmError::Cancelled(
+            "the identical request this one waited for was abandoned".into(),
+        )));
+        LlmHost::lock(&self.host.pending).remove(self.key);
+    }
+}
+
+/// A concurrency slot and the rate limits' room, held while a request is in flight;
+/// dropping it (the call answered, failed, or was abandoned) gives both back.
+struct Slot<'a> {
+    host: &'a LlmHost,
+    expected: u64,
+    spent: u64,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.host.release(self.expected, self.spent);
+    }
 }
 
 /// The host's side of the `llm` capability for one workflow run.
@@ -400,7 +472,13 @@ pub struct LlmHost {
     /// Tokens the calls in flight hold against the budgets (taken after `usage`).
     reserved: Mutex<Reserved>,
     limits: Mutex<Limits>,
-    slot: Condvar,
+    /// Requests in flight at most (`max_concurrency`), waited for in order; closed when
+    /// the run stops.
+    slots: tokio::sync::Semaphore,
+    /// Woken when the rate limits' room changes (a call ends).
+    room: tokio::sync::Notify,
+    /// Woken when the run begins stopping.
+    stop: tokio::sync::Notify,
     exhausted: std::sync::atomic::AtomicBool,
     /// Set by the first call that finds the provider out of reach; later calls fail at
     /// once instead of each waiting out its own retries.
@@ -474,6 +552,7 @@ impl LlmHost {
             )),
             None => None,
         };
+        let concurrency = config.max_concurrency.max(1);
         Ok(Self {
             config,
             provider,
@@ -486,12 +565,13 @@ impl LlmHost {
             usage: Mutex::new(Usage::default()),
             reserved: Mutex::new(Reserved::default()),
             limits: Mutex::new(Limits {
-                in_flight: 0,
                 requests: VecDeque::new(),
                 tokens: VecDeque::new(),
                 reserved: 0,
             }),
-            slot: Condvar::new(),
+            slots: tokio::sync::Semaphore::new(concurrency),
+            room: tokio::sync::Notify::new(),
+            stop: tokio::sync::Notify::new(),
             exhausted: std::sync::atomic::AtomicBool::new(false),
             outage: Mutex::new(None),
             window: Duration::from_secs(60),
@@ -509,24 +589,69 @@ impl LlmHost {
         self.exhausted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Refuse new calls and drop those still waiting for a slot or for an identical
-    /// request's answer (`LlmError::Cancelled`): the run is stopping, and their
-    /// invocations go back to the queue for `resume`. A request already on the wire is
-    /// waited for (up to its invocation's deadline): a blocking HTTP request cannot be
-    /// interrupted without a thread of its own per call, which cost 20% more memory per
-    /// call in flight.
+    /// Refuse new calls and drop every call made (`LlmError::Cancelled`): those waiting
+    /// for a slot, for the rate limits or for an identical request's answer, and those on
+    /// the wire (their requests are abandoned). The run is stopping, and their
+    /// invocations go back to the queue for `resume`.
     pub fn cancel(&self) {
         self.cancelled
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let _guard = Self::lock(&self.limits);
-        self.slot.notify_all();
+        self.slots.close();
+        self.stop.notify_waiters();
     }
 
     fn check_cancelled(&self) -> Result<(), LlmError> {
         if self.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
-            Err(LlmError::Cancelled("the run is stopping".into()))
+            Err(stopping())
         } else {
             Ok(())
+        }
+    }
+
+    /// `work`, unless the run starts stopping ([`LlmError::Cancelled`]) or `deadline`
+    /// passes ([`LlmError::Timeout`]) first; either way `work` is dropped.
+    async fn bounded<T>(
+        &self,
+        deadline: Option<Instant>,
+        work: impl Future<Output = Result<T, LlmError>>,
+    ) -> Result<T, LlmError> {
+        let stop = self.stop.notified();
+        tokio::pin!(stop);
+        stop.as_mut().enable();
+        self.check_cancelled()?;
+        let late = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = &mut stop => Err(stopping()),
+            _ = late => Err(past_deadline()),
+            result = work => result,
+        }
+    }
+
+    /// Run `work` (a call of this host) to its end from code that is not async: on a
+    /// multi-threaded tokio runtime's worker the thread is handed over meanwhile
+    /// (`block_in_place`); outside any runtime, a small one is made for the call.
+    pub(crate) fn block_on<T>(
+        work: impl Future<Output = Result<T, LlmError>>,
+    ) -> Result<T, LlmError> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(work))
+            }
+            Ok(_) => Err(LlmError::Denied(
+                "a model call from a single-threaded runtime cannot wait".into(),
+            )),
+            Err(_) => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| LlmError::Refused(format!("no runtime for the call: {e}")))?
+                .block_on(work),
         }
     }
 
@@ -575,8 +700,9 @@ impl LlmHost {
 
     /// Complete a request made by `agent` serving `phase`, giving up at `deadline` (the
     /// invocation's: waiting for a slot, for an identical request's answer, and the
-    /// request itself all end there).
-    pub fn complete(
+    /// request itself all end there). Every wait is a future: a call waiting holds no
+    /// thread, and a call dropped gives back what it held.
+    pub async fn complete(
         &self,
         agent: &str,
         phase: &str,
@@ -625,51 +751,35 @@ impl LlmHost {
             }
         };
         if !first {
-            let mut answer = Self::lock(&pending.answer);
-            while answer.is_none() {
-                let wait = match deadline {
-                    Some(d) => d.saturating_duration_since(Instant::now()),
-                    None => Duration::from_secs(3600),
-                };
-                if wait.is_zero() {
-                    return Err(past_deadline());
-                }
-                self.check_cancelled()?;
-                answer = pending
-                    .ready
-                    .wait_timeout(answer, wait.min(Duration::from_millis(50)))
-                    .map(|(g, _)| g)
-                    .unwrap_or_else(|p| p.into_inner().0);
-            }
-            let shared = answer.clone().unwrap_or_else(|| {
-                Err(LlmError::Refused(
-                    "the shared request gave no answer".into(),
-                ))
-            })?;
-            drop(answer);
+            let shared = self
+                .bounded(deadline, async { pending.answer().await })
+                .await?;
             // As a cache hit: not paid for, so not counted against a budget.
             Self::lock(&self.usage).cached += 1;
             return Ok(shared);
         }
-        if let Err(e) = self.acquire(expected, deadline) {
-            // Those waiting on this request learn it was not made.
-            *Self::lock(&pending.answer) = Some(Err(e.clone()));
-            pending.ready.notify_all();
-            Self::lock(&self.pending).remove(&key);
-            return Err(e);
-        }
-        let result = self.reachable_then(|| provider.complete(&request, deadline));
-        let spent = result.as_ref().map_or(0, |c| {
-            u64::from(c.prompt_tokens) + u64::from(c.completion_tokens)
-        });
-        self.release(expected, spent);
+        let leader = Leader {
+            host: self,
+            key: &key,
+            pending,
+        };
+        let result = self
+            .bounded(deadline, async {
+                let mut slot = self.acquire(expected, deadline).await?;
+                self.check_reachable()?;
+                let result = provider.complete(&request, deadline).await;
+                slot.spent = result.as_ref().map_or(0, |c| {
+                    u64::from(c.prompt_tokens) + u64::from(c.completion_tokens)
+                });
+                result
+            })
+            .await;
         self.note_outage(&result);
-        *Self::lock(&pending.answer) = Some(result.clone());
-        pending.ready.notify_all();
         if let Ok(answer) = &result {
             Self::lock(&self.cache).insert(key.clone(), answer.clone());
         }
-        Self::lock(&self.pending).remove(&key);
+        leader.finish(result.clone());
+        drop(leader);
         let answer = result?;
         self.account(agent, phase, &answer, true);
         if self.record.is_some() {
@@ -679,7 +789,6 @@ impl LlmHost {
                 completion: answer.clone(),
             });
         }
-        Self::lock(&self.cache).insert(key, answer.clone());
         Ok(answer)
     }
 
@@ -687,7 +796,7 @@ impl LlmHost {
     /// routing). Embeddings go the way completions do: the workflow's token budget, the
     /// cache, the replay file (offline, the same answers), the concurrency and rate
     /// limits, the record file; their tokens count for the host (`by_agent["host"]`).
-    pub fn embed(
+    pub async fn embed(
         &self,
         texts: &[String],
         deadline: Option<Instant>,
@@ -719,10 +828,15 @@ impl LlmHost {
             .as_ref()
             .ok_or_else(|| LlmError::Denied("no language-model provider is configured".into()))?;
         self.check_reachable()?;
-        self.acquire(expected, deadline)?;
-        let result = self.reachable_then(|| provider.embed(model, texts, deadline));
-        let spent = result.as_ref().map_or(0, |e| u64::from(e.prompt_tokens));
-        self.release(expected, spent);
+        let result = self
+            .bounded(deadline, async {
+                let mut slot = self.acquire(expected, deadline).await?;
+                self.check_reachable()?;
+                let result = provider.embed(model, texts, deadline).await;
+                slot.spent = result.as_ref().map_or(0, |e| u64::from(e.prompt_tokens));
+                result
+            })
+            .await;
         self.note_outage(&result);
         let answer = result?;
         let spent = Completion {
@@ -741,13 +855,6 @@ impl LlmHost {
         }
         Self::lock(&self.embedding_cache).insert(key, answer.clone());
         Ok(answer.vectors)
-    }
-
-    /// `call`, unless the provider was found out of reach or the run began stopping while
-    /// this one waited for a slot.
-    fn reachable_then<T>(&self, call: impl FnOnce() -> Result<T, LlmError>) -> Result<T, LlmError> {
-        self.check_reachable()?;
-        call()
     }
 
     /// Append one exchange to the record file, if there is one.
@@ -810,81 +917,90 @@ impl LlmHost {
         *u.by_phase.entry(phase.to_string()).or_default() += tokens;
     }
 
-    /// Wait for a concurrency slot and for the rate limits to allow one more request, but
-    /// not past `deadline`.
-    fn acquire(&self, expected_tokens: u64, deadline: Option<Instant>) -> Result<(), LlmError> {
+    /// Wait for a concurrency slot (in arrival order), then for the rate limits to allow
+    /// one more request. The caller bounds the wait by the deadline and the run's stop.
+    async fn acquire(
+        &self,
+        expected_tokens: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Slot<'_>, LlmError> {
+        let permit = self.slots.acquire().await.map_err(|_| stopping())?;
+        // The permit is given back by `release`, with the rate limits' room.
+        permit.forget();
+        let mut slot = Slot {
+            host: self,
+            expected: 0,
+            spent: 0,
+        };
         let minute = self.window;
-        let mut l = Self::lock(&self.limits);
         loop {
-            let now = Instant::now();
-            while l
-                .requests
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= minute)
-            {
-                l.requests.pop_front();
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            let wait = {
+                let mut l = Self::lock(&self.limits);
+                let now = Instant::now();
+                while l
+                    .requests
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= minute)
+                {
+                    l.requests.pop_front();
+                }
+                while l
+                    .tokens
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) >= minute)
+                {
+                    l.tokens.pop_front();
+                }
+                let rpm = self.config.requests_per_minute as usize;
+                let tpm = self.config.tokens_per_minute;
+                let tokens: u64 = l.tokens.iter().map(|(_, n)| n).sum();
+                let rate_ok = rpm == 0 || l.requests.len() < rpm;
+                // A call bigger than the whole limit still goes, alone.
+                let tokens_ok = tpm == 0
+                    || tokens + l.reserved + expected_tokens <= tpm
+                    || (l.tokens.is_empty() && l.reserved == 0);
+                if rate_ok && tokens_ok {
+                    l.reserved += expected_tokens;
+                    l.requests.push_back(now);
+                    slot.expected = expected_tokens;
+                    return Ok(slot);
+                }
+                if deadline.is_some_and(|d| now >= d) {
+                    return Err(past_deadline());
+                }
+                // Wake when the oldest entry leaves the window (or a call ends).
+                l.requests
+                    .front()
+                    .copied()
+                    .into_iter()
+                    .chain(l.tokens.front().map(|(t, _)| *t))
+                    .min()
+                    .map(|t| minute.saturating_sub(now.duration_since(t)))
+                    .unwrap_or(Duration::from_millis(50))
+                    .max(Duration::from_millis(1))
+            };
+            tokio::select! {
+                _ = &mut room => {}
+                _ = tokio::time::sleep(wait) => {}
             }
-            while l
-                .tokens
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) >= minute)
-            {
-                l.tokens.pop_front();
-            }
-            let rpm = self.config.requests_per_minute as usize;
-            let tpm = self.config.tokens_per_minute;
-            let tokens: u64 = l.tokens.iter().map(|(_, n)| n).sum();
-            let free = l.in_flight < self.config.max_concurrency.max(1);
-            let rate_ok = rpm == 0 || l.requests.len() < rpm;
-            // A call bigger than the whole limit still goes, alone.
-            let tokens_ok = tpm == 0
-                || tokens + l.reserved + expected_tokens <= tpm
-                || (l.tokens.is_empty() && l.reserved == 0);
-            if free && rate_ok && tokens_ok {
-                l.in_flight += 1;
-                l.reserved += expected_tokens;
-                l.requests.push_back(now);
-                return Ok(());
-            }
-            if deadline.is_some_and(|d| now >= d) {
-                return Err(past_deadline());
-            }
-            self.check_cancelled()?;
-            // Wake when a slot frees or the oldest entry leaves the window.
-            let oldest = l
-                .requests
-                .front()
-                .copied()
-                .into_iter()
-                .chain(l.tokens.front().map(|(t, _)| *t))
-                .min()
-                .map(|t| minute.saturating_sub(now.duration_since(t)))
-                .unwrap_or(Duration::from_millis(50));
-            let mut wait = oldest.max(Duration::from_millis(5));
-            if let Some(d) = deadline {
-                wait = wait.min(
-                    d.saturating_duration_since(now)
-                        .max(Duration::from_millis(1)),
-                );
-            }
-            let (guard, _) = self
-                .slot
-                .wait_timeout(l, wait)
-                .unwrap_or_else(|p| p.into_inner());
-            l = guard;
         }
     }
 
-    /// Free the slot `acquire` took: the call's reservation becomes what it `spent`, in
-    /// the same step, so no other call slips in between.
+    /// Free what `acquire` took: the concurrency slot, and the call's reservation, which
+    /// becomes what it `spent` in the same step, so no other call slips in between.
     fn release(&self, expected_tokens: u64, spent: u64) {
-        let mut l = Self::lock(&self.limits);
-        l.in_flight = l.in_flight.saturating_sub(1);
-        l.reserved = l.reserved.saturating_sub(expected_tokens);
-        if spent > 0 {
-            l.tokens.push_back((Instant::now(), spent));
+        {
+            let mut l = Self::lock(&self.limits);
+            l.reserved = l.reserved.saturating_sub(expected_tokens);
+            if spent > 0 {
+                l.tokens.push_back((Instant::now(), spent));
+            }
         }
-        self.slot.notify_all();
+        self.slots.add_permits(1);
+        self.room.notify_waiters();
     }
 }
 
@@ -916,36 +1032,52 @@ mod tests {
     }
 
     impl Provider for Arc<Clock> {
-        fn complete(&self, _: &Request, _: Option<Instant>) -> Result<Completion, LlmError> {
-            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-            self.most.fetch_max(now, Ordering::SeqCst);
-            self.calls.lock().expect("lock").push(Instant::now());
-            std::thread::sleep(self.hold);
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            Ok(Completion {
-                content: "{}".into(),
-                prompt_tokens: self.tokens / 2,
-                completion_tokens: self.tokens - self.tokens / 2,
+        fn complete<'a>(
+            &'a self,
+            _: &'a Request,
+            _: Option<Instant>,
+        ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+            Box::pin(async move {
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.most.fetch_max(now, Ordering::SeqCst);
+                self.calls.lock().expect("lock").push(Instant::now());
+                tokio::time::sleep(self.hold).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Ok(Completion {
+                    content: "{}".into(),
+                    prompt_tokens: self.tokens / 2,
+                    completion_tokens: self.tokens - self.tokens / 2,
+                })
             })
         }
-        fn embed(&self, _: &str, _: &[String], _: Option<Instant>) -> Result<Embeddings, LlmError> {
-            Err(LlmError::Denied("no embeddings here".into()))
+        fn embed<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a [String],
+            _: Option<Instant>,
+        ) -> BoxFuture<'a, Result<Embeddings, LlmError>> {
+            Box::pin(async { Err(LlmError::Denied("no embeddings here".into())) })
         }
     }
 
     const WINDOW: Duration = Duration::from_millis(300);
 
-    /// `n` distinct requests from `n` threads at once; the host's window is [`WINDOW`].
+    /// `n` distinct requests at once; the host's window is [`WINDOW`].
     fn burst(config: LlmConfig, clock: &Arc<Clock>, n: usize) -> Duration {
         let mut host =
             LlmHost::new(config, Some(Box::new(clock.clone())), None, None).expect("host");
         host.window = WINDOW;
         let host = Arc::new(host);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
         let started = Instant::now();
-        let threads: Vec<_> = (0..n)
+        let calls: Vec<_> = (0..n)
             .map(|i| {
                 let host = host.clone();
-                std::thread::spawn(move || {
+                runtime.spawn(async move {
                     let request = Request {
                         model: "m".into(),
                         messages: vec![Message {
@@ -957,13 +1089,16 @@ mod tests {
                         temperature: None,
                     };
                     host.complete("agent", "analysis", request, None)
+                        .await
                         .expect("answer")
                 })
             })
             .collect();
-        for t in threads {
-            t.join().expect("thread");
-        }
+        runtime.block_on(async {
+            for call in calls {
+                call.await.expect("call");
+            }
+        });
         started.elapsed()
     }
 

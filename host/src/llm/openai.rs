@@ -2,7 +2,7 @@
 //! `POST {base_url}/embeddings`, as OpenAI, Ollama, vLLM, llama.cpp's server and LM Studio
 //! all speak them. Structured output uses `response_format: json_schema`.
 
-use super::{Completion, Embeddings, LlmConfig, LlmError, Provider, Request};
+use super::{BoxFuture, Completion, Embeddings, LlmConfig, LlmError, Provider, Request};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct OpenAi {
     base_url: String,
     api_key: Option<String>,
-    agent: ureq::Agent,
+    client: reqwest::Client,
     max_retries: u32,
     backoff: Duration,
     max_backoff: Duration,
@@ -19,29 +19,39 @@ pub(crate) struct OpenAi {
 
 impl OpenAi {
     /// A provider for `config` (its base URL, timeout and retry policy) with `api_key`.
-    pub(crate) fn new(config: &LlmConfig, api_key: Option<String>) -> Self {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_millis(config.timeout_ms)))
-            .http_status_as_error(false)
+    /// One client per run: its connection pool keeps HTTP/1.1 connections alive and
+    /// multiplexes HTTP/2 (negotiated by ALPN over TLS) across every call in flight.
+    pub(crate) fn new(config: &LlmConfig, api_key: Option<String>) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.timeout_ms))
+            // Redirects would carry the key elsewhere: a model API answers where asked.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
-            .into();
-        Self {
+            .map_err(|e| format!("the HTTP client could not be built: {e}"))?;
+        Ok(Self {
             base_url: config.base_url.trim_end_matches('/').to_string(),
             api_key,
-            agent,
+            client,
             max_retries: config.max_retries,
             backoff: Duration::from_millis(config.backoff_ms),
             max_backoff: Duration::from_millis(config.max_backoff_ms),
             timeout: Duration::from_millis(config.timeout_ms),
-        }
+        })
     }
 
     /// POST `body` to `path`, retrying 429, 5xx and transport failures with exponential
     /// backoff and jitter, honouring `Retry-After`; no wait is longer than
     /// `max_backoff_ms`. A provider that cannot be reached, or refuses the host itself
     /// (401, 403, 404), is [`LlmError::Unavailable`]: the run's problem, not the work's.
-    fn post(&self, path: &str, body: &Value, deadline: Option<Instant>) -> Result<Value, LlmError> {
+    /// Waiting (for the answer, or before a retry) holds no thread.
+    async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        deadline: Option<Instant>,
+    ) -> Result<Value, LlmError> {
         let url = format!("{}{path}", self.base_url);
+        let body = body.to_string();
         let mut attempt = 0u32;
         loop {
             // No request outlives the invocation that asked: its deadline bounds each
@@ -58,65 +68,78 @@ impl OpenAi {
                 None => None,
             };
             let mut req = self
-                .agent
+                .client
                 .post(&url)
-                .header("Content-Type", "application/json");
+                .header("Content-Type", "application/json")
+                .body(body.clone());
             if let Some(left) = left.filter(|l| *l < self.timeout) {
-                req = req.config().timeout_global(Some(left)).build();
+                req = req.timeout(left);
             }
             if let Some(key) = &self.api_key {
-                req = req.header("Authorization", &format!("Bearer {key}"));
+                req = req.header("Authorization", format!("Bearer {key}"));
             }
-            let outcome = req.send(body.to_string().as_bytes());
-            let (retry, error, wait) = match outcome {
-                Ok(mut resp) => {
+            let outcome = match req.send().await {
+                Ok(resp) => {
                     let status = resp.status().as_u16();
                     let retry_after = resp
                         .headers()
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| retry_after(v, std::time::SystemTime::now()));
-                    let text = resp.body_mut().read_to_string().unwrap_or_default();
-                    match status {
-                        200..=299 => {
-                            return serde_json::from_str(&text).map_err(|e| {
-                                LlmError::InvalidResponse(format!("{url}: not JSON: {e}"))
-                            });
-                        }
-                        429 => (
-                            true,
-                            LlmError::RateLimited(format!("{url}: 429 {}", snippet(&text))),
-                            retry_after,
-                        ),
-                        500..=599 => (
-                            true,
-                            LlmError::Refused(format!("{url}: {status} {}", snippet(&text))),
-                            retry_after,
-                        ),
-                        // The key, the account or the address is wrong: no retry and
-                        // no other request will fare better.
-                        401 | 403 | 404 => {
-                            return Err(LlmError::Unavailable(format!(
-                                "{url}: {status} {}",
-                                snippet(&text)
-                            )));
-                        }
-                        _ => {
-                            return Err(LlmError::Refused(format!(
-                                "{url}: {status} {}",
-                                snippet(&text)
-                            )));
-                        }
-                    }
+                    resp.text().await.map(|text| (status, retry_after, text))
                 }
-                Err(ureq::Error::Timeout(_)) => (
+                Err(e) => Err(e),
+            };
+            let (retry, error, wait) = match outcome {
+                Ok((status, retry_after, text)) => match status {
+                    200..=299 => {
+                        return serde_json::from_str(&text).map_err(|e| {
+                            LlmError::InvalidResponse(format!("{url}: not JSON: {e}"))
+                        });
+                    }
+                    429 => (
+                        true,
+                        LlmError::RateLimited(format!("{url}: 429 {}", snippet(&text))),
+                        retry_after,
+                    ),
+                    500..=599 => (
+                        true,
+                        LlmError::Refused(format!("{url}: {status} {}", snippet(&text))),
+                        retry_after,
+                    ),
+                    // The key, the account or the address is wrong: no retry and
+                    // no other request will fare better.
+                    401 | 403 | 404 => {
+                        return Err(LlmError::Unavailable(format!(
+                            "{url}: {status} {}",
+                            snippet(&text)
+                        )));
+                    }
+                    _ => {
+                        return Err(LlmError::Refused(format!(
+                            "{url}: {status} {}",
+                            snippet(&text)
+                        )));
+                    }
+                },
+                Err(e) if e.is_timeout() => (
                     true,
                     LlmError::Timeout(format!("{url}: no answer in time")),
                     None,
                 ),
+                // An answer cut off or not HTTP: the server's fault, retried.
+                Err(e) if e.is_body() || e.is_decode() => (
+                    true,
+                    LlmError::Refused(format!("{url}: {}", chain(&e))),
+                    None,
+                ),
                 // Connection refused, no such host, TLS: retried (a server restarting
                 // comes back), then the provider is out of reach.
-                Err(e) => (true, LlmError::Unavailable(format!("{url}: {e}")), None),
+                Err(e) => (
+                    true,
+                    LlmError::Unavailable(format!("{url}: {}", chain(&e))),
+                    None,
+                ),
             };
             if !retry || attempt >= self.max_retries {
                 return Err(error);
@@ -131,9 +154,22 @@ impl OpenAi {
                 delay = delay.min(d.saturating_duration_since(Instant::now()));
             }
             tracing::info!("LLM request: {error}; retry {attempt} in {delay:?}");
-            std::thread::sleep(delay);
+            tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// An HTTP client error with its causes ("error sending request: connection refused"),
+/// which reqwest's own message leaves out.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// How long a `Retry-After` value asks to wait, read at `now`: delay-seconds (a
@@ -166,41 +202,42 @@ fn jitter_ms() -> u32 {
 }
 
 impl Provider for OpenAi {
-    fn complete(
-        &self,
-        request: &Request,
+    fn complete<'a>(
+        &'a self,
+        request: &'a Request,
         deadline: Option<Instant>,
-    ) -> Result<Completion, LlmError> {
-        let mut body = json!({
-            "model": request.model,
-            "messages": request.messages,
-        });
-        if let Some(n) = request.max_tokens {
-            body["max_tokens"] = json!(n);
-        }
-        if let Some(t) = request.temperature {
-            body["temperature"] = json!(t);
-        }
-        if let Some(schema) = &request.json_schema {
-            body["response_format"] = json!({
-                "type": "json_schema",
-                "json_schema": { "name": "output", "schema": schema },
+    ) -> BoxFuture<'a, Result<Completion, LlmError>> {
+        Box::pin(async move {
+            let mut body = json!({
+                "model": request.model,
+                "messages": request.messages,
             });
-        }
-        completion_from(&self.post("/chat/completions", &body, deadline)?)
+            if let Some(n) = request.max_tokens {
+                body["max_tokens"] = json!(n);
+            }
+            if let Some(t) = request.temperature {
+                body["temperature"] = json!(t);
+            }
+            if let Some(schema) = &request.json_schema {
+                body["response_format"] = json!({
+                    "type": "json_schema",
+                    "json_schema": { "name": "output", "schema": schema },
+                });
+            }
+            completion_from(&self.post("/chat/completions", &body, deadline).await?)
+        })
     }
 
-    fn embed(
-        &self,
-        model: &str,
-        texts: &[String],
+    fn embed<'a>(
+        &'a self,
+        model: &'a str,
+        texts: &'a [String],
         deadline: Option<Instant>,
-    ) -> Result<Embeddings, LlmError> {
-        embeddings_from(&self.post(
-            "/embeddings",
-            &json!({ "model": model, "input": texts }),
-            deadline,
-        )?)
+    ) -> BoxFuture<'a, Result<Embeddings, LlmError>> {
+        Box::pin(async move {
+            let body = json!({ "model": model, "input": texts });
+            embeddings_from(&self.post("/embeddings", &body, deadline).await?)
+        })
     }
 }
 

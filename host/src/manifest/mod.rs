@@ -73,12 +73,24 @@ pub struct WorkflowSection {
     pub limits: WorkflowLimits,
 }
 
+/// Invocations in flight by default: enough that a workflow of agents waiting on models
+/// is fast without tuning (each waiting one costs memory, not a thread).
+pub const DEFAULT_CONCURRENCY: usize = 1_024;
+
+/// The most invocations in flight a manifest may ask for: each holds an instance slot of
+/// the engine's pool, reserved up front.
+pub const MAX_CONCURRENCY: usize = 100_000;
+
 /// `[workflow.limits]`: loop safety and parallelism. Every key has a default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkflowLimits {
-    /// Invocations running at once. Default: the number of CPUs (at least 2).
+    /// Invocations in flight at once: running, or waiting in a host call such as a
+    /// model's answer (a waiting invocation holds no thread). Default 1,024.
     pub concurrency: usize,
+    /// Threads that run guest code: the bound on CPU work at once. Default: the number
+    /// of CPUs (at least 2).
+    pub threads: usize,
     /// Artifacts at this cascade depth or deeper trigger no invocations. Default 32.
     pub max_depth: u32,
     /// Budget: invocations in all before the workflow ends `budget_exhausted`. Default 1,000,000.
@@ -93,7 +105,8 @@ impl Default for WorkflowLimits {
             .map(|n| n.get())
             .unwrap_or(2);
         Self {
-            concurrency: cpus.max(2),
+            concurrency: DEFAULT_CONCURRENCY,
+            threads: cpus.max(2),
             max_depth: 32,
             max_invocations: 1_000_000,
             max_invocations_per_agent: 0,
@@ -242,6 +255,21 @@ impl Manifest {
             return Err(at(
                 0..0,
                 "workflow.limits.concurrency must be at least 1".into(),
+            ));
+        }
+        if workflow.limits.threads == 0 {
+            return Err(at(
+                0..0,
+                "workflow.limits.threads must be at least 1".into(),
+            ));
+        }
+        if workflow.limits.concurrency > MAX_CONCURRENCY {
+            return Err(at(
+                0..0,
+                format!(
+                    "workflow.limits.concurrency is {}; at most {MAX_CONCURRENCY} invocations can be in flight",
+                    workflow.limits.concurrency
+                ),
             ));
         }
 

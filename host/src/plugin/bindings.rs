@@ -2,6 +2,9 @@
 //! interfaces are generated once (in `agent`, whose world imports every host interface)
 //! and shared by the other worlds through `with`, so a host `Artifact` is one Rust type.
 //! Kept in its own module so the macro expansion is not recompiled on every edit elsewhere.
+//!
+//! Every call into a guest is async (a fiber the host can suspend), so `llm` is an async
+//! import: a guest waiting for a model holds no thread.
 
 #![allow(missing_docs)]
 
@@ -10,6 +13,8 @@ pub mod agent {
     wasmtime::component::bindgen!({
         world: "agent",
         path: "../wit",
+        imports: { "murmur:plugin/llm": async },
+        exports: { default: async },
     });
 }
 
@@ -18,6 +23,7 @@ pub mod validator {
     wasmtime::component::bindgen!({
         world: "validator",
         path: "../wit",
+        exports: { default: async },
         with: {
             "murmur:plugin/types": super::agent::murmur::plugin::types,
             "murmur:plugin/log": super::agent::murmur::plugin::log,
@@ -32,6 +38,7 @@ pub mod router {
     wasmtime::component::bindgen!({
         world: "router",
         path: "../wit",
+        exports: { default: async },
         with: {
             "murmur:plugin/types": super::agent::murmur::plugin::types,
             "murmur:plugin/log": super::agent::murmur::plugin::log,
@@ -45,6 +52,7 @@ pub mod context_provider {
     wasmtime::component::bindgen!({
         world: "context-provider",
         path: "../wit",
+        exports: { default: async },
         with: {
             "murmur:plugin/types": super::agent::murmur::plugin::types,
             "murmur:plugin/log": super::agent::murmur::plugin::log,

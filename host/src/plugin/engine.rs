@@ -1,8 +1,11 @@
 //! The one wasmtime engine a host runs, narrowed to the ways Murmuration uses it.
 //!
 //! - component model on; every host interface and an empty WASI p2 linked once;
-//! - epoch interruption driven by a ticker thread, so a guest in an infinite loop is
-//!   stopped at its deadline without instrumenting every instruction with fuel;
+//! - every call async, on a fiber: a guest waiting in a host call (a model's answer)
+//!   is suspended and its thread serves other invocations;
+//! - epoch interruption driven by a ticker thread: every tick a running guest yields to
+//!   the executor (so a busy guest cannot starve the others on its thread), and at its
+//!   deadline it is stopped, without instrumenting every instruction with fuel;
 //! - the pooling allocator, so instantiating a fresh instance per invocation costs
 //!   microseconds (memory slots are reused, not mapped anew);
 //! - compiled components cached on disk ([`super::cache`]).
@@ -83,7 +86,9 @@ impl PluginEngine {
             // Ask the kernel which of those pages the call wrote, and reset only them
             // instead of memset over the whole region (11% of a `--fresh` profile).
             .pagemap_scan(wasmtime::Enabled::Auto)
-            .table_keep_resident(64 << 10);
+            .table_keep_resident(64 << 10)
+            // Each instance's call runs on a fiber stack taken from the pool.
+            .total_stacks(instances);
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -105,7 +110,7 @@ impl PluginEngine {
         let engine = Engine::new(&config)?;
 
         let mut linker: Linker<InvocationState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         // The agent world imports every host interface, so its linker serves all worlds:
         // each interface through the bindings, but `context` by hand (see there).
         fn host(s: &mut InvocationState) -> &mut InvocationState {

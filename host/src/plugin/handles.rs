@@ -67,26 +67,27 @@ handle!(
 );
 
 impl Agent {
-    /// Call `handle()`; `context` is what its `context` import answers.
-    pub fn handle(
+    /// Call `handle()`; `context` is what its `context` import answers. A future: while
+    /// the guest waits in a host call (a model's answer) its thread serves others.
+    pub async fn handle(
         &self,
         invocation: &wit::Invocation,
         board: Option<BoardAccess>,
         context: ContextSource,
     ) -> Result<Vec<wit::Output>, InvokeError> {
-        self.0.handle(invocation, board, context)
+        self.0.handle(invocation, board, context).await
     }
 }
 
 impl Validator {
-    /// Call `validate()`.
-    pub fn validate(
+    /// Call `validate()` (a future, as `Agent::handle`).
+    pub async fn validate(
         &self,
         invocation: &wit::Invocation,
         outputs: &[wit::Output],
         board: Option<BoardAccess>,
     ) -> Result<wit::Verdict, InvokeError> {
-        self.0.validate(invocation, outputs, board)
+        self.0.validate(invocation, outputs, board).await
     }
 }
 

@@ -8,7 +8,7 @@ use super::bindings::types::{self as wit, PluginKind};
 use super::bindings::{agent, context_provider, router, validator};
 use super::cache::{CacheOutcome, sha256_hex};
 use super::capability::Capability;
-use super::engine::{EPOCH_TICK, PluginEngine};
+use super::engine::PluginEngine;
 use super::fault::{Fault, classify};
 use super::shape::Shape;
 use super::spec::{PluginLimits, PluginSpec};
@@ -141,12 +141,12 @@ impl HandleExport {
     }
 
     /// Instantiate `pre` in `store`; its `handle`.
-    fn instantiate(
+    async fn instantiate(
         &self,
         pre: &agent::AgentPre<InvocationState>,
         store: &mut Store<InvocationState>,
     ) -> wasmtime::Result<Handle> {
-        let instance = pre.instance_pre().instantiate(&mut *store)?;
+        let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
         instance
             .get_func(&mut *store, self.0)
             .map(Handle)
@@ -160,7 +160,7 @@ struct Handle(wasmtime::component::Func);
 
 impl Handle {
     /// Call it in `store`, the store of its instance.
-    fn call(
+    async fn call(
         self,
         store: &mut Store<InvocationState>,
         invocation: &wit::Invocation,
@@ -169,7 +169,7 @@ impl Handle {
         // the bindings type-checked against these very types when `describe()` ran at
         // load (see `HandleExport`); every instance of a component has its types.
         let typed = unsafe { HandleFunc::new_unchecked(self.0) };
-        let (result,) = typed.call(&mut *store, (invocation,))?;
+        let (result,) = typed.call_async(&mut *store, (invocation,)).await?;
         Ok(result)
     }
 }
@@ -405,19 +405,6 @@ impl LoadedPlugin {
         Ok(loaded)
     }
 
-    /// Run `call` in a fresh store with this plugin's limits and a deadline of `timeout`.
-    fn with_store<R>(
-        &self,
-        timeout: Duration,
-        board: Option<BoardAccess>,
-        call: impl FnOnce(&Pre, &mut Store<InvocationState>) -> wasmtime::Result<R>,
-    ) -> Result<R, Fault> {
-        let mut store = self.new_store(timeout, board)?;
-        let deadline = store.data().deadline;
-        let result = call(&self.pre, &mut store);
-        self.finish_call(&mut store, result, deadline, 0)
-    }
-
     /// A store with this plugin's limits, a deadline of `timeout` and `board` access.
     fn new_store(
         &self,
@@ -435,15 +422,23 @@ impl LoadedPlugin {
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        self.arm(&mut store, timeout)?;
+        // Every epoch tick a running guest yields to the executor, so other invocations
+        // on its thread go on; past its deadline it is stopped (classified `timeout`).
+        store.epoch_deadline_callback(|ctx| {
+            Ok(if Instant::now() >= ctx.data().deadline {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Yield(1)
+            })
+        });
+        self.arm(&mut store)?;
         Ok(store)
     }
 
-    /// Set the call's deadline (and fuel) on `store`.
-    fn arm(&self, store: &mut Store<InvocationState>, timeout: Duration) -> Result<(), Fault> {
-        let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64 + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+    /// Start the call's epoch checks (its deadline is in the store's state) and set its
+    /// fuel on `store`.
+    fn arm(&self, store: &mut Store<InvocationState>) -> Result<(), Fault> {
+        store.set_epoch_deadline(1);
         if self.fuel {
             store
                 .set_fuel(self.limits.fuel.unwrap_or(u64::MAX))
@@ -508,7 +503,7 @@ impl LoadedPlugin {
     /// put back only if the call returned normally, printed little and the instance has
     /// served fewer than `reuse` calls. Anything else drops it, so a trapped, timed-out,
     /// denied or over-chatty instance never serves again.
-    fn handle_warm(
+    async fn handle_warm(
         &self,
         invocation: &wit::Invocation,
         board: Option<BoardAccess>,
@@ -533,8 +528,7 @@ impl LoadedPlugin {
                 state.last_error = None;
                 state.log_lines = 0;
                 state.limiter.denied = false;
-                self.arm(&mut warm.store, timeout)
-                    .map_err(InvokeError::Fault)?;
+                self.arm(&mut warm.store).map_err(InvokeError::Fault)?;
                 warm
             }
             None => {
@@ -546,7 +540,7 @@ impl LoadedPlugin {
                     }));
                 };
                 let deadline = store.data().deadline;
-                let instantiated = export.instantiate(pre, &mut store);
+                let instantiated = export.instantiate(pre, &mut store).await;
                 let handle = self
                     .finish_call(&mut store, instantiated, deadline, 0)
                     .map_err(InvokeError::Fault)?;
@@ -561,7 +555,7 @@ impl LoadedPlugin {
         warm.store.data_mut().context = context;
         let deadline = warm.store.data().deadline;
         let printed_from = warm.store.data().printed_len();
-        let result = warm.handle.call(&mut warm.store, invocation);
+        let result = warm.handle.call(&mut warm.store, invocation).await;
         warm.store.data_mut().done_with_context();
         let healthy = matches!(result, Ok(Ok(_)) | Ok(Err(_)));
         let result = self.finish_call(&mut warm.store, result, deadline, printed_from);
@@ -582,73 +576,117 @@ impl LoadedPlugin {
         flatten(result)
     }
 
-    /// Call `describe()`.
-    pub fn describe(&self) -> Result<wit::PluginInfo, Fault> {
-        self.with_store(DESCRIBE_TIMEOUT, None, |pre, store| match pre {
-            Pre::Agent(p, _) => p
-                .instantiate(&mut *store)?
-                .murmur_plugin_agent_api()
-                .call_describe(&mut *store),
-            Pre::Validator(p) => p
-                .instantiate(&mut *store)?
-                .murmur_plugin_validator_api()
-                .call_describe(&mut *store),
-            Pre::Router(p) => p
-                .instantiate(&mut *store)?
-                .murmur_plugin_router_api()
-                .call_describe(&mut *store),
-            Pre::ContextProvider(p) => p
-                .instantiate(&mut *store)?
-                .murmur_plugin_context_provider_api()
-                .call_describe(&mut *store),
+    /// A fresh store for one call and the call's deadline.
+    fn call_store(
+        &self,
+        timeout: Duration,
+        board: Option<BoardAccess>,
+    ) -> Result<(Store<InvocationState>, Instant), InvokeError> {
+        let store = self.new_store(timeout, board).map_err(InvokeError::Fault)?;
+        let deadline = store.data().deadline;
+        Ok((store, deadline))
+    }
+
+    /// The fault of calling a world's function on a plugin of another world (the typed
+    /// handles make it unreachable from outside `plugin/`).
+    fn not_a(&self, world: &str) -> InvokeError {
+        InvokeError::Fault(Fault {
+            kind: crate::invocation::FaultKind::Trap,
+            message: format!("plugin '{}' is not {world}", self.name),
         })
     }
 
+    /// The timeout of one call of this plugin.
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.timeout_ms)
+    }
+
+    /// Call `describe()` (from code that is not async: loading).
+    pub fn describe(&self) -> Result<wit::PluginInfo, Fault> {
+        let mut store = self.new_store(DESCRIBE_TIMEOUT, None)?;
+        let deadline = store.data().deadline;
+        let result = super::block_on(async {
+            match &self.pre {
+                Pre::Agent(p, _) => {
+                    p.instantiate_async(&mut store)
+                        .await?
+                        .murmur_plugin_agent_api()
+                        .call_describe(&mut store)
+                        .await
+                }
+                Pre::Validator(p) => {
+                    p.instantiate_async(&mut store)
+                        .await?
+                        .murmur_plugin_validator_api()
+                        .call_describe(&mut store)
+                        .await
+                }
+                Pre::Router(p) => {
+                    p.instantiate_async(&mut store)
+                        .await?
+                        .murmur_plugin_router_api()
+                        .call_describe(&mut store)
+                        .await
+                }
+                Pre::ContextProvider(p) => {
+                    p.instantiate_async(&mut store)
+                        .await?
+                        .murmur_plugin_context_provider_api()
+                        .call_describe(&mut store)
+                        .await
+                }
+            }
+        });
+        self.finish_call(&mut store, result, deadline, 0)
+    }
+
     /// Call an agent's `handle()`; `context` is what its `context` import answers.
-    pub(super) fn handle(
+    pub(super) async fn handle(
         &self,
         invocation: &wit::Invocation,
         board: Option<BoardAccess>,
         context: ContextSource,
     ) -> Result<Vec<wit::Output>, InvokeError> {
         if self.limits.reuse > 0 {
-            return self.handle_warm(invocation, board, context);
+            return self.handle_warm(invocation, board, context).await;
         }
-        let timeout = Duration::from_millis(self.limits.timeout_ms);
-        let result = self.with_store(timeout, board, |pre, store| match pre {
-            Pre::Agent(p, export) => {
-                store.data_mut().context = context;
-                let result = export.instantiate(p, store)?.call(store, invocation);
-                store.data_mut().done_with_context();
-                result
-            }
-            _ => Err(wasmtime::Error::msg(format!(
-                "plugin '{}' is not an agent",
-                self.name
-            ))),
-        });
-        flatten(result)
+        let Pre::Agent(p, export) = &self.pre else {
+            return Err(self.not_a("an agent"));
+        };
+        let (mut store, deadline) = self.call_store(self.timeout(), board)?;
+        store.data_mut().context = context;
+        let result = async {
+            export
+                .instantiate(p, &mut store)
+                .await?
+                .call(&mut store, invocation)
+                .await
+        }
+        .await;
+        store.data_mut().done_with_context();
+        flatten(self.finish_call(&mut store, result, deadline, 0))
     }
 
     /// Call a validator's `validate()`.
-    pub(super) fn validate(
+    pub(super) async fn validate(
         &self,
         invocation: &wit::Invocation,
         outputs: &[wit::Output],
         board: Option<BoardAccess>,
     ) -> Result<wit::Verdict, InvokeError> {
-        let timeout = Duration::from_millis(self.limits.timeout_ms);
-        let result = self.with_store(timeout, board, |pre, store| match pre {
-            Pre::Validator(p) => p
-                .instantiate(&mut *store)?
+        let Pre::Validator(p) = &self.pre else {
+            return Err(self.not_a("a validator"));
+        };
+        let (mut store, deadline) = self.call_store(self.timeout(), board)?;
+        let result = async {
+            p.instantiate_async(&mut store)
+                .await?
                 .murmur_plugin_validator_api()
-                .call_validate(&mut *store, invocation, outputs),
-            _ => Err(wasmtime::Error::msg(format!(
-                "plugin '{}' is not a validator",
-                self.name
-            ))),
-        });
-        flatten(result)
+                .call_validate(&mut store, invocation, outputs)
+                .await
+        }
+        .await;
+        flatten(self.finish_call(&mut store, result, deadline, 0))
     }
 }
 
@@ -683,24 +721,27 @@ impl LoadedPlugin {
         self.grants.contains(&capability)
     }
 
-    /// Call a router's `route()`.
+    /// Call a router's `route()`. Routers and context providers are called from code
+    /// that is not async (placing an output, choosing context): their calls run to their
+    /// end on the calling thread, which they hold only for their own work (neither world
+    /// is handed the model).
     pub(super) fn route(
         &self,
         discovery: &wit::Artifact,
         phases: &[wit::PhaseInfo],
     ) -> Result<wit::RouteDecision, InvokeError> {
-        let timeout = Duration::from_millis(self.limits.timeout_ms);
-        let result = self.with_store(timeout, None, |pre, store| match pre {
-            Pre::Router(p) => p
-                .instantiate(&mut *store)?
+        let Pre::Router(p) = &self.pre else {
+            return Err(self.not_a("a router"));
+        };
+        let (mut store, deadline) = self.call_store(self.timeout(), None)?;
+        let result = super::block_on(async {
+            p.instantiate_async(&mut store)
+                .await?
                 .murmur_plugin_router_api()
-                .call_route(&mut *store, discovery, phases),
-            _ => Err(wasmtime::Error::msg(format!(
-                "plugin '{}' is not a router",
-                self.name
-            ))),
+                .call_route(&mut store, discovery, phases)
+                .await
         });
-        flatten(result)
+        flatten(self.finish_call(&mut store, result, deadline, 0))
     }
 
     /// Call a router's `similarity()`; checks that it answers one score in 0–1 per candidate.
@@ -709,18 +750,18 @@ impl LoadedPlugin {
         discovery: &wit::Artifact,
         candidates: &[wit::Artifact],
     ) -> Result<Vec<f32>, InvokeError> {
-        let timeout = Duration::from_millis(self.limits.timeout_ms);
-        let result = self.with_store(timeout, None, |pre, store| match pre {
-            Pre::Router(p) => p
-                .instantiate(&mut *store)?
+        let Pre::Router(p) = &self.pre else {
+            return Err(self.not_a("a router"));
+        };
+        let (mut store, deadline) = self.call_store(self.timeout(), None)?;
+        let result = super::block_on(async {
+            p.instantiate_async(&mut store)
+                .await?
                 .murmur_plugin_router_api()
-                .call_similarity(&mut *store, discovery, candidates),
-            _ => Err(wasmtime::Error::msg(format!(
-                "plugin '{}' is not a router",
-                self.name
-            ))),
+                .call_similarity(&mut store, discovery, candidates)
+                .await
         });
-        let scores = flatten(result)?;
+        let scores = flatten(self.finish_call(&mut store, result, deadline, 0))?;
         if scores.len() != candidates.len() || scores.iter().any(|s| !(0.0..=1.0).contains(s)) {
             return Err(InvokeError::Fault(Fault {
                 kind: crate::invocation::FaultKind::InvalidOutput,
@@ -741,18 +782,18 @@ impl LoadedPlugin {
         candidates: &[wit::Artifact],
         board: Option<BoardAccess>,
     ) -> Result<Vec<wit::Artifact>, InvokeError> {
-        let timeout = Duration::from_millis(self.limits.timeout_ms);
-        let result = self.with_store(timeout, board, |pre, store| match pre {
-            Pre::ContextProvider(p) => p
-                .instantiate(&mut *store)?
+        let Pre::ContextProvider(p) = &self.pre else {
+            return Err(self.not_a("a context provider"));
+        };
+        let (mut store, deadline) = self.call_store(self.timeout(), board)?;
+        let result = super::block_on(async {
+            p.instantiate_async(&mut store)
+                .await?
                 .murmur_plugin_context_provider_api()
-                .call_provide(&mut *store, invocation, candidates),
-            _ => Err(wasmtime::Error::msg(format!(
-                "plugin '{}' is not a context provider",
-                self.name
-            ))),
+                .call_provide(&mut store, invocation, candidates)
+                .await
         });
-        flatten(result)
+        flatten(self.finish_call(&mut store, result, deadline, 0))
     }
 }
 

@@ -31,4 +31,31 @@ pub use handles::{Agent, ContextProvider, Router, Validator};
 pub use loaded::{InvokeError, LoadError, LoadedPlugin};
 pub use spec::{PluginLimits, PluginSpec};
 pub use state::{BoardAccess, ContextSource, LlmAccess};
+use std::sync::Arc;
 pub use world::World;
+
+/// Drive `work` (an async guest call) to its end on this thread, for the callers that are
+/// not async: loading (`describe()`), routing and choosing context. A guest's epoch
+/// yields wake this loop at once, and those calls make no host call that waits, so the
+/// thread parks only between a wake-up and the next poll.
+pub(crate) fn block_on<F: std::future::Future>(work: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut work = std::pin::pin!(work);
+    loop {
+        if let Poll::Ready(out) = work.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}

@@ -540,7 +540,10 @@ impl InvocationState {
 }
 
 impl llm::Host for InvocationState {
-    fn complete(&mut self, req: llm::CompletionRequest) -> Result<llm::Completion, llm::LlmError> {
+    async fn complete(
+        &mut self,
+        req: llm::CompletionRequest,
+    ) -> Result<llm::Completion, llm::LlmError> {
         let access = self.llm_access()?;
         let mut messages = Vec::with_capacity(req.messages.len() + 1);
         if !req.system.is_empty() {
@@ -567,10 +570,12 @@ impl llm::Host for InvocationState {
             max_tokens: req.max_tokens,
             temperature: req.temperature,
         };
-        let answer =
-            access
-                .host
-                .complete(&self.plugin, &access.phase, request, Some(self.deadline));
+        // The guest's fiber is suspended here until the answer comes: its thread serves
+        // other invocations meanwhile.
+        let answer = access
+            .host
+            .complete(&self.plugin, &access.phase, request, Some(self.deadline))
+            .await;
         self.note_deadline(&answer);
         let c = access.answer(answer)?;
         Ok(llm::Completion {
@@ -580,9 +585,9 @@ impl llm::Host for InvocationState {
         })
     }
 
-    fn embed(&mut self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, llm::LlmError> {
+    async fn embed(&mut self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, llm::LlmError> {
         let access = self.llm_access()?;
-        let answer = access.host.embed(&texts, Some(self.deadline));
+        let answer = access.host.embed(&texts, Some(self.deadline)).await;
         self.note_deadline(&answer);
         access.answer(answer)
     }

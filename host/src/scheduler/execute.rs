@@ -2,8 +2,8 @@
 //! context, the context providers' selection), call it in its sandbox, and check
 //! everything it returns — limits, declarations, JSON, schemas, routing of `auto`
 //! discoveries, built-in checks and validator plugins — before the scheduler may publish
-//! any of it. Runs on a worker thread outside the run's lock, so all of this happens in
-//! parallel across workers.
+//! any of it. Runs as a worker task outside the run's lock, so all of this happens in
+//! parallel across invocations.
 
 use crate::artifact::Visibility;
 use crate::blackboard::Store;
@@ -71,8 +71,9 @@ pub(super) struct Executed {
     pub given_back: bool,
 }
 
-/// Run `record` to completion (or fault).
-pub(super) fn execute(
+/// Run `record` to completion (or fault). A future: while the plugin waits in a host call
+/// (a model's answer), its thread runs other invocations.
+pub(super) async fn execute(
     wf: &Arc<Workflow>,
     store: &Arc<dyn Store>,
     record: InvocationRecord,
@@ -80,7 +81,7 @@ pub(super) fn execute(
 ) -> Executed {
     let mut dispatch = std::time::Duration::ZERO;
     let outage = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let result = run(wf, store, &record, claimed, &mut dispatch, &outage);
+    let result = run(wf, store, &record, claimed, &mut dispatch, &outage).await;
     Executed {
         record,
         dispatch,
@@ -93,7 +94,7 @@ fn internal(message: String) -> InvokeError {
     InvokeError::Plugin(wit::PluginError::Failed(format!("host: {message}")))
 }
 
-fn run(
+async fn run(
     wf: &Arc<Workflow>,
     store: &Arc<dyn Store>,
     record: &InvocationRecord,
@@ -206,7 +207,7 @@ fn run(
     let access = board(&agent.plugin);
     let mut outputs = match &agent.native {
         Some(native) => native.handle(invocation).map_err(InvokeError::Plugin)?,
-        None => agent.plugin.handle(invocation, access, source)?,
+        None => agent.plugin.handle(invocation, access, source).await?,
     };
     let mut checked = check_outputs(
         &wf.types,
@@ -245,6 +246,7 @@ fn run(
     }
     if !wf.validators.is_empty() {
         validation::run_plugins(&wf.validators, board, invocation, &outputs)
+            .await
             .map_err(Failure::Refused)?;
     }
     Ok(checked)

@@ -1,9 +1,10 @@
 //! The scheduler: runs a workflow until it is idle.
 //!
 //! One lock owns every commit, so the order of state changes is simple to reason about;
-//! invocations themselves run in parallel on a fixed pool of worker threads (wasmtime
-//! calls are synchronous and CPU-bound), as many as the workflow's concurrency limit (see
-//! `pool.rs`). Each worker: claim the most urgent queued invocation from the store → run it
+//! invocations themselves run in parallel as worker tasks on the run's own runtime —
+//! guest CPU work on as many threads as `[workflow.limits] threads`, invocations in flight
+//! (waiting on a model, say) up to `concurrency` (see `pool.rs`). Each worker: claim the
+//! most urgent queued invocation from the store → run it
 //! in its sandbox outside the lock → check its outputs → under the lock, publish them,
 //! their work items, the invocations they trigger and the invocation's completion in one
 //! commit → repeat. When nothing is queued or running, the run ends: `complete` (and
@@ -50,8 +51,8 @@ pub enum RunError {
     /// The manifest's inputs cannot be published (their discovery keys or blockers).
     #[error("the workflow's inputs: {0}")]
     Inputs(String),
-    /// A worker thread died (a bug in the host, not a plugin fault).
-    #[error("worker thread failed: {0}")]
+    /// A worker died (a bug in the host, not a plugin fault).
+    #[error("worker failed: {0}")]
     Worker(String),
     /// A work item was asked to move where its lifecycle does not allow (a host bug).
     #[error(transparent)]
@@ -59,11 +60,13 @@ pub enum RunError {
 }
 
 /// Runs one workflow against one store.
+#[derive(Clone)]
 pub struct Scheduler {
     /// The workflow in force; hot loading swaps it, and every invocation keeps the version
-    /// it was claimed under.
-    current: std::sync::RwLock<Arc<Workflow>>,
-    reloads: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Reload>>>,
+    /// it was claimed under. (A clone of a scheduler is the same scheduler: the run's
+    /// worker tasks each hold one.)
+    current: Arc<std::sync::RwLock<Arc<Workflow>>>,
+    reloads: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Reload>>>>,
     store: Arc<dyn Store>,
     events: Option<mpsc::UnboundedSender<Event>>,
     dispatch_samples: Option<Arc<std::sync::Mutex<Vec<u32>>>>,
@@ -125,8 +128,8 @@ impl Scheduler {
     /// A scheduler for `wf` on `store`.
     pub fn new(wf: Arc<Workflow>, store: Arc<dyn Store>) -> Self {
         Self {
-            current: std::sync::RwLock::new(wf),
-            reloads: std::sync::Mutex::new(None),
+            current: Arc::new(std::sync::RwLock::new(wf)),
+            reloads: Arc::new(std::sync::Mutex::new(None)),
             store,
             events: None,
             dispatch_samples: None,
@@ -351,8 +354,9 @@ impl Scheduler {
         run: &mut RunRecord,
         feed: InputFeed,
     ) -> Result<RunSummary, RunError> {
-        // The loop's threads block (wasmtime calls are synchronous), so this thread leaves
-        // the async runtime's worker set while they run.
+        // The coordinator blocks (it waits on the pool's condition variable while the
+        // run's own runtime runs the workers), so this thread leaves the caller's
+        // runtime's worker set meanwhile.
         tokio::task::block_in_place(|| self.drive_blocking(workflow_id, state, started, run, feed))
     }
 
@@ -383,25 +387,42 @@ impl Scheduler {
             started_invocations,
             &monitoring,
             run.clone(),
+            limits.concurrency,
         ));
-        let outcome = std::thread::scope(|scope| {
-            for i in 0..limits.concurrency.max(1) {
-                let (pool, monitoring) = (&pool, &monitoring);
-                let spawned = std::thread::Builder::new()
-                    .name(format!("murmur-worker-{i}"))
-                    .spawn_scoped(scope, move || {
-                        self.worker(workflow_id, pool, limits.max_invocations, monitoring)
-                    });
-                if let Err(e) = spawned {
-                    pool.stop();
-                    return Err(RunError::Worker(format!(
-                        "cannot start a worker thread: {e}"
-                    )));
-                }
-            }
-            self.coordinate(workflow_id, &pool, feed, &mut reloads, &monitoring)
+        // The run's own runtime: its threads are the bound on guest CPU work.
+        let threads = limits.threads.max(1);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("murmur-worker")
+            .enable_all()
+            .build()
+            .map_err(|e| RunError::Worker(format!("cannot start the worker threads: {e}")))?;
+        let shared_run = Arc::new(pool::Run {
+            scheduler: self.clone(),
+            workflow_id: workflow_id.to_string(),
+            pool,
+            max_invocations: limits.max_invocations,
+            monitoring: monitoring.clone(),
+            runtime: runtime.handle().clone(),
         });
-        let shared = pool.into_shared();
+        shared_run.start(threads);
+        let outcome = self.coordinate(
+            workflow_id,
+            &shared_run.pool,
+            feed,
+            &mut reloads,
+            &monitoring,
+        );
+        // What runs finishes and commits; then the runtime, and every task's hold on
+        // the run, are gone.
+        shared_run.join();
+        drop(runtime);
+        let shared = match Arc::try_unwrap(shared_run) {
+            Ok(r) => r.pool.into_shared(),
+            Err(_) => {
+                return Err(RunError::Worker("a worker task outlived its run".into()));
+            }
+        };
         *state = shared.state;
         if let Some(samples) = &self.dispatch_samples
             && let Ok(mut v) = samples.lock()

@@ -1,12 +1,20 @@
-//! The run loop's threads: a fixed pool of workers and one coordinator.
+//! The run loop: worker tasks on a runtime of a few threads, and one coordinator.
 //!
-//! Each worker claims an invocation, runs it in its sandbox *outside* the run's lock, then
-//! takes the lock to publish the result and claims the next one — so a busy run costs no
-//! thread hand-off per invocation (the earlier design sent every invocation to tokio's
-//! blocking pool and every result back through a channel, and the futex traffic of those
-//! two wake-ups was a third of the profile). The lock is the single owner of every commit,
-//! as the scheduler's loop was before: state changes still happen one at a time, in one
-//! order.
+//! Each worker task claims an invocation, runs it in its sandbox *outside* the run's lock,
+//! then takes the lock to publish the result and claims the next one — so a busy run
+//! costs no hand-off per invocation (an earlier design sent every invocation to a thread
+//! pool and every result back through a channel, and the futex traffic of those two
+//! wake-ups was a third of the profile). The lock is the single owner of every commit:
+//! state changes happen one at a time, in one order.
+//!
+//! Two bounds, two mechanisms. Guest CPU work runs only on the run's runtime threads
+//! (`[workflow.limits] threads`, default the CPU count): a guest is a fiber polled by a
+//! task, and yields every epoch tick. Invocations *in flight* are worker tasks
+//! (`[workflow.limits] concurrency`, default 1,024): an invocation waiting in a host call
+//! (a model's answer) is a suspended task holding no thread, and a worker that starts
+//! waiting lends a hand — it starts another worker task, unless one is idle or the bound is
+//! reached. A run of CPU-bound agents so keeps as many tasks as threads; a run of agents
+//! waiting on models grows to as many as it has work for, up to the bound.
 //!
 //! The coordinator (the thread that called [`super::Scheduler::run`]) first publishes the
 //! manifest's remaining inputs, a chunk at a time, while the workers take what is queued
@@ -16,7 +24,7 @@
 //! that can take open work, or end the run. While the workers are busy it only wakes to
 //! apply hot loads.
 
-use super::execute::{self, Executed};
+use super::execute;
 use super::inputs::InputFeed;
 use super::{RunError, Scheduler, cascade::CascadeState};
 use crate::artifact::now_ms;
@@ -26,7 +34,10 @@ use crate::invocation::{InvocationRecord, InvocationStatus};
 use crate::observe::Event;
 use crate::policy::MonitoringPolicy;
 use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedReceiver, error::TryRecvError};
 
 /// How often a coordinator that watches for hot loads looks for one.
@@ -52,6 +63,10 @@ pub(super) struct Shared {
     error: Option<RunError>,
     /// Workers waiting for something to claim.
     waiting: usize,
+    /// Worker tasks alive.
+    live: usize,
+    /// Worker tasks alive at most: invocations in flight.
+    max_live: usize,
     last_metrics: Instant,
     /// Dispatch times, µs (when the caller asked for them).
     pub samples: Vec<u32>,
@@ -66,9 +81,12 @@ impl Shared {
         started: u64,
         monitoring: &MonitoringPolicy,
         run: RunRecord,
+        max_live: usize,
     ) -> Self {
         Self {
             run,
+            live: 0,
+            max_live: max_live.max(1),
             state,
             running: 0,
             started,
@@ -90,9 +108,10 @@ impl Shared {
 /// The lock and the two wake-up signals.
 pub(super) struct Pool {
     shared: Mutex<Shared>,
-    /// Workers wait here for work.
-    work: Condvar,
-    /// The coordinator waits here for quiescence or an error.
+    /// Idle worker tasks wait here for work: a completion wakes one, which wakes the next
+    /// if it found work (no herd of wake-ups per commit).
+    work: Notify,
+    /// The coordinator (a thread) waits here for quiescence, an error, or the last worker.
     idle: Condvar,
 }
 
@@ -100,7 +119,7 @@ impl Pool {
     pub(super) fn new(shared: Shared) -> Self {
         Self {
             shared: Mutex::new(shared),
-            work: Condvar::new(),
+            work: Notify::new(),
             idle: Condvar::new(),
         }
     }
@@ -112,13 +131,7 @@ impl Pool {
         self.shared.lock()
     }
 
-    /// End the run: every worker returns.
-    pub(super) fn stop(&self) {
-        self.lock().done = true;
-        self.work.notify_all();
-    }
-
-    /// The shared state, once every thread has stopped.
+    /// The shared state, once every worker has stopped.
     pub(super) fn into_shared(self) -> Shared {
         self.shared.into_inner()
     }
@@ -130,8 +143,227 @@ fn fail(pool: &Pool, g: &mut Shared, error: RunError) {
         g.error = Some(error);
     }
     g.done = true;
-    pool.work.notify_all();
+    pool.work.notify_waiters();
     pool.idle.notify_all();
+}
+
+/// What one run's worker tasks share: they are spawned on the run's runtime, so they own
+/// what they use (the scheduler is cloned: a clone is the same scheduler).
+pub(super) struct Run {
+    pub scheduler: Scheduler,
+    pub workflow_id: String,
+    pub pool: Pool,
+    pub max_invocations: u64,
+    pub monitoring: MonitoringPolicy,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Run {
+    /// Start one more worker task if none is idle and the bound allows (`g` is the
+    /// pool's state, locked).
+    fn more_hands(self: &Arc<Self>, g: &mut Shared) {
+        if g.waiting == 0 && g.live < g.max_live && !g.done {
+            g.live += 1;
+            self.runtime.spawn(worker(self.clone()));
+        }
+    }
+
+    /// Start the first `n` worker tasks.
+    pub(super) fn start(self: &Arc<Self>, n: usize) {
+        let mut g = self.pool.lock();
+        for _ in 0..n.min(g.max_live) {
+            g.live += 1;
+            self.runtime.spawn(worker(self.clone()));
+        }
+    }
+
+    /// Wait (on the coordinator's thread) until every worker task has returned.
+    pub(super) fn join(&self) {
+        let mut g = self.pool.lock();
+        while g.live > 0 {
+            self.pool.idle.wait(&mut g);
+        }
+    }
+}
+
+/// A worker task's presence: when it ends — returned, or unwound by a panic (a bug in the
+/// host, not a plugin fault) — the run learns it.
+struct Alive<'a>(&'a Run);
+
+impl Drop for Alive<'_> {
+    fn drop(&mut self) {
+        let pool = &self.0.pool;
+        let mut g = pool.lock();
+        g.live -= 1;
+        if std::thread::panicking() {
+            g.running = g.running.saturating_sub(1);
+            fail(
+                pool,
+                &mut g,
+                RunError::Worker("a worker panicked (its message is in the log above)".into()),
+            );
+        }
+        pool.idle.notify_all();
+    }
+}
+
+/// What a worker does next.
+enum Next {
+    Run(InvocationRecord),
+    Wait,
+    Stop,
+}
+
+/// One worker task: claim, run outside the lock, complete under it, repeat until the run
+/// is over.
+async fn worker(run: Arc<Run>) {
+    let _alive = Alive(&run);
+    let mut was_waiting = false;
+    loop {
+        // A busy run still lets the other tasks of this thread in now and then.
+        tokio::task::consume_budget().await;
+        let woken = run.pool.work.notified();
+        tokio::pin!(woken);
+        let record = match run.next(&mut was_waiting, woken.as_mut()) {
+            Next::Run(record) => record,
+            Next::Wait => {
+                woken.await;
+                continue;
+            }
+            Next::Stop => return,
+        };
+        if !run.invoke(record).await {
+            return;
+        }
+    }
+}
+
+impl Run {
+    /// Under the lock: claim the next invocation, or decide to wait (registering `woken`
+    /// before the lock is let go, so no wake-up is missed) or to stop.
+    fn next(
+        self: &Arc<Self>,
+        was_waiting: &mut bool,
+        woken: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    ) -> Next {
+        let pool = &self.pool;
+        let mut g = pool.lock();
+        if std::mem::take(was_waiting) {
+            g.waiting -= 1;
+        }
+        if g.done {
+            return Next::Stop;
+        }
+        match self
+            .scheduler
+            .claim(&self.workflow_id, &mut g, self.max_invocations)
+        {
+            Ok(Some(record)) => {
+                if g.waiting > 0 {
+                    // There may be more: pass the wake-up on.
+                    pool.work.notify_one();
+                }
+                Next::Run(record)
+            }
+            Ok(None) => {
+                if g.running == 0 && !g.quiescent {
+                    g.quiescent = true;
+                    pool.idle.notify_all();
+                }
+                g.waiting += 1;
+                *was_waiting = true;
+                woken.enable();
+                Next::Wait
+            }
+            Err(e) => {
+                fail(pool, &mut g, e);
+                Next::Stop
+            }
+        }
+    }
+
+    /// Run one claimed invocation and commit it; `false` when the run is over.
+    async fn invoke(self: &Arc<Self>, record: InvocationRecord) -> bool {
+        let s = &self.scheduler;
+        let workflow_id = self.workflow_id.as_str();
+        let pool = &self.pool;
+        let sampling = s.dispatch_samples.is_some();
+        if s.watched() {
+            s.emit(
+                workflow_id,
+                vec![Event::InvocationStarted {
+                    agent: record.agent.clone(),
+                    invocation: record.id,
+                }],
+            );
+        }
+        let claimed = Instant::now();
+        // The version in force now; a hot load does not change it under this call.
+        let wf = s.wf();
+        let mut executed = {
+            let call = execute::execute(&wf, &s.store, record, claimed);
+            tokio::pin!(call);
+            let mut waited = false;
+            std::future::poll_fn(|cx| {
+                let poll = call.as_mut().poll(cx);
+                if poll.is_pending() && !waited {
+                    // This invocation waits (a host call, or a busy guest's yield): another
+                    // worker takes the queue meanwhile.
+                    waited = true;
+                    self.more_hands(&mut pool.lock());
+                }
+                poll
+            })
+            .await
+        };
+        // Deduplication scoring that may call a plugin or a model happens here, holding
+        // no lock; the commit below only re-checks its answer.
+        let placed = match &mut executed.result {
+            Ok(outputs) => super::place(&wf, outputs, |phases| {
+                let g = pool.lock();
+                super::cascade::known_work(&g.state, s.store.as_ref(), phases)
+            }),
+            Err(_) => Ok(()),
+        };
+        // Kept past the call only for its usage (most workflows have no model).
+        let llm = wf.llm.clone();
+        drop(wf);
+        let mut g = pool.lock();
+        g.running -= 1;
+        if let Err(e) = placed {
+            fail(pool, &mut g, e.into());
+            return false;
+        }
+        if sampling {
+            let us = executed.dispatch.as_micros().min(u32::MAX as u128) as u32;
+            g.samples.push(us);
+        }
+        let shared = &mut *g;
+        if let Err(e) = s.complete(workflow_id, executed, &mut shared.state) {
+            fail(pool, &mut g, e);
+            return false;
+        }
+        if let Err(e) = s.save_usage(llm.as_deref(), &mut g.run) {
+            fail(pool, &mut g, e);
+            return false;
+        }
+        let monitoring = &self.monitoring;
+        if monitoring.metrics
+            && g.state.metrics_dirty
+            && g.last_metrics.elapsed().as_millis() as u64 >= monitoring.interval_ms
+        {
+            g.last_metrics = Instant::now();
+            if let Err(e) = s.publish_metrics(workflow_id, &mut g.state) {
+                fail(pool, &mut g, e);
+                return false;
+            }
+        }
+        if g.waiting > 0 {
+            // This completion may have queued work for a waiting worker.
+            pool.work.notify_one();
+        }
+        true
+    }
 }
 
 impl Scheduler {
@@ -195,105 +427,6 @@ impl Scheduler {
         Ok(())
     }
 
-    /// One worker: claim, run outside the lock, complete under it, repeat until the run
-    /// is over.
-    pub(super) fn worker(
-        &self,
-        workflow_id: &str,
-        pool: &Pool,
-        max_invocations: u64,
-        monitoring: &MonitoringPolicy,
-    ) {
-        let sampling = self.dispatch_samples.is_some();
-        let mut g = pool.lock();
-        loop {
-            if g.done {
-                return;
-            }
-            let record = match self.claim(workflow_id, &mut g, max_invocations) {
-                Ok(Some(record)) => record,
-                Ok(None) => {
-                    if g.running == 0 && !g.quiescent {
-                        g.quiescent = true;
-                        pool.idle.notify_all();
-                    }
-                    g.waiting += 1;
-                    pool.work.wait(&mut g);
-                    g.waiting -= 1;
-                    continue;
-                }
-                Err(e) => return fail(pool, &mut g, e),
-            };
-            drop(g);
-            if self.watched() {
-                self.emit(
-                    workflow_id,
-                    vec![Event::InvocationStarted {
-                        agent: record.agent.clone(),
-                        invocation: record.id,
-                    }],
-                );
-            }
-            let claimed = Instant::now();
-            // The version in force now; a hot load does not change it under this call.
-            let wf = self.wf();
-            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let mut executed = execute::execute(&wf, &self.store, record, claimed);
-                // Deduplication scoring that may call a plugin or a model happens here,
-                // holding no lock; the commit below only re-checks its answer.
-                let placed = match &mut executed.result {
-                    Ok(outputs) => super::place(&wf, outputs, |phases| {
-                        let g = pool.lock();
-                        super::cascade::known_work(&g.state, self.store.as_ref(), phases)
-                    }),
-                    Err(_) => Ok(()),
-                };
-                (executed, placed)
-            }));
-            // Kept past the call only for its usage (most workflows have no model).
-            let llm = wf.llm.clone();
-            drop(wf);
-            g = pool.lock();
-            g.running -= 1;
-            let executed: Executed = match out {
-                Ok((executed, Ok(()))) => executed,
-                Ok((_, Err(e))) => return fail(pool, &mut g, e.into()),
-                Err(p) => {
-                    let message = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic".into());
-                    return fail(pool, &mut g, RunError::Worker(message));
-                }
-            };
-            if sampling {
-                let us = executed.dispatch.as_micros().min(u32::MAX as u128) as u32;
-                g.samples.push(us);
-            }
-            let shared = &mut *g;
-            if let Err(e) = self.complete(workflow_id, executed, &mut shared.state) {
-                return fail(pool, &mut g, e);
-            }
-            if let Err(e) = self.save_usage(llm.as_deref(), &mut g.run) {
-                return fail(pool, &mut g, e);
-            }
-            if monitoring.metrics
-                && g.state.metrics_dirty
-                && g.last_metrics.elapsed().as_millis() as u64 >= monitoring.interval_ms
-            {
-                g.last_metrics = Instant::now();
-                if let Err(e) = self.publish_metrics(workflow_id, &mut g.state) {
-                    return fail(pool, &mut g, e);
-                }
-            }
-            if g.waiting > 0 {
-                // This completion may have queued work for a waiting worker.
-                pool.work.notify_all();
-            }
-        }
-    }
-
     /// The coordinator: wait for quiescence, then decide what comes next. Returns when
     /// the run is over (every worker then returns too).
     pub(super) fn coordinate(
@@ -312,7 +445,7 @@ impl Scheduler {
             None => pool.lock(),
         };
         g.done = true;
-        pool.work.notify_all();
+        pool.work.notify_waiters();
         match (outcome, g.error.take()) {
             (_, Some(e)) => Err(e),
             (outcome, None) => outcome,
@@ -436,5 +569,5 @@ impl Scheduler {
 /// Let the workers try to claim again.
 fn wake_workers(pool: &Pool, g: &mut Shared) {
     g.quiescent = false;
-    pool.work.notify_all();
+    pool.work.notify_waiters();
 }

@@ -219,7 +219,12 @@ impl Workflow {
                 .iter()
                 .any(|p| p.spec.limits.fuel.is_some()),
         })
-        .map_err(|e| WorkflowError::Engine(format!("{e:#}")))?;
+        .map_err(|e| {
+            WorkflowError::Engine(format!(
+                "{e:#} (the engine reserves address space for {} invocations in flight, each with up to {max_memory_mb} MB of linear memory: lower `[workflow.limits] concurrency` or the plugins' `memory_mb`)",
+                limits.concurrency
+            ))
+        })?;
         let engine = Arc::new(engine);
 
         let mut agents = Vec::new();

@@ -104,6 +104,11 @@ impl PluginEngine {
             // contents are reset. Out-of-bounds accesses still trap, by explicit checks
             // that cost warm instances ~5%; fresh instances, the default, gain ~65%.
             .signals_based_traps(false)
+            // A pool slot is as large as a memory may grow, not wasmtime's 4 GiB
+            // default: with thousands of invocations in flight the pool's address space
+            // is slots × 2 memories, and 4 GiB slots ran past the 128 TiB a process has
+            // at 10,000 in flight.
+            .memory_reservation(options.max_memory_bytes as u64)
             .memory_guard_size(0)
             .guard_before_linear_memory(false)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

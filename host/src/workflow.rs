@@ -212,6 +212,9 @@ impl Workflow {
             max_instances: (limits.concurrency as u32)
                 .saturating_mul(warm_agents.saturating_add(2))
                 .saturating_add(8),
+            max_stacks: (limits.concurrency as u32)
+                .saturating_add(limits.threads as u32)
+                .saturating_add(8),
             max_memory_bytes: (max_memory_mb as usize).saturating_mul(1 << 20),
             cache: options.cache.clone(),
             fuel: manifest

@@ -1059,7 +1059,9 @@ impl Gate {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_hundred_calls_in_flight_at_once_complete_with_exact_counts() {
+async fn five_hundred_calls_in_flight_at_once_on_one_guest_thread_complete_with_exact_counts() {
+    // The server answers none until all 500 wait at once, and one thread runs guest
+    // code: only invocations that wait without holding a thread get there.
     let gate = Arc::new(Gate {
         n: 500,
         state: Mutex::new((0, 0)),
@@ -1072,7 +1074,7 @@ async fn five_hundred_calls_in_flight_at_once_complete_with_exact_counts() {
     });
     let text = workflow(&server.url, "max_concurrency = 500", "", 500).replacen(
         "concurrency = 1",
-        "concurrency = 500",
+        "concurrency = 500, threads = 1",
         1,
     );
     let run = run(&text).await;

@@ -114,6 +114,29 @@ fn a_dedup_plugin_that_is_not_a_router_is_refused() {
 }
 
 #[test]
+fn limits_out_of_range_are_refused_at_the_workflow_table() {
+    let err = error_of("\n[workflow]\nname = \"w\"\nlimits = { threads = 0 }\n");
+    assert!(err.contains("workflow.toml:2:1"), "{err}");
+    assert!(
+        err.contains("workflow.limits.threads must be at least 1"),
+        "{err}"
+    );
+    let err = error_of("[workflow]\nname = \"w\"\nlimits = { concurrency = 0 }\n");
+    assert!(err.contains("workflow.toml:1:1"), "{err}");
+    assert!(
+        err.contains("workflow.limits.concurrency must be at least 1"),
+        "{err}"
+    );
+    let err = error_of("[workflow]\nname = \"w\"\nlimits = { concurrency = 100001 }\n");
+    assert!(
+        err.contains(
+            "workflow.limits.concurrency is 100001; at most 100000 invocations can be in flight"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn policy_numbers_out_of_range_are_refused_at_their_section() {
     let err = error_of("[workflow]\nname = \"w\"\n\n[dedup]\nthreshold = 0.0\n");
     assert!(err.contains("workflow.toml:4:1"), "{err}");

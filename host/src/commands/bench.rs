@@ -61,6 +61,15 @@ enum BenchWorkload {
         #[arg(long)]
         json: bool,
     },
+    /// The model server of `bench llm`, run as its own process (so its sockets and memory
+    /// are not the engine's): prints `port P`, answers every request after L ms, and
+    /// takes commands on stdin (see `bench_llm.rs`).
+    #[command(hide = true)]
+    LlmServer {
+        /// The delay before each answer, ms.
+        #[arg(long)]
+        latency_ms: u64,
+    },
     /// Durability under kill -9: run the cascade on SQLite, kill it at seeded points
     /// spread over the whole run (one in ten during start-up), resume each, and compare
     /// it with an uninterrupted run. Prints one JSON line (trials, mid_run, identical,
@@ -132,6 +141,10 @@ impl BenchCommand {
                         );
                     }
                 }
+                return Ok(0);
+            }
+            BenchWorkload::LlmServer { latency_ms } => {
+                super::bench_llm::server_process(std::time::Duration::from_millis(latency_ms))?;
                 return Ok(0);
             }
             BenchWorkload::Soak {

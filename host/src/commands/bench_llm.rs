@@ -4,8 +4,10 @@
 //! OpenAI-compatible server on loopback that answers a schema-valid ValidationResult after
 //! a fixed latency. With K calls in flight the ideal time is ⌈N / K⌉ × latency; what the
 //! run takes beyond that, and the memory each call in flight holds, is the engine's cost.
-//! The server is built in (tokio, one task per connection, keep-alive) and measured alone
-//! first, so its figure shows it is not what limits the run.
+//! The server is built in (tokio, one task per connection, keep-alive) and runs as a
+//! child process of the benchmark (`murmur bench llm-server`), so its sockets and memory
+//! are not counted as the engine's; it is measured alone first, so its figure shows it
+//! is not what limits the run.
 
 use anyhow::{Context, Result, bail};
 use murmur::summary::RunStatus;
@@ -41,8 +43,8 @@ pub(crate) struct LlmFigures {
     /// ideal: K / latency).
     pub server_capacity_rps: f64,
     /// What one call in flight holds, read from `/proc/self/smaps` when the server first
-    /// had every call waiting at once (KB each; the three add up to the whole process's
-    /// resident memory then, per call in flight).
+    /// had every call waiting at once (KB each; the three add up to what the process
+    /// held then over what it held before the run, per call in flight).
     pub in_flight_kb: Option<InFlightMemory>,
 }
 
@@ -54,17 +56,18 @@ pub(crate) struct InFlightMemory {
     pub linear_memory: f64,
     /// Fiber stacks (read-write mappings of exactly the async stack's size).
     pub fiber_stack: f64,
-    /// Everything else: instance and store state, tasks, the HTTP requests and
-    /// connections, the heap, the binary.
+    /// Everything else the run added: instance and store state (the pool's instance and
+    /// table slots), tasks, the HTTP requests and connections.
     pub other: f64,
 }
 
 /// The async stack wasmtime gives each call (its default, which the engine keeps).
 const FIBER_STACK_KB: u64 = 2048;
 
-/// Read `/proc/self/smaps` and split the resident memory as [`InFlightMemory`] says, per
-/// one of `calls` calls in flight.
-fn in_flight_memory(calls: u64) -> Option<InFlightMemory> {
+/// Read `/proc/self/smaps` and split the resident memory over `baseline_kb` (what the
+/// process held before the run) as [`InFlightMemory`] says, per one of `calls` calls in
+/// flight.
+fn in_flight_memory(calls: u64, baseline_kb: u64) -> Option<InFlightMemory> {
     let text = std::fs::read_to_string("/proc/self/smaps").ok()?;
     // Per writable anonymous mapping: (size, rss) in kB; and the process's total rss.
     let mut maps: Vec<(u64, u64)> = Vec::new();
@@ -106,7 +109,7 @@ fn in_flight_memory(calls: u64) -> Option<InFlightMemory> {
     Some(InFlightMemory {
         linear_memory: per(memories),
         fiber_stack: per(stacks),
-        other: per(total.saturating_sub(memories + stacks)),
+        other: per(total.saturating_sub(baseline_kb + memories + stacks)),
     })
 }
 
@@ -127,26 +130,16 @@ impl LlmBench {
             bail!("--n and --in-flight must be at least 1");
         }
         let latency = Duration::from_millis(self.latency_ms);
-        // The server's own runtime: the engine's threads do not share its workers.
-        let server_rt = tokio::runtime::Builder::new_multi_thread()
+        let mut server = ServerProcess::start(latency)?;
+        let addr = server.addr;
+        // The capacity clients' runtime: not the engine's.
+        let clients = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .context("starting the model server's runtime")?;
-        let requests = Arc::new(AtomicU64::new(0));
-        let waiting = Arc::new(Waiting::default());
-        let listener = server_rt
-            .block_on(TcpListener::bind("127.0.0.1:0"))
-            .context("binding the model server")?;
-        let addr = listener.local_addr()?;
-        server_rt.spawn(serve(listener, latency, requests.clone(), waiting.clone()));
-        let capacity = server_rt.block_on(capacity(addr, self.in_flight, latency))?;
-        requests.store(0, Ordering::SeqCst);
-        // From now on, the first moment every call is waiting at the server is sampled.
-        if let Ok(mut w) = waiting.sample_at.lock() {
-            *w = Some(self.in_flight.min(self.n));
-        }
-
+            .context("starting the capacity clients' runtime")?;
+        let capacity = clients.block_on(capacity(addr, self.in_flight, latency))?;
+        drop(clients);
         let manifest = manifest(&self, &format!("http://{addr}/v1"))?;
         let options = super::settings::load_options(None);
         let wf = Workflow::from_manifest(
@@ -155,6 +148,8 @@ impl LlmBench {
             options,
         )?;
         let before_kb = murmur::bench::status_kb("VmRSS:");
+        // From now on the server counts afresh, and says when every call first waits.
+        server.reset(self.in_flight.min(self.n), before_kb)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -169,7 +164,7 @@ impl LlmBench {
             .get("ValidationResult")
             .copied()
             .unwrap_or(0);
-        let asked = requests.load(Ordering::SeqCst);
+        let asked = server.requests()?;
         if summary.status != RunStatus::Complete || answered != self.n || asked != self.n {
             bail!(
                 "self-check failed: status {}, {answered} ValidationResults and {asked} requests for {} items",
@@ -190,7 +185,7 @@ impl LlmBench {
             peak_rss_mb: peak_kb as f64 / 1024.0,
             rss_per_in_flight_kb: peak_kb.saturating_sub(before_kb) as f64 / in_flight as f64,
             server_capacity_rps: capacity,
-            in_flight_kb: waiting.sample.lock().ok().and_then(|s| *s),
+            in_flight_kb: server.sample(),
         })
     }
 }
@@ -250,28 +245,162 @@ discovered_by = "user"
     ))
 }
 
-/// Requests the server holds at once, and the memory sample taken when they first reach
-/// every call of the run.
+/// Requests the server holds at once, and when to tell the engine they all wait.
 #[derive(Default)]
 struct Waiting {
     now: AtomicU64,
-    sample_at: std::sync::Mutex<Option<u64>>,
-    sample: std::sync::Mutex<Option<InFlightMemory>>,
+    tell_at: std::sync::Mutex<Option<u64>>,
 }
 
 impl Waiting {
-    /// One more request waits; the first time all `sample_at` wait, sample the memory.
+    /// One more request waits; the first time `tell_at` wait, say `all-waiting`.
     fn arrive(&self) {
         let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        let Ok(mut at) = self.sample_at.lock() else {
+        let Ok(mut at) = self.tell_at.lock() else {
             return;
         };
         if *at == Some(now) {
             *at = None;
-            if let Ok(mut s) = self.sample.lock() {
-                *s = in_flight_memory(now);
-            }
+            println!("all-waiting");
         }
+    }
+}
+
+/// `murmur bench llm-server`: serve on loopback until stdin closes. Prints `port P`;
+/// on stdin, `reset K` zeroes the request count and arms `all-waiting` (printed the first
+/// time K requests wait at once), `count` prints `requests N`.
+pub(crate) fn server_process(latency: Duration) -> Result<()> {
+    use std::io::BufRead;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the model server's runtime")?;
+    // The longest accept queue the system allows: the engine opens one connection per
+    // call in flight, thousands at once, and a full queue drops the rest's SYNs for a
+    // second.
+    let listener = runtime
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            socket.listen(65_535)
+        })
+        .context("binding the model server")?;
+    let requests = Arc::new(AtomicU64::new(0));
+    let waiting = Arc::new(Waiting::default());
+    println!("port {}", listener.local_addr()?.port());
+    runtime.spawn(serve(listener, latency, requests.clone(), waiting.clone()));
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next().and_then(|k| k.parse().ok())) {
+            (Some("reset"), Some(k)) => {
+                requests.store(0, Ordering::SeqCst);
+                if let Ok(mut at) = waiting.tell_at.lock() {
+                    *at = Some(k);
+                }
+            }
+            (Some("count"), _) => println!("requests {}", requests.load(Ordering::SeqCst)),
+            _ => bail!("bench llm-server: unknown command {line:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// The model server's process, seen from the benchmark: its address, its commands, and
+/// a thread reading what it says (sampling this process's memory on `all-waiting`).
+struct ServerProcess {
+    addr: std::net::SocketAddr,
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    counts: std::sync::mpsc::Receiver<u64>,
+    baseline_kb: Arc<AtomicU64>,
+    calls: Arc<AtomicU64>,
+    sample: Arc<std::sync::Mutex<Option<InFlightMemory>>>,
+}
+
+impl ServerProcess {
+    fn start(latency: Duration) -> Result<Self> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let exe = std::env::current_exe().context("finding this executable")?;
+        let mut child = Command::new(exe)
+            .args(["bench", "llm-server", "--latency-ms"])
+            .arg(latency.as_millis().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the model server's process")?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            bail!("the model server's process has no pipes");
+        };
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().transpose()?.unwrap_or_default();
+        let port: u16 = first
+            .strip_prefix("port ")
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("the model server said {first:?}, not its port"))?;
+        let (tx, counts) = std::sync::mpsc::channel();
+        let baseline_kb = Arc::new(AtomicU64::new(0));
+        let calls = Arc::new(AtomicU64::new(1));
+        let sample = Arc::new(std::sync::Mutex::new(None));
+        let (b, c, s) = (baseline_kb.clone(), calls.clone(), sample.clone());
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line == "all-waiting" {
+                    let m = in_flight_memory(c.load(Ordering::SeqCst), b.load(Ordering::SeqCst));
+                    if let Ok(mut s) = s.lock() {
+                        *s = m;
+                    }
+                } else if let Some(n) = line.strip_prefix("requests ").and_then(|n| n.parse().ok())
+                    && tx.send(n).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Self {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+            stdin,
+            counts,
+            baseline_kb,
+            calls,
+            sample,
+        })
+    }
+
+    fn say(&mut self, command: &str) -> Result<()> {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}")
+            .and_then(|()| self.stdin.flush())
+            .context("talking to the model server's process")
+    }
+
+    /// Count afresh; sample memory over `baseline_kb` when `calls` first wait at once.
+    fn reset(&mut self, calls: u64, baseline_kb: u64) -> Result<()> {
+        self.calls.store(calls, Ordering::SeqCst);
+        self.baseline_kb.store(baseline_kb, Ordering::SeqCst);
+        self.say(&format!("reset {calls}"))
+    }
+
+    /// Requests since the last reset.
+    fn requests(&mut self) -> Result<u64> {
+        self.say("count")?;
+        self.counts
+            .recv_timeout(Duration::from_secs(30))
+            .context("the model server's process did not say its count")
+    }
+
+    fn sample(&self) -> Option<InFlightMemory> {
+        self.sample.lock().ok().and_then(|s| *s)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -387,6 +387,29 @@ fn past_deadline() -> LlmError {
 /// Who the host's own model calls (embeddings) are accounted to.
 const HOST: &str = "host";
 
+/// Run a provider's request as a task of its own on the current runtime, so that polling
+/// the HTTP client (connecting, writing, reading: deep call chains) happens on a worker
+/// thread's stack, not on the stack of the guest fiber that asked, which then stays
+/// shallow — that stack's touched pages are memory every call in flight holds. Dropping
+/// the returned future aborts the task. Outside a runtime the request runs in place.
+async fn off_fiber<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, LlmError> {
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return Ok(work.await);
+    };
+    let mut task = AbortOnDrop(runtime.spawn(work));
+    (&mut task.0)
+        .await
+        .map_err(|e| LlmError::Refused(format!("the request's task ended: {e}")))
+}
+
 /// The error of a call the stopping run dropped.
 fn stopping() -> LlmError {
     LlmError::Cancelled("the run is stopping".into())
@@ -459,7 +482,7 @@ impl Drop for Slot<'_> {
 /// The host's side of the `llm` capability for one workflow run.
 pub struct LlmHost {
     config: LlmConfig,
-    provider: Option<Box<dyn Provider>>,
+    provider: Option<Arc<dyn Provider>>,
     replay: Option<HashMap<String, Completion>>,
     replay_embeddings: HashMap<String, Embeddings>,
     record: Option<Mutex<std::fs::File>>,
@@ -555,7 +578,7 @@ impl LlmHost {
         let concurrency = config.max_concurrency.max(1);
         Ok(Self {
             config,
-            provider,
+            provider: provider.map(Arc::from),
             replay,
             replay_embeddings,
             record,
@@ -763,17 +786,26 @@ impl LlmHost {
             key: &key,
             pending,
         };
-        let result = self
-            .bounded(deadline, async {
+        let outcome = self
+            .bounded(deadline, async move {
                 let mut slot = self.acquire(expected, deadline).await?;
                 self.check_reachable()?;
-                let result = provider.complete(&request, deadline).await;
+                let provider = provider.clone();
+                let (result, request) = off_fiber(async move {
+                    let result = provider.complete(&request, deadline).await;
+                    (result, request)
+                })
+                .await?;
                 slot.spent = result.as_ref().map_or(0, |c| {
                     u64::from(c.prompt_tokens) + u64::from(c.completion_tokens)
                 });
-                result
+                result.map(|c| (c, request))
             })
             .await;
+        let (result, request) = match outcome {
+            Ok((answer, request)) => (Ok(answer), Some(request)),
+            Err(e) => (Err(e), None),
+        };
         self.note_outage(&result);
         if let Ok(answer) = &result {
             Self::lock(&self.cache).insert(key.clone(), answer.clone());
@@ -782,7 +814,7 @@ impl LlmHost {
         drop(leader);
         let answer = result?;
         self.account(agent, phase, &answer, true);
-        if self.record.is_some() {
+        if let (Some(_), Some(request)) = (&self.record, request) {
             self.record_line(&Exchange {
                 key: key.clone(),
                 request,
@@ -832,7 +864,10 @@ impl LlmHost {
             .bounded(deadline, async {
                 let mut slot = self.acquire(expected, deadline).await?;
                 self.check_reachable()?;
-                let result = provider.embed(model, texts, deadline).await;
+                let (provider, model, texts) = (provider.clone(), model.clone(), texts.to_vec());
+                let result =
+                    off_fiber(async move { provider.embed(&model, &texts, deadline).await })
+                        .await?;
                 slot.spent = result.as_ref().map_or(0, |e| u64::from(e.prompt_tokens));
                 result
             })

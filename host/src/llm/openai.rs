@@ -3,6 +3,7 @@
 //! all speak them. Structured output uses `response_format: json_schema`.
 
 use super::{BoxFuture, Completion, Embeddings, LlmConfig, LlmError, Provider, Request};
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -47,11 +48,10 @@ impl OpenAi {
     async fn post(
         &self,
         path: &str,
-        body: &Value,
+        body: bytes::Bytes,
         deadline: Option<Instant>,
     ) -> Result<Value, LlmError> {
         let url = format!("{}{path}", self.base_url);
-        let body = body.to_string();
         let mut attempt = 0u32;
         loop {
             // No request outlives the invocation that asked: its deadline bounds each
@@ -201,6 +201,42 @@ fn jitter_ms() -> u32 {
         .unwrap_or(0)
 }
 
+/// A `/chat/completions` request body, written straight from the request it borrows (no
+/// JSON tree of it is built: with thousands of calls in flight, each tree was kilobytes
+/// held for the whole wait).
+#[derive(Serialize)]
+struct ChatBody<'a> {
+    model: &'a str,
+    messages: &'a [super::Message],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<ResponseFormat<'a>>,
+}
+
+/// `response_format: {type: "json_schema", json_schema: {name, schema}}`.
+#[derive(Serialize)]
+struct ResponseFormat<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    json_schema: NamedSchema<'a>,
+}
+
+#[derive(Serialize)]
+struct NamedSchema<'a> {
+    name: &'static str,
+    schema: &'a Value,
+}
+
+/// The body as bytes; serialising borrowed strings and numbers cannot fail.
+fn body_of(body: &impl Serialize) -> Result<bytes::Bytes, LlmError> {
+    serde_json::to_vec(body)
+        .map(bytes::Bytes::from)
+        .map_err(|e| LlmError::Refused(format!("the request could not be written: {e}")))
+}
+
 impl Provider for OpenAi {
     fn complete<'a>(
         &'a self,
@@ -208,23 +244,20 @@ impl Provider for OpenAi {
         deadline: Option<Instant>,
     ) -> BoxFuture<'a, Result<Completion, LlmError>> {
         Box::pin(async move {
-            let mut body = json!({
-                "model": request.model,
-                "messages": request.messages,
-            });
-            if let Some(n) = request.max_tokens {
-                body["max_tokens"] = json!(n);
-            }
-            if let Some(t) = request.temperature {
-                body["temperature"] = json!(t);
-            }
-            if let Some(schema) = &request.json_schema {
-                body["response_format"] = json!({
-                    "type": "json_schema",
-                    "json_schema": { "name": "output", "schema": schema },
-                });
-            }
-            completion_from(&self.post("/chat/completions", &body, deadline).await?)
+            let body = body_of(&ChatBody {
+                model: &request.model,
+                messages: &request.messages,
+                max_tokens: request.max_tokens,
+                temperature: request.temperature,
+                response_format: request.json_schema.as_ref().map(|schema| ResponseFormat {
+                    kind: "json_schema",
+                    json_schema: NamedSchema {
+                        name: "output",
+                        schema,
+                    },
+                }),
+            })?;
+            completion_from(&self.post("/chat/completions", body, deadline).await?)
         })
     }
 
@@ -235,8 +268,8 @@ impl Provider for OpenAi {
         deadline: Option<Instant>,
     ) -> BoxFuture<'a, Result<Embeddings, LlmError>> {
         Box::pin(async move {
-            let body = json!({ "model": model, "input": texts });
-            embeddings_from(&self.post("/embeddings", &body, deadline).await?)
+            let body = body_of(&json!({ "model": model, "input": texts }))?;
+            embeddings_from(&self.post("/embeddings", body, deadline).await?)
         })
     }
 }

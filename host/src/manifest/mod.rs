@@ -248,27 +248,31 @@ impl Manifest {
             .map(|i| check::input(i, &at))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let Some(workflow) = raw.workflow.map(Spanned::into_inner) else {
+        let Some(workflow) = raw.workflow else {
             return Err(at(0..0, "missing field `workflow`".into()));
         };
-        if workflow.limits.concurrency == 0 {
+        let limits_at = workflow.span();
+        let workflow = workflow.into_inner();
+        // At the `[workflow]` table, whose `limits` they are.
+        let limits = &workflow.limits;
+        if limits.concurrency == 0 {
             return Err(at(
-                0..0,
+                limits_at.clone(),
                 "workflow.limits.concurrency must be at least 1".into(),
             ));
         }
-        if workflow.limits.threads == 0 {
+        if limits.threads == 0 {
             return Err(at(
-                0..0,
+                limits_at.clone(),
                 "workflow.limits.threads must be at least 1".into(),
             ));
         }
-        if workflow.limits.concurrency > MAX_CONCURRENCY {
+        if limits.concurrency > MAX_CONCURRENCY {
             return Err(at(
-                0..0,
+                limits_at,
                 format!(
                     "workflow.limits.concurrency is {}; at most {MAX_CONCURRENCY} invocations can be in flight",
-                    workflow.limits.concurrency
+                    limits.concurrency
                 ),
             ));
         }

@@ -27,6 +27,12 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct EngineOptions {
     /// Instances alive at once (running invocations plus load-time `describe` calls).
     pub max_instances: u32,
+    /// Calls running at once, each on a fiber stack of the pool: one per invocation in
+    /// flight, one more per thread for a call the host makes while a guest runs (a
+    /// context provider answering an agent's `context` import), a few for loading.
+    /// Each stack costs the process two memory mappings, so it is sized to calls, not
+    /// instances (warm instances hold no stack).
+    pub max_stacks: u32,
     /// The largest memory any plugin may have, in bytes (the pool's slot size).
     pub max_memory_bytes: usize,
     /// Where compiled components are cached.
@@ -39,6 +45,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             max_instances: 64,
+            max_stacks: 64,
             max_memory_bytes: 64 << 20,
             cache: ComponentCache::disabled(),
             fuel: false,
@@ -88,7 +95,7 @@ impl PluginEngine {
             .pagemap_scan(wasmtime::Enabled::Auto)
             .table_keep_resident(64 << 10)
             // Each instance's call runs on a fiber stack taken from the pool.
-            .total_stacks(instances);
+            .total_stacks(options.max_stacks.clamp(4, instances));
         let mut config = Config::new();
         config
             .wasm_component_model(true)

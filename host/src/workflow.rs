@@ -212,7 +212,10 @@ impl Workflow {
             max_instances: (limits.concurrency as u32)
                 .saturating_mul(warm_agents.saturating_add(2))
                 .saturating_add(8),
+            // A store keeps the fiber stack of its last call, so a warm instance holds
+            // one too.
             max_stacks: (limits.concurrency as u32)
+                .saturating_mul(warm_agents.saturating_add(1))
                 .saturating_add(limits.threads as u32)
                 .saturating_add(8),
             max_memory_bytes: (max_memory_mb as usize).saturating_mul(1 << 20),

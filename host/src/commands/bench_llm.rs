@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// The figures: `murmur bench llm --json` prints them as one line.
 #[derive(Debug, Serialize)]
@@ -289,7 +289,28 @@ pub(crate) fn server_process(latency: Duration) -> Result<()> {
     let requests = Arc::new(AtomicU64::new(0));
     let waiting = Arc::new(Waiting::default());
     println!("port {}", listener.local_addr()?.port());
-    runtime.spawn(serve(listener, latency, requests.clone(), waiting.clone()));
+    // Accepting on a thread of its own, blocking: woken by the kernel for each
+    // connection, it drains the queue however busy the connections' tasks are (the
+    // queue holds at most `somaxconn`, and a connection dropped from it waits a second
+    // for its SYN to be sent again).
+    let listener = listener.into_std()?;
+    listener.set_nonblocking(false)?;
+    let handle = runtime.handle().clone();
+    let (r, w) = (requests.clone(), waiting.clone());
+    std::thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let _ = stream.set_nodelay(true);
+                let _ = stream.set_nonblocking(true);
+                let (r, w) = (r.clone(), w.clone());
+                handle.spawn(async move {
+                    let stream = TcpStream::from_std(stream)?;
+                    connection(stream, latency, r, w).await
+                });
+            }
+        })
+        .context("starting the accept thread")?;
     for line in std::io::stdin().lock().lines() {
         let line = line?;
         let mut words = line.split_whitespace();
@@ -401,24 +422,6 @@ impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// Accept connections for as long as the runtime lives.
-async fn serve(
-    listener: TcpListener,
-    latency: Duration,
-    requests: Arc<AtomicU64>,
-    waiting: Arc<Waiting>,
-) {
-    while let Ok((stream, _)) = listener.accept().await {
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(
-            stream,
-            latency,
-            requests.clone(),
-            waiting.clone(),
-        ));
     }
 }
 

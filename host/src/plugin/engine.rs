@@ -30,8 +30,9 @@ pub struct EngineOptions {
     /// Calls running at once, each on a fiber stack of the pool: one per invocation in
     /// flight, one more per thread for a call the host makes while a guest runs (a
     /// context provider answering an agent's `context` import), a few for loading.
-    /// Each stack costs the process two memory mappings, so it is sized to calls, not
-    /// instances (warm instances hold no stack).
+    /// A store keeps the stack of its last call, so every warm instance holds one too.
+    /// Each stack costs the process two memory mappings, so the pool is sized to these,
+    /// not to every instance slot.
     pub max_stacks: u32,
     /// The largest memory any plugin may have, in bytes (the pool's slot size).
     pub max_memory_bytes: usize,

@@ -123,7 +123,7 @@ impl BenchCommand {
                     println!("{}", serde_json::to_string(&f)?);
                 } else {
                     println!(
-                        "llm N = {}, {} in flight, {} ms a call: {:.3} s (ideal {:.3} s, efficiency {:.2})\n  peak RSS {:.1} MB, {:.0} KB per call in flight; the server alone: {:.0} requests/s",
+                        "llm N = {}, {} in flight, {} ms a call: {:.3} s (ideal {:.3} s, efficiency {:.2})\n  peak RSS {:.1} MB, {:.0} KB per call in flight; the server alone: {:.0} requests/s; a bare client in this shape: efficiency {:.2}",
                         f.n,
                         f.in_flight,
                         f.latency_ms,
@@ -132,7 +132,8 @@ impl BenchCommand {
                         f.efficiency,
                         f.peak_rss_mb,
                         f.rss_per_in_flight_kb,
-                        f.server_capacity_rps
+                        f.server_capacity_rps,
+                        f.bare_client_efficiency
                     );
                     if let Some(m) = f.in_flight_kb {
                         println!(

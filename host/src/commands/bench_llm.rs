@@ -42,6 +42,11 @@ pub(crate) struct LlmFigures {
     /// Requests per second the server answered alone, K clients at this latency (its
     /// ideal: K / latency).
     pub server_capacity_rps: f64,
+    /// The same N requests, K at a time, each of K fresh connections asking in turn, sent
+    /// by a bare client (a hand-written HTTP/1.1 request on a tokio socket, no engine):
+    /// ideal / its time. What this machine and server allow any client in this shape; the
+    /// engine's `efficiency` is measured against the same ideal.
+    pub bare_client_efficiency: f64,
     /// What one call in flight holds, read from `/proc/self/smaps` when the server first
     /// had every call waiting at once (KB each; the three add up to what the process
     /// held then over what it held before the run, per call in flight).
@@ -139,6 +144,7 @@ impl LlmBench {
             .build()
             .context("starting the capacity clients' runtime")?;
         let capacity = clients.block_on(capacity(addr, self.in_flight, latency))?;
+        let bare_seconds = clients.block_on(bare_client(addr, self.n, self.in_flight))?;
         drop(clients);
         let manifest = manifest(&self, &format!("http://{addr}/v1"))?;
         let options = super::settings::load_options(None);
@@ -185,6 +191,7 @@ impl LlmBench {
             peak_rss_mb: peak_kb as f64 / 1024.0,
             rss_per_in_flight_kb: peak_kb.saturating_sub(before_kb) as f64 / in_flight as f64,
             server_capacity_rps: capacity,
+            bare_client_efficiency: ideal_seconds / bare_seconds,
             in_flight_kb: server.sample(),
         })
     }
@@ -502,6 +509,51 @@ async fn read_message(
     Ok(Some((second, body)))
 }
 
+/// The benchmark's shape without the engine: `n` requests over `k` fresh keep-alive
+/// connections, each asking as soon as its last answer came, until all `n` were asked.
+/// Returns the seconds from the first connection to the last answer.
+async fn bare_client(addr: std::net::SocketAddr, n: u64, k: u64) -> Result<f64> {
+    let left = Arc::new(AtomicU64::new(n));
+    let request = Arc::new(http_request(
+        &serde_json::json!({"model": "bench", "messages": [{"role": "user", "content": "check item"}]})
+            .to_string(),
+    ));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..k.min(n) {
+        let (left, request) = (left.clone(), request.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let mut buf = Vec::with_capacity(4096);
+            while left
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |l| l.checked_sub(1))
+                .is_ok()
+            {
+                stream.write_all(request.as_bytes()).await?;
+                if read_message(&mut stream, &mut buf).await?.is_none() {
+                    return Err(std::io::Error::other("the server closed a connection"));
+                }
+            }
+            Ok::<(), std::io::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await
+            .context("a bare client panicked")?
+            .context("a bare client")?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// A chat completion request with `body`, as the bare clients send it.
+fn http_request(body: &str) -> String {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// Requests per second the server answers with `clients` keep-alive clients asking in a
 /// loop, over at least two latencies.
 async fn capacity(addr: std::net::SocketAddr, clients: u64, latency: Duration) -> Result<f64> {
@@ -519,10 +571,7 @@ async fn capacity(addr: std::net::SocketAddr, clients: u64, latency: Duration) -
             let mut stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
             let mut buf = Vec::with_capacity(4096);
-            let request = format!(
-                "POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
+            let request = http_request(&body);
             while Instant::now() < deadline {
                 stream.write_all(request.as_bytes()).await?;
                 if read_message(&mut stream, &mut buf).await?.is_none() {

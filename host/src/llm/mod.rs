@@ -143,7 +143,7 @@ pub struct Request {
     /// System prompt first, then the conversation.
     pub messages: Vec<Message>,
     /// JSON Schema the answer must satisfy.
-    pub json_schema: Option<serde_json::Value>,
+    pub json_schema: Option<JsonSchema>,
     /// Completion token cap.
     pub max_tokens: Option<u32>,
     /// Sampling temperature.
@@ -156,6 +156,49 @@ impl Request {
         let text = serde_json::to_string(self).unwrap_or_default();
         let digest = Sha256::digest(text.as_bytes());
         digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A JSON Schema for an answer, held as its canonical text (compact, keys sorted: what a
+/// `serde_json::Value` writes) rather than as a tree. A call in flight holds one string
+/// instead of a map per object of the schema, and the text goes into the request body,
+/// the cache key and the record file as it is, the same bytes the tree would write.
+#[derive(Debug, Clone)]
+pub struct JsonSchema(Box<serde_json::value::RawValue>);
+
+impl JsonSchema {
+    /// Parse `text`; any valid JSON is accepted and rewritten canonically.
+    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        Self::canonical(&serde_json::from_str(text)?)
+    }
+
+    /// The schema `value`, written canonically.
+    pub fn canonical(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(Self)
+    }
+
+    /// The canonical text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for JsonSchema {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for JsonSchema {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonSchema {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        Self::canonical(&value).map_err(serde::de::Error::custom)
     }
 }
 
@@ -217,10 +260,12 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Where answers come from. Both calls are futures: waiting for the answer holds no
 /// thread, and dropping the future abandons the request.
 pub trait Provider: Send + Sync {
-    /// Complete `request`, giving up at `deadline` (the asking invocation's).
+    /// Complete `request`, giving up at `deadline` (the asking invocation's). The request
+    /// is the provider's to drop once it is written out: a call waiting for its answer
+    /// need not hold its prompt twice.
     fn complete<'a>(
         &'a self,
-        request: &'a Request,
+        request: Request,
         deadline: Option<Instant>,
     ) -> BoxFuture<'a, Result<Completion, LlmError>>;
     /// Embed `texts` with `model`, giving up at `deadline`.
@@ -786,26 +831,22 @@ impl LlmHost {
             key: &key,
             pending,
         };
-        let outcome = self
+        // The provider drops the request once it is written out; a copy is kept only
+        // to be recorded.
+        let recorded = self.record.is_some().then(|| request.clone());
+        let result = self
             .bounded(deadline, async move {
                 let mut slot = self.acquire(expected, deadline).await?;
                 self.check_reachable()?;
                 let provider = provider.clone();
-                let (result, request) = off_fiber(async move {
-                    let result = provider.complete(&request, deadline).await;
-                    (result, request)
-                })
-                .await?;
+                let result =
+                    off_fiber(async move { provider.complete(request, deadline).await }).await?;
                 slot.spent = result.as_ref().map_or(0, |c| {
                     u64::from(c.prompt_tokens) + u64::from(c.completion_tokens)
                 });
-                result.map(|c| (c, request))
+                result
             })
             .await;
-        let (result, request) = match outcome {
-            Ok((answer, request)) => (Ok(answer), Some(request)),
-            Err(e) => (Err(e), None),
-        };
         self.note_outage(&result);
         if let Ok(answer) = &result {
             Self::lock(&self.cache).insert(key.clone(), answer.clone());
@@ -814,7 +855,7 @@ impl LlmHost {
         drop(leader);
         let answer = result?;
         self.account(agent, phase, &answer, true);
-        if let (Some(_), Some(request)) = (&self.record, request) {
+        if let Some(request) = recorded {
             self.record_line(&Exchange {
                 key: key.clone(),
                 request,
@@ -1044,6 +1085,47 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// The schema is kept as text, but every byte the host writes from it — the request
+    /// body's schema, the cache and replay key, a record file's line — is what the parsed
+    /// tree wrote before, so recorded runs still replay.
+    #[test]
+    fn a_schema_is_written_exactly_as_its_parsed_tree_was() {
+        let text = r#"{ "type": "object",
+            "required": ["passed"], "properties": {"passed": {"type": "boolean"}} }"#;
+        let tree: serde_json::Value = serde_json::from_str(text).expect("json");
+        let schema = JsonSchema::parse(text).expect("schema");
+        assert_eq!(
+            schema.as_str(),
+            serde_json::to_string(&tree).expect("write")
+        );
+        let request = |json_schema| Request {
+            model: "m".into(),
+            messages: vec![Message {
+                role: "user".into(),
+                content: "check".into(),
+            }],
+            json_schema,
+            max_tokens: None,
+            temperature: None,
+        };
+        let with_text = request(Some(schema));
+        // What the request wrote with the schema as a tree: its fields in order, the
+        // tree's keys sorted.
+        let as_before = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"check"}}],"json_schema":{},"max_tokens":null,"temperature":null}}"#,
+            serde_json::to_string(&tree).expect("write")
+        );
+        assert_eq!(serde_json::to_string(&with_text).expect("write"), as_before);
+        let digest = Sha256::digest(as_before.as_bytes());
+        let key: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(with_text.key(), key);
+        // A line written by hand, spaced differently, reads back as the same request.
+        let spaced = as_before.replace(',', ", ");
+        let read: Request = serde_json::from_str(&spaced).expect("read");
+        assert_eq!(read, with_text);
+        assert!(JsonSchema::parse("{not json").is_err());
+    }
+
     /// A provider standing in for a paid API: answers at once, `tokens` a call, and
     /// notes when each call arrived and how many were in flight.
     struct Clock {
@@ -1069,7 +1151,7 @@ mod tests {
     impl Provider for Arc<Clock> {
         fn complete<'a>(
             &'a self,
-            _: &'a Request,
+            _: Request,
             _: Option<Instant>,
         ) -> BoxFuture<'a, Result<Completion, LlmError>> {
             Box::pin(async move {

@@ -227,36 +227,52 @@ struct ResponseFormat<'a> {
 #[derive(Serialize)]
 struct NamedSchema<'a> {
     name: &'static str,
-    schema: &'a Value,
+    schema: &'a super::JsonSchema,
 }
 
-/// The body as bytes; serialising borrowed strings and numbers cannot fail.
-fn body_of(body: &impl Serialize) -> Result<bytes::Bytes, LlmError> {
-    serde_json::to_vec(body)
-        .map(bytes::Bytes::from)
-        .map_err(|e| LlmError::Refused(format!("the request could not be written: {e}")))
+/// The body as bytes, in an allocation of its own size (it is held until the answer
+/// comes, for a retry); `hint` is its expected length. Serialising borrowed strings and
+/// numbers cannot fail.
+fn body_of(body: &impl Serialize, hint: usize) -> Result<bytes::Bytes, LlmError> {
+    let mut bytes = Vec::with_capacity(hint);
+    serde_json::to_writer(&mut bytes, body)
+        .map_err(|e| LlmError::Refused(format!("the request could not be written: {e}")))?;
+    Ok(bytes::Bytes::from(bytes.into_boxed_slice()))
 }
 
 impl Provider for OpenAi {
     fn complete<'a>(
         &'a self,
-        request: &'a Request,
+        request: Request,
         deadline: Option<Instant>,
     ) -> BoxFuture<'a, Result<Completion, LlmError>> {
         Box::pin(async move {
-            let body = body_of(&ChatBody {
-                model: &request.model,
-                messages: &request.messages,
-                max_tokens: request.max_tokens,
-                temperature: request.temperature,
-                response_format: request.json_schema.as_ref().map(|schema| ResponseFormat {
-                    kind: "json_schema",
-                    json_schema: NamedSchema {
-                        name: "output",
-                        schema,
-                    },
-                }),
-            })?;
+            // The texts, plus room for the JSON around them and a little escaping.
+            let hint = request
+                .messages
+                .iter()
+                .map(|m| m.content.len() + m.role.len() + 32)
+                .sum::<usize>()
+                + request.json_schema.as_ref().map_or(0, |s| s.as_str().len())
+                + request.model.len()
+                + 160;
+            let body = body_of(
+                &ChatBody {
+                    model: &request.model,
+                    messages: &request.messages,
+                    max_tokens: request.max_tokens,
+                    temperature: request.temperature,
+                    response_format: request.json_schema.as_ref().map(|schema| ResponseFormat {
+                        kind: "json_schema",
+                        json_schema: NamedSchema {
+                            name: "output",
+                            schema,
+                        },
+                    }),
+                },
+                hint,
+            )?;
+            drop(request);
             completion_from(&self.post("/chat/completions", body, deadline).await?)
         })
     }
@@ -268,7 +284,8 @@ impl Provider for OpenAi {
         deadline: Option<Instant>,
     ) -> BoxFuture<'a, Result<Embeddings, LlmError>> {
         Box::pin(async move {
-            let body = body_of(&json!({ "model": model, "input": texts }))?;
+            let hint = texts.iter().map(|t| t.len() + 4).sum::<usize>() + model.len() + 32;
+            let body = body_of(&json!({ "model": model, "input": texts }), hint)?;
             embeddings_from(&self.post("/embeddings", body, deadline).await?)
         })
     }

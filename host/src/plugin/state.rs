@@ -558,7 +558,7 @@ impl llm::Host for InvocationState {
         }));
         let json_schema = match req.json_schema {
             Some(text) => Some(
-                serde_json::from_str(&text)
+                crate::llm::JsonSchema::parse(&text)
                     .map_err(|e| llm::LlmError::Refused(format!("json-schema is not JSON: {e}")))?,
             ),
             None => None,

@@ -50,8 +50,10 @@ fn default_excerpt() -> usize {
     1500
 }
 
-/// The output type's schema (the host's), and the field holding nested discoveries.
-fn schema_of(type_name: &str) -> Result<(Value, Option<&'static str>), PluginError> {
+/// The output type's schema (the host's) as the text the model is given, its required
+/// fields, and the field holding nested discoveries. Only the text and the field names
+/// are kept: the parsed tree is gone before the call waits for the model.
+fn schema_of(type_name: &str) -> Result<(String, Vec<String>, Option<&'static str>), PluginError> {
     let (text, nested) = match type_name {
         "AnalysisResult" => (include_str!("../../../host/schemas/AnalysisResult.json"), Some("next_phase_work")),
         "Implementation" => (include_str!("../../../host/schemas/Implementation.json"), Some("discovered_issues")),
@@ -78,7 +80,13 @@ fn schema_of(type_name: &str) -> Result<(Value, Option<&'static str>), PluginErr
             }
         });
     }
-    Ok((schema, nested))
+    let required = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str().map(str::to_owned))
+        .collect();
+    Ok((schema.to_string(), required, nested))
 }
 
 fn excerpt(payload: &str, n: usize) -> String {
@@ -138,20 +146,8 @@ fn prompt(inv: &Invocation, config: &Config) -> (String, String) {
     (system, head + &user)
 }
 
-fn ask(
-    system: &str,
-    messages: &[llm::Message],
-    schema: &Value,
-    config: &Config,
-) -> Result<llm::Completion, PluginError> {
-    llm::complete(&llm::CompletionRequest {
-        system: system.to_string(),
-        messages: messages.to_vec(),
-        json_schema: Some(schema.to_string()),
-        max_tokens: config.max_tokens,
-        temperature: config.temperature,
-    })
-    .map_err(|e| match e {
+fn ask(request: &llm::CompletionRequest) -> Result<llm::Completion, PluginError> {
+    llm::complete(request).map_err(|e| match e {
         llm::LlmError::RateLimited(m) | llm::LlmError::Timeout(m) => PluginError::retryable(format!("llm: {m}")),
         llm::LlmError::BudgetExhausted(m) => PluginError::failed(format!("llm budget exhausted: {m}")),
         llm::LlmError::Refused(m) | llm::LlmError::InvalidResponse(m) | llm::LlmError::Denied(m) => {
@@ -161,17 +157,11 @@ fn ask(
 }
 
 /// The answer as a JSON object with the schema's required fields, or why not.
-fn parse(content: &str, schema: &Value) -> Result<Map<String, Value>, String> {
+fn parse(content: &str, required: &[String]) -> Result<Map<String, Value>, String> {
     let trimmed = content.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
     let value: Value = serde_json::from_str(trimmed).map_err(|e| format!("not valid JSON: {e}"))?;
     let obj = value.as_object().cloned().ok_or("not a JSON object")?;
-    let missing: Vec<&str> = schema["required"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.as_str())
-        .filter(|r| !obj.contains_key(*r))
-        .collect();
+    let missing: Vec<&str> = required.iter().map(String::as_str).filter(|r| !obj.contains_key(*r)).collect();
     if !missing.is_empty() {
         return Err(format!("missing required field(s): {}", missing.join(", ")));
     }
@@ -189,26 +179,34 @@ impl Agent for LlmAgent {
 
     fn handle(inv: Invocation) -> Result<Vec<Output>, PluginError> {
         let config: Config = inv.config()?;
-        let (schema, nested) = schema_of(&config.publishes)?;
+        let (schema, required, nested) = schema_of(&config.publishes)?;
         let (system, user) = prompt(&inv, &config);
-        let mut messages = vec![llm::Message { role: "user".into(), content: user }];
-        let first = ask(&system, &messages, &schema, &config)?;
-        let obj = match parse(&first.content, &schema) {
+        // One request, built once: a retry appends to its conversation.
+        let mut request = llm::CompletionRequest {
+            system,
+            messages: vec![llm::Message { role: "user".into(), content: user }],
+            json_schema: Some(schema),
+            max_tokens: config.max_tokens,
+            temperature: config.temperature,
+        };
+        let first = ask(&request)?;
+        let obj = match parse(&first.content, &required) {
             Ok(obj) => obj,
             Err(problem) => {
                 log(Level::Info, &format!("answer refused ({problem}); asking once more"));
-                messages.push(llm::Message { role: "assistant".into(), content: first.content });
-                messages.push(llm::Message {
+                request.messages.push(llm::Message { role: "assistant".into(), content: first.content });
+                request.messages.push(llm::Message {
                     role: "user".into(),
                     content: format!(
                         "That answer is {problem}. Reply again with only the JSON object matching the schema."
                     ),
                 });
-                let second = ask(&system, &messages, &schema, &config)?;
-                parse(&second.content, &schema)
+                let second = ask(&request)?;
+                parse(&second.content, &required)
                     .map_err(|p| PluginError::failed(format!("the model's answer is {p}, twice")))?
             }
         };
+        drop(request);
         let parent = inv.first_input()?.id.clone();
         let mut outputs = Vec::new();
         let mut discoveries = Vec::new();

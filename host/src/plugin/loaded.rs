@@ -442,7 +442,8 @@ impl LoadedPlugin {
         // yields within two, and one shorter than a tick never does. A yield lets the run
         // start another invocation beside the busy one, so with the first check one tick
         // on, microsecond calls that happened to span a tick boundary kept adding workers
-        // and warm instances (3.4 MB more at the cascade's N = 10,000, for no speed).
+        // and warm instances (12 MB more peak memory at the cascade's N = 100,000, for no
+        // speed).
         store.set_epoch_deadline(2);
         if self.fuel {
             store

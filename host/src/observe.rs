@@ -114,6 +114,12 @@ pub enum Event {
         /// The error.
         message: String,
     },
+    /// The run stopped: it ended (`complete`, `stalled`, …), or was interrupted
+    /// (`running`), paused or cancelled.
+    RunEnded {
+        /// How it stands now.
+        status: crate::run::RunStatus,
+    },
 }
 
 impl Event {
@@ -132,6 +138,7 @@ impl Event {
             Event::FilterFailed { .. } => "filter_failed",
             Event::PluginsLoaded { .. } => "plugins_loaded",
             Event::ReloadRejected { .. } => "reload_rejected",
+            Event::RunEnded { .. } => "run_ended",
         }
     }
 

@@ -20,6 +20,11 @@ pub enum RunStatus {
     /// summary's `provider` says which URL and why): the run stopped claiming, its work
     /// waits, and `murmur resume` goes on once the provider answers.
     ProviderUnavailable,
+    /// Stopped on request (`murmur serve`'s pause): what ran is committed, the rest
+    /// waits until the run is resumed. A restarted server leaves it paused.
+    Paused,
+    /// Cancelled on request: it claims nothing more, and no resume goes on with it.
+    Cancelled,
     /// Not ended: running now, or interrupted (see `murmur resume`). Only `status` says
     /// this. A store's status this build does not know reads as this.
     #[serde(other)]
@@ -35,16 +40,26 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::BudgetExhausted => "budget_exhausted",
             RunStatus::ProviderUnavailable => "provider_unavailable",
+            RunStatus::Paused => "paused",
+            RunStatus::Cancelled => "cancelled",
             RunStatus::Running => "running",
         }
     }
 }
 
 impl RunStatus {
-    /// Whether `murmur resume` goes on with a run in this status: interrupted, or
-    /// stopped by its provider's outage.
+    /// Whether `murmur resume` goes on with a run in this status: interrupted, paused,
+    /// or stopped by its provider's outage.
     pub fn resumable(self) -> bool {
-        matches!(self, RunStatus::Running | RunStatus::ProviderUnavailable)
+        matches!(
+            self,
+            RunStatus::Running | RunStatus::ProviderUnavailable | RunStatus::Paused
+        )
+    }
+
+    /// Whether the run has ended for good or for now (every status but `running`).
+    pub fn ended(self) -> bool {
+        self != RunStatus::Running
     }
 }
 
@@ -66,13 +81,15 @@ mod tests {
             RunStatus::Failed,
             RunStatus::BudgetExhausted,
             RunStatus::ProviderUnavailable,
+            RunStatus::Paused,
+            RunStatus::Cancelled,
             RunStatus::Running,
         ] {
             let json = serde_json::to_string(&s).expect("json");
             assert_eq!(json, format!("\"{}\"", s.as_str()));
             assert_eq!(serde_json::from_str::<RunStatus>(&json).expect("back"), s);
         }
-        let later: RunStatus = serde_json::from_str("\"paused\"").expect("read");
+        let later: RunStatus = serde_json::from_str("\"archived\"").expect("read");
         assert_eq!(later, RunStatus::Running);
     }
 }

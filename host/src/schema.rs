@@ -94,6 +94,9 @@ pub enum SchemaError {
         type_name: String,
         /// One line per violation: where in the payload, and what was expected.
         problems: Vec<String>,
+        /// Where each violation is, as a JSON pointer into the payload (`""` for the
+        /// payload itself), in the order of `problems`.
+        pointers: Vec<String>,
     },
 }
 
@@ -196,19 +199,20 @@ impl TypeRegistry {
         if ty.validator.is_valid(payload) {
             return Ok(());
         }
-        let problems = ty
+        let (problems, pointers) = ty
             .validator
             .iter_errors(payload)
             .take(8)
             .map(|e| {
-                let at = e.instance_path().to_string();
-                let at = if at.is_empty() { "/".to_string() } else { at };
-                format!("at {at}: {e}")
+                let pointer = e.instance_path().to_string();
+                let at = if pointer.is_empty() { "/" } else { &pointer };
+                (format!("at {at}: {e}"), pointer)
             })
-            .collect();
+            .unzip();
         Err(SchemaError::Invalid {
             type_name: type_name.to_string(),
             problems,
+            pointers,
         })
     }
 }
@@ -239,6 +243,10 @@ mod tests {
             .expect_err("invalid")
             .to_string();
         assert!(err.contains("/priority"), "{err}");
+        match reg.validate(WORK_DISCOVERY, &bad) {
+            Err(SchemaError::Invalid { pointers, .. }) => assert_eq!(pointers, ["/priority"]),
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
             reg.validate("Nope", &ok),
             Err(SchemaError::UnknownType(_))

@@ -79,6 +79,41 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// The summary of the run `record` describes, as its records in `store` stand now:
+    /// what `murmur status` prints, ended or not. Its phases come from the manifest the
+    /// run recorded; what the run's end named that the records do not hold (the
+    /// provider's outage) comes from its last summary.
+    pub fn of_record(
+        store: &dyn Store,
+        record: &crate::blackboard::RunRecord,
+    ) -> Result<Self, StoreError> {
+        let phases = crate::manifest::Manifest::parse(
+            std::path::Path::new(&record.manifest_path),
+            &record.manifest_text,
+        )
+        .map(|m| m.phases.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
+        .unwrap_or_default();
+        let elapsed = record
+            .finished_at_ms
+            .unwrap_or_else(crate::artifact::now_ms)
+            .saturating_sub(record.started_at_ms);
+        let mut summary = Self::from_store(
+            store,
+            &record.name,
+            &record.workflow_id,
+            phases,
+            record.status,
+            elapsed,
+        )?;
+        summary.llm = record.llm_usage.clone();
+        summary.provider = record
+            .summary
+            .as_ref()
+            .and_then(|s| s.get("provider"))
+            .and_then(|p| serde_json::from_value(p.clone()).ok());
+        Ok(summary)
+    }
+
     /// Build the summary of `workflow_id` from the store.
     pub fn from_store(
         store: &dyn Store,

@@ -79,6 +79,17 @@ pub enum WorkStatus {
 }
 
 impl WorkStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [WorkStatus; 7] = [
+        WorkStatus::Pending,
+        WorkStatus::Blocked,
+        WorkStatus::Active,
+        WorkStatus::Done,
+        WorkStatus::Failed,
+        WorkStatus::Duplicate,
+        WorkStatus::Cancelled,
+    ];
+
     /// Done, failed, duplicate or cancelled: nothing more will happen to it (a cancelled
     /// item is reopened only if a later invocation serves it after all).
     pub fn is_final(self) -> bool {
@@ -581,15 +592,7 @@ mod tests {
         assert_eq!(w.reason(), Some("cancelled"));
     }
 
-    const ALL: [WorkStatus; 7] = [
-        WorkStatus::Pending,
-        WorkStatus::Blocked,
-        WorkStatus::Active,
-        WorkStatus::Done,
-        WorkStatus::Failed,
-        WorkStatus::Duplicate,
-        WorkStatus::Cancelled,
-    ];
+    const ALL: [WorkStatus; 7] = WorkStatus::ALL;
 
     #[test]
     fn the_lifecycle_allows_exactly_the_documented_moves() {

@@ -12,7 +12,9 @@
 use super::by_id::{ById, Keyed};
 use super::ready::ReadyQueue;
 use super::tally::{Record, Tally};
-use super::{ArtifactCounts, ArtifactQuery, Commit, Store, StoreError};
+use super::{
+    ArtifactCounts, ArtifactQuery, Commit, KeyRecord, RunRecord, Store, StoreError, StoredEvent,
+};
 use crate::artifact::{Artifact, ArtifactId, SharedArtifact, Viewer, now_ms};
 use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
 use crate::name::Name;
@@ -123,6 +125,9 @@ impl Keyed for InvocationRecord {
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// Whether recorded events are kept (for a reader such as `murmur serve`'s event
+    /// stream); a batch run's memory store has no reader and keeps none.
+    keep_events: bool,
 }
 
 /// A hash map with foldhash's fast hasher.
@@ -143,6 +148,12 @@ struct Inner {
     tallies: Map<Name, Tally>,
     /// Plugin-private values by (workflow, plugin, key).
     kv: std::collections::BTreeMap<(String, String, String), String>,
+    /// Idempotency keys by (workflow, key).
+    keys: std::collections::HashMap<(String, String), KeyRecord>,
+    /// Runs' records, in the order first saved.
+    runs: Vec<RunRecord>,
+    /// Notable events, numbered from 1 in the order recorded.
+    events: Vec<(Name, StoredEvent)>,
 }
 
 impl MemoryStore {
@@ -192,6 +203,15 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that keeps the events recorded in it, for
+    /// [`Store::events_after`].
+    pub fn keeping_events() -> Self {
+        Self {
+            keep_events: true,
+            ..Self::default()
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -253,7 +273,15 @@ impl Store for MemoryStore {
                 return Err(StoreError::DuplicateArtifact(a.id));
             }
         }
+        for k in &commit.keys {
+            if g.keys.contains_key(&(k.workflow_id.clone(), k.key.clone())) {
+                return Err(StoreError::KeyTaken(k.key.clone()));
+            }
+        }
         let g = &mut *g;
+        for k in commit.keys {
+            g.keys.insert((k.workflow_id.clone(), k.key.clone()), k);
+        }
         for a in commit.artifacts {
             let counts = entry_mut(&mut g.counts, &a.workflow_id);
             counts.total += 1;
@@ -287,6 +315,106 @@ impl Store for MemoryStore {
 
     fn artifact(&self, id: &ArtifactId) -> Result<Option<SharedArtifact>, StoreError> {
         Ok(self.lock().artifacts.get(id).cloned())
+    }
+
+    fn artifacts_from(
+        &self,
+        workflow_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<SharedArtifact>, StoreError> {
+        // A walk over every artifact: a process's store nearly always holds one run, and
+        // the callers (the service's listings and event streams) read a page at a time.
+        let g = self.lock();
+        Ok(g.artifacts
+            .iter()
+            .filter(|a| &*a.workflow_id == workflow_id)
+            .skip(usize::try_from(from).unwrap_or(usize::MAX))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn idempotency_key(
+        &self,
+        workflow_id: &str,
+        key: &str,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .keys
+            .get(&(workflow_id.to_string(), key.to_string()))
+            .cloned())
+    }
+
+    fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let mut runs = self.lock().runs.clone();
+        runs.sort_by(|a, b| {
+            (b.started_at_ms, &b.workflow_id).cmp(&(a.started_at_ms, &a.workflow_id))
+        });
+        Ok(runs)
+    }
+
+    fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .runs
+            .iter()
+            .find(|r| r.workflow_id == workflow_id)
+            .cloned())
+    }
+
+    fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        match g.runs.iter_mut().find(|r| r.workflow_id == run.workflow_id) {
+            Some(r) => *r = run.clone(),
+            None => g.runs.push(run.clone()),
+        }
+        Ok(())
+    }
+
+    fn record_events(
+        &self,
+        workflow_id: &str,
+        events: &[crate::observe::Event],
+    ) -> Result<(), StoreError> {
+        if !self.keep_events {
+            return Ok(());
+        }
+        let mut g = self.lock();
+        let at_ms = now_ms();
+        for e in events.iter().filter(|e| e.is_notable()) {
+            let seq = g.events.len() as u64 + 1;
+            let data = serde_json::to_value(e).map_err(|e| StoreError::Backend(e.to_string()))?;
+            g.events.push((
+                Name::new(workflow_id),
+                StoredEvent {
+                    seq,
+                    at_ms,
+                    kind: e.kind().to_string(),
+                    data,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    fn events_after(
+        &self,
+        workflow_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let g = self.lock();
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(g.events.len());
+        Ok(g.events[start..]
+            .iter()
+            .filter(|(w, _)| &**w == workflow_id)
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
     }
 
     fn query(

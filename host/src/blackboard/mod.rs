@@ -69,6 +69,9 @@ pub enum StoreError {
     /// An artifact id was written twice.
     #[error("artifact {0} already exists: artifacts are immutable")]
     DuplicateArtifact(ArtifactId),
+    /// An idempotency key was taken twice.
+    #[error("idempotency key {0:?} is taken already")]
+    KeyTaken(String),
     /// A record referenced something the store does not have.
     #[error("{0}")]
     Missing(String),
@@ -89,13 +92,48 @@ pub struct Commit {
     pub work_items: Vec<WorkItem>,
     /// Invocations, inserted or replaced. A record with status `queued` enters the queue.
     pub invocations: Vec<InvocationRecord>,
+    /// Idempotency keys taken by this commit's publishes: each lands with what it
+    /// published, and a key already taken makes the whole commit fail.
+    pub keys: Vec<KeyRecord>,
 }
 
 impl Commit {
     /// Whether there is nothing to apply.
     pub fn is_empty(&self) -> bool {
-        self.artifacts.is_empty() && self.work_items.is_empty() && self.invocations.is_empty()
+        self.artifacts.is_empty()
+            && self.work_items.is_empty()
+            && self.invocations.is_empty()
+            && self.keys.is_empty()
     }
+}
+
+/// An idempotency key a publish from outside the run took: the same key and body get
+/// the first publish's answer again, the same key with another body is refused. Kept in
+/// the store, in the commit that published, so it holds across processes and restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The run published into.
+    pub workflow_id: String,
+    /// The client's key.
+    pub key: String,
+    /// The sha256 of the request's body, hex.
+    pub request_sha256: String,
+    /// The artifact the first request published.
+    pub artifact: ArtifactId,
+}
+
+/// An event a store recorded, numbered in the order recorded (`seq` grows across the
+/// store, not per run), so a reader can go on after the last one it saw.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Its number.
+    pub seq: u64,
+    /// When it was recorded (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// Its kind (`work_routed`, `run_ended`, …).
+    pub kind: String,
+    /// The event as JSON (its `kind` included).
+    pub data: serde_json::Value,
 }
 
 /// A blackboard query.
@@ -234,10 +272,45 @@ pub trait Store: Send + Sync {
     fn save_run(&self, _run: &RunRecord) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Every run the store holds, newest first.
+    fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// One run's record.
+    fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self
+            .runs()?
+            .into_iter()
+            .find(|r| r.workflow_id == workflow_id))
+    }
     /// Record the loop's notable events.
     fn record_events(&self, _workflow_id: &str, _events: &[Event]) -> Result<(), StoreError> {
         Ok(())
     }
+    /// A run's recorded events numbered after `after`, oldest first, at most `limit`.
+    fn events_after(
+        &self,
+        _workflow_id: &str,
+        _after: u64,
+        _limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// A run's artifacts from position `from` on (0 = its first), in the order
+    /// published, at most `limit`. A position is stable: the same artifact is at the
+    /// same position after a restart, so it serves as a cursor.
+    fn artifacts_from(
+        &self,
+        workflow_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<SharedArtifact>, StoreError>;
+    /// The idempotency key `key` of run `workflow_id`, if a publish took it.
+    fn idempotency_key(
+        &self,
+        workflow_id: &str,
+        key: &str,
+    ) -> Result<Option<KeyRecord>, StoreError>;
     /// Wait until everything committed so far is durable.
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())

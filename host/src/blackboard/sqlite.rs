@@ -21,7 +21,10 @@
 //! The schema is versioned (`meta.schema_version`): an older file is migrated when opened,
 //! a newer one is refused.
 
-use super::{ArtifactCounts, ArtifactQuery, Commit, MemoryStore, RunRecord, Store, StoreError};
+use super::{
+    ArtifactCounts, ArtifactQuery, Commit, KeyRecord, MemoryStore, RunRecord, Store, StoreError,
+    StoredEvent,
+};
 use crate::artifact::{Artifact, ArtifactId, SharedArtifact, Viewer};
 use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
 use crate::observe::Event;
@@ -88,6 +91,9 @@ const MIGRATIONS: &[&str] = &[
      DROP TABLE events;
      ALTER TABLE events_v4 RENAME TO events;
      CREATE INDEX events_by_workflow ON events (workflow_id, seq);",
+    // 5: idempotency keys of publishes from outside a run (`murmur serve`).
+    "CREATE TABLE idempotency_keys (workflow_id TEXT NOT NULL, key TEXT NOT NULL,
+                                    data TEXT NOT NULL, PRIMARY KEY (workflow_id, key));",
 ];
 
 /// The schema version this build writes.
@@ -376,10 +382,24 @@ impl SqliteStore {
             let (plugin, key, value) = row.map_err(|e| backend(&self.path, "cannot read kv", e))?;
             self.mem.kv_set(workflow_id, &plugin, &key, Some(value))?;
         }
+        let mut keys: Vec<KeyRecord> = Vec::new();
+        let mut stmt = conn
+            .prepare("SELECT data FROM idempotency_keys WHERE workflow_id = ?1")
+            .map_err(|e| backend(&self.path, "cannot read idempotency_keys", e))?;
+        let texts = stmt
+            .query_map(params![workflow_id], |r| r.get::<_, String>(0))
+            .map_err(|e| backend(&self.path, "cannot read idempotency_keys", e))?;
+        for t in texts {
+            let t = t.map_err(|e| backend(&self.path, "cannot read idempotency_keys", e))?;
+            keys.push(serde_json::from_str(&t).map_err(|e| {
+                backend(&self.path, "has an unreadable row in idempotency_keys", e)
+            })?);
+        }
         self.mem.commit(Commit {
             artifacts: artifacts.into_iter().map(SharedArtifact::new).collect(),
             work_items,
             invocations,
+            keys,
         })
     }
 
@@ -534,6 +554,9 @@ fn write_batch(
         let mut ev = tx.prepare_cached(
             "INSERT INTO events (workflow_id, at_ms, kind, data) VALUES (?1, ?2, ?3, ?4)",
         )?;
+        let mut keys = tx.prepare_cached(
+            "INSERT INTO idempotency_keys (workflow_id, key, data) VALUES (?1, ?2, ?3)",
+        )?;
         for msg in batch {
             match msg {
                 Msg::Commit(c) => {
@@ -560,6 +583,9 @@ fn write_batch(
                             status_text(&i.status),
                             json(i)?
                         ])?;
+                    }
+                    for k in &c.keys {
+                        keys.execute(params![k.workflow_id, k.key, json(k)?])?;
                     }
                 }
                 Msg::Run(r) => {
@@ -610,6 +636,7 @@ impl Store for SqliteStore {
             artifacts: commit.artifacts.clone(),
             work_items: commit.work_items.clone(),
             invocations: commit.invocations.clone(),
+            keys: commit.keys.clone(),
         };
         self.mem.commit(commit)?;
         self.send(Msg::Commit(copy))
@@ -617,6 +644,103 @@ impl Store for SqliteStore {
 
     fn artifact(&self, id: &ArtifactId) -> Result<Option<SharedArtifact>, StoreError> {
         self.mem.artifact(id)
+    }
+
+    fn artifacts_from(
+        &self,
+        workflow_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<SharedArtifact>, StoreError> {
+        // The mirror holds a run's artifacts in the order the file does.
+        self.mem.artifacts_from(workflow_id, from, limit)
+    }
+
+    fn idempotency_key(
+        &self,
+        workflow_id: &str,
+        key: &str,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.mem.idempotency_key(workflow_id, key)
+    }
+
+    fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        // The file's runs, as this process last saved them where it did: the writer may
+        // not have written the newest records yet.
+        let mut runs = SqliteStore::runs(self)?;
+        let mine = self.mem.runs()?;
+        runs.retain(|r| !mine.iter().any(|m| m.workflow_id == r.workflow_id));
+        runs.extend(mine);
+        runs.sort_by(|a, b| {
+            (b.started_at_ms, &b.workflow_id).cmp(&(a.started_at_ms, &a.workflow_id))
+        });
+        Ok(runs)
+    }
+
+    fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        if let Some(r) = self.mem.run(workflow_id)? {
+            return Ok(Some(r));
+        }
+        let conn =
+            Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
+        let text: Option<String> = conn
+            .query_row(
+                "SELECT data FROM runs WHERE workflow_id = ?1",
+                params![workflow_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| backend(&self.path, "cannot read runs", e))?;
+        text.map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| backend(&self.path, "has an unreadable run record", e))
+        })
+        .transpose()
+    }
+
+    fn events_after(
+        &self,
+        workflow_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn =
+            Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, at_ms, kind, data FROM events WHERE workflow_id = ?1 AND seq > ?2
+                 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(|e| backend(&self.path, "cannot read events", e))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    workflow_id,
+                    i64::try_from(after).unwrap_or(i64::MAX),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                },
+            )
+            .map_err(|e| backend(&self.path, "cannot read events", e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at_ms, kind, data) =
+                row.map_err(|e| backend(&self.path, "cannot read events", e))?;
+            out.push(StoredEvent {
+                seq: seq as u64,
+                at_ms: at_ms as u64,
+                kind,
+                data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
+            });
+        }
+        Ok(out)
     }
 
     fn query(
@@ -634,9 +758,9 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         self.send(Msg::Commit(Commit {
-            artifacts: Vec::new(),
             work_items: activated.into_iter().collect(),
             invocations: vec![claimed.clone()],
+            ..Default::default()
         }))?;
         Ok(Some(claimed))
     }
@@ -742,6 +866,7 @@ impl Store for SqliteStore {
     }
 
     fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.mem.save_run(run)?;
         self.send(Msg::Run(run.clone()))
     }
 
@@ -897,6 +1022,7 @@ mod tests {
                         store
                             .commit(Commit {
                                 artifacts: vec![],
+                                keys: vec![],
                                 work_items: vec![],
                                 invocations: vec![i],
                             })
@@ -933,6 +1059,7 @@ mod tests {
         store
             .commit(Commit {
                 artifacts: vec![],
+                keys: vec![],
                 work_items: vec![work],
                 invocations: vec![inv("i1", 0), inv("i2", 1)],
             })
@@ -975,6 +1102,7 @@ mod tests {
         let work = WorkItem::new(ArtifactId::named("w1"), "wf", "analysis", Priority::Medium);
         let commit = |w: WorkItem| Commit {
             artifacts: vec![],
+            keys: vec![],
             work_items: vec![w],
             invocations: vec![InvocationRecord::queued("wf", "a", vec![], 0)],
         };
@@ -1024,6 +1152,7 @@ mod tests {
         let mut batch = vec![
             Msg::Commit(Commit {
                 artifacts: vec![],
+                keys: vec![],
                 work_items: vec![work(WorkStatus::Pending)],
                 invocations: vec![
                     inv("i1", InvocationStatus::Queued),
@@ -1033,6 +1162,7 @@ mod tests {
             Msg::Flush(mpsc::channel().0),
             Msg::Commit(Commit {
                 artifacts: vec![],
+                keys: vec![],
                 work_items: vec![work(WorkStatus::Done)],
                 invocations: vec![inv("i1", InvocationStatus::Done)],
             }),

@@ -17,8 +17,11 @@ use tokio::sync::mpsc;
 pub(crate) fn exit_code(status: RunStatus) -> i32 {
     match status {
         RunStatus::Complete => 0,
-        RunStatus::Stalled | RunStatus::BudgetExhausted | RunStatus::Running => 3,
-        RunStatus::Failed => 1,
+        RunStatus::Stalled
+        | RunStatus::BudgetExhausted
+        | RunStatus::Running
+        | RunStatus::Paused => 3,
+        RunStatus::Failed | RunStatus::Cancelled => 1,
         RunStatus::ProviderUnavailable => 4,
     }
 }
@@ -244,6 +247,7 @@ async fn progress(mut rx: mpsc::UnboundedReceiver<Event>) {
             Event::ReloadRejected { file, message } => Some(format!(
                 "  ⟳ hot load of {file} rejected (the running version stays): {message}"
             )),
+            Event::RunEnded { .. } => None,
             Event::RecoverySpawned { failed, recovery } => Some(format!(
                 "  ✚ work {failed} failed for good; recovery work {recovery} spawned"
             )),

@@ -3,6 +3,7 @@
 use super::report::{Reporting, report};
 use super::store::{Access, RunSelector};
 use anyhow::{Result, bail};
+use murmur::blackboard::RunRecord;
 use murmur::manifest::Manifest;
 use murmur::workflow::Workflow;
 use std::path::PathBuf;
@@ -29,24 +30,7 @@ impl ResumeCommand {
         let manifest = Manifest::parse(&path, &record.manifest_text)?;
         let options = super::settings::load_options(Some(&manifest));
         let wf = Workflow::from_manifest(manifest, options)?;
-        for used in &record.plugins {
-            match wf.plugins.iter().find(|p| *p.name == *used.name) {
-                Some(p) if p.sha256 == used.sha256 => {}
-                Some(p) => bail!(
-                    "plugin '{}' ({}) changed since run {} started (sha256 {} then, {} now); resume refuses to mix plugin versions",
-                    used.name,
-                    used.path,
-                    record.workflow_id,
-                    used.sha256,
-                    p.sha256
-                ),
-                None => bail!(
-                    "plugin '{}' of run {} is gone",
-                    used.name,
-                    record.workflow_id
-                ),
-            }
-        }
+        same_plugins(&wf, &record)?;
         if !self.quiet {
             eprintln!(
                 "murmur: resuming '{}' run {} ({}) from {}",
@@ -62,4 +46,28 @@ impl ResumeCommand {
         };
         report(Arc::new(wf), store, reporting, Some(record), None)
     }
+}
+
+/// Refuse to go on with `record`'s run if a plugin it used changed or is gone: a run
+/// never mixes plugin versions.
+pub(super) fn same_plugins(wf: &Workflow, record: &RunRecord) -> Result<()> {
+    for used in &record.plugins {
+        match wf.plugins.iter().find(|p| *p.name == *used.name) {
+            Some(p) if p.sha256 == used.sha256 => {}
+            Some(p) => bail!(
+                "plugin '{}' ({}) changed since run {} started (sha256 {} then, {} now); resume refuses to mix plugin versions",
+                used.name,
+                used.path,
+                record.workflow_id,
+                used.sha256,
+                p.sha256
+            ),
+            None => bail!(
+                "plugin '{}' of run {} is gone",
+                used.name,
+                record.workflow_id
+            ),
+        }
+    }
+    Ok(())
 }

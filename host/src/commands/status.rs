@@ -5,9 +5,7 @@ use super::store::{Access, RunSelector};
 use anyhow::Result;
 use murmur::artifact::now_ms;
 use murmur::invocation::InvocationStatus;
-use murmur::manifest::Manifest;
 use murmur::summary::RunSummary;
-use std::path::Path;
 
 /// Where a run stands: per phase, per agent, open and blocked work.
 #[derive(Debug, clap::Args)]
@@ -22,29 +20,7 @@ pub(crate) struct StatusCommand {
 impl StatusCommand {
     pub(crate) fn execute(self) -> Result<i32> {
         let (store, record) = self.run.open(Access::Read)?;
-        let status = record.status;
-        let phases = Manifest::parse(Path::new(&record.manifest_path), &record.manifest_text)
-            .map(|m| m.phases.iter().map(|p| p.name.clone()).collect::<Vec<_>>())
-            .unwrap_or_default();
-        let elapsed = record
-            .finished_at_ms
-            .unwrap_or_else(now_ms)
-            .saturating_sub(record.started_at_ms);
-        let mut summary = RunSummary::from_store(
-            store.as_ref(),
-            &record.name,
-            &record.workflow_id,
-            phases,
-            status,
-            elapsed,
-        )?;
-        summary.llm = record.llm_usage.clone();
-        // What the run's end named that the store's records do not hold.
-        summary.provider = record
-            .summary
-            .as_ref()
-            .and_then(|s| s.get("provider"))
-            .and_then(|p| serde_json::from_value(p.clone()).ok());
+        let summary = RunSummary::of_record(store.as_ref(), &record)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
             return Ok(0);

@@ -249,7 +249,9 @@ fn plugin(
     let span = p.span();
     let p = p.into_inner();
     let name = p.name.get_ref().clone();
-    if name.is_empty() || name == "user" || name == "host" {
+    // `user` publishes the manifest's inputs, `host` the host's own artifacts, `api`
+    // what is published from outside a run (`murmur serve`).
+    if name.is_empty() || name == "user" || name == "host" || name == "api" {
         return Err(at(
             p.name.span(),
             format!("plugin name '{name}' is reserved or empty"),

@@ -95,6 +95,8 @@ pub(super) struct Cascade<'a> {
     work_order: Vec<ArtifactId>,
     artifacts: Vec<SharedArtifact>,
     invocations: Vec<InvocationRecord>,
+    /// Idempotency keys the published artifacts take.
+    pub keys: Vec<crate::blackboard::KeyRecord>,
     /// Events to report once the commit succeeds.
     pub events: Vec<Event>,
 }
@@ -229,6 +231,7 @@ impl<'a> Cascade<'a> {
             work_order: Vec::new(),
             artifacts: Vec::new(),
             invocations: Vec::new(),
+            keys: Vec::new(),
             events: Vec::new(),
         }
     }
@@ -639,6 +642,7 @@ impl<'a> Cascade<'a> {
             work_order,
             artifacts,
             invocations,
+            keys,
             events,
             ..
         } = self;
@@ -647,6 +651,7 @@ impl<'a> Cascade<'a> {
             artifacts,
             work_items,
             invocations,
+            keys,
         })?;
         Ok(events)
     }

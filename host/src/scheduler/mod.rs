@@ -14,6 +14,7 @@
 
 mod cascade;
 mod execute;
+mod external;
 mod inputs;
 mod metrics;
 mod plan;
@@ -42,6 +43,10 @@ use std::time::Instant;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+pub use external::{
+    IdempotencyKey, PRODUCER as API_PRODUCER, Problem, Publish, PublishError, Published,
+};
+
 /// Why a run could not go on.
 #[derive(Debug, Error)]
 pub enum RunError {
@@ -67,6 +72,7 @@ pub struct Scheduler {
     /// worker tasks each hold one.)
     current: Arc<std::sync::RwLock<Arc<Workflow>>>,
     reloads: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Reload>>>>,
+    publishes: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Publish>>>>,
     store: Arc<dyn Store>,
     events: Option<mpsc::UnboundedSender<Event>>,
     dispatch_samples: Option<Arc<std::sync::Mutex<Vec<u32>>>>,
@@ -130,6 +136,7 @@ impl Scheduler {
         Self {
             current: Arc::new(std::sync::RwLock::new(wf)),
             reloads: Arc::new(std::sync::Mutex::new(None)),
+            publishes: Arc::new(std::sync::Mutex::new(None)),
             store,
             events: None,
             dispatch_samples: None,
@@ -155,6 +162,15 @@ impl Scheduler {
     pub fn with_reloads(self, rx: mpsc::UnboundedReceiver<Reload>) -> Self {
         if let Ok(mut r) = self.reloads.lock() {
             *r = Some(rx);
+        }
+        self
+    }
+
+    /// Take artifacts to publish from `rx` while running (see [`Publish`]). A publish
+    /// sent after the run has ended is dropped unanswered: its reply channel closes.
+    pub fn with_publishes(self, rx: mpsc::UnboundedReceiver<Publish>) -> Self {
+        if let Ok(mut p) = self.publishes.lock() {
+            *p = Some(rx);
         }
         self
     }
@@ -223,8 +239,18 @@ impl Scheduler {
 
     /// Publish the manifest's inputs as a new workflow run and run it until idle.
     pub async fn run(&self) -> Result<RunSummary, RunError> {
+        self.run_as(Self::new_run_id()).await
+    }
+
+    /// A new run's id (a UUIDv7: runs sort by when they started).
+    pub fn new_run_id() -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+
+    /// [`Scheduler::run`] under a run id chosen by the caller (who names the run to
+    /// others before it starts): an id no run in the store has.
+    pub async fn run_as(&self, workflow_id: String) -> Result<RunSummary, RunError> {
         let started = Instant::now();
-        let workflow_id = uuid::Uuid::now_v7().to_string();
         let mut record = self.new_record(&workflow_id);
         self.store.save_run(&record)?;
         let mut state = CascadeState::default();
@@ -346,6 +372,102 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Publish an artifact sent from outside the run, and answer the sender.
+    fn publish_external(
+        &self,
+        workflow_id: &str,
+        state: &mut CascadeState,
+        mut publish: Publish,
+    ) -> Result<(), RunError> {
+        let outcome = self.try_publish_external(workflow_id, state, &mut publish);
+        let failed = match &outcome {
+            Err(PublishError::Failed(message)) => Some(message.clone()),
+            _ => None,
+        };
+        let _ = publish.reply.send(outcome);
+        match failed {
+            Some(message) => Err(RunError::Inputs(message)),
+            None => Ok(()),
+        }
+    }
+
+    fn try_publish_external(
+        &self,
+        workflow_id: &str,
+        state: &mut CascadeState,
+        publish: &mut Publish,
+    ) -> Result<Published, PublishError> {
+        let wf = self.wf();
+        wf.types
+            .validate(&publish.type_name, &publish.payload)
+            .map_err(PublishError::from_schema)?;
+        if let Some(key) = &publish.key {
+            let existing = self
+                .store
+                .idempotency_key(workflow_id, &key.key)
+                .map_err(|e| PublishError::Failed(e.to_string()))?;
+            if let Some(settled) = external::settled_by_key(existing, key) {
+                return settled;
+            }
+        }
+        let mut output = external::output(publish);
+        if output.type_name == WORK_DISCOVERY
+            && let Some(router) = &wf.router
+        {
+            output.routing = router.place(&mut output.payload, API_PRODUCER, workflow_id);
+        }
+        let mut outputs = [output];
+        place(&wf, &mut outputs, |phases| {
+            cascade::known_work(state, self.store.as_ref(), phases)
+        })
+        .map_err(|e| PublishError::Failed(e.to_string()))?;
+        let [output] = outputs;
+        let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
+        let failed = |e: StoreError| PublishError::Failed(e.to_string());
+        // A discovery naming blockers the run does not hold is the client's mistake.
+        let plan = plan::blocking(&mut cascade, state, std::slice::from_ref(&output))
+            .map_err(failed)?
+            .map_err(|m| PublishError::Invalid {
+                type_name: output.type_name.to_string(),
+                problems: vec![Problem {
+                    pointer: "/blocking_work_ids".into(),
+                    message: m,
+                }],
+            })?;
+        let planned = plan.into_iter().next();
+        let placement = output.placement.map(|p| Checked::resolve(*p, &[]));
+        let id = cascade
+            .publish(
+                Draft {
+                    id: planned.as_ref().and_then(|p| p.id),
+                    type_name: output.type_name,
+                    payload: output.payload,
+                    producer: API_PRODUCER.into(),
+                    tags: output.tags,
+                    visibility: output.visibility,
+                    routing: output.routing,
+                    blocked_by: planned.map(|p| p.blocked_by).unwrap_or_default(),
+                    placement,
+                    ..Default::default()
+                },
+                state,
+            )
+            .map_err(failed)?;
+        if let Some(key) = publish.key.take() {
+            cascade.keys.push(crate::blackboard::KeyRecord {
+                workflow_id: workflow_id.to_string(),
+                key: key.key,
+                request_sha256: key.request_sha256,
+                artifact: id,
+            });
+        }
+        let events = cascade
+            .commit()
+            .map_err(|e| PublishError::Failed(e.to_string()))?;
+        self.emit(workflow_id, events);
+        Ok(Published::Created(id))
+    }
+
     async fn drive(
         &self,
         workflow_id: &str,
@@ -382,6 +504,7 @@ impl Scheduler {
             started_invocations = invocations.iter().filter(|i| i.attempts > 0).count() as u64;
         })?;
         let mut reloads = self.reloads.lock().ok().and_then(|mut r| r.take());
+        let mut publishes = self.publishes.lock().ok().and_then(|mut p| p.take());
         let pool = pool::Pool::new(pool::Shared::new(
             std::mem::take(state),
             started_invocations,
@@ -411,6 +534,7 @@ impl Scheduler {
             &shared_run.pool,
             feed,
             &mut reloads,
+            &mut publishes,
             &monitoring,
         );
         // What runs finishes and commits; then the runtime, and every task's hold on
@@ -436,6 +560,12 @@ impl Scheduler {
             summary.llm = self.wf().llm.as_ref().map(|l| l.usage());
             run.llm_usage = summary.llm.clone();
             self.store.save_run(run)?;
+            self.emit(
+                workflow_id,
+                vec![Event::RunEnded {
+                    status: RunStatus::Running,
+                }],
+            );
             self.store.flush()?;
             return Ok(summary);
         }
@@ -463,6 +593,12 @@ impl Scheduler {
         run.finished_at_ms = Some(now_ms());
         run.summary = serde_json::to_value(&summary).ok();
         self.store.save_run(run)?;
+        self.emit(
+            workflow_id,
+            vec![Event::RunEnded {
+                status: summary.status,
+            }],
+        );
         self.store.flush()?;
         Ok(summary)
     }

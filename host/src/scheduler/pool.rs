@@ -435,11 +435,13 @@ impl Scheduler {
         pool: &Pool,
         feed: InputFeed,
         reloads: &mut Option<UnboundedReceiver<Reload>>,
+        publishes: &mut Option<UnboundedReceiver<super::Publish>>,
         monitoring: &MonitoringPolicy,
     ) -> Result<(), RunError> {
         self.feed(workflow_id, pool, feed);
         let mut g = Some(pool.lock());
-        let outcome = self.coordinate_locked(workflow_id, pool, &mut g, reloads, monitoring);
+        let outcome =
+            self.coordinate_locked(workflow_id, pool, &mut g, reloads, publishes, monitoring);
         let mut g = match g {
             Some(g) => g,
             None => pool.lock(),
@@ -485,6 +487,7 @@ impl Scheduler {
         pool: &'p Pool,
         slot: &mut Option<MutexGuard<'p, Shared>>,
         reloads: &mut Option<UnboundedReceiver<Reload>>,
+        publishes: &mut Option<UnboundedReceiver<super::Publish>>,
         monitoring: &MonitoringPolicy,
     ) -> Result<(), RunError> {
         let wait = |slot: &mut Option<MutexGuard<'p, Shared>>, timeout: Option<Duration>| {
@@ -525,8 +528,35 @@ impl Scheduler {
                     continue;
                 }
             }
+            if let Some(rx) = publishes.as_mut() {
+                let mut published = false;
+                loop {
+                    match rx.try_recv() {
+                        Ok(publish) => {
+                            if !self.stop.stopping() {
+                                let shared = &mut **g;
+                                self.publish_external(workflow_id, &mut shared.state, publish)?;
+                                published = true;
+                            }
+                            // A stopping run publishes nothing more: the dropped reply
+                            // tells the sender.
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            *publishes = None;
+                            break;
+                        }
+                    }
+                }
+                if published {
+                    wake_workers(pool, g);
+                    continue;
+                }
+            }
             if !g.quiescent {
-                let timeout = reloads.is_some().then_some(RELOAD_POLL);
+                // Hot loads and publishes arrive without waking this thread: look again
+                // every few milliseconds while they may come.
+                let timeout = (reloads.is_some() || publishes.is_some()).then_some(RELOAD_POLL);
                 wait(slot, timeout);
                 continue;
             }

@@ -21,4 +21,5 @@ mod polyglot;
 mod recovery;
 mod reuse;
 mod routing;
+mod serve;
 mod validators;

@@ -11,6 +11,7 @@ mod new;
 mod report;
 mod resume;
 mod run;
+mod serve;
 mod settings;
 mod soak;
 mod status;
@@ -36,6 +37,7 @@ enum Command {
     Resume(resume::ResumeCommand),
     Status(status::StatusCommand),
     Graph(graph::GraphCommand),
+    Serve(serve::ServeCommand),
     New(new::NewCommand),
     Inspect(inspect::InspectCommand),
     Bench(bench::BenchCommand),
@@ -60,6 +62,7 @@ pub(crate) fn main() -> Result<i32> {
         Command::Resume(c) => c.execute(),
         Command::Status(c) => c.execute(),
         Command::Graph(c) => c.execute(),
+        Command::Serve(c) => c.execute(),
         Command::New(c) => c.execute(),
         Command::Inspect(c) => c.execute(),
         Command::Bench(c) => c.execute(),

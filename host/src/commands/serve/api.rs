@@ -1,0 +1,827 @@
+//! HTTP API v1: the handlers, their request and answer types, and the OpenAPI document
+//! generated from them (`/v1/openapi.json`).
+//!
+//! Every error is a JSON object `{"error": {"status", "message", "pointer"?,
+//! "problems"?}}`; `pointer` is a JSON pointer into the request body where the request
+//! is wrong. Bodies are read as bytes and parsed here, so a malformed body is answered
+//! with its line and column, and an idempotency key is compared on the bytes received.
+
+use super::events;
+use super::runs::{Runs, RunsError, Source};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use murmur::artifact::{ArtifactId, SharedArtifact, Visibility};
+use murmur::graph::Graph;
+use murmur::scheduler::{IdempotencyKey, Problem, Publish, PublishError, Published};
+use murmur::summary::{RunStatus, RunSummary};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::Digest;
+use std::sync::Arc;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+/// The server's state, shared by every handler.
+pub(crate) type AppState = Arc<Runs>;
+
+/// The OpenAPI 3.1 document of API v1.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "murmur",
+        description = "Self-improving multi-agent workflows on sandboxed WebAssembly agents: start runs, publish into them, watch and steer them.",
+        version = "1"
+    ),
+    paths(
+        start_workflow,
+        list_workflows,
+        get_workflow,
+        pause_workflow,
+        resume_workflow,
+        cancel_workflow,
+        publish_artifact,
+        list_artifacts,
+        get_artifact,
+        list_work,
+        get_graph,
+        events::stream,
+        super::health::healthz,
+        super::health::readyz,
+        super::health::metrics,
+    ),
+    components(schemas(
+        StartRequest,
+        Started,
+        RunListing,
+        RunListingItem,
+        StatusChange,
+        PublishRequest,
+        PublishAnswer,
+        ArtifactPage,
+        WorkPage,
+        ErrorBody,
+        ErrorDetail,
+        ProblemBody
+    ))
+)]
+pub(crate) struct ApiDoc;
+
+/// `GET /v1/openapi.json`.
+pub(crate) async fn openapi() -> Response {
+    match ApiDoc::openapi().to_json() {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
+    }
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+    pointer: Option<String>,
+    problems: Vec<Problem>,
+}
+
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// The HTTP status.
+    status: u16,
+    /// What went wrong, for a person.
+    message: String,
+    /// Where in the request body, as a JSON pointer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pointer: Option<String>,
+    /// Every schema violation, when the body broke a schema.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<ProblemBody>,
+}
+
+/// One schema violation.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProblemBody {
+    /// Where, as a JSON pointer into the request body.
+    pointer: String,
+    /// What was expected there.
+    message: String,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            pointer: None,
+            problems: Vec::new(),
+        }
+    }
+
+    fn at(mut self, pointer: impl Into<String>) -> Self {
+        self.pointer = Some(pointer.into());
+        self
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                status: self.status.as_u16(),
+                message: self.message,
+                pointer: self.pointer,
+                problems: self
+                    .problems
+                    .into_iter()
+                    .map(|p| ProblemBody {
+                        pointer: p.pointer,
+                        message: p.message,
+                    })
+                    .collect(),
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<RunsError> for ApiError {
+    fn from(e: RunsError) -> Self {
+        let status = match &e {
+            RunsError::NotFound(_) => StatusCode::NOT_FOUND,
+            RunsError::Conflict { .. } => StatusCode::CONFLICT,
+            RunsError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            RunsError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<murmur::blackboard::StoreError> for ApiError {
+    fn from(e: murmur::blackboard::StoreError) -> Self {
+        ApiError::internal(format!("store: {e}"))
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Parse a JSON request body: a malformed one is 400 with its line and column, one of
+/// the wrong shape 422 with the JSON pointer of the field at fault.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body is not JSON: {e} (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    let mut track = serde_path_to_error::Track::new();
+    T::deserialize(serde_path_to_error::Deserializer::new(&value, &mut track)).map_err(|e| {
+        let pointer = pointer_of(&track.path());
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the body at {}: {e}",
+                if pointer.is_empty() { "/" } else { &pointer }
+            ),
+        )
+        .at(pointer)
+    })
+}
+
+/// A serde path (`a.b[2]`) as a JSON pointer (`/a/b/2`).
+fn pointer_of(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        out.push('/');
+        match segment {
+            Segment::Seq { index } => out.push_str(&index.to_string()),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                out.push_str(&key.replace('~', "~0").replace('/', "~1"))
+            }
+            Segment::Unknown => out.push('?'),
+        }
+    }
+    out
+}
+
+/// What to start: a manifest file the server can read, or manifest text.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StartRequest {
+    /// A manifest path on the server's machine.
+    manifest_path: Option<String>,
+    /// Manifest text (TOML).
+    manifest: Option<String>,
+    /// Where the relative paths of `manifest` resolve (default: the server's directory).
+    base_dir: Option<String>,
+}
+
+/// A started run.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Started {
+    /// The run's id.
+    workflow_id: String,
+    /// `running`.
+    status: String,
+}
+
+/// Start a workflow run.
+#[utoipa::path(post, path = "/v1/workflows", request_body = StartRequest,
+    responses((status = 201, body = Started), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn start_workflow(
+    State(runs): State<AppState>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Started>)> {
+    let request: StartRequest = parse_body(&body)?;
+    let source = match (request.manifest_path, request.manifest) {
+        (Some(path), None) if request.base_dir.is_none() => Source::Path(path.into()),
+        (None, Some(text)) => Source::Text {
+            text,
+            base_dir: request.base_dir.map(Into::into),
+        },
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "give `manifest_path`, or `manifest` and optionally `base_dir`",
+            )
+            .at(""));
+        }
+    };
+    let id = runs.start(source).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Started {
+            workflow_id: id,
+            status: RunStatus::Running.to_string(),
+        }),
+    ))
+}
+
+/// The runs a store holds.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RunListing {
+    /// Newest first.
+    workflows: Vec<RunListingItem>,
+}
+
+/// One run.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RunListingItem {
+    workflow_id: String,
+    name: String,
+    status: String,
+    started_at_ms: u64,
+    finished_at_ms: Option<u64>,
+    /// Whether this server drives it now.
+    live: bool,
+}
+
+/// List runs, newest first.
+#[utoipa::path(get, path = "/v1/workflows", responses((status = 200, body = RunListing)))]
+pub(crate) async fn list_workflows(State(runs): State<AppState>) -> ApiResult<Json<RunListing>> {
+    let workflows = runs
+        .store()
+        .runs()?
+        .into_iter()
+        .map(|r| RunListingItem {
+            live: runs.is_live(&r.workflow_id),
+            workflow_id: r.workflow_id,
+            name: r.name,
+            status: r.status.to_string(),
+            started_at_ms: r.started_at_ms,
+            finished_at_ms: r.finished_at_ms,
+        })
+        .collect();
+    Ok(Json(RunListing { workflows }))
+}
+
+/// A run's summary: the object `murmur run --json` prints.
+#[utoipa::path(get, path = "/v1/workflows/{id}", params(("id" = String, Path, description = "The run's id")),
+    responses((status = 200, description = "The run summary", body = Object), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_workflow(
+    State(runs): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunSummary>> {
+    let record = runs.record(&id)?;
+    Ok(Json(RunSummary::of_record(runs.store(), &record)?))
+}
+
+/// A run's status after a change.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StatusChange {
+    workflow_id: String,
+    status: String,
+}
+
+fn changed(id: String, status: RunStatus) -> Json<StatusChange> {
+    Json(StatusChange {
+        workflow_id: id,
+        status: status.to_string(),
+    })
+}
+
+/// Pause a running run: it claims nothing more, what runs finishes, and it waits.
+#[utoipa::path(post, path = "/v1/workflows/{id}/pause", params(("id" = String, Path)),
+    responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn pause_workflow(
+    State(runs): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<StatusChange>> {
+    let status = runs.pause(&id).await?;
+    Ok(changed(id, status))
+}
+
+/// Resume a paused or interrupted run.
+#[utoipa::path(post, path = "/v1/workflows/{id}/resume", params(("id" = String, Path)),
+    responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn resume_workflow(
+    State(runs): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<StatusChange>> {
+    let status = runs.resume(&id).await?;
+    Ok(changed(id, status))
+}
+
+/// Cancel a run for good.
+#[utoipa::path(post, path = "/v1/workflows/{id}/cancel", params(("id" = String, Path)),
+    responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn cancel_workflow(
+    State(runs): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<StatusChange>> {
+    let status = runs.cancel(&id).await?;
+    Ok(changed(id, status))
+}
+
+/// An artifact to publish into a run.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PublishRequest {
+    /// Its type, declared by the workflow (or built in).
+    #[serde(rename = "type")]
+    type_name: String,
+    /// Its payload, checked against the type's schema.
+    #[schema(value_type = Object)]
+    payload: Value,
+    /// Its tags.
+    #[serde(default)]
+    tags: Vec<String>,
+    /// Who may see it (default: everyone), e.g. `{"kind": "tenant", "value": "acme"}`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    visibility: Visibility,
+}
+
+/// A published artifact.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PublishAnswer {
+    /// The artifact's id.
+    id: String,
+    /// Whether this answers a request made before with the same idempotency key.
+    repeated: bool,
+}
+
+/// Publish an artifact into a run. With an `Idempotency-Key` header, the same key and
+/// body publish once and answer the same; the same key with another body is 409. A run
+/// that had ended goes on with the artifact.
+#[utoipa::path(post, path = "/v1/workflows/{id}/artifacts", params(("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Publish once per key")),
+    request_body = PublishRequest,
+    responses((status = 201, body = PublishAnswer), (status = 200, description = "A repeated request", body = PublishAnswer),
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn publish_artifact(
+    State(runs): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<PublishAnswer>)> {
+    let key = match headers.get("idempotency-key") {
+        Some(v) => {
+            let key = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255);
+            let Some(key) = key else {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "Idempotency-Key: expected 1 to 255 visible ASCII characters",
+                ));
+            };
+            Some(IdempotencyKey {
+                key: key.to_string(),
+                request_sha256: hex(&sha2::Sha256::digest(&body)),
+            })
+        }
+        None => None,
+    };
+    let request: PublishRequest = parse_body(&body)?;
+    // A run drops the publishes it had not taken when it stops (its loop ended as this
+    // one came): nothing of them was published, so the request is sent again.
+    for _ in 0..5 {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let publish = Publish {
+            type_name: request.type_name.clone(),
+            payload: request.payload.clone(),
+            tags: request.tags.clone(),
+            visibility: request.visibility.clone(),
+            key: key.clone(),
+            reply,
+        };
+        runs.publish(&id, publish).await?;
+        match answer.await {
+            Ok(Ok(Published::Created(artifact))) => {
+                return Ok((
+                    StatusCode::CREATED,
+                    Json(PublishAnswer {
+                        id: artifact.to_string(),
+                        repeated: false,
+                    }),
+                ));
+            }
+            Ok(Ok(Published::Repeated(artifact))) => {
+                return Ok((
+                    StatusCode::OK,
+                    Json(PublishAnswer {
+                        id: artifact.to_string(),
+                        repeated: true,
+                    }),
+                ));
+            }
+            Ok(Err(e)) => return Err(publish_error(e)),
+            Err(_) => continue,
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("run {id} stopped each time before it took the artifact; nothing was published"),
+    ))
+}
+
+fn publish_error(e: PublishError) -> ApiError {
+    match e {
+        PublishError::UnknownType(t) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("unknown artifact type '{t}'"),
+        )
+        .at("/type"),
+        PublishError::Invalid {
+            type_name,
+            problems,
+        } => {
+            let problems: Vec<Problem> = problems
+                .into_iter()
+                .map(|p| Problem {
+                    pointer: format!("/payload{}", p.pointer),
+                    message: p.message,
+                })
+                .collect();
+            let first = problems.first().map(|p| p.pointer.clone());
+            let mut error = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "the payload violates the schema of '{type_name}': {}",
+                    problems
+                        .iter()
+                        .map(|p| p.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            );
+            error.pointer = first;
+            error.problems = problems;
+            error
+        }
+        PublishError::KeyReused { key, artifact } => ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "Idempotency-Key '{key}' was used before with another body (it published {artifact})"
+            ),
+        ),
+        PublishError::Failed(m) => ApiError::internal(m),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Filters and a page of artifacts.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ArtifactFilter {
+    /// Only this type.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    type_name: Option<String>,
+    /// Only artifacts of work in this phase.
+    phase: Option<String>,
+    /// Only this producer (`user`: the manifest's inputs, `api`: published here).
+    producer: Option<String>,
+    /// Only artifacts of this work item.
+    work_item: Option<String>,
+    /// Only this visibility kind: `public`, `private`, `labels` or `tenant`.
+    visibility: Option<String>,
+    /// Where the last page ended (its `next_cursor`).
+    cursor: Option<String>,
+    /// At most this many (1 to 1000, default 100).
+    limit: Option<usize>,
+}
+
+/// A page of artifacts.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ArtifactPage {
+    /// The artifacts, in the order published.
+    #[schema(value_type = Vec<Object>)]
+    artifacts: Vec<Value>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// List a run's artifacts, oldest first, filtered, a page at a time.
+#[utoipa::path(get, path = "/v1/workflows/{id}/artifacts", params(("id" = String, Path), ArtifactFilter),
+    responses((status = 200, body = ArtifactPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn list_artifacts(
+    State(runs): State<AppState>,
+    Path(id): Path<String>,
+    Query(filter): Query<ArtifactFilter>,
+) -> ApiResult<Json<ArtifactPage>> {
+    runs.record(&id)?;
+    let limit = filter.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit: expected 1 to 1000",
+        ));
+    }
+    let mut at: u64 = match &filter.cursor {
+        Some(c) => c.parse().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("cursor '{c}': expected a next_cursor this API gave"),
+            )
+        })?,
+        None => 0,
+    };
+    if let Some(v) = &filter.visibility
+        && !["public", "private", "labels", "tenant"].contains(&v.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("visibility '{v}': expected public, private, labels or tenant"),
+        ));
+    }
+    let work_item = match &filter.work_item {
+        Some(w) => Some(w.parse::<ArtifactId>().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("work_item '{w}': not an id"),
+            )
+        })?),
+        None => None,
+    };
+    let store = runs.store();
+    let mut artifacts = Vec::new();
+    const SCAN: usize = 512;
+    loop {
+        let batch = store.artifacts_from(&id, at, SCAN)?;
+        let n = batch.len();
+        for a in batch {
+            at += 1;
+            if keep(store, &filter, work_item.as_ref(), &a)? {
+                artifacts.push(artifact_json(&a)?);
+                if artifacts.len() == limit {
+                    let more = !store.artifacts_from(&id, at, 1)?.is_empty();
+                    return Ok(Json(ArtifactPage {
+                        artifacts,
+                        next_cursor: more.then(|| at.to_string()),
+                    }));
+                }
+            }
+        }
+        if n < SCAN {
+            return Ok(Json(ArtifactPage {
+                artifacts,
+                next_cursor: None,
+            }));
+        }
+    }
+}
+
+fn keep(
+    store: &dyn murmur::Store,
+    filter: &ArtifactFilter,
+    work_item: Option<&ArtifactId>,
+    a: &SharedArtifact,
+) -> ApiResult<bool> {
+    if filter
+        .type_name
+        .as_deref()
+        .is_some_and(|t| *a.type_name != *t)
+        || filter
+            .producer
+            .as_deref()
+            .is_some_and(|p| *a.producer != *p)
+        || work_item.is_some_and(|w| a.work_item.as_ref() != Some(w))
+    {
+        return Ok(false);
+    }
+    if let Some(kind) = &filter.visibility {
+        let actual = match a.visibility() {
+            Visibility::Public => "public",
+            Visibility::Private(_) => "private",
+            Visibility::Labels(_) => "labels",
+            Visibility::Tenant(_) => "tenant",
+        };
+        if actual != kind {
+            return Ok(false);
+        }
+    }
+    if let Some(phase) = &filter.phase {
+        let of = match &a.work_item {
+            Some(w) => store.work_phase(w)?,
+            None => None,
+        };
+        if of.as_deref() != Some(phase.as_str()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn artifact_json(a: &SharedArtifact) -> ApiResult<Value> {
+    serde_json::to_value(&**a).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// One artifact.
+#[utoipa::path(get, path = "/v1/workflows/{id}/artifacts/{artifact}",
+    params(("id" = String, Path), ("artifact" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_artifact(
+    State(runs): State<AppState>,
+    Path((id, artifact)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    runs.record(&id)?;
+    let parsed: ArtifactId = artifact
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("no artifact {artifact} in run {id}")))?;
+    match runs.store().artifact(&parsed)? {
+        Some(a) if *a.workflow_id == *id => Ok(Json(artifact_json(&a)?)),
+        _ => Err(ApiError::not_found(format!(
+            "no artifact {artifact} in run {id}"
+        ))),
+    }
+}
+
+/// Work item filter and page.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct WorkFilter {
+    /// Only this status: pending, blocked, active, done, failed, duplicate, cancelled.
+    status: Option<String>,
+    /// Only work in this phase.
+    phase: Option<String>,
+    /// Where the last page ended (its `next`).
+    cursor: Option<String>,
+    /// At most this many (1 to 1000, default 100).
+    limit: Option<usize>,
+}
+
+/// A page of a run's work items.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WorkPage {
+    /// In creation order: each with its `id`, `phase`, `status`, `description`,
+    /// `priority`, blockers and attempts.
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<Value>,
+    /// Pass as `cursor` for the next page; null on the last.
+    next: Option<String>,
+}
+
+/// List a run's work items, by status and phase, a page at a time.
+#[utoipa::path(get, path = "/v1/workflows/{id}/work", params(("id" = String, Path), WorkFilter),
+    responses((status = 200, body = WorkPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn list_work(
+    State(runs): State<AppState>,
+    Path(id): Path<String>,
+    Query(filter): Query<WorkFilter>,
+) -> ApiResult<Json<WorkPage>> {
+    runs.record(&id)?;
+    let limit = page_limit(filter.limit)?;
+    let from = cursor_of(filter.cursor.as_deref())?;
+    if let Some(s) = &filter.status
+        && !murmur::work::WorkStatus::ALL
+            .iter()
+            .any(|w| w.to_string() == *s)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("status '{s}': not a work item status"),
+        ));
+    }
+    let mut items = Vec::new();
+    let mut next = None;
+    let all = runs.store().work_items(&id)?;
+    for (position, w) in all.iter().enumerate().skip(from as usize) {
+        if filter
+            .status
+            .as_deref()
+            .is_some_and(|s| w.status().to_string() != s)
+            || filter.phase.as_deref().is_some_and(|p| *w.phase != *p)
+        {
+            continue;
+        }
+        if items.len() == limit {
+            next = Some(position.to_string());
+            break;
+        }
+        items.push(serde_json::to_value(w).map_err(|e| ApiError::internal(e.to_string()))?);
+    }
+    Ok(Json(WorkPage { items, next }))
+}
+
+/// A page size: 1 to 1000, default 100.
+fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit: expected 1 to 1000",
+        ));
+    }
+    Ok(limit)
+}
+
+/// A position a page ended at, as this API gave it.
+fn cursor_of(cursor: Option<&str>) -> ApiResult<u64> {
+    match cursor {
+        Some(c) => c.parse().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("cursor '{c}': expected a cursor this API gave"),
+            )
+        }),
+        None => Ok(0),
+    }
+}
+
+/// Graph format.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GraphFormat {
+    /// `mermaid` (default), `dot` or `json`.
+    format: Option<String>,
+}
+
+/// A run's cascade: artifacts and their parents, grouped by phase.
+#[utoipa::path(get, path = "/v1/workflows/{id}/graph", params(("id" = String, Path), GraphFormat),
+    responses((status = 200, description = "Mermaid or DOT text, or JSON nodes and edges"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_graph(
+    State(runs): State<AppState>,
+    Path(id): Path<String>,
+    Query(format): Query<GraphFormat>,
+) -> ApiResult<Response> {
+    runs.record(&id)?;
+    let graph = Graph::from_store(runs.store(), &id)?;
+    Ok(match format.format.as_deref().unwrap_or("mermaid") {
+        "mermaid" => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            graph.mermaid(),
+        )
+            .into_response(),
+        "dot" => (
+            [(header::CONTENT_TYPE, "text/vnd.graphviz; charset=utf-8")],
+            graph.dot(),
+        )
+            .into_response(),
+        "json" => Json(json!(graph)).into_response(),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("format '{other}': expected mermaid, dot or json"),
+            ));
+        }
+    })
+}
+
+/// Anything else under `/v1`.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint (see /v1/openapi.json)")
+}

@@ -1,0 +1,195 @@
+//! `/healthz`, `/readyz` and `/metrics`: what an orchestrator and a Prometheus scraper
+//! ask of a server.
+
+use super::api::{ApiError, AppState};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use murmur::summary::RunSummary;
+use std::fmt::Write;
+
+/// The process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "`ok`")))]
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The store answers: a flush reaches it (a SQLite file whose writer failed does not).
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "`ready`"),
+    (status = 503, description = "The store does not answer")))]
+pub(crate) async fn readyz(State(runs): State<AppState>) -> Response {
+    let flushed = tokio::task::spawn_blocking(move || runs.store().flush()).await;
+    match flushed {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")).into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Metrics in Prometheus' text format: per run, artifacts by type, invocations by agent
+/// and outcome, faults by class, invocations queued and running, model tokens by agent
+/// and phase; and runs by status.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format 0.0.4")))]
+pub(crate) async fn metrics(State(runs): State<AppState>) -> Result<Response, ApiError> {
+    let text = tokio::task::spawn_blocking(move || render(&runs))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// A label value, escaped as the text format wants.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn render(runs: &AppState) -> Result<String, ApiError> {
+    let records = runs.store().runs()?;
+    let mut out = String::new();
+    let mut by_status = std::collections::BTreeMap::<String, u64>::new();
+    for r in &records {
+        *by_status.entry(r.status.to_string()).or_default() += 1;
+    }
+    out.push_str("# HELP murmur_runs Runs in the store, by status.\n# TYPE murmur_runs gauge\n");
+    for (status, n) in &by_status {
+        let _ = writeln!(out, "murmur_runs{{status=\"{status}\"}} {n}");
+    }
+    out.push_str(
+        "# HELP murmur_runs_live Runs this server drives now.\n# TYPE murmur_runs_live gauge\n",
+    );
+    let _ = writeln!(out, "murmur_runs_live {}", runs.live_count());
+    let mut artifacts = String::new();
+    let mut invocations = String::new();
+    let mut faults = String::new();
+    let mut queued = String::new();
+    let mut running = String::new();
+    let mut tokens_agent = String::new();
+    let mut tokens_phase = String::new();
+    for record in &records {
+        // Metrics of the runs this server has read or driven; others are only records.
+        if !runs.is_loaded(&record.workflow_id) {
+            continue;
+        }
+        let wf = label(&record.workflow_id);
+        let summary = RunSummary::of_record(runs.store(), record)?;
+        let counts = runs.store().counts(&record.workflow_id)?;
+        for (ty, n) in &counts.by_type {
+            let _ = writeln!(
+                artifacts,
+                "murmur_artifacts_total{{workflow_id=\"{wf}\",type=\"{}\"}} {n}",
+                label(ty)
+            );
+        }
+        for (agent, a) in &summary.agents {
+            let agent = label(agent);
+            let _ = writeln!(
+                invocations,
+                "murmur_invocations_total{{workflow_id=\"{wf}\",agent=\"{agent}\",outcome=\"done\"}} {}",
+                a.invocations.saturating_sub(a.failed)
+            );
+            let _ = writeln!(
+                invocations,
+                "murmur_invocations_total{{workflow_id=\"{wf}\",agent=\"{agent}\",outcome=\"failed\"}} {}",
+                a.failed
+            );
+        }
+        for (class, n) in &summary.faults {
+            let _ = writeln!(
+                faults,
+                "murmur_faults_total{{workflow_id=\"{wf}\",class=\"{}\"}} {n}",
+                label(class)
+            );
+        }
+        let (mut q, mut r) = (0u64, 0u64);
+        runs.store().scan(&record.workflow_id, &mut |_, all| {
+            for i in all {
+                match i.status {
+                    murmur::invocation::InvocationStatus::Queued => q += 1,
+                    murmur::invocation::InvocationStatus::Running => r += 1,
+                    _ => {}
+                }
+            }
+        })?;
+        let _ = writeln!(
+            queued,
+            "murmur_invocations_queued{{workflow_id=\"{wf}\"}} {q}"
+        );
+        let _ = writeln!(
+            running,
+            "murmur_invocations_running{{workflow_id=\"{wf}\"}} {r}"
+        );
+        if let Some(usage) = &record.llm_usage {
+            for (agent, n) in &usage.by_agent {
+                let _ = writeln!(
+                    tokens_agent,
+                    "murmur_llm_tokens_total{{workflow_id=\"{wf}\",agent=\"{}\"}} {n}",
+                    label(agent)
+                );
+            }
+            for (phase, n) in &usage.by_phase {
+                let _ = writeln!(
+                    tokens_phase,
+                    "murmur_llm_phase_tokens_total{{workflow_id=\"{wf}\",phase=\"{}\"}} {n}",
+                    label(phase)
+                );
+            }
+        }
+    }
+    for (name, kind, help, body) in [
+        (
+            "murmur_artifacts_total",
+            "counter",
+            "Artifacts published, by type.",
+            &artifacts,
+        ),
+        (
+            "murmur_invocations_total",
+            "counter",
+            "Invocations finished, by agent and outcome.",
+            &invocations,
+        ),
+        (
+            "murmur_faults_total",
+            "counter",
+            "Plugin faults, by class.",
+            &faults,
+        ),
+        (
+            "murmur_invocations_queued",
+            "gauge",
+            "Invocations waiting to run.",
+            &queued,
+        ),
+        (
+            "murmur_invocations_running",
+            "gauge",
+            "Invocations in flight.",
+            &running,
+        ),
+        (
+            "murmur_llm_tokens_total",
+            "counter",
+            "Language-model tokens, by agent.",
+            &tokens_agent,
+        ),
+        (
+            "murmur_llm_phase_tokens_total",
+            "counter",
+            "Language-model tokens, by phase.",
+            &tokens_phase,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        out.push_str(body);
+    }
+    Ok(out)
+}

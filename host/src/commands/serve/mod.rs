@@ -1,0 +1,156 @@
+//! `murmur serve`: the engine as a long-running service that people and programs talk
+//! to over HTTP (API v1, JSON; described at `/v1/openapi.json`).
+//!
+//! One server, one store, several runs at once. The store is the truth — a run's
+//! status, its artifacts, its events — so a server that stops (a signal, a crash) loses
+//! nothing: the next one on the same store resumes every run left `running`, and a
+//! client's event stream goes on where it left off.
+
+mod api;
+mod auth;
+mod events;
+mod health;
+mod runs;
+
+use super::store::StoreSpec;
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::routing::{get, post};
+use murmur::blackboard::{MemoryStore, SqliteStore, Store};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Serve workflows over HTTP until SIGINT or SIGTERM.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeCommand {
+    /// Where the blackboard lives: `memory` or `sqlite:PATH` (created if missing).
+    #[arg(long, default_value = "sqlite:murmur.db")]
+    store: StoreSpec,
+    /// The address to listen on (port 0: any free port; the address taken is printed).
+    /// Without `--token-env` only a loopback address is accepted.
+    #[arg(long, default_value = "127.0.0.1:7700")]
+    listen: SocketAddr,
+    /// The environment variable holding the bearer token every request must carry
+    /// (`Authorization: Bearer …`; `/healthz` and `/readyz` excepted).
+    #[arg(long, value_name = "NAME")]
+    token_env: Option<String>,
+}
+
+impl ServeCommand {
+    pub(crate) fn execute(self) -> Result<i32> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting tokio")?;
+        runtime.block_on(self.serve())
+    }
+
+    async fn serve(self) -> Result<i32> {
+        let token = match &self.token_env {
+            Some(name) => {
+                let token = std::env::var(name)
+                    .with_context(|| format!("--token-env {name}: the variable is not set"))?;
+                if token.trim().len() < 16 {
+                    bail!("--token-env {name}: the token is shorter than 16 characters");
+                }
+                Some(Arc::<str>::from(token.trim()))
+            }
+            None if !self.listen.ip().is_loopback() => bail!(
+                "--listen {}: without --token-env the server listens on loopback only (127.0.0.1 or ::1)",
+                self.listen
+            ),
+            None => None,
+        };
+        let (store, sqlite): (Arc<dyn Store>, Option<Arc<SqliteStore>>) = match &self.store {
+            StoreSpec::Memory => (Arc::new(MemoryStore::keeping_events()), None),
+            StoreSpec::Sqlite(path) => {
+                let store = SqliteStore::open(path)?;
+                store.claim_writer()?;
+                store.check()?;
+                let store = Arc::new(store);
+                (store.clone(), Some(store))
+            }
+        };
+        let base = std::env::current_dir().context("finding the current directory")?;
+        let runs = runs::Runs::new(store.clone(), sqlite, base);
+        let resumed = runs.resume_interrupted().await?;
+        let listener = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("listening on {}", self.listen))?;
+        let addr = listener.local_addr()?;
+        eprintln!(
+            "murmur: serving {} on http://{addr} (API: http://{addr}/v1/openapi.json){}",
+            store.describe(),
+            if resumed.is_empty() {
+                String::new()
+            } else {
+                format!("; resumed {} interrupted run(s)", resumed.len())
+            }
+        );
+        println!("listening http://{addr}");
+        let app = router(runs.clone(), token);
+        let shutdown = async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving")?;
+        eprintln!(
+            "murmur: stopping: the running runs finish what runs and stay `running` for the next server"
+        );
+        runs.shutdown().await;
+        store.close()?;
+        Ok(0)
+    }
+}
+
+/// The routes of API v1 and the service endpoints; with `token`, every route but the
+/// health checks asks for it.
+fn router(runs: Arc<runs::Runs>, token: Option<Arc<str>>) -> Router {
+    let health = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(runs.clone());
+    let api = Router::new()
+        .route("/v1/openapi.json", get(api::openapi))
+        .route(
+            "/v1/workflows",
+            post(api::start_workflow).get(api::list_workflows),
+        )
+        .route("/v1/workflows/{id}", get(api::get_workflow))
+        .route("/v1/workflows/{id}/pause", post(api::pause_workflow))
+        .route("/v1/workflows/{id}/resume", post(api::resume_workflow))
+        .route("/v1/workflows/{id}/cancel", post(api::cancel_workflow))
+        .route(
+            "/v1/workflows/{id}/artifacts",
+            post(api::publish_artifact).get(api::list_artifacts),
+        )
+        .route(
+            "/v1/workflows/{id}/artifacts/{artifact}",
+            get(api::get_artifact),
+        )
+        .route("/v1/workflows/{id}/work", get(api::list_work))
+        .route("/v1/workflows/{id}/graph", get(api::get_graph))
+        .route("/v1/workflows/{id}/events", get(events::stream))
+        .route("/metrics", get(health::metrics))
+        .fallback(api::not_found)
+        .with_state(runs);
+    let api = match token {
+        Some(token) => api.layer(axum::middleware::from_fn(move |request, next| {
+            auth::require(token.clone(), request, next)
+        })),
+        None => api,
+    };
+    health.merge(api)
+}

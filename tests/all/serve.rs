@@ -1,0 +1,807 @@
+//! `murmur serve`: the real binary on a loopback port, a real SQLite file, and HTTP
+//! spoken over a plain socket.
+
+use crate::helpers::{PHASES_AND_NOTE, expand, murmur, probe, repo};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `murmur serve` process; killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(db: &Path) -> Self {
+        Self::start_with(db, &[], &[])
+    }
+
+    fn start_with(db: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = murmur()
+            .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+            .arg(format!("sqlite:{}", db.display()))
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir(repo())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("murmur serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("murmur serve says where it listens");
+        let addr = line
+            .trim()
+            .strip_prefix("listening http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("murmur serve said {line:?}"));
+        Self { child, addr }
+    }
+
+    /// Stop with SIGTERM, as an orchestrator would; the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid, not yet waited for.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait");
+        std::mem::forget(self);
+        status
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::forget(self);
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        self.request("GET", path, &[], None)
+    }
+
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request("POST", path, &[], Some(body.to_string().as_bytes()))
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> (u16, Value) {
+        let (status, text) = request(self.addr, method, path, headers, body);
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// Poll a run until its status is not `running`.
+    fn wait_ended(&self, id: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, summary) = self.get(&format!("/v1/workflows/{id}"));
+            assert_eq!(status, 200, "{summary}");
+            if summary["status"] != "running" {
+                return summary;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "run {id} still running"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the status and the body as text.
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let body = body.unwrap_or_default();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("write");
+    s.write_all(body).expect("write");
+    let mut reader = BufReader::new(s);
+    let (status, chunked) = read_head(&mut reader);
+    let mut out = Vec::new();
+    if chunked {
+        while let Some(chunk) = read_chunk(&mut reader) {
+            out.extend(chunk);
+        }
+    } else {
+        reader.read_to_end(&mut out).expect("read");
+    }
+    (status, String::from_utf8_lossy(&out).into_owned())
+}
+
+/// The status line and headers; whether the body is chunked.
+fn read_head(reader: &mut impl BufRead) -> (u16, bool) {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("status line {line:?}"));
+    let mut chunked = false;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header");
+        if line.trim().is_empty() {
+            return (status, chunked);
+        }
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
+    }
+}
+
+fn read_chunk(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let size = usize::from_str_radix(line.trim(), 16).ok()?;
+    if size == 0 {
+        return None;
+    }
+    let mut chunk = vec![0; size + 2];
+    reader.read_exact(&mut chunk).ok()?;
+    chunk.truncate(size);
+    Some(chunk)
+}
+
+/// One Server-Sent Event: its kind, id and data.
+#[derive(Debug, Clone, PartialEq)]
+struct Sse {
+    event: String,
+    id: String,
+    data: Value,
+}
+
+/// Read a run's event stream until `until` says stop; the events read.
+fn events(
+    addr: SocketAddr,
+    id: &str,
+    last_event_id: Option<&str>,
+    until: impl Fn(&[Sse]) -> bool,
+) -> Vec<Sse> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let resume = last_event_id
+        .map(|l| format!("Last-Event-ID: {l}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET /v1/workflows/{id}/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n{resume}\r\n"
+    )
+    .expect("write");
+    let mut reader = BufReader::new(s);
+    let (status, chunked) = read_head(&mut reader);
+    assert_eq!(status, 200);
+    assert!(chunked, "an event stream is chunked");
+    let mut text = String::new();
+    let mut out = Vec::new();
+    while !until(&out) {
+        let chunk = read_chunk(&mut reader).expect("the stream goes on");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let mut e = Sse {
+                event: String::new(),
+                id: String::new(),
+                data: Value::Null,
+            };
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    e.event = v.into();
+                } else if let Some(v) = line.strip_prefix("id: ") {
+                    e.id = v.into();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    e.data = serde_json::from_str(v).expect("data is JSON");
+                }
+            }
+            // Keep-alive comments carry no event.
+            if !e.event.is_empty() {
+                out.push(e);
+            }
+        }
+    }
+    out
+}
+
+fn auth_demo() -> String {
+    repo()
+        .join("examples/auth-system/workflow.toml")
+        .display()
+        .to_string()
+}
+
+fn start(server: &Server, manifest: Value) -> String {
+    let (status, body) = server.post("/v1/workflows", manifest);
+    assert_eq!(status, 201, "{body}");
+    body["workflow_id"].as_str().expect("an id").to_string()
+}
+
+/// A run that takes a while: one invocation at a time, each spinning until its
+/// 300 ms deadline, one per input.
+fn slow_manifest(inputs: usize) -> String {
+    let mut text = format!(
+        "[workflow]\nname = \"slow\"\n[workflow.limits]\nconcurrency = 1\nthreads = 1\n{PHASES_AND_NOTE}"
+    );
+    text.push_str(&probe("spinner", "mode = \"loop\"", "Note", None).replace(
+        "world = \"agent\"\n",
+        "world = \"agent\"\nlimits = { timeout_ms = 300 }\n",
+    ));
+    for i in 0..inputs {
+        text.push_str(&format!(
+            "\n[[input]]\ntype = \"Note\"\npayload = {{ n = {i} }}\n"
+        ));
+    }
+    expand(&text)
+}
+
+fn db(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("serve.db")
+}
+
+#[test]
+fn a_served_run_ends_as_the_same_run_in_batch_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let id = start(&server, json!({ "manifest_path": auth_demo() }));
+    let served = server.wait_ended(&id);
+    let batch = murmur()
+        .args(["run", "--quiet", "--json", "--store", "memory"])
+        .arg(auth_demo())
+        .output()
+        .expect("murmur run");
+    let batch: Value = serde_json::from_slice(&batch.stdout).expect("batch summary");
+    for field in [
+        "status",
+        "artifacts",
+        "invocations",
+        "by_type",
+        "phases",
+        "work",
+    ] {
+        assert_eq!(served[field], batch[field], "{field}");
+    }
+    let (status, list) = server.get("/v1/workflows");
+    assert_eq!(status, 200);
+    assert_eq!(list["workflows"][0]["workflow_id"], id.as_str());
+    assert_eq!(list["workflows"][0]["status"], "complete");
+    // The same run from the store, by the batch command.
+    server.stop();
+    let status = murmur()
+        .args(["status", "--json", "--workflow", &id, "--store"])
+        .arg(format!("sqlite:{}", db(&dir).display()))
+        .output()
+        .expect("murmur status");
+    let stored: Value = serde_json::from_slice(&status.stdout).expect("status json");
+    assert_eq!(stored["artifacts"], served["artifacts"]);
+}
+
+#[test]
+fn a_bad_request_is_answered_with_its_status_and_the_json_pointer_at_fault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let id = start(&server, json!({ "manifest_path": auth_demo() }));
+    server.wait_ended(&id);
+    let path = format!("/v1/workflows/{id}/artifacts");
+    let discovery = json!({"description": "d", "phase": "analysis", "done_definition": "x", "discovered_by": "ops"});
+
+    let mut bad = discovery.clone();
+    bad["priority"] = json!("urgent");
+    let (status, body) = server.post(&path, json!({"type": "WorkDiscovery", "payload": bad}));
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["pointer"], "/payload/priority", "{body}");
+    assert_eq!(body["error"]["problems"][0]["pointer"], "/payload/priority");
+
+    let mut missing = discovery.clone();
+    missing.as_object_mut().expect("object").remove("phase");
+    let (status, body) = server.post(&path, json!({"type": "WorkDiscovery", "payload": missing}));
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("phase")),
+        "{body}"
+    );
+
+    let (status, body) = server.post(&path, json!({"type": "Nope", "payload": {}}));
+    assert_eq!((status, &body["error"]["pointer"]), (422, &json!("/type")));
+
+    let (status, body) = server.post(
+        &path,
+        json!({"type": "WorkDiscovery", "payload": discovery, "tags": "x"}),
+    );
+    assert_eq!(
+        (status, &body["error"]["pointer"]),
+        (422, &json!("/tags")),
+        "{body}"
+    );
+
+    let (status, body) = server.post(
+        &path,
+        json!({"type": "WorkDiscovery", "payload": discovery, "colour": 1}),
+    );
+    assert_eq!(status, 422, "{body}");
+
+    let (status, body) = server.request(
+        "POST",
+        &path,
+        &[],
+        Some(b"{\"type\": \"WorkDiscovery\",\n \"payload\": {"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("line 2")),
+        "{body}"
+    );
+
+    let (status, body) = server.get("/v1/workflows/no-such-run");
+    assert_eq!((status, body["error"]["status"].as_u64()), (404, Some(404)));
+    let (status, _) = server.get(&format!("/v1/workflows/{id}/artifacts/not-an-id"));
+    assert_eq!(status, 404);
+    let (status, body) = server.get("/v1/nothing-here");
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = server.get(&format!("/v1/workflows/{id}/artifacts?limit=0"));
+    assert_eq!(status, 400);
+    let (status, _) = server.get(&format!("/v1/workflows/{id}/artifacts?cursor=zz"));
+    assert_eq!(status, 400);
+    let (status, _) = server.post("/v1/workflows", json!({"manifest": "[workflow"}));
+    assert_eq!(status, 422);
+    let (status, _) = server.post("/v1/workflows", json!({}));
+    assert_eq!(status, 422);
+
+    // Nothing refused was published.
+    let (_, page) = server.get(&format!("{path}?producer=api"));
+    assert_eq!(page["artifacts"], json!([]));
+}
+
+#[test]
+fn fifty_concurrent_publishes_with_one_key_publish_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let id = start(&server, json!({ "manifest_path": auth_demo() }));
+    server.wait_ended(&id);
+    let path = format!("/v1/workflows/{id}/artifacts");
+    let body = json!({"type": "WorkDiscovery", "payload": {
+        "description": "Add rate limiting to the login endpoint", "phase": "analysis",
+        "done_definition": "limits in place", "discovered_by": "ops", "priority": "high"}})
+    .to_string();
+    let addr = server.addr;
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| {
+                let (body, path) = (body.clone(), path.clone());
+                s.spawn(move || {
+                    request(
+                        addr,
+                        "POST",
+                        &path,
+                        &[("Idempotency-Key", "rate-limit-1")],
+                        Some(body.as_bytes()),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let mut created = 0;
+    let mut ids = std::collections::BTreeSet::new();
+    for (status, text) in &answers {
+        let v: Value = serde_json::from_str(text).expect("json");
+        match status {
+            201 => created += 1,
+            200 => assert_eq!(v["repeated"], true),
+            other => panic!("{other}: {text}"),
+        }
+        ids.insert(v["id"].as_str().expect("id").to_string());
+    }
+    assert_eq!(created, 1, "one request publishes");
+    assert_eq!(ids.len(), 1, "every answer names the same artifact");
+    let published = ids.into_iter().next().expect("one id");
+
+    // Another body under the same key is refused; a new key publishes.
+    let other = body.replace("high", "low");
+    let (status, _) = server.request(
+        "POST",
+        &path,
+        &[("Idempotency-Key", "rate-limit-1")],
+        Some(other.as_bytes()),
+    );
+    assert_eq!(status, 409);
+
+    // The run went on with the discovery: it was analysed.
+    let summary = server.wait_ended(&id);
+    assert_eq!(summary["status"], "complete", "{summary}");
+    let (_, page) = server.get(&format!("{path}?producer=api"));
+    assert_eq!(
+        page["artifacts"].as_array().map(Vec::len),
+        Some(1),
+        "{page}"
+    );
+    let (_, work) = server.get(&format!("{path}?work_item={published}&type=AnalysisResult"));
+    assert_eq!(
+        work["artifacts"].as_array().map(Vec::len),
+        Some(1),
+        "{work}"
+    );
+
+    // The key holds across a restart: it is in the store.
+    server.stop();
+    let server = Server::start(&db(&dir));
+    let (status, again) = server.request(
+        "POST",
+        &path,
+        &[("Idempotency-Key", "rate-limit-1")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(
+        (status, again["id"].as_str()),
+        (200, Some(published.as_str())),
+        "{again}"
+    );
+}
+
+#[test]
+fn an_event_stream_resumes_after_a_restart_with_nothing_lost_or_repeated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let id = start(&server, json!({ "manifest_path": auth_demo() }));
+    let ended = |e: &[Sse]| e.iter().any(|e| e.event == "run_ended");
+    let all = events(server.addr, &id, None, ended);
+    let summary = server.wait_ended(&id);
+    let published = all.iter().filter(|e| e.event == "published").count();
+    assert_eq!(Some(published as u64), summary["artifacts"].as_u64());
+    for kind in ["work_routed", "work_duplicate", "invocation_failed"] {
+        assert!(all.iter().any(|e| e.event == kind), "no {kind} in {all:?}");
+    }
+    let ids: std::collections::BTreeSet<&str> = all.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids.len(), all.len(), "ids are unique");
+
+    // Disconnect after the tenth event; a new server on the same store goes on after it.
+    server.stop();
+    let server = Server::start(&db(&dir));
+    let n = all.len();
+    assert!(n > 10, "{all:?}");
+    let rest = events(server.addr, &id, Some(&all[9].id), |e| e.len() == n - 10);
+    // An id names both positions, the recorded events' and the artifacts': what comes
+    // after it is every event of either kind past its own position, each once (their
+    // interleaving follows what was in the store when each stream read it).
+    let position = |e: &Sse| -> (u64, u64) {
+        let (a, b) = e.id.split_once('.').expect("E.A");
+        (a.parse().expect("E"), b.parse().expect("A"))
+    };
+    let (seen_events, seen_artifacts) = position(&all[9]);
+    let mut expected: Vec<String> = all
+        .iter()
+        .filter(|e| {
+            let (ev, art) = position(e);
+            if e.event == "published" {
+                art > seen_artifacts
+            } else {
+                ev > seen_events
+            }
+        })
+        .map(|e| e.data.to_string())
+        .collect();
+    let mut got: Vec<String> = rest.iter().map(|e| e.data.to_string()).collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected);
+    // And nothing more comes for an ended run.
+    let (status, _) = request(
+        server.addr,
+        "GET",
+        &format!("/v1/workflows/{id}/events?after=x"),
+        &[],
+        None,
+    );
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn pause_resume_and_cancel_move_a_run_as_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let id = start(&server, json!({ "manifest": slow_manifest(40) }));
+    std::thread::sleep(Duration::from_millis(700));
+    let (status, body) = server.post(&format!("/v1/workflows/{id}/pause"), json!({}));
+    assert_eq!((status, &body["status"]), (200, &json!("paused")), "{body}");
+    let paused = server.get(&format!("/v1/workflows/{id}")).1;
+    assert_eq!(paused["status"], "paused");
+    let done = paused["invocations"].as_u64().expect("count");
+    assert!(done < 40, "paused before the end: {paused}");
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        server.get(&format!("/v1/workflows/{id}")).1["invocations"],
+        paused["invocations"],
+        "a paused run runs nothing"
+    );
+    // A paused run takes no artifacts until resumed.
+    let (status, _) = server.post(
+        &format!("/v1/workflows/{id}/artifacts"),
+        json!({"type": "Note", "payload": {}}),
+    );
+    assert_eq!(status, 409);
+
+    let (status, body) = server.post(&format!("/v1/workflows/{id}/resume"), json!({}));
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("running")),
+        "{body}"
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let (status, body) = server.post(&format!("/v1/workflows/{id}/cancel"), json!({}));
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("cancelled")),
+        "{body}"
+    );
+    let cancelled = server.get(&format!("/v1/workflows/{id}")).1;
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(
+        cancelled["invocations"].as_u64() > Some(done),
+        "it ran again: {cancelled}"
+    );
+    let (status, _) = server.post(&format!("/v1/workflows/{id}/resume"), json!({}));
+    assert_eq!(status, 409, "a cancelled run stays cancelled");
+
+    // A server restart leaves a cancelled run alone, and resumes one left running.
+    let other = start(&server, json!({ "manifest": slow_manifest(6) }));
+    std::thread::sleep(Duration::from_millis(400));
+    server.kill();
+    let server = Server::start(&db(&dir));
+    let summary = server.wait_ended(&other);
+    assert_ne!(summary["status"], "running");
+    assert_eq!(summary["invocations"], 6, "{summary}");
+    assert_eq!(
+        server.get(&format!("/v1/workflows/{id}")).1["status"],
+        "cancelled"
+    );
+    let (status, _) = server.post(&format!("/v1/workflows/{other}/pause"), json!({}));
+    assert_eq!(status, 409, "only a running run pauses");
+}
+
+#[test]
+fn artifacts_page_with_a_cursor_and_filter_by_type_phase_and_producer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let id = start(&server, json!({ "manifest_path": auth_demo() }));
+    let summary = server.wait_ended(&id);
+    let total = summary["artifacts"].as_u64().expect("artifacts") as usize;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/workflows/{id}/artifacts?limit=7&cursor={c}"),
+            None => format!("/v1/workflows/{id}/artifacts?limit=7"),
+        };
+        let (status, page) = server.get(&path);
+        assert_eq!(status, 200, "{page}");
+        let items = page["artifacts"].as_array().expect("a list");
+        assert!(items.len() <= 7);
+        seen.extend(
+            items
+                .iter()
+                .map(|a| a["id"].as_str().expect("id").to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), total);
+    let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), total, "no artifact twice");
+
+    let (_, page) = server.get(&format!(
+        "/v1/workflows/{id}/artifacts?type=ValidationResult&limit=1000"
+    ));
+    assert_eq!(
+        page["artifacts"].as_array().map(Vec::len) as Option<usize>,
+        summary["by_type"]["ValidationResult"]
+            .as_u64()
+            .map(|n| n as usize)
+    );
+    let (_, page) = server.get(&format!(
+        "/v1/workflows/{id}/artifacts?phase=validation&type=WorkDiscovery"
+    ));
+    for a in page["artifacts"].as_array().expect("list") {
+        assert_eq!(a["payload"]["phase"], "validation", "{a}");
+    }
+    let (_, page) = server.get(&format!("/v1/workflows/{id}/artifacts?producer=user"));
+    assert_eq!(page["artifacts"].as_array().map(Vec::len), Some(1));
+    let first = &page["artifacts"][0];
+    let (status, one) = server.get(&format!(
+        "/v1/workflows/{id}/artifacts/{}",
+        first["id"].as_str().expect("id")
+    ));
+    assert_eq!((status, &one), (200, first));
+    let (status, work) = server.get(&format!("/v1/workflows/{id}/work?status=duplicate"));
+    assert_eq!(status, 200);
+    let duplicates = work["items"].as_array().expect("list");
+    assert!(!duplicates.is_empty(), "{work}");
+    for w in duplicates {
+        assert_eq!(w["status"], "duplicate", "{w}");
+    }
+    assert_eq!(work["next"], Value::Null);
+    // Pages of one cover the same items.
+    let mut paged = Vec::new();
+    let mut next = String::new();
+    loop {
+        let (_, page) = server.get(&format!(
+            "/v1/workflows/{id}/work?status=duplicate&limit=1{next}"
+        ));
+        paged.extend(page["items"].as_array().expect("list").iter().cloned());
+        match page["next"].as_str() {
+            Some(c) => next = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(&paged, duplicates);
+    let (status, _) = server.get(&format!("/v1/workflows/{id}/work?status=sleeping"));
+    assert_eq!(status, 400);
+    let (status, graph) = request(
+        server.addr,
+        "GET",
+        &format!("/v1/workflows/{id}/graph"),
+        &[],
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(
+        graph.starts_with("flowchart") || graph.starts_with("graph"),
+        "{graph}"
+    );
+    let (status, _) = server.get(&format!("/v1/workflows/{id}/graph?format=svg"));
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn the_service_describes_itself_and_reports_health_and_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let id = start(&server, json!({ "manifest_path": auth_demo() }));
+    server.wait_ended(&id);
+    let (status, doc) = server.get("/v1/openapi.json");
+    assert_eq!(status, 200);
+    assert!(
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "{}",
+        doc["openapi"]
+    );
+    for path in [
+        "/v1/workflows",
+        "/v1/workflows/{id}",
+        "/v1/workflows/{id}/pause",
+        "/v1/workflows/{id}/resume",
+        "/v1/workflows/{id}/cancel",
+        "/v1/workflows/{id}/artifacts",
+        "/v1/workflows/{id}/artifacts/{artifact}",
+        "/v1/workflows/{id}/work",
+        "/v1/workflows/{id}/graph",
+        "/v1/workflows/{id}/events",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is not described");
+    }
+    assert_eq!(request(server.addr, "GET", "/healthz", &[], None).0, 200);
+    assert_eq!(request(server.addr, "GET", "/readyz", &[], None).0, 200);
+    let (status, metrics) = request(server.addr, "GET", "/metrics", &[], None);
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("murmur_runs{status=\"complete\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "murmur_artifacts_total{{workflow_id=\"{id}\",type=\"WorkDiscovery\"}}"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("agent=\"analyzer\",outcome=\"done\"} 3"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("murmur_faults_total{"), "{metrics}");
+    assert!(server.stop().success(), "SIGTERM stops it cleanly");
+}
+
+#[test]
+fn off_loopback_a_server_needs_a_token_and_then_every_request_carries_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = murmur()
+        .args(["serve", "--store", "memory", "--listen", "0.0.0.0:0"])
+        .output()
+        .expect("murmur serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("loopback only"), "{err}");
+    let out = murmur()
+        .args([
+            "serve",
+            "--store",
+            "memory",
+            "--token-env",
+            "MURMUR_TEST_TOKEN",
+        ])
+        .env("MURMUR_TEST_TOKEN", "short")
+        .output()
+        .expect("murmur serve");
+    assert!(!out.status.success(), "a short token is refused");
+
+    let token = "a-token-long-enough-1234";
+    let server = Server::start_with(
+        &db(&dir),
+        &["--token-env", "MURMUR_TEST_TOKEN"],
+        &[("MURMUR_TEST_TOKEN", token)],
+    );
+    let bearer = format!("Bearer {token}");
+    let (status, body) = server.get("/v1/workflows");
+    assert_eq!((status, body["error"]["status"].as_u64()), (401, Some(401)));
+    let (status, _) = server.request(
+        "GET",
+        "/v1/workflows",
+        &[("Authorization", "Bearer a-token-long-enough-1235")],
+        None,
+    );
+    assert_eq!(status, 401);
+    let (status, _) = server.request("GET", "/metrics", &[], None);
+    assert_eq!(status, 401);
+    let (status, _) = server.request("GET", "/v1/workflows", &[("Authorization", &bearer)], None);
+    assert_eq!(status, 200);
+    let body = json!({ "manifest_path": auth_demo() }).to_string();
+    let (status, _) = server.request("POST", "/v1/workflows", &[], Some(body.as_bytes()));
+    assert_eq!(status, 401);
+    assert_eq!(server.get("/v1/workflows").0, 401);
+    let (_, list) = server.request("GET", "/v1/workflows", &[("Authorization", &bearer)], None);
+    assert_eq!(
+        list["workflows"],
+        json!([]),
+        "nothing was started without the token"
+    );
+    assert_eq!(request(server.addr, "GET", "/healthz", &[], None).0, 200);
+    assert_eq!(request(server.addr, "GET", "/readyz", &[], None).0, 200);
+}

@@ -7,11 +7,11 @@ use crate::blackboard::{Store, StoreError};
 use crate::invocation::FaultKind;
 use crate::invocation::{DEPTH_LIMIT_REASON, InvocationStatus};
 pub use crate::run::RunStatus;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Invocation counts of one agent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentCounts {
     /// Invocations run (finished or failed).
     pub invocations: u64,
@@ -22,7 +22,7 @@ pub struct AgentCounts {
 }
 
 /// Open work at the end of a run that did not complete.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OpenWork {
     /// The work item (WorkDiscovery id).
     pub id: String,
@@ -37,7 +37,7 @@ pub struct OpenWork {
 }
 
 /// What `murmur run --json` prints.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     /// How the run ended.
     pub status: RunStatus,
@@ -68,11 +68,11 @@ pub struct RunSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<crate::llm::Outage>,
     /// Open work, when the run did not complete.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub open_work: Vec<OpenWork>,
     /// Work that failed for good with no recovery that succeeded (what makes a run
     /// `failed`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_work: Vec<OpenWork>,
     /// Wall-clock time of the run.
     pub elapsed_ms: u64,

@@ -805,3 +805,127 @@ fn off_loopback_a_server_needs_a_token_and_then_every_request_carries_it() {
     assert_eq!(request(server.addr, "GET", "/healthz", &[], None).0, 200);
     assert_eq!(request(server.addr, "GET", "/readyz", &[], None).0, 200);
 }
+
+#[test]
+fn status_graph_and_cancel_work_against_a_server_as_against_a_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let url = format!("http://{}", server.addr);
+    let id = start(&server, json!({ "manifest": slow_manifest(40) }));
+    let out = murmur()
+        .args(["status", "--json", "--server", &url])
+        .output()
+        .expect("murmur status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        (status["workflow_id"].as_str(), &status["status"]),
+        (Some(id.as_str()), &json!("running"))
+    );
+    let out = murmur()
+        .args(["status", "--server", &url, "--workflow", &id])
+        .output()
+        .expect("murmur status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("run {id} of 'slow' (running)")), "{text}");
+    let out = murmur()
+        .args([
+            "graph",
+            "--format",
+            "json",
+            "--server",
+            &url,
+            "--workflow",
+            &id,
+        ])
+        .output()
+        .expect("murmur graph");
+    let graph: Value = serde_json::from_slice(&out.stdout).expect("graph json");
+    assert!(
+        graph["nodes"].as_array().is_some_and(|n| !n.is_empty()),
+        "{graph}"
+    );
+    let out = murmur()
+        .args(["cancel", "--server", &url, "--workflow", &id])
+        .output()
+        .expect("murmur cancel");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        server.get(&format!("/v1/workflows/{id}")).1["status"],
+        "cancelled"
+    );
+    let out = murmur()
+        .args([
+            "status",
+            "--server",
+            "http://127.0.0.1:9",
+            "--workflow",
+            &id,
+        ])
+        .output()
+        .expect("murmur status");
+    assert!(!out.status.success(), "an unreachable server is an error");
+
+    // A run a killed server left running, cancelled in its database: the next server
+    // leaves it alone.
+    let other = start(&server, json!({ "manifest": slow_manifest(40) }));
+    std::thread::sleep(Duration::from_millis(400));
+    server.kill();
+    let store = format!("sqlite:{}", db(&dir).display());
+    let out = murmur()
+        .args(["cancel", "--store", &store, "--workflow", &other])
+        .output()
+        .expect("murmur cancel");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = murmur()
+        .args(["cancel", "--store", &store, "--workflow", &other])
+        .output()
+        .expect("murmur cancel");
+    assert!(out.status.success(), "cancelling twice is no error");
+    let server = Server::start(&db(&dir));
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, list) = server.get("/v1/workflows");
+    assert!(
+        list["workflows"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .all(|w| w["live"] == false),
+        "{list}"
+    );
+    assert_eq!(
+        server.get(&format!("/v1/workflows/{other}")).1["status"],
+        "cancelled"
+    );
+}
+
+#[test]
+fn a_body_over_the_limit_is_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let id = start(&server, json!({ "manifest_path": auth_demo() }));
+    server.wait_ended(&id);
+    let big = json!({"type": "Note", "payload": {"text": "x".repeat(3 << 20)}}).to_string();
+    let (status, _) = request(
+        server.addr,
+        "POST",
+        &format!("/v1/workflows/{id}/artifacts"),
+        &[],
+        Some(big.as_bytes()),
+    );
+    assert_eq!(status, 413);
+    let (_, page) = server.get(&format!("/v1/workflows/{id}/artifacts?producer=api"));
+    assert_eq!(page["artifacts"], json!([]));
+}

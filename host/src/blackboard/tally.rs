@@ -11,7 +11,7 @@
 use crate::invocation::{InvocationRecord, InvocationStatus};
 use crate::name::Name;
 use crate::work::{WorkItem, WorkStatus};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// What one workflow's records add up to.
@@ -129,7 +129,7 @@ impl Tally {
 }
 
 /// Work item counts of one phase.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseCounts {
     /// Not started.
     pub pending: u64,
@@ -148,7 +148,7 @@ pub struct PhaseCounts {
 }
 
 /// What the self-improving loop did (the summary's `work`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkCounters {
     /// Discoveries recorded as duplicates of earlier work.
     pub duplicates: u64,

@@ -1,6 +1,6 @@
 //! `murmur graph`: a run's cascade as Mermaid, DOT or JSON.
 
-use super::store::{Access, RunSelector};
+use super::store::{Access, RunTarget, Target};
 use anyhow::Result;
 use clap::ValueEnum;
 use murmur::graph::Graph;
@@ -9,7 +9,7 @@ use murmur::graph::Graph;
 #[derive(Debug, clap::Args)]
 pub(crate) struct GraphCommand {
     #[command(flatten)]
-    run: RunSelector,
+    run: RunTarget,
     /// Output format.
     #[arg(long, value_enum, default_value = "mermaid")]
     format: GraphFormat,
@@ -28,7 +28,26 @@ enum GraphFormat {
 
 impl GraphCommand {
     pub(crate) fn execute(self) -> Result<i32> {
-        let (store, record) = self.run.open(Access::Read)?;
+        let (store, record) = match self.run.open(Access::Read)? {
+            Target::Store(store, record) => (store, record),
+            Target::Server(client, id) => {
+                let format = self
+                    .format
+                    .to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default();
+                let text = client.send(
+                    reqwest::Method::GET,
+                    &format!("/v1/workflows/{id}/graph?format={format}"),
+                    None,
+                )?;
+                print!("{text}");
+                if self.format == GraphFormat::Json {
+                    println!();
+                }
+                return Ok(0);
+            }
+        };
         let graph = Graph::from_store(store.as_ref(), &record.workflow_id)?;
         match self.format {
             GraphFormat::Mermaid => print!("{}", graph.mermaid()),

@@ -5,6 +5,8 @@
 
 mod bench;
 mod bench_llm;
+mod cancel;
+mod client;
 mod graph;
 mod inspect;
 mod new;
@@ -38,6 +40,7 @@ enum Command {
     Status(status::StatusCommand),
     Graph(graph::GraphCommand),
     Serve(serve::ServeCommand),
+    Cancel(cancel::CancelCommand),
     New(new::NewCommand),
     Inspect(inspect::InspectCommand),
     Bench(bench::BenchCommand),
@@ -63,6 +66,7 @@ pub(crate) fn main() -> Result<i32> {
         Command::Status(c) => c.execute(),
         Command::Graph(c) => c.execute(),
         Command::Serve(c) => c.execute(),
+        Command::Cancel(c) => c.execute(),
         Command::New(c) => c.execute(),
         Command::Inspect(c) => c.execute(),
         Command::Bench(c) => c.execute(),

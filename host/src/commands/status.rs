@@ -1,8 +1,8 @@
 //! `murmur status`: where a run stands.
 
 use super::report::print_summary_to;
-use super::store::{Access, RunSelector};
-use anyhow::Result;
+use super::store::{Access, RunTarget, Target};
+use anyhow::{Context, Result};
 use murmur::artifact::now_ms;
 use murmur::invocation::InvocationStatus;
 use murmur::summary::RunSummary;
@@ -11,7 +11,7 @@ use murmur::summary::RunSummary;
 #[derive(Debug, clap::Args)]
 pub(crate) struct StatusCommand {
     #[command(flatten)]
-    run: RunSelector,
+    run: RunTarget,
     /// Print the summary object as JSON instead.
     #[arg(long)]
     json: bool,
@@ -19,7 +19,22 @@ pub(crate) struct StatusCommand {
 
 impl StatusCommand {
     pub(crate) fn execute(self) -> Result<i32> {
-        let (store, record) = self.run.open(Access::Read)?;
+        let (store, record) = match self.run.open(Access::Read)? {
+            Target::Store(store, record) => (store, record),
+            Target::Server(client, id) => {
+                let value = client.get(&format!("/v1/workflows/{id}"))?;
+                if self.json {
+                    println!("{}", serde_json::to_string_pretty(&value)?);
+                    return Ok(0);
+                }
+                let summary: RunSummary = serde_json::from_value(value)
+                    .context("the server's summary is not one this build reads")?;
+                println!("run {id} of '{}' ({})", summary.workflow, summary.status);
+                print_summary_to(&summary, &mut std::io::stdout());
+                print_agents(&summary);
+                return Ok(0);
+            }
+        };
         let summary = RunSummary::of_record(store.as_ref(), &record)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -33,12 +48,7 @@ impl StatusCommand {
             now_ms().saturating_sub(record.started_at_ms)
         );
         print_summary_to(&summary, &mut std::io::stdout());
-        for (agent, a) in &summary.agents {
-            println!(
-                "  agent {agent:<16} invocations {:>5}  failed {:>3}",
-                a.invocations, a.failed
-            );
-        }
+        print_agents(&summary);
         let queued = store
             .invocations(&record.workflow_id)?
             .iter()
@@ -67,5 +77,14 @@ impl StatusCommand {
             }
         }
         Ok(0)
+    }
+}
+
+fn print_agents(summary: &RunSummary) {
+    for (agent, a) in &summary.agents {
+        println!(
+            "  agent {agent:<16} invocations {:>5}  failed {:>3}",
+            a.invocations, a.failed
+        );
     }
 }

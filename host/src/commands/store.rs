@@ -71,6 +71,52 @@ impl RunSelector {
     }
 }
 
+/// `--store` or `--server`, and `--workflow`: a run in a database, or on a server.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunTarget {
+    /// The database (`sqlite:PATH`).
+    #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+    store: Option<StoreSpec>,
+    /// A `murmur serve` to ask instead (`http://HOST:PORT`).
+    #[arg(long)]
+    server: Option<String>,
+    /// With `--server`: the environment variable holding its bearer token.
+    #[arg(long, value_name = "NAME", requires = "server")]
+    token_env: Option<String>,
+    /// The run (default: the newest).
+    #[arg(long)]
+    workflow: Option<String>,
+}
+
+/// Where a command finds its run.
+pub(crate) enum Target {
+    /// In a database, opened.
+    Store(Arc<dyn Store>, RunRecord),
+    /// On a server: a client for it, and the run's id.
+    Server(super::client::Client, String),
+}
+
+impl RunTarget {
+    /// Open the database or reach the server, and find the run.
+    pub(crate) fn open(&self, access: Access) -> Result<Target> {
+        match (&self.store, &self.server) {
+            (Some(spec), _) => {
+                let (store, record) = open_run(spec, self.workflow.as_deref(), access)?;
+                Ok(Target::Store(store, record))
+            }
+            (None, Some(url)) => {
+                let client = super::client::Client::new(url, self.token_env.as_deref())?;
+                let id = match &self.workflow {
+                    Some(id) => id.clone(),
+                    None => client.newest_run()?,
+                };
+                Ok(Target::Server(client, id))
+            }
+            (None, None) => bail!("pass --store sqlite:PATH or --server URL"),
+        }
+    }
+}
+
 /// Whether a command opens a run to go on writing it (`resume`) or only to read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {

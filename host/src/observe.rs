@@ -114,6 +114,33 @@ pub enum Event {
         /// The error.
         message: String,
     },
+    /// Work entered a phase (or was discovered by an agent) that requires approval: it
+    /// waits for a person's decision.
+    ApprovalRequested {
+        /// The work item.
+        work: String,
+        /// Its phase.
+        phase: String,
+        /// When it expires unless decided (ms since the Unix epoch).
+        expires_at_ms: Option<u64>,
+    },
+    /// Work awaiting approval was approved: it goes on.
+    WorkApproved {
+        /// The work item.
+        work: String,
+    },
+    /// Work awaiting approval was rejected: it failed, with the reason.
+    WorkRejected {
+        /// The work item.
+        work: String,
+        /// Why.
+        reason: String,
+    },
+    /// Work awaiting approval was not decided on before its timeout.
+    WorkExpired {
+        /// The work item.
+        work: String,
+    },
     /// The run stopped: it ended (`complete`, `stalled`, …), or was interrupted
     /// (`running`), paused or cancelled.
     RunEnded {
@@ -139,6 +166,10 @@ impl Event {
             Event::PluginsLoaded { .. } => "plugins_loaded",
             Event::ReloadRejected { .. } => "reload_rejected",
             Event::RunEnded { .. } => "run_ended",
+            Event::ApprovalRequested { .. } => "approval_requested",
+            Event::WorkApproved { .. } => "work_approved",
+            Event::WorkRejected { .. } => "work_rejected",
+            Event::WorkExpired { .. } => "work_expired",
         }
     }
 

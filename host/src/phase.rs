@@ -22,4 +22,21 @@ pub struct Phase {
     /// Instructions injected into every invocation serving this phase.
     #[serde(default)]
     pub instructions: String,
+    /// `required`: work entering this phase waits for a person's approval first.
+    #[serde(default)]
+    pub approval: Approval,
+    /// How long work may wait for approval before it expires, in ms (default: forever).
+    #[serde(default)]
+    pub approval_timeout_ms: Option<u64>,
+}
+
+/// Whether work waits for a person's approval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    /// It does not.
+    #[default]
+    None,
+    /// It waits `awaiting_approval` until approved or rejected.
+    Required,
 }

@@ -294,6 +294,8 @@ mod tests {
             done_definitions: vec![],
             expected_outputs: vec![],
             instructions: String::new(),
+            approval: Default::default(),
+            approval_timeout_ms: None,
         }
     }
 

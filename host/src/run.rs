@@ -20,6 +20,9 @@ pub enum RunStatus {
     /// summary's `provider` says which URL and why): the run stopped claiming, its work
     /// waits, and `murmur resume` goes on once the provider answers.
     ProviderUnavailable,
+    /// Idle with open work that waits only for a person's approval: `murmur approve` or
+    /// `reject` (or the service's API) decides, and `resume` goes on.
+    Waiting,
     /// Stopped on request (`murmur serve`'s pause): what ran is committed, the rest
     /// waits until the run is resumed. A restarted server leaves it paused.
     Paused,
@@ -40,6 +43,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::BudgetExhausted => "budget_exhausted",
             RunStatus::ProviderUnavailable => "provider_unavailable",
+            RunStatus::Waiting => "waiting",
             RunStatus::Paused => "paused",
             RunStatus::Cancelled => "cancelled",
             RunStatus::Running => "running",
@@ -53,7 +57,10 @@ impl RunStatus {
     pub fn resumable(self) -> bool {
         matches!(
             self,
-            RunStatus::Running | RunStatus::ProviderUnavailable | RunStatus::Paused
+            RunStatus::Running
+                | RunStatus::ProviderUnavailable
+                | RunStatus::Paused
+                | RunStatus::Waiting
         )
     }
 
@@ -81,6 +88,7 @@ mod tests {
             RunStatus::Failed,
             RunStatus::BudgetExhausted,
             RunStatus::ProviderUnavailable,
+            RunStatus::Waiting,
             RunStatus::Paused,
             RunStatus::Cancelled,
             RunStatus::Running,

@@ -15,13 +15,17 @@
 //!    ▲       ├── start ──▶ active ── finish ──▶ done
 //!    │       │               └───── fail ────▶ failed
 //!    │       ├── mark_duplicate ─────────────▶ duplicate
-//!    │       └── cancel ─────────────────────▶ cancelled
+//!    │       ├── cancel ─────────────────────▶ cancelled
+//!    │       └── await_approval ──▶ awaiting_approval ── reject ──▶ failed
+//!    │                                   │      └──────── expire ──▶ expired
+//!    ├────────────── approve ────────────┘
 //!    └──────────── reopen (a later invocation serves it) ──┘
 //! ```
 //!
 //! Any other move is an [`IllegalTransition`]: a host bug or a damaged store, reported as
-//! an error instead of a quietly wrong count. States that gate work on a person (awaiting
-//! approval) join the table as new statuses and moves here, and nowhere else.
+//! an error instead of a quietly wrong count. Work in a phase (or discovered by a plugin)
+//! that requires approval waits `awaiting_approval` for a person's decision; approved, it
+//! is pending again (and blocked if its blockers are not done yet).
 
 use crate::artifact::ArtifactId;
 use crate::name::Name;
@@ -76,11 +80,16 @@ pub enum WorkStatus {
     Duplicate,
     /// Will not be worked on (e.g. beyond the cascade-depth limit).
     Cancelled,
+    /// Waiting for a person to approve or reject it.
+    #[serde(rename = "awaiting_approval")]
+    AwaitingApproval,
+    /// Nobody decided on it before its approval timeout.
+    Expired,
 }
 
 impl WorkStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [WorkStatus; 7] = [
+    pub const ALL: [WorkStatus; 9] = [
         WorkStatus::Pending,
         WorkStatus::Blocked,
         WorkStatus::Active,
@@ -88,6 +97,8 @@ impl WorkStatus {
         WorkStatus::Failed,
         WorkStatus::Duplicate,
         WorkStatus::Cancelled,
+        WorkStatus::AwaitingApproval,
+        WorkStatus::Expired,
     ];
 
     /// Done, failed, duplicate or cancelled: nothing more will happen to it (a cancelled
@@ -95,7 +106,11 @@ impl WorkStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            WorkStatus::Done | WorkStatus::Failed | WorkStatus::Duplicate | WorkStatus::Cancelled
+            WorkStatus::Done
+                | WorkStatus::Failed
+                | WorkStatus::Duplicate
+                | WorkStatus::Cancelled
+                | WorkStatus::Expired
         )
     }
 
@@ -104,10 +119,13 @@ impl WorkStatus {
         use WorkStatus::*;
         matches!(
             (self, to),
-            (Pending, Blocked | Active | Duplicate | Cancelled)
-                | (Blocked, Pending)
+            (
+                Pending,
+                Blocked | Active | Duplicate | Cancelled | AwaitingApproval
+            ) | (Blocked, Pending)
                 | (Active, Done | Failed)
                 | (Cancelled, Pending | Cancelled)
+                | (AwaitingApproval, Pending | Failed | Expired)
         )
     }
 }
@@ -134,6 +152,8 @@ impl fmt::Display for WorkStatus {
             WorkStatus::Failed => "failed",
             WorkStatus::Duplicate => "duplicate",
             WorkStatus::Cancelled => "cancelled",
+            WorkStatus::AwaitingApproval => "awaiting_approval",
+            WorkStatus::Expired => "expired",
         };
         f.write_str(s)
     }
@@ -193,6 +213,37 @@ pub struct WorkDetail {
     pub routed: Option<Routing>,
     /// The failed work item this recovery work was spawned for.
     pub recovery_of: Option<ArtifactId>,
+    /// Its approval, when it needed one.
+    pub approval: Option<Approval>,
+}
+
+/// A work item's approval: when it was asked for, until when, and the decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    /// When it began waiting (ms since the Unix epoch).
+    pub requested_at_ms: u64,
+    /// When it expires unless decided (ms since the Unix epoch); `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
+    /// The decision, once made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
+}
+
+/// A person's decision on work awaiting approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Approved (or rejected).
+    pub approved: bool,
+    /// Why (required to reject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// Whether the run has acted on it yet: a decision recorded in a store while no
+    /// process ran the run waits for the run to go on.
+    #[serde(default)]
+    pub applied: bool,
 }
 
 impl WorkItem {
@@ -303,6 +354,106 @@ impl WorkItem {
         Ok(())
     }
 
+    /// pending → awaiting_approval: it waits for a person's decision, and then for the
+    /// unfinished work items `blockers`.
+    pub fn await_approval(
+        &mut self,
+        requested_at_ms: u64,
+        expires_at_ms: Option<u64>,
+        blockers: Vec<ArtifactId>,
+    ) -> Result<(), IllegalTransition> {
+        self.go(WorkStatus::AwaitingApproval)?;
+        let detail = self.detail_mut();
+        detail.blocked_by = blockers;
+        detail.approval = Some(Approval {
+            requested_at_ms,
+            expires_at_ms,
+            decision: None,
+        });
+        Ok(())
+    }
+
+    /// Record a decision on work awaiting approval, not yet acted on (a store written
+    /// while no process runs the run; the run acts on it when it goes on).
+    pub fn record_decision(&mut self, decision: Decision) -> Result<(), IllegalTransition> {
+        let refused = IllegalTransition {
+            id: self.id,
+            from: self.status,
+            to: if decision.approved {
+                WorkStatus::Pending
+            } else {
+                WorkStatus::Failed
+            },
+        };
+        if self.status != WorkStatus::AwaitingApproval {
+            return Err(refused);
+        }
+        match self.detail_mut().approval.as_mut() {
+            Some(a) if a.decision.is_none() => {
+                a.decision = Some(decision);
+                Ok(())
+            }
+            _ => Err(refused),
+        }
+    }
+
+    /// awaiting_approval → pending: approved. Returns the blockers it still names (the
+    /// caller blocks it on those not done yet).
+    pub fn approve(&mut self, at_ms: u64) -> Result<Vec<ArtifactId>, IllegalTransition> {
+        self.go(WorkStatus::Pending)?;
+        let detail = self.detail_mut();
+        let decision = Decision {
+            approved: true,
+            reason: None,
+            at_ms,
+            applied: true,
+        };
+        match detail.approval.as_mut() {
+            Some(a) => {
+                let reason = a.decision.take().and_then(|d| d.reason);
+                a.decision = Some(Decision { reason, ..decision });
+            }
+            None => {
+                detail.approval = Some(Approval {
+                    requested_at_ms: at_ms,
+                    expires_at_ms: None,
+                    decision: Some(decision),
+                })
+            }
+        }
+        Ok(std::mem::take(&mut detail.blocked_by))
+    }
+
+    /// awaiting_approval → failed: rejected, for `reason`.
+    pub fn reject(&mut self, reason: String, at_ms: u64) -> Result<(), IllegalTransition> {
+        self.go(WorkStatus::Failed)?;
+        let detail = self.detail_mut();
+        detail.blocked_by.clear();
+        if let Some(a) = detail.approval.as_mut() {
+            a.decision = Some(Decision {
+                approved: false,
+                reason: Some(reason.clone()),
+                at_ms,
+                applied: true,
+            });
+        }
+        self.set_reason(Some(format!("rejected: {reason}")));
+        Ok(())
+    }
+
+    /// awaiting_approval → expired: nobody decided in time.
+    pub fn expire(&mut self) -> Result<(), IllegalTransition> {
+        self.go(WorkStatus::Expired)?;
+        self.detail_mut().blocked_by.clear();
+        self.set_reason(Some("no decision before its approval timeout".into()));
+        Ok(())
+    }
+
+    /// Its approval, when it needed one.
+    pub fn approval(&self) -> Option<&Approval> {
+        self.detail.as_ref()?.approval.as_ref()
+    }
+
     /// cancelled → pending: an invocation serves it after all.
     pub fn reopen(&mut self) -> Result<(), IllegalTransition> {
         self.go(WorkStatus::Pending)?;
@@ -392,6 +543,8 @@ struct WireOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     recovery_of: Option<ArtifactId>,
     in_recovery: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<&'a Approval>,
 }
 
 #[derive(Deserialize)]
@@ -423,6 +576,8 @@ struct WireIn {
     recovery_of: Option<ArtifactId>,
     #[serde(default)]
     in_recovery: bool,
+    #[serde(default)]
+    approval: Option<Approval>,
 }
 
 impl Serialize for WorkItem {
@@ -446,6 +601,7 @@ impl Serialize for WorkItem {
             routed: self.routed(),
             recovery_of: self.recovery_of(),
             in_recovery: self.in_recovery,
+            approval: self.approval(),
         }
         .serialize(serializer)
     }
@@ -463,6 +619,7 @@ impl<'de> Deserialize<'de> for WorkItem {
             duplicates: w.duplicates,
             routed: w.routed,
             recovery_of: w.recovery_of,
+            approval: w.approval,
         };
         Ok(Self {
             id: w.id,
@@ -592,7 +749,7 @@ mod tests {
         assert_eq!(w.reason(), Some("cancelled"));
     }
 
-    const ALL: [WorkStatus; 7] = WorkStatus::ALL;
+    const ALL: [WorkStatus; 9] = WorkStatus::ALL;
 
     #[test]
     fn the_lifecycle_allows_exactly_the_documented_moves() {
@@ -607,6 +764,10 @@ mod tests {
             (Active, Failed),
             (Cancelled, Pending),
             (Cancelled, Cancelled),
+            (Pending, AwaitingApproval),
+            (AwaitingApproval, Pending),
+            (AwaitingApproval, Failed),
+            (AwaitingApproval, Expired),
         ];
         for from in ALL {
             for to in ALL {
@@ -634,6 +795,45 @@ mod tests {
             );
             assert_eq!(w.status(), end, "a refused move changes nothing");
         }
+    }
+
+    #[test]
+    fn approval_holds_work_and_its_blockers_until_a_decision() {
+        let blocker = ArtifactId::named("b");
+        let mut w = item();
+        w.await_approval(10, Some(20), vec![blocker])
+            .expect("await");
+        assert_eq!(w.status(), WorkStatus::AwaitingApproval);
+        assert!(w.start().is_err(), "work awaiting approval does not start");
+        let back: WorkItem =
+            serde_json::from_str(&serde_json::to_string(&w).expect("json")).expect("read");
+        assert_eq!(back, w, "the wait survives the store");
+        let decision = Decision {
+            approved: true,
+            reason: None,
+            at_ms: 15,
+            applied: false,
+        };
+        w.record_decision(decision.clone()).expect("recorded");
+        assert!(w.record_decision(decision).is_err(), "one decision");
+        assert_eq!(w.approve(16).expect("approve"), vec![blocker]);
+        assert_eq!(w.status(), WorkStatus::Pending);
+        assert!(
+            w.approval()
+                .and_then(|a| a.decision.as_ref())
+                .is_some_and(|d| d.applied)
+        );
+
+        let mut r = item();
+        r.await_approval(10, None, vec![]).expect("await");
+        r.reject("too risky".into(), 12).expect("reject");
+        assert_eq!(r.status(), WorkStatus::Failed);
+        assert_eq!(r.reason(), Some("rejected: too risky"));
+        let mut e = item();
+        e.await_approval(10, Some(11), vec![]).expect("await");
+        e.expire().expect("expire");
+        assert!(e.status().is_final());
+        assert!(e.approve(12).is_err(), "expired work stays expired");
     }
 
     #[test]

@@ -388,6 +388,35 @@ impl Workflow {
         self.manifest.phases.first().map(|p| p.name.as_str())
     }
 
+    /// Whether work in `phase` discovered by `producer` waits for approval: `None` if
+    /// not; else when it expires, in ms from now (`None` inside: never). A gated phase
+    /// gives its timeout; an agent whose outputs are gated, the phase's if it has one.
+    pub fn approval_gate(&self, phase: &str, producer: &str) -> Option<Option<u64>> {
+        use crate::phase::Approval;
+        let declared = self.manifest.phases.iter().find(|p| p.name == phase);
+        let by_phase = declared.is_some_and(|p| p.approval == Approval::Required);
+        let by_producer = self
+            .manifest
+            .plugins
+            .iter()
+            .any(|p| *p.spec.name == *producer && p.approval == Approval::Required);
+        (by_phase || by_producer).then(|| declared.and_then(|p| p.approval_timeout_ms))
+    }
+
+    /// Whether any phase or agent requires approval (else no work ever awaits it).
+    pub fn has_approval_gates(&self) -> bool {
+        use crate::phase::Approval;
+        self.manifest
+            .phases
+            .iter()
+            .any(|p| p.approval == Approval::Required)
+            || self
+                .manifest
+                .plugins
+                .iter()
+                .any(|p| p.approval == Approval::Required)
+    }
+
     /// An agent by name.
     pub fn agent(&self, name: &str) -> Option<&Agent> {
         self.agents.iter().find(|a| a.name() == name)

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod approval;
 mod blocking;
 mod cascade;
 mod cli;

@@ -831,7 +831,10 @@ fn status_graph_and_cancel_work_against_a_server_as_against_a_store() {
         .output()
         .expect("murmur status");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("run {id} of 'slow' (running)")), "{text}");
+    assert!(
+        text.contains(&format!("run {id} of 'slow' (running)")),
+        "{text}"
+    );
     let out = murmur()
         .args([
             "graph",
@@ -928,4 +931,100 @@ fn a_body_over_the_limit_is_refused_and_nothing_is_stored() {
     assert_eq!(status, 413);
     let (_, page) = server.get(&format!("/v1/workflows/{id}/artifacts?producer=api"));
     assert_eq!(page["artifacts"], json!([]));
+}
+
+#[test]
+fn an_approval_gate_holds_work_until_it_is_approved_over_the_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = crate::approval::gated_auth_demo(dir.path(), None);
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let server = Server::start(&db(&dir));
+    let id = start(
+        &server,
+        json!({ "manifest": text, "base_dir": dir.path().display().to_string() }),
+    );
+    let summary = server.wait_ended(&id);
+    assert_eq!(summary["status"], "waiting", "{summary}");
+    let (status, page) = server.get(&format!("/v1/workflows/{id}/work?status=awaiting_approval"));
+    assert_eq!(status, 200);
+    let items = page["items"].as_array().expect("items").clone();
+    assert!(!items.is_empty(), "{page}");
+    assert_eq!(
+        summary["phases"]["implementation"]["awaiting_approval"].as_u64(),
+        Some(items.len() as u64)
+    );
+    for w in &items {
+        assert_eq!(
+            (&w["phase"], &w["status"]),
+            (&json!("implementation"), &json!("awaiting_approval"))
+        );
+        assert!(w["description"].is_string() && w["id"].is_string(), "{w}");
+    }
+    let first = items[0]["id"].as_str().expect("id");
+    let (status, body) = server.post(
+        &format!("/v1/workflows/{id}/work/{first}/reject"),
+        json!({"reason": "  "}),
+    );
+    assert_eq!(
+        (status, &body["error"]["pointer"]),
+        (422, &json!("/reason")),
+        "{body}"
+    );
+    let (status, _) = server.post(
+        &format!("/v1/workflows/{id}/work/not-an-id/approve"),
+        json!({}),
+    );
+    assert_eq!(status, 404);
+
+    // Approve everything that asks, round after round, following the event stream.
+    let mut approved = 0;
+    loop {
+        let (_, page) = server.get(&format!("/v1/workflows/{id}/work?status=awaiting_approval"));
+        let items = page["items"].as_array().expect("items").clone();
+        for w in &items {
+            let work = w["id"].as_str().expect("id");
+            let (status, body) = server.post(
+                &format!("/v1/workflows/{id}/work/{work}/approve"),
+                json!({}),
+            );
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                ["pending", "blocked", "active", "done"]
+                    .contains(&body["status"].as_str().unwrap_or("")),
+                "{body}"
+            );
+            approved += 1;
+            let (status, _) = server.post(
+                &format!("/v1/workflows/{id}/work/{work}/approve"),
+                json!({}),
+            );
+            assert_eq!(status, 409, "decided once");
+        }
+        let summary = server.wait_ended(&id);
+        if summary["status"] != "waiting" {
+            assert_eq!(summary["status"], "complete", "{summary}");
+            break;
+        }
+        assert!(approved < 100, "{summary}");
+    }
+    let events = events(server.addr, &id, None, |e| {
+        e.iter().filter(|e| e.event == "work_approved").count() == approved
+            && e.iter()
+                .any(|e| e.event == "run_ended" && e.data["status"] == "complete")
+    });
+    let requested = events
+        .iter()
+        .filter(|e| e.event == "approval_requested")
+        .count();
+    assert_eq!(requested, approved, "every request was answered");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event == "run_ended" && e.data["status"] == "waiting")
+    );
+    let (_, metrics) = request(server.addr, "GET", "/metrics", &[], None);
+    assert!(
+        metrics.contains("murmur_runs{status=\"complete\"} 1"),
+        "{metrics}"
+    );
 }

@@ -60,6 +60,8 @@ impl Tally {
                     WorkStatus::Duplicate => &mut c.duplicate,
                     WorkStatus::Blocked => &mut c.blocked,
                     WorkStatus::Cancelled => &mut c.cancelled,
+                    WorkStatus::AwaitingApproval => &mut c.awaiting_approval,
+                    WorkStatus::Expired => &mut c.expired,
                 };
                 step(slot, up, 1);
                 let k = &mut self.work;
@@ -145,6 +147,12 @@ pub struct PhaseCounts {
     pub blocked: u64,
     /// Will not be worked on.
     pub cancelled: u64,
+    /// Waiting for a person's approval.
+    #[serde(default)]
+    pub awaiting_approval: u64,
+    /// Not decided on before its approval timeout.
+    #[serde(default)]
+    pub expired: u64,
 }
 
 /// What the self-improving loop did (the summary's `work`).

@@ -3,6 +3,7 @@
 //! library returns typed errors; here they become messages, and here — at the edge — the
 //! command line and the environment are read.
 
+mod approve;
 mod bench;
 mod bench_llm;
 mod cancel;
@@ -41,6 +42,8 @@ enum Command {
     Graph(graph::GraphCommand),
     Serve(serve::ServeCommand),
     Cancel(cancel::CancelCommand),
+    Approve(approve::ApproveCommand),
+    Reject(approve::RejectCommand),
     New(new::NewCommand),
     Inspect(inspect::InspectCommand),
     Bench(bench::BenchCommand),
@@ -67,6 +70,8 @@ pub(crate) fn main() -> Result<i32> {
         Command::Graph(c) => c.execute(),
         Command::Serve(c) => c.execute(),
         Command::Cancel(c) => c.execute(),
+        Command::Approve(c) => c.execute(),
+        Command::Reject(c) => c.execute(),
         Command::New(c) => c.execute(),
         Command::Inspect(c) => c.execute(),
         Command::Bench(c) => c.execute(),

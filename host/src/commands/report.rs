@@ -20,6 +20,7 @@ pub(crate) fn exit_code(status: RunStatus) -> i32 {
         RunStatus::Stalled
         | RunStatus::BudgetExhausted
         | RunStatus::Running
+        | RunStatus::Waiting
         | RunStatus::Paused => 3,
         RunStatus::Failed | RunStatus::Cancelled => 1,
         RunStatus::ProviderUnavailable => 4,
@@ -248,6 +249,16 @@ async fn progress(mut rx: mpsc::UnboundedReceiver<Event>) {
                 "  ⟳ hot load of {file} rejected (the running version stays): {message}"
             )),
             Event::RunEnded { .. } => None,
+            Event::ApprovalRequested { work, phase, .. } => {
+                Some(format!("  ⏸ work {work} in {phase} awaits approval"))
+            }
+            Event::WorkApproved { work } => Some(format!("  ✔ work {work} approved")),
+            Event::WorkRejected { work, reason } => {
+                Some(format!("  ✘ work {work} rejected: {reason}"))
+            }
+            Event::WorkExpired { work } => Some(format!(
+                "  ⌛ work {work} expired: no decision before its approval timeout"
+            )),
             Event::RecoverySpawned { failed, recovery } => Some(format!(
                 "  ✚ work {failed} failed for good; recovery work {recovery} spawned"
             )),

@@ -305,8 +305,20 @@ fn plugin(
         }
         o => o.is_some_and(|o| o.into_inner()),
     };
+    let approval = match p.approval {
+        Some(a) if world != World::Agent => {
+            return Err(at(
+                a.span(),
+                format!(
+                    "plugin '{name}': `approval` gates the work an agent discovers; this plugin implements world '{world}', not 'agent'"
+                ),
+            ));
+        }
+        a => a.map(Spanned::into_inner).unwrap_or_default(),
+    };
     Ok(PluginDecl {
         observer,
+        approval,
         spec: PluginSpec {
             grants: grants(&name, p.grants, at)?,
             read_dirs: read_dirs(&name, p.read_dirs, base, at)?,

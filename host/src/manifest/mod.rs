@@ -156,6 +156,8 @@ pub struct PluginDecl {
     /// An observer agent (auditor, notifier, integration): its invocations watch the work
     /// they serve without holding it open or deciding its outcome.
     pub observer: bool,
+    /// `required`: the work this agent's outputs discover waits for a person's approval.
+    pub approval: crate::phase::Approval,
     /// Where the table starts (for later errors about this plugin).
     pub span: Range<usize>,
     /// Where `path` was written.

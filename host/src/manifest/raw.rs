@@ -138,6 +138,8 @@ pub(crate) struct RawPlugin {
     pub(crate) context: Option<Spanned<crate::policy::ContextOverride>>,
     #[serde(default)]
     pub(crate) observer: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(crate) approval: Option<Spanned<crate::phase::Approval>>,
 }
 
 #[derive(Deserialize)]

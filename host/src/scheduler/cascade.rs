@@ -396,7 +396,18 @@ impl<'a> Cascade<'a> {
                     }
                 }
                 open.dedup();
-                if open.is_empty() {
+                if let Some(timeout) = self.wf.approval_gate(&item.phase, &artifact.producer) {
+                    // A person decides first; its blockers are waited for once approved.
+                    let now = now_ms();
+                    let expires_at_ms = timeout.map(|t| now.saturating_add(t));
+                    item.await_approval(now, expires_at_ms, open)?;
+                    self.events.push(Event::ApprovalRequested {
+                        work: id.to_string(),
+                        phase: item.phase.to_string(),
+                        expires_at_ms,
+                    });
+                    false
+                } else if open.is_empty() {
                     true
                 } else {
                     for b in &open {
@@ -491,7 +502,7 @@ impl<'a> Cascade<'a> {
     }
 
     /// An artifact of this commit or the store.
-    fn artifact(&self, id: &ArtifactId) -> Result<Option<SharedArtifact>, StoreError> {
+    pub(super) fn artifact(&self, id: &ArtifactId) -> Result<Option<SharedArtifact>, StoreError> {
         if let Some(a) = self.artifacts.iter().find(|a| a.id == *id) {
             return Ok(Some(a.clone()));
         }
@@ -518,6 +529,38 @@ impl<'a> Cascade<'a> {
                 });
                 self.enqueue_subscribers(&artifact, state)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Work just approved goes on: blocked on those of `blockers` not done yet, else
+    /// offered to its subscribers.
+    pub(super) fn admit(
+        &mut self,
+        work: &ArtifactId,
+        blockers: Vec<ArtifactId>,
+        state: &mut CascadeState,
+    ) -> Result<(), StoreError> {
+        let mut open = Vec::new();
+        for b in blockers {
+            let b = self.resolve_duplicate(b)?;
+            match self.work_item(&b)? {
+                Some(w) if w.status() == WorkStatus::Done => {}
+                _ => open.push(b),
+            }
+        }
+        open.dedup();
+        if open.is_empty() {
+            if let Some(artifact) = self.artifact(work)? {
+                self.enqueue_subscribers(&artifact, state)?;
+            }
+            return Ok(());
+        }
+        for b in &open {
+            state.waiting.entry(*b).or_default().push(*work);
+        }
+        if let Some(item) = self.work_item(work)? {
+            item.block(open)?;
         }
         Ok(())
     }
@@ -657,11 +700,15 @@ impl<'a> Cascade<'a> {
     }
 }
 
-/// Whether a work item in this state can be the original of a duplicate: open or done
-/// work, not failed, cancelled or itself a duplicate.
+/// Whether a work item in this state can be the original of a duplicate: open (awaiting
+/// approval included) or done work, not failed, cancelled, expired or itself a duplicate.
 fn counts_for_dedup(status: WorkStatus) -> bool {
     matches!(
         status,
-        WorkStatus::Pending | WorkStatus::Blocked | WorkStatus::Active | WorkStatus::Done
+        WorkStatus::Pending
+            | WorkStatus::Blocked
+            | WorkStatus::Active
+            | WorkStatus::Done
+            | WorkStatus::AwaitingApproval
     )
 }

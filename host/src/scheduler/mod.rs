@@ -12,6 +12,7 @@
 //! `budget_exhausted` if a budget stopped it. A run must be driven from tokio's
 //! multi-threaded runtime (the loop leaves it with `block_in_place`).
 
+mod approval;
 mod cascade;
 mod execute;
 mod external;
@@ -43,9 +44,19 @@ use std::time::Instant;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+pub use approval::{Decide, DecideError, record_decision};
 pub use external::{
     IdempotencyKey, PRODUCER as API_PRODUCER, Problem, Publish, PublishError, Published,
 };
+
+/// A request from outside a running workflow, taken by its loop in the order sent.
+#[derive(Debug)]
+pub enum Request {
+    /// Publish an artifact into the run.
+    Publish(Publish),
+    /// Decide on work awaiting approval.
+    Decide(Decide),
+}
 
 /// Why a run could not go on.
 #[derive(Debug, Error)]
@@ -72,7 +83,7 @@ pub struct Scheduler {
     /// worker tasks each hold one.)
     current: Arc<std::sync::RwLock<Arc<Workflow>>>,
     reloads: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Reload>>>>,
-    publishes: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Publish>>>>,
+    requests: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Request>>>>,
     store: Arc<dyn Store>,
     events: Option<mpsc::UnboundedSender<Event>>,
     dispatch_samples: Option<Arc<std::sync::Mutex<Vec<u32>>>>,
@@ -136,7 +147,7 @@ impl Scheduler {
         Self {
             current: Arc::new(std::sync::RwLock::new(wf)),
             reloads: Arc::new(std::sync::Mutex::new(None)),
-            publishes: Arc::new(std::sync::Mutex::new(None)),
+            requests: Arc::new(std::sync::Mutex::new(None)),
             store,
             events: None,
             dispatch_samples: None,
@@ -166,10 +177,11 @@ impl Scheduler {
         self
     }
 
-    /// Take artifacts to publish from `rx` while running (see [`Publish`]). A publish
-    /// sent after the run has ended is dropped unanswered: its reply channel closes.
-    pub fn with_publishes(self, rx: mpsc::UnboundedReceiver<Publish>) -> Self {
-        if let Ok(mut p) = self.publishes.lock() {
+    /// Take requests from outside the run from `rx` while running (publishes,
+    /// decisions). A request sent after the run has stopped is dropped unanswered: its
+    /// reply channel closes, and nothing of it was done.
+    pub fn with_requests(self, rx: mpsc::UnboundedReceiver<Request>) -> Self {
+        if let Ok(mut p) = self.requests.lock() {
             *p = Some(rx);
         }
         self
@@ -504,7 +516,7 @@ impl Scheduler {
             started_invocations = invocations.iter().filter(|i| i.attempts > 0).count() as u64;
         })?;
         let mut reloads = self.reloads.lock().ok().and_then(|mut r| r.take());
-        let mut publishes = self.publishes.lock().ok().and_then(|mut p| p.take());
+        let mut requests = self.requests.lock().ok().and_then(|mut p| p.take());
         let pool = pool::Pool::new(pool::Shared::new(
             std::mem::take(state),
             started_invocations,
@@ -534,7 +546,7 @@ impl Scheduler {
             &shared_run.pool,
             feed,
             &mut reloads,
-            &mut publishes,
+            &mut requests,
             &monitoring,
         );
         // What runs finishes and commits; then the runtime, and every task's hold on
@@ -791,7 +803,13 @@ impl Scheduler {
                 }
             }
             if let Some(item) = newly_failed {
-                self.recover(cascade, state, &item, &record, &message)?;
+                self.recover(
+                    cascade,
+                    state,
+                    &item,
+                    (&record.agent, record.depth),
+                    &message,
+                )?;
             }
         }
         let event = Event::InvocationFailed {
@@ -811,7 +829,7 @@ impl Scheduler {
         cascade: &mut Cascade<'_>,
         state: &mut CascadeState,
         failed: &WorkItem,
-        record: &InvocationRecord,
+        (by, depth): (&str, u32),
         message: &str,
     ) -> Result<(), RunError> {
         let wf = self.wf();
@@ -828,7 +846,7 @@ impl Scheduler {
         }
         let error: String = message.chars().take(500).collect();
         let payload = json!({
-            "description": format!("Recover from failed work '{}': {}: {error}", failed.description, record.agent),
+            "description": format!("Recover from failed work '{}': {by}: {error}", failed.description),
             "phase": phase,
             "priority": "critical",
             "done_definition": "Failure analysed and a recovery plan created",
@@ -838,7 +856,7 @@ impl Scheduler {
             "metadata": {
                 "recovery_of": failed.id.to_string(),
                 "failed_phase": failed.phase,
-                "agent": record.agent,
+                "agent": by,
                 "error": error,
             },
         });
@@ -849,7 +867,7 @@ impl Scheduler {
                 producer: "host".into(),
                 parent_ids: vec![failed.id],
                 tags: vec!["recovery".into()],
-                depth: record.depth + 1,
+                depth: depth + 1,
                 inherited_work: Some(failed.id),
                 recovery_of: Some(failed.id),
                 ..Default::default()
@@ -1040,7 +1058,15 @@ impl Scheduler {
             // or waits for blockers that will never be done.
             let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
             for w in &open {
-                let reason = if w.status() == WorkStatus::Blocked {
+                let reason = if w.status() == WorkStatus::AwaitingApproval {
+                    let until = match w.approval().and_then(|a| a.expires_at_ms) {
+                        Some(at) => format!(", until {at} ms after the Unix epoch"),
+                        None => String::new(),
+                    };
+                    format!(
+                        "awaits a person's approval{until}: `murmur approve` or `reject`, then `murmur resume`"
+                    )
+                } else if w.status() == WorkStatus::Blocked {
                     let blockers: Vec<String> = w
                         .blocked_by()
                         .iter()
@@ -1057,13 +1083,24 @@ impl Scheduler {
                     self.why_untaken(&wf, &w.id, &w.phase)?
                 };
                 if let Some(item) = cascade.work_item(&w.id)?
-                    && (item.reason().is_none() || item.status() == WorkStatus::Blocked)
+                    && (item.reason().is_none()
+                        || matches!(
+                            item.status(),
+                            WorkStatus::Blocked | WorkStatus::AwaitingApproval
+                        ))
                 {
                     item.set_reason(Some(reason));
                 }
             }
             cascade.commit()?;
-            RunStatus::Stalled
+            if open
+                .iter()
+                .all(|w| w.status() == WorkStatus::AwaitingApproval)
+            {
+                RunStatus::Waiting
+            } else {
+                RunStatus::Stalled
+            }
         } else if unrecovered > 0 {
             RunStatus::Failed
         } else {

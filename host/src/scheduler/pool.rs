@@ -435,13 +435,13 @@ impl Scheduler {
         pool: &Pool,
         feed: InputFeed,
         reloads: &mut Option<UnboundedReceiver<Reload>>,
-        publishes: &mut Option<UnboundedReceiver<super::Publish>>,
+        requests: &mut Option<UnboundedReceiver<super::Request>>,
         monitoring: &MonitoringPolicy,
     ) -> Result<(), RunError> {
         self.feed(workflow_id, pool, feed);
         let mut g = Some(pool.lock());
         let outcome =
-            self.coordinate_locked(workflow_id, pool, &mut g, reloads, publishes, monitoring);
+            self.coordinate_locked(workflow_id, pool, &mut g, reloads, requests, monitoring);
         let mut g = match g {
             Some(g) => g,
             None => pool.lock(),
@@ -487,7 +487,7 @@ impl Scheduler {
         pool: &'p Pool,
         slot: &mut Option<MutexGuard<'p, Shared>>,
         reloads: &mut Option<UnboundedReceiver<Reload>>,
-        publishes: &mut Option<UnboundedReceiver<super::Publish>>,
+        requests: &mut Option<UnboundedReceiver<super::Request>>,
         monitoring: &MonitoringPolicy,
     ) -> Result<(), RunError> {
         let wait = |slot: &mut Option<MutexGuard<'p, Shared>>, timeout: Option<Duration>| {
@@ -528,27 +528,33 @@ impl Scheduler {
                     continue;
                 }
             }
-            if let Some(rx) = publishes.as_mut() {
-                let mut published = false;
+            if let Some(rx) = requests.as_mut() {
+                let mut taken = false;
                 loop {
                     match rx.try_recv() {
-                        Ok(publish) => {
-                            if !self.stop.stopping() {
-                                let shared = &mut **g;
-                                self.publish_external(workflow_id, &mut shared.state, publish)?;
-                                published = true;
+                        // A stopping run takes nothing more: the dropped reply tells the
+                        // sender.
+                        Ok(_) if self.stop.stopping() => {}
+                        Ok(request) => {
+                            let shared = &mut **g;
+                            match request {
+                                super::Request::Publish(p) => {
+                                    self.publish_external(workflow_id, &mut shared.state, p)?
+                                }
+                                super::Request::Decide(d) => {
+                                    self.decide(workflow_id, &mut shared.state, d)?
+                                }
                             }
-                            // A stopping run publishes nothing more: the dropped reply
-                            // tells the sender.
+                            taken = true;
                         }
                         Err(TryRecvError::Empty) => break,
                         Err(TryRecvError::Disconnected) => {
-                            *publishes = None;
+                            *requests = None;
                             break;
                         }
                     }
                 }
-                if published {
+                if taken {
                     wake_workers(pool, g);
                     continue;
                 }
@@ -556,7 +562,7 @@ impl Scheduler {
             if !g.quiescent {
                 // Hot loads and publishes arrive without waking this thread: look again
                 // every few milliseconds while they may come.
-                let timeout = (reloads.is_some() || publishes.is_some()).then_some(RELOAD_POLL);
+                let timeout = (reloads.is_some() || requests.is_some()).then_some(RELOAD_POLL);
                 wait(slot, timeout);
                 continue;
             }
@@ -579,6 +585,15 @@ impl Scheduler {
                     wait(slot, Some(left.min(RELOAD_POLL)));
                 }
                 continue;
+            }
+            if !g.halted && !g.budget_hit {
+                // Decisions recorded while no process ran the run, and approvals whose
+                // time ran out.
+                let shared = &mut **g;
+                if self.settle_approvals(workflow_id, &mut shared.state)? {
+                    wake_workers(pool, g);
+                    continue;
+                }
             }
             if monitoring.metrics && g.state.metrics_dirty {
                 // The last metrics of the run; they may trigger a monitor agent.

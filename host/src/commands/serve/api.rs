@@ -15,7 +15,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use murmur::artifact::{ArtifactId, SharedArtifact, Visibility};
 use murmur::graph::Graph;
-use murmur::scheduler::{IdempotencyKey, Problem, Publish, PublishError, Published};
+use murmur::scheduler::{
+    Decide, DecideError, IdempotencyKey, Problem, Publish, PublishError, Published, Request,
+};
 use murmur::summary::{RunStatus, RunSummary};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -45,6 +47,8 @@ pub(crate) type AppState = Arc<Runs>;
         list_artifacts,
         get_artifact,
         list_work,
+        approve_work,
+        reject_work,
         get_graph,
         events::stream,
         super::health::healthz,
@@ -61,6 +65,8 @@ pub(crate) type AppState = Arc<Runs>;
         PublishAnswer,
         ArtifactPage,
         WorkPage,
+        RejectRequest,
+        Decided,
         ErrorBody,
         ErrorDetail,
         ProblemBody
@@ -444,7 +450,7 @@ pub(crate) async fn publish_artifact(
             key: key.clone(),
             reply,
         };
-        runs.publish(&id, publish).await?;
+        runs.request(&id, Request::Publish(publish)).await?;
         match answer.await {
             Ok(Ok(Published::Created(artifact))) => {
                 return Ok((
@@ -694,7 +700,8 @@ pub(crate) async fn get_artifact(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct WorkFilter {
-    /// Only this status: pending, blocked, active, done, failed, duplicate, cancelled.
+    /// Only this status: pending, blocked, active, done, failed, duplicate, cancelled,
+    /// awaiting_approval, expired.
     status: Option<String>,
     /// Only work in this phase.
     phase: Option<String>,
@@ -780,6 +787,110 @@ fn cursor_of(cursor: Option<&str>) -> ApiResult<u64> {
         }),
         None => Ok(0),
     }
+}
+
+/// A rejection.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RejectRequest {
+    /// Why (required): the work item fails with it.
+    reason: String,
+}
+
+/// A work item after a decision.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Decided {
+    /// The work item.
+    id: String,
+    /// Where it stands now: `pending`, `blocked` (approved, waiting for its blockers) or
+    /// `failed` (rejected).
+    status: String,
+}
+
+/// Approve work awaiting approval: it goes on.
+#[utoipa::path(post, path = "/v1/workflows/{id}/work/{work_id}/approve",
+    params(("id" = String, Path), ("work_id" = String, Path)),
+    responses((status = 200, body = Decided), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn approve_work(
+    State(runs): State<AppState>,
+    Path((id, work)): Path<(String, String)>,
+) -> ApiResult<Json<Decided>> {
+    decide(&runs, &id, &work, true, None).await
+}
+
+/// Reject work awaiting approval: it fails with the reason (recovery rules apply).
+#[utoipa::path(post, path = "/v1/workflows/{id}/work/{work_id}/reject",
+    params(("id" = String, Path), ("work_id" = String, Path)), request_body = RejectRequest,
+    responses((status = 200, body = Decided), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn reject_work(
+    State(runs): State<AppState>,
+    Path((id, work)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<Decided>> {
+    let request: RejectRequest = parse_body(&body)?;
+    if request.reason.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a rejection needs a reason",
+        )
+        .at("/reason"));
+    }
+    decide(&runs, &id, &work, false, Some(request.reason)).await
+}
+
+async fn decide(
+    runs: &AppState,
+    id: &str,
+    work: &str,
+    approve: bool,
+    reason: Option<String>,
+) -> ApiResult<Json<Decided>> {
+    runs.record(id)?;
+    let not_found = || ApiError::not_found(format!("no work item {work} in run {id}"));
+    let parsed: ArtifactId = work.parse().map_err(|_| not_found())?;
+    match runs.store().work_item(&parsed)? {
+        Some(w) if *w.workflow_id == *id => {
+            if w.status() != murmur::work::WorkStatus::AwaitingApproval {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("work item {work} is {}, not awaiting approval", w.status()),
+                ));
+            }
+        }
+        _ => return Err(not_found()),
+    }
+    for _ in 0..5 {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = Request::Decide(Decide {
+            work: parsed,
+            approve,
+            reason: reason.clone(),
+            reply,
+        });
+        runs.request(id, request).await?;
+        match answer.await {
+            Ok(Ok(status)) => {
+                return Ok(Json(Decided {
+                    id: work.to_string(),
+                    status: status.to_string(),
+                }));
+            }
+            Ok(Err(e)) => {
+                let status = match e {
+                    DecideError::NotFound(_) => StatusCode::NOT_FOUND,
+                    DecideError::NotAwaiting { .. } => StatusCode::CONFLICT,
+                    DecideError::NoReason => StatusCode::UNPROCESSABLE_ENTITY,
+                    DecideError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                return Err(ApiError::new(status, e.to_string()));
+            }
+            Err(_) => continue,
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("run {id} stopped each time before it took the decision; nothing was decided"),
+    ))
 }
 
 /// Graph format.

@@ -141,6 +141,14 @@ fn router(runs: Arc<runs::Runs>, token: Option<Arc<str>>) -> Router {
             get(api::get_artifact),
         )
         .route("/v1/workflows/{id}/work", get(api::list_work))
+        .route(
+            "/v1/workflows/{id}/work/{work_id}/approve",
+            post(api::approve_work),
+        )
+        .route(
+            "/v1/workflows/{id}/work/{work_id}/reject",
+            post(api::reject_work),
+        )
         .route("/v1/workflows/{id}/graph", get(api::get_graph))
         .route("/v1/workflows/{id}/events", get(events::stream))
         .route("/metrics", get(health::metrics))

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, anyhow};
 use murmur::blackboard::{RunRecord, SqliteStore, Store};
 use murmur::manifest::Manifest;
 use murmur::observe::Event;
-use murmur::scheduler::{Publish, Scheduler, StopHandle};
+use murmur::scheduler::{Request, Scheduler, StopHandle};
 use murmur::summary::RunStatus;
 use murmur::workflow::Workflow;
 use std::collections::{HashMap, HashSet};
@@ -37,7 +37,7 @@ enum Intent {
 /// A run the server drives now.
 struct Live {
     stop: StopHandle,
-    publish: mpsc::UnboundedSender<Publish>,
+    requests: mpsc::UnboundedSender<Request>,
     intent: Intent,
     /// Told when the run's task has finished.
     done: Arc<Notify>,
@@ -198,16 +198,16 @@ impl Runs {
     /// Drive run `id` of `wf` on a task: a new run, or `resume` an existing one.
     fn drive(self: &Arc<Self>, id: String, wf: Arc<Workflow>, resume: Option<RunRecord>) {
         let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
-        let (publish_tx, publish_rx) = mpsc::unbounded_channel();
+        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
         let scheduler = Scheduler::new(wf, self.store.clone())
             .with_events(events_tx)
-            .with_publishes(publish_rx);
+            .with_requests(requests_rx);
         let done = Arc::new(Notify::new());
         self.lock_live().insert(
             id.clone(),
             Live {
                 stop: scheduler.stop_handle(),
-                publish: publish_tx,
+                requests: requests_tx,
                 intent: Intent::None,
                 done: done.clone(),
             },
@@ -232,6 +232,9 @@ impl Runs {
                 .unwrap_or(Intent::None);
             match outcome {
                 Ok(summary) => {
+                    if summary.status == RunStatus::Waiting {
+                        runs.wake_at_expiry(&id);
+                    }
                     let status = match intent {
                         Intent::Pause if summary.status == RunStatus::Running => {
                             Some(RunStatus::Paused)
@@ -356,14 +359,14 @@ impl Runs {
         Ok(RunStatus::Cancelled)
     }
 
-    /// Hand `publish` to run `id`, opening the run again if it had ended (or was ending
-    /// as the publish came).
-    pub(crate) async fn publish(
+    /// Hand `request` to run `id`, opening the run again if it had ended (or was ending
+    /// as the request came).
+    pub(crate) async fn request(
         self: &Arc<Self>,
         id: &str,
-        publish: Publish,
+        request: Request,
     ) -> Result<(), RunsError> {
-        let mut publish = publish;
+        let mut request = request;
         for _ in 0..8 {
             let record = self.record(id)?;
             if !self.is_live(id) {
@@ -371,24 +374,57 @@ impl Runs {
                     return Err(RunsError::Conflict {
                         id: id.into(),
                         status: record.status,
-                        why: "it takes no artifacts until it is resumed",
+                        why: "it takes nothing until it is resumed",
                     });
                 }
                 self.go_on(record).await?;
             }
-            let sender = self.lock_live().get(id).map(|l| l.publish.clone());
+            let sender = self.lock_live().get(id).map(|l| l.requests.clone());
             if let Some(tx) = sender {
-                match tx.send(publish) {
+                match tx.send(request) {
                     Ok(()) => return Ok(()),
                     // The run's loop has ended; its task is finishing.
-                    Err(back) => publish = back.0,
+                    Err(back) => request = back.0,
                 }
             }
             self.finished(id).await;
         }
         Err(RunsError::Internal(anyhow!(
-            "run {id} ended each time it was opened for the artifact"
+            "run {id} ended each time it was opened for the request"
         )))
+    }
+
+    /// A run that ended `waiting` goes on when its earliest approval expires, to expire
+    /// it (a decision before then opens it anyway).
+    pub(crate) fn wake_at_expiry(self: &Arc<Self>, id: &str) {
+        let Ok(work) = self.store.work_items(id) else {
+            return;
+        };
+        let earliest = work
+            .iter()
+            .filter(|w| w.status() == murmur::work::WorkStatus::AwaitingApproval)
+            .filter_map(|w| w.approval().and_then(|a| a.expires_at_ms))
+            .min();
+        let Some(at) = earliest else {
+            return;
+        };
+        let runs = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let wait = at.saturating_sub(murmur::artifact::now_ms());
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            if runs.is_live(&id) {
+                return;
+            }
+            match runs.record(&id) {
+                Ok(record) if record.status == RunStatus::Waiting => {
+                    if let Err(e) = runs.go_on(record).await {
+                        tracing::error!("run {id}: cannot go on to expire approvals: {e}");
+                    }
+                }
+                _ => {}
+            }
+        });
     }
 
     /// Wait until run `id` is not driven any more.
@@ -409,6 +445,11 @@ impl Runs {
     pub(crate) async fn resume_interrupted(self: &Arc<Self>) -> Result<Vec<String>> {
         let mut resumed = Vec::new();
         for record in self.store.runs()? {
+            if record.status == RunStatus::Waiting {
+                self.ensure_loaded(&record.workflow_id)
+                    .map_err(|e| anyhow!("{e}"))?;
+                self.wake_at_expiry(&record.workflow_id);
+            }
             if record.status != RunStatus::Running || self.is_live(&record.workflow_id) {
                 continue;
             }

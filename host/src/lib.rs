@@ -25,6 +25,7 @@ pub mod artifact;
 pub mod bench;
 pub mod blackboard;
 mod context;
+pub mod durations;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod graph;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Invocation counts of one agent.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentCounts {
     /// Invocations run (finished or failed).
     pub invocations: u64,
@@ -19,6 +19,27 @@ pub struct AgentCounts {
     pub failed: u64,
     /// Artifacts it published, by type.
     pub published: BTreeMap<String, u64>,
+    /// How long its invocations took, when the run recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<AgentTime>,
+}
+
+/// How long an agent's invocations took: from the call's start to its outputs checked.
+/// Percentiles are within a fifth of the exact ones (see [`crate::durations`]); the
+/// maximum and the total are exact.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentTime {
+    /// Half took at most this long.
+    pub p50_ms: f64,
+    /// 95% took at most this long.
+    pub p95_ms: f64,
+    /// The longest.
+    pub max_ms: f64,
+    /// All its invocations together.
+    pub total_ms: f64,
+    /// Of that, waiting for the language model (its calls, queueing for a slot
+    /// included).
+    pub model_ms: f64,
 }
 
 /// Open work at the end of a run that did not complete.
@@ -79,6 +100,28 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// Fill in each agent's times from the run's histograms (and its model time from
+    /// the summary's `llm` usage).
+    pub fn add_times(&mut self, times: &BTreeMap<String, crate::durations::Durations>) {
+        let ms = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+        for (agent, d) in times {
+            let model_ms = self
+                .llm
+                .as_ref()
+                .and_then(|u| u.model_ms_by_agent.get(agent))
+                .copied()
+                .unwrap_or(0) as f64;
+            let entry = self.agents.entry(agent.clone()).or_default();
+            entry.time = Some(AgentTime {
+                p50_ms: ms(d.quantile(0.5)),
+                p95_ms: ms(d.quantile(0.95)),
+                max_ms: ms(d.max()),
+                total_ms: ms(d.total()),
+                model_ms,
+            });
+        }
+    }
+
     /// The summary of the run `record` describes, as its records in `store` stand now:
     /// what `murmur status` prints, ended or not. Its phases come from the manifest the
     /// run recorded; what the run's end named that the records do not hold (the
@@ -106,6 +149,7 @@ impl RunSummary {
             elapsed,
         )?;
         summary.llm = record.llm_usage.clone();
+        summary.add_times(&record.agent_times);
         summary.provider = record
             .summary
             .as_ref()

@@ -614,6 +614,20 @@ fn murmur_run_with_murmur_llm_base_url_completes_the_llm_example_with_its_branch
         .expect("murmur status");
     let kept: Value = serde_json::from_slice(&status.stdout).expect("status json");
     assert_eq!(kept["llm"], summary["llm"]);
+    // Each agent's times, and its time waiting for the model, as the run ended.
+    assert_eq!(kept["agents"], summary["agents"]);
+    let time = &summary["agents"]["reviewer"]["time"];
+    let ms = |k: &str| time[k].as_f64().unwrap_or_else(|| panic!("{k} in {time}"));
+    assert!(
+        ms("p50_ms") <= ms("p95_ms") && ms("p95_ms") <= ms("max_ms"),
+        "{time}"
+    );
+    assert!(ms("model_ms") <= ms("total_ms") + 1.0, "{time}");
+    assert!(
+        summary["llm"]["model_ms_by_agent"]["reviewer"].is_u64(),
+        "{}",
+        summary["llm"]
+    );
     let requests = server.requests.lock().expect("lock");
     assert!(
         requests.iter().all(|r| r["model"] == "scripted"),

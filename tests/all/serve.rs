@@ -746,6 +746,17 @@ fn the_service_describes_itself_and_reports_health_and_metrics() {
         "{metrics}"
     );
     assert!(metrics.contains("murmur_faults_total{"), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "murmur_invocation_duration_seconds_count{{workflow_id=\"{id}\",agent=\"analyzer\"}} 3"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("le=\"+Inf\"} 3"), "{metrics}");
+    let summary = server.get(&format!("/v1/workflows/{id}")).1;
+    let time = &summary["agents"]["analyzer"]["time"];
+    assert!(time["p50_ms"].as_f64() <= time["p95_ms"].as_f64(), "{time}");
+    assert!(time["p95_ms"].as_f64() <= time["max_ms"].as_f64(), "{time}");
     assert!(server.stop().success(), "SIGTERM stops it cleanly");
 }
 

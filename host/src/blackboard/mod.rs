@@ -50,6 +50,10 @@ pub struct RunRecord {
     /// run's budgets and `status` reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm_usage: Option<crate::llm::Usage>,
+    /// How long each agent's invocations took, kept as the run goes (a resumed run goes
+    /// on counting).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub agent_times: BTreeMap<String, crate::durations::Durations>,
 }
 
 /// A plugin file a run used.

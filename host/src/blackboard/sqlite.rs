@@ -112,7 +112,7 @@ const MAX_BACKLOG: usize = 1024;
 
 enum Msg {
     Commit(Commit),
-    Run(RunRecord),
+    Run(Box<RunRecord>),
     Events(String, Vec<Event>),
     Kv(String, String, String, Option<String>),
     Flush(mpsc::Sender<Result<(), String>>),
@@ -867,7 +867,7 @@ impl Store for SqliteStore {
 
     fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {
         self.mem.save_run(run)?;
-        self.send(Msg::Run(run.clone()))
+        self.send(Msg::Run(Box::new(run.clone())))
     }
 
     fn record_events(&self, workflow_id: &str, events: &[Event]) -> Result<(), StoreError> {

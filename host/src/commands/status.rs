@@ -82,8 +82,15 @@ impl StatusCommand {
 
 fn print_agents(summary: &RunSummary) {
     for (agent, a) in &summary.agents {
+        let time = match &a.time {
+            Some(t) => format!(
+                "  p50 {:.1} ms  p95 {:.1} ms  max {:.1} ms  model {:.0} ms",
+                t.p50_ms, t.p95_ms, t.max_ms, t.model_ms
+            ),
+            None => String::new(),
+        };
         println!(
-            "  agent {agent:<16} invocations {:>5}  failed {:>3}",
+            "  agent {agent:<16} invocations {:>5}  failed {:>3}{time}",
             a.invocations, a.failed
         );
     }

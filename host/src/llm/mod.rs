@@ -341,6 +341,9 @@ pub struct Usage {
     pub by_agent: BTreeMap<String, u64>,
     /// Tokens by phase.
     pub by_phase: BTreeMap<String, u64>,
+    /// Time each agent spent waiting for the model (ms), queueing for a slot included.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_ms_by_agent: BTreeMap<String, u64>,
 }
 
 impl Usage {
@@ -771,6 +774,26 @@ impl LlmHost {
     /// request itself all end there). Every wait is a future: a call waiting holds no
     /// thread, and a call dropped gives back what it held.
     pub async fn complete(
+        &self,
+        agent: &str,
+        phase: &str,
+        request: Request,
+        deadline: Option<Instant>,
+    ) -> Result<Completion, LlmError> {
+        let began = Instant::now();
+        let answer = self.complete_timed(agent, phase, request, deadline).await;
+        let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut u = Self::lock(&self.usage);
+        match u.model_ms_by_agent.get_mut(agent) {
+            Some(n) => *n = n.saturating_add(ms),
+            None => {
+                u.model_ms_by_agent.insert(agent.to_string(), ms);
+            }
+        }
+        answer
+    }
+
+    async fn complete_timed(
         &self,
         agent: &str,
         phase: &str,

@@ -63,6 +63,8 @@ pub(super) struct Executed {
     /// Host time from the claim to the start of the plugin call (inputs fetched,
     /// invocation built, worker thread reached).
     pub dispatch: std::time::Duration,
+    /// From the plugin call's start to its outputs checked (validators included).
+    pub ran: std::time::Duration,
     /// Its checked outputs, or why there are none.
     pub result: Result<Vec<CheckedOutput>, Failure>,
     /// A model call of this invocation (the agent's or a validator's) could not be made
@@ -85,6 +87,7 @@ pub(super) async fn execute(
     Executed {
         record,
         dispatch,
+        ran: claimed.elapsed().saturating_sub(dispatch),
         result,
         given_back: outage.load(std::sync::atomic::Ordering::Relaxed),
     }

@@ -246,6 +246,7 @@ impl Scheduler {
             finished_at_ms: None,
             summary: None,
             llm_usage: None,
+            agent_times: Default::default(),
         }
     }
 
@@ -560,6 +561,7 @@ impl Scheduler {
             }
         };
         *state = shared.state;
+        run.agent_times = shared.run.agent_times;
         if let Some(samples) = &self.dispatch_samples
             && let Ok(mut v) = samples.lock()
         {
@@ -570,6 +572,7 @@ impl Scheduler {
             // Interrupted: what ran is committed; the run stays `running` for `resume`.
             let mut summary = self.summary(workflow_id, RunStatus::Running, started)?;
             summary.llm = self.wf().llm.as_ref().map(|l| l.usage());
+            summary.add_times(&run.agent_times);
             run.llm_usage = summary.llm.clone();
             self.store.save_run(run)?;
             self.emit(
@@ -600,6 +603,7 @@ impl Scheduler {
             None => self.finish(workflow_id, budget_hit, started)?,
         };
         summary.llm = self.wf().llm.as_ref().map(|l| l.usage());
+        summary.add_times(&run.agent_times);
         run.llm_usage = summary.llm.clone();
         run.status = summary.status;
         run.finished_at_ms = Some(now_ms());

@@ -70,9 +70,14 @@ pub(super) struct Shared {
     last_metrics: Instant,
     /// Dispatch times, µs (when the caller asked for them).
     pub samples: Vec<u32>,
-    /// The run's record, saved again whenever its model usage changes.
-    run: RunRecord,
+    /// The run's record, saved again whenever its model usage changes, and its agents'
+    /// times at most every [`RECORD_EVERY`].
+    pub run: RunRecord,
+    last_saved: Instant,
 }
+
+/// How often a busy run saves its agents' times in its record.
+const RECORD_EVERY: Duration = Duration::from_secs(1);
 
 impl Shared {
     /// The loop's shared state for a run that has started `started` invocations before.
@@ -85,6 +90,7 @@ impl Shared {
     ) -> Self {
         Self {
             run,
+            last_saved: Instant::now(),
             live: 0,
             max_live: max_live.max(1),
             state,
@@ -338,6 +344,15 @@ impl Run {
             let us = executed.dispatch.as_micros().min(u32::MAX as u128) as u32;
             g.samples.push(us);
         }
+        let times = &mut g.run.agent_times;
+        match times.get_mut(&*executed.record.agent) {
+            Some(d) => d.record(executed.ran),
+            None => {
+                let mut d = crate::durations::Durations::default();
+                d.record(executed.ran);
+                times.insert(executed.record.agent.to_string(), d);
+            }
+        }
         let shared = &mut *g;
         if let Err(e) = s.complete(workflow_id, executed, &mut shared.state) {
             fail(pool, &mut g, e);
@@ -346,6 +361,14 @@ impl Run {
         if let Err(e) = s.save_usage(llm.as_deref(), &mut g.run) {
             fail(pool, &mut g, e);
             return false;
+        }
+        if g.last_saved.elapsed() >= RECORD_EVERY {
+            // The agents' times reach the store about once a second, for `status`.
+            g.last_saved = Instant::now();
+            if let Err(e) = s.store.save_run(&g.run) {
+                fail(pool, &mut g, e.into());
+                return false;
+            }
         }
         let monitoring = &self.monitoring;
         if monitoring.metrics

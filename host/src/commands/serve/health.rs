@@ -44,6 +44,11 @@ pub(crate) async fn metrics(State(runs): State<AppState>) -> Result<Response, Ap
         .into_response())
 }
 
+/// The histogram's bucket bounds, in seconds.
+const LE: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
 /// A label value, escaped as the text format wants.
 fn label(value: &str) -> String {
     value
@@ -73,6 +78,8 @@ fn render(runs: &AppState) -> Result<String, ApiError> {
     let mut queued = String::new();
     let mut running = String::new();
     let mut tokens_agent = String::new();
+    let mut durations = String::new();
+    let mut model = String::new();
     let mut tokens_phase = String::new();
     for record in &records {
         // Metrics of the runs this server has read or driven; others are only records.
@@ -127,7 +134,32 @@ fn render(runs: &AppState) -> Result<String, ApiError> {
             running,
             "murmur_invocations_running{{workflow_id=\"{wf}\"}} {r}"
         );
+        for (agent, d) in &record.agent_times {
+            let agent = label(agent);
+            for le in LE {
+                let _ = writeln!(
+                    durations,
+                    "murmur_invocation_duration_seconds_bucket{{workflow_id=\"{wf}\",agent=\"{agent}\",le=\"{le}\"}} {}",
+                    d.at_most(std::time::Duration::from_secs_f64(le))
+                );
+            }
+            let _ = writeln!(
+                durations,
+                "murmur_invocation_duration_seconds_bucket{{workflow_id=\"{wf}\",agent=\"{agent}\",le=\"+Inf\"}} {}\nmurmur_invocation_duration_seconds_sum{{workflow_id=\"{wf}\",agent=\"{agent}\"}} {}\nmurmur_invocation_duration_seconds_count{{workflow_id=\"{wf}\",agent=\"{agent}\"}} {}",
+                d.count(),
+                d.total().as_secs_f64(),
+                d.count()
+            );
+        }
         if let Some(usage) = &record.llm_usage {
+            for (agent, ms) in &usage.model_ms_by_agent {
+                let _ = writeln!(
+                    model,
+                    "murmur_llm_wait_seconds_total{{workflow_id=\"{wf}\",agent=\"{}\"}} {}",
+                    label(agent),
+                    *ms as f64 / 1000.0
+                );
+            }
             for (agent, n) in &usage.by_agent {
                 let _ = writeln!(
                     tokens_agent,
@@ -162,6 +194,18 @@ fn render(runs: &AppState) -> Result<String, ApiError> {
             "counter",
             "Plugin faults, by class.",
             &faults,
+        ),
+        (
+            "murmur_invocation_duration_seconds",
+            "histogram",
+            "Invocation times by agent: from the call's start to its outputs checked.",
+            &durations,
+        ),
+        (
+            "murmur_llm_wait_seconds_total",
+            "counter",
+            "Time agents spent waiting for the language model.",
+            &model,
         ),
         (
             "murmur_invocations_queued",

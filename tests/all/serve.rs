@@ -1039,3 +1039,36 @@ fn an_approval_gate_holds_work_until_it_is_approved_over_the_api() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_server_killed_mid_run_resumes_it_and_an_event_stream_goes_on_without_a_gap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let id = start(&server, json!({ "manifest": slow_manifest(12) }));
+    // Read until three invocations have failed (each spins to its deadline), then die.
+    let failed = |e: &[Sse]| e.iter().filter(|e| e.event == "invocation_failed").count();
+    let before = events(server.addr, &id, None, |e| failed(e) >= 3);
+    server.kill();
+    let server = Server::start(&db(&dir));
+    let last = before.last().expect("events").id.clone();
+    let after = events(server.addr, &id, Some(&last), |e| {
+        e.iter()
+            .any(|e| e.event == "run_ended" && e.data["status"] != "running")
+    });
+    let summary = server.wait_ended(&id);
+    assert_eq!(summary["invocations"], 12, "{summary}");
+    // Everything the store holds, read afresh, is the two parts joined: none missing,
+    // none twice.
+    let n = before.len() + after.len();
+    let all = events(server.addr, &id, None, |e| e.len() >= n);
+    let key = |e: &Sse| e.data.to_string();
+    let mut joined: Vec<String> = before.iter().chain(&after).map(key).collect();
+    let mut fresh: Vec<String> = all.iter().map(key).collect();
+    joined.sort();
+    fresh.sort();
+    assert_eq!(joined, fresh);
+    assert_eq!(
+        all.iter().filter(|e| e.event == "published").count() as u64,
+        summary["artifacts"].as_u64().expect("artifacts")
+    );
+}

@@ -49,11 +49,35 @@ pub use external::{
     IdempotencyKey, PRODUCER as API_PRODUCER, Problem, Publish, PublishError, Published,
 };
 
+/// Where requests into a running workflow are sent ([`Scheduler::requests`]): the
+/// run's loop takes them in the order sent, woken by each.
+#[derive(Clone)]
+pub struct Requests {
+    tx: mpsc::UnboundedSender<Request>,
+    wake: Waker,
+}
+
+/// What wakes a running loop: set while the run goes, cleared when it stops.
+type Waker = Arc<std::sync::Mutex<Option<Box<dyn Fn() + Send + Sync>>>>;
+
+impl Requests {
+    /// Send `request`; it is given back if the run has stopped taking requests.
+    pub fn send(&self, request: Request) -> Result<(), Request> {
+        self.tx.send(request).map_err(|e| e.0)?;
+        // Called under the lock, so a run that stops (and clears it) waits for a wake
+        // in progress.
+        if let Some(wake) = self.wake.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            wake();
+        }
+        Ok(())
+    }
+}
+
 /// A request from outside a running workflow, taken by its loop in the order sent.
 #[derive(Debug)]
 pub enum Request {
     /// Publish an artifact into the run.
-    Publish(Publish),
+    Publish(Box<Publish>),
     /// Decide on work awaiting approval.
     Decide(Decide),
 }
@@ -84,6 +108,7 @@ pub struct Scheduler {
     current: Arc<std::sync::RwLock<Arc<Workflow>>>,
     reloads: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Reload>>>>,
     requests: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Request>>>>,
+    wake: Waker,
     store: Arc<dyn Store>,
     events: Option<mpsc::UnboundedSender<Event>>,
     dispatch_samples: Option<Arc<std::sync::Mutex<Vec<u32>>>>,
@@ -148,6 +173,7 @@ impl Scheduler {
             current: Arc::new(std::sync::RwLock::new(wf)),
             reloads: Arc::new(std::sync::Mutex::new(None)),
             requests: Arc::new(std::sync::Mutex::new(None)),
+            wake: Arc::new(std::sync::Mutex::new(None)),
             store,
             events: None,
             dispatch_samples: None,
@@ -177,14 +203,19 @@ impl Scheduler {
         self
     }
 
-    /// Take requests from outside the run from `rx` while running (publishes,
-    /// decisions). A request sent after the run has stopped is dropped unanswered: its
+    /// Where to send requests from outside the run while it runs (publishes,
+    /// decisions). A request sent after the run has stopped is given back by
+    /// [`Requests::send`], or, if it came as the run stopped, dropped unanswered: its
     /// reply channel closes, and nothing of it was done.
-    pub fn with_requests(self, rx: mpsc::UnboundedReceiver<Request>) -> Self {
+    pub fn requests(&self) -> Requests {
+        let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut p) = self.requests.lock() {
             *p = Some(rx);
         }
-        self
+        Requests {
+            tx,
+            wake: self.wake.clone(),
+        }
     }
 
     /// Report events on `tx` as the run goes.
@@ -542,6 +573,17 @@ impl Scheduler {
             runtime: runtime.handle().clone(),
         });
         shared_run.start(threads);
+        if requests.is_some() {
+            let run = Arc::downgrade(&shared_run);
+            *self.wake.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(move || {
+                if let Some(run) = run.upgrade() {
+                    // Under the pool's lock: the coordinator is either before its look
+                    // at the requests or waiting, never between.
+                    let _g = run.pool.lock();
+                    run.pool.wake_coordinator();
+                }
+            }));
+        }
         let outcome = self.coordinate(
             workflow_id,
             &shared_run.pool,
@@ -550,6 +592,8 @@ impl Scheduler {
             &mut requests,
             &monitoring,
         );
+        // No request wakes the loop any more (a wake in progress is waited for).
+        *self.wake.lock().unwrap_or_else(|p| p.into_inner()) = None;
         // What runs finishes and commits; then the runtime, and every task's hold on
         // the run, are gone.
         shared_run.join();

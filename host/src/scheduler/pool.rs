@@ -130,7 +130,12 @@ impl Pool {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Shared> {
+    /// Wake the coordinator (a request from outside the run has come).
+    pub(super) fn wake_coordinator(&self) {
+        self.idle.notify_all();
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Shared> {
         // parking_lot's mutex spins briefly before it parks: the loop's holds are a few
         // microseconds, and on two cores the holder is almost always running. A panic
         // under the lock is turned into a run error (see `worker`).
@@ -465,6 +470,12 @@ impl Scheduler {
         let mut g = Some(pool.lock());
         let outcome =
             self.coordinate_locked(workflow_id, pool, &mut g, reloads, requests, monitoring);
+        if let Some(rx) = requests.as_mut() {
+            // The loop takes no more requests: from now on a send is refused (and the
+            // sender opens the run again once it has stopped) rather than queued for no
+            // one. Those queued already are dropped unanswered: nothing of them was done.
+            rx.close();
+        }
         let mut g = match g {
             Some(g) => g,
             None => pool.lock(),
@@ -562,7 +573,7 @@ impl Scheduler {
                             let shared = &mut **g;
                             match request {
                                 super::Request::Publish(p) => {
-                                    self.publish_external(workflow_id, &mut shared.state, p)?
+                                    self.publish_external(workflow_id, &mut shared.state, *p)?
                                 }
                                 super::Request::Decide(d) => {
                                     self.decide(workflow_id, &mut shared.state, d)?

@@ -450,7 +450,8 @@ pub(crate) async fn publish_artifact(
             key: key.clone(),
             reply,
         };
-        runs.request(&id, Request::Publish(publish)).await?;
+        runs.request(&id, Request::Publish(Box::new(publish)))
+            .await?;
         match answer.await {
             Ok(Ok(Published::Created(artifact))) => {
                 return Ok((

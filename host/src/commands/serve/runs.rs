@@ -12,7 +12,7 @@ use anyhow::{Context, Result, anyhow};
 use murmur::blackboard::{RunRecord, SqliteStore, Store};
 use murmur::manifest::Manifest;
 use murmur::observe::Event;
-use murmur::scheduler::{Request, Scheduler, StopHandle};
+use murmur::scheduler::{Request, Requests, Scheduler, StopHandle};
 use murmur::summary::RunStatus;
 use murmur::workflow::Workflow;
 use std::collections::{HashMap, HashSet};
@@ -37,7 +37,7 @@ enum Intent {
 /// A run the server drives now.
 struct Live {
     stop: StopHandle,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: Requests,
     intent: Intent,
     /// Told when the run's task has finished.
     done: Arc<Notify>,
@@ -198,16 +198,14 @@ impl Runs {
     /// Drive run `id` of `wf` on a task: a new run, or `resume` an existing one.
     fn drive(self: &Arc<Self>, id: String, wf: Arc<Workflow>, resume: Option<RunRecord>) {
         let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
-        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
-        let scheduler = Scheduler::new(wf, self.store.clone())
-            .with_events(events_tx)
-            .with_requests(requests_rx);
+        let scheduler = Scheduler::new(wf, self.store.clone()).with_events(events_tx);
+        let requests = scheduler.requests();
         let done = Arc::new(Notify::new());
         self.lock_live().insert(
             id.clone(),
             Live {
                 stop: scheduler.stop_handle(),
-                requests: requests_tx,
+                requests,
                 intent: Intent::None,
                 done: done.clone(),
             },
@@ -384,7 +382,7 @@ impl Runs {
                 match tx.send(request) {
                     Ok(()) => return Ok(()),
                     // The run's loop has ended; its task is finishing.
-                    Err(back) => request = back.0,
+                    Err(back) => request = back,
                 }
             }
             self.finished(id).await;

@@ -568,7 +568,15 @@ fn pause_resume_and_cancel_move_a_run_as_asked() {
         (200, &json!("running")),
         "{body}"
     );
-    std::thread::sleep(Duration::from_millis(700));
+    // It goes on: wait for an invocation more than it had when paused.
+    let waited = Instant::now();
+    while server.get(&format!("/v1/workflows/{id}")).1["invocations"].as_u64() <= Some(done) {
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the resumed run ran nothing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let (status, body) = server.post(&format!("/v1/workflows/{id}/cancel"), json!({}));
     assert_eq!(
         (status, &body["status"]),

@@ -791,6 +791,28 @@ fn off_loopback_a_server_needs_a_token_and_then_every_request_carries_it() {
         .expect("murmur serve");
     assert!(!out.status.success(), "a short token is refused");
 
+    let bad = dir.path().join("tokens.toml");
+    std::fs::write(&bad, "[[token]]\nenv = \"T_X\"\nrole = \"admin\"\n").expect("write");
+    let out = murmur()
+        .args(["serve", "--store", "memory", "--tokens"])
+        .arg(&bad)
+        .env("T_X", "a-token-long-enough-1234")
+        .output()
+        .expect("murmur serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("tokens.toml") && err.contains("role"),
+        "{err}"
+    );
+    std::fs::write(&bad, "[[token]]\nenv = \"T_UNSET_X\"\n").expect("write");
+    let out = murmur()
+        .args(["serve", "--store", "memory", "--tokens"])
+        .arg(&bad)
+        .output()
+        .expect("murmur serve");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("T_UNSET_X"), "{err}");
+
     let token = "a-token-long-enough-1234";
     let server = Server::start_with(
         &db(&dir),
@@ -1079,4 +1101,161 @@ fn a_server_killed_mid_run_resumes_it_and_an_event_stream_goes_on_without_a_gap(
         all.iter().filter(|e| e.event == "published").count() as u64,
         summary["artifacts"].as_u64().expect("artifacts")
     );
+}
+
+#[test]
+fn a_tenant_token_cannot_read_another_tenants_artifacts_and_a_read_only_token_cannot_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        "[[token]]\nenv = \"T_ACME\"\ntenant = \"acme\"\n[[token]]\nenv = \"T_GLOBEX\"\ntenant = \"globex\"\n[[token]]\nenv = \"T_READER\"\nread_only = true\n",
+    )
+    .expect("write");
+    let (admin, acme, globex, reader) = (
+        "admin-token-0123456789",
+        "acme-token-0123456789",
+        "globex-token-0123456789",
+        "reader-token-0123456789",
+    );
+    let server = Server::start_with(
+        &db(&dir),
+        &[
+            "--token-env",
+            "T_ADMIN",
+            "--tokens",
+            tokens.to_str().expect("utf-8"),
+        ],
+        &[
+            ("T_ADMIN", admin),
+            ("T_ACME", acme),
+            ("T_GLOBEX", globex),
+            ("T_READER", reader),
+        ],
+    );
+    let call = |token: &str, method: &str, path: &str, body: Option<Value>| {
+        let bearer = format!("Bearer {token}");
+        let body = body.map(|b| b.to_string());
+        server.request(
+            method,
+            path,
+            &[("Authorization", &bearer)],
+            body.as_deref().map(str::as_bytes),
+        )
+    };
+    let manifest = expand(&format!(
+        "[workflow]\nname = \"tenants\"\n{PHASES_AND_NOTE}{}",
+        probe("echo", "mode = \"echo\"", "Note", None)
+    ));
+    let (status, body) = call(
+        acme,
+        "POST",
+        "/v1/workflows",
+        Some(json!({ "manifest": manifest })),
+    );
+    assert_eq!(status, 403, "a tenant's token starts no run: {body}");
+    let (status, body) = call(
+        admin,
+        "POST",
+        "/v1/workflows",
+        Some(json!({ "manifest": manifest })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["workflow_id"].as_str().expect("id").to_string();
+    let path = format!("/v1/workflows/{id}/artifacts");
+    let publish = |token: &str, n: u64, visibility: Option<Value>| {
+        let mut body = json!({"type": "Note", "payload": {"n": n}});
+        if let Some(v) = visibility {
+            body["visibility"] = v;
+        }
+        call(token, "POST", &path, Some(body))
+    };
+    let (status, public) = publish(admin, 1, None);
+    assert_eq!(status, 201, "{public}");
+    let (status, theirs) = publish(globex, 3, None);
+    assert_eq!(status, 201, "{theirs}");
+    let (status, body) = publish(acme, 9, Some(json!({"kind": "tenant", "value": "globex"})));
+    assert_eq!(
+        (status, &body["error"]["pointer"]),
+        (403, &json!("/visibility")),
+        "{body}"
+    );
+    let (status, mine) = publish(acme, 2, None);
+    assert_eq!(status, 201, "{mine}");
+    let (status, _) = publish(reader, 4, None);
+    assert_eq!(status, 403, "a read-only token publishes nothing");
+
+    let ns = |token: &str| -> Vec<u64> {
+        let (status, page) = call(token, "GET", &format!("{path}?producer=api"), None);
+        assert_eq!(status, 200, "{page}");
+        let mut ns: Vec<u64> = page["artifacts"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|a| a["payload"]["n"].as_u64().expect("n"))
+            .collect();
+        ns.sort();
+        ns
+    };
+    assert_eq!(ns(admin), [1, 2, 3]);
+    assert_eq!(ns(reader), [1, 2, 3]);
+    assert_eq!(ns(acme), [1, 2], "acme sees public and its own");
+    assert_eq!(ns(globex), [1, 3]);
+    let theirs = theirs["id"].as_str().expect("id");
+    assert_eq!(call(acme, "GET", &format!("{path}/{theirs}"), None).0, 404);
+    assert_eq!(
+        call(globex, "GET", &format!("{path}/{theirs}"), None).0,
+        200
+    );
+    assert_eq!(
+        call(acme, "GET", &format!("/v1/workflows/{id}/graph"), None).0,
+        403
+    );
+    assert_eq!(
+        call(
+            acme,
+            "POST",
+            &format!("/v1/workflows/{id}/cancel"),
+            Some(json!({}))
+        )
+        .0,
+        403
+    );
+    assert_eq!(
+        call(
+            reader,
+            "POST",
+            &format!("/v1/workflows/{id}/cancel"),
+            Some(json!({}))
+        )
+        .0,
+        403
+    );
+
+    // acme's event stream passes over globex's artifact (published before acme's own)
+    // and the loop's events about every tenant's work.
+    let mine = mine["id"].as_str().expect("id").to_string();
+    let mut s = TcpStream::connect(server.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /v1/workflows/{id}/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {acme}\r\n\r\n"
+    )
+    .expect("write");
+    let mut reader_ = BufReader::new(s);
+    let (status, _) = read_head(&mut reader_);
+    assert_eq!(status, 200);
+    let mut text = String::new();
+    while !text.contains(&mine) {
+        let chunk = read_chunk(&mut reader_).expect("the stream goes on");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!text.contains(theirs), "{text}");
+    for line in text.lines().filter_map(|l| l.strip_prefix("event: ")) {
+        assert!(
+            ["published", "run_ended"].contains(&line),
+            "{line} in {text}"
+        );
+    }
 }

@@ -6,8 +6,10 @@
 //! is wrong. Bodies are read as bytes and parsed here, so a malformed body is answered
 //! with its line and column, and an idempotency key is compared on the bytes received.
 
+use super::auth::Access;
 use super::events;
 use super::runs::{Runs, RunsError, Source};
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -131,7 +133,7 @@ impl ApiError {
         }
     }
 
-    fn at(mut self, pointer: impl Into<String>) -> Self {
+    pub(crate) fn at(mut self, pointer: impl Into<String>) -> Self {
         self.pointer = Some(pointer.into());
         self
     }
@@ -256,8 +258,10 @@ pub(crate) struct Started {
     responses((status = 201, body = Started), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn start_workflow(
     State(runs): State<AppState>,
+    Extension(access): Extension<Access>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Started>)> {
+    access.operator_only("starting a run")?;
     let request: StartRequest = parse_body(&body)?;
     let source = match (request.manifest_path, request.manifest) {
         (Some(path), None) if request.base_dir.is_none() => Source::Path(path.into()),
@@ -351,8 +355,10 @@ fn changed(id: String, status: RunStatus) -> Json<StatusChange> {
     responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn pause_workflow(
     State(runs): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<StatusChange>> {
+    access.operator_only("pausing a run")?;
     let status = runs.pause(&id).await?;
     Ok(changed(id, status))
 }
@@ -362,8 +368,10 @@ pub(crate) async fn pause_workflow(
     responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn resume_workflow(
     State(runs): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<StatusChange>> {
+    access.operator_only("resuming a run")?;
     let status = runs.resume(&id).await?;
     Ok(changed(id, status))
 }
@@ -373,8 +381,10 @@ pub(crate) async fn resume_workflow(
     responses((status = 200, body = StatusChange), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn cancel_workflow(
     State(runs): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<StatusChange>> {
+    access.operator_only("cancelling a run")?;
     let status = runs.cancel(&id).await?;
     Ok(changed(id, status))
 }
@@ -417,6 +427,7 @@ pub(crate) struct PublishAnswer {
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn publish_artifact(
     State(runs): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -437,7 +448,8 @@ pub(crate) async fn publish_artifact(
         }
         None => None,
     };
-    let request: PublishRequest = parse_body(&body)?;
+    let mut request: PublishRequest = parse_body(&body)?;
+    request.visibility = access.publish_as(std::mem::take(&mut request.visibility))?;
     // A run drops the publishes it had not taken when it stops (its loop ended as this
     // one came): nothing of them was published, so the request is sent again.
     for _ in 0..5 {
@@ -567,6 +579,7 @@ pub(crate) struct ArtifactPage {
     responses((status = 200, body = ArtifactPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_artifacts(
     State(runs): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
     Query(filter): Query<ArtifactFilter>,
 ) -> ApiResult<Json<ArtifactPage>> {
@@ -612,7 +625,7 @@ pub(crate) async fn list_artifacts(
         let n = batch.len();
         for a in batch {
             at += 1;
-            if keep(store, &filter, work_item.as_ref(), &a)? {
+            if access.sees(&a) && keep(store, &filter, work_item.as_ref(), &a)? {
                 artifacts.push(artifact_json(&a)?);
                 if artifacts.len() == limit {
                     let more = !store.artifacts_from(&id, at, 1)?.is_empty();
@@ -683,6 +696,7 @@ fn artifact_json(a: &SharedArtifact) -> ApiResult<Value> {
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_artifact(
     State(runs): State<AppState>,
+    Extension(access): Extension<Access>,
     Path((id, artifact)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     runs.record(&id)?;
@@ -690,7 +704,8 @@ pub(crate) async fn get_artifact(
         .parse()
         .map_err(|_| ApiError::not_found(format!("no artifact {artifact} in run {id}")))?;
     match runs.store().artifact(&parsed)? {
-        Some(a) if *a.workflow_id == *id => Ok(Json(artifact_json(&a)?)),
+        // What this token may not see does not exist for it.
+        Some(a) if *a.workflow_id == *id && access.sees(&a) => Ok(Json(artifact_json(&a)?)),
         _ => Err(ApiError::not_found(format!(
             "no artifact {artifact} in run {id}"
         ))),
@@ -728,6 +743,7 @@ pub(crate) struct WorkPage {
     responses((status = 200, body = WorkPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list_work(
     State(runs): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
     Query(filter): Query<WorkFilter>,
 ) -> ApiResult<Json<WorkPage>> {
@@ -753,6 +769,14 @@ pub(crate) async fn list_work(
             .as_deref()
             .is_some_and(|s| w.status().to_string() != s)
             || filter.phase.as_deref().is_some_and(|p| *w.phase != *p)
+        {
+            continue;
+        }
+        if access.tenant.is_some()
+            && !runs
+                .store()
+                .artifact(&w.id)?
+                .is_some_and(|a| access.sees(&a))
         {
             continue;
         }
@@ -814,8 +838,10 @@ pub(crate) struct Decided {
     responses((status = 200, body = Decided), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn approve_work(
     State(runs): State<AppState>,
+    Extension(access): Extension<Access>,
     Path((id, work)): Path<(String, String)>,
 ) -> ApiResult<Json<Decided>> {
+    access.operator_only("deciding on work")?;
     decide(&runs, &id, &work, true, None).await
 }
 
@@ -825,9 +851,11 @@ pub(crate) async fn approve_work(
     responses((status = 200, body = Decided), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn reject_work(
     State(runs): State<AppState>,
+    Extension(access): Extension<Access>,
     Path((id, work)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Decided>> {
+    access.operator_only("deciding on work")?;
     let request: RejectRequest = parse_body(&body)?;
     if request.reason.trim().is_empty() {
         return Err(ApiError::new(
@@ -907,9 +935,11 @@ pub(crate) struct GraphFormat {
     responses((status = 200, description = "Mermaid or DOT text, or JSON nodes and edges"), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_graph(
     State(runs): State<AppState>,
+    Extension(access): Extension<Access>,
     Path(id): Path<String>,
     Query(format): Query<GraphFormat>,
 ) -> ApiResult<Response> {
+    access.operator_only("the whole graph")?;
     runs.record(&id)?;
     let graph = Graph::from_store(runs.store(), &id)?;
     Ok(match format.format.as_deref().unwrap_or("mermaid") {

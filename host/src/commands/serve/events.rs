@@ -77,6 +77,7 @@ impl Item {
         (status = 400, body = super::api::ErrorBody), (status = 404, body = super::api::ErrorBody)))]
 pub(crate) async fn stream(
     State(runs): State<AppState>,
+    axum::Extension(access): axum::Extension<super::auth::Access>,
     Path(id): Path<String>,
     Query(after): Query<After>,
     headers: HeaderMap,
@@ -96,13 +97,29 @@ pub(crate) async fn stream(
         })?,
         None => Cursor::default(),
     };
-    let state = (runs, id, cursor, VecDeque::<Item>::new());
+    let state = (runs, id, cursor, VecDeque::<Item>::new(), access);
     let stream = futures_util::stream::unfold(
         state,
-        |(runs, id, mut cursor, mut ahead)| async move {
+        |(runs, id, mut cursor, mut ahead, access)| async move {
             loop {
                 if let Some(item) = ahead.pop_front() {
+                    // A token limited to a tenant sees the artifacts it may read and the
+                    // run's end; the loop's other events speak of every tenant's work.
+                    // What it may not see is passed over, its position counted.
+                    let hidden = access.tenant.is_some()
+                        && match &item {
+                            Item::Recorded(e) => e.kind != "run_ended",
+                            Item::Published(a) => !access.sees(a),
+                        };
                     let event = match item {
+                        Item::Recorded(e) if hidden => {
+                            cursor.event = e.seq;
+                            continue;
+                        }
+                        Item::Published(_) if hidden => {
+                            cursor.artifacts += 1;
+                            continue;
+                        }
                         Item::Recorded(e) => {
                             cursor.event = e.seq;
                             SseEvent::default()
@@ -125,7 +142,7 @@ pub(crate) async fn stream(
                         )
                         }
                     };
-                    return Some((Ok(event.id(cursor.id())), (runs, id, cursor, ahead)));
+                    return Some((Ok(event.id(cursor.id())), (runs, id, cursor, ahead, access)));
                 }
                 // Subscribe before reading, so nothing recorded in between is slept through.
                 let woken = runs.activity.notified();

@@ -30,10 +30,16 @@ pub(crate) struct ServeCommand {
     /// Without `--token-env` only a loopback address is accepted.
     #[arg(long, default_value = "127.0.0.1:7700")]
     listen: SocketAddr,
-    /// The environment variable holding the bearer token every request must carry
-    /// (`Authorization: Bearer …`; `/healthz` and `/readyz` excepted).
+    /// The environment variable holding the operator's bearer token: every request
+    /// must then carry a token (`Authorization: Bearer …`; `/healthz` and `/readyz`
+    /// excepted).
     #[arg(long, value_name = "NAME")]
     token_env: Option<String>,
+    /// A TOML file of limited tokens: `[[token]]` tables with `env` (the variable that
+    /// holds the token), `tenant` (it reads and publishes only what that tenant may) and
+    /// `read_only`.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<std::path::PathBuf>,
 }
 
 impl ServeCommand {
@@ -46,21 +52,13 @@ impl ServeCommand {
     }
 
     async fn serve(self) -> Result<i32> {
-        let token = match &self.token_env {
-            Some(name) => {
-                let token = std::env::var(name)
-                    .with_context(|| format!("--token-env {name}: the variable is not set"))?;
-                if token.trim().len() < 16 {
-                    bail!("--token-env {name}: the token is shorter than 16 characters");
-                }
-                Some(Arc::<str>::from(token.trim()))
-            }
-            None if !self.listen.ip().is_loopback() => bail!(
-                "--listen {}: without --token-env the server listens on loopback only (127.0.0.1 or ::1)",
+        let tokens = auth::Tokens::load(self.token_env.as_deref(), self.tokens.as_deref())?;
+        if !tokens.required() && !self.listen.ip().is_loopback() {
+            bail!(
+                "--listen {}: without --token-env or --tokens the server listens on loopback only (127.0.0.1 or ::1)",
                 self.listen
-            ),
-            None => None,
-        };
+            );
+        }
         let (store, sqlite): (Arc<dyn Store>, Option<Arc<SqliteStore>>) = match &self.store {
             StoreSpec::Memory => (Arc::new(MemoryStore::keeping_events()), None),
             StoreSpec::Sqlite(path) => {
@@ -88,7 +86,7 @@ impl ServeCommand {
             }
         );
         println!("listening http://{addr}");
-        let app = router(runs.clone(), token);
+        let app = router(runs.clone(), Arc::new(tokens));
         let shutdown = async {
             use tokio::signal::unix::{SignalKind, signal};
             let (Ok(mut int), Ok(mut term)) = (
@@ -115,9 +113,10 @@ impl ServeCommand {
     }
 }
 
-/// The routes of API v1 and the service endpoints; with `token`, every route but the
-/// health checks asks for it.
-fn router(runs: Arc<runs::Runs>, token: Option<Arc<str>>) -> Router {
+/// The routes of API v1 and the service endpoints; every route but the health checks
+/// goes through `tokens` (which let everything through as the operator when there are
+/// none).
+fn router(runs: Arc<runs::Runs>, tokens: Arc<auth::Tokens>) -> Router {
     let health = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -154,11 +153,8 @@ fn router(runs: Arc<runs::Runs>, token: Option<Arc<str>>) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(api::not_found)
         .with_state(runs);
-    let api = match token {
-        Some(token) => api.layer(axum::middleware::from_fn(move |request, next| {
-            auth::require(token.clone(), request, next)
-        })),
-        None => api,
-    };
+    let api = api.layer(axum::middleware::from_fn(move |request, next| {
+        auth::admit(tokens.clone(), request, next)
+    }));
     health.merge(api)
 }

@@ -55,7 +55,16 @@ pub(crate) struct Runs {
     pub(crate) activity: Arc<Notify>,
     /// Where manifests sent as text resolve their relative paths.
     base_dir: PathBuf,
+    /// Held while a run is opened again, so two requests for an ended run open it once.
+    opening: tokio::sync::Mutex<()>,
+    /// The workflows of the runs driven last, newest last: a run opened again (a
+    /// publish or a decision after it ended) goes on without loading its workflow and
+    /// its components again.
+    loaded_workflows: Mutex<Vec<(String, Arc<Workflow>)>>,
 }
+
+/// Workflows kept for runs that may be opened again.
+const KEPT_WORKFLOWS: usize = 16;
 
 /// How a workflow to start is given.
 pub(crate) enum Source {
@@ -99,6 +108,8 @@ impl Runs {
             live: Mutex::new(HashMap::new()),
             activity: Arc::new(Notify::new()),
             base_dir,
+            opening: tokio::sync::Mutex::new(()),
+            loaded_workflows: Mutex::new(Vec::new()),
         })
     }
 
@@ -195,8 +206,36 @@ impl Runs {
         Ok(id)
     }
 
+    /// The workflow run `id` was last driven with, if it is still kept.
+    fn kept_workflow(&self, id: &str) -> Option<Arc<Workflow>> {
+        let kept = self
+            .loaded_workflows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        kept.iter().find(|(k, _)| k == id).map(|(_, wf)| wf.clone())
+    }
+
+    /// Keep `wf` as run `id`'s, dropping the least recently driven past the bound. A
+    /// workflow with a language-model host is not kept: a stopped run closes its host
+    /// for good (its calls in flight dropped), so the run goes on with a fresh one.
+    fn keep_workflow(&self, id: &str, wf: Arc<Workflow>) {
+        if wf.llm.is_some() {
+            return;
+        }
+        let mut kept = self
+            .loaded_workflows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        kept.retain(|(k, _)| k != id);
+        kept.push((id.to_string(), wf));
+        if kept.len() > KEPT_WORKFLOWS {
+            kept.remove(0);
+        }
+    }
+
     /// Drive run `id` of `wf` on a task: a new run, or `resume` an existing one.
     fn drive(self: &Arc<Self>, id: String, wf: Arc<Workflow>, resume: Option<RunRecord>) {
+        self.keep_workflow(&id, wf.clone());
         let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
         let scheduler = Scheduler::new(wf, self.store.clone()).with_events(events_tx);
         let requests = scheduler.requests();
@@ -323,13 +362,21 @@ impl Runs {
     /// Drive `record`'s run again, from where the store has it.
     async fn go_on(self: &Arc<Self>, mut record: RunRecord) -> Result<(), RunsError> {
         let id = record.workflow_id.clone();
-        let manifest = Manifest::parse(Path::new(&record.manifest_path), &record.manifest_text)
-            .map_err(|e| RunsError::Invalid(e.into()))?;
-        let wf = load(manifest).await.map_err(RunsError::Invalid)?;
-        super::super::resume::same_plugins(&wf, &record).map_err(RunsError::Invalid)?;
+        let _opening = self.opening.lock().await;
         if self.is_live(&id) {
             return Ok(());
         }
+        let wf = match self.kept_workflow(&id) {
+            Some(wf) => wf,
+            None => {
+                let manifest =
+                    Manifest::parse(Path::new(&record.manifest_path), &record.manifest_text)
+                        .map_err(|e| RunsError::Invalid(e.into()))?;
+                let wf = load(manifest).await.map_err(RunsError::Invalid)?;
+                super::super::resume::same_plugins(&wf, &record).map_err(RunsError::Invalid)?;
+                wf
+            }
+        };
         // Ended runs go on as interrupted ones do.
         record.status = RunStatus::Running;
         self.drive(id, wf, Some(record));

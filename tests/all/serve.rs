@@ -381,6 +381,25 @@ fn a_bad_request_is_answered_with_its_status_and_the_json_pointer_at_fault() {
     assert_eq!(status, 400);
     let (status, _) = server.get(&format!("/v1/workflows/{id}/artifacts?cursor=zz"));
     assert_eq!(status, 400);
+    // Every error is JSON, the query string's and a wrong method's included.
+    let (status, body) = server.get(&format!("/v1/workflows/{id}/artifacts?limit=abc"));
+    assert_eq!(
+        (status, body["error"]["status"].as_u64()),
+        (400, Some(400)),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("limit")),
+        "{body}"
+    );
+    let (status, body) = server.request("PUT", "/v1/workflows", &[], None);
+    assert_eq!(
+        (status, body["error"]["status"].as_u64()),
+        (405, Some(405)),
+        "{body}"
+    );
     let (status, _) = server.post("/v1/workflows", json!({"manifest": "[workflow"}));
     assert_eq!(status, 422);
     let (status, _) = server.post("/v1/workflows", json!({}));

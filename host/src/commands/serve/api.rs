@@ -12,7 +12,8 @@ use super::runs::{Runs, RunsError, Source};
 use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use murmur::artifact::{ArtifactId, SharedArtifact, Visibility};
@@ -188,17 +189,44 @@ impl From<murmur::blackboard::StoreError> for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// A query string read into `T`: as axum's `Query`, with a wrong parameter answered
+/// like every other error (400, JSON, naming the parameter).
+pub(crate) struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the query string: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
+/// A method a route does not take: 405, as JSON.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not take that method (see /v1/openapi.json)",
+    )
+}
+
 /// Parse a JSON request body: a malformed one is 400 with its line and column, one of
 /// the wrong shape 422 with the JSON pointer of the field at fault.
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!(
-                "the body is not JSON: {e} (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
+            // serde_json's message ends with the line and column.
+            format!("the body is not JSON: {e}"),
         )
     })?;
     let mut track = serde_path_to_error::Track::new();

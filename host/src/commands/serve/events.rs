@@ -9,8 +9,9 @@
 //! kept per client but the two positions: the stream reads the store, and sleeps until
 //! the server says something happened (or a second passes).
 
+use super::api::Query;
 use super::api::{ApiError, AppState};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;

@@ -152,6 +152,7 @@ fn router(runs: Arc<runs::Runs>, tokens: Arc<auth::Tokens>) -> Router {
         .route("/v1/workflows/{id}/events", get(events::stream))
         .route("/metrics", get(health::metrics))
         .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(runs);
     let api = api.layer(axum::middleware::from_fn(move |request, next| {
         auth::admit(tokens.clone(), request, next)

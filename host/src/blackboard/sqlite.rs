@@ -343,9 +343,10 @@ impl SqliteStore {
             table: &str,
             workflow_id: &str,
         ) -> Result<Vec<T>, StoreError> {
+            // Insertion order: a table's `seq`, where it has one, is its rowid.
             let mut stmt = conn
                 .prepare(&format!(
-                    "SELECT data FROM {table} WHERE workflow_id = ?1 ORDER BY seq"
+                    "SELECT data FROM {table} WHERE workflow_id = ?1 ORDER BY rowid"
                 ))
                 .map_err(|e| backend(path, &format!("cannot read {table}"), e))?;
             let texts = stmt
@@ -382,19 +383,7 @@ impl SqliteStore {
             let (plugin, key, value) = row.map_err(|e| backend(&self.path, "cannot read kv", e))?;
             self.mem.kv_set(workflow_id, &plugin, &key, Some(value))?;
         }
-        let mut keys: Vec<KeyRecord> = Vec::new();
-        let mut stmt = conn
-            .prepare("SELECT data FROM idempotency_keys WHERE workflow_id = ?1")
-            .map_err(|e| backend(&self.path, "cannot read idempotency_keys", e))?;
-        let texts = stmt
-            .query_map(params![workflow_id], |r| r.get::<_, String>(0))
-            .map_err(|e| backend(&self.path, "cannot read idempotency_keys", e))?;
-        for t in texts {
-            let t = t.map_err(|e| backend(&self.path, "cannot read idempotency_keys", e))?;
-            keys.push(serde_json::from_str(&t).map_err(|e| {
-                backend(&self.path, "has an unreadable row in idempotency_keys", e)
-            })?);
-        }
+        let keys: Vec<KeyRecord> = rows(&conn, &self.path, "idempotency_keys", workflow_id)?;
         self.mem.commit(Commit {
             artifacts: artifacts.into_iter().map(SharedArtifact::new).collect(),
             work_items,

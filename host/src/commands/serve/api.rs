@@ -493,23 +493,13 @@ pub(crate) async fn publish_artifact(
         runs.request(&id, Request::Publish(Box::new(publish)))
             .await?;
         match answer.await {
-            Ok(Ok(Published::Created(artifact))) => {
-                return Ok((
-                    StatusCode::CREATED,
-                    Json(PublishAnswer {
-                        id: artifact.to_string(),
-                        repeated: false,
-                    }),
-                ));
-            }
-            Ok(Ok(Published::Repeated(artifact))) => {
-                return Ok((
-                    StatusCode::OK,
-                    Json(PublishAnswer {
-                        id: artifact.to_string(),
-                        repeated: true,
-                    }),
-                ));
+            Ok(Ok(published)) => {
+                let (status, artifact, repeated) = match published {
+                    Published::Created(a) => (StatusCode::CREATED, a, false),
+                    Published::Repeated(a) => (StatusCode::OK, a, true),
+                };
+                let id = artifact.to_string();
+                return Ok((status, Json(PublishAnswer { id, repeated })));
             }
             Ok(Err(e)) => return Err(publish_error(e)),
             Err(_) => continue,

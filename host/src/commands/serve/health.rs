@@ -88,8 +88,7 @@ fn render(runs: &AppState) -> Result<String, ApiError> {
         }
         let wf = label(&record.workflow_id);
         let summary = RunSummary::of_record(runs.store(), record)?;
-        let counts = runs.store().counts(&record.workflow_id)?;
-        for (ty, n) in &counts.by_type {
+        for (ty, n) in &summary.by_type {
             let _ = writeln!(
                 artifacts,
                 "murmur_artifacts_total{{workflow_id=\"{wf}\",type=\"{}\"}} {n}",

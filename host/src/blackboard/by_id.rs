@@ -98,6 +98,22 @@ where
         self.records.iter_mut()
     }
 
+    /// Keep only the records `keep` says to, in the same order (positions and the table
+    /// are rebuilt; the memory of the records dropped is given back).
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&P::Target) -> bool) {
+        self.records.retain(|r| keep(r));
+        self.records.shrink_to_fit();
+        let (records, hasher) = (&self.records, &self.hasher);
+        let mut table = hashbrown::HashTable::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let i = u32::try_from(i).expect("fewer than 2^32 records");
+            table.insert_unique(hasher.hash_one(r.key()), i, |&j| {
+                hasher.hash_one(records[j as usize].key())
+            });
+        }
+        self.table = table;
+    }
+
     /// Records stored.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
@@ -157,5 +173,22 @@ mod tests {
             r.value = "c";
         }
         assert_eq!(t.get(&9).map(|r| r.value), Some("c"));
+    }
+
+    #[test]
+    fn records_retained_keep_their_order_and_are_found_and_the_others_are_gone() {
+        let mut t: ById<Box<Rec>> = ById::default();
+        for id in 0..1_000 {
+            t.insert(Box::new(Rec { id, value: "a" }));
+        }
+        t.retain(|r| r.id % 3 == 0);
+        assert_eq!(t.len(), 334);
+        assert!(t.iter().map(|r| r.id).eq((0..1_000).filter(|i| i % 3 == 0)));
+        assert!(t.contains_key(&999) && !t.contains_key(&998));
+        assert_eq!(t.get(&300).map(|r| r.id), Some(300));
+        // Inserting after a retain appends and is found.
+        assert!(t.insert(Box::new(Rec { id: 1, value: "b" })).is_none());
+        assert_eq!(t.iter().last().map(|r| r.id), Some(1));
+        assert_eq!(t.get(&1).map(|r| r.value), Some("b"));
     }
 }

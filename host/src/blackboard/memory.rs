@@ -214,6 +214,24 @@ impl MemoryStore {
         }
     }
 
+    /// Drop a run's records — artifacts, work items, invocations, their queues and
+    /// tallies, plugin values, idempotency keys — from memory, keeping its run record and
+    /// events. For a store that mirrors a durable one (`SqliteStore::unload`), where the
+    /// records stay on disk; in a memory store alone they would be gone.
+    pub(crate) fn forget(&self, workflow_id: &str) {
+        let mut g = self.lock();
+        let g = &mut *g;
+        g.artifacts.retain(|a| &*a.workflow_id != workflow_id);
+        g.work.retain(|w| &*w.workflow_id != workflow_id);
+        g.invocations.retain(|i| &*i.workflow_id != workflow_id);
+        g.counts.remove(workflow_id);
+        g.queues.remove(workflow_id);
+        g.delayed.remove(workflow_id);
+        g.tallies.remove(workflow_id);
+        g.kv.retain(|(w, _, _), _| w != workflow_id);
+        g.keys.retain(|(w, _), _| w != workflow_id);
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied commit (commits check
         // before they write), so the state behind it stays consistent; parking_lot's mutex

@@ -392,6 +392,16 @@ impl SqliteStore {
         })
     }
 
+    /// Drop run `workflow_id`'s records from memory once the file has them (the writer
+    /// is flushed first): they are read again by [`SqliteStore::load`]. Its run record
+    /// stays. For a process that outlives its runs (`murmur serve`), whose memory would
+    /// otherwise hold every run it ever drove.
+    pub fn unload(&self, workflow_id: &str) -> Result<(), StoreError> {
+        self.flush()?;
+        self.mem.forget(workflow_id);
+        Ok(())
+    }
+
     /// The loop's recorded events of a run, oldest first, as JSON.
     pub fn events(&self, workflow_id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
         let conn =

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A scripted answer: status, extra headers, body, delay before answering.
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
     body: String,
@@ -32,12 +32,12 @@ fn ok(content: &str, tokens: u32) -> Reply {
 }
 
 /// An OpenAI-compatible server on loopback: the n-th request gets `script(n, body)`.
-struct FakeOpenAi {
-    url: String,
+pub(crate) struct FakeOpenAi {
+    pub(crate) url: String,
     requests: Arc<Mutex<Vec<Value>>>,
 }
 
-fn serve(script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -> FakeOpenAi {
+pub(crate) fn serve(script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -> FakeOpenAi {
     serve_on(TcpListener::bind("127.0.0.1:0").expect("bind"), script)
 }
 
@@ -387,7 +387,7 @@ async fn a_recorded_run_replays_without_a_server_and_identical_requests_are_paid
 }
 
 /// Answers as a cooperative model would, by the phase named in the system prompt.
-fn scenario(_: usize, body: &Value) -> Reply {
+pub(crate) fn scenario(_: usize, body: &Value) -> Reply {
     let system = body["messages"][0]["content"].as_str().unwrap_or("");
     // The first line is the input; the rest is context.
     let user = body["messages"][1]["content"]

@@ -23,4 +23,5 @@ mod recovery;
 mod reuse;
 mod routing;
 mod serve;
+mod telemetry;
 mod validators;

@@ -10,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// A `murmur serve` process; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     addr: SocketAddr,
 }
@@ -20,7 +20,7 @@ impl Server {
         Self::start_with(db, &[], &[])
     }
 
-    fn start_with(db: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with(db: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = murmur()
             .args(["serve", "--listen", "127.0.0.1:0", "--store"])
             .arg(format!("sqlite:{}", db.display()))
@@ -45,7 +45,7 @@ impl Server {
     }
 
     /// Stop with SIGTERM, as an orchestrator would; the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id() as libc::pid_t;
         // SAFETY: kill(2) on our own child's pid, not yet waited for.
         unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -64,7 +64,7 @@ impl Server {
         self.request("GET", path, &[], None)
     }
 
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.request("POST", path, &[], Some(body.to_string().as_bytes()))
     }
 
@@ -81,7 +81,7 @@ impl Server {
     }
 
     /// Poll a run until its status is not `running`.
-    fn wait_ended(&self, id: &str) -> Value {
+    pub(crate) fn wait_ended(&self, id: &str) -> Value {
         let start = Instant::now();
         loop {
             let (status, summary) = self.get(&format!("/v1/workflows/{id}"));

@@ -19,6 +19,7 @@ mod settings;
 mod soak;
 mod status;
 mod store;
+mod telemetry;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -30,6 +31,15 @@ pub(crate) struct Cli {
     /// More logging on stderr (-v: info, -vv: debug). `RUST_LOG` overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Export trace spans (a run, each agent invocation, each model call) to this
+    /// OpenTelemetry collector over OTLP/HTTP, e.g. `http://127.0.0.1:4318`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,17 +62,8 @@ enum Command {
 /// Parse the command line, set up logging, run the command; the process exit status.
 pub(crate) fn main() -> Result<i32> {
     let cli = Cli::parse();
-    let default = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    // Dropped after the command: the spans still batched are exported then.
+    let _telemetry = telemetry::init(cli.verbose, cli.otlp_endpoint.as_deref())?;
     match cli.command {
         Command::Run(c) => c.execute(),
         Command::Resume(c) => c.execute(),

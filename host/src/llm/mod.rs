@@ -25,6 +25,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
+use tracing::Instrument;
 
 /// `[llm]`: the provider and its limits. Every key but `base_url` and `model` is optional.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -243,6 +244,22 @@ pub enum LlmError {
     /// to the queue for `resume`.
     #[error("cancelled: {0}")]
     Cancelled(String),
+}
+
+impl LlmError {
+    /// Its class, as a trace's `error.type` names it.
+    pub fn class(&self) -> &'static str {
+        match self {
+            LlmError::RateLimited(_) => "rate_limited",
+            LlmError::Timeout(_) => "timeout",
+            LlmError::Refused(_) => "refused",
+            LlmError::InvalidResponse(_) => "invalid_response",
+            LlmError::BudgetExhausted(_) => "budget_exhausted",
+            LlmError::Denied(_) => "denied",
+            LlmError::Unavailable(_) => "unavailable",
+            LlmError::Cancelled(_) => "cancelled",
+        }
+    }
 }
 
 /// Why the provider is out of reach: the run's end names it.
@@ -781,7 +798,33 @@ impl LlmHost {
         deadline: Option<Instant>,
     ) -> Result<Completion, LlmError> {
         let began = Instant::now();
-        let answer = self.complete_timed(agent, phase, request, deadline).await;
+        // The model call's trace span (`chat {model}`, OpenTelemetry's generative-AI
+        // conventions), a child of the invocation's; `account` records its tokens.
+        let model = if request.model.is_empty() {
+            &self.config.model
+        } else {
+            &request.model
+        };
+        let span = tracing::info_span!(
+            "chat",
+            otel.name = format!("chat {model}").as_str(),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = model.as_str(),
+            gen_ai.agent.name = agent,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        let answer = self
+            .complete_timed(agent, phase, request, deadline)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &answer {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", e.class());
+        }
         let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut u = Self::lock(&self.usage);
         match u.model_ms_by_agent.get_mut(agent) {
@@ -1006,6 +1049,10 @@ impl LlmHost {
 
     fn account(&self, agent: &str, phase: &str, c: &Completion, paid: bool) {
         let tokens = u64::from(c.prompt_tokens) + u64::from(c.completion_tokens);
+        // The tokens the run counts are the ones its trace reports (the `chat` span).
+        let span = tracing::Span::current();
+        span.record("gen_ai.usage.input_tokens", c.prompt_tokens);
+        span.record("gen_ai.usage.output_tokens", c.completion_tokens);
         let mut u = Self::lock(&self.usage);
         if paid {
             u.calls += 1;

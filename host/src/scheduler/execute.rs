@@ -50,6 +50,18 @@ pub(super) enum Failure {
     Refused(Refusal),
 }
 
+impl Failure {
+    /// Its class, as metrics and traces name it: the fault's class, `plugin_error` or
+    /// `refused`.
+    pub(super) fn class(&self) -> String {
+        match self {
+            Failure::Invoke(InvokeError::Fault(f)) => f.kind.to_string(),
+            Failure::Invoke(InvokeError::Plugin(_)) => "plugin_error".into(),
+            Failure::Refused(_) => "refused".into(),
+        }
+    }
+}
+
 impl From<InvokeError> for Failure {
     fn from(e: InvokeError) -> Self {
         Failure::Invoke(e)

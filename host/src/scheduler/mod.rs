@@ -571,6 +571,14 @@ impl Scheduler {
             max_invocations: limits.max_invocations,
             monitoring: monitoring.clone(),
             runtime: runtime.handle().clone(),
+            span: tracing::info_span!(
+                "invoke_workflow",
+                otel.name = format!("invoke_workflow {}", self.wf().name()).as_str(),
+                otel.kind = "internal",
+                gen_ai.operation.name = "invoke_workflow",
+                gen_ai.workflow.name = self.wf().name(),
+                murmur.workflow.id = workflow_id,
+            ),
         });
         shared_run.start(threads);
         if requests.is_some() {

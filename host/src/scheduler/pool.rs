@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedReceiver, error::TryRecvError};
+use tracing::Instrument;
 
 /// How often a coordinator that watches for hot loads looks for one.
 const RELOAD_POLL: Duration = Duration::from_millis(20);
@@ -167,6 +168,9 @@ pub(super) struct Run {
     pub max_invocations: u64,
     pub monitoring: MonitoringPolicy,
     pub runtime: tokio::runtime::Handle,
+    /// The run's trace span (`invoke_workflow`): every invocation's span is its child.
+    /// Disabled, as are the others, unless a subscriber exports spans.
+    pub span: tracing::Span,
 }
 
 impl Run {
@@ -216,6 +220,30 @@ impl Drop for Alive<'_> {
         }
         pool.idle.notify_all();
     }
+}
+
+/// An invocation's trace span, named and attributed as OpenTelemetry's conventions for
+/// generative-AI agents name them (`invoke_agent {agent}`). The fields are computed only
+/// when a subscriber wants the span.
+fn invocation_span(
+    run: &tracing::Span,
+    wf: &crate::workflow::Workflow,
+    record: &InvocationRecord,
+) -> tracing::Span {
+    tracing::info_span!(
+        parent: run,
+        "invoke_agent",
+        otel.name = format!("invoke_agent {}", record.agent).as_str(),
+        otel.kind = "internal",
+        otel.status_code = tracing::field::Empty,
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.agent.name = &*record.agent,
+        gen_ai.workflow.name = wf.name(),
+        murmur.invocation.id = %record.id.text(),
+        murmur.invocation.attempt = record.attempts,
+        murmur.workflow.id = record.workflow_id.as_str(),
+        error.type = tracing::field::Empty,
+    )
 }
 
 /// What a worker does next.
@@ -311,8 +339,9 @@ impl Run {
         let claimed = Instant::now();
         // The version in force now; a hot load does not change it under this call.
         let wf = s.wf();
+        let span = invocation_span(&self.span, &wf, &record);
         let mut executed = {
-            let call = execute::execute(&wf, &s.store, record, claimed);
+            let call = execute::execute(&wf, &s.store, record, claimed).instrument(span.clone());
             tokio::pin!(call);
             let mut waited = false;
             std::future::poll_fn(|cx| {
@@ -327,6 +356,11 @@ impl Run {
             })
             .await
         };
+        if let Err(failure) = &executed.result {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.type", failure.class().as_str());
+        }
+        drop(span);
         // Deduplication scoring that may call a plugin or a model happens here, holding
         // no lock; the commit below only re-checks its answer.
         let placed = match &mut executed.result {

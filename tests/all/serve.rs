@@ -1,7 +1,7 @@
 //! `murmur serve`: the real binary on a loopback port, a real SQLite file, and HTTP
 //! spoken over a plain socket.
 
-use crate::helpers::{PHASES_AND_NOTE, expand, murmur, probe, repo};
+use crate::helpers::{PHASES_AND_NOTE, expand, murmur, plugin, probe, repo};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -1277,4 +1277,281 @@ fn a_tenant_token_cannot_read_another_tenants_artifacts_and_a_read_only_token_ca
             "{line} in {text}"
         );
     }
+}
+
+/// schemathesis, from PyPI (`cargo xtask test` installs the pinned version under
+/// `target/` and names it in `MURMUR_SCHEMATHESIS`), generates requests from the
+/// served OpenAPI document — valid ones and broken ones — against a server holding a
+/// finished run whose ids it is given: none gets a 5xx, and every answer is one the
+/// document describes (its status code, content type and schema).
+#[test]
+fn schemathesis_finds_no_server_error_and_no_answer_the_document_does_not_describe() {
+    let schemathesis = std::env::var_os("MURMUR_SCHEMATHESIS").unwrap_or_else(|| {
+        panic!(
+            "MURMUR_SCHEMATHESIS is not set: run the tests with `cargo xtask test`, which installs schemathesis from PyPI"
+        )
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("schema.db"));
+    let id = start(&server, json!({ "manifest_path": auth_demo() }));
+    assert_eq!(server.wait_ended(&id)["status"], "complete");
+    let (_, artifacts) = server.get(&format!("/v1/workflows/{id}/artifacts?limit=1"));
+    let artifact = artifacts["artifacts"][0]["id"]
+        .as_str()
+        .expect("an artifact")
+        .to_string();
+    let (_, work) = server.get(&format!("/v1/workflows/{id}/work?limit=1"));
+    let work_id = work["items"][0]["id"]
+        .as_str()
+        .expect("a work item")
+        .to_string();
+    // Half of the generated requests name the real run, artifact and work item.
+    let config = dir.path().join("schemathesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[parameters]\n\"path.id\" = {id:?}\n\"path.artifact\" = {artifact:?}\n\"path.work_id\" = {work_id:?}\n"
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(&schemathesis)
+        .arg("--config-file")
+        .arg(&config)
+        .arg("run")
+        .arg(format!("http://{}/v1/openapi.json", server.addr))
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            // The event stream never ends by itself: its own tests read it.
+            "--exclude-path",
+            "/v1/workflows/{id}/events",
+            "--max-examples",
+            "40",
+            "--seed",
+            "7",
+            "--workers",
+            "2",
+            "--request-timeout",
+            "20",
+            "--no-color",
+        ])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .current_dir(dir.path())
+        .output()
+        .expect("schemathesis runs");
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}"
+    );
+    // The server lived through it.
+    assert_eq!(server.get("/healthz").0, 200);
+}
+
+/// `murmur serve --watch DIR`: a run whose work no plugin takes waits (it does not end
+/// `stalled`); a broken bundle dropped in is rejected, as an event of the run, and the
+/// run goes on; the fixed bundle takes the work and the run completes.
+#[test]
+fn a_served_run_takes_a_bundle_dropped_into_the_watched_directory_and_survives_a_broken_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let watch = dir.path().join("bundles");
+    std::fs::create_dir(&watch).expect("mkdir");
+    let server = Server::start_with(
+        &dir.path().join("watched.db"),
+        &["--watch", &watch.display().to_string()],
+        &[],
+    );
+    let manifest = "[workflow]\nname = \"ship\"\n[[type]]\nname = \"Note\"\nschema = { type = \"object\" }\n[[input]]\ntype = \"WorkDiscovery\"\npayload = { description = \"Deploy the auth service\", phase = \"deployment\", done_definition = \"running in production\", discovered_by = \"user\" }\n";
+    let id = start(
+        &server,
+        json!({ "manifest": manifest, "base_dir": dir.path().display().to_string() }),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, summary) = server.get(&format!("/v1/workflows/{id}"));
+    assert_eq!(
+        summary["status"], "running",
+        "it waits for a plugin: {summary}"
+    );
+
+    let put = |name: &str, bytes: &[u8]| {
+        let tmp = watch.join(format!("{name}.partial"));
+        std::fs::write(&tmp, bytes).expect("write");
+        std::fs::rename(&tmp, watch.join(name)).expect("rename");
+    };
+    put(
+        "deploy.toml",
+        b"[[phase]]\nname = \"deployment\"\ndescription = \"Ship it\"\ninstructions = \"Deploy and verify\"\n\n[[plugin]]\nname = \"deployer\"\npath = \"deployer.wasm\"\nworld = \"agent\"\nconfig = { mode = \"echo\", emit_type = \"Note\" }\n[[plugin.subscribe]]\ntype = \"WorkDiscovery\"\nfilter = \"payload.phase == 'deployment'\"\n",
+    );
+    put("deployer.wasm", b"\0asm this is not a component");
+    let rejected = events(server.addr, &id, None, |seen| {
+        seen.iter().any(|e| e.event == "reload_rejected")
+    });
+    let rejection = rejected
+        .iter()
+        .find(|e| e.event == "reload_rejected")
+        .expect("a rejection");
+    assert!(
+        rejection
+            .data
+            .to_string()
+            .contains("not a loadable WebAssembly component"),
+        "{}",
+        rejection.data
+    );
+    let (_, summary) = server.get(&format!("/v1/workflows/{id}"));
+    assert_eq!(summary["status"], "running", "{summary}");
+
+    put(
+        "deployer.wasm",
+        &std::fs::read(plugin("probe")).expect("probe"),
+    );
+    let summary = server.wait_ended(&id);
+    assert_eq!(summary["status"], "complete", "{summary}");
+    assert_eq!(summary["agents"]["deployer"]["invocations"], 1);
+    assert_eq!(summary["phases"]["deployment"]["done"], 1);
+}
+
+/// The server's memory holds the runs it works on, not every run it drove: a finished
+/// run's records leave memory once nobody has read it for a while (only the file holds
+/// them), and every read after that — its artifacts, its work, an idempotent publish's
+/// key, a publish that opens it again — answers from the file as before.
+#[test]
+fn a_finished_runs_records_leave_memory_and_every_read_after_answers_as_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(&db(&dir), &["--unload-after-ms", "200"], &[]);
+    let id = start(&server, json!({ "manifest_path": auth_demo() }));
+    let summary = server.wait_ended(&id);
+    assert_eq!(summary["status"], "complete");
+    let analysed = summary["phases"]["analysis"]["done"]
+        .as_u64()
+        .expect("done");
+    let page = |server: &Server| {
+        let (status, page) = server.get(&format!("/v1/workflows/{id}/artifacts?limit=1000"));
+        assert_eq!(status, 200, "{page}");
+        page
+    };
+    let (_, work_before) = server.get(&format!("/v1/workflows/{id}/work?limit=1000"));
+    let path = format!("/v1/workflows/{id}/artifacts");
+    let body = json!({"type": "WorkDiscovery", "payload": {
+        "description": "Audit the session store", "phase": "analysis",
+        "done_definition": "audited", "discovered_by": "ops"}})
+    .to_string();
+    let (status, first) = server.request(
+        "POST",
+        &path,
+        &[("Idempotency-Key", "audit-1")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(status, 201, "{first}");
+    server.wait_ended(&id);
+    let before = page(&server);
+    let loaded = |server: &Server| -> u64 {
+        let (_, text) = request(server.addr, "GET", "/metrics", &[], None);
+        text.lines()
+            .find_map(|l| l.strip_prefix("murmur_runs_loaded "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no murmur_runs_loaded in {text}"))
+    };
+    let waited = Instant::now();
+    while loaded(&server) != 0 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "the finished run stayed in memory"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Read again from the file: the same artifacts, the same work.
+    assert_eq!(page(&server), before);
+    let (_, work_after) = server.get(&format!("/v1/workflows/{id}/work?limit=1000"));
+    assert!(
+        work_after["items"].as_array().map(Vec::len)
+            > work_before["items"].as_array().map(Vec::len),
+        "the discovery's work item is among them"
+    );
+    assert_eq!(loaded(&server), 1, "read, so in memory again");
+    while loaded(&server) != 0 {
+        assert!(waited.elapsed() < Duration::from_secs(40));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The key is claimed in the file: the same publish repeats, and a publish opens the
+    // unloaded run again and runs.
+    let (status, repeat) = server.request(
+        "POST",
+        &path,
+        &[("Idempotency-Key", "audit-1")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!((status, &repeat["id"]), (200, &first["id"]), "{repeat}");
+    let (status, _) = server.post(
+        &path,
+        json!({"type": "WorkDiscovery", "payload": {
+            "description": "Rotate the signing keys", "phase": "analysis",
+            "done_definition": "rotated", "discovered_by": "ops"}}),
+    );
+    assert_eq!(status, 201);
+    let summary = server.wait_ended(&id);
+    assert_eq!(summary["status"], "complete", "{summary}");
+    assert_eq!(
+        summary["phases"]["analysis"]["done"],
+        analysed + 2,
+        "{summary}"
+    );
+}
+
+/// A run with nothing to do stays open for `--linger-ms` before it ends: a stream of
+/// publishes, each well inside the linger, is taken by one run that ends once, after the
+/// last, instead of ending and opening again between two of them.
+#[test]
+fn a_stream_of_publishes_inside_the_linger_keeps_one_run_going_and_it_ends_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(&db(&dir), &["--linger-ms", "1500"], &[]);
+    let manifest = "[workflow]\nname = \"feed\"\n[[type]]\nname = \"Reading\"\nschema = { type = \"object\", required = [\"value\"] }\n";
+    let id = start(
+        &server,
+        json!({ "manifest": manifest, "base_dir": dir.path().display().to_string() }),
+    );
+    let first_end = events(server.addr, &id, None, |e| {
+        e.iter().any(|e| e.event == "run_ended")
+    });
+    assert_eq!(
+        first_end.last().map(|e| e.data["status"].clone()),
+        Some(json!("complete"))
+    );
+    for value in 0..5 {
+        let (status, body) = server.post(
+            &format!("/v1/workflows/{id}/artifacts"),
+            json!({"type": "Reading", "payload": {"value": value}}),
+        );
+        assert_eq!(status, 201, "{body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let all = events(server.addr, &id, None, |e| {
+        e.iter().filter(|e| e.event == "run_ended").count() >= 2
+    });
+    let after_first: Vec<&Sse> = all
+        .iter()
+        .skip_while(|e| e.event != "run_ended")
+        .skip(1)
+        .collect();
+    let published: Vec<usize> = after_first
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.event == "published" && e.data["type"] == "Reading")
+        .map(|(i, _)| i)
+        .collect();
+    let second_end = after_first
+        .iter()
+        .position(|e| e.event == "run_ended")
+        .expect("the run ended again");
+    assert_eq!(published.len(), 5, "{after_first:?}");
+    assert!(
+        published.iter().all(|&i| i < second_end),
+        "the run ended between two publishes: {after_first:?}"
+    );
+    assert_eq!(server.wait_ended(&id)["by_type"]["Reading"], 5);
 }

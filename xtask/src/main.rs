@@ -598,10 +598,42 @@ fn release_murmur(root: &Path, args: &[String]) -> Result<()> {
 
 fn test(root: &Path, args: &[String]) -> Result<()> {
     build_plugins(root, &Plugins::from_args(root, &[])?)?;
+    let schemathesis = schemathesis(root)?;
     status(
         Command::new(env!("CARGO"))
             .current_dir(root)
+            .env("MURMUR_SCHEMATHESIS", schemathesis)
             .args(["test", "--workspace"])
             .args(args),
     )
+}
+
+/// The pinned schemathesis the service's API test runs against the served OpenAPI
+/// document: installed from PyPI into its own virtual environment under `target/` (its
+/// dependencies stay out of the Python that builds the Python plugins); the path of its
+/// command.
+fn schemathesis(root: &Path) -> Result<PathBuf> {
+    const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+    let venv = root.join("target/schemathesis");
+    let command = venv.join("bin/schemathesis");
+    let pinned = venv.join("pinned");
+    if command.exists() && std::fs::read_to_string(&pinned).ok().as_deref() == Some(SCHEMATHESIS) {
+        return Ok(command);
+    }
+    status(
+        Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&venv),
+    )
+    .context("creating a virtual environment for schemathesis (needs Python 3 with venv)")?;
+    status(Command::new(venv.join("bin/python")).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        SCHEMATHESIS,
+    ]))
+    .context("installing schemathesis from PyPI")?;
+    std::fs::write(&pinned, SCHEMATHESIS)?;
+    Ok(command)
 }

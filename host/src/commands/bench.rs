@@ -70,6 +70,40 @@ enum BenchWorkload {
         #[arg(long)]
         latency_ms: u64,
     },
+    /// The service: N artifacts published over HTTP into one SQLite-backed run of a
+    /// `murmur serve` process, K clients at once; throughput and p50/p99 latency. Fails
+    /// unless the run holds all N.
+    Serve {
+        /// Publishes in all.
+        #[arg(long, default_value_t = 20_000)]
+        n: u64,
+        /// Clients at once, each on its own connection.
+        #[arg(long, default_value_t = 64)]
+        clients: u64,
+        /// Where the database goes (default: a temporary directory, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print the figures as one JSON line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A server that outlives its runs: R cascades of N items, one after another,
+    /// through one `murmur serve` on SQLite; its resident memory after each has finished
+    /// (and left memory) and at its peak. Fails unless every cascade completes alike.
+    ServeHistory {
+        /// Cascades, one after another.
+        #[arg(long, default_value_t = 10)]
+        runs: u64,
+        /// Items of each.
+        #[arg(long, default_value_t = 100_000)]
+        n: u64,
+        /// The cascade manifest (its `count` is set to N).
+        #[arg(long, default_value = "examples/cascade/workflow.toml")]
+        manifest: PathBuf,
+        /// Where the database goes (default: a temporary directory, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Durability under kill -9: run the cascade on SQLite, kill it at seeded points
     /// spread over the whole run (one in ten during start-up), resume each, and compare
     /// it with an uninterrupted run. Prints one JSON line (trials, mid_run, identical,
@@ -142,6 +176,46 @@ impl BenchCommand {
                         );
                     }
                 }
+                return Ok(0);
+            }
+            BenchWorkload::Serve {
+                n,
+                clients,
+                dir,
+                json,
+            } => {
+                let f = super::bench_serve::ServeBench { n, clients, dir }.run()?;
+                if json {
+                    println!("{}", serde_json::to_string(&f)?);
+                } else {
+                    println!(
+                        "serve N = {}, {} clients: {:.3} s ({:.0} publishes/s), latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; server peak RSS {:.1} MB",
+                        f.n,
+                        f.clients,
+                        f.seconds,
+                        f.publishes_per_s,
+                        f.p50_ms,
+                        f.p99_ms,
+                        f.max_ms,
+                        f.server_peak_rss_mb
+                    );
+                }
+                return Ok(0);
+            }
+            BenchWorkload::ServeHistory {
+                runs,
+                n,
+                manifest,
+                dir,
+            } => {
+                let f = super::bench_serve::HistoryBench {
+                    runs,
+                    n,
+                    manifest,
+                    dir,
+                }
+                .run()?;
+                println!("{}", serde_json::to_string(&f)?);
                 return Ok(0);
             }
             BenchWorkload::LlmServer { latency_ms } => {

@@ -6,6 +6,7 @@
 mod approve;
 mod bench;
 mod bench_llm;
+mod bench_serve;
 mod cancel;
 mod client;
 mod graph;

@@ -113,6 +113,8 @@ pub struct Scheduler {
     events: Option<mpsc::UnboundedSender<Event>>,
     dispatch_samples: Option<Arc<std::sync::Mutex<Vec<u32>>>>,
     stop: StopHandle,
+    /// How long an idle run that takes requests waits for one before it ends.
+    linger: Option<std::time::Duration>,
 }
 
 /// Asks a running scheduler to stop: it claims nothing more, drops the model calls not
@@ -178,7 +180,17 @@ impl Scheduler {
             events: None,
             dispatch_samples: None,
             stop: StopHandle::default(),
+            linger: None,
         }
+    }
+
+    /// With [`Scheduler::requests`]: once the run is idle, wait up to `linger` for a
+    /// request before ending, so a stream of publishes keeps one run going instead of
+    /// ending it and opening it again between two of them. Each request taken starts the
+    /// wait afresh.
+    pub fn with_linger(mut self, linger: std::time::Duration) -> Self {
+        self.linger = Some(linger);
+        self
     }
 
     /// The handle that stops this scheduler's run (see [`StopHandle`]).

@@ -568,6 +568,8 @@ impl Scheduler {
                 }
             }
         };
+        // When the run last became idle with nothing to do (for the linger).
+        let mut idle_since: Option<Instant> = None;
         loop {
             let Some(g) = slot.as_mut() else {
                 return Ok(());
@@ -592,6 +594,7 @@ impl Scheduler {
                     }
                 }
                 if changed {
+                    idle_since = None;
                     wake_workers(pool, g);
                     continue;
                 }
@@ -623,6 +626,7 @@ impl Scheduler {
                     }
                 }
                 if taken {
+                    idle_since = None;
                     wake_workers(pool, g);
                     continue;
                 }
@@ -663,8 +667,19 @@ impl Scheduler {
                     continue;
                 }
             }
+            if let (Some(linger), Some(_)) = (self.linger, requests.as_ref()) {
+                // Idle, and requests may come: wait a while for one (a request wakes
+                // this thread) before ending.
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                let left = linger.saturating_sub(since.elapsed());
+                if !left.is_zero() {
+                    wait(slot, Some(left));
+                    continue;
+                }
+            }
             if monitoring.metrics && g.state.metrics_dirty {
-                // The last metrics of the run; they may trigger a monitor agent.
+                // The last metrics of the run (once it is really ending, not at each
+                // pause of a stream of publishes); they may trigger a monitor agent.
                 self.publish_metrics(workflow_id, &mut g.state)?;
                 wake_workers(pool, g);
                 continue;

@@ -72,10 +72,52 @@ pub(crate) type AppState = Arc<Runs>;
         Decided,
         ErrorBody,
         ErrorDetail,
-        ProblemBody
-    ))
+        ProblemBody,
+        GraphKind,
+        VisibilityDoc
+    )),
+    modifiers(&CommonAnswers)
 )]
 pub(crate) struct ApiDoc;
+
+/// The answers any operation of the API may give besides its own, added to each in the
+/// document: 401 and 403 (tokens), and 413 where it takes a body. The health checks
+/// need no token.
+struct CommonAnswers;
+
+impl utoipa::Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path == "/healthz" || path == "/readyz" {
+                continue;
+            }
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                let answers = &mut op.responses.responses;
+                answers
+                    .entry("401".into())
+                    .or_insert_with(|| error("No token, or not one of the server's").into());
+                answers
+                    .entry("403".into())
+                    .or_insert_with(|| error("The token may not do this").into());
+                if op.request_body.is_some() {
+                    answers
+                        .entry("413".into())
+                        .or_insert_with(|| error("The body is over the limit").into());
+                }
+            }
+        }
+    }
+}
 
 /// `GET /v1/openapi.json`.
 pub(crate) async fn openapi() -> Response {
@@ -432,8 +474,25 @@ pub(crate) struct PublishRequest {
     tags: Vec<String>,
     /// Who may see it (default: everyone), e.g. `{"kind": "tenant", "value": "acme"}`.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = VisibilityDoc)]
     visibility: Visibility,
+}
+
+/// Who may see an artifact, as the document describes it (the host's own type is
+/// `murmur::artifact::Visibility`, serialised the same way).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+#[schema(as = Visibility)]
+#[allow(dead_code)]
+pub(crate) enum VisibilityDoc {
+    /// Everyone in the workflow.
+    Public,
+    /// Only the named agents (and the producer).
+    Private(Vec<String>),
+    /// Agents holding at least one of these labels.
+    Labels(Vec<String>),
+    /// Agents of this tenant.
+    Tenant(String),
 }
 
 /// A published artifact.
@@ -449,7 +508,8 @@ pub(crate) struct PublishAnswer {
 /// body publish once and answer the same; the same key with another body is 409. A run
 /// that had ended goes on with the artifact.
 #[utoipa::path(post, path = "/v1/workflows/{id}/artifacts", params(("id" = String, Path),
-        ("Idempotency-Key" = Option<String>, Header, description = "Publish once per key")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Publish once per key (1 to 255 visible ASCII characters)",
+            min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     request_body = PublishRequest,
     responses((status = 201, body = PublishAnswer), (status = 200, description = "A repeated request", body = PublishAnswer),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -578,6 +638,7 @@ pub(crate) struct ArtifactFilter {
     /// Where the last page ended (its `next_cursor`).
     cursor: Option<String>,
     /// At most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -601,7 +662,7 @@ pub(crate) async fn list_artifacts(
     Path(id): Path<String>,
     Query(filter): Query<ArtifactFilter>,
 ) -> ApiResult<Json<ArtifactPage>> {
-    runs.record(&id)?;
+    let _reading = runs.record(&id)?;
     let limit = filter.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(
@@ -717,7 +778,7 @@ pub(crate) async fn get_artifact(
     Extension(access): Extension<Access>,
     Path((id, artifact)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    runs.record(&id)?;
+    let _reading = runs.record(&id)?;
     let parsed: ArtifactId = artifact
         .parse()
         .map_err(|_| ApiError::not_found(format!("no artifact {artifact} in run {id}")))?;
@@ -742,6 +803,7 @@ pub(crate) struct WorkFilter {
     /// Where the last page ended (its `next`).
     cursor: Option<String>,
     /// At most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
@@ -765,7 +827,7 @@ pub(crate) async fn list_work(
     Path(id): Path<String>,
     Query(filter): Query<WorkFilter>,
 ) -> ApiResult<Json<WorkPage>> {
-    runs.record(&id)?;
+    let _reading = runs.record(&id)?;
     let limit = page_limit(filter.limit)?;
     let from = cursor_of(filter.cursor.as_deref())?;
     if let Some(s) = &filter.status
@@ -837,6 +899,7 @@ fn cursor_of(cursor: Option<&str>) -> ApiResult<u64> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RejectRequest {
     /// Why (required): the work item fails with it.
+    #[schema(min_length = 1, pattern = r"\S")]
     reason: String,
 }
 
@@ -866,7 +929,7 @@ pub(crate) async fn approve_work(
 /// Reject work awaiting approval: it fails with the reason (recovery rules apply).
 #[utoipa::path(post, path = "/v1/workflows/{id}/work/{work_id}/reject",
     params(("id" = String, Path), ("work_id" = String, Path)), request_body = RejectRequest,
-    responses((status = 200, body = Decided), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Decided), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn reject_work(
     State(runs): State<AppState>,
     Extension(access): Extension<Access>,
@@ -892,7 +955,7 @@ async fn decide(
     approve: bool,
     reason: Option<String>,
 ) -> ApiResult<Json<Decided>> {
-    runs.record(id)?;
+    let _reading = runs.record(id)?;
     let not_found = || ApiError::not_found(format!("no work item {work} in run {id}"));
     let parsed: ArtifactId = work.parse().map_err(|_| not_found())?;
     match runs.store().work_item(&parsed)? {
@@ -945,7 +1008,19 @@ async fn decide(
 #[into_params(parameter_in = Query)]
 pub(crate) struct GraphFormat {
     /// `mermaid` (default), `dot` or `json`.
-    format: Option<String>,
+    format: Option<GraphKind>,
+}
+
+/// How a graph is drawn.
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum GraphKind {
+    /// A Mermaid flowchart (text).
+    Mermaid,
+    /// Graphviz DOT (text).
+    Dot,
+    /// Nodes and edges as JSON.
+    Json,
 }
 
 /// A run's cascade: artifacts and their parents, grouped by phase.
@@ -958,26 +1033,20 @@ pub(crate) async fn get_graph(
     Query(format): Query<GraphFormat>,
 ) -> ApiResult<Response> {
     access.operator_only("the whole graph")?;
-    runs.record(&id)?;
+    let _reading = runs.record(&id)?;
     let graph = Graph::from_store(runs.store(), &id)?;
-    Ok(match format.format.as_deref().unwrap_or("mermaid") {
-        "mermaid" => (
+    Ok(match format.format.unwrap_or(GraphKind::Mermaid) {
+        GraphKind::Mermaid => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             graph.mermaid(),
         )
             .into_response(),
-        "dot" => (
+        GraphKind::Dot => (
             [(header::CONTENT_TYPE, "text/vnd.graphviz; charset=utf-8")],
             graph.dot(),
         )
             .into_response(),
-        "json" => Json(json!(graph)).into_response(),
-        other => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("format '{other}': expected mermaid, dot or json"),
-            ));
-        }
+        GraphKind::Json => Json(json!(graph)).into_response(),
     })
 }
 

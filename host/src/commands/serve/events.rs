@@ -83,7 +83,8 @@ pub(crate) async fn stream(
     Query(after): Query<After>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    runs.record(&id)?;
+    // Held for as long as the client follows: the run's records stay in memory.
+    let reading = runs.record(&id)?;
     let given = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -98,10 +99,10 @@ pub(crate) async fn stream(
         })?,
         None => Cursor::default(),
     };
-    let state = (runs, id, cursor, VecDeque::<Item>::new(), access);
+    let state = (runs, id, cursor, VecDeque::<Item>::new(), access, reading);
     let stream = futures_util::stream::unfold(
         state,
-        |(runs, id, mut cursor, mut ahead, access)| async move {
+        |(runs, id, mut cursor, mut ahead, access, reading)| async move {
             loop {
                 if let Some(item) = ahead.pop_front() {
                     // A token limited to a tenant sees the artifacts it may read and the
@@ -143,7 +144,10 @@ pub(crate) async fn stream(
                         )
                         }
                     };
-                    return Some((Ok(event.id(cursor.id())), (runs, id, cursor, ahead, access)));
+                    return Some((
+                        Ok(event.id(cursor.id())),
+                        (runs, id, cursor, ahead, access, reading),
+                    ));
                 }
                 // Subscribe before reading, so nothing recorded in between is slept through.
                 let woken = runs.activity.notified();

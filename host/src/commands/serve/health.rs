@@ -72,6 +72,10 @@ fn render(runs: &AppState) -> Result<String, ApiError> {
         "# HELP murmur_runs_live Runs this server drives now.\n# TYPE murmur_runs_live gauge\n",
     );
     let _ = writeln!(out, "murmur_runs_live {}", runs.live_count());
+    out.push_str(
+        "# HELP murmur_runs_loaded Runs whose records this server holds in memory (driven, or read in the last seconds); the per-run series below are theirs.\n# TYPE murmur_runs_loaded gauge\n",
+    );
+    let _ = writeln!(out, "murmur_runs_loaded {}", runs.loaded_count());
     let mut artifacts = String::new();
     let mut invocations = String::new();
     let mut faults = String::new();

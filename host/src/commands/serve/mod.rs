@@ -40,6 +40,20 @@ pub(crate) struct ServeCommand {
     /// `read_only`.
     #[arg(long, value_name = "FILE")]
     tokens: Option<std::path::PathBuf>,
+    /// Hot-load bundles (NAME.toml + components) from this directory into every run the
+    /// server drives; a run's open work waits for a plugin that can take it instead of
+    /// ending `stalled`.
+    #[arg(long, value_name = "DIR")]
+    watch: Option<std::path::PathBuf>,
+    /// How long a run with nothing left to do stays open for publishes and decisions
+    /// before it ends (`complete`, `stalled`, `waiting`); a request after that opens it
+    /// again, which costs more. Milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    linger_ms: u64,
+    /// How long a run that is not driven keeps its records in memory after it was last
+    /// read (SQLite store), milliseconds; then only the file holds them.
+    #[arg(long, value_name = "MS", default_value_t = 5_000, hide = true)]
+    unload_after_ms: u64,
 }
 
 impl ServeCommand {
@@ -70,8 +84,23 @@ impl ServeCommand {
             }
         };
         let base = std::env::current_dir().context("finding the current directory")?;
-        let runs = runs::Runs::new(store.clone(), sqlite, base);
+        if let Some(dir) = &self.watch
+            && !dir.is_dir()
+        {
+            bail!("--watch {}: not a directory", dir.display());
+        }
+        let runs = runs::Runs::new(
+            store.clone(),
+            sqlite,
+            base,
+            runs::Options {
+                watch: self.watch.clone(),
+                linger: std::time::Duration::from_millis(self.linger_ms),
+                unload_after: std::time::Duration::from_millis(self.unload_after_ms),
+            },
+        );
         let resumed = runs.resume_interrupted().await?;
+        runs.unload_idle_runs();
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .with_context(|| format!("listening on {}", self.listen))?;

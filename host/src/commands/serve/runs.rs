@@ -4,9 +4,10 @@
 //! The store is the truth: a run's status is its record's, and a run the server does not
 //! drive now is only records. A live run is a task on the server's runtime running a
 //! [`Scheduler`]; the server keeps of it what it needs to stop it and to publish into
-//! it. A run ends as a batch run does (`complete` when idle with no open work); a publish
-//! into a run that has ended opens it again: the run resumes with the artifact, like
-//! `murmur resume`.
+//! it. A run ends as a batch run does (`complete` when idle with no open work), once it
+//! has stayed idle for the linger (`--linger-ms`), so a stream of publishes keeps one run
+//! going; a publish into a run that has ended opens it again: the run resumes with the
+//! artifact, like `murmur resume`.
 
 use anyhow::{Context, Result, anyhow};
 use murmur::blackboard::{RunRecord, SqliteStore, Store};
@@ -15,9 +16,10 @@ use murmur::observe::Event;
 use murmur::scheduler::{Request, Requests, Scheduler, StopHandle};
 use murmur::summary::RunStatus;
 use murmur::workflow::Workflow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
 
 /// What a stop of a live run is for.
@@ -47,9 +49,9 @@ struct Live {
 pub(crate) struct Runs {
     store: Arc<dyn Store>,
     /// The same store, when it is a SQLite file: runs it holds are loaded into its
-    /// memory the first time they are read.
+    /// memory when read or driven, and unloaded when neither has happened for a while.
     sqlite: Option<Arc<SqliteStore>>,
-    loaded: Mutex<HashSet<String>>,
+    loaded: LoadedRuns,
     live: Mutex<HashMap<String, Live>>,
     /// Told on every event of any run, so event streams wake without polling.
     pub(crate) activity: Arc<Notify>,
@@ -61,6 +63,61 @@ pub(crate) struct Runs {
     /// publish or a decision after it ended) goes on without loading its workflow and
     /// its components again.
     loaded_workflows: Mutex<Vec<(String, Arc<Workflow>)>>,
+    options: Options,
+}
+
+/// How the server drives its runs.
+pub(crate) struct Options {
+    /// `--watch DIR`: bundles in DIR are hot-loaded into every run driven.
+    pub(crate) watch: Option<PathBuf>,
+    /// How long an idle run stays open for requests before it ends.
+    pub(crate) linger: Duration,
+    /// How long a run's records stay in memory after the last read, when it is not
+    /// driven: a client paging through a finished run does not load it again for each
+    /// page.
+    pub(crate) unload_after: Duration,
+}
+
+/// The runs whose records are in the SQLite mirror's memory, by id.
+type LoadedRuns = Arc<Mutex<HashMap<String, Loaded>>>;
+
+/// A run whose records are in the SQLite mirror's memory.
+struct Loaded {
+    /// Requests reading them now (each holds a [`Hold`]).
+    readers: usize,
+    /// When the last of them finished.
+    last_read: Instant,
+}
+
+/// A hold on a run's records in memory: while one is held (a request reading the run, an
+/// event stream following it, a run being opened) they are not unloaded.
+pub(crate) struct Hold {
+    loaded: Option<(LoadedRuns, String)>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some((loaded, id)) = self.loaded.take() {
+            let mut loaded = loaded.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(l) = loaded.get_mut(&id) {
+                l.readers = l.readers.saturating_sub(1);
+                l.last_read = Instant::now();
+            }
+        }
+    }
+}
+
+/// A run's record, read with its records held in memory.
+pub(crate) struct Reading {
+    pub(crate) record: RunRecord,
+    pub(crate) _hold: Hold,
+}
+
+impl std::ops::Deref for Reading {
+    type Target = RunRecord;
+    fn deref(&self) -> &RunRecord {
+        &self.record
+    }
 }
 
 /// Workflows kept for runs that may be opened again.
@@ -100,16 +157,18 @@ impl Runs {
         store: Arc<dyn Store>,
         sqlite: Option<Arc<SqliteStore>>,
         base_dir: PathBuf,
+        options: Options,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             sqlite,
-            loaded: Mutex::new(HashSet::new()),
+            loaded: Arc::new(Mutex::new(HashMap::new())),
             live: Mutex::new(HashMap::new()),
             activity: Arc::new(Notify::new()),
             base_dir,
             opening: tokio::sync::Mutex::new(()),
             loaded_workflows: Mutex::new(Vec::new()),
+            options,
         })
     }
 
@@ -117,30 +176,48 @@ impl Runs {
         self.store.as_ref()
     }
 
-    /// The run's record, its records loaded for reading.
-    pub(crate) fn record(&self, id: &str) -> Result<RunRecord, RunsError> {
+    /// The run's record, its records held in memory for reading while the answer lives.
+    pub(crate) fn record(&self, id: &str) -> Result<Reading, RunsError> {
         let record = self
             .store
             .run(id)
             .map_err(|e| RunsError::Internal(e.into()))?
             .ok_or_else(|| RunsError::NotFound(id.to_string()))?;
-        self.ensure_loaded(id)?;
-        Ok(record)
+        let hold = self.hold(id)?;
+        Ok(Reading {
+            record,
+            _hold: hold,
+        })
     }
 
-    fn ensure_loaded(&self, id: &str) -> Result<(), RunsError> {
+    /// Hold run `id`'s records in memory, loading them if they are not.
+    fn hold(&self, id: &str) -> Result<Hold, RunsError> {
         let Some(sqlite) = &self.sqlite else {
-            return Ok(());
+            return Ok(Hold { loaded: None });
         };
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        if loaded.contains(id) {
-            return Ok(());
+        if !loaded.contains_key(id) {
+            sqlite
+                .load(id)
+                .map_err(|e| RunsError::Internal(anyhow!("loading run {id}: {e}")))?;
         }
-        sqlite
-            .load(id)
-            .map_err(|e| RunsError::Internal(anyhow!("loading run {id}: {e}")))?;
-        loaded.insert(id.to_string());
-        Ok(())
+        let l = loaded.entry(id.to_string()).or_insert(Loaded {
+            readers: 0,
+            last_read: Instant::now(),
+        });
+        l.readers += 1;
+        Ok(Hold {
+            loaded: Some((self.loaded.clone(), id.to_string())),
+        })
+    }
+
+    /// How many runs have their records in the SQLite mirror's memory now.
+    /// (A memory store holds every run in memory.)
+    pub(crate) fn loaded_count(&self) -> usize {
+        if self.sqlite.is_none() {
+            return self.store.runs().map_or(0, |r| r.len());
+        }
+        self.loaded.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Whether the run's records are in memory (always, for a memory store).
@@ -150,7 +227,56 @@ impl Runs {
                 .loaded
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains(id)
+                .contains_key(id)
+    }
+
+    /// Unload the records of every run that is not driven and has not been read for
+    /// `unload_after`: the server's memory holds the runs it works on, not every run
+    /// it ever drove. Blocking (the store's writer is flushed first); the ids unloaded.
+    pub(crate) fn unload_idle(&self) -> Result<Vec<String>> {
+        let Some(sqlite) = &self.sqlite else {
+            return Ok(Vec::new());
+        };
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let idle: Vec<String> = loaded
+            .iter()
+            .filter(|(id, l)| {
+                l.readers == 0
+                    && l.last_read.elapsed() >= self.options.unload_after
+                    && !self.is_live(id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &idle {
+            // Under the lock: a request for the run waits, then loads it again.
+            sqlite.unload(id)?;
+            loaded.remove(id);
+        }
+        Ok(idle)
+    }
+
+    /// Unload idle runs as they become idle, for as long as the server runs.
+    pub(crate) fn unload_idle_runs(self: &Arc<Self>) {
+        if self.sqlite.is_none() {
+            return;
+        }
+        let runs = Arc::downgrade(self);
+        let every = (self.options.unload_after / 4)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(runs) = runs.upgrade() else { return };
+                match tokio::task::spawn_blocking(move || runs.unload_idle()).await {
+                    Ok(Ok(ids)) if !ids.is_empty() => {
+                        tracing::info!("unloaded {} idle run(s) from memory", ids.len());
+                    }
+                    Ok(Err(e)) => tracing::error!("unloading idle runs: {e:#}"),
+                    _ => {}
+                }
+            }
+        });
     }
 
     /// Whether the run is driven now.
@@ -187,11 +313,22 @@ impl Runs {
         };
         let wf = load(manifest).await.map_err(RunsError::Invalid)?;
         let id = Scheduler::new_run_id();
-        self.loaded
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone());
+        // Its records are made in memory as it runs; held until it is driven.
+        let hold = self.sqlite.as_ref().map(|_| {
+            let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+            loaded.insert(
+                id.clone(),
+                Loaded {
+                    readers: 1,
+                    last_read: Instant::now(),
+                },
+            );
+            Hold {
+                loaded: Some((self.loaded.clone(), id.clone())),
+            }
+        });
         self.drive(id.clone(), wf, None);
+        drop(hold);
         // The run saves its record as it starts: answer once it is there, so the id
         // answered is one the API knows.
         while self.is_live(&id)
@@ -237,7 +374,31 @@ impl Runs {
     fn drive(self: &Arc<Self>, id: String, wf: Arc<Workflow>, resume: Option<RunRecord>) {
         self.keep_workflow(&id, wf.clone());
         let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
-        let scheduler = Scheduler::new(wf, self.store.clone()).with_events(events_tx);
+        let mut scheduler = Scheduler::new(wf.clone(), self.store.clone())
+            .with_events(events_tx)
+            .with_linger(self.options.linger);
+        // Each run watches the directory for itself: a bundle merges into the manifest
+        // the run started with, and is checked against it.
+        let watcher = match &self.options.watch {
+            Some(dir) => {
+                let (reload_tx, reload_rx) = mpsc::unbounded_channel();
+                let options = murmur::workflow::LoadOptions {
+                    llm_host: wf.llm.clone(),
+                    ..super::super::settings::load_options(Some(&wf.manifest))
+                };
+                match murmur::hotload::watch(dir, wf.manifest.clone(), options, reload_tx) {
+                    Ok(w) => {
+                        scheduler = scheduler.with_reloads(reload_rx);
+                        Some(w)
+                    }
+                    Err(e) => {
+                        tracing::error!("run {id}: cannot watch {}: {e}", dir.display());
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let requests = scheduler.requests();
         let done = Arc::new(Notify::new());
         self.lock_live().insert(
@@ -261,6 +422,7 @@ impl Runs {
                 Some(record) => scheduler.resume(record).await,
                 None => scheduler.run_as(id.clone()).await,
             };
+            drop(watcher);
             drop(scheduler);
             let intent = runs
                 .lock_live()
@@ -355,7 +517,7 @@ impl Runs {
                 why: "only a paused or interrupted run can be resumed",
             });
         }
-        self.go_on(record).await?;
+        self.go_on(record.record).await?;
         Ok(RunStatus::Running)
     }
 
@@ -366,6 +528,8 @@ impl Runs {
         if self.is_live(&id) {
             return Ok(());
         }
+        // Its records stay in memory from here until it is driven (then, while it is).
+        let _hold = self.hold(&id)?;
         let wf = match self.kept_workflow(&id) {
             Some(wf) => wf,
             None => {
@@ -422,7 +586,7 @@ impl Runs {
                         why: "it takes nothing until it is resumed",
                     });
                 }
-                self.go_on(record).await?;
+                self.go_on(record.record).await?;
             }
             let sender = self.lock_live().get(id).map(|l| l.requests.clone());
             if let Some(tx) = sender {
@@ -463,7 +627,7 @@ impl Runs {
             }
             match runs.record(&id) {
                 Ok(record) if record.status == RunStatus::Waiting => {
-                    if let Err(e) = runs.go_on(record).await {
+                    if let Err(e) = runs.go_on(record.record).await {
                         tracing::error!("run {id}: cannot go on to expire approvals: {e}");
                     }
                 }
@@ -491,15 +655,13 @@ impl Runs {
         let mut resumed = Vec::new();
         for record in self.store.runs()? {
             if record.status == RunStatus::Waiting {
-                self.ensure_loaded(&record.workflow_id)
-                    .map_err(|e| anyhow!("{e}"))?;
+                let _hold = self.hold(&record.workflow_id).map_err(|e| anyhow!("{e}"))?;
                 self.wake_at_expiry(&record.workflow_id);
             }
             if record.status != RunStatus::Running || self.is_live(&record.workflow_id) {
                 continue;
             }
             let id = record.workflow_id.clone();
-            self.ensure_loaded(&id).map_err(|e| anyhow!("{e}"))?;
             match self.go_on(record).await {
                 Ok(()) => resumed.push(id),
                 Err(e) => tracing::error!("run {id} cannot be resumed: {e}"),

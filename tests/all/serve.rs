@@ -1555,3 +1555,64 @@ fn a_stream_of_publishes_inside_the_linger_keeps_one_run_going_and_it_ends_once(
     );
     assert_eq!(server.wait_ended(&id)["by_type"]["Reading"], 5);
 }
+
+/// A publish is answered once the file has it: artifacts acknowledged (201) just before
+/// the server is killed outright are all there when the next server opens the store.
+#[test]
+fn every_acknowledged_publish_survives_a_kill_right_after_its_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(&db(&dir), &["--linger-ms", "60000"], &[]);
+    let manifest = "[workflow]\nname = \"feed\"\n[[type]]\nname = \"Reading\"\nschema = { type = \"object\", required = [\"value\"] }\n";
+    let id = start(
+        &server,
+        json!({ "manifest": manifest, "base_dir": dir.path().display().to_string() }),
+    );
+    let path = format!("/v1/workflows/{id}/artifacts");
+    let addr = server.addr;
+    let acknowledged: Vec<String> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..8)
+            .map(|c| {
+                let path = path.clone();
+                s.spawn(move || {
+                    (0..50)
+                        .map(|i| {
+                            let body =
+                                json!({"type": "Reading", "payload": {"value": c * 1000 + i}});
+                            let (status, text) = request(
+                                addr,
+                                "POST",
+                                &path,
+                                &[],
+                                Some(body.to_string().as_bytes()),
+                            );
+                            assert_eq!(status, 201, "{text}");
+                            let v: Value = serde_json::from_str(&text).expect("json");
+                            v["id"].as_str().expect("id").to_string()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("client"))
+            .collect()
+    });
+    server.kill();
+
+    let server = Server::start(&db(&dir));
+    let (status, page) = server.get(&format!("{path}?type=Reading&limit=1000"));
+    assert_eq!(status, 200, "{page}");
+    let stored: std::collections::BTreeSet<&str> = page["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|a| !stored.contains(a.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert_eq!(stored.len(), 400);
+}

@@ -115,7 +115,28 @@ enum Msg {
     Run(Box<RunRecord>),
     Events(String, Vec<Event>),
     Kv(String, String, String, Option<String>),
-    Flush(mpsc::Sender<Result<(), String>>),
+    Flush(Ack),
+}
+
+/// Where the writer says that what was queued before a flush is in the file.
+enum Ack {
+    /// A thread waiting (`Store::flush`).
+    Blocking(mpsc::Sender<Result<(), String>>),
+    /// A task waiting (`SqliteStore::durable`).
+    Async(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+impl Ack {
+    fn send(self, result: Result<(), String>) {
+        match self {
+            Ack::Blocking(tx) => {
+                let _ = tx.send(result);
+            }
+            Ack::Async(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
 }
 
 /// A durable [`Store`] in one SQLite file.
@@ -402,6 +423,22 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// [`Store::flush`] for a task: the future is ready once everything committed before
+    /// the call is in the file. Flushes waiting at once share the writer's transaction,
+    /// and none holds a thread while it waits.
+    pub fn durable(
+        &self,
+    ) -> Result<impl std::future::Future<Output = Result<(), StoreError>> + use<>, StoreError> {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        self.send(Msg::Flush(Ack::Async(ack)))?;
+        let path = self.path.clone();
+        Ok(async move {
+            done.await
+                .map_err(|_| backend(&path, "writer", "the writer thread has stopped"))?
+                .map_err(StoreError::Backend)
+        })
+    }
+
     /// The loop's recorded events of a run, oldest first, as JSON.
     pub fn events(&self, workflow_id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
         let conn =
@@ -483,7 +520,7 @@ fn write_loop(
             }
         };
         for ack in acks {
-            let _ = ack.send(result.clone());
+            ack.send(result.clone());
         }
     }
 }
@@ -534,7 +571,7 @@ fn keep_last<T, K: std::hash::Hash + Eq>(
 fn write_batch(
     conn: &mut Connection,
     mut batch: Vec<Msg>,
-    acks: &mut Vec<mpsc::Sender<Result<(), String>>>,
+    acks: &mut Vec<Ack>,
 ) -> rusqlite::Result<()> {
     supersede(&mut batch);
     let tx = conn.transaction()?;
@@ -879,7 +916,7 @@ impl Store for SqliteStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         let (ack, done) = mpsc::channel();
-        self.send(Msg::Flush(ack))?;
+        self.send(Msg::Flush(Ack::Blocking(ack)))?;
         done.recv()
             .map_err(|_| backend(&self.path, "writer", "the writer thread has stopped"))?
             .map_err(StoreError::Backend)
@@ -1158,7 +1195,7 @@ mod tests {
                     inv("i2", InvocationStatus::Queued),
                 ],
             }),
-            Msg::Flush(mpsc::channel().0),
+            Msg::Flush(Ack::Blocking(mpsc::channel().0)),
             Msg::Commit(Commit {
                 artifacts: vec![],
                 keys: vec![],

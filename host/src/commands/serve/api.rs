@@ -558,6 +558,8 @@ pub(crate) async fn publish_artifact(
                     Published::Created(a) => (StatusCode::CREATED, a, false),
                     Published::Repeated(a) => (StatusCode::OK, a, true),
                 };
+                // Answered once the file has it: a 201 is never taken back by a crash.
+                runs.durable().await?;
                 let id = artifact.to_string();
                 return Ok((status, Json(PublishAnswer { id, repeated })));
             }
@@ -980,6 +982,7 @@ async fn decide(
         runs.request(id, request).await?;
         match answer.await {
             Ok(Ok(status)) => {
+                runs.durable().await?;
                 return Ok(Json(Decided {
                     id: work.to_string(),
                     status: status.to_string(),

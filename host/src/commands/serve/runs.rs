@@ -279,6 +279,19 @@ impl Runs {
         });
     }
 
+    /// Wait until everything committed so far is in the file (the SQLite writer's group
+    /// commit: requests waiting at once share one transaction): a publish or a decision
+    /// is answered only once a crash cannot take it back.
+    pub(crate) async fn durable(&self) -> Result<(), RunsError> {
+        let Some(sqlite) = &self.sqlite else {
+            return Ok(()); // A memory store has no file to wait for.
+        };
+        let flushed = sqlite
+            .durable()
+            .map_err(|e| RunsError::Internal(e.into()))?;
+        flushed.await.map_err(|e| RunsError::Internal(e.into()))
+    }
+
     /// Whether the run is driven now.
     pub(crate) fn is_live(&self, id: &str) -> bool {
         self.lock_live().contains_key(id)

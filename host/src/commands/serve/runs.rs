@@ -252,6 +252,16 @@ impl Runs {
             sqlite.unload(id)?;
             loaded.remove(id);
         }
+        if !idle.is_empty() {
+            // Their workflows too: each holds its own WebAssembly engine, whose instance
+            // pool reserves address space and memory mappings for every invocation the
+            // run may have in flight; a server that kept them would run out of both
+            // after a few large runs.
+            self.loaded_workflows
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|(id, _)| !idle.contains(id));
+        }
         Ok(idle)
     }
 
@@ -268,7 +278,16 @@ impl Runs {
             loop {
                 tick.tick().await;
                 let Some(runs) = runs.upgrade() else { return };
-                match tokio::task::spawn_blocking(move || runs.unload_idle()).await {
+                match tokio::task::spawn_blocking(move || {
+                    let unloaded = runs.unload_idle();
+                    if unloaded.as_ref().is_ok_and(|ids| !ids.is_empty()) {
+                        // SAFETY: mi_collect only returns freed memory to the system.
+                        unsafe { libmimalloc_sys::mi_collect(true) };
+                    }
+                    unloaded
+                })
+                .await
+                {
                     Ok(Ok(ids)) if !ids.is_empty() => {
                         tracing::info!("unloaded {} idle run(s) from memory", ids.len());
                     }

@@ -66,6 +66,19 @@ impl Item {
             Item::Published(a) => a.created_at_ms,
         }
     }
+
+    /// Where it goes in the stream: by time; within a millisecond, recorded events
+    /// first (an artifact's routing is recorded as it is published), then artifacts,
+    /// and a run's end last, after the `WorkflowComplete` its end published: a client
+    /// that stops at `run_ended` has seen everything of the run.
+    fn order(&self) -> (u64, u8) {
+        let rank = match self {
+            Item::Recorded(e) if e.kind == "run_ended" => 2,
+            Item::Recorded(_) => 0,
+            Item::Published(_) => 1,
+        };
+        (self.at_ms(), rank)
+    }
 }
 
 /// Stream a run's events (`text/event-stream`): every recorded event under its kind
@@ -170,8 +183,7 @@ pub(crate) async fn stream(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-/// The next events after `cursor`, both sources merged by time (recorded events first
-/// among equals: an artifact's routing is recorded as it is published).
+/// The next events after `cursor`, both sources merged in [`Item::order`].
 fn read_ahead(
     runs: &AppState,
     id: &str,
@@ -200,7 +212,7 @@ fn read_ahead(
     loop {
         let next = match (r.peek(), p.peek()) {
             (Some(a), Some(b)) => {
-                if a.at_ms() <= b.at_ms() {
+                if a.order() <= b.order() {
                     r.next()
                 } else {
                     p.next()

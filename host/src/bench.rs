@@ -302,7 +302,13 @@ fn status_mb(key: &str) -> f64 {
 
 /// The figure `key` (e.g. `VmRSS:`) of `/proc/self/status`, KiB; 0 where it is unavailable.
 pub fn status_kb(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    process_status_kb("self", key)
+}
+
+/// The figure `key` (e.g. `VmHWM:`) of `/proc/PROCESS/status` (`self` or a pid), KiB; 0
+/// where it is unavailable.
+pub fn process_status_kb(process: &str, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

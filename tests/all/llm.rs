@@ -3,9 +3,9 @@
 //! record and replay.
 
 use crate::helpers::*;
+use crate::loopback::{Answer, serve_http};
 use murmur::RunStatus;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,58 +52,29 @@ fn serve_on(
     listener: TcpListener,
     script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static,
 ) -> FakeOpenAi {
-    let script = Arc::new(script);
     let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
     let requests = Arc::new(Mutex::new(Vec::new()));
     let seen = requests.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let (seen, script) = (seen.clone(), script.clone());
-            // One thread per connection: a slow answer does not hold up the next request.
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut length = 0usize;
-                let mut authorization = None;
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                    if line.to_ascii_lowercase().starts_with("authorization:") {
-                        authorization = Some(line["authorization:".len()..].trim().to_string());
-                    }
-                }
-                let mut body = vec![0u8; length];
-                let _ = reader.read_exact(&mut body);
-                let mut body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                // The recorded request keeps the header the host sent, for the key's tests.
-                if let (Some(a), Some(obj)) = (authorization, body.as_object_mut()) {
-                    obj.insert("_authorization".into(), Value::String(a));
-                }
-                let n = {
-                    let mut r = seen.lock().expect("lock");
-                    r.push(body.clone());
-                    r.len() - 1
-                };
-                let reply = script(n, &body);
-                std::thread::sleep(reply.delay);
-                let mut head = format!(
-                    "HTTP/1.1 {} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    reply.status,
-                    reply.body.len()
-                );
-                for (k, v) in &reply.headers {
-                    head.push_str(&format!("{k}: {v}\r\n"));
-                }
-                head.push_str("\r\n");
-                let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(reply.body.as_bytes());
-            });
+    serve_http(listener, move |request| {
+        let mut body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        // The recorded request keeps the header the host sent, for the key's tests.
+        if let (Some(a), Some(obj)) = (request.header("authorization"), body.as_object_mut()) {
+            obj.insert("_authorization".into(), Value::String(a.to_string()));
+        }
+        let n = {
+            let mut r = seen.lock().expect("lock");
+            r.push(body.clone());
+            r.len() - 1
+        };
+        let reply = script(n, &body);
+        let mut headers = vec![("Content-Type".to_string(), "application/json".to_string())];
+        headers.extend(reply.headers.into_iter().map(|(k, v)| (k.to_string(), v)));
+        Answer {
+            status: reply.status,
+            headers,
+            body: reply.body.into_bytes(),
+            delay: reply.delay,
+            close: true,
         }
     });
     FakeOpenAi { url, requests }

@@ -16,6 +16,7 @@ mod hostile;
 mod hotload;
 mod llm;
 mod loading;
+mod loopback;
 mod manifest_errors;
 mod monitoring;
 mod polyglot;

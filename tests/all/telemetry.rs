@@ -3,15 +3,16 @@
 //! with the protocol's own messages and checked against the run's summary.
 
 use crate::helpers::repo;
+use crate::loopback::{Answer, serve_http};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A span received, with the attributes of the resource it came from.
 type Received = (Span, BTreeMap<String, String>);
@@ -28,56 +29,31 @@ fn collector() -> Collector {
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let spans = Arc::new(Mutex::new(Vec::new()));
     let kept = spans.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let kept = kept.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                // Requests on one kept-alive connection, one after another.
-                loop {
-                    let mut request_line = String::new();
-                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0u8; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    assert!(
-                        request_line.starts_with("POST /v1/traces "),
-                        "{request_line}"
-                    );
-                    let request =
-                        ExportTraceServiceRequest::decode(body.as_slice()).expect("OTLP protobuf");
-                    for resource_spans in request.resource_spans {
-                        let resource = resource_spans
-                            .resource
-                            .map(|r| attributes(&r.attributes))
-                            .unwrap_or_default();
-                        for scope in resource_spans.scope_spans {
-                            for span in scope.spans {
-                                kept.lock().expect("lock").push((span, resource.clone()));
-                            }
-                        }
-                    }
-                    let answer = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
-                    if stream.write_all(answer.as_bytes()).is_err() {
-                        return;
-                    }
+    serve_http(listener, move |request| {
+        assert!(
+            request.line.starts_with("POST /v1/traces "),
+            "{}",
+            request.line
+        );
+        let request =
+            ExportTraceServiceRequest::decode(request.body.as_slice()).expect("OTLP protobuf");
+        for resource_spans in request.resource_spans {
+            let resource = resource_spans
+                .resource
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    kept.lock().expect("lock").push((span, resource.clone()));
                 }
-            });
+            }
+        }
+        Answer {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/x-protobuf".into())],
+            body: Vec::new(),
+            delay: Duration::ZERO,
+            close: false,
         }
     });
     Collector { url, spans }

@@ -246,13 +246,7 @@ impl BenchCommand {
             }
         };
         if let StoreSpec::Sqlite(p) = &store {
-            for suffix in ["", "-wal", "-shm"] {
-                let f = PathBuf::from(format!("{}{suffix}", p.display()));
-                if f.exists() {
-                    std::fs::remove_file(&f)
-                        .with_context(|| format!("removing {}", f.display()))?;
-                }
-            }
+            super::scratch::remove_db(p)?;
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -17,6 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::scratch::{Workdir, remove_db, workload};
+
+/// A figure (`VmRSS:`, `VmHWM:`) of process `pid`'s status, MB.
+fn status_mb(pid: u32, key: &str) -> f64 {
+    murmur::bench::process_status_kb(&pid.to_string(), key) as f64 / 1024.0
+}
+
 /// The benchmark's settings.
 pub(crate) struct ServeBench {
     /// Publishes in all.
@@ -104,7 +111,7 @@ impl ServerProcess {
 
     /// Its peak resident set (VmHWM), MB; 0 where /proc is unavailable.
     fn peak_rss_mb(&self) -> f64 {
-        proc_mb(self.child.id(), "VmHWM:")
+        status_mb(self.child.id(), "VmHWM:")
     }
 }
 
@@ -113,18 +120,9 @@ impl ServeBench {
         if self.clients == 0 || self.n == 0 {
             bail!("--n and --clients must be at least 1");
         }
-        let own_dir = self.dir.is_none();
-        let dir = self.dir.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("murmur-bench-serve-{}", std::process::id()))
-        });
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let db = dir.join("bench-serve.db");
-        for suffix in ["", "-wal", "-shm"] {
-            let f = PathBuf::from(format!("{}{suffix}", db.display()));
-            if f.exists() {
-                std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
-            }
-        }
+        let workdir = Workdir::new(self.dir.as_deref(), "bench-serve")?;
+        let db = workdir.path.join("bench-serve.db");
+        remove_db(&db)?;
         let server = ServerProcess::start(&db)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -132,9 +130,7 @@ impl ServeBench {
             .context("starting tokio")?;
         let figures = runtime.block_on(self.measure(&server))?;
         drop(server);
-        if own_dir {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
+        workdir.finish();
         Ok(figures)
     }
 
@@ -255,53 +251,15 @@ pub(crate) struct HistoryFigures {
     pub database_mb: f64,
 }
 
-/// A figure (`VmRSS:`, `VmHWM:`) of process `pid`'s status, MB.
-fn proc_mb(pid: u32, key: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 impl HistoryBench {
     pub(crate) fn run(self) -> Result<HistoryFigures> {
-        let own_dir = self.dir.is_none();
-        let dir = self.dir.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("murmur-bench-history-{}", std::process::id()))
-        });
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let db = dir.join("history.db");
-        for suffix in ["", "-wal", "-shm"] {
-            let f = PathBuf::from(format!("{}{suffix}", db.display()));
-            if f.exists() {
-                std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
-            }
-        }
-        let text = std::fs::read_to_string(&self.manifest)
-            .with_context(|| format!("reading {}", self.manifest.display()))?;
-        let mut counted = false;
-        let text: String = text
-            .lines()
-            .map(|line| {
-                if !counted && line.trim_start().starts_with("count = ") {
-                    counted = true;
-                    format!("count = {}\n", self.n)
-                } else {
-                    format!("{line}\n")
-                }
-            })
-            .collect();
-        if !counted {
-            bail!(
-                "{}: no `count = ` line to set the number of items",
-                self.manifest.display()
-            );
-        }
-        let base_dir = std::path::absolute(self.manifest.parent().unwrap_or(Path::new(".")))?;
+        let workdir = Workdir::new(self.dir.as_deref(), "bench-history")?;
+        let db = workdir.path.join("history.db");
+        remove_db(&db)?;
+        let manifest = workload(&self.manifest, self.n, &workdir.path)?;
+        let text = std::fs::read_to_string(&manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
+        let base_dir = &workdir.path;
         let server = ServerProcess::start_with(&db, &["--unload-after-ms", "500"])?;
         let pid = server.child.id();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -369,7 +327,7 @@ impl HistoryBench {
                 }
                 // The allocator gives freed pages back after a short delay.
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                rss_after_mb.push(proc_mb(pid, "VmRSS:"));
+                rss_after_mb.push(status_mb(pid, "VmRSS:"));
             }
             Ok(HistoryFigures {
                 runs: self.runs,
@@ -377,14 +335,12 @@ impl HistoryBench {
                 artifacts_per_run: artifacts_per_run.unwrap_or(0),
                 seconds,
                 rss_after_mb,
-                peak_rss_mb: proc_mb(pid, "VmHWM:"),
+                peak_rss_mb: status_mb(pid, "VmHWM:"),
                 database_mb: std::fs::metadata(&db).map_or(0.0, |m| m.len() as f64 / 1e6),
             })
         })?;
         drop(server);
-        if own_dir {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
+        workdir.finish();
         Ok(figures)
     }
 }

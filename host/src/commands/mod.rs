@@ -15,6 +15,7 @@ mod new;
 mod report;
 mod resume;
 mod run;
+mod scratch;
 mod serve;
 mod settings;
 mod soak;

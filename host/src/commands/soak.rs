@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::scratch::{Workdir, remove_db, workload};
+
 /// What one soak found: the JSON line `murmur bench soak` prints.
 #[derive(Debug, Serialize)]
 pub(crate) struct SoakFigures {
@@ -83,11 +85,8 @@ impl Rng {
 impl Soak {
     pub(crate) fn run(self) -> Result<SoakFigures> {
         let started = Instant::now();
-        let own_dir = self.dir.is_none();
-        let dir = self.dir.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("murmur-soak-{}", std::process::id()))
-        });
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let workdir = Workdir::new(self.dir.as_deref(), "soak")?;
+        let dir = workdir.path.clone();
         let manifest = workload(&self.manifest, self.n, &dir)?;
         let murmur = std::env::current_exe().context("finding this murmur binary")?;
 
@@ -175,47 +174,12 @@ impl Soak {
             }
             remove_db(&db)?;
         }
-        if own_dir && figures.identical == figures.trials {
-            let _ = std::fs::remove_dir_all(&dir);
+        if figures.identical == figures.trials {
+            workdir.finish();
         }
         figures.seconds = started.elapsed().as_secs_f64();
         Ok(figures)
     }
-}
-
-/// The cascade manifest at `n` items, written into `dir` with its plugin paths made
-/// absolute.
-fn workload(manifest: &Path, n: u64, dir: &Path) -> Result<PathBuf> {
-    let text = std::fs::read_to_string(manifest)
-        .with_context(|| format!("reading {}", manifest.display()))?;
-    let base = manifest.parent().unwrap_or(Path::new("."));
-    let mut out = String::with_capacity(text.len());
-    let mut counted = false;
-    for line in text.lines() {
-        if let Some(rel) = line
-            .strip_prefix("path = \"")
-            .and_then(|r| r.strip_suffix('"'))
-        {
-            let abs =
-                std::path::absolute(base.join(rel)).with_context(|| format!("resolving {rel}"))?;
-            out.push_str(&format!("path = {:?}\n", abs.display().to_string()));
-        } else if line.trim_start().starts_with("count = ") && !counted {
-            counted = true;
-            out.push_str(&format!("count = {n}\n"));
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    if !counted {
-        bail!(
-            "{}: no `count = ` line to set the number of items",
-            manifest.display()
-        );
-    }
-    let path = dir.join("workload.toml");
-    std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
 }
 
 /// `murmur COMMAND -q --json --store sqlite:DB [MANIFEST]`, its summary on a pipe.
@@ -231,16 +195,6 @@ fn spawn(murmur: &Path, command: &[&str], db: &Path, manifest: Option<&Path>) ->
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", murmur.display()))
-}
-
-fn remove_db(db: &Path) -> Result<()> {
-    for suffix in ["", "-wal", "-shm", ".lock"] {
-        let f = PathBuf::from(format!("{}{suffix}", db.display()));
-        if f.exists() {
-            std::fs::remove_file(&f).with_context(|| format!("removing {}", f.display()))?;
-        }
-    }
-    Ok(())
 }
 
 /// How many artifacts the run writing into `db` has stored, once it has recorded itself

@@ -21,6 +21,9 @@ pub struct Node {
     pub phase: String,
     /// A short human label.
     pub label: String,
+    /// The work item it served, if any (its branch of the cascade).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_item: Option<String>,
 }
 
 /// A causality edge: `to` was produced from `from`.
@@ -89,6 +92,7 @@ impl Graph {
                 producer: a.producer.to_string(),
                 phase,
                 label: label(a),
+                work_item: a.work_item.as_ref().map(|w| w.to_string()),
             });
             for p in &a.parent_ids {
                 edges.push(Edge {

@@ -58,5 +58,6 @@ pub use blackboard::{MemoryStore, Store};
 pub use manifest::{Manifest, ManifestError};
 pub use name::Name;
 pub use scheduler::Scheduler;
+pub use schema::{ArtifactType, TypeRegistry};
 pub use summary::{RunStatus, RunSummary};
 pub use workflow::{LoadOptions, Workflow, WorkflowError};

@@ -16,13 +16,23 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    fn start(db: &Path) -> Self {
+    pub(crate) fn start(db: &Path) -> Self {
         Self::start_with(db, &[], &[])
     }
 
     pub(crate) fn start_with(db: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_listening(db, "127.0.0.1:0", args, env)
+    }
+
+    /// A server on `listen` (`127.0.0.1:0`: a free port).
+    pub(crate) fn start_listening(
+        db: &Path,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = murmur()
-            .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+            .args(["serve", "--listen", listen, "--store"])
             .arg(format!("sqlite:{}", db.display()))
             .args(args)
             .envs(env.iter().copied())
@@ -54,13 +64,34 @@ impl Server {
         status
     }
 
+    /// SIGTERM, then the exit status if it exits within `limit` (else it is killed).
+    fn stop_within(mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid, not yet waited for.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::mem::forget(self);
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::mem::forget(self);
     }
 
-    fn get(&self, path: &str) -> (u16, Value) {
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         self.request("GET", path, &[], None)
     }
 
@@ -106,7 +137,7 @@ impl Drop for Server {
 }
 
 /// One HTTP/1.1 request on a fresh connection; the status and the body as text.
-fn request(
+pub(crate) fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -131,20 +162,37 @@ fn request(
     s.write_all(head.as_bytes()).expect("write");
     s.write_all(body).expect("write");
     let mut reader = BufReader::new(s);
-    let (status, chunked) = read_head(&mut reader);
+    let (status, framing) = read_head(&mut reader);
     let mut out = Vec::new();
-    if chunked {
-        while let Some(chunk) = read_chunk(&mut reader) {
-            out.extend(chunk);
+    match framing {
+        Framing::Chunked => {
+            while let Some(chunk) = read_chunk(&mut reader) {
+                out.extend(chunk);
+            }
         }
-    } else {
-        reader.read_to_end(&mut out).expect("read");
+        // A server that keeps the connection open despite `Connection: close`
+        // (chromedriver) still says how long its answer is.
+        Framing::Length(n) => {
+            out.resize(n, 0);
+            reader.read_exact(&mut out).expect("read");
+        }
+        Framing::Close => {
+            reader.read_to_end(&mut out).expect("read");
+        }
     }
     (status, String::from_utf8_lossy(&out).into_owned())
 }
 
-/// The status line and headers; whether the body is chunked.
-fn read_head(reader: &mut impl BufRead) -> (u16, bool) {
+/// How a response's body is delimited.
+enum Framing {
+    Chunked,
+    Length(usize),
+    /// By the end of the connection.
+    Close,
+}
+
+/// The status line and headers; how the body is delimited.
+fn read_head(reader: &mut impl BufRead) -> (u16, Framing) {
     let mut line = String::new();
     reader.read_line(&mut line).expect("status line");
     let status = line
@@ -152,16 +200,21 @@ fn read_head(reader: &mut impl BufRead) -> (u16, bool) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("status line {line:?}"));
-    let mut chunked = false;
+    let mut framing = Framing::Close;
     loop {
         line.clear();
         reader.read_line(&mut line).expect("header");
         if line.trim().is_empty() {
-            return (status, chunked);
+            return (status, framing);
         }
         let lower = line.to_ascii_lowercase();
         if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-            chunked = true;
+            framing = Framing::Chunked;
+        } else if let Some(n) = lower
+            .strip_prefix("content-length:")
+            .and_then(|n| n.trim().parse().ok())
+        {
+            framing = Framing::Length(n);
         }
     }
 }
@@ -206,9 +259,12 @@ fn events(
     )
     .expect("write");
     let mut reader = BufReader::new(s);
-    let (status, chunked) = read_head(&mut reader);
+    let (status, framing) = read_head(&mut reader);
     assert_eq!(status, 200);
-    assert!(chunked, "an event stream is chunked");
+    assert!(
+        matches!(framing, Framing::Chunked),
+        "an event stream is chunked"
+    );
     let mut text = String::new();
     let mut out = Vec::new();
     while !until(&out) {
@@ -1173,6 +1229,10 @@ fn a_tenant_token_cannot_read_another_tenants_artifacts_and_a_read_only_token_ca
         Some(json!({ "manifest": manifest })),
     );
     assert_eq!(status, 403, "a tenant's token starts no run: {body}");
+    for operators in ["invocations", "work/01a24b0c-0000-7000-8000-000000000000"] {
+        let (status, body) = call(acme, "GET", &format!("/v1/workflows/any/{operators}"), None);
+        assert_eq!(status, 403, "a tenant's token reads no {operators}: {body}");
+    }
     let (status, body) = call(
         admin,
         "POST",
@@ -1615,4 +1675,234 @@ fn every_acknowledged_publish_survives_a_kill_right_after_its_answer() {
         .collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     assert_eq!(stored.len(), 400);
+}
+
+#[test]
+fn a_server_stops_on_sigterm_while_a_client_follows_an_event_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let id = start(&server, json!({ "manifest": slow_manifest(1) }));
+    server.wait_ended(&id);
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    write!(
+        stream,
+        "GET /v1/workflows/{id}/events HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        server.addr
+    )
+    .expect("write");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut reader = BufReader::new(stream);
+    let (status, _) = read_head(&mut reader);
+    assert_eq!(status, 200);
+    // The stream is open and idle (the run has ended); a stop ends it, and the server.
+    let stopped = server.stop_within(Duration::from_secs(20));
+    assert!(
+        stopped.is_some_and(|s| s.success()),
+        "the server did not stop on SIGTERM with a stream open: {stopped:?}"
+    );
+    let mut rest = Vec::new();
+    reader
+        .read_to_end(&mut rest)
+        .expect("the stream ends with the server");
+}
+
+#[test]
+fn a_work_items_story_names_its_attempts_its_duplicates_and_what_it_discovered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let id = start(&server, json!({ "manifest_path": auth_demo() }));
+    let summary = server.wait_ended(&id);
+    assert_eq!(summary["status"], "complete", "{summary}");
+    let (_, page) = server.get(&format!("/v1/workflows/{id}/work"));
+    let items = page["items"].as_array().expect("items").clone();
+    let (_, invocations) = server.get(&format!("/v1/workflows/{id}/invocations"));
+    let invocations = invocations["items"].as_array().expect("items").clone();
+    assert_eq!(
+        invocations.len() as u64,
+        summary["invocations"].as_u64().expect("n")
+    );
+    let mut discovered_any = false;
+    for w in &items {
+        let wid = w["id"].as_str().expect("id");
+        let (status, story) = server.get(&format!("/v1/workflows/{id}/work/{wid}"));
+        assert_eq!(status, 200, "{story}");
+        assert_eq!(&story["work"], w, "the record the listing gives");
+        let served: Vec<&Value> = invocations
+            .iter()
+            .filter(|r| r["work_item"] == w["id"])
+            .collect();
+        assert_eq!(
+            story["invocations"].as_array().expect("attempts").len(),
+            served.len()
+        );
+        let discovered: Vec<&Value> = items
+            .iter()
+            .filter(|x| x["parent_work"] == w["id"])
+            .map(|x| &x["id"])
+            .collect();
+        assert_eq!(
+            story["discovered"]
+                .as_array()
+                .expect("discovered")
+                .iter()
+                .collect::<Vec<_>>(),
+            discovered
+        );
+        discovered_any |= !discovered.is_empty();
+        let duplicates: Vec<&Value> = items
+            .iter()
+            .filter(|x| x["duplicate_of"] == w["id"])
+            .map(|x| &x["id"])
+            .collect();
+        assert_eq!(
+            story["duplicates"]
+                .as_array()
+                .expect("duplicates")
+                .iter()
+                .collect::<Vec<_>>(),
+            duplicates
+        );
+        assert_eq!(w["duplicates"].as_u64(), Some(duplicates.len() as u64));
+    }
+    assert!(discovered_any, "the demo's analysis discovers work");
+    // Unknown, malformed and another run's ids are all not found.
+    let (_, other) = server.post("/v1/workflows", json!({ "manifest_path": auth_demo() }));
+    let other = other["workflow_id"].as_str().expect("id").to_string();
+    server.wait_ended(&other);
+    let first = items[0]["id"].as_str().expect("id");
+    for path in [
+        format!("/v1/workflows/{id}/work/01a24b0c-0000-7000-8000-000000000000"),
+        format!("/v1/workflows/{id}/work/not-an-id"),
+        format!("/v1/workflows/{other}/work/{first}"),
+        format!("/v1/workflows/nope/work/{first}"),
+    ] {
+        let (status, body) = server.get(&path);
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    // The listing carries each ended run's counts.
+    let (_, list) = server.get("/v1/workflows");
+    let listed = list["workflows"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .find(|r| r["workflow_id"] == json!(id))
+        .expect("listed")
+        .clone();
+    assert_eq!(
+        listed["counts"]["artifacts"], summary["artifacts"],
+        "{listed}"
+    );
+    assert_eq!(listed["counts"]["invocations"], summary["invocations"]);
+    assert_eq!(listed["counts"]["open_work"], 0);
+}
+
+#[test]
+fn invocations_are_listed_by_agent_and_fault_a_page_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let hostile = repo().join("examples/hostile/workflow.toml");
+    let id = start(
+        &server,
+        json!({ "manifest_path": hostile.display().to_string() }),
+    );
+    let summary = server.wait_ended(&id);
+    let (_, all) = server.get(&format!("/v1/workflows/{id}/invocations?limit=1000"));
+    let all = all["items"].as_array().expect("items").clone();
+    assert_eq!(
+        all.len() as u64,
+        summary["invocations"].as_u64().expect("n")
+    );
+    let (_, faulted) = server.get(&format!("/v1/workflows/{id}/invocations?faulted=true"));
+    let faulted = faulted["items"].as_array().expect("items").clone();
+    let classes: std::collections::BTreeSet<&str> = faulted
+        .iter()
+        .map(|r| r["fault"].as_str().expect("a class"))
+        .collect();
+    let expected: std::collections::BTreeSet<&str> = summary["faults"]
+        .as_object()
+        .expect("faults")
+        .iter()
+        .filter(|(_, n)| n.as_u64() > Some(0))
+        .map(|(c, _)| c.as_str())
+        .collect();
+    assert!(
+        !expected.is_empty(),
+        "the hostile example faults: {summary}"
+    );
+    assert_eq!(
+        classes, expected,
+        "every fault class the summary counts, with its invocations"
+    );
+    for r in &faulted {
+        assert!(r["error"].is_string(), "a fault says what happened: {r}");
+    }
+    // By agent, and a page at a time: the same invocations, in the same order.
+    let agent = faulted[0]["agent"].as_str().expect("agent");
+    let (_, mine) = server.get(&format!("/v1/workflows/{id}/invocations?agent={agent}"));
+    let mine = mine["items"].as_array().expect("items").clone();
+    assert!(!mine.is_empty() && mine.iter().all(|r| r["agent"] == json!(agent)));
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = server.get(&format!("/v1/workflows/{id}/invocations?limit=2{cursor}"));
+        assert_eq!(status, 200, "{page}");
+        paged.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
+    for bad in [
+        "work_item=nope",
+        "limit=0",
+        "limit=1001",
+        "cursor=x",
+        "faulted=maybe",
+    ] {
+        let (status, body) = server.get(&format!("/v1/workflows/{id}/invocations?{bad}"));
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+
+#[test]
+fn a_runs_types_come_with_the_schemas_a_publish_is_checked_against() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let hostile = repo().join("examples/hostile/workflow.toml");
+    let id = start(
+        &server,
+        json!({ "manifest_path": hostile.display().to_string() }),
+    );
+    server.wait_ended(&id);
+    let (status, types) = server.get(&format!("/v1/workflows/{id}/types"));
+    assert_eq!(status, 200, "{types}");
+    let types = types["types"].as_array().expect("types").clone();
+    let find = |name: &str| {
+        types
+            .iter()
+            .find(|t| t["name"] == json!(name))
+            .unwrap_or_else(|| panic!("no {name} in {types:?}"))
+            .clone()
+    };
+    let task = find("Task");
+    assert_eq!(task["builtin"], false);
+    assert_eq!(
+        task["schema"],
+        json!({ "type": "object", "required": ["task"] })
+    );
+    let discovery = find("WorkDiscovery");
+    assert_eq!(discovery["builtin"], true);
+    assert!(discovery["schema"]["properties"]["description"].is_object());
+    // What the schema says is what a publish is held to.
+    let (status, body) = server.post(
+        &format!("/v1/workflows/{id}/artifacts"),
+        json!({ "type": "Task", "payload": { "nope": 1 } }),
+    );
+    assert_eq!(status, 422, "{body}");
+    let (status, _) = server.get("/v1/workflows/nope/types");
+    assert_eq!(status, 404);
 }

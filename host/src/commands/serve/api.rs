@@ -53,6 +53,9 @@ pub(crate) type AppState = Arc<Runs>;
         approve_work,
         reject_work,
         get_graph,
+        super::detail::get_work,
+        super::detail::list_invocations,
+        super::detail::list_types,
         events::stream,
         super::health::healthz,
         super::health::readyz,
@@ -63,6 +66,7 @@ pub(crate) type AppState = Arc<Runs>;
         Started,
         RunListing,
         RunListingItem,
+        RunCounts,
         StatusChange,
         PublishRequest,
         PublishAnswer,
@@ -74,7 +78,12 @@ pub(crate) type AppState = Arc<Runs>;
         ErrorDetail,
         ProblemBody,
         GraphKind,
-        VisibilityDoc
+        VisibilityDoc,
+        super::detail::InvocationView,
+        super::detail::InvocationPage,
+        super::detail::WorkStory,
+        super::detail::TypeView,
+        super::detail::TypeList
     )),
     modifiers(&CommonAnswers)
 )]
@@ -185,7 +194,7 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 }
@@ -229,7 +238,7 @@ impl From<murmur::blackboard::StoreError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// A query string read into `T`: as axum's `Query`, with a wrong parameter answered
 /// like every other error (400, JSON, naming the parameter).
@@ -374,6 +383,37 @@ pub(crate) struct RunListingItem {
     finished_at_ms: Option<u64>,
     /// Whether this server drives it now.
     live: bool,
+    /// Its counts as it stands (a run this server drives) or as it last ended; absent
+    /// for a run neither driven nor ended (its records are not read for a listing).
+    counts: Option<RunCounts>,
+}
+
+/// A run's counts, for a listing.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RunCounts {
+    artifacts: u64,
+    invocations: u64,
+    /// Work items pending, active, blocked or awaiting approval.
+    open_work: u64,
+    awaiting_approval: u64,
+    /// Faults of every class.
+    faults: u64,
+}
+
+impl RunCounts {
+    fn of(summary: &RunSummary) -> Self {
+        let phases = summary.phases.values();
+        Self {
+            artifacts: summary.artifacts,
+            invocations: summary.invocations,
+            open_work: phases
+                .clone()
+                .map(|p| p.pending + p.active + p.blocked + p.awaiting_approval)
+                .sum(),
+            awaiting_approval: phases.map(|p| p.awaiting_approval).sum(),
+            faults: summary.faults.values().sum(),
+        }
+    }
 }
 
 /// List runs, newest first.
@@ -383,13 +423,24 @@ pub(crate) async fn list_workflows(State(runs): State<AppState>) -> ApiResult<Js
         .store()
         .runs()?
         .into_iter()
-        .map(|r| RunListingItem {
-            live: runs.is_live(&r.workflow_id),
-            workflow_id: r.workflow_id,
-            name: r.name,
-            status: r.status.to_string(),
-            started_at_ms: r.started_at_ms,
-            finished_at_ms: r.finished_at_ms,
+        .map(|r| {
+            let live = runs.is_live(&r.workflow_id);
+            let summary = if live {
+                RunSummary::of_record(runs.store(), &r).ok()
+            } else {
+                r.summary
+                    .as_ref()
+                    .and_then(|s| serde_json::from_value::<RunSummary>(s.clone()).ok())
+            };
+            RunListingItem {
+                live,
+                counts: summary.as_ref().map(RunCounts::of),
+                workflow_id: r.workflow_id,
+                name: r.name,
+                status: r.status.to_string(),
+                started_at_ms: r.started_at_ms,
+                finished_at_ms: r.finished_at_ms,
+            }
         })
         .collect();
     Ok(Json(RunListing { workflows }))
@@ -872,7 +923,7 @@ pub(crate) async fn list_work(
 }
 
 /// A page size: 1 to 1000, default 100.
-fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
+pub(super) fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
     let limit = limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(
@@ -884,7 +935,7 @@ fn page_limit(limit: Option<usize>) -> ApiResult<usize> {
 }
 
 /// A position a page ended at, as this API gave it.
-fn cursor_of(cursor: Option<&str>) -> ApiResult<u64> {
+pub(super) fn cursor_of(cursor: Option<&str>) -> ApiResult<u64> {
     match cursor {
         Some(c) => c.parse().map_err(|_| {
             ApiError::new(

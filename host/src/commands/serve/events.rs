@@ -166,6 +166,9 @@ pub(crate) async fn stream(
                 let woken = runs.activity.notified();
                 tokio::pin!(woken);
                 woken.as_mut().enable();
+                if runs.is_closing() {
+                    return None;
+                }
                 match read_ahead(&runs, &id, cursor) {
                     Ok(items) if !items.is_empty() => {
                         ahead = items;

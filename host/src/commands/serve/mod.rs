@@ -8,6 +8,7 @@
 
 mod api;
 mod auth;
+mod detail;
 mod events;
 mod health;
 mod runs;
@@ -116,7 +117,8 @@ impl ServeCommand {
         );
         println!("listening http://{addr}");
         let app = router(runs.clone(), Arc::new(tokens));
-        let shutdown = async {
+        let closing = runs.clone();
+        let shutdown = async move {
             use tokio::signal::unix::{SignalKind, signal};
             let (Ok(mut int), Ok(mut term)) = (
                 signal(SignalKind::interrupt()),
@@ -128,6 +130,8 @@ impl ServeCommand {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
             }
+            // Open event streams would hold the graceful shutdown forever.
+            closing.close_streams();
         };
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -169,6 +173,12 @@ fn router(runs: Arc<runs::Runs>, tokens: Arc<auth::Tokens>) -> Router {
             get(api::get_artifact),
         )
         .route("/v1/workflows/{id}/work", get(api::list_work))
+        .route("/v1/workflows/{id}/work/{work_id}", get(detail::get_work))
+        .route(
+            "/v1/workflows/{id}/invocations",
+            get(detail::list_invocations),
+        )
+        .route("/v1/workflows/{id}/types", get(detail::list_types))
         .route(
             "/v1/workflows/{id}/work/{work_id}/approve",
             post(api::approve_work),

@@ -10,6 +10,7 @@
 //! artifact, like `murmur resume`.
 
 use anyhow::{Context, Result, anyhow};
+use murmur::TypeRegistry;
 use murmur::blackboard::{RunRecord, SqliteStore, Store};
 use murmur::manifest::Manifest;
 use murmur::observe::Event;
@@ -55,6 +56,10 @@ pub(crate) struct Runs {
     live: Mutex<HashMap<String, Live>>,
     /// Told on every event of any run, so event streams wake without polling.
     pub(crate) activity: Arc<Notify>,
+    /// Set when the server begins to stop: event streams end (their clients reconnect
+    /// to the next server with their last event's id), so a stop never waits on a
+    /// browser that keeps a stream open.
+    closing: std::sync::atomic::AtomicBool,
     /// Where manifests sent as text resolve their relative paths.
     base_dir: PathBuf,
     /// Held while a run is opened again, so two requests for an ended run open it once.
@@ -165,11 +170,24 @@ impl Runs {
             loaded: Arc::new(Mutex::new(HashMap::new())),
             live: Mutex::new(HashMap::new()),
             activity: Arc::new(Notify::new()),
+            closing: std::sync::atomic::AtomicBool::new(false),
             base_dir,
             opening: tokio::sync::Mutex::new(()),
             loaded_workflows: Mutex::new(Vec::new()),
             options,
         })
+    }
+
+    /// End every event stream, now and from now on: the server is stopping.
+    pub(crate) fn close_streams(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.activity.notify_waiters();
+    }
+
+    /// Whether event streams are to end.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn store(&self) -> &dyn Store {
@@ -382,6 +400,23 @@ impl Runs {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         kept.iter().find(|(k, _)| k == id).map(|(_, wf)| wf.clone())
+    }
+
+    /// The artifact types run `record` knows: its workflow's when this server keeps it
+    /// (hot-loaded types included), else the built-ins and its manifest's.
+    pub(crate) fn types(&self, record: &RunRecord) -> Result<TypeRegistry, RunsError> {
+        if let Some(wf) = self.kept_workflow(&record.workflow_id) {
+            return Ok(wf.types.clone());
+        }
+        let manifest = Manifest::parse(Path::new(&record.manifest_path), &record.manifest_text)
+            .map_err(|e| RunsError::Invalid(e.into()))?;
+        let mut types = TypeRegistry::builtin();
+        for t in &manifest.types {
+            types
+                .register(&t.name, t.schema.clone())
+                .map_err(|e| RunsError::Invalid(e.into()))?;
+        }
+        Ok(types)
     }
 
     /// Keep `wf` as run `id`'s, dropping the least recently driven past the bound. A

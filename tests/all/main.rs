@@ -8,6 +8,7 @@ mod blocking;
 mod cascade;
 mod cli;
 mod context;
+mod dashboard;
 mod dedup;
 mod durability;
 mod faults;

@@ -599,13 +599,64 @@ fn release_murmur(root: &Path, args: &[String]) -> Result<()> {
 fn test(root: &Path, args: &[String]) -> Result<()> {
     build_plugins(root, &Plugins::from_args(root, &[])?)?;
     let schemathesis = schemathesis(root)?;
+    let chromedriver = browser()?;
     status(
         Command::new(env!("CARGO"))
             .current_dir(root)
             .env("MURMUR_SCHEMATHESIS", schemathesis)
+            .env("MURMUR_CHROMEDRIVER", chromedriver)
             .args(["test", "--workspace"])
             .args(args),
     )
+}
+
+/// Debian's Chromium and its WebDriver, which the dashboard's test drives: installed
+/// with apt when missing (as root, else through sudo); the path of `chromedriver`.
+fn browser() -> Result<PathBuf> {
+    let (chromium, driver) = (
+        Path::new("/usr/bin/chromium"),
+        Path::new("/usr/bin/chromedriver"),
+    );
+    if chromium.exists() && driver.exists() {
+        return Ok(driver.to_path_buf());
+    }
+    let root = std::env::var("USER").as_deref() == Ok("root")
+        || Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        cmd.env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["-o", "DPkg::Lock::Timeout=600"])
+            .args(args);
+        status(&mut cmd)
+    };
+    let install = [
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "chromium",
+        "chromium-driver",
+    ];
+    if apt(&install).is_err() {
+        // The package lists may be older than the archive: read them again, then retry.
+        apt(&["update"]).context("apt-get update")?;
+        apt(&install).context("installing Debian's chromium and chromium-driver")?;
+    }
+    if !driver.exists() {
+        bail!(
+            "apt-get installed chromium-driver, but {} is missing",
+            driver.display()
+        );
+    }
+    Ok(driver.to_path_buf())
 }
 
 /// The pinned schemathesis the service's API test runs against the served OpenAPI

@@ -8,6 +8,7 @@
 
 mod api;
 mod auth;
+mod dashboard;
 mod detail;
 mod events;
 mod health;
@@ -146,13 +147,16 @@ impl ServeCommand {
     }
 }
 
-/// The routes of API v1 and the service endpoints; every route but the health checks
-/// goes through `tokens` (which let everything through as the operator when there are
-/// none).
+/// The routes of API v1, the service endpoints and the dashboard; every route but the
+/// health checks and the dashboard's files goes through `tokens` (which let everything
+/// through as the operator when there are none).
 fn router(runs: Arc<runs::Runs>, tokens: Arc<auth::Tokens>) -> Router {
     let health = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/", get(dashboard::index))
+        .route("/assets/app.js", get(dashboard::script))
+        .route("/assets/app.css", get(dashboard::style))
         .with_state(runs.clone());
     let api = Router::new()
         .route("/v1/openapi.json", get(api::openapi))

@@ -185,6 +185,8 @@ function askToken() {
     onsubmit: () => {
       sessionStorage.setItem(TOKEN_KEY, input.value.trim());
       asking = false;
+      // Everything read without the token failed: read it all again, stream included.
+      closeRun();
       render();
       return true;
     },

@@ -151,6 +151,17 @@ impl Browser {
         self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// Types `text` into the first element matching `css`, after clearing it.
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.session_call("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.session_call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
     fn screenshot(&self, name: &str) {
         let png = self.session_call("GET", "/screenshot", None);
         let bytes = base64_decode(png.as_str().expect("base64"));
@@ -186,10 +197,24 @@ impl Browser {
 
     /// Fails on any console error (and on any warning the page itself wrote).
     fn assert_quiet_console(&self, during: &str) {
+        self.assert_console_only(during, &[]);
+    }
+
+    /// Fails on any console error or warning but the browser's own report of an answer
+    /// with one of the `expected` statuses (Chromium logs every 4xx a page receives).
+    fn assert_console_only(&self, during: &str, expected: &[u16]) {
         let bad: Vec<Value> = self
             .console()
             .into_iter()
             .filter(|e| e["level"] == "SEVERE" || e["level"] == "WARNING")
+            .filter(|e| {
+                !(e["source"] == "network"
+                    && expected.iter().any(|s| {
+                        e["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains(&format!("status of {s} ")))
+                    }))
+            })
             .collect();
         assert!(bad.is_empty(), "console errors while {during}: {bad:#?}");
     }
@@ -654,4 +679,136 @@ fn format_thousands(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+#[test]
+fn reject_publish_and_cancel_work_from_the_page_and_a_malformed_payload_marks_its_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("dashboard.db"));
+    let id = gated_run(&server, dir.path());
+    server.wait_ended(&id);
+    let browser = Browser::start(1280, 800);
+    browser.goto(&format!("{}/#/run/{id}/board", server.url()));
+    let work = browser.wait(
+        "gated work",
+        "const c = document.querySelector('#board .card .reject'); return c ? c.closest('.card').dataset.work : null",
+    );
+    let work = work.as_str().expect("id").to_string();
+
+    // Reject, with a reason, through the dialog.
+    browser.click(&format!("#card-reject-{work}"));
+    browser.type_into("#reject-reason", "Not this quarter");
+    browser.screenshot("reject");
+    browser.click("#dialog button[type='submit']");
+    browser.wait(
+        "the rejection to show",
+        &format!("return !document.getElementById('card-reject-{work}')"),
+    );
+    let (_, story) = server.get(&format!("/v1/workflows/{id}/work/{work}"));
+    let decision = &story["work"]["approval"]["decision"];
+    assert_eq!(
+        (&decision["approved"], &decision["reason"]),
+        (&json!(false), &json!("Not this quarter")),
+        "{story}"
+    );
+
+    // Publish: a payload the schema refuses marks the field; nothing is stored. Then a
+    // good one is published.
+    browser.click("#publish");
+    browser.wait(
+        "the form",
+        "return document.getElementById('field-description')",
+    );
+    browser.type_into("#field-description", "Rate-limit logins");
+    browser.type_into("#field-phase", "analysis");
+    browser.type_into("#field-done_definition", "limits in place");
+    browser.type_into("#field-discovered_by", "ops");
+    browser.type_into("#field-metadata", "[1, 2]");
+    browser.click("#dialog button[type='submit']");
+    let message = browser.wait(
+        "the field marked",
+        "const f = document.getElementById('field-metadata'); return f.getAttribute('aria-invalid') === 'true' && document.getElementById('field-metadata-error').textContent",
+    );
+    assert!(
+        message.as_str().is_some_and(|m| m.contains("object")),
+        "{message}"
+    );
+    let (_, page) = server.get(&format!("/v1/workflows/{id}/artifacts?producer=api"));
+    assert_eq!(
+        page["artifacts"],
+        json!([]),
+        "a refused publish stores nothing"
+    );
+    browser.type_into("#field-metadata", "{\"source\": \"dashboard\"}");
+    browser.click("#dialog button[type='submit']");
+    browser.wait(
+        "the publish to be acknowledged",
+        "return !document.getElementById('dialog').open && /Published WorkDiscovery/.test(document.getElementById('notices').textContent)",
+    );
+    let (_, page) = server.get(&format!("/v1/workflows/{id}/artifacts?producer=api"));
+    let published = page["artifacts"].as_array().expect("artifacts");
+    assert_eq!(published.len(), 1, "{page}");
+    assert_eq!(
+        published[0]["payload"],
+        json!({ "description": "Rate-limit logins", "phase": "analysis", "priority": "medium",
+                "done_definition": "limits in place", "discovered_by": "ops",
+                "metadata": { "source": "dashboard" } })
+    );
+
+    // Cancel, confirmed.
+    browser.click("#cancel");
+    browser.click("#dialog button[type='submit']");
+    browser.wait(
+        "the run cancelled",
+        "const b = document.querySelector('#run-status .badge'); return b && b.dataset.status === 'cancelled'",
+    );
+    assert_eq!(server.wait_ended(&id)["status"], "cancelled");
+    browser.assert_console_only("rejecting, publishing and cancelling", &[422]);
+}
+
+#[test]
+fn pause_and_resume_from_the_page_and_a_server_with_a_token_asks_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = "dashboard-token-0123456789";
+    let server = Server::start_with(
+        &dir.path().join("dashboard.db"),
+        &["--token-env", "T_DASH"],
+        &[("T_DASH", token)],
+    );
+    let (status, body) = server.request(
+        "POST",
+        "/v1/workflows",
+        &[("Authorization", &format!("Bearer {token}"))],
+        Some(
+            json!({ "manifest": crate::serve::slow_manifest(30) })
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["workflow_id"].as_str().expect("id").to_string();
+    let browser = Browser::start(1280, 800);
+    browser.goto(&format!("{}/#/run/{id}/board", server.url()));
+    browser.wait(
+        "the token dialog",
+        "return document.getElementById('token')",
+    );
+    browser.type_into("#token", token);
+    browser.click("#dialog button[type='submit']");
+    browser.wait(
+        "the run, live",
+        "const b = document.querySelector('#run-status .badge'); return b && b.dataset.status === 'running' && document.getElementById('connection').dataset.state === 'live'",
+    );
+    browser.click("#pause");
+    browser.wait(
+        "the run paused",
+        "const b = document.querySelector('#run-status .badge'); return b && b.dataset.status === 'paused'",
+    );
+    browser.screenshot("paused");
+    browser.click("#resume");
+    browser.wait(
+        "the run to go on and complete",
+        "const b = document.querySelector('#run-status .badge'); return b && b.dataset.status === 'complete'",
+    );
+    browser.assert_console_only("asking for a token", &[401]);
 }

@@ -99,7 +99,7 @@ impl Server {
         self.request("POST", path, &[], Some(body.to_string().as_bytes()))
     }
 
-    fn request(
+    pub(crate) fn request(
         &self,
         method: &str,
         path: &str,
@@ -310,7 +310,7 @@ fn start(server: &Server, manifest: Value) -> String {
 
 /// A run that takes a while: one invocation at a time, each spinning until its
 /// 300 ms deadline, one per input.
-fn slow_manifest(inputs: usize) -> String {
+pub(crate) fn slow_manifest(inputs: usize) -> String {
     let mut text = format!(
         "[workflow]\nname = \"slow\"\n[workflow.limits]\nconcurrency = 1\nthreads = 1\n{PHASES_AND_NOTE}"
     );

@@ -611,8 +611,10 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
 }
 
 /// Debian's Chromium and its WebDriver, which the dashboard's test drives: installed
-/// with apt when missing (as root, else through sudo); the path of `chromedriver`.
+/// with apt (as root) when missing, as the guest toolchain is; the path of
+/// `chromedriver`.
 fn browser() -> Result<PathBuf> {
+    const PACKAGES: [&str; 2] = ["chromium", "chromium-driver"];
     let (chromium, driver) = (
         Path::new("/usr/bin/chromium"),
         Path::new("/usr/bin/chromedriver"),
@@ -620,39 +622,29 @@ fn browser() -> Result<PathBuf> {
     if chromium.exists() && driver.exists() {
         return Ok(driver.to_path_buf());
     }
-    let root = std::env::var("USER").as_deref() == Ok("root")
-        || Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    let apt = |args: &[&str]| {
-        let mut cmd = if root {
-            Command::new("apt-get")
-        } else {
-            let mut sudo = Command::new("sudo");
-            sudo.arg("apt-get");
-            sudo
-        };
-        cmd.env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["-o", "DPkg::Lock::Timeout=600"])
-            .args(args);
-        status(&mut cmd)
-    };
-    let install = [
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "chromium",
-        "chromium-driver",
-    ];
-    if apt(&install).is_err() {
-        // The package lists may be older than the archive: read them again, then retry.
-        apt(&["update"]).context("apt-get update")?;
-        apt(&install).context("installing Debian's chromium and chromium-driver")?;
-    }
-    if !driver.exists() {
+    if !(which("apt-get") && is_root()) {
         bail!(
-            "apt-get installed chromium-driver, but {} is missing",
+            "the dashboard's browser test needs Debian's Chromium: apt-get install {}",
+            PACKAGES.join(" ")
+        );
+    }
+    eprintln!(
+        "xtask: installing the browser for the dashboard's test from Debian packages: {}",
+        PACKAGES.join(" ")
+    );
+    status(Command::new("apt-get").arg("update").arg("-qq"))?;
+    status(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["-o", "DPkg::Lock::Timeout=600"])
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(PACKAGES),
+    )?;
+    if !(chromium.exists() && driver.exists()) {
+        bail!(
+            "installed {}, but {} or {} is still missing",
+            PACKAGES.join(" "),
+            chromium.display(),
             driver.display()
         );
     }

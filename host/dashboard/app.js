@@ -465,6 +465,7 @@ class RunView {
       this.summary = summary;
       this.work = work;
       this.workById = new Map(work.map((w) => [w.id, w]));
+      this.stale = true;
       if (this.route && this.route.tab === 'faults') await this.loadFaults();
       if (this.route && this.route.tab === 'graph' && !this.graph) await this.loadGraph();
       if (this.shell && this.shell.isConnected) this.draw(false);
@@ -560,23 +561,44 @@ class RunView {
       this.panelTab = route.tab;
     }
     this.fillPanel(panel);
-    const layout = h('div', { class: route.inspect ? 'layout with-inspector' : 'layout' }, panel);
-    if (route.inspect) layout.append(this.inspector(route.inspect));
-    // A redraw keeps the keyboard where it was: the element of the same id takes focus.
+    // The inspector stays while it shows the same thing; a reload refreshes its content.
+    const key = route.inspect ? `${route.tab}/${route.inspect.kind}/${route.inspect.id}` : null;
+    if (key !== this.inspectorKey) {
+      this.inspectorEl = key ? this.inspector(route.inspect) : null;
+      this.inspectorKey = key;
+    } else if (key && this.stale) {
+      this.fillInspector(this.inspectorEl, route.inspect);
+    }
+    this.stale = false;
+    if (!this.layoutEl) this.layoutEl = h('div', {});
+    this.layoutEl.className = key ? 'layout with-inspector' : 'layout';
+    const want = key ? [panel, this.inspectorEl] : [panel];
+    if (want.length !== this.layoutEl.children.length || want.some((el, i) => this.layoutEl.children[i] !== el)) {
+      this.layoutEl.replaceChildren(...want);
+    }
+    // A redraw replaces only what changed (a click never lands on an element that a
+    // refresh swapped out for an identical one), and keeps the keyboard where it was.
     const active = document.activeElement;
     const focused = active && active.id && this.shell.contains(active) ? active.id : null;
-    this.shell.replaceChildren(head, tablist, layout);
+    const oldElapsed = this.shell.querySelector('#elapsed');
+    const newElapsed = head.querySelector('#elapsed');
+    if (oldElapsed && newElapsed) newElapsed.textContent = oldElapsed.textContent;
+    [head, tablist, this.layoutEl].forEach((next, i) => {
+      const old = this.shell.children[i];
+      if (!old) this.shell.append(next);
+      else if (old !== next && (next === this.layoutEl || old.outerHTML !== next.outerHTML)) old.replaceWith(next);
+    });
     if (focused && document.activeElement !== document.getElementById(focused)) document.getElementById(focused)?.focus();
     if (this.graphView) this.graphView.resize();
   }
 
   fillPanel(panel) {
     const tab = this.route.tab;
-    if (tab === 'board') panel.replaceChildren(this.board());
-    else if (tab === 'agents') panel.replaceChildren(this.agents());
+    if (tab === 'board') replaceIfChanged(panel, this.board());
+    else if (tab === 'agents') replaceIfChanged(panel, this.agents());
     else if (tab === 'faults') {
       if (!this.faults) { panel.replaceChildren(h('p', { class: 'muted' }, 'Loading…')); this.loadFaults().then(() => this.draw(false)).catch(failed('Faults')); }
-      else panel.replaceChildren(this.faultsView());
+      else replaceIfChanged(panel, this.faultsView());
     } else if (tab === 'graph') {
       if (!this.graph) {
         panel.replaceChildren(h('p', { class: 'muted' }, 'Loading the graph…'));
@@ -686,12 +708,20 @@ class RunView {
       h('div', { class: 'runhead' },
         h('h2', {}, what.kind === 'work' ? 'Work item' : 'Artifact'),
         h('a', { class: 'button', href: runHref(this.id, this.route.tab), 'aria-label': 'Close the inspector' }, 'Close')),
-      h('p', { class: 'muted' }, 'Loading…'));
-    const fill = what.kind === 'work' ? this.workInspector(what.id) : this.artifactInspector(what.id);
-    fill.then((body) => { aside.replaceChildren(aside.firstChild, ...body); }).catch((e) => {
-      aside.replaceChildren(aside.firstChild, h('p', {}, `Could not read it: ${e.message}`));
-    });
+      h('div', { class: 'inspector-body' }, h('p', { class: 'muted' }, 'Loading…')));
+    this.fillInspector(aside, what);
     return aside;
+  }
+
+  /** Reads what the inspector shows and puts it in, where it changed. */
+  fillInspector(aside, what) {
+    const fill = what.kind === 'work' ? this.workInspector(what.id) : this.artifactInspector(what.id);
+    const put = (parts) => {
+      const body = aside.querySelector('.inspector-body');
+      const next = h('div', { class: 'inspector-body' }, ...parts);
+      if (body && body.outerHTML !== next.outerHTML) body.replaceWith(next);
+    };
+    fill.then(put).catch((e) => put([h('p', {}, `Could not read it: ${e.message}`)]));
   }
 
   workLink(id) {
@@ -873,6 +903,13 @@ class RunView {
   }
 }
 
+/** Puts `next` in `parent` unless what is there already looks exactly the same. */
+function replaceIfChanged(parent, next) {
+  const old = parent.firstElementChild;
+  if (old && parent.childElementCount === 1 && old.outerHTML === next.outerHTML) return;
+  parent.replaceChildren(next);
+}
+
 function stat(label, value, key) {
   return h('div', { class: 'stat', dataset: { stat: key } }, h('b', {}, value), h('span', {}, label));
 }
@@ -1012,6 +1049,7 @@ class GraphView {
     this.element = h('div', {}, this.legend, this.note, h('div', { class: 'graph-wrap' }, this.canvas, this.tip),
       h('p', { class: 'muted' }, 'Drag to pan, wheel or + / − to zoom, arrow keys to move between artifacts, Enter to inspect.'));
     this.view = { x: 20, y: 20, k: 1 };
+    this.dpr = window.devicePixelRatio || 1;
     this.hover = null;
     this.selected = -1;
     this.colors = new Map();
@@ -1023,6 +1061,7 @@ class GraphView {
   }
 
   destroy() {
+    clearTimeout(this.pending);
     this.resizeObserver.disconnect();
     cancelAnimationFrame(this.frame);
   }
@@ -1046,7 +1085,9 @@ class GraphView {
     this.placed = 0;
     this.laidEdges = 0;
     this.groups = null;
-    this.changed();
+    clearTimeout(this.pending);
+    this.pending = null;
+    this.layout();
   }
 
   color(phase) {
@@ -1054,8 +1095,17 @@ class GraphView {
     return this.colors.get(phase);
   }
 
-  /** Places artifacts and edges that arrived since the last call. */
+  /**
+   * New artifacts arrived: lay them out at most five times a second, so a live run's
+   * stream of `published` events costs one layout per batch, not one per artifact.
+   */
   changed() {
+    if (this.pending) return;
+    this.pending = setTimeout(() => { this.pending = null; this.layout(); }, 200);
+  }
+
+  /** Places artifacts and edges that arrived since the last layout. */
+  layout() {
     const began = performance.now();
     const g = this.graph;
     for (let i = this.nodes.length; i < g.nodes.length; i++) {
@@ -1092,20 +1142,18 @@ class GraphView {
 
   group() {
     const groups = new Map();
-    const of = new Int32Array(this.nodes.length);
     this.nodes.forEach((p, i) => {
       const key = `${p.depth}|${p.n.phase}|${p.n.type}`;
       let g = groups.get(key);
       if (!g) { g = { key, depth: p.depth, phase: p.n.phase, type: p.n.type, count: 0, members: [], out: new Map(), in: new Set() }; groups.set(key, g); }
       g.count++;
       if (g.members.length < 200) g.members.push(i);
-      of[i] = 0;
       p.group = g;
     });
     const list = [...groups.values()];
     const rows = [];
     for (const g of list.sort((a, b) => a.depth - b.depth || a.phase.localeCompare(b.phase) || a.type.localeCompare(b.type))) {
-      rows[g.depth] = (rows[g.depth] || 0);
+      rows[g.depth] = rows[g.depth] || 0;
       g.x = g.depth * 220;
       g.y = rows[g.depth] * 64;
       rows[g.depth]++;

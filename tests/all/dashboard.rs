@@ -82,6 +82,13 @@ impl Browser {
 
     /// One WebDriver command; its `value`.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, value) = self.try_call(method, path, body);
+        assert_eq!(status, 200, "WebDriver {method} {path}: {value}");
+        value["value"].clone()
+    }
+
+    /// One WebDriver command; its status and answer.
+    fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let body = body.map(|b| b.to_string());
         let (status, text) = request(
             self.addr,
@@ -91,8 +98,7 @@ impl Browser {
             body.as_deref().map(str::as_bytes),
         );
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        assert_eq!(status, 200, "WebDriver {method} {path}: {value}");
-        value["value"].clone()
+        (status, value)
     }
 
     fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -145,10 +151,23 @@ impl Browser {
             .to_string()
     }
 
-    /// Clicks the first element matching `css` (a real click, through the browser).
+    /// Clicks the first element matching `css` (a real click, through the browser). A
+    /// live page may redraw between finding the element and clicking it: then it is
+    /// found again, as a person would look again.
     fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.session_call("POST", &format!("/element/{id}/click"), Some(json!({})));
+        for _ in 0..5 {
+            let id = self.element(css);
+            let path = format!("/session/{}/element/{id}/click", self.session);
+            let (status, answer) = self.try_call("POST", &path, Some(json!({})));
+            if status == 200 {
+                return;
+            }
+            assert_eq!(
+                answer["value"]["error"], "stale element reference",
+                "clicking {css}: {answer}"
+            );
+        }
+        panic!("{css} was redrawn under every click");
     }
 
     /// Types `text` into the first element matching `css`, after clearing it.
@@ -780,7 +799,7 @@ fn pause_and_resume_from_the_page_and_a_server_with_a_token_asks_for_it() {
         "/v1/workflows",
         &[("Authorization", &format!("Bearer {token}"))],
         Some(
-            json!({ "manifest": crate::serve::slow_manifest(30) })
+            json!({ "manifest": crate::serve::slow_manifest(400) })
                 .to_string()
                 .as_bytes(),
         ),
@@ -805,10 +824,17 @@ fn pause_and_resume_from_the_page_and_a_server_with_a_token_asks_for_it() {
         "const b = document.querySelector('#run-status .badge'); return b && b.dataset.status === 'paused'",
     );
     browser.screenshot("paused");
+    let paused = server.request(
+        "GET",
+        &format!("/v1/workflows/{id}"),
+        &[("Authorization", &format!("Bearer {token}"))],
+        None,
+    );
+    assert_eq!(paused.1["status"], "paused", "{}", paused.1);
     browser.click("#resume");
     browser.wait(
-        "the run to go on and complete",
-        "const b = document.querySelector('#run-status .badge'); return b && b.dataset.status === 'complete'",
+        "the run to go on",
+        "const b = document.querySelector('#run-status .badge'); return b && b.dataset.status === 'running' && document.getElementById('resume').disabled",
     );
     browser.assert_console_only("asking for a token", &[401]);
 }

@@ -9,6 +9,8 @@
 //! PostgreSQL stores implement the same trait.
 
 mod by_id;
+#[cfg(test)]
+mod contract;
 pub mod memory;
 pub mod ready;
 pub mod sqlite;

@@ -536,36 +536,64 @@ fn status_text<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-/// Keep only the last version of each work item and invocation in `batch`: one
-/// transaction writes the whole batch, so earlier versions would be overwritten before
-/// anyone could read them (an invocation is typically queued, then done, in one batch).
+/// Write each work item and invocation in `batch` once, in its last state, where it
+/// first appears: one transaction writes the whole batch, so earlier versions would be
+/// overwritten before anyone could read them (an invocation is typically queued, then
+/// done, in one batch), and the file numbers rows in the order first written, which is
+/// the order `load` gives them back (creation order, the listing's cursor positions).
 fn supersede(batch: &mut [Msg]) {
     let commits = batch.iter().filter(|m| matches!(m, Msg::Commit(_))).count();
     if commits < 2 {
         // One commit holds each record once: nothing to supersede.
         return;
     }
-    let mut work = std::collections::HashSet::new();
-    let mut invocations = std::collections::HashSet::new();
-    for msg in batch.iter_mut().rev() {
+    let mut work: Vec<Vec<WorkItem>> = Vec::new();
+    let mut invocations: Vec<Vec<InvocationRecord>> = Vec::new();
+    for msg in batch.iter_mut() {
         if let Msg::Commit(c) = msg {
-            keep_last(&mut c.work_items, &mut work, |w| w.id);
-            keep_last(&mut c.invocations, &mut invocations, |i| i.id);
+            work.push(std::mem::take(&mut c.work_items));
+            invocations.push(std::mem::take(&mut c.invocations));
+        }
+    }
+    let work = last_state_first_place(work, |w| w.id);
+    let invocations = last_state_first_place(invocations, |i| i.id);
+    let mut lists = work.into_iter().zip(invocations);
+    for msg in batch.iter_mut() {
+        if let Msg::Commit(c) = msg
+            && let Some((w, i)) = lists.next()
+        {
+            c.work_items = w;
+            c.invocations = i;
         }
     }
 }
 
-/// Drop the items of `items` whose key is in `seen` (a later version exists) or recurs
-/// later in `items`; add the kept keys to `seen`. Order is kept.
-fn keep_last<T, K: std::hash::Hash + Eq>(
-    items: &mut Vec<T>,
-    seen: &mut std::collections::HashSet<K>,
+/// Each record of `lists` (in order) once: its last version, at the place of its first.
+fn last_state_first_place<T, K: std::hash::Hash + Eq>(
+    lists: Vec<Vec<T>>,
     key: impl Fn(&T) -> K,
-) {
-    // Walk from the end marking the last version of each key, then keep those in order.
-    let keep: Vec<bool> = items.iter().rev().map(|x| seen.insert(key(x))).collect();
-    let mut last_first = keep.into_iter().rev();
-    items.retain(|_| last_first.next().unwrap_or(true));
+) -> Vec<Vec<T>> {
+    let mut first: std::collections::HashMap<K, (usize, usize)> = std::collections::HashMap::new();
+    let mut slots: Vec<Vec<Option<T>>> = Vec::with_capacity(lists.len());
+    for (l, list) in lists.into_iter().enumerate() {
+        slots.push(Vec::with_capacity(list.len()));
+        for item in list {
+            match first.entry(key(&item)) {
+                std::collections::hash_map::Entry::Occupied(at) => {
+                    let (fl, fi) = *at.get();
+                    slots[fl][fi] = Some(item);
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert((l, slots[l].len()));
+                    slots[l].push(Some(item));
+                }
+            }
+        }
+    }
+    slots
+        .into_iter()
+        .map(|list| list.into_iter().flatten().collect())
+        .collect()
 }
 
 fn write_batch(
@@ -1174,7 +1202,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_writes_only_the_last_version_of_each_record() {
+    fn a_batch_writes_each_record_once_in_its_last_state_where_it_first_appeared() {
         let work = |status| {
             WorkItem::new(ArtifactId::named("w1"), "wf", "analysis", Priority::Medium)
                 .with_status(status)
@@ -1210,18 +1238,25 @@ mod tests {
         let Msg::Commit(last) = &batch[2] else {
             panic!("last message is a commit")
         };
-        assert!(
-            first.work_items.is_empty(),
-            "superseded by the later version"
-        );
-        let ids: Vec<InvocationId> = first.invocations.iter().map(|i| i.id).collect();
+        let states: Vec<(InvocationId, InvocationStatus)> =
+            first.invocations.iter().map(|i| (i.id, i.status)).collect();
         assert_eq!(
-            ids,
-            [InvocationId::named("i2")],
-            "i1 is written once, in its last state"
+            states,
+            [
+                (InvocationId::named("i1"), InvocationStatus::Done),
+                (InvocationId::named("i2"), InvocationStatus::Queued)
+            ],
+            "i1 is written once, in its last state, before i2 as it was created"
         );
-        assert_eq!(last.work_items[0].status(), WorkStatus::Done);
-        assert_eq!(last.invocations[0].status, InvocationStatus::Done);
+        assert_eq!(
+            first
+                .work_items
+                .iter()
+                .map(|w| w.status())
+                .collect::<Vec<_>>(),
+            [WorkStatus::Done]
+        );
+        assert!(last.work_items.is_empty() && last.invocations.is_empty());
     }
 
     #[test]

@@ -555,8 +555,8 @@ fn supersede(batch: &mut [Msg]) {
             invocations.push(std::mem::take(&mut c.invocations));
         }
     }
-    let work = last_state_first_place(work, |w| w.id);
-    let invocations = last_state_first_place(invocations, |i| i.id);
+    last_state_first_place(&mut work, |w| w.id);
+    last_state_first_place(&mut invocations, |i| i.id);
     let mut lists = work.into_iter().zip(invocations);
     for msg in batch.iter_mut() {
         if let Msg::Commit(c) = msg
@@ -569,31 +569,52 @@ fn supersede(batch: &mut [Msg]) {
 }
 
 /// Each record of `lists` (in order) once: its last version, at the place of its first.
-fn last_state_first_place<T, K: std::hash::Hash + Eq>(
-    lists: Vec<Vec<T>>,
-    key: impl Fn(&T) -> K,
-) -> Vec<Vec<T>> {
+/// Records are swapped in place (no copies of the batch), and a batch where nothing was
+/// updated twice is left as it is.
+fn last_state_first_place<T, K: std::hash::Hash + Eq>(lists: &mut [Vec<T>], key: impl Fn(&T) -> K) {
     let mut first: std::collections::HashMap<K, (usize, usize)> = std::collections::HashMap::new();
-    let mut slots: Vec<Vec<Option<T>>> = Vec::with_capacity(lists.len());
-    for (l, list) in lists.into_iter().enumerate() {
-        slots.push(Vec::with_capacity(list.len()));
-        for item in list {
-            match first.entry(key(&item)) {
-                std::collections::hash_map::Entry::Occupied(at) => {
-                    let (fl, fi) = *at.get();
-                    slots[fl][fi] = Some(item);
-                }
+    // Later versions, in order: where each is, and where its record first appeared.
+    let mut later: Vec<((usize, usize), (usize, usize))> = Vec::new();
+    for (l, list) in lists.iter().enumerate() {
+        for (i, item) in list.iter().enumerate() {
+            match first.entry(key(item)) {
+                std::collections::hash_map::Entry::Occupied(at) => later.push(((l, i), *at.get())),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert((l, slots[l].len()));
-                    slots[l].push(Some(item));
+                    v.insert((l, i));
                 }
             }
         }
     }
-    slots
-        .into_iter()
-        .map(|list| list.into_iter().flatten().collect())
-        .collect()
+    if later.is_empty() {
+        return;
+    }
+    let mut gone: Vec<Vec<usize>> = vec![Vec::new(); lists.len()];
+    for &((l, i), (fl, fi)) in &later {
+        // The later version goes to the first place; what was there (an older version)
+        // takes the later place, which is dropped below.
+        if l == fl {
+            lists[l].swap(fi, i);
+        } else {
+            let (head, tail) = lists.split_at_mut(l);
+            std::mem::swap(&mut head[fl][fi], &mut tail[0][i]);
+        }
+        gone[l].push(i);
+    }
+    for (list, gone) in lists.iter_mut().zip(gone) {
+        if gone.is_empty() {
+            continue;
+        }
+        let mut at = 0;
+        let mut gone = gone.into_iter().peekable();
+        list.retain(|_| {
+            let drop = gone.peek() == Some(&at);
+            if drop {
+                gone.next();
+            }
+            at += 1;
+            !drop
+        });
+    }
 }
 
 fn write_batch(
@@ -1257,6 +1278,29 @@ mod tests {
             [WorkStatus::Done]
         );
         assert!(last.work_items.is_empty() && last.invocations.is_empty());
+    }
+
+    #[test]
+    fn each_record_keeps_its_first_place_and_takes_its_last_version() {
+        let mut lists = vec![
+            vec![("a", 1), ("b", 1)],
+            vec![("c", 1), ("a", 2)],
+            vec![("a", 3), ("b", 2), ("c", 2), ("d", 1)],
+            vec![("d", 2), ("d", 3)],
+        ];
+        last_state_first_place(&mut lists, |(k, _)| *k);
+        assert_eq!(
+            lists,
+            [
+                vec![("a", 3), ("b", 2)],
+                vec![("c", 2)],
+                vec![("d", 3)],
+                vec![]
+            ]
+        );
+        let mut untouched = vec![vec![("a", 1)], vec![("b", 1)]];
+        last_state_first_place(&mut untouched, |(k, _)| *k);
+        assert_eq!(untouched, [vec![("a", 1)], vec![("b", 1)]]);
     }
 
     #[test]

@@ -1906,3 +1906,50 @@ fn a_runs_types_come_with_the_schemas_a_publish_is_checked_against() {
     let (status, _) = server.get("/v1/workflows/nope/types");
     assert_eq!(status, 404);
 }
+
+#[test]
+fn publishes_racing_a_pause_are_published_or_refused_never_lost_to_a_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let id = start(&server, json!({ "manifest": slow_manifest(40) }));
+    std::thread::sleep(Duration::from_millis(200));
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let publishers: Vec<_> = (0..8)
+            .map(|n| {
+                let server = &server;
+                let id = &id;
+                scope.spawn(move || {
+                    (0..5)
+                        .map(|k| {
+                            server
+                                .post(
+                                    &format!("/v1/workflows/{id}/artifacts"),
+                                    json!({ "type": "Note", "payload": { "n": n * 10 + k } }),
+                                )
+                                .0
+                        })
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        let (status, body) = server.post(&format!("/v1/workflows/{id}/pause"), json!({}));
+        assert_eq!(status, 200, "{body}");
+        publishers
+            .into_iter()
+            .flat_map(|p| p.join().expect("publisher"))
+            .collect()
+    });
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "every publish is published (201) or refused by the paused run (409): {statuses:?}"
+    );
+    let (_, page) = server.get(&format!(
+        "/v1/workflows/{id}/artifacts?producer=api&limit=1000"
+    ));
+    let stored = page["artifacts"].as_array().expect("artifacts").len();
+    assert_eq!(
+        stored,
+        statuses.iter().filter(|s| **s == 201).count(),
+        "exactly the acknowledged publishes are stored"
+    );
+}

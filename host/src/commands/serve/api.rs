@@ -615,7 +615,9 @@ pub(crate) async fn publish_artifact(
                 return Ok((status, Json(PublishAnswer { id, repeated })));
             }
             Ok(Err(e)) => return Err(publish_error(e)),
-            Err(_) => continue,
+            // The run was stopping (paused, cancelled, or ending as the request came):
+            // once it has stopped, the request is answered by what it stopped as.
+            Err(_) => runs.finished(&id).await,
         }
     }
     Err(ApiError::new(
@@ -1048,7 +1050,7 @@ async fn decide(
                 };
                 return Err(ApiError::new(status, e.to_string()));
             }
-            Err(_) => continue,
+            Err(_) => runs.finished(id).await,
         }
     }
     Err(ApiError::new(

@@ -704,7 +704,7 @@ impl Runs {
     }
 
     /// Wait until run `id` is not driven any more.
-    async fn finished(&self, id: &str) {
+    pub(crate) async fn finished(&self, id: &str) {
         let Some(done) = self.lock_live().get(id).map(|l| l.done.clone()) else {
             return;
         };

@@ -48,7 +48,6 @@ pub(crate) struct InvocationView {
 
 impl From<&InvocationRecord> for InvocationView {
     fn from(r: &InvocationRecord) -> Self {
-        let text = |v: &dyn erased::Text| v.text();
         Self {
             id: r.id.to_string(),
             agent: r.agent.to_string(),
@@ -69,19 +68,12 @@ impl From<&InvocationRecord> for InvocationView {
     }
 }
 
-mod erased {
-    /// A value's name as it is serialized (a unit enum variant's string).
-    pub(super) trait Text {
-        fn text(&self) -> String;
-    }
-    impl<T: serde::Serialize> Text for T {
-        fn text(&self) -> String {
-            match serde_json::to_value(self) {
-                Ok(serde_json::Value::String(s)) => s,
-                Ok(other) => other.to_string(),
-                Err(_) => String::new(),
-            }
-        }
+/// A unit enum's name as it is serialized (`queued`, `high`).
+fn text<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::new(),
     }
 }
 

@@ -134,7 +134,7 @@ pub fn store(data: &[u8]) {
 
 fn read_store(path: &Path) {
     use crate::blackboard::Store;
-    let Ok(store) = crate::blackboard::SqliteStore::open(path) else {
+    let Ok(store) = crate::blackboard::DurableStore::sqlite(path) else {
         return;
     };
     if let Ok(runs) = store.runs() {

@@ -4,7 +4,7 @@
 
 use crate::helpers::*;
 use murmur::Store;
-use murmur::blackboard::SqliteStore;
+use murmur::blackboard::DurableStore;
 use murmur::invocation::InvocationStatus;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,7 +35,7 @@ fn cascade_manifest(dir: &Path, n: u64) -> PathBuf {
 type Fingerprint = (BTreeMap<String, u64>, Vec<(String, String, Vec<String>)>);
 
 fn fingerprint(db: &Path) -> Fingerprint {
-    let store = SqliteStore::open(db).expect("open");
+    let store = DurableStore::sqlite(db).expect("open");
     let run = store.runs().expect("runs").remove(0);
     store.load(&run.workflow_id).expect("load");
     let content = |id: &murmur::ArtifactId| {
@@ -180,7 +180,7 @@ fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_du
             // Killed before the database was created: nothing to resume; run again.
             continue;
         }
-        let was_running = SqliteStore::open(&db)
+        let was_running = DurableStore::sqlite(&db)
             .and_then(|s| s.runs())
             .map(|r| {
                 r.first()
@@ -442,7 +442,7 @@ fn a_database_from_a_newer_murmur_is_refused_and_an_older_one_is_migrated() {
             .expect("query");
         assert_eq!(has_events, 0, "schema 1 has no events table");
     }
-    let store = SqliteStore::open(&old).expect("an older database is migrated");
+    let store = DurableStore::sqlite(&old).expect("an older database is migrated");
     assert_eq!(
         store.runs().expect("runs")[0].name,
         "old",
@@ -573,7 +573,7 @@ fn sigint_and_sigterm_stop_claiming_let_running_work_commit_and_resume_continues
         let status = child.wait().expect("exits");
         assert_eq!(status.code(), Some(code), "signal {signal}");
         // It stopped in good order: nothing left running, the run left to resume.
-        let store = SqliteStore::open(&db).expect("open");
+        let store = DurableStore::sqlite(&db).expect("open");
         let run = store.runs().expect("runs").remove(0);
         assert_eq!(run.status, murmur::RunStatus::Running, "signal {signal}");
         store.load(&run.workflow_id).expect("load");

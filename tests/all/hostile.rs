@@ -209,7 +209,7 @@ async fn kv_state_is_private_to_each_plugin_and_durable_in_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("kv.db");
     let store: std::sync::Arc<dyn murmur::Store> =
-        std::sync::Arc::new(murmur::blackboard::SqliteStore::open(&db).expect("open"));
+        std::sync::Arc::new(murmur::blackboard::DurableStore::sqlite(&db).expect("open"));
     let summary = murmur::Scheduler::new(std::sync::Arc::new(wf), store.clone())
         .run()
         .await
@@ -243,7 +243,7 @@ async fn kv_state_is_private_to_each_plugin_and_durable_in_the_store() {
     }
     let id = run.summary.workflow_id.clone();
     drop(run);
-    let reopened = murmur::blackboard::SqliteStore::open(&db).expect("reopen");
+    let reopened = murmur::blackboard::DurableStore::sqlite(&db).expect("reopen");
     reopened.load(&id).expect("load");
     assert_eq!(
         reopened.kv_get(&id, "left", "seen/Note").expect("kv"),

@@ -5,6 +5,7 @@
 use crate::helpers::*;
 use crate::loopback::{Answer, serve_http};
 use murmur::RunStatus;
+use murmur::blackboard::Store as _;
 use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -800,7 +801,7 @@ async fn a_resumed_run_goes_on_with_the_tokens_it_had_spent() {
     let text = workflow(&server.url, "budget_tokens = 150", ", max_tokens = 50", 3);
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("run.db");
-    let store = Arc::new(murmur::blackboard::SqliteStore::open(&db).expect("open"));
+    let store = Arc::new(murmur::blackboard::DurableStore::sqlite(&db).expect("open"));
     let scheduler = murmur::Scheduler::new(Arc::new(load(&text).expect("load")), store.clone());
     *stop.lock().expect("lock") = Some(scheduler.stop_handle());
     let first = scheduler.run().await.expect("run");
@@ -809,7 +810,7 @@ async fn a_resumed_run_goes_on_with_the_tokens_it_had_spent() {
     murmur::Store::close(store.as_ref()).expect("close");
     drop(store);
 
-    let store = murmur::blackboard::SqliteStore::open(&db).expect("reopen");
+    let store = murmur::blackboard::DurableStore::sqlite(&db).expect("reopen");
     let record = store.runs().expect("runs").remove(0);
     let kept = record.llm_usage.clone().expect("usage kept in the store");
     assert_eq!(kept.prompt_tokens + kept.completion_tokens, 80);
@@ -837,7 +838,7 @@ async fn an_unreachable_provider_ends_the_run_naming_it_and_leaves_the_work_for_
         .replace("[recovery]\nenabled = false", "[recovery]\nenabled = true");
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("run.db");
-    let store = Arc::new(murmur::blackboard::SqliteStore::open(&db).expect("open"));
+    let store = Arc::new(murmur::blackboard::DurableStore::sqlite(&db).expect("open"));
     let first = murmur::Scheduler::new(Arc::new(load(&text).expect("load")), store.clone())
         .run()
         .await
@@ -869,7 +870,7 @@ async fn an_unreachable_provider_ends_the_run_naming_it_and_leaves_the_work_for_
     let server = serve_on(TcpListener::bind(addr).expect("rebind"), |_, _| {
         ok(r#"{"plan": "p", "approved": false}"#, 10)
     });
-    let store = murmur::blackboard::SqliteStore::open(&db).expect("reopen");
+    let store = murmur::blackboard::DurableStore::sqlite(&db).expect("reopen");
     let record = store.runs().expect("runs").remove(0);
     assert_eq!(record.status, RunStatus::ProviderUnavailable);
     store.load(&record.workflow_id).expect("load");
@@ -1139,7 +1140,7 @@ async fn a_stop_drops_every_model_call_in_flight_and_resume_makes_them() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("run.db");
-    let store = Arc::new(murmur::blackboard::SqliteStore::open(&db).expect("open"));
+    let store = Arc::new(murmur::blackboard::DurableStore::sqlite(&db).expect("open"));
     let scheduler = murmur::Scheduler::new(Arc::new(load(&text).expect("load")), store.clone());
     *stop.lock().expect("lock") = Some(scheduler.stop_handle());
     let first = scheduler.run().await.expect("run");
@@ -1161,7 +1162,7 @@ async fn a_stop_drops_every_model_call_in_flight_and_resume_makes_them() {
     drop(store);
 
     first_run.store(false, Ordering::SeqCst);
-    let store = murmur::blackboard::SqliteStore::open(&db).expect("reopen");
+    let store = murmur::blackboard::DurableStore::sqlite(&db).expect("reopen");
     let record = store.runs().expect("runs").remove(0);
     store.load(&record.workflow_id).expect("load");
     let resumed = murmur::Scheduler::new(Arc::new(load(&text).expect("load")), Arc::new(store))

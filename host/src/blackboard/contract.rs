@@ -3,7 +3,7 @@
 //! answers once closed and opened again (what `resume` and a restarted server read). A
 //! store added later joins by adding a [`Subject`].
 
-use super::{ArtifactQuery, Commit, KeyRecord, MemoryStore, RunRecord, SqliteStore, Store};
+use super::{ArtifactQuery, Commit, DurableStore, KeyRecord, MemoryStore, RunRecord, Store};
 use crate::artifact::{Artifact, ArtifactId, Audience, SharedArtifact, Viewer, Visibility};
 use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
 use crate::observe::Event;
@@ -36,12 +36,12 @@ impl Subject {
     fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("contract.db");
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).expect("open"));
+        let store: Arc<dyn Store> = Arc::new(DurableStore::sqlite(&path).expect("open"));
         Self {
             store,
             reopen: Box::new(move |old| {
                 old.close().expect("close");
-                let again = SqliteStore::open(&path).expect("open again");
+                let again = DurableStore::sqlite(&path).expect("open again");
                 again.load(WF).expect("load");
                 Arc::new(again)
             }),

@@ -216,7 +216,7 @@ impl MemoryStore {
 
     /// Drop a run's records — artifacts, work items, invocations, their queues and
     /// tallies, plugin values, idempotency keys — from memory, keeping its run record and
-    /// events. For a store that mirrors a durable one (`SqliteStore::unload`), where the
+    /// events. For a store that mirrors a durable one (`DurableStore::unload`), where the
     /// records stay on disk; in a memory store alone they would be gone.
     pub(crate) fn forget(&self, workflow_id: &str) {
         let mut g = self.lock();

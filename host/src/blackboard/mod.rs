@@ -11,6 +11,7 @@
 mod by_id;
 #[cfg(test)]
 mod contract;
+pub mod durable;
 pub mod memory;
 pub mod ready;
 pub mod sqlite;
@@ -24,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
+pub use durable::DurableStore;
 pub use memory::MemoryStore;
-pub use sqlite::SqliteStore;
 
 /// One workflow run, as a store records it: what `resume`, `status` and `graph` need.
 #[derive(Debug, Clone, Serialize, Deserialize)]

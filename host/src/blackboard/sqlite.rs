@@ -2,38 +2,22 @@
 //!
 //! One embedded database file (WAL mode) holds every run: artifacts, work items,
 //! invocations (queued, running, done, failed, with attempts), the loop's events, and the
-//! sha256 of every plugin version a run used. The design is a write-behind mirror:
-//!
-//! - every read is served from an in-memory [`MemoryStore`] that holds the runs this
-//!   process works on (loaded from the file when a run is resumed or inspected);
-//! - every write is applied to the mirror and handed, whole, to one writer thread, which
-//!   writes everything waiting in **one transaction** (group commit: the batch grows with
-//!   the load, so durability costs one fsync-free WAL append per batch, not per change).
-//!
-//! What makes a crash cost nothing but time: each [`Commit`] — an invocation's outputs, the
-//! work and invocations they create and the invocation's completion — lands inside one
-//! transaction, and transactions land in order, so after a crash the file holds a prefix of
-//! the run's commits. Invocations the file shows `running` (or whose completion was in the
-//! lost suffix) are queued again on resume; their outputs were never written, so they never
-//! appear twice. `synchronous = NORMAL` survives the process being killed at any point;
-//! after a power loss the last batches may be lost, never half-written.
+//! sha256 of every plugin version a run used. It is a [`DurableStore`] backend: reads come
+//! from the in-memory mirror, and one writer thread writes each batch in one transaction.
+//! `synchronous = NORMAL` survives the process being killed at any point; after a power
+//! loss the last batches may be lost, never half-written.
 //!
 //! The schema is versioned (`meta.schema_version`): an older file is migrated when opened,
 //! a newer one is refused.
 
-use super::{
-    ArtifactCounts, ArtifactQuery, Commit, KeyRecord, MemoryStore, RunRecord, Store, StoreError,
-    StoredEvent,
-};
-use crate::artifact::{Artifact, ArtifactId, SharedArtifact, Viewer};
-use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
-use crate::observe::Event;
+use super::durable::{Backend, DurableStore, Loaded, Msg, Writer};
+use super::{KeyRecord, RunRecord, StoreError, StoredEvent};
+use crate::artifact::Artifact;
+use crate::invocation::InvocationRecord;
 use crate::work::WorkItem;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Mutex;
 
 /// The schema, one step per version. Never edit a step that has shipped: add one.
 const MIGRATIONS: &[&str] = &[
@@ -99,55 +83,16 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
-/// Most changes one writer transaction takes before it commits.
-const MAX_BATCH: usize = 8192;
-
-/// Most changes waiting for the writer. A run that produces faster than the file takes
-/// its commits waits here instead of holding every waiting commit's records twice (in
-/// the mirror and in the queue): the run ends when its last commit is durable either
-/// way, so the wait costs no time, and the queue's memory stays bounded. Measured at
-/// N = 10,000 (`murmur bench cascade --store sqlite:…`): unbounded 0.827 s and 96 MB
-/// peak; 16,384 0.800 s, 77 MB; 1,024 0.768 s, 67 MB; 256 0.789 s, 65 MB.
-const MAX_BACKLOG: usize = 1024;
-
-enum Msg {
-    Commit(Commit),
-    Run(Box<RunRecord>),
-    Events(String, Vec<Event>),
-    Kv(String, String, String, Option<String>),
-    Flush(Ack),
-}
-
-/// Where the writer says that what was queued before a flush is in the file.
-enum Ack {
-    /// A thread waiting (`Store::flush`).
-    Blocking(mpsc::Sender<Result<(), String>>),
-    /// A task waiting (`SqliteStore::durable`).
-    Async(tokio::sync::oneshot::Sender<Result<(), String>>),
-}
-
-impl Ack {
-    fn send(self, result: Result<(), String>) {
-        match self {
-            Ack::Blocking(tx) => {
-                let _ = tx.send(result);
-            }
-            Ack::Async(tx) => {
-                let _ = tx.send(result);
-            }
-        }
-    }
-}
-
-/// A durable [`Store`] in one SQLite file.
-pub struct SqliteStore {
+/// The SQLite [`Backend`]: one database file.
+struct Sqlite {
     path: PathBuf,
-    mem: MemoryStore,
-    tx: Mutex<Option<mpsc::SyncSender<Msg>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    failed: Arc<Mutex<Option<String>>>,
     /// The writer's claim on the file (`claim_writer`), held while the store lives.
     claim: Mutex<Option<std::fs::File>>,
+}
+
+/// The writer thread's connection.
+struct SqliteWriter {
+    conn: Connection,
 }
 
 fn backend(path: &Path, what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -248,28 +193,24 @@ pub fn migrate(conn: &Connection, path: &Path, target: u32) -> Result<(), StoreE
     Ok(())
 }
 
-impl SqliteStore {
-    /// Open (or create) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+impl DurableStore {
+    /// Open (or create) the SQLite database at `path`.
+    pub fn sqlite(path: &Path) -> Result<Self, StoreError> {
         let conn = connect(path)?;
-        let failed = Arc::new(Mutex::new(None));
-        let (tx, rx) = mpsc::sync_channel(MAX_BACKLOG);
-        let writer = {
-            let failed = failed.clone();
-            let writer_path = path.to_path_buf();
-            std::thread::Builder::new()
-                .name("murmur-sqlite-writer".into())
-                .spawn(move || write_loop(conn, &writer_path, rx, failed))
-                .map_err(|e| backend(path, "cannot start the writer", e))?
-        };
-        Ok(Self {
-            path: path.to_path_buf(),
-            mem: MemoryStore::new(),
-            tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
-            failed,
-            claim: Mutex::new(None),
-        })
+        DurableStore::start(
+            Box::new(Sqlite {
+                path: path.to_path_buf(),
+                claim: Mutex::new(None),
+            }),
+            Box::new(SqliteWriter { conn }),
+            "murmur-sqlite-writer",
+        )
+    }
+}
+
+impl Backend for Sqlite {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
     }
 
     /// Claim the database for writing a run: an exclusive lock on `PATH.lock` (holding
@@ -277,7 +218,7 @@ impl SqliteStore {
     /// however it ends. A second process that claims a database a live run is writing
     /// is refused with a message naming the holder, so two writers never interleave one
     /// run. Reading (`status`, `graph`) needs no claim.
-    pub fn claim_writer(&self) -> Result<(), StoreError> {
+    fn claim_writer(&self) -> Result<(), StoreError> {
         use std::io::{Read, Seek, Write};
         use std::os::fd::AsRawFd;
         let lock_path = PathBuf::from(format!("{}.lock", self.path.display()));
@@ -311,14 +252,9 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Where the file is.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Check the file's integrity (reads every page): a truncated or corrupt file is an
     /// error naming it, never a panic.
-    pub fn check(&self) -> Result<(), StoreError> {
+    fn check(&self) -> Result<(), StoreError> {
         let conn =
             Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
         let verdict: String = conn
@@ -333,8 +269,7 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Every run in the file, newest first.
-    pub fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+    fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
         let conn =
             Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
         let mut stmt = conn
@@ -354,8 +289,7 @@ impl SqliteStore {
         Ok(runs)
     }
 
-    /// Load one run's records into the in-memory mirror (to resume or inspect it).
-    pub fn load(&self, workflow_id: &str) -> Result<(), StoreError> {
+    fn load(&self, workflow_id: &str) -> Result<Loaded, StoreError> {
         let conn =
             Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
         fn rows<T: serde::de::DeserializeOwned>(
@@ -400,47 +334,20 @@ impl SqliteStore {
                 ))
             })
             .map_err(|e| backend(&self.path, "cannot read kv", e))?;
-        for row in kv {
-            let (plugin, key, value) = row.map_err(|e| backend(&self.path, "cannot read kv", e))?;
-            self.mem.kv_set(workflow_id, &plugin, &key, Some(value))?;
-        }
+        let kv = kv
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| backend(&self.path, "cannot read kv", e))?;
         let keys: Vec<KeyRecord> = rows(&conn, &self.path, "idempotency_keys", workflow_id)?;
-        self.mem.commit(Commit {
-            artifacts: artifacts.into_iter().map(SharedArtifact::new).collect(),
+        Ok(Loaded {
+            artifacts,
             work_items,
             invocations,
+            kv,
             keys,
         })
     }
 
-    /// Drop run `workflow_id`'s records from memory once the file has them (the writer
-    /// is flushed first): they are read again by [`SqliteStore::load`]. Its run record
-    /// stays. For a process that outlives its runs (`murmur serve`), whose memory would
-    /// otherwise hold every run it ever drove.
-    pub fn unload(&self, workflow_id: &str) -> Result<(), StoreError> {
-        self.flush()?;
-        self.mem.forget(workflow_id);
-        Ok(())
-    }
-
-    /// [`Store::flush`] for a task: the future is ready once everything committed before
-    /// the call is in the file. Flushes waiting at once share the writer's transaction,
-    /// and none holds a thread while it waits.
-    pub fn durable(
-        &self,
-    ) -> Result<impl std::future::Future<Output = Result<(), StoreError>> + use<>, StoreError> {
-        let (ack, done) = tokio::sync::oneshot::channel();
-        self.send(Msg::Flush(Ack::Async(ack)))?;
-        let path = self.path.clone();
-        Ok(async move {
-            done.await
-                .map_err(|_| backend(&path, "writer", "the writer thread has stopped"))?
-                .map_err(StoreError::Backend)
-        })
-    }
-
-    /// The loop's recorded events of a run, oldest first, as JSON.
-    pub fn events(&self, workflow_id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+    fn events(&self, workflow_id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
         let conn =
             Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
         let mut stmt = conn
@@ -457,71 +364,67 @@ impl SqliteStore {
         Ok(out)
     }
 
-    fn send(&self, msg: Msg) -> Result<(), StoreError> {
-        if let Some(e) = self
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            return Err(StoreError::Backend(e.clone()));
-        }
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        match tx.as_ref() {
-            Some(tx) => tx
-                .send(msg)
-                .map_err(|_| backend(&self.path, "writer", "the writer thread has stopped")),
-            None => Err(backend(&self.path, "writer", "the store is closed")),
-        }
+    fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let conn =
+            Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
+        let text: Option<String> = conn
+            .query_row(
+                "SELECT data FROM runs WHERE workflow_id = ?1",
+                params![workflow_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| backend(&self.path, "cannot read runs", e))?;
+        text.map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| backend(&self.path, "has an unreadable run record", e))
+        })
+        .transpose()
     }
-}
 
-impl SqliteStore {
-    /// Let the writer finish what is queued and stop; returns once it has closed the
-    /// database. Idempotent.
-    fn stop_writer(&self) {
-        // Closing the channel lets the writer finish what is queued, then stop.
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(w) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = w.join();
+    fn events_after(
+        &self,
+        workflow_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn =
+            Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, at_ms, kind, data FROM events WHERE workflow_id = ?1 AND seq > ?2
+                 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(|e| backend(&self.path, "cannot read events", e))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    workflow_id,
+                    i64::try_from(after).unwrap_or(i64::MAX),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                },
+            )
+            .map_err(|e| backend(&self.path, "cannot read events", e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, at_ms, kind, data) =
+                row.map_err(|e| backend(&self.path, "cannot read events", e))?;
+            out.push(StoredEvent {
+                seq: seq as u64,
+                at_ms: at_ms as u64,
+                kind,
+                data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
+            });
         }
-    }
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        self.stop_writer();
-    }
-}
-
-fn write_loop(
-    mut conn: Connection,
-    path: &Path,
-    rx: mpsc::Receiver<Msg>,
-    failed: Arc<Mutex<Option<String>>>,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
-        let mut acks = Vec::new();
-        let result = write_batch(&mut conn, batch, &mut acks);
-        let result = match result {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let message = format!("{}: write failed: {e}", path.display());
-                tracing::error!("{message}");
-                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
-                Err(message)
-            }
-        };
-        for ack in acks {
-            ack.send(result.clone());
-        }
+        Ok(out)
     }
 }
 
@@ -536,93 +439,18 @@ fn status_text<T: serde::Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-/// Write each work item and invocation in `batch` once, in its last state, where it
-/// first appears: one transaction writes the whole batch, so earlier versions would be
-/// overwritten before anyone could read them (an invocation is typically queued, then
-/// done, in one batch), and the file numbers rows in the order first written, which is
-/// the order `load` gives them back (creation order, the listing's cursor positions).
-fn supersede(batch: &mut [Msg]) {
-    let commits = batch.iter().filter(|m| matches!(m, Msg::Commit(_))).count();
-    if commits < 2 {
-        // One commit holds each record once: nothing to supersede.
-        return;
+impl Writer for SqliteWriter {
+    fn write(&mut self, batch: &[Msg]) -> Result<(), String> {
+        write_batch(&mut self.conn, batch).map_err(|e| e.to_string())
     }
-    let mut work: Vec<Vec<WorkItem>> = Vec::new();
-    let mut invocations: Vec<Vec<InvocationRecord>> = Vec::new();
-    for msg in batch.iter_mut() {
-        if let Msg::Commit(c) = msg {
-            work.push(std::mem::take(&mut c.work_items));
-            invocations.push(std::mem::take(&mut c.invocations));
-        }
-    }
-    last_state_first_place(&mut work, |w| w.id);
-    last_state_first_place(&mut invocations, |i| i.id);
-    let mut lists = work.into_iter().zip(invocations);
-    for msg in batch.iter_mut() {
-        if let Msg::Commit(c) = msg
-            && let Some((w, i)) = lists.next()
-        {
-            c.work_items = w;
-            c.invocations = i;
-        }
+
+    fn claim_run(&mut self, _workflow_id: &str) -> Result<(), String> {
+        // One process writes the file (`claim_writer`): its runs are all its own.
+        Ok(())
     }
 }
 
-/// Each record of `lists` (in order) once: its last version, at the place of its first.
-/// Records are swapped in place (no copies of the batch), and a batch where nothing was
-/// updated twice is left as it is.
-fn last_state_first_place<T, K: std::hash::Hash + Eq>(lists: &mut [Vec<T>], key: impl Fn(&T) -> K) {
-    let mut first: std::collections::HashMap<K, (usize, usize)> = std::collections::HashMap::new();
-    // Later versions, in order: where each is, and where its record first appeared.
-    let mut later: Vec<((usize, usize), (usize, usize))> = Vec::new();
-    for (l, list) in lists.iter().enumerate() {
-        for (i, item) in list.iter().enumerate() {
-            match first.entry(key(item)) {
-                std::collections::hash_map::Entry::Occupied(at) => later.push(((l, i), *at.get())),
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert((l, i));
-                }
-            }
-        }
-    }
-    if later.is_empty() {
-        return;
-    }
-    let mut gone: Vec<Vec<usize>> = vec![Vec::new(); lists.len()];
-    for &((l, i), (fl, fi)) in &later {
-        // The later version goes to the first place; what was there (an older version)
-        // takes the later place, which is dropped below.
-        if l == fl {
-            lists[l].swap(fi, i);
-        } else {
-            let (head, tail) = lists.split_at_mut(l);
-            std::mem::swap(&mut head[fl][fi], &mut tail[0][i]);
-        }
-        gone[l].push(i);
-    }
-    for (list, gone) in lists.iter_mut().zip(gone) {
-        if gone.is_empty() {
-            continue;
-        }
-        let mut at = 0;
-        let mut gone = gone.into_iter().peekable();
-        list.retain(|_| {
-            let drop = gone.peek() == Some(&at);
-            if drop {
-                gone.next();
-            }
-            at += 1;
-            !drop
-        });
-    }
-}
-
-fn write_batch(
-    conn: &mut Connection,
-    mut batch: Vec<Msg>,
-    acks: &mut Vec<Ack>,
-) -> rusqlite::Result<()> {
-    supersede(&mut batch);
+fn write_batch(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut art = tx.prepare_cached(
@@ -689,7 +517,7 @@ fn write_batch(
                 }
                 Msg::Events(workflow_id, events) => {
                     let now = crate::artifact::now_ms() as i64;
-                    for e in &events {
+                    for e in events {
                         ev.execute(params![workflow_id, now, e.kind(), json(e)?])?;
                     }
                 }
@@ -708,281 +536,11 @@ fn write_batch(
                         )?;
                     }
                 },
-                Msg::Flush(ack) => acks.push(ack),
+                Msg::Flush(_) | Msg::Claim(..) => {}
             }
         }
     }
     tx.commit()
-}
-
-impl Store for SqliteStore {
-    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
-        let copy = Commit {
-            artifacts: commit.artifacts.clone(),
-            work_items: commit.work_items.clone(),
-            invocations: commit.invocations.clone(),
-            keys: commit.keys.clone(),
-        };
-        self.mem.commit(commit)?;
-        self.send(Msg::Commit(copy))
-    }
-
-    fn artifact(&self, id: &ArtifactId) -> Result<Option<SharedArtifact>, StoreError> {
-        self.mem.artifact(id)
-    }
-
-    fn artifacts_from(
-        &self,
-        workflow_id: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<SharedArtifact>, StoreError> {
-        // The mirror holds a run's artifacts in the order the file does.
-        self.mem.artifacts_from(workflow_id, from, limit)
-    }
-
-    fn idempotency_key(
-        &self,
-        workflow_id: &str,
-        key: &str,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        self.mem.idempotency_key(workflow_id, key)
-    }
-
-    fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        // The file's runs, as this process last saved them where it did: the writer may
-        // not have written the newest records yet.
-        let mut runs = SqliteStore::runs(self)?;
-        let mine = self.mem.runs()?;
-        runs.retain(|r| !mine.iter().any(|m| m.workflow_id == r.workflow_id));
-        runs.extend(mine);
-        runs.sort_by(|a, b| {
-            (b.started_at_ms, &b.workflow_id).cmp(&(a.started_at_ms, &a.workflow_id))
-        });
-        Ok(runs)
-    }
-
-    fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        if let Some(r) = self.mem.run(workflow_id)? {
-            return Ok(Some(r));
-        }
-        let conn =
-            Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
-        let text: Option<String> = conn
-            .query_row(
-                "SELECT data FROM runs WHERE workflow_id = ?1",
-                params![workflow_id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| backend(&self.path, "cannot read runs", e))?;
-        text.map(|t| {
-            serde_json::from_str(&t)
-                .map_err(|e| backend(&self.path, "has an unreadable run record", e))
-        })
-        .transpose()
-    }
-
-    fn events_after(
-        &self,
-        workflow_id: &str,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        let conn =
-            Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT seq, at_ms, kind, data FROM events WHERE workflow_id = ?1 AND seq > ?2
-                 ORDER BY seq LIMIT ?3",
-            )
-            .map_err(|e| backend(&self.path, "cannot read events", e))?;
-        let rows = stmt
-            .query_map(
-                params![
-                    workflow_id,
-                    i64::try_from(after).unwrap_or(i64::MAX),
-                    i64::try_from(limit).unwrap_or(i64::MAX)
-                ],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                },
-            )
-            .map_err(|e| backend(&self.path, "cannot read events", e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, at_ms, kind, data) =
-                row.map_err(|e| backend(&self.path, "cannot read events", e))?;
-            out.push(StoredEvent {
-                seq: seq as u64,
-                at_ms: at_ms as u64,
-                kind,
-                data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
-            });
-        }
-        Ok(out)
-    }
-
-    fn query(
-        &self,
-        query: &ArtifactQuery,
-        viewer: &Viewer<'_>,
-    ) -> Result<Vec<SharedArtifact>, StoreError> {
-        self.mem.query(query, viewer)
-    }
-
-    fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
-        // Written: the invocation (now running, one more attempt) and its work item only
-        // if this claim activated it; later claims of the same work leave it as it is.
-        let Some((claimed, activated)) = self.mem.claim(workflow_id) else {
-            return Ok(None);
-        };
-        self.send(Msg::Commit(Commit {
-            work_items: activated.into_iter().collect(),
-            invocations: vec![claimed.clone()],
-            ..Default::default()
-        }))?;
-        Ok(Some(claimed))
-    }
-
-    fn next_wakeup(&self, workflow_id: &str) -> Result<Option<u64>, StoreError> {
-        self.mem.next_wakeup(workflow_id)
-    }
-
-    fn work_item(&self, id: &ArtifactId) -> Result<Option<WorkItem>, StoreError> {
-        self.mem.work_item(id)
-    }
-
-    fn read(&self, read: super::Reading<'_>) -> Result<(), StoreError> {
-        self.mem.read(read)
-    }
-
-    fn tally(&self, workflow_id: &str) -> Result<Option<super::tally::Tally>, StoreError> {
-        self.mem.tally(workflow_id)
-    }
-
-    fn work_phase(&self, id: &ArtifactId) -> Result<Option<crate::name::Name>, StoreError> {
-        self.mem.work_phase(id)
-    }
-
-    fn work_items(&self, workflow_id: &str) -> Result<Vec<WorkItem>, StoreError> {
-        self.mem.work_items(workflow_id)
-    }
-
-    fn invocation(&self, id: &InvocationId) -> Result<Option<InvocationRecord>, StoreError> {
-        self.mem.invocation(id)
-    }
-
-    fn invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError> {
-        self.mem.invocations(workflow_id)
-    }
-
-    fn scan(
-        &self,
-        workflow_id: &str,
-        visit: &mut dyn FnMut(&[&WorkItem], &[&InvocationRecord]),
-    ) -> Result<(), StoreError> {
-        self.mem.scan(workflow_id, visit)
-    }
-
-    fn counts(&self, workflow_id: &str) -> Result<ArtifactCounts, StoreError> {
-        self.mem.counts(workflow_id)
-    }
-
-    fn requeue_running(&self, workflow_id: &str) -> Result<u64, StoreError> {
-        let before: Vec<InvocationId> = self
-            .mem
-            .invocations(workflow_id)?
-            .into_iter()
-            .filter(|i| i.status == InvocationStatus::Running)
-            .map(|i| i.id)
-            .collect();
-        let n = self.mem.requeue_running(workflow_id)?;
-        let mut invocations = Vec::new();
-        for id in before {
-            if let Some(i) = self.mem.invocation(&id)? {
-                invocations.push(i);
-            }
-        }
-        self.send(Msg::Commit(Commit {
-            invocations,
-            ..Default::default()
-        }))?;
-        Ok(n)
-    }
-
-    fn kv_get(
-        &self,
-        workflow_id: &str,
-        plugin: &str,
-        key: &str,
-    ) -> Result<Option<String>, StoreError> {
-        self.mem.kv_get(workflow_id, plugin, key)
-    }
-
-    fn kv_set(
-        &self,
-        workflow_id: &str,
-        plugin: &str,
-        key: &str,
-        value: Option<String>,
-    ) -> Result<(), StoreError> {
-        self.mem.kv_set(workflow_id, plugin, key, value.clone())?;
-        self.send(Msg::Kv(
-            workflow_id.to_string(),
-            plugin.to_string(),
-            key.to_string(),
-            value,
-        ))
-    }
-
-    fn kv_keys(
-        &self,
-        workflow_id: &str,
-        plugin: &str,
-        prefix: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        self.mem.kv_keys(workflow_id, plugin, prefix)
-    }
-
-    fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {
-        self.mem.save_run(run)?;
-        self.send(Msg::Run(Box::new(run.clone())))
-    }
-
-    fn record_events(&self, workflow_id: &str, events: &[Event]) -> Result<(), StoreError> {
-        let notable: Vec<Event> = events.iter().filter(|e| e.is_notable()).cloned().collect();
-        if notable.is_empty() {
-            return Ok(());
-        }
-        self.send(Msg::Events(workflow_id.to_string(), notable))
-    }
-
-    fn flush(&self) -> Result<(), StoreError> {
-        let (ack, done) = mpsc::channel();
-        self.send(Msg::Flush(Ack::Blocking(ack)))?;
-        done.recv()
-            .map_err(|_| backend(&self.path, "writer", "the writer thread has stopped"))?
-            .map_err(StoreError::Backend)
-    }
-
-    fn close(&self) -> Result<(), StoreError> {
-        if self.tx.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
-            return Ok(()); // closed before
-        }
-        let flushed = self.flush();
-        self.stop_writer();
-        flushed
-    }
-
-    fn describe(&self) -> String {
-        format!("sqlite:{}", self.path.display())
-    }
 }
 
 impl rusqlite::ToSql for crate::name::Name {
@@ -996,8 +554,11 @@ impl rusqlite::ToSql for crate::name::Name {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::invocation::InvocationStatus;
+    use crate::artifact::{ArtifactId, SharedArtifact, Viewer};
+    use crate::blackboard::{ArtifactQuery, Commit, Store};
+    use crate::invocation::{InvocationId, InvocationStatus};
     use crate::work::{Priority, WorkStatus};
+    use std::sync::Arc;
 
     #[test]
     fn schema_4_keeps_every_record_and_its_order_and_numbers_new_ones_after_them() {
@@ -1032,9 +593,9 @@ mod tests {
             conn.execute("DELETE FROM artifacts WHERE id = ?1", [text("gone")])
                 .expect("delete");
         }
-        let store = SqliteStore::open(&path).expect("migrates to 4");
+        let store = DurableStore::sqlite(&path).expect("migrates to 4");
         store.load("wf").expect("load");
-        let ids = |store: &SqliteStore| -> Vec<String> {
+        let ids = |store: &DurableStore| -> Vec<String> {
             let all = ArtifactQuery {
                 workflow_id: "wf".into(),
                 limit: usize::MAX,
@@ -1085,7 +646,7 @@ mod tests {
             )
             .expect("query");
         assert_eq!(autoincrement, 0, "no table keeps AUTOINCREMENT");
-        let reopened = SqliteStore::open(&path).expect("reopen");
+        let reopened = DurableStore::sqlite(&path).expect("reopen");
         reopened.load("wf").expect("load");
         assert_eq!(ids(&reopened), ["c", "a", "b", "d"].map(text));
     }
@@ -1094,9 +655,9 @@ mod tests {
     fn writers_beyond_the_backlog_wait_for_the_file_and_every_commit_lands() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("backlog.db");
-        let store = Arc::new(SqliteStore::open(&path).expect("open"));
+        let store = Arc::new(DurableStore::sqlite(&path).expect("open"));
         // Four threads, each committing more than the whole backlog holds.
-        let per_thread = MAX_BACKLOG + 100;
+        let per_thread = crate::blackboard::durable::MAX_BACKLOG + 100;
         let threads: Vec<_> = (0..4u64)
             .map(|t| {
                 let store = store.clone();
@@ -1132,7 +693,7 @@ mod tests {
     fn claims_are_durable_and_the_first_claim_of_a_work_item_makes_it_active() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("claims.db");
-        let store = SqliteStore::open(&path).expect("open");
+        let store = DurableStore::sqlite(&path).expect("open");
         let mut work = WorkItem::new(ArtifactId::named("w1"), "wf", "analysis", Priority::Medium);
         work.open_invocations = 2;
         let inv = |id: &str, seq| {
@@ -1156,7 +717,7 @@ mod tests {
         assert!(store.claim_next("wf").expect("claim").is_none());
         store.flush().expect("flush");
         drop(store);
-        let reopened = SqliteStore::open(&path).expect("reopen");
+        let reopened = DurableStore::sqlite(&path).expect("reopen");
         reopened.load("wf").expect("load");
         let w = reopened
             .work_item(&ArtifactId::named("w1"))
@@ -1183,7 +744,7 @@ mod tests {
     fn a_closed_store_has_written_everything_closed_its_database_and_refuses_writes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("closed.db");
-        let store = SqliteStore::open(&path).expect("open");
+        let store = DurableStore::sqlite(&path).expect("open");
         let work = WorkItem::new(ArtifactId::named("w1"), "wf", "analysis", Priority::Medium);
         let commit = |w: WorkItem| Commit {
             artifacts: vec![],
@@ -1211,7 +772,7 @@ mod tests {
                 .is_some()
         );
         std::mem::forget(store);
-        let reopened = SqliteStore::open(&path).expect("reopen");
+        let reopened = DurableStore::sqlite(&path).expect("reopen");
         reopened.load("wf").expect("load");
         assert!(
             reopened
@@ -1223,93 +784,12 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_writes_each_record_once_in_its_last_state_where_it_first_appeared() {
-        let work = |status| {
-            WorkItem::new(ArtifactId::named("w1"), "wf", "analysis", Priority::Medium)
-                .with_status(status)
-        };
-        let inv = |id: &str, status| {
-            let mut i = InvocationRecord::queued("wf", "a", vec![], 0);
-            i.id = InvocationId::named(id);
-            i.status = status;
-            i
-        };
-        let mut batch = vec![
-            Msg::Commit(Commit {
-                artifacts: vec![],
-                keys: vec![],
-                work_items: vec![work(WorkStatus::Pending)],
-                invocations: vec![
-                    inv("i1", InvocationStatus::Queued),
-                    inv("i2", InvocationStatus::Queued),
-                ],
-            }),
-            Msg::Flush(Ack::Blocking(mpsc::channel().0)),
-            Msg::Commit(Commit {
-                artifacts: vec![],
-                keys: vec![],
-                work_items: vec![work(WorkStatus::Done)],
-                invocations: vec![inv("i1", InvocationStatus::Done)],
-            }),
-        ];
-        supersede(&mut batch);
-        let Msg::Commit(first) = &batch[0] else {
-            panic!("first message is a commit")
-        };
-        let Msg::Commit(last) = &batch[2] else {
-            panic!("last message is a commit")
-        };
-        let states: Vec<(InvocationId, InvocationStatus)> =
-            first.invocations.iter().map(|i| (i.id, i.status)).collect();
-        assert_eq!(
-            states,
-            [
-                (InvocationId::named("i1"), InvocationStatus::Done),
-                (InvocationId::named("i2"), InvocationStatus::Queued)
-            ],
-            "i1 is written once, in its last state, before i2 as it was created"
-        );
-        assert_eq!(
-            first
-                .work_items
-                .iter()
-                .map(|w| w.status())
-                .collect::<Vec<_>>(),
-            [WorkStatus::Done]
-        );
-        assert!(last.work_items.is_empty() && last.invocations.is_empty());
-    }
-
-    #[test]
-    fn each_record_keeps_its_first_place_and_takes_its_last_version() {
-        let mut lists = vec![
-            vec![("a", 1), ("b", 1)],
-            vec![("c", 1), ("a", 2)],
-            vec![("a", 3), ("b", 2), ("c", 2), ("d", 1)],
-            vec![("d", 2), ("d", 3)],
-        ];
-        last_state_first_place(&mut lists, |(k, _)| *k);
-        assert_eq!(
-            lists,
-            [
-                vec![("a", 3), ("b", 2)],
-                vec![("c", 2)],
-                vec![("d", 3)],
-                vec![]
-            ]
-        );
-        let mut untouched = vec![vec![("a", 1)], vec![("b", 1)]];
-        last_state_first_place(&mut untouched, |(k, _)| *k);
-        assert_eq!(untouched, [vec![("a", 1)], vec![("b", 1)]]);
-    }
-
-    #[test]
     fn a_second_writer_is_refused_while_the_first_holds_the_database() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("run.db");
-        let first = SqliteStore::open(&path).expect("open");
+        let first = DurableStore::sqlite(&path).expect("open");
         first.claim_writer().expect("the first claim");
-        let second = SqliteStore::open(&path).expect("reading needs no claim");
+        let second = DurableStore::sqlite(&path).expect("reading needs no claim");
         let e = second.claim_writer().expect_err("refused").to_string();
         assert!(
             e.contains("another murmur process")

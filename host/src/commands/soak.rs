@@ -13,7 +13,7 @@
 
 use anyhow::{Context, Result, bail};
 use murmur::Store;
-use murmur::blackboard::{ArtifactQuery, SqliteStore};
+use murmur::blackboard::{ArtifactQuery, DurableStore};
 use murmur::invocation::InvocationStatus;
 use murmur::summary::RunStatus;
 use serde::Serialize;
@@ -230,7 +230,7 @@ fn run_status(db: &Path) -> Option<RunStatus> {
     if !db.exists() {
         return None;
     }
-    let store = SqliteStore::open(db).ok()?;
+    let store = DurableStore::sqlite(db).ok()?;
     let status = store.runs().ok()?.first().map(|r| r.status);
     let _ = store.close();
     status
@@ -238,7 +238,7 @@ fn run_status(db: &Path) -> Option<RunStatus> {
 
 /// What the finished run in `db` published, as content.
 fn fingerprint(db: &Path) -> Result<Fingerprint> {
-    let store = SqliteStore::open(db).with_context(|| format!("opening {}", db.display()))?;
+    let store = DurableStore::sqlite(db).with_context(|| format!("opening {}", db.display()))?;
     let run = store
         .runs()?
         .into_iter()

@@ -1,7 +1,7 @@
 //! `--store`: where a command's blackboard lives, and opening one run in it.
 
 use anyhow::{Context, Result, bail};
-use murmur::blackboard::{MemoryStore, RunRecord, SqliteStore, Store};
+use murmur::blackboard::{DurableStore, MemoryStore, RunRecord, Store};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ impl StoreSpec {
         Ok(match self {
             StoreSpec::Memory => Arc::new(MemoryStore::new()),
             StoreSpec::Sqlite(p) => {
-                let store = SqliteStore::open(p)?;
+                let store = DurableStore::sqlite(p)?;
                 store.claim_writer()?;
                 Arc::new(store)
             }
@@ -138,7 +138,7 @@ fn open_run(
     if !path.exists() {
         bail!("{}: no such database", path.display());
     }
-    let store = SqliteStore::open(path)?;
+    let store = DurableStore::sqlite(path)?;
     if access == Access::Write {
         store.claim_writer()?;
     }

@@ -18,7 +18,7 @@ use super::store::StoreSpec;
 use anyhow::{Context, Result, bail};
 use axum::Router;
 use axum::routing::{get, post};
-use murmur::blackboard::{MemoryStore, SqliteStore, Store};
+use murmur::blackboard::{DurableStore, MemoryStore, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -75,10 +75,10 @@ impl ServeCommand {
                 self.listen
             );
         }
-        let (store, sqlite): (Arc<dyn Store>, Option<Arc<SqliteStore>>) = match &self.store {
+        let (store, sqlite): (Arc<dyn Store>, Option<Arc<DurableStore>>) = match &self.store {
             StoreSpec::Memory => (Arc::new(MemoryStore::keeping_events()), None),
             StoreSpec::Sqlite(path) => {
-                let store = SqliteStore::open(path)?;
+                let store = DurableStore::sqlite(path)?;
                 store.claim_writer()?;
                 store.check()?;
                 let store = Arc::new(store);

@@ -11,7 +11,7 @@
 
 use anyhow::{Context, Result, anyhow};
 use murmur::TypeRegistry;
-use murmur::blackboard::{RunRecord, SqliteStore, Store};
+use murmur::blackboard::{DurableStore, RunRecord, Store};
 use murmur::manifest::Manifest;
 use murmur::observe::Event;
 use murmur::scheduler::{Request, Requests, Scheduler, StopHandle};
@@ -51,7 +51,7 @@ pub(crate) struct Runs {
     store: Arc<dyn Store>,
     /// The same store, when it is a SQLite file: runs it holds are loaded into its
     /// memory when read or driven, and unloaded when neither has happened for a while.
-    sqlite: Option<Arc<SqliteStore>>,
+    sqlite: Option<Arc<DurableStore>>,
     loaded: LoadedRuns,
     live: Mutex<HashMap<String, Live>>,
     /// Told on every event of any run, so event streams wake without polling.
@@ -160,7 +160,7 @@ pub(crate) enum RunsError {
 impl Runs {
     pub(crate) fn new(
         store: Arc<dyn Store>,
-        sqlite: Option<Arc<SqliteStore>>,
+        sqlite: Option<Arc<DurableStore>>,
         base_dir: PathBuf,
         options: Options,
     ) -> Arc<Self> {

@@ -3,6 +3,7 @@
 //! answers once closed and opened again (what `resume` and a restarted server read). A
 //! store added later joins by adding a [`Subject`].
 
+use super::postgres::scratch::ScratchDatabase;
 use super::{ArtifactQuery, Commit, DurableStore, KeyRecord, MemoryStore, RunRecord, Store};
 use crate::artifact::{Artifact, ArtifactId, Audience, SharedArtifact, Viewer, Visibility};
 use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
@@ -18,7 +19,8 @@ type Reopen = Box<dyn Fn(&dyn Store) -> Arc<dyn Store>>;
 struct Subject {
     store: Arc<dyn Store>,
     reopen: Reopen,
-    _dir: Option<tempfile::TempDir>,
+    /// What the store lives in (a directory, a database), removed after the stores.
+    _home: Option<Box<dyn std::any::Any>>,
 }
 
 impl Subject {
@@ -29,7 +31,7 @@ impl Subject {
             store,
             // Nothing outlives a memory store: it is read back as it is.
             reopen: Box::new(move |_| same.clone()),
-            _dir: None,
+            _home: None,
         }
     }
 
@@ -45,7 +47,27 @@ impl Subject {
                 again.load(WF).expect("load");
                 Arc::new(again)
             }),
-            _dir: Some(dir),
+            _home: Some(Box::new(dir)),
+        }
+    }
+
+    /// A database of its own on the test server (`MURMUR_TEST_POSTGRES`, by default
+    /// the local one every development and CI machine runs), dropped after the test.
+    fn postgres() -> Self {
+        let db = ScratchDatabase::create(&test_server(), "murmur_contract").expect(
+            "PostgreSQL must run at 127.0.0.1:5432 (or set MURMUR_TEST_POSTGRES): these tests never skip",
+        );
+        let url = db.url();
+        let store: Arc<dyn Store> = Arc::new(DurableStore::postgres(&url).expect("open"));
+        Self {
+            store,
+            reopen: Box::new(move |old| {
+                old.close().expect("close");
+                let again = DurableStore::postgres(&url).expect("open again");
+                again.load(WF).expect("load");
+                Arc::new(again)
+            }),
+            _home: Some(Box::new(db)),
         }
     }
 
@@ -56,6 +78,12 @@ impl Subject {
 }
 
 const WF: &str = "wf";
+
+/// The PostgreSQL server tests create their databases on.
+pub(super) fn test_server() -> String {
+    std::env::var("MURMUR_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
 
 fn artifact(id: &str, type_name: &str, tags: &[&str], visibility: Visibility) -> SharedArtifact {
     SharedArtifact::new(Artifact {
@@ -467,6 +495,10 @@ macro_rules! contract {
                 #[test]
                 fn sqlite() {
                     super::$guarantee(&super::Subject::sqlite());
+                }
+                #[test]
+                fn postgres() {
+                    super::$guarantee(&super::Subject::postgres());
                 }
             }
         )*

@@ -13,6 +13,7 @@ mod by_id;
 mod contract;
 pub mod durable;
 pub mod memory;
+pub mod postgres;
 pub mod ready;
 pub mod sqlite;
 pub mod tally;

@@ -5,9 +5,11 @@
 use crate::helpers::*;
 use murmur::Store;
 use murmur::blackboard::DurableStore;
+use murmur::blackboard::postgres::scratch::{self, ScratchDatabase};
 use murmur::invocation::InvocationStatus;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The cascade workload (examples/cascade) at `n` items, written into `dir`.
@@ -29,13 +31,94 @@ fn cascade_manifest(dir: &Path, n: u64) -> PathBuf {
     path
 }
 
+/// Where a test's run writes: a SQLite file, or a scratch PostgreSQL database (dropped
+/// after the test) with a connection to watch it through.
+pub(crate) enum Db {
+    Sqlite(PathBuf),
+    Postgres {
+        db: ScratchDatabase,
+        watch: Mutex<Option<postgres::Client>>,
+    },
+}
+
+impl Db {
+    pub(crate) fn sqlite(path: PathBuf) -> Self {
+        Db::Sqlite(path)
+    }
+
+    pub(crate) fn postgres() -> Self {
+        Db::Postgres {
+            db: scratch::for_test("murmur_durability"),
+            watch: Mutex::new(None),
+        }
+    }
+
+    /// What `--store` takes.
+    pub(crate) fn spec(&self) -> String {
+        match self {
+            Db::Sqlite(p) => format!("sqlite:{}", p.display()),
+            Db::Postgres { db, .. } => db.url(),
+        }
+    }
+
+    pub(crate) fn open(&self) -> DurableStore {
+        match self {
+            Db::Sqlite(p) => DurableStore::sqlite(p).expect("open"),
+            Db::Postgres { db, .. } => DurableStore::postgres(&db.url()).expect("open"),
+        }
+    }
+
+    /// Whether the run got as far as creating the database.
+    fn exists(&self) -> bool {
+        match self {
+            Db::Sqlite(p) => p.exists(),
+            Db::Postgres { .. } => self
+                .count("SELECT count(*) FROM pg_namespace WHERE nspname = 'murmur'")
+                .is_some_and(|n| n > 0),
+        }
+    }
+
+    /// A count, read the way another process would (read-only for a file); `None` while
+    /// the database cannot answer it yet.
+    fn count(&self, sql: &str) -> Option<u64> {
+        match self {
+            Db::Sqlite(p) => {
+                let c = rusqlite::Connection::open_with_flags(
+                    p,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .ok()?;
+                c.query_row(sql, [], |r| r.get::<_, i64>(0))
+                    .ok()
+                    .map(|n| n as u64)
+            }
+            Db::Postgres { db, watch } => {
+                let mut watch = watch.lock().unwrap_or_else(|p| p.into_inner());
+                if watch.as_ref().is_none_or(|c| c.is_closed()) {
+                    *watch = postgres::Client::connect(&db.url(), postgres::NoTls).ok();
+                }
+                let n: i64 = watch.as_mut()?.query_one(sql, &[]).ok()?.get(0);
+                Some(n as u64)
+            }
+        }
+    }
+
+    /// The table holding `name` (the PostgreSQL store keeps its own schema).
+    fn table(&self, name: &str) -> String {
+        match self {
+            Db::Sqlite(_) => name.to_string(),
+            Db::Postgres { .. } => format!("murmur.{name}"),
+        }
+    }
+}
+
 /// What a finished run published: per-type counts, and every done invocation as
 /// (agent, input content, sorted output contents) — contents, because ids differ between
 /// runs. A duplicate or a loss shows as a difference in this multiset.
 type Fingerprint = (BTreeMap<String, u64>, Vec<(String, String, Vec<String>)>);
 
-fn fingerprint(db: &Path) -> Fingerprint {
-    let store = DurableStore::sqlite(db).expect("open");
+fn fingerprint(db: &Db) -> Fingerprint {
+    let store = db.open();
     let run = store.runs().expect("runs").remove(0);
     store.load(&run.workflow_id).expect("load");
     let content = |id: &murmur::ArtifactId| {
@@ -62,11 +145,10 @@ fn fingerprint(db: &Path) -> Fingerprint {
     (counts, pairs)
 }
 
-/// Run `manifest` to the end with its blackboard in the database `db`.
-fn run_into(manifest: &Path, db: &Path) {
+/// Run `manifest` to the end with its blackboard in `db`.
+fn run_into(manifest: &Path, db: &Db) {
     let out = murmur()
-        .args(["run", "-q", "--store"])
-        .arg(format!("sqlite:{}", db.display()))
+        .args(["run", "-q", "--store", &db.spec()])
         .arg(manifest)
         .output()
         .expect("murmur run");
@@ -77,11 +159,10 @@ fn run_into(manifest: &Path, db: &Path) {
     );
 }
 
-/// Start running `manifest` into the database `db`, quietly, to be killed.
-fn spawn_run(manifest: &Path, db: &Path) -> std::process::Child {
+/// Start running `manifest` into `db`, quietly, to be killed.
+fn spawn_run(manifest: &Path, db: &Db) -> std::process::Child {
     murmur()
-        .args(["run", "-q", "--store"])
-        .arg(format!("sqlite:{}", db.display()))
+        .args(["run", "-q", "--store", &db.spec()])
         .arg(manifest)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -89,11 +170,10 @@ fn spawn_run(manifest: &Path, db: &Path) -> std::process::Child {
         .expect("spawn")
 }
 
-/// `murmur resume --json` on the database `db`.
-fn resume(db: &Path) -> std::process::Output {
+/// `murmur resume --json` on `db`.
+fn resume(db: &Db) -> std::process::Output {
     murmur()
-        .args(["resume", "-q", "--json", "--store"])
-        .arg(format!("sqlite:{}", db.display()))
+        .args(["resume", "-q", "--json", "--store", &db.spec()])
         .output()
         .expect("resume")
 }
@@ -110,24 +190,17 @@ impl Rng {
 }
 
 /// How many artifacts the run writing into `db` has stored so far, once it has recorded
-/// itself (read-only: the run's own connection creates the schema).
-fn stored(db: &Path) -> Option<u64> {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .ok()?;
-    let runs: i64 = c
-        .query_row("SELECT count(*) FROM runs", [], |r| r.get(0))
-        .ok()?;
-    if runs == 0 {
+/// itself.
+fn stored(db: &Db) -> Option<u64> {
+    if db.count(&format!("SELECT count(*) FROM {}", db.table("runs")))? == 0 {
         return None;
     }
-    c.query_row("SELECT count(*) FROM artifacts", [], |r| r.get::<_, i64>(0))
-        .ok()
-        .map(|n| n as u64)
+    db.count(&format!("SELECT count(*) FROM {}", db.table("artifacts")))
 }
 
 /// Wait until the run writing into `db` has stored at least `artifacts`, or `child` has
 /// ended.
-fn wait_stored(child: &mut std::process::Child, db: &Path, artifacts: u64) {
+fn wait_stored(child: &mut std::process::Child, db: &Db, artifacts: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if stored(db).is_some_and(|n| n >= artifacts) || child.try_wait().ok().flatten().is_some() {
@@ -139,10 +212,24 @@ fn wait_stored(child: &mut std::process::Child, db: &Path, artifacts: u64) {
 
 #[test]
 fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_duplicated() {
+    killed_at_random_points_resumes_to_the_same_end(&|dir, name| {
+        Db::sqlite(dir.join(format!("{name}.db")))
+    });
+}
+
+#[test]
+fn a_postgres_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_duplicated()
+{
+    killed_at_random_points_resumes_to_the_same_end(&|_, _| Db::postgres());
+}
+
+/// 20 seeded SIGKILLs of `murmur run` (a fifth during start-up), each run resumed: every
+/// one ends as an uninterrupted run does.
+fn killed_at_random_points_resumes_to_the_same_end(new_db: &dyn Fn(&Path, &str) -> Db) {
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = cascade_manifest(dir.path(), 300);
     // The reference run, timed to its first record: start-up kills are spread over that.
-    let reference = dir.path().join("reference.db");
+    let reference = new_db(dir.path(), "reference");
     let mut child = spawn_run(&manifest, &reference);
     let started = Instant::now();
     wait_stored(&mut child, &reference, 0);
@@ -160,7 +247,7 @@ fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_du
     let mut rng = Rng(0x5eed_2026_1125);
     let mut interrupted = 0;
     for trial in 0..20 {
-        let db = dir.path().join(format!("trial-{trial}.db"));
+        let db = new_db(dir.path(), &format!("trial-{trial}"));
         let mut child = spawn_run(&manifest, &db);
         // Every fifth kill lands during start-up (loading, creating the database); the
         // others while the run works, once it has stored a random share of what the
@@ -180,8 +267,9 @@ fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_du
             // Killed before the database was created: nothing to resume; run again.
             continue;
         }
-        let was_running = DurableStore::sqlite(&db)
-            .and_then(|s| s.runs())
+        let was_running = db
+            .open()
+            .runs()
             .map(|r| {
                 r.first()
                     .is_some_and(|r| r.status == murmur::RunStatus::Running)
@@ -219,27 +307,39 @@ fn a_run_killed_at_random_points_resumes_to_the_same_end_with_nothing_lost_or_du
 
 /// Inputs (artifacts produced by `user`) that are durable in `db`, and how many distinct
 /// input descriptions they carry; `None` while the database cannot be read yet.
-fn durable_inputs(db: &Path) -> Option<(u64, u64)> {
-    let conn =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .ok()?;
-    conn.query_row(
-        "SELECT count(*), count(DISTINCT json_extract(data, '$.payload.description'))
-         FROM artifacts WHERE json_extract(data, '$.producer') = 'user'",
-        [],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-    )
-    .ok()
+fn durable_inputs(db: &Db) -> Option<(u64, u64)> {
+    let (count, distinct) = match db {
+        Db::Sqlite(_) => (
+            "SELECT count(*) FROM artifacts WHERE json_extract(data, '$.producer') = 'user'",
+            "SELECT count(DISTINCT json_extract(data, '$.payload.description'))
+             FROM artifacts WHERE json_extract(data, '$.producer') = 'user'",
+        ),
+        Db::Postgres { .. } => (
+            "SELECT count(*) FROM murmur.artifacts WHERE data::jsonb ->> 'producer' = 'user'",
+            "SELECT count(DISTINCT data::jsonb #>> '{payload,description}')
+             FROM murmur.artifacts WHERE data::jsonb ->> 'producer' = 'user'",
+        ),
+    };
+    Some((db.count(count)?, db.count(distinct)?))
 }
 
 #[test]
 fn a_run_killed_while_its_inputs_are_still_being_published_resumes_with_each_input_once() {
-    // Inputs are published a chunk at a time while the workers run; a kill in the middle
-    // leaves a prefix of them durable, and the resumed run publishes exactly the rest.
-    let n = 3000;
     let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = cascade_manifest(dir.path(), n);
-    let db = dir.path().join("w.db");
+    killed_while_publishing_inputs(dir.path(), &Db::sqlite(dir.path().join("w.db")));
+}
+
+#[test]
+fn a_postgres_run_killed_while_its_inputs_are_still_being_published_resumes_with_each_input_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    killed_while_publishing_inputs(dir.path(), &Db::postgres());
+}
+
+/// Inputs are published a chunk at a time while the workers run; a kill in the middle
+/// leaves a prefix of them durable, and the resumed run publishes exactly the rest.
+fn killed_while_publishing_inputs(dir: &Path, db: &Db) {
+    let n = 3000;
+    let manifest = cascade_manifest(dir, n);
     let mut child = spawn_run(&manifest, &db);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let mut seen = None;
@@ -297,8 +397,18 @@ fn a_run_killed_while_its_inputs_are_still_being_published_resumes_with_each_inp
 #[test]
 fn run_leaves_a_database_that_status_and_graph_read() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = cascade_manifest(dir.path(), 5);
-    let db = format!("sqlite:{}", dir.path().join("w.db").display());
+    status_and_graph_read_a_run(dir.path(), &Db::sqlite(dir.path().join("w.db")));
+}
+
+#[test]
+fn run_leaves_a_postgres_database_that_status_and_graph_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    status_and_graph_read_a_run(dir.path(), &Db::postgres());
+}
+
+fn status_and_graph_read_a_run(dir: &Path, db: &Db) {
+    let manifest = cascade_manifest(dir, 5);
+    let db = db.spec();
     let out = murmur()
         .args(["run", "-q", "--store", &db])
         .arg(&manifest)
@@ -401,7 +511,7 @@ fn a_truncated_database_is_refused_clearly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = cascade_manifest(dir.path(), 40);
     let db = dir.path().join("w.db");
-    run_into(&manifest, &db);
+    run_into(&manifest, &Db::sqlite(db.clone()));
     let bytes = std::fs::read(&db).expect("read");
     assert!(bytes.len() > 8192, "the database has several pages");
     std::fs::write(&db, &bytes[..bytes.len() / 2]).expect("truncate");
@@ -475,6 +585,108 @@ fn a_database_from_a_newer_murmur_is_refused_and_an_older_one_is_migrated() {
     );
 }
 
+/// A run with one invocation that spins until its 20 s deadline: live meanwhile.
+fn slow_manifest(dir: &Path) -> PathBuf {
+    let manifest = dir.join("slow.toml");
+    let text = format!(
+        "[workflow]\nname = \"slow\"\n[recovery]\nenabled = false\n{PHASES_AND_NOTE}{}\n[[input]]\ntype = \"Note\"\npayload = {{}}\n",
+        probe("spinner", "mode = \"loop\"", "Note", None).replace(
+            "world = \"agent\"\n",
+            "world = \"agent\"\nlimits = { timeout_ms = 20000 }\n"
+        ),
+    );
+    std::fs::write(&manifest, expand(&text)).expect("write");
+    manifest
+}
+
+#[test]
+fn a_second_process_never_writes_a_postgres_run_a_live_process_is_writing() {
+    // Processes share a PostgreSQL database: each run is claimed, not the database.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = slow_manifest(dir.path());
+    let db = Db::postgres();
+    let mut first = spawn_run(&manifest, &db);
+    // Held by the process's writer connection, which names its pid.
+    let holds = |pid: u32| {
+        db.count(&format!(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.granted
+               AND a.application_name LIKE 'murmur (pid {pid} %'"
+        ))
+        .is_some_and(|n| n > 0)
+    };
+    let claimed = Instant::now();
+    while !holds(first.id()) {
+        assert!(
+            claimed.elapsed() < Duration::from_secs(60),
+            "the first run never claimed its run"
+        );
+        assert!(
+            first.try_wait().expect("wait").is_none(),
+            "the first run ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = murmur()
+        .args(["resume", "-q", "--store", &db.spec()])
+        .output()
+        .expect("murmur");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is being written by another process")
+            && stderr.contains(&format!("(murmur (pid {} on ", first.id())),
+        "{stderr}"
+    );
+    // Another run in the same database is another process's business.
+    let other = cascade_manifest(dir.path(), 3);
+    run_into(&other, &db);
+    let status = murmur()
+        .args(["status", "--store", &db.spec()])
+        .output()
+        .expect("status");
+    assert!(
+        status.status.success(),
+        "reading needs no claim: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let slow_id = db
+        .open()
+        .runs()
+        .expect("runs")
+        .into_iter()
+        .find(|r| r.name.as_str() == "slow")
+        .expect("the slow run")
+        .workflow_id;
+    first.kill().expect("kill");
+    first.wait().expect("reaped");
+    // Its claim ended with its connection: a resume takes the run over.
+    let mut again = murmur()
+        .args([
+            "resume",
+            "-q",
+            "--store",
+            &db.spec(),
+            "--workflow",
+            &slow_id,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("resume");
+    let waited = Instant::now();
+    while !holds(again.id()) {
+        assert!(
+            again.try_wait().expect("wait").is_none(),
+            "the resume ended without claiming the run"
+        );
+        assert!(waited.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    again.kill().expect("kill");
+    again.wait().expect("reaped");
+}
+
 #[test]
 fn a_second_process_never_writes_a_database_a_live_run_is_writing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -488,7 +700,7 @@ fn a_second_process_never_writes_a_database_a_live_run_is_writing() {
         ),
     );
     std::fs::write(&manifest, expand(&text)).expect("write");
-    let db = dir.path().join("slow.db");
+    let db = Db::sqlite(dir.path().join("slow.db"));
     let mut first = spawn_run(&manifest, &db);
     let lock = dir.path().join("slow.db.lock");
     let claimed = std::time::Instant::now();
@@ -506,9 +718,7 @@ fn a_second_process_never_writes_a_database_a_live_run_is_writing() {
     let holder = format!("(pid {})", first.id());
     for args in [vec!["resume"], vec!["run"]] {
         let mut cmd = murmur();
-        cmd.args(&args)
-            .arg("--store")
-            .arg(format!("sqlite:{}", db.display()));
+        cmd.args(&args).arg("--store").arg(db.spec());
         if args[0] == "run" {
             cmd.arg(&manifest);
         }
@@ -522,8 +732,7 @@ fn a_second_process_never_writes_a_database_a_live_run_is_writing() {
     }
     // Reading a live run needs no claim.
     let status = murmur()
-        .args(["status", "--store"])
-        .arg(format!("sqlite:{}", db.display()))
+        .args(["status", "--store", &db.spec()])
         .output()
         .expect("status");
     assert!(
@@ -535,8 +744,7 @@ fn a_second_process_never_writes_a_database_a_live_run_is_writing() {
     first.wait().expect("reaped");
     // Its claim ended with it: a resume claims the database (and is stopped there).
     let mut again = murmur()
-        .args(["resume", "-q", "--store"])
-        .arg(format!("sqlite:{}", db.display()))
+        .args(["resume", "-q", "--store", &db.spec()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -559,12 +767,12 @@ fn a_second_process_never_writes_a_database_a_live_run_is_writing() {
 fn sigint_and_sigterm_stop_claiming_let_running_work_commit_and_resume_continues() {
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = cascade_manifest(dir.path(), 3000);
-    let reference = dir.path().join("reference.db");
+    let reference = Db::sqlite(dir.path().join("reference.db"));
     run_into(&manifest, &reference);
     let expected = fingerprint(&reference);
     let total = stored(&reference).expect("recorded");
     for (signal, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
-        let db = dir.path().join(format!("signalled-{signal}.db"));
+        let db = Db::sqlite(dir.path().join(format!("signalled-{signal}.db")));
         let mut child = spawn_run(&manifest, &db);
         wait_stored(&mut child, &db, total / 4);
         // SAFETY: signalling a child process this test started and has not reaped.
@@ -573,7 +781,7 @@ fn sigint_and_sigterm_stop_claiming_let_running_work_commit_and_resume_continues
         let status = child.wait().expect("exits");
         assert_eq!(status.code(), Some(code), "signal {signal}");
         // It stopped in good order: nothing left running, the run left to resume.
-        let store = DurableStore::sqlite(&db).expect("open");
+        let store = db.open();
         let run = store.runs().expect("runs").remove(0);
         assert_eq!(run.status, murmur::RunStatus::Running, "signal {signal}");
         store.load(&run.workflow_id).expect("load");
@@ -614,7 +822,7 @@ fn resume_refuses_a_plugin_file_that_changed_since_the_run_started() {
         "[workflow]\nname = \"w\"\n{PHASES_AND_NOTE}[[plugin]]\nname = \"p\"\npath = \"p.wasm\"\nworld = \"agent\"\nconfig = {{ mode = \"echo\" }}\n[[plugin.subscribe]]\ntype = \"Note\"\n[[input]]\ntype = \"Note\"\npayload = {{}}\n"
     );
     std::fs::write(&manifest, text).expect("write");
-    let db = dir.path().join("w.db");
+    let db = Db::sqlite(dir.path().join("w.db"));
     run_into(&manifest, &db);
     let then = murmur::plugin::cache::sha256_hex(&std::fs::read(&component).expect("read"));
     std::fs::copy(plugin("analyzer"), &component).expect("replace");

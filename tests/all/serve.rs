@@ -31,9 +31,18 @@ impl Server {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_store(&format!("sqlite:{}", db.display()), listen, args, env)
+    }
+
+    /// A server on `listen` with its blackboard in `store` (what `--store` takes).
+    pub(crate) fn start_store(
+        store: &str,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = murmur()
-            .args(["serve", "--listen", listen, "--store"])
-            .arg(format!("sqlite:{}", db.display()))
+            .args(["serve", "--listen", listen, "--store", store])
             .args(args)
             .envs(env.iter().copied())
             .current_dir(repo())
@@ -1148,13 +1157,23 @@ fn an_approval_gate_holds_work_until_it_is_approved_over_the_api() {
 #[test]
 fn a_server_killed_mid_run_resumes_it_and_an_event_stream_goes_on_without_a_gap() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(&db(&dir));
+    killed_mid_run_resumes_without_a_gap(&format!("sqlite:{}", db(&dir).display()));
+}
+
+#[test]
+fn a_server_on_postgres_killed_mid_run_resumes_it_and_an_event_stream_goes_on_without_a_gap() {
+    let db = murmur::blackboard::postgres::scratch::for_test("murmur_serve");
+    killed_mid_run_resumes_without_a_gap(&db.url());
+}
+
+fn killed_mid_run_resumes_without_a_gap(store: &str) {
+    let server = Server::start_store(store, "127.0.0.1:0", &[], &[]);
     let id = start(&server, json!({ "manifest": slow_manifest(12) }));
     // Read until three invocations have failed (each spins to its deadline), then die.
     let failed = |e: &[Sse]| e.iter().filter(|e| e.event == "invocation_failed").count();
     let before = events(server.addr, &id, None, |e| failed(e) >= 3);
     server.kill();
-    let server = Server::start(&db(&dir));
+    let server = Server::start_store(store, "127.0.0.1:0", &[], &[]);
     let last = before.last().expect("events").id.clone();
     let after = events(server.addr, &id, Some(&last), |e| {
         e.iter()
@@ -1621,7 +1640,18 @@ fn a_stream_of_publishes_inside_the_linger_keeps_one_run_going_and_it_ends_once(
 #[test]
 fn every_acknowledged_publish_survives_a_kill_right_after_its_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start_with(&db(&dir), &["--linger-ms", "60000"], &[]);
+    acknowledged_publishes_survive_a_kill(&dir, &format!("sqlite:{}", db(&dir).display()));
+}
+
+#[test]
+fn every_acknowledged_publish_to_a_server_on_postgres_survives_a_kill_right_after_its_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = murmur::blackboard::postgres::scratch::for_test("murmur_serve");
+    acknowledged_publishes_survive_a_kill(&dir, &db.url());
+}
+
+fn acknowledged_publishes_survive_a_kill(dir: &tempfile::TempDir, store: &str) {
+    let server = Server::start_store(store, "127.0.0.1:0", &["--linger-ms", "60000"], &[]);
     let manifest = "[workflow]\nname = \"feed\"\n[[type]]\nname = \"Reading\"\nschema = { type = \"object\", required = [\"value\"] }\n";
     let id = start(
         &server,
@@ -1660,7 +1690,7 @@ fn every_acknowledged_publish_survives_a_kill_right_after_its_answer() {
     });
     server.kill();
 
-    let server = Server::start(&db(&dir));
+    let server = Server::start_store(store, "127.0.0.1:0", &[], &[]);
     let (status, page) = server.get(&format!("{path}?type=Reading&limit=1000"));
     assert_eq!(status, 200, "{page}");
     let stored: std::collections::BTreeSet<&str> = page["artifacts"]

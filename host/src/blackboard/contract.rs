@@ -3,7 +3,7 @@
 //! answers once closed and opened again (what `resume` and a restarted server read). A
 //! store added later joins by adding a [`Subject`].
 
-use super::postgres::scratch::ScratchDatabase;
+use super::postgres::scratch;
 use super::{ArtifactQuery, Commit, DurableStore, KeyRecord, MemoryStore, RunRecord, Store};
 use crate::artifact::{Artifact, ArtifactId, Audience, SharedArtifact, Viewer, Visibility};
 use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
@@ -51,12 +51,9 @@ impl Subject {
         }
     }
 
-    /// A database of its own on the test server (`MURMUR_TEST_POSTGRES`, by default
-    /// the local one every development and CI machine runs), dropped after the test.
+    /// A database of its own on the test server, dropped after the test.
     fn postgres() -> Self {
-        let db = ScratchDatabase::create(&test_server(), "murmur_contract").expect(
-            "PostgreSQL must run at 127.0.0.1:5432 (or set MURMUR_TEST_POSTGRES): these tests never skip",
-        );
+        let db = scratch::for_test("murmur_contract");
         let url = db.url();
         let store: Arc<dyn Store> = Arc::new(DurableStore::postgres(&url).expect("open"));
         Self {
@@ -78,12 +75,6 @@ impl Subject {
 }
 
 const WF: &str = "wf";
-
-/// The PostgreSQL server tests create their databases on.
-pub(super) fn test_server() -> String {
-    std::env::var("MURMUR_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
 
 fn artifact(id: &str, type_name: &str, tags: &[&str], visibility: Visibility) -> SharedArtifact {
     SharedArtifact::new(Artifact {

@@ -110,32 +110,43 @@ impl PgUrl {
 }
 
 impl PgUrl {
-    /// A `key=value` connection string naming what this one does, password included.
-    pub fn connection_string(&self) -> String {
+    /// A `postgres://` URL naming what this one does, password included (what
+    /// `--store` takes).
+    pub fn url(&self) -> String {
         let c = &self.config;
-        let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
-        let mut parts = Vec::new();
-        match c.get_hosts().first() {
-            Some(postgres::config::Host::Tcp(h)) => parts.push(format!("host={}", quote(h))),
-            #[cfg(unix)]
-            Some(postgres::config::Host::Unix(p)) => {
-                parts.push(format!("host={}", quote(&p.display().to_string())))
-            }
-            None => {}
-        }
-        if let Some(port) = c.get_ports().first() {
-            parts.push(format!("port={port}"));
-        }
+        // RFC 3986 unreserved characters stay; everything else is percent-encoded.
+        let enc = |v: &[u8]| -> String {
+            v.iter()
+                .map(|&b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        let mut auth = String::new();
         if let Some(u) = c.get_user() {
-            parts.push(format!("user={}", quote(u)));
+            auth.push_str(&enc(u.as_bytes()));
+            if let Some(p) = c.get_password() {
+                auth.push(':');
+                auth.push_str(&enc(p));
+            }
+            auth.push('@');
         }
-        if let Some(p) = c.get_password() {
-            parts.push(format!("password={}", quote(&String::from_utf8_lossy(p))));
-        }
-        if let Some(d) = c.get_dbname() {
-            parts.push(format!("dbname={}", quote(d)));
-        }
-        parts.join(" ")
+        let host = match c.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) if h.contains(':') => format!("[{h}]"),
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(postgres::config::Host::Unix(p)) => enc(p.display().to_string().as_bytes()),
+            None => "localhost".into(),
+        };
+        let port = c.get_ports().first().copied().unwrap_or(5432);
+        let db = c
+            .get_dbname()
+            .map(|d| enc(d.as_bytes()))
+            .unwrap_or_default();
+        format!("postgres://{auth}{host}:{port}/{db}")
     }
 }
 
@@ -802,6 +813,25 @@ pub mod scratch {
     use super::{PgUrl, pg_message};
     use crate::blackboard::StoreError;
 
+    /// The server tests create their databases on: `MURMUR_TEST_POSTGRES`, else the one
+    /// every development and CI machine runs (127.0.0.1:5432, trust authentication).
+    pub fn test_server() -> String {
+        std::env::var("MURMUR_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    /// A database of its own for a test on [`test_server`]. Tests never skip when the
+    /// server is missing: the error says what to start.
+    pub fn for_test(prefix: &str) -> ScratchDatabase {
+        match ScratchDatabase::create(&test_server(), prefix) {
+            Ok(db) => db,
+            Err(e) => panic!(
+                "{e}\nPostgreSQL must run at 127.0.0.1:5432 with trust authentication (or set \
+                 MURMUR_TEST_POSTGRES to a server the tests may create databases on)"
+            ),
+        }
+    }
+
     /// A database created for one test or benchmark; dropped (with whatever still
     /// connects to it) when this is.
     pub struct ScratchDatabase {
@@ -836,9 +866,9 @@ pub mod scratch {
             Ok(Self { admin, name, url })
         }
 
-        /// Its connection string (`key=value` form, password included).
+        /// Its `postgres://` URL (password included).
         pub fn url(&self) -> String {
-            self.url.connection_string()
+            self.url.url()
         }
     }
 
@@ -861,12 +891,9 @@ pub mod scratch {
 mod tests {
     use super::scratch::ScratchDatabase;
     use super::*;
-    use crate::blackboard::contract::test_server;
 
     fn scratch() -> ScratchDatabase {
-        ScratchDatabase::create(&test_server(), "murmur_pg").expect(
-            "PostgreSQL must run at 127.0.0.1:5432 (or set MURMUR_TEST_POSTGRES): these tests never skip",
-        )
+        super::scratch::for_test("murmur_pg")
     }
 
     /// Run `f` with a client of the scratch database, as an operator's psql would.
@@ -948,6 +975,20 @@ mod tests {
         })
         .expect("version");
         assert_eq!(version, SCHEMA_VERSION.to_string());
+    }
+
+    #[test]
+    fn a_url_written_back_names_the_same_database_with_its_password() {
+        let url =
+            PgUrl::parse("postgres://me:p%40ss%20word@db.example:6543/runs%2Fone").expect("parse");
+        assert_eq!(
+            url.url(),
+            "postgres://me:p%40ss%20word@db.example:6543/runs%2Fone"
+        );
+        assert_eq!(url.to_string(), "postgres://me@db.example:6543/runs/one");
+        let again = PgUrl::parse(&url.url()).expect("parse again");
+        assert_eq!(again.config.get_password(), Some(&b"p@ss word"[..]));
+        assert_eq!(again.config.get_dbname(), Some("runs/one"));
     }
 
     #[test]

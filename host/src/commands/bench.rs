@@ -25,8 +25,9 @@ enum BenchWorkload {
         /// The cascade manifest whose first input is repeated N times.
         #[arg(long, default_value = "examples/cascade/workflow.toml")]
         manifest: PathBuf,
-        /// Where the blackboard lives: `memory` or `sqlite:PATH` (a file that exists is
-        /// replaced, so every measurement starts from an empty database).
+        /// Where the blackboard lives: `memory`, `sqlite:PATH` (a file that exists is
+        /// replaced, so every measurement starts from an empty database) or
+        /// `postgres://…` (the run gets a scratch database on that server, dropped after).
         #[arg(long, default_value = "memory")]
         store: StoreSpec,
         /// Print the figures as one JSON line instead of text.
@@ -245,9 +246,25 @@ impl BenchCommand {
                 });
             }
         };
-        if let StoreSpec::Sqlite(p) = &store {
-            super::scratch::remove_db(p)?;
-        }
+        // Every measurement starts from an empty database: a file is replaced, and a
+        // PostgreSQL server gets a scratch database of its own, dropped after.
+        let mut scratch = None;
+        let store = match store {
+            StoreSpec::Sqlite(p) => {
+                super::scratch::remove_db(&p)?;
+                StoreSpec::Sqlite(p)
+            }
+            StoreSpec::Postgres(server) => {
+                let db = murmur::blackboard::postgres::scratch::ScratchDatabase::create(
+                    &server,
+                    "murmur_bench",
+                )?;
+                let url = db.url();
+                scratch = Some(db);
+                StoreSpec::Postgres(url)
+            }
+            StoreSpec::Memory => StoreSpec::Memory,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -259,6 +276,7 @@ impl BenchCommand {
             super::settings::load_options(None),
             store.open()?,
         ))?;
+        drop(scratch);
         if json {
             println!("{}", serde_json::to_string(&figures)?);
         } else {

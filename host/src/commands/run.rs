@@ -18,8 +18,8 @@ pub(crate) struct RunCommand {
     /// Print the run summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
-    /// Where the blackboard lives: `memory` or `sqlite:PATH` (default: a database
-    /// beside the manifest, `NAME.murmur.db`).
+    /// Where the blackboard lives: `memory`, `sqlite:PATH` or `postgres://…` (default: a
+    /// database beside the manifest, `NAME.murmur.db`).
     #[arg(long)]
     store: Option<StoreSpec>,
     /// No progress display.

@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
-/// Where the blackboard lives: `memory` or `sqlite:PATH`.
+/// Where the blackboard lives: `memory`, `sqlite:PATH` or `postgres://…`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StoreSpec {
     /// In memory; gone when the process ends.
     Memory,
     /// A SQLite database file (created if missing).
     Sqlite(PathBuf),
+    /// A PostgreSQL database (its `murmur` schema created if missing).
+    Postgres(String),
 }
 
 impl FromStr for StoreSpec {
@@ -20,9 +22,14 @@ impl FromStr for StoreSpec {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "memory" => Ok(StoreSpec::Memory),
+            _ if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+                Ok(StoreSpec::Postgres(s.to_string()))
+            }
             _ => match s.strip_prefix("sqlite:") {
                 Some(p) if !p.is_empty() => Ok(StoreSpec::Sqlite(PathBuf::from(p))),
-                _ => Err(format!("'{s}': expected `memory` or `sqlite:PATH`")),
+                _ => Err(format!(
+                    "'{s}': expected `memory`, `sqlite:PATH` or `postgres://USER@HOST:PORT/DATABASE`"
+                )),
             },
         }
     }
@@ -32,14 +39,22 @@ impl StoreSpec {
     /// Open (or create) the store to write a run into: a database is claimed, so a
     /// second process writing it is refused.
     pub(crate) fn open(&self) -> Result<Arc<dyn Store>> {
-        Ok(match self {
-            StoreSpec::Memory => Arc::new(MemoryStore::new()),
-            StoreSpec::Sqlite(p) => {
-                let store = DurableStore::sqlite(p)?;
-                store.claim_writer()?;
-                Arc::new(store)
-            }
+        Ok(match self.open_durable()? {
+            Some(store) => store,
+            None => Arc::new(MemoryStore::new()),
         })
+    }
+
+    /// Open (or create) a durable store to write runs into, claimed where the database
+    /// takes one writer (SQLite); `None` for `memory`.
+    pub(crate) fn open_durable(&self) -> Result<Option<Arc<DurableStore>>> {
+        let store = match self {
+            StoreSpec::Memory => return Ok(None),
+            StoreSpec::Sqlite(p) => DurableStore::sqlite(p)?,
+            StoreSpec::Postgres(url) => DurableStore::postgres(url)?,
+        };
+        store.claim_writer()?;
+        Ok(Some(Arc::new(store)))
     }
 
     /// The default store of `murmur run`: a database beside the manifest
@@ -56,7 +71,7 @@ impl StoreSpec {
 /// `--store` and `--workflow`: which run of which database a command opens.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunSelector {
-    /// The database (`sqlite:PATH`).
+    /// The database (`sqlite:PATH` or `postgres://…`).
     #[arg(long)]
     store: StoreSpec,
     /// The run (default: the newest in the database).
@@ -74,7 +89,7 @@ impl RunSelector {
 /// `--store` or `--server`, and `--workflow`: a run in a database, or on a server.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunTarget {
-    /// The database (`sqlite:PATH`).
+    /// The database (`sqlite:PATH` or `postgres://…`).
     #[arg(long, required_unless_present = "server", conflicts_with = "server")]
     store: Option<StoreSpec>,
     /// A `murmur serve` to ask instead (`http://HOST:PORT`).
@@ -112,7 +127,7 @@ impl RunTarget {
                 };
                 Ok(Target::Server(client, id))
             }
-            (None, None) => bail!("pass --store sqlite:PATH or --server URL"),
+            (None, None) => bail!("pass --store sqlite:PATH, --store postgres://… or --server URL"),
         }
     }
 }
@@ -132,13 +147,18 @@ fn open_run(
     workflow: Option<&str>,
     access: Access,
 ) -> Result<(Arc<dyn Store>, RunRecord)> {
-    let StoreSpec::Sqlite(path) = spec else {
-        bail!("this command reads a database: pass --store sqlite:PATH");
+    let store = match spec {
+        StoreSpec::Memory => {
+            bail!("this command reads a database: pass --store sqlite:PATH or postgres://…")
+        }
+        StoreSpec::Sqlite(path) => {
+            if !path.exists() {
+                bail!("{}: no such database", path.display());
+            }
+            DurableStore::sqlite(path)?
+        }
+        StoreSpec::Postgres(url) => DurableStore::postgres(url)?,
     };
-    if !path.exists() {
-        bail!("{}: no such database", path.display());
-    }
-    let store = DurableStore::sqlite(path)?;
     if access == Access::Write {
         store.claim_writer()?;
     }
@@ -148,12 +168,15 @@ fn open_run(
         Some(id) => runs
             .into_iter()
             .find(|r| r.workflow_id == id)
-            .with_context(|| format!("{}: has no run {id}", path.display()))?,
+            .with_context(|| format!("{}: has no run {id}", store.describe()))?,
         None => runs
             .into_iter()
             .next()
-            .with_context(|| format!("{}: holds no runs", path.display()))?,
+            .with_context(|| format!("{}: holds no runs", store.describe()))?,
     };
+    if access == Access::Write {
+        store.claim_run(&record.workflow_id)?;
+    }
     store.load(&record.workflow_id)?;
     Ok((Arc::new(store), record))
 }

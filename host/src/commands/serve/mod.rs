@@ -18,14 +18,15 @@ use super::store::StoreSpec;
 use anyhow::{Context, Result, bail};
 use axum::Router;
 use axum::routing::{get, post};
-use murmur::blackboard::{DurableStore, MemoryStore, Store};
+use murmur::blackboard::{MemoryStore, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Serve workflows over HTTP until SIGINT or SIGTERM.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeCommand {
-    /// Where the blackboard lives: `memory` or `sqlite:PATH` (created if missing).
+    /// Where the blackboard lives: `memory`, `sqlite:PATH` (created if missing) or
+    /// `postgres://…` (its `murmur` schema created if missing).
     #[arg(long, default_value = "sqlite:murmur.db")]
     store: StoreSpec,
     /// The address to listen on (port 0: any free port; the address taken is printed).
@@ -75,15 +76,13 @@ impl ServeCommand {
                 self.listen
             );
         }
-        let (store, sqlite): (Arc<dyn Store>, Option<Arc<DurableStore>>) = match &self.store {
-            StoreSpec::Memory => (Arc::new(MemoryStore::keeping_events()), None),
-            StoreSpec::Sqlite(path) => {
-                let store = DurableStore::sqlite(path)?;
-                store.claim_writer()?;
+        let durable = self.store.open_durable()?;
+        let store: Arc<dyn Store> = match &durable {
+            Some(store) => {
                 store.check()?;
-                let store = Arc::new(store);
-                (store.clone(), Some(store))
+                store.clone()
             }
+            None => Arc::new(MemoryStore::keeping_events()),
         };
         let base = std::env::current_dir().context("finding the current directory")?;
         if let Some(dir) = &self.watch
@@ -93,7 +92,7 @@ impl ServeCommand {
         }
         let runs = runs::Runs::new(
             store.clone(),
-            sqlite,
+            durable,
             base,
             runs::Options {
                 watch: self.watch.clone(),

@@ -49,9 +49,10 @@ struct Live {
 /// The server's runs.
 pub(crate) struct Runs {
     store: Arc<dyn Store>,
-    /// The same store, when it is a SQLite file: runs it holds are loaded into its
-    /// memory when read or driven, and unloaded when neither has happened for a while.
-    sqlite: Option<Arc<DurableStore>>,
+    /// The same store, when it is a database (SQLite, PostgreSQL): runs it holds are
+    /// loaded into its memory when read or driven, and unloaded when neither has
+    /// happened for a while.
+    durable: Option<Arc<DurableStore>>,
     loaded: LoadedRuns,
     live: Mutex<HashMap<String, Live>>,
     /// Told on every event of any run, so event streams wake without polling.
@@ -83,10 +84,10 @@ pub(crate) struct Options {
     pub(crate) unload_after: Duration,
 }
 
-/// The runs whose records are in the SQLite mirror's memory, by id.
+/// The runs whose records are in the durable store's mirror's memory, by id.
 type LoadedRuns = Arc<Mutex<HashMap<String, Loaded>>>;
 
-/// A run whose records are in the SQLite mirror's memory.
+/// A run whose records are in the durable store's mirror's memory.
 struct Loaded {
     /// Requests reading them now (each holds a [`Hold`]).
     readers: usize,
@@ -160,13 +161,13 @@ pub(crate) enum RunsError {
 impl Runs {
     pub(crate) fn new(
         store: Arc<dyn Store>,
-        sqlite: Option<Arc<DurableStore>>,
+        durable: Option<Arc<DurableStore>>,
         base_dir: PathBuf,
         options: Options,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
-            sqlite,
+            durable,
             loaded: Arc::new(Mutex::new(HashMap::new())),
             live: Mutex::new(HashMap::new()),
             activity: Arc::new(Notify::new()),
@@ -210,12 +211,12 @@ impl Runs {
 
     /// Hold run `id`'s records in memory, loading them if they are not.
     fn hold(&self, id: &str) -> Result<Hold, RunsError> {
-        let Some(sqlite) = &self.sqlite else {
+        let Some(durable) = &self.durable else {
             return Ok(Hold { loaded: None });
         };
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         if !loaded.contains_key(id) {
-            sqlite
+            durable
                 .load(id)
                 .map_err(|e| RunsError::Internal(anyhow!("loading run {id}: {e}")))?;
         }
@@ -229,10 +230,10 @@ impl Runs {
         })
     }
 
-    /// How many runs have their records in the SQLite mirror's memory now.
+    /// How many runs have their records in the durable store's mirror's memory now.
     /// (A memory store holds every run in memory.)
     pub(crate) fn loaded_count(&self) -> usize {
-        if self.sqlite.is_none() {
+        if self.durable.is_none() {
             return self.store.runs().map_or(0, |r| r.len());
         }
         self.loaded.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -240,7 +241,7 @@ impl Runs {
 
     /// Whether the run's records are in memory (always, for a memory store).
     pub(crate) fn is_loaded(&self, id: &str) -> bool {
-        self.sqlite.is_none()
+        self.durable.is_none()
             || self
                 .loaded
                 .lock()
@@ -252,7 +253,7 @@ impl Runs {
     /// `unload_after`: the server's memory holds the runs it works on, not every run
     /// it ever drove. Blocking (the store's writer is flushed first); the ids unloaded.
     pub(crate) fn unload_idle(&self) -> Result<Vec<String>> {
-        let Some(sqlite) = &self.sqlite else {
+        let Some(durable) = &self.durable else {
             return Ok(Vec::new());
         };
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
@@ -267,7 +268,7 @@ impl Runs {
             .collect();
         for id in &idle {
             // Under the lock: a request for the run waits, then loads it again.
-            sqlite.unload(id)?;
+            durable.unload(id)?;
             loaded.remove(id);
         }
         if !idle.is_empty() {
@@ -285,7 +286,7 @@ impl Runs {
 
     /// Unload idle runs as they become idle, for as long as the server runs.
     pub(crate) fn unload_idle_runs(self: &Arc<Self>) {
-        if self.sqlite.is_none() {
+        if self.durable.is_none() {
             return;
         }
         let runs = Arc::downgrade(self);
@@ -316,14 +317,14 @@ impl Runs {
         });
     }
 
-    /// Wait until everything committed so far is in the file (the SQLite writer's group
-    /// commit: requests waiting at once share one transaction): a publish or a decision
+    /// Wait until everything committed so far is in the database (the store writer's
+    /// group commit: requests waiting at once share one transaction): a publish or a decision
     /// is answered only once a crash cannot take it back.
     pub(crate) async fn durable(&self) -> Result<(), RunsError> {
-        let Some(sqlite) = &self.sqlite else {
+        let Some(durable) = &self.durable else {
             return Ok(()); // A memory store has no file to wait for.
         };
-        let flushed = sqlite
+        let flushed = durable
             .durable()
             .map_err(|e| RunsError::Internal(e.into()))?;
         flushed.await.map_err(|e| RunsError::Internal(e.into()))
@@ -364,7 +365,7 @@ impl Runs {
         let wf = load(manifest).await.map_err(RunsError::Invalid)?;
         let id = Scheduler::new_run_id();
         // Its records are made in memory as it runs; held until it is driven.
-        let hold = self.sqlite.as_ref().map(|_| {
+        let hold = self.durable.as_ref().map(|_| {
             let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
             loaded.insert(
                 id.clone(),
@@ -597,6 +598,15 @@ impl Runs {
         }
         // Its records stay in memory from here until it is driven (then, while it is).
         let _hold = self.hold(&id)?;
+        if let Some(durable) = self.durable.clone() {
+            // A database other processes write too (PostgreSQL): the run must be this
+            // server's alone before it goes on.
+            let claimed = id.clone();
+            tokio::task::spawn_blocking(move || durable.claim_run(&claimed))
+                .await
+                .map_err(|e| RunsError::Internal(e.into()))?
+                .map_err(|e| RunsError::Internal(e.into()))?;
+        }
         let wf = match self.kept_workflow(&id) {
             Some(wf) => wf,
             None => {

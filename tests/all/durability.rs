@@ -35,10 +35,13 @@ fn cascade_manifest(dir: &Path, n: u64) -> PathBuf {
 /// after the test) with a connection to watch it through.
 pub(crate) enum Db {
     Sqlite(PathBuf),
-    Postgres {
-        db: ScratchDatabase,
-        watch: Mutex<Option<postgres::Client>>,
-    },
+    Postgres(Box<Postgres>),
+}
+
+/// A scratch PostgreSQL database, and a connection to watch it through.
+pub(crate) struct Postgres {
+    db: ScratchDatabase,
+    watch: Mutex<Option<postgres::Client>>,
 }
 
 impl Db {
@@ -47,24 +50,24 @@ impl Db {
     }
 
     pub(crate) fn postgres() -> Self {
-        Db::Postgres {
+        Db::Postgres(Box::new(Postgres {
             db: scratch::for_test("murmur_durability"),
             watch: Mutex::new(None),
-        }
+        }))
     }
 
     /// What `--store` takes.
     pub(crate) fn spec(&self) -> String {
         match self {
             Db::Sqlite(p) => format!("sqlite:{}", p.display()),
-            Db::Postgres { db, .. } => db.url(),
+            Db::Postgres(pg) => pg.db.url(),
         }
     }
 
     pub(crate) fn open(&self) -> DurableStore {
         match self {
             Db::Sqlite(p) => DurableStore::sqlite(p).expect("open"),
-            Db::Postgres { db, .. } => DurableStore::postgres(&db.url()).expect("open"),
+            Db::Postgres(pg) => DurableStore::postgres(&pg.db.url()).expect("open"),
         }
     }
 
@@ -72,7 +75,7 @@ impl Db {
     fn exists(&self) -> bool {
         match self {
             Db::Sqlite(p) => p.exists(),
-            Db::Postgres { .. } => self
+            Db::Postgres(_) => self
                 .count("SELECT count(*) FROM pg_namespace WHERE nspname = 'murmur'")
                 .is_some_and(|n| n > 0),
         }
@@ -92,10 +95,10 @@ impl Db {
                     .ok()
                     .map(|n| n as u64)
             }
-            Db::Postgres { db, watch } => {
-                let mut watch = watch.lock().unwrap_or_else(|p| p.into_inner());
+            Db::Postgres(pg) => {
+                let mut watch = pg.watch.lock().unwrap_or_else(|p| p.into_inner());
                 if watch.as_ref().is_none_or(|c| c.is_closed()) {
-                    *watch = postgres::Client::connect(&db.url(), postgres::NoTls).ok();
+                    *watch = postgres::Client::connect(&pg.db.url(), postgres::NoTls).ok();
                 }
                 let n: i64 = watch.as_mut()?.query_one(sql, &[]).ok()?.get(0);
                 Some(n as u64)
@@ -107,7 +110,7 @@ impl Db {
     fn table(&self, name: &str) -> String {
         match self {
             Db::Sqlite(_) => name.to_string(),
-            Db::Postgres { .. } => format!("murmur.{name}"),
+            Db::Postgres(_) => format!("murmur.{name}"),
         }
     }
 }
@@ -314,7 +317,7 @@ fn durable_inputs(db: &Db) -> Option<(u64, u64)> {
             "SELECT count(DISTINCT json_extract(data, '$.payload.description'))
              FROM artifacts WHERE json_extract(data, '$.producer') = 'user'",
         ),
-        Db::Postgres { .. } => (
+        Db::Postgres(_) => (
             "SELECT count(*) FROM murmur.artifacts WHERE data::jsonb ->> 'producer' = 'user'",
             "SELECT count(DISTINCT data::jsonb #>> '{payload,description}')
              FROM murmur.artifacts WHERE data::jsonb ->> 'producer' = 'user'",
@@ -340,11 +343,11 @@ fn a_postgres_run_killed_while_its_inputs_are_still_being_published_resumes_with
 fn killed_while_publishing_inputs(dir: &Path, db: &Db) {
     let n = 3000;
     let manifest = cascade_manifest(dir, n);
-    let mut child = spawn_run(&manifest, &db);
+    let mut child = spawn_run(&manifest, db);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let mut seen = None;
     while std::time::Instant::now() < deadline {
-        if let Some((published, _)) = durable_inputs(&db) {
+        if let Some((published, _)) = durable_inputs(db) {
             if published > 0 && published < n {
                 child.kill().expect("SIGKILL");
                 seen = Some(published);
@@ -362,13 +365,13 @@ fn killed_while_publishing_inputs(dir: &Path, db: &Db) {
     let _ = child.kill();
     let _ = child.wait();
     let seen = seen.expect("the run was seen with only some of its inputs durable");
-    let (at_kill, _) = durable_inputs(&db).expect("readable after the kill");
+    let (at_kill, _) = durable_inputs(db).expect("readable after the kill");
     assert!(
         at_kill >= seen && at_kill < n,
         "killed with {at_kill} of {n} inputs durable"
     );
 
-    let out = resume(&db);
+    let out = resume(db);
     assert!(
         out.status.success(),
         "resume failed: {}",
@@ -378,11 +381,11 @@ fn killed_while_publishing_inputs(dir: &Path, db: &Db) {
         serde_json::from_slice(&out.stdout).expect("resume --json prints the summary");
     assert_eq!(summary["status"], "complete");
     assert_eq!(
-        durable_inputs(&db),
+        durable_inputs(db),
         Some((n, n)),
         "every input published once (killed with {at_kill} durable)"
     );
-    let (counts, _) = fingerprint(&db);
+    let (counts, _) = fingerprint(db);
     let work = n + n.div_ceil(5) + n.div_ceil(25) + n.div_ceil(125);
     for t in [
         "WorkDiscovery",

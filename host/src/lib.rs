@@ -51,6 +51,7 @@ mod subscription;
 pub mod summary;
 mod validation;
 pub mod work;
+pub mod workers;
 pub mod workflow;
 
 pub use artifact::{Artifact, ArtifactId, Visibility};

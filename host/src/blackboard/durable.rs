@@ -97,6 +97,25 @@ pub trait Backend: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The artifacts and work items of a run written after `since` (from the start,
+    /// its plugins' values too), and where that leaves the reader: for a process that
+    /// follows a run another process writes (a worker). A backend whose runs one
+    /// process writes does not support it.
+    fn load_since(&self, _workflow_id: &str, _since: Since) -> Result<(Loaded, Since), StoreError> {
+        Err(StoreError::Backend(format!(
+            "{}: cannot follow a run another process writes",
+            self.describe()
+        )))
+    }
+}
+
+/// How far a follower has read a run (the database's row numbers).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Since {
+    /// The last artifact row read.
+    pub artifacts: i64,
+    /// The last work item row read.
+    pub work_items: i64,
 }
 
 /// The writer thread's side of a [`Backend`]: it owns its connection for the store's life.
@@ -131,6 +150,8 @@ pub struct DurableStore {
     tx: Mutex<Option<mpsc::SyncSender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     failed: Arc<Mutex<Option<String>>>,
+    /// The runs this process follows (`catch_up`), and how far it has read each.
+    followed: Mutex<std::collections::HashMap<String, Since>>,
 }
 
 impl DurableStore {
@@ -157,6 +178,7 @@ impl DurableStore {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             failed,
+            followed: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -197,6 +219,31 @@ impl DurableStore {
             invocations: loaded.invocations,
             keys: loaded.keys,
         })
+    }
+
+    /// Bring the mirror up to date with what another process has written of run
+    /// `workflow_id` since this process last looked (all of it, the first time):
+    /// artifacts are immutable and work items keep their phase, so what was read stays
+    /// true. For a worker, which reads the run a coordinator writes.
+    pub fn catch_up(&self, workflow_id: &str) -> Result<(), StoreError> {
+        let mut followed = self.followed.lock().unwrap_or_else(|p| p.into_inner());
+        let since = followed.get(workflow_id).copied().unwrap_or_default();
+        let (loaded, next) = self.backend.load_since(workflow_id, since)?;
+        for (plugin, key, value) in loaded.kv {
+            self.mem.kv_set(workflow_id, &plugin, &key, Some(value))?;
+        }
+        self.mem.commit(Commit {
+            artifacts: loaded
+                .artifacts
+                .into_iter()
+                .map(SharedArtifact::new)
+                .collect(),
+            work_items: loaded.work_items,
+            invocations: loaded.invocations,
+            keys: loaded.keys,
+        })?;
+        followed.insert(workflow_id.to_string(), next);
+        Ok(())
     }
 
     /// Drop run `workflow_id`'s records from memory once the database has them (the

@@ -21,7 +21,7 @@
 //! of the server's; so the writer owns one connection on its thread, and reads go to a
 //! reader thread that owns another (connected when first needed, again after a failure).
 
-use super::durable::{Backend, DurableStore, Loaded, Msg, Writer};
+use super::durable::{Backend, DurableStore, Loaded, Msg, Since, Writer};
 use super::{KeyRecord, RunRecord, StoreError, StoredEvent};
 use postgres::{Client, Config, NoTls};
 use std::collections::{HashMap, HashSet};
@@ -57,6 +57,15 @@ const MIGRATIONS: &[&str] = &[
                              value TEXT NOT NULL, PRIMARY KEY (workflow_id, plugin, key));
      CREATE TABLE murmur.idempotency_keys (workflow_id TEXT NOT NULL, key TEXT NOT NULL,
                                            data TEXT NOT NULL, PRIMARY KEY (workflow_id, key));",
+    // 2: invocations handed to worker processes, and the components they run.
+    "CREATE TABLE murmur.tasks (id TEXT PRIMARY KEY, seq BIGSERIAL NOT NULL,
+                                workflow_id TEXT NOT NULL, agent TEXT NOT NULL,
+                                priority INT NOT NULL, state TEXT NOT NULL,
+                                fence BIGINT NOT NULL DEFAULT 0, owner TEXT,
+                                lease_until TIMESTAMPTZ, invocation TEXT NOT NULL, result TEXT);
+     CREATE INDEX tasks_to_claim ON murmur.tasks (priority DESC, seq) WHERE state <> 'done';
+     CREATE INDEX tasks_answered ON murmur.tasks (workflow_id) WHERE state = 'done';
+     CREATE TABLE murmur.components (sha256 TEXT PRIMARY KEY, bytes BYTEA NOT NULL);",
 ];
 
 /// The schema version this build writes.
@@ -513,6 +522,50 @@ impl Backend for Postgres {
         })
     }
 
+    fn load_since(&self, workflow_id: &str, since: Since) -> Result<(Loaded, Since), StoreError> {
+        let id = workflow_id.to_string();
+        type Rows = (
+            (i64, Vec<String>),
+            (i64, Vec<String>),
+            Vec<(String, String, String)>,
+        );
+        let ((art_seq, artifacts), (work_seq, work), kv): Rows = self.read("a run", move |c| {
+            let mut tx = c
+                .build_transaction()
+                .read_only(true)
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .start()?;
+            let artifacts = Postgres::rows_since(&mut tx, "artifacts", &id, since.artifacts)?;
+            let work = Postgres::rows_since(&mut tx, "work_items", &id, since.work_items)?;
+            let kv = if since == Since::default() {
+                tx.query(
+                    "SELECT plugin, key, value FROM murmur.kv WHERE workflow_id = $1",
+                    &[&id],
+                )?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<Result<Vec<_>, postgres::Error>>()?
+            } else {
+                Vec::new()
+            };
+            tx.commit()?;
+            Ok((artifacts, work, kv))
+        })?;
+        Ok((
+            Loaded {
+                artifacts: parse(&self.url, "artifacts", artifacts)?,
+                work_items: parse(&self.url, "work_items", work)?,
+                invocations: Vec::new(),
+                kv,
+                keys: Vec::new(),
+            },
+            Since {
+                artifacts: art_seq,
+                work_items: work_seq,
+            },
+        ))
+    }
+
     fn events(&self, workflow_id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
         let id = workflow_id.to_string();
         let rows = self.read("events", move |c| {
@@ -562,6 +615,32 @@ impl Backend for Postgres {
                 data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
             })
             .collect())
+    }
+}
+
+impl Postgres {
+    /// Rows of `table` of a run after row `after`: (their last row, their data).
+    fn rows_since(
+        tx: &mut postgres::Transaction<'_>,
+        table: &str,
+        id: &str,
+        after: i64,
+    ) -> Result<(i64, Vec<String>), postgres::Error> {
+        let rows = tx.query(
+            &format!(
+                "SELECT seq, data FROM murmur.{table} WHERE workflow_id = $1 AND seq > $2 ORDER BY seq"
+            ),
+            &[&id, &after],
+        )?;
+        let last = match rows.last() {
+            Some(r) => r.try_get(0)?,
+            None => after,
+        };
+        let data = rows
+            .iter()
+            .map(|r| r.try_get(1))
+            .collect::<Result<_, _>>()?;
+        Ok((last, data))
     }
 }
 

@@ -22,6 +22,7 @@ mod soak;
 mod status;
 mod store;
 mod telemetry;
+mod worker;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -53,6 +54,7 @@ enum Command {
     Status(status::StatusCommand),
     Graph(graph::GraphCommand),
     Serve(serve::ServeCommand),
+    Worker(worker::WorkerCommand),
     Cancel(cancel::CancelCommand),
     Approve(approve::ApproveCommand),
     Reject(approve::RejectCommand),
@@ -72,6 +74,7 @@ pub(crate) fn main() -> Result<i32> {
         Command::Status(c) => c.execute(),
         Command::Graph(c) => c.execute(),
         Command::Serve(c) => c.execute(),
+        Command::Worker(c) => c.execute(),
         Command::Cancel(c) => c.execute(),
         Command::Approve(c) => c.execute(),
         Command::Reject(c) => c.execute(),

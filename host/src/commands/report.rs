@@ -33,13 +33,28 @@ pub(crate) struct Reporting {
     pub json: bool,
     /// No progress display and no text summary.
     pub quiet: bool,
+    /// Hand the run's invocations to worker processes (`--workers`).
+    pub workers: Option<Workers>,
+}
+
+/// `--workers`: the run's invocations go to `murmur worker` processes through the
+/// PostgreSQL store's task queue; this process keeps the run's decisions.
+pub(crate) struct Workers {
+    /// The database.
+    pub url: String,
+    /// The run's store in it.
+    pub store: Arc<murmur::blackboard::DurableStore>,
 }
 
 /// Drive `scheduler` with the progress display, then report.
 pub(crate) fn report(
     wf: Arc<Workflow>,
     store: Arc<dyn Store>,
-    Reporting { json, quiet }: Reporting,
+    Reporting {
+        json,
+        quiet,
+        workers,
+    }: Reporting,
     resume: Option<RunRecord>,
     watch: Option<&Path>,
 ) -> Result<i32> {
@@ -50,6 +65,30 @@ pub(crate) fn report(
     let (tx, rx) = mpsc::unbounded_channel();
     let keep = store.clone();
     let mut scheduler = Scheduler::new(wf.clone(), store).with_events(tx);
+    if let Some(w) = workers {
+        // Workers fetch the components by sha256: they need only the binary and the URL.
+        let plugins: Vec<(String, std::path::PathBuf)> = wf
+            .plugins
+            .iter()
+            .map(|p| (p.sha256.clone(), p.path.clone()))
+            .collect();
+        let dispatch = runtime.block_on(async {
+            murmur::workers::publish_components(&w.url, &plugins).await?;
+            murmur::workers::PgDispatch::start(
+                &w.url,
+                w.store.clone(),
+                std::time::Duration::from_millis(250),
+            )
+            .await
+        })?;
+        scheduler = scheduler.with_dispatch(dispatch);
+        if !quiet {
+            eprintln!(
+                "murmur: invocations go to `murmur worker` processes on {}",
+                w.store.describe()
+            );
+        }
+    }
     let _watcher = match watch {
         Some(dir) => {
             let (reload_tx, reload_rx) = mpsc::unbounded_channel();

@@ -3,6 +3,7 @@
 use super::report::{Reporting, report};
 use super::store::{Access, RunSelector};
 use anyhow::{Result, bail};
+use murmur::Store;
 use murmur::blackboard::RunRecord;
 use murmur::manifest::Manifest;
 use murmur::workflow::Workflow;
@@ -20,11 +21,19 @@ pub(crate) struct ResumeCommand {
     /// No progress display.
     #[arg(long, short)]
     quiet: bool,
+    /// Hand every invocation to `murmur worker` processes through the PostgreSQL store
+    /// (as `run --workers`).
+    #[arg(long)]
+    workers: bool,
 }
 
 impl ResumeCommand {
     pub(crate) fn execute(self) -> Result<i32> {
         let (store, record) = self.run.open(Access::Write)?;
+        let workers = match self.workers {
+            true => Some(self.run.workers(&store)?),
+            false => None,
+        };
         // The run goes on with the manifest it started with, and the same plugin files.
         let path = PathBuf::from(&record.manifest_path);
         let manifest = Manifest::parse(&path, &record.manifest_text)?;
@@ -43,6 +52,7 @@ impl ResumeCommand {
         let reporting = Reporting {
             json: self.json,
             quiet: self.quiet,
+            workers,
         };
         report(Arc::new(wf), store, reporting, Some(record), None)
     }

@@ -1,9 +1,9 @@
 //! `murmur run`: run a workflow until it is idle.
 
-use super::report::{Reporting, report};
+use super::report::{Reporting, Workers, report};
 use super::settings;
 use super::store::StoreSpec;
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use murmur::manifest::Manifest;
 use murmur::workflow::{LoadOptions, Workflow};
 use std::path::PathBuf;
@@ -35,6 +35,10 @@ pub(crate) struct RunCommand {
     /// Answer language-model requests from this file, with no network.
     #[arg(long)]
     llm_replay: Option<PathBuf>,
+    /// Hand every invocation to `murmur worker` processes (on any machine) through the
+    /// PostgreSQL store; this process keeps the run's decisions.
+    #[arg(long)]
+    workers: bool,
 }
 
 impl RunCommand {
@@ -50,7 +54,20 @@ impl RunCommand {
             ..settings::load_options(Some(&manifest))
         };
         let wf = Arc::new(Workflow::from_manifest(manifest, options)?);
-        let store = store.open()?;
+        let (store, workers) = match (&store, self.workers) {
+            (_, false) => (store.open()?, None),
+            (StoreSpec::Postgres(url), true) => {
+                let durable = store.open_durable()?.context("opening the store")?;
+                let workers = Workers {
+                    url: url.clone(),
+                    store: durable.clone(),
+                };
+                (durable as Arc<dyn murmur::Store>, Some(workers))
+            }
+            (_, true) => bail!(
+                "--workers: worker processes share a PostgreSQL store; pass --store postgres://…"
+            ),
+        };
         if !self.quiet {
             eprintln!(
                 "murmur: loaded '{}' ({} plugins, {} phases) in {} ms; store {}",
@@ -64,6 +81,7 @@ impl RunCommand {
         let reporting = Reporting {
             json: self.json,
             quiet: self.quiet,
+            workers,
         };
         report(wf, store, reporting, None, self.watch.as_deref())
     }

@@ -81,8 +81,21 @@ pub(crate) struct RunSelector {
 
 impl RunSelector {
     /// Open the database and load the run.
-    pub(crate) fn open(&self, access: Access) -> Result<(Arc<dyn Store>, RunRecord)> {
+    pub(crate) fn open(&self, access: Access) -> Result<(Arc<DurableStore>, RunRecord)> {
         open_run(&self.store, self.workflow.as_deref(), access)
+    }
+
+    /// `--workers` on this store: only PostgreSQL's.
+    pub(crate) fn workers(&self, store: &Arc<DurableStore>) -> Result<super::report::Workers> {
+        match &self.store {
+            StoreSpec::Postgres(url) => Ok(super::report::Workers {
+                url: url.clone(),
+                store: store.clone(),
+            }),
+            _ => bail!(
+                "--workers: worker processes share a PostgreSQL store; pass --store postgres://…"
+            ),
+        }
     }
 }
 
@@ -146,7 +159,7 @@ fn open_run(
     spec: &StoreSpec,
     workflow: Option<&str>,
     access: Access,
-) -> Result<(Arc<dyn Store>, RunRecord)> {
+) -> Result<(Arc<DurableStore>, RunRecord)> {
     let store = match spec {
         StoreSpec::Memory => {
             bail!("this command reads a database: pass --store sqlite:PATH or postgres://…")

@@ -20,6 +20,7 @@ mod inputs;
 mod metrics;
 mod plan;
 mod pool;
+pub mod remote;
 
 use crate::artifact::{ArtifactId, Visibility, now_ms};
 use crate::blackboard::{PluginVersion, RunRecord, Store, StoreError};
@@ -115,6 +116,8 @@ pub struct Scheduler {
     stop: StopHandle,
     /// How long an idle run that takes requests waits for one before it ends.
     linger: Option<std::time::Duration>,
+    /// Where invocations run when worker processes run them (`None`: here).
+    dispatch: Option<Arc<dyn remote::Dispatch>>,
 }
 
 /// Asks a running scheduler to stop: it claims nothing more, drops the model calls not
@@ -181,7 +184,15 @@ impl Scheduler {
             dispatch_samples: None,
             stop: StopHandle::default(),
             linger: None,
+            dispatch: None,
         }
+    }
+
+    /// Hand every invocation to worker processes through `dispatch` instead of running
+    /// it here; this process keeps every decision of the run (see `remote`).
+    pub fn with_dispatch(mut self, dispatch: Arc<dyn remote::Dispatch>) -> Self {
+        self.dispatch = Some(dispatch);
+        self
     }
 
     /// With [`Scheduler::requests`]: once the run is idle, wait up to `linger` for a

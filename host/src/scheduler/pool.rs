@@ -340,8 +340,18 @@ impl Run {
         // The version in force now; a hot load does not change it under this call.
         let wf = s.wf();
         let span = invocation_span(&self.span, &wf, &record);
-        let mut executed = {
-            let call = execute::execute(&wf, &s.store, record, claimed).instrument(span.clone());
+        let dispatch = s.dispatch.clone();
+        let executed: Result<_, String> = {
+            let call = async {
+                match dispatch {
+                    None => Ok(execute::execute(&wf, &s.store, record, claimed).await),
+                    Some(d) => {
+                        let answer = d.dispatch(&record).await?;
+                        Ok(super::remote::executed(record, answer, Duration::ZERO))
+                    }
+                }
+            }
+            .instrument(span.clone());
             tokio::pin!(call);
             let mut waited = false;
             std::future::poll_fn(|cx| {
@@ -355,6 +365,20 @@ impl Run {
                 poll
             })
             .await
+        };
+        let mut executed = match executed {
+            Ok(executed) => executed,
+            Err(e) => {
+                // The dispatcher's database is out of reach: the run stops, `running`.
+                let mut g = pool.lock();
+                g.running -= 1;
+                fail(
+                    pool,
+                    &mut g,
+                    crate::blackboard::StoreError::Backend(e).into(),
+                );
+                return false;
+            }
         };
         if let Err(failure) = &executed.result {
             span.record("otel.status_code", "ERROR");

@@ -1,0 +1,306 @@
+//! A worker process: claims tasks of any run in the database, runs them, answers.
+//!
+//! It keeps a run's workflow (its manifest as the run recorded it, its components
+//! fetched from the database by sha256 and compiled once) and a mirror of the run's
+//! artifacts, brought up to date after each claim. Leases are renewed by a heartbeat
+//! while tasks run; answers are sent in batches under the fence each task was claimed
+//! with, and an answer refused (the lease ran out and another worker took the task) is
+//! counted and dropped.
+
+use super::queue::{self, Claimed};
+use crate::blackboard::postgres::PgUrl;
+use crate::blackboard::{DurableStore, RunRecord, Store, StoreError};
+use crate::invocation::InvocationRecord;
+use crate::manifest::Manifest;
+use crate::scheduler::remote::{Outcome, run_here};
+use crate::workflow::{LoadOptions, Workflow};
+use anyhow::{Context, Result, anyhow, bail};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// How a worker works.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The database.
+    pub url: String,
+    /// Only these agents' tasks (`None`: any).
+    pub agents: Option<Vec<String>>,
+    /// Most tasks running at once.
+    pub concurrency: usize,
+    /// How long a claim holds without a heartbeat.
+    pub lease: Duration,
+    /// How often to look for tasks when no notification comes.
+    pub poll: Duration,
+    /// Where fetched components are kept.
+    pub cache_dir: PathBuf,
+    /// Loading options for a run's workflow (the process's settings for its manifest).
+    pub load: fn(&Manifest) -> LoadOptions,
+}
+
+/// What a worker did, when it stops.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct WorkerReport {
+    /// Tasks it claimed.
+    pub claimed: u64,
+    /// Answers accepted.
+    pub completed: u64,
+    /// Answers refused: the task's lease had passed to another worker.
+    pub refused: u64,
+}
+
+/// This process as a task owner: `HOST:PID:START`.
+fn owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        crate::artifact::now_ms()
+    )
+}
+
+/// Work until `stop` is set: claim, run, answer. Tasks running when it is set finish
+/// and are answered first.
+pub async fn work(options: WorkerOptions, stop: Arc<AtomicBool>) -> Result<WorkerReport> {
+    let url = PgUrl::parse(&options.url)?;
+    let me = owner();
+    let mut conn = queue::connect(&url, &[queue::TASKS_CHANNEL]).await?;
+    let store_url = options.url.clone();
+    let store = Arc::new(
+        tokio::task::spawn_blocking(move || DurableStore::postgres(&store_url))
+            .await
+            .context("opening the store")??,
+    );
+    let shared: Arc<dyn Store> = store.clone();
+    std::fs::create_dir_all(&options.cache_dir)
+        .with_context(|| format!("creating {}", options.cache_dir.display()))?;
+    let mut workflows: HashMap<String, Arc<Workflow>> = HashMap::new();
+    let mut running: JoinSet<(String, i64, Outcome)> = JoinSet::new();
+    let mut held: HashMap<String, i64> = HashMap::new();
+    let mut answers: Vec<(String, i64, String)> = Vec::new();
+    let mut report = WorkerReport::default();
+    let mut last_beat = Instant::now();
+    let beat_every = options.lease / 3;
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        // Claim what there is room for.
+        let room = options.concurrency.saturating_sub(running.len());
+        let mut claimed_any = false;
+        if !stopping && room > 0 {
+            let claimed = queue::claim(
+                &conn.client,
+                &url,
+                &me,
+                options.agents.as_deref(),
+                room as i64,
+                options.lease,
+            )
+            .await?;
+            claimed_any = !claimed.is_empty();
+            report.claimed += claimed.len() as u64;
+            start(
+                claimed,
+                &options,
+                &conn,
+                &url,
+                &store,
+                &shared,
+                &mut workflows,
+                &mut running,
+                &mut held,
+            )
+            .await?;
+        }
+        if stopping && running.is_empty() && answers.is_empty() {
+            return Ok(report);
+        }
+        // Wait for something to do: a task finished, a notification, the heartbeat, the
+        // poll. Not at all when the last claim filled up: there may be more.
+        if !(claimed_any && running.len() < options.concurrency) {
+            let next_beat = beat_every.saturating_sub(last_beat.elapsed());
+            tokio::select! {
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    let (id, fence, outcome) = done.map_err(|e| anyhow!("a task panicked: {e}"))?;
+                    answers.push((id, fence, serde_json::to_string(&outcome)?));
+                    // Others that finished meanwhile go in the same answer.
+                    while let Some(done) = running.try_join_next() {
+                        let (id, fence, outcome) = done.map_err(|e| anyhow!("a task panicked: {e}"))?;
+                        answers.push((id, fence, serde_json::to_string(&outcome)?));
+                    }
+                }
+                note = conn.notes.recv() => {
+                    if note.is_none() {
+                        bail!("{url}: the worker's connection closed");
+                    }
+                    while conn.notes.try_recv().is_ok() {}
+                }
+                _ = tokio::time::sleep(next_beat.min(options.poll)) => {}
+            }
+        }
+        if !answers.is_empty() {
+            let accepted = queue::complete(&conn.client, &url, &me, &answers).await?;
+            report.completed += accepted.len() as u64;
+            for (id, _, _) in answers.drain(..) {
+                held.remove(&id);
+                if !accepted.contains(&id) {
+                    report.refused += 1;
+                    tracing::warn!(
+                        "task {id}: answer refused, the lease had passed to another worker"
+                    );
+                }
+            }
+        }
+        if last_beat.elapsed() >= beat_every && !held.is_empty() {
+            last_beat = Instant::now();
+            let list: Vec<(String, i64)> = held.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let kept = queue::heartbeat(&conn.client, &url, &me, &list, options.lease).await?;
+            if kept.len() < list.len() {
+                tracing::warn!(
+                    "{} lease(s) lost before the heartbeat (another worker may run them)",
+                    list.len() - kept.len()
+                );
+            }
+        } else if held.is_empty() {
+            last_beat = Instant::now();
+        }
+    }
+}
+
+/// Start running `claimed`: each run's workflow loaded and its mirror brought up to date
+/// first.
+#[allow(clippy::too_many_arguments)]
+async fn start(
+    claimed: Vec<Claimed>,
+    options: &WorkerOptions,
+    conn: &queue::Connection,
+    url: &PgUrl,
+    store: &Arc<DurableStore>,
+    shared: &Arc<dyn Store>,
+    workflows: &mut HashMap<String, Arc<Workflow>>,
+    running: &mut JoinSet<(String, i64, Outcome)>,
+    held: &mut HashMap<String, i64>,
+) -> Result<()> {
+    let mut runs: Vec<String> = claimed.iter().map(|c| c.workflow_id.clone()).collect();
+    runs.sort();
+    runs.dedup();
+    for run in &runs {
+        if !workflows.contains_key(run) {
+            let wf = load_run(options, conn, url, store, run).await?;
+            workflows.insert(run.clone(), wf);
+        }
+    }
+    let follow = store.clone();
+    let following = runs.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        for run in &following {
+            follow.catch_up(run)?;
+        }
+        Ok(())
+    })
+    .await
+    .context("reading the runs")??;
+    for task in claimed {
+        let record: InvocationRecord = serde_json::from_str(&task.invocation)
+            .with_context(|| format!("task {}: an unreadable invocation", task.id))?;
+        let Some(wf) = workflows.get(&task.workflow_id).cloned() else {
+            continue;
+        };
+        held.insert(task.id.clone(), task.fence);
+        let store = shared.clone();
+        running.spawn(async move {
+            let outcome = run_here(&wf, &store, record).await;
+            (task.id, task.fence, outcome)
+        });
+    }
+    Ok(())
+}
+
+/// Load run `run`'s workflow as it was recorded, its components fetched by sha256.
+async fn load_run(
+    options: &WorkerOptions,
+    conn: &queue::Connection,
+    url: &PgUrl,
+    store: &Arc<DurableStore>,
+    run: &str,
+) -> Result<Arc<Workflow>> {
+    let record: RunRecord = {
+        let store = store.clone();
+        let id = run.to_string();
+        tokio::task::spawn_blocking(move || store.run(&id))
+            .await
+            .context("reading the run")??
+            .with_context(|| format!("{url}: has no run {run}"))?
+    };
+    let mut files: HashMap<String, PathBuf> = HashMap::new();
+    for p in &record.plugins {
+        let file = options.cache_dir.join(format!("{}.wasm", p.sha256));
+        let fresh = match std::fs::read(&file) {
+            Ok(bytes) => crate::plugin::cache::sha256_hex(&bytes) != p.sha256,
+            Err(_) => true,
+        };
+        if fresh {
+            let bytes = queue::get_component(&conn.client, url, &p.sha256)
+                .await?
+                .with_context(|| {
+                    format!(
+                        "run {run}: plugin '{}' (sha256 {}) is not in the database",
+                        p.name, p.sha256
+                    )
+                })?;
+            if crate::plugin::cache::sha256_hex(&bytes) != p.sha256 {
+                bail!(
+                    "run {run}: the database's component for plugin '{}' does not have sha256 {}",
+                    p.name,
+                    p.sha256
+                );
+            }
+            let partial = file.with_extension(format!("part{}", std::process::id()));
+            std::fs::write(&partial, &bytes)
+                .with_context(|| format!("writing {}", partial.display()))?;
+            std::fs::rename(&partial, &file)
+                .with_context(|| format!("writing {}", file.display()))?;
+        }
+        files.insert(p.name.clone(), file);
+    }
+    let load = options.load;
+    let wf = tokio::task::spawn_blocking(move || -> Result<Workflow> {
+        let mut manifest = Manifest::parse(
+            std::path::Path::new(&record.manifest_path),
+            &record.manifest_text,
+        )
+        .with_context(|| format!("run {}: its manifest", record.workflow_id))?;
+        for decl in &mut manifest.plugins {
+            match files.get(decl.spec.name.as_str()) {
+                Some(file) => decl.spec.path = file.clone(),
+                None => bail!(
+                    "run {}: plugin '{}' has no recorded component",
+                    record.workflow_id,
+                    decl.spec.name
+                ),
+            }
+        }
+        let options = load(&manifest);
+        let wf = Workflow::from_manifest(manifest, options)?;
+        // Never a component whose hash differs from the run's.
+        for used in &record.plugins {
+            match wf.plugins.iter().find(|p| *p.name == *used.name) {
+                Some(p) if p.sha256 == used.sha256 => {}
+                _ => bail!(
+                    "run {}: plugin '{}' would not run the recorded component",
+                    record.workflow_id,
+                    used.name
+                ),
+            }
+        }
+        Ok(wf)
+    })
+    .await
+    .context("loading the workflow")??;
+    tracing::info!("loaded run {run}'s workflow '{}'", wf.name());
+    Ok(Arc::new(wf))
+}

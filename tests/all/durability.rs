@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The cascade workload (examples/cascade) at `n` items, written into `dir`.
-fn cascade_manifest(dir: &Path, n: u64) -> PathBuf {
+pub(crate) fn cascade_manifest(dir: &Path, n: u64) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("examples/cascade/workflow.toml"))
         .expect("cascade example")
         .replace("count = 10000", &format!("count = {n}"))
@@ -83,7 +83,7 @@ impl Db {
 
     /// A count, read the way another process would (read-only for a file); `None` while
     /// the database cannot answer it yet.
-    fn count(&self, sql: &str) -> Option<u64> {
+    pub(crate) fn count(&self, sql: &str) -> Option<u64> {
         match self {
             Db::Sqlite(p) => {
                 let c = rusqlite::Connection::open_with_flags(
@@ -118,9 +118,9 @@ impl Db {
 /// What a finished run published: per-type counts, and every done invocation as
 /// (agent, input content, sorted output contents) — contents, because ids differ between
 /// runs. A duplicate or a loss shows as a difference in this multiset.
-type Fingerprint = (BTreeMap<String, u64>, Vec<(String, String, Vec<String>)>);
+pub(crate) type Fingerprint = (BTreeMap<String, u64>, Vec<(String, String, Vec<String>)>);
 
-fn fingerprint(db: &Db) -> Fingerprint {
+pub(crate) fn fingerprint(db: &Db) -> Fingerprint {
     let store = db.open();
     let run = store.runs().expect("runs").remove(0);
     store.load(&run.workflow_id).expect("load");
@@ -149,7 +149,7 @@ fn fingerprint(db: &Db) -> Fingerprint {
 }
 
 /// Run `manifest` to the end with its blackboard in `db`.
-fn run_into(manifest: &Path, db: &Db) {
+pub(crate) fn run_into(manifest: &Path, db: &Db) {
     let out = murmur()
         .args(["run", "-q", "--store", &db.spec()])
         .arg(manifest)
@@ -163,7 +163,7 @@ fn run_into(manifest: &Path, db: &Db) {
 }
 
 /// Start running `manifest` into `db`, quietly, to be killed.
-fn spawn_run(manifest: &Path, db: &Db) -> std::process::Child {
+pub(crate) fn spawn_run(manifest: &Path, db: &Db) -> std::process::Child {
     murmur()
         .args(["run", "-q", "--store", &db.spec()])
         .arg(manifest)
@@ -174,7 +174,7 @@ fn spawn_run(manifest: &Path, db: &Db) -> std::process::Child {
 }
 
 /// `murmur resume --json` on `db`.
-fn resume(db: &Db) -> std::process::Output {
+pub(crate) fn resume(db: &Db) -> std::process::Output {
     murmur()
         .args(["resume", "-q", "--json", "--store", &db.spec()])
         .output()
@@ -182,9 +182,9 @@ fn resume(db: &Db) -> std::process::Output {
 }
 
 /// A small deterministic generator (xorshift), so the kill points are seeded.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -194,7 +194,7 @@ impl Rng {
 
 /// How many artifacts the run writing into `db` has stored so far, once it has recorded
 /// itself.
-fn stored(db: &Db) -> Option<u64> {
+pub(crate) fn stored(db: &Db) -> Option<u64> {
     if db.count(&format!("SELECT count(*) FROM {}", db.table("runs")))? == 0 {
         return None;
     }
@@ -203,7 +203,7 @@ fn stored(db: &Db) -> Option<u64> {
 
 /// Wait until the run writing into `db` has stored at least `artifacts`, or `child` has
 /// ended.
-fn wait_stored(child: &mut std::process::Child, db: &Db, artifacts: u64) {
+pub(crate) fn wait_stored(child: &mut std::process::Child, db: &Db, artifacts: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if stored(db).is_some_and(|n| n >= artifacts) || child.try_wait().ok().flatten().is_some() {

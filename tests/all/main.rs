@@ -27,3 +27,4 @@ mod routing;
 mod serve;
 mod telemetry;
 mod validators;
+mod workers;

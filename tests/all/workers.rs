@@ -1,0 +1,262 @@
+//! Worker processes on one PostgreSQL store: a cascade finished by several workers ends
+//! exactly as one process ends it; workers and the coordinator killed at seeded points
+//! lose and duplicate nothing; a worker that lost its lease cannot complete its task.
+
+use crate::durability::{Db, Rng, cascade_manifest, fingerprint, stored};
+use crate::helpers::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `murmur worker` process on `db`.
+struct Worker {
+    child: Option<Child>,
+}
+
+impl Worker {
+    fn start(db: &Db, cache: &Path, lease_ms: u64) -> Self {
+        let child = murmur()
+            .args(["worker", "--json", "--concurrency", "4", "--poll-ms", "100"])
+            .args(["--lease-ms", &lease_ms.to_string(), "--store", &db.spec()])
+            .arg("--cache-dir")
+            .arg(cache)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("murmur worker starts");
+        Self { child: Some(child) }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid, not yet waited for.
+        let sent = unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "signal {signal} sent");
+    }
+
+    /// SIGTERM; what it reports (claimed, completed, refused).
+    fn stop(mut self) -> Value {
+        self.signal(libc::SIGTERM);
+        let child = self.child.take().expect("running");
+        let out = child.wait_with_output().expect("the worker exits");
+        assert!(out.status.success(), "the worker stops cleanly on SIGTERM");
+        serde_json::from_slice(&out.stdout).expect("a JSON report")
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // SIGKILL, as a machine that dies.
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `murmur run --workers` into `db`, to the end; its summary.
+fn coordinate(manifest: &Path, db: &Db) -> Value {
+    let out = murmur()
+        .args(["run", "-q", "--json", "--workers", "--store", &db.spec()])
+        .arg(manifest)
+        .output()
+        .expect("murmur run --workers");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the summary")
+}
+
+/// The reference: the same cascade run by one process.
+fn reference(manifest: &Path) -> crate::durability::Fingerprint {
+    let db = Db::postgres();
+    crate::durability::run_into(manifest, &db);
+    fingerprint(&db)
+}
+
+#[test]
+fn three_workers_finish_the_cascade_with_the_counts_one_process_reaches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 300);
+    let expected = reference(&manifest);
+    let db = Db::postgres();
+    let workers: Vec<Worker> = (0..3)
+        .map(|_| Worker::start(&db, dir.path(), 5000))
+        .collect();
+    let summary = coordinate(&manifest, &db);
+    assert_eq!(summary["status"], "complete", "{summary}");
+    assert_eq!(fingerprint(&db), expected, "the same end as one process");
+    let reports: Vec<Value> = workers.into_iter().map(Worker::stop).collect();
+    let answered: u64 = reports
+        .iter()
+        .map(|r| r["completed"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        answered,
+        expected.1.len() as u64,
+        "every invocation answered once, by some worker: {reports:?}"
+    );
+    assert!(
+        reports.iter().all(|r| r["completed"].as_u64() > Some(0)),
+        "each worker took a share: {reports:?}"
+    );
+    assert!(reports.iter().all(|r| r["refused"] == 0), "{reports:?}");
+}
+
+#[test]
+fn twenty_seeded_kills_of_a_random_worker_end_in_the_identical_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 300);
+    let expected = reference(&manifest);
+    let total = expected.0.values().sum::<u64>() + 1;
+    let db = Db::postgres();
+    let mut workers: Vec<Worker> = (0..3)
+        .map(|_| Worker::start(&db, dir.path(), 1000))
+        .collect();
+    let mut coordinator = murmur()
+        .args(["run", "-q", "--json", "--workers", "--store", &db.spec()])
+        .arg(&manifest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("murmur run --workers");
+    let mut rng = Rng(0x5eed_2026_1206);
+    let mut kills = 0;
+    // Each kill once the run has stored another twenty-first of what it will store; a
+    // fresh worker takes the dead one's place.
+    for k in 1..=20u64 {
+        let at = total * k / 21;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while stored(&db).is_none_or(|n| n < at) {
+            assert!(Instant::now() < deadline, "the run stopped progressing");
+            if coordinator.try_wait().expect("wait").is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if coordinator.try_wait().expect("wait").is_some() {
+            break;
+        }
+        let victim = (rng.next() % workers.len() as u64) as usize;
+        drop(workers.remove(victim));
+        kills += 1;
+        workers.push(Worker::start(&db, dir.path(), 1000));
+    }
+    let out = coordinator.wait_with_output().expect("the run ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(kills >= 15, "only {kills} kills landed mid-run");
+    assert_eq!(
+        fingerprint(&db),
+        expected,
+        "after {kills} kills: nothing lost, nothing twice"
+    );
+}
+
+#[test]
+fn a_coordinator_killed_mid_run_is_resumed_to_the_identical_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 300);
+    let expected = reference(&manifest);
+    let total = expected.0.values().sum::<u64>();
+    let db = Db::postgres();
+    let workers: Vec<Worker> = (0..2)
+        .map(|_| Worker::start(&db, dir.path(), 1000))
+        .collect();
+    let mut coordinator = murmur()
+        .args(["run", "-q", "--workers", "--store", &db.spec()])
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("murmur run --workers");
+    crate::durability::wait_stored(&mut coordinator, &db, total / 2);
+    assert!(
+        coordinator.try_wait().expect("wait").is_none(),
+        "the run ended before the kill"
+    );
+    coordinator.kill().expect("SIGKILL");
+    let _ = coordinator.wait();
+    // The workers go on answering the dead coordinator's tasks meanwhile; the new one
+    // forgets those and hands the work out again.
+    let out = murmur()
+        .args(["resume", "-q", "--json", "--workers", "--store", &db.spec()])
+        .output()
+        .expect("murmur resume --workers");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("the summary");
+    assert_eq!(summary["status"], "complete");
+    assert_eq!(fingerprint(&db), expected);
+    for w in workers {
+        w.stop();
+    }
+}
+
+#[test]
+fn a_worker_stopped_past_its_lease_has_its_late_answer_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // One invocation that spins to its 3 s deadline.
+    let manifest = dir.path().join("slow.toml");
+    let text = format!(
+        "[workflow]\nname = \"slow\"\n[recovery]\nenabled = false\n{PHASES_AND_NOTE}{}\n[[input]]\ntype = \"Note\"\npayload = {{}}\n",
+        probe("spinner", "mode = \"loop\"", "Note", None).replace(
+            "world = \"agent\"\n",
+            "world = \"agent\"\nlimits = { timeout_ms = 3000 }\n"
+        ),
+    );
+    std::fs::write(&manifest, expand(&text)).expect("write");
+    let db = Db::postgres();
+    let first = Worker::start(&db, dir.path(), 1000);
+    let coordinator = murmur()
+        .args(["run", "-q", "--json", "--workers", "--store", &db.spec()])
+        .arg(&manifest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("murmur run --workers");
+    let holds = |w: &Worker| {
+        db.count(&format!(
+            "SELECT count(*) FROM murmur.tasks WHERE state = 'claimed' AND owner LIKE '%:{}:%'",
+            w.pid()
+        ))
+        .is_some_and(|n| n > 0)
+    };
+    let waited = Instant::now();
+    while !holds(&first) {
+        assert!(waited.elapsed() < Duration::from_secs(60), "never claimed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.signal(libc::SIGSTOP);
+    // Past its lease: another worker takes the task under a new fence and answers.
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = Worker::start(&db, dir.path(), 1000);
+    let out = coordinator.wait_with_output().expect("the run ends");
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("the summary");
+    assert_eq!(summary["invocations"], 1, "{summary}");
+    first.signal(libc::SIGCONT);
+    let late = first.stop();
+    let taken_over = second.stop();
+    assert_eq!(taken_over["completed"], 1, "{taken_over}");
+    assert_eq!(late["completed"], 0, "{late}");
+    assert_eq!(late["refused"], 1, "the late answer is refused: {late}");
+    // Nothing of the late answer reached the run.
+    assert_eq!(
+        db.count("SELECT count(*) FROM murmur.tasks")
+            .expect("tasks"),
+        0,
+        "no task left behind"
+    );
+}

@@ -85,6 +85,19 @@ pub struct CascadeFigures {
     /// For `wasm`: the most calls one instance serves (`limits.reuse`; 1 is a fresh
     /// instance for every call).
     pub calls_per_instance: u32,
+    /// Worker processes that ran the invocations (0: this process ran them).
+    #[serde(default)]
+    pub workers: u32,
+}
+
+/// Worker processes run the benchmark's invocations: the run only coordinates.
+pub struct Remote {
+    /// The PostgreSQL database they take their work from.
+    pub url: String,
+    /// The run's store in it.
+    pub store: Arc<crate::blackboard::DurableStore>,
+    /// How many there are (for the figures).
+    pub workers: u32,
 }
 
 /// How the benchmark's agents run.
@@ -198,6 +211,7 @@ pub async fn cascade(
     agents: Agents,
     options: LoadOptions,
     store: Arc<dyn Store>,
+    remote: Option<Remote>,
 ) -> Result<CascadeFigures, BenchError> {
     let mut m = Manifest::load(manifest).map_err(crate::workflow::WorkflowError::from)?;
     let input = m.inputs.first_mut().ok_or_else(|| {
@@ -234,11 +248,29 @@ pub async fn cascade(
     // Freeing the run's records afterwards is not part of the run: the store outlives
     // the measurement.
     let keep = store.clone();
+    let mut scheduler = Scheduler::new(wf.clone(), store).with_dispatch_samples(samples.clone());
+    let workers = remote.as_ref().map_or(0, |r| r.workers);
+    if let Some(remote) = remote {
+        let plugins: Vec<(String, std::path::PathBuf)> = wf
+            .plugins
+            .iter()
+            .map(|p| (p.sha256.clone(), p.path.clone()))
+            .collect();
+        crate::workers::publish_components(&remote.url, &plugins)
+            .await
+            .map_err(|e| BenchError::Run(e.into()))?;
+        let dispatch = crate::workers::PgDispatch::start(
+            &remote.url,
+            remote.store,
+            std::time::Duration::from_millis(250),
+        )
+        .await
+        .map_err(|e| BenchError::Run(e.into()))?;
+        scheduler = scheduler.with_dispatch(dispatch);
+    }
+    drop(wf);
     let started = Instant::now();
-    let summary = Scheduler::new(wf, store)
-        .with_dispatch_samples(samples.clone())
-        .run()
-        .await?;
+    let summary = scheduler.run().await?;
     let seconds = started.elapsed().as_secs_f64();
     // What is resident with every record still held.
     let (rss_anon_mb, rss_file_mb) = (status_mb("RssAnon:"), status_mb("RssFile:"));
@@ -281,6 +313,7 @@ pub async fn cascade(
         artifacts_per_s: artifacts as f64 / seconds,
         peak_rss_mb: peak_rss_mb(),
         rss_anon_mb,
+        workers,
         rss_file_mb,
         p50_dispatch_us: percentile(&mut samples, 50.0),
         p99_dispatch_us: percentile(&mut samples, 99.0),

@@ -260,3 +260,28 @@ fn a_worker_stopped_past_its_lease_has_its_late_answer_refused() {
         "no task left behind"
     );
 }
+
+#[test]
+fn the_cascade_benchmark_with_workers_checks_its_counts_and_leaves_no_database() {
+    let server = murmur::blackboard::postgres::scratch::test_server();
+    let out = murmur()
+        .args(["bench", "cascade", "--n", "100", "--workers", "2", "--json"])
+        .args(["--store", &server])
+        .current_dir(repo())
+        .output()
+        .expect("murmur bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(figures["workers"], 2, "{figures}");
+    // The benchmark fails its self-check unless the closed form holds: 100 items.
+    assert_eq!(figures["artifacts"], 4 * (100 + 20 + 4 + 1), "{figures}");
+    let db = Db::postgres();
+    let left = db
+        .count("SELECT count(*) FROM pg_database WHERE datname LIKE 'murmur_bench_%'")
+        .expect("count");
+    assert_eq!(left, 0, "the scratch database is dropped");
+}

@@ -1,9 +1,10 @@
 //! `murmur bench`: measure the engine on a workload.
 
 use super::store::StoreSpec;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use murmur::bench::{Agents, CascadeFigures};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Measure the engine on a workload.
 #[derive(Debug, clap::Args)]
@@ -40,6 +41,10 @@ enum BenchWorkload {
         /// (the sandbox's default), to price instance reuse.
         #[arg(long, conflicts_with = "native")]
         fresh: bool,
+        /// Start K `murmur worker` processes on the (PostgreSQL) store and hand them every
+        /// invocation: this process only coordinates.
+        #[arg(long, default_value_t = 0, conflicts_with = "native")]
+        workers: u32,
     },
     /// Agents waiting on a model: N work items, each one call of the generic LLM agent
     /// to a built-in OpenAI-compatible server on loopback that answers after L ms, K
@@ -131,7 +136,7 @@ enum BenchWorkload {
 
 impl BenchCommand {
     pub(crate) fn execute(self) -> Result<i32> {
-        let (n, manifest, store, json, native, fresh) = match self.workload {
+        let (n, manifest, store, json, native, fresh, workers) = match self.workload {
             BenchWorkload::Cascade {
                 n,
                 manifest,
@@ -139,7 +144,8 @@ impl BenchCommand {
                 json,
                 native,
                 fresh,
-            } => (n, manifest, store, json, native, fresh),
+                workers,
+            } => (n, manifest, store, json, native, fresh, workers),
             BenchWorkload::Llm {
                 n,
                 latency_ms,
@@ -269,13 +275,31 @@ impl BenchCommand {
             .enable_all()
             .build()
             .context("starting tokio")?;
+        let (opened, remote, crew) = match (&store, workers) {
+            (_, 0) => (store.open()?, None, None),
+            (StoreSpec::Postgres(url), k) => {
+                let durable = store.open_durable()?.context("opening the store")?;
+                let crew = Crew::start(url, k)?;
+                let remote = murmur::bench::Remote {
+                    url: url.clone(),
+                    store: durable.clone(),
+                    workers: k,
+                };
+                (durable as Arc<dyn murmur::Store>, Some(remote), Some(crew))
+            }
+            _ => bail!(
+                "--workers: worker processes share a PostgreSQL store; pass --store postgres://…"
+            ),
+        };
         let figures = runtime.block_on(murmur::bench::cascade(
             &manifest,
             n,
             Agents::from_flags(native, fresh),
             super::settings::load_options(None),
-            store.open()?,
+            opened,
+            remote,
         ))?;
+        drop(crew);
         drop(scratch);
         if json {
             println!("{}", serde_json::to_string(&figures)?);
@@ -286,11 +310,57 @@ impl BenchCommand {
     }
 }
 
+/// The benchmark's `murmur worker` processes; stopped (SIGTERM, then waited for) when
+/// dropped, however the benchmark ends.
+struct Crew {
+    children: Vec<std::process::Child>,
+    cache: Option<super::scratch::Workdir>,
+}
+
+impl Crew {
+    fn start(url: &str, k: u32) -> Result<Self> {
+        let exe = std::env::current_exe().context("finding this binary")?;
+        let cache = super::scratch::Workdir::new(None, "workers")?;
+        let dir = cache.path.clone();
+        let mut crew = Self {
+            children: Vec::new(),
+            cache: Some(cache),
+        };
+        for _ in 0..k {
+            let child = std::process::Command::new(&exe)
+                .args(["worker", "--store", url, "--concurrency", "64"])
+                .arg("--cache-dir")
+                .arg(&dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting a worker")?;
+            crew.children.push(child);
+        }
+        Ok(crew)
+    }
+}
+
+impl Drop for Crew {
+    fn drop(&mut self) {
+        for c in &self.children {
+            // SAFETY: kill(2) on our own children's pids, not yet waited for.
+            unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+        }
+        for c in &mut self.children {
+            let _ = c.wait();
+        }
+        if let Some(cache) = self.cache.take() {
+            cache.finish();
+        }
+    }
+}
+
 /// The figures for a person to read.
 fn text(f: &CascadeFigures) -> String {
     format!(
         "cascade N = {}: {} artifacts, {} invocations in {:.3} s ({:.0} artifacts/s)
-  agents {} ({} call(s) per instance), store {}
+  agents {} ({} call(s) per instance), store {}{}
   peak RSS {:.1} MB (at the end: {:.1} MB anonymous, {:.1} MB file-backed)
   dispatch p50 {} µs, p99 {} µs
 ",
@@ -302,6 +372,10 @@ fn text(f: &CascadeFigures) -> String {
         f.agents,
         f.calls_per_instance,
         f.store,
+        match f.workers {
+            0 => String::new(),
+            k => format!(", run by {k} worker process(es) (the figures below are this process's)"),
+        },
         f.peak_rss_mb,
         f.rss_anon_mb,
         f.rss_file_mb,

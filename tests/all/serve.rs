@@ -311,7 +311,7 @@ fn auth_demo() -> String {
         .to_string()
 }
 
-fn start(server: &Server, manifest: Value) -> String {
+pub(crate) fn start(server: &Server, manifest: Value) -> String {
     let (status, body) = server.post("/v1/workflows", manifest);
     assert_eq!(status, 201, "{body}");
     body["workflow_id"].as_str().expect("an id").to_string()

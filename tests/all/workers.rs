@@ -285,3 +285,31 @@ fn the_cascade_benchmark_with_workers_checks_its_counts_and_leaves_no_database()
         .expect("count");
     assert_eq!(left, 0, "the scratch database is dropped");
 }
+
+#[test]
+fn a_server_with_workers_hands_its_runs_invocations_to_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 40);
+    let db = Db::postgres();
+    let workers: Vec<Worker> = (0..2)
+        .map(|_| Worker::start(&db, dir.path(), 5000))
+        .collect();
+    let server = crate::serve::Server::start_store(&db.spec(), "127.0.0.1:0", &["--workers"], &[]);
+    let id = crate::serve::start(
+        &server,
+        serde_json::json!({ "manifest_path": manifest.display().to_string() }),
+    );
+    let summary = server.wait_ended(&id);
+    assert_eq!(summary["status"], "complete", "{summary}");
+    server.stop();
+    let reports: Vec<Value> = workers.into_iter().map(Worker::stop).collect();
+    let answered: u64 = reports
+        .iter()
+        .map(|r| r["completed"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        Some(answered),
+        summary["invocations"].as_u64(),
+        "the workers ran every invocation: {reports:?}"
+    );
+}

@@ -57,6 +57,10 @@ pub(crate) struct ServeCommand {
     /// read (SQLite store), milliseconds; then only the file holds them.
     #[arg(long, value_name = "MS", default_value_t = 5_000, hide = true)]
     unload_after_ms: u64,
+    /// Hand every invocation of the runs it drives to `murmur worker` processes through
+    /// the PostgreSQL store (as `run --workers`).
+    #[arg(long)]
+    workers: bool,
 }
 
 impl ServeCommand {
@@ -84,6 +88,21 @@ impl ServeCommand {
             }
             None => Arc::new(MemoryStore::keeping_events()),
         };
+        let workers = match (&self.store, &durable, self.workers) {
+            (_, _, false) => None,
+            (StoreSpec::Postgres(url), Some(store), true) => Some(runs::Workers {
+                url: url.clone(),
+                dispatch: murmur::workers::PgDispatch::start(
+                    url,
+                    store.clone(),
+                    std::time::Duration::from_millis(250),
+                )
+                .await?,
+            }),
+            _ => bail!(
+                "--workers: worker processes share a PostgreSQL store; pass --store postgres://…"
+            ),
+        };
         let base = std::env::current_dir().context("finding the current directory")?;
         if let Some(dir) = &self.watch
             && !dir.is_dir()
@@ -98,6 +117,7 @@ impl ServeCommand {
                 watch: self.watch.clone(),
                 linger: std::time::Duration::from_millis(self.linger_ms),
                 unload_after: std::time::Duration::from_millis(self.unload_after_ms),
+                workers,
             },
         );
         let resumed = runs.resume_interrupted().await?;

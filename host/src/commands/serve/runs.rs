@@ -82,6 +82,17 @@ pub(crate) struct Options {
     /// driven: a client paging through a finished run does not load it again for each
     /// page.
     pub(crate) unload_after: Duration,
+    /// `--workers`: invocations go to worker processes.
+    pub(crate) workers: Option<Workers>,
+}
+
+/// Where a server's runs hand their invocations: worker processes on its PostgreSQL
+/// store, through one dispatcher shared by every run.
+pub(crate) struct Workers {
+    /// The database.
+    pub(crate) url: String,
+    /// The dispatcher.
+    pub(crate) dispatch: Arc<murmur::workers::PgDispatch>,
 }
 
 /// The runs whose records are in the durable store's mirror's memory, by id.
@@ -467,6 +478,16 @@ impl Runs {
             }
             None => None,
         };
+        // Workers fetch the run's components from the database by sha256.
+        let components = self.options.workers.as_ref().map(|w| {
+            scheduler = scheduler.clone().with_dispatch(w.dispatch.clone());
+            let plugins: Vec<(String, PathBuf)> = wf
+                .plugins
+                .iter()
+                .map(|p| (p.sha256.clone(), p.path.clone()))
+                .collect();
+            (w.url.clone(), plugins)
+        });
         let requests = scheduler.requests();
         let done = Arc::new(Notify::new());
         self.lock_live().insert(
@@ -486,9 +507,16 @@ impl Runs {
         });
         let runs = self.clone();
         tokio::spawn(async move {
-            let outcome = match resume {
-                Some(record) => scheduler.resume(record).await,
-                None => scheduler.run_as(id.clone()).await,
+            let published = match components {
+                Some((url, plugins)) => murmur::workers::publish_components(&url, &plugins).await,
+                None => Ok(()),
+            };
+            let outcome = match published {
+                Err(e) => Err(e.into()),
+                Ok(()) => match resume {
+                    Some(record) => scheduler.resume(record).await,
+                    None => scheduler.run_as(id.clone()).await,
+                },
             };
             drop(watcher);
             drop(scheduler);

@@ -313,3 +313,33 @@ fn a_server_with_workers_hands_its_runs_invocations_to_them() {
         "the workers ran every invocation: {reports:?}"
     );
 }
+
+#[test]
+fn the_llm_benchmark_with_workers_makes_every_call_in_the_workers() {
+    let server = murmur::blackboard::postgres::scratch::test_server();
+    let out = murmur()
+        .args([
+            "bench",
+            "llm",
+            "--n",
+            "32",
+            "--latency-ms",
+            "50",
+            "--in-flight",
+            "4",
+        ])
+        .args(["--workers", "2", "--json", "--store", &server])
+        .current_dir(repo())
+        .output()
+        .expect("murmur bench llm");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It fails its self-check unless the server answered N calls and the run has N
+    // results; the ideal counts both workers' calls in flight.
+    let figures: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(figures["workers"], 2, "{figures}");
+    assert_eq!(figures["ideal_seconds"], 0.2, "⌈32 / 8⌉ × 50 ms: {figures}");
+}

@@ -66,6 +66,13 @@ enum BenchWorkload {
         /// Print the figures as one JSON line instead of text.
         #[arg(long)]
         json: bool,
+        /// Run the calls in K `murmur worker` processes, each with `--in-flight` calls at
+        /// once (K × in-flight in all); needs `--store postgres://…`.
+        #[arg(long, default_value_t = 0, requires = "store")]
+        workers: u32,
+        /// With `--workers`: the PostgreSQL server (the run gets a scratch database).
+        #[arg(long)]
+        store: Option<StoreSpec>,
     },
     /// The model server of `bench llm`, run as its own process (so its sockets and memory
     /// are not the engine's): prints `port P`, answers every request after L ms, and
@@ -152,12 +159,23 @@ impl BenchCommand {
                 in_flight,
                 plugin,
                 json,
+                workers,
+                store,
             } => {
+                let server = match (workers, store) {
+                    (0, _) => None,
+                    (_, Some(StoreSpec::Postgres(url))) => Some(url),
+                    _ => bail!(
+                        "--workers: worker processes share a PostgreSQL store; pass --store postgres://…"
+                    ),
+                };
                 let f = super::bench_llm::LlmBench {
                     n,
                     latency_ms,
                     in_flight,
                     plugin,
+                    workers,
+                    server,
                 }
                 .run()?;
                 if json {
@@ -279,7 +297,7 @@ impl BenchCommand {
             (_, 0) => (store.open()?, None, None),
             (StoreSpec::Postgres(url), k) => {
                 let durable = store.open_durable()?.context("opening the store")?;
-                let crew = Crew::start(url, k)?;
+                let crew = Crew::start(url, k, 64)?;
                 let remote = murmur::bench::Remote {
                     url: url.clone(),
                     store: durable.clone(),
@@ -312,13 +330,13 @@ impl BenchCommand {
 
 /// The benchmark's `murmur worker` processes; stopped (SIGTERM, then waited for) when
 /// dropped, however the benchmark ends.
-struct Crew {
+pub(super) struct Crew {
     children: Vec<std::process::Child>,
     cache: Option<super::scratch::Workdir>,
 }
 
 impl Crew {
-    fn start(url: &str, k: u32) -> Result<Self> {
+    pub(super) fn start(url: &str, k: u32, concurrency: u64) -> Result<Self> {
         let exe = std::env::current_exe().context("finding this binary")?;
         let cache = super::scratch::Workdir::new(None, "workers")?;
         let dir = cache.path.clone();
@@ -328,7 +346,13 @@ impl Crew {
         };
         for _ in 0..k {
             let child = std::process::Command::new(&exe)
-                .args(["worker", "--store", url, "--concurrency", "64"])
+                .args([
+                    "worker",
+                    "--store",
+                    url,
+                    "--concurrency",
+                    &concurrency.to_string(),
+                ])
                 .arg("--cache-dir")
                 .arg(&dir)
                 .stdout(std::process::Stdio::null())

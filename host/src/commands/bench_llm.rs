@@ -25,13 +25,16 @@ use tokio::net::TcpStream;
 pub(crate) struct LlmFigures {
     /// Work items, one model call each.
     pub n: u64,
-    /// Calls in flight at most (the workflow's concurrency and `[llm] max_concurrency`).
+    /// Calls in flight at most (the workflow's concurrency and `[llm] max_concurrency`),
+    /// per worker process with `workers`.
     pub in_flight: u64,
+    /// Worker processes that made the calls (0: this process).
+    pub workers: u32,
     /// The server's delay before each answer.
     pub latency_ms: u64,
     /// The run, from the first input to the end.
     pub seconds: f64,
-    /// ⌈N / K⌉ × latency.
+    /// ⌈N / K⌉ × latency (K: calls in flight in all processes).
     pub ideal_seconds: f64,
     /// ideal / measured.
     pub efficiency: f64,
@@ -124,6 +127,10 @@ pub(crate) struct LlmBench {
     pub latency_ms: u64,
     pub in_flight: u64,
     pub plugin: std::path::PathBuf,
+    /// Worker processes (0: the calls are made here).
+    pub workers: u32,
+    /// With workers: the PostgreSQL server.
+    pub server: Option<String>,
 }
 
 /// The answer every completion gets: valid against ValidationResult's schema.
@@ -143,8 +150,10 @@ impl LlmBench {
             .enable_all()
             .build()
             .context("starting the capacity clients' runtime")?;
-        let capacity = clients.block_on(capacity(addr, self.in_flight, latency))?;
-        let bare_seconds = clients.block_on(bare_client(addr, self.n, self.in_flight))?;
+        // Calls in flight in all processes.
+        let total = self.in_flight * u64::from(self.workers.max(1));
+        let capacity = clients.block_on(capacity(addr, total, latency))?;
+        let bare_seconds = clients.block_on(bare_client(addr, self.n, total))?;
         drop(clients);
         let manifest = manifest(&self, &format!("http://{addr}/v1"))?;
         let options = super::settings::load_options(None);
@@ -155,15 +164,56 @@ impl LlmBench {
         )?;
         let before_kb = murmur::bench::status_kb("VmRSS:");
         // From now on the server counts afresh, and says when every call first waits.
-        server.reset(self.in_flight.min(self.n), before_kb)?;
+        server.reset(total.min(self.n), before_kb)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("starting tokio")?;
-        let store: Arc<dyn murmur::Store> = Arc::new(murmur::blackboard::MemoryStore::new());
+        let wf = Arc::new(wf);
+        let scheduler;
+        let mut crew = None;
+        let mut scratch = None;
+        match &self.server {
+            None => {
+                let store: Arc<dyn murmur::Store> =
+                    Arc::new(murmur::blackboard::MemoryStore::new());
+                scheduler = murmur::Scheduler::new(wf.clone(), store);
+            }
+            Some(server) => {
+                let db = murmur::blackboard::postgres::scratch::ScratchDatabase::create(
+                    server,
+                    "murmur_bench",
+                )?;
+                let url = db.url();
+                scratch = Some(db);
+                let store = Arc::new(murmur::blackboard::DurableStore::postgres(&url)?);
+                crew = Some(super::bench::Crew::start(
+                    &url,
+                    self.workers,
+                    self.in_flight,
+                )?);
+                let plugins: Vec<(String, std::path::PathBuf)> = wf
+                    .plugins
+                    .iter()
+                    .map(|p| (p.sha256.clone(), p.path.clone()))
+                    .collect();
+                let dispatch = runtime.block_on(async {
+                    murmur::workers::publish_components(&url, &plugins).await?;
+                    murmur::workers::PgDispatch::start(
+                        &url,
+                        store.clone(),
+                        Duration::from_millis(250),
+                    )
+                    .await
+                })?;
+                scheduler = murmur::Scheduler::new(wf.clone(), store).with_dispatch(dispatch);
+            }
+        }
         let started = Instant::now();
-        let summary = runtime.block_on(murmur::Scheduler::new(Arc::new(wf), store).run())?;
+        let summary = runtime.block_on(scheduler.run())?;
         let seconds = started.elapsed().as_secs_f64();
+        drop(crew);
+        drop(scratch);
         let peak_kb = murmur::bench::status_kb("VmHWM:");
         let answered = summary
             .by_type
@@ -178,12 +228,13 @@ impl LlmBench {
                 self.n
             );
         }
-        let rounds = self.n.div_ceil(self.in_flight);
+        let rounds = self.n.div_ceil(total);
         let ideal_seconds = rounds as f64 * latency.as_secs_f64();
-        let in_flight = self.in_flight.min(self.n);
+        let in_flight = total.min(self.n);
         Ok(LlmFigures {
             n: self.n,
             in_flight: self.in_flight,
+            workers: self.workers,
             latency_ms: self.latency_ms,
             seconds,
             ideal_seconds,
@@ -192,7 +243,12 @@ impl LlmBench {
             rss_per_in_flight_kb: peak_kb.saturating_sub(before_kb) as f64 / in_flight as f64,
             server_capacity_rps: capacity,
             bare_client_efficiency: ideal_seconds / bare_seconds,
-            in_flight_kb: server.sample(),
+            // Measured in this process: with workers, the calls are not here.
+            in_flight_kb: if self.workers == 0 {
+                server.sample()
+            } else {
+                None
+            },
         })
     }
 }
@@ -208,11 +264,13 @@ fn manifest(bench: &LlmBench, url: &str) -> Result<String> {
         );
     }
     let k = bench.in_flight;
+    // The run's concurrency is every process's calls; each process makes `k` at most.
+    let all = k * u64::from(bench.workers.max(1));
     Ok(format!(
         r#"[workflow]
 name = "bench-llm"
 [workflow.limits]
-concurrency = {k}
+concurrency = {all}
 max_invocations = 10000000
 [monitoring]
 metrics = false

@@ -4,6 +4,7 @@
 
 use crate::durability::{Db, Rng, cascade_manifest, fingerprint, stored};
 use crate::helpers::*;
+use murmur::Store as _;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -342,4 +343,82 @@ fn the_llm_benchmark_with_workers_makes_every_call_in_the_workers() {
     let figures: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
     assert_eq!(figures["workers"], 2, "{figures}");
     assert_eq!(figures["ideal_seconds"], 0.2, "⌈32 / 8⌉ × 50 ms: {figures}");
+}
+
+#[test]
+fn a_run_a_worker_cannot_load_fails_its_invocation_with_the_reason_and_the_worker_lives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = dir.path().join("echo.toml");
+    let text = format!(
+        "[workflow]\nname = \"echo\"\n[recovery]\nenabled = false\n[retry]\nmax_attempts = 1\n{PHASES_AND_NOTE}{}\n[[input]]\ntype = \"Note\"\npayload = {{}}\n",
+        probe("echoer", "mode = \"echo\"", "Note", None),
+    );
+    std::fs::write(&manifest, expand(&text)).expect("write");
+    let db = Db::postgres();
+    let coordinator = murmur()
+        .args(["run", "-q", "--json", "--workers", "--store", &db.spec()])
+        .arg(&manifest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("murmur run --workers");
+    // Once the task is queued, the component it needs disappears from the database.
+    let waited = Instant::now();
+    while db
+        .count("SELECT count(*) FROM murmur.tasks")
+        .is_none_or(|n| n == 0)
+    {
+        assert!(waited.elapsed() < Duration::from_secs(60), "never queued");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut client = postgres::Client::connect(&db.spec(), postgres::NoTls).expect("connect");
+    client
+        .batch_execute("DELETE FROM murmur.components")
+        .expect("delete");
+    let worker = Worker::start(&db, dir.path(), 5000);
+    let out = coordinator.wait_with_output().expect("the run ends");
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("the summary");
+    assert_eq!(summary["invocations"], 1, "{summary}");
+    let store = db.open();
+    let run = store.runs().expect("runs").remove(0);
+    store.load(&run.workflow_id).expect("load");
+    let invocation = store
+        .invocations(&run.workflow_id)
+        .expect("invocations")
+        .remove(0);
+    let error = invocation.error().unwrap_or_default().to_string();
+    assert!(
+        error.contains("cannot load run") && error.contains("is not in the database"),
+        "{error}"
+    );
+    // The worker is still there to serve other runs.
+    let report = worker.stop();
+    assert_eq!(report["completed"], 1, "{report}");
+}
+
+#[test]
+fn workers_need_a_postgres_store_and_say_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 2);
+    let sqlite = format!("sqlite:{}", dir.path().join("w.db").display());
+    for args in [
+        vec!["worker", "--store", sqlite.as_str()],
+        vec![
+            "run",
+            "--workers",
+            "--store",
+            sqlite.as_str(),
+            manifest.to_str().expect("utf-8"),
+        ],
+        vec!["bench", "cascade", "--n", "5", "--workers", "2"],
+    ] {
+        let out = murmur()
+            .args(&args)
+            .current_dir(repo())
+            .output()
+            .expect("murmur");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("postgres://"), "{args:?}: {stderr}");
+    }
 }

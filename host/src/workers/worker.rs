@@ -12,7 +12,7 @@ use crate::blackboard::postgres::PgUrl;
 use crate::blackboard::{DurableStore, RunRecord, Store, StoreError};
 use crate::invocation::InvocationRecord;
 use crate::manifest::Manifest;
-use crate::scheduler::remote::{Outcome, run_here};
+use crate::scheduler::remote::{Outcome, Refused, run_here};
 use crate::workflow::{LoadOptions, Workflow};
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::HashMap;
@@ -52,13 +52,17 @@ pub struct WorkerReport {
     pub refused: u64,
 }
 
+fn owner_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into())
+}
+
 /// This process as a task owner: `HOST:PID:START`.
 fn owner() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into());
     format!(
-        "{host}:{}:{}",
+        "{}:{}:{}",
+        owner_host(),
         std::process::id(),
         crate::artifact::now_ms()
     )
@@ -188,12 +192,25 @@ async fn start(
     let mut runs: Vec<String> = claimed.iter().map(|c| c.workflow_id.clone()).collect();
     runs.sort();
     runs.dedup();
+    // A run this worker cannot load (a component missing from the database, a
+    // manifest this build refuses) fails its tasks with the reason: the run learns why,
+    // and the worker goes on serving the others.
+    let mut unloadable: HashMap<String, String> = HashMap::new();
     for run in &runs {
         if !workflows.contains_key(run) {
-            let wf = load_run(options, conn, url, store, run).await?;
-            workflows.insert(run.clone(), wf);
+            match load_run(options, conn, url, store, run).await {
+                Ok(wf) => {
+                    workflows.insert(run.clone(), wf);
+                }
+                Err(e) => {
+                    let why = format!("worker {}: cannot load run {run}: {e:#}", owner_host());
+                    tracing::error!("{why}");
+                    unloadable.insert(run.clone(), why);
+                }
+            }
         }
     }
+    runs.retain(|r| !unloadable.contains_key(r));
     let follow = store.clone();
     let following = runs.clone();
     tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
@@ -205,12 +222,31 @@ async fn start(
     .await
     .context("reading the runs")??;
     for task in claimed {
-        let record: InvocationRecord = serde_json::from_str(&task.invocation)
-            .with_context(|| format!("task {}: an unreadable invocation", task.id))?;
-        let Some(wf) = workflows.get(&task.workflow_id).cloned() else {
-            continue;
+        let record: InvocationRecord = match serde_json::from_str(&task.invocation) {
+            Ok(r) => r,
+            Err(e) => {
+                // Not this worker's to run, nor to fail: its lease runs out and the
+                // coordinator's answer-wait covers it.
+                tracing::error!("task {}: an unreadable invocation: {e}", task.id);
+                continue;
+            }
         };
         held.insert(task.id.clone(), task.fence);
+        let Some(wf) = workflows.get(&task.workflow_id).cloned() else {
+            let why = unloadable
+                .get(&task.workflow_id)
+                .cloned()
+                .unwrap_or_else(|| format!("run {} is not loaded", task.workflow_id));
+            running.spawn(async move {
+                let outcome = Outcome {
+                    result: Err(Refused::Failed { message: why }),
+                    ran_us: 0,
+                    given_back: false,
+                };
+                (task.id, task.fence, outcome)
+            });
+            continue;
+        };
         let store = shared.clone();
         running.spawn(async move {
             let outcome = run_here(&wf, &store, record).await;

@@ -57,8 +57,12 @@ const MIGRATIONS: &[&str] = &[
                              value TEXT NOT NULL, PRIMARY KEY (workflow_id, plugin, key));
      CREATE TABLE murmur.idempotency_keys (workflow_id TEXT NOT NULL, key TEXT NOT NULL,
                                            data TEXT NOT NULL, PRIMARY KEY (workflow_id, key));",
-    // 2: invocations handed to worker processes, and the components they run.
-    "CREATE TABLE murmur.tasks (id TEXT PRIMARY KEY, seq BIGSERIAL NOT NULL,
+    // 2: invocations handed to worker processes, and the components they run. The task
+    // queue is UNLOGGED: it is rebuilt, not recovered — a coordinator taking a run over
+    // forgets its tasks and queues its running invocations again — so its churn (four
+    // row versions per invocation) need not go through the write-ahead log. A server
+    // crash empties it; the coordinators lose their connections and `resume` goes on.
+    "CREATE UNLOGGED TABLE murmur.tasks (id TEXT PRIMARY KEY, seq BIGSERIAL NOT NULL,
                                 workflow_id TEXT NOT NULL, agent TEXT NOT NULL,
                                 priority INT NOT NULL, state TEXT NOT NULL,
                                 fence BIGINT NOT NULL DEFAULT 0, owner TEXT,

@@ -422,3 +422,47 @@ fn workers_need_a_postgres_store_and_say_so() {
         assert!(stderr.contains("postgres://"), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn queue_connections_cut_mid_run_reconnect_and_the_run_ends_identically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 300);
+    let expected = reference(&manifest);
+    let total = expected.0.values().sum::<u64>();
+    let db = Db::postgres();
+    let workers: Vec<Worker> = (0..2)
+        .map(|_| Worker::start(&db, dir.path(), 2000))
+        .collect();
+    let mut coordinator = murmur()
+        .args(["run", "-q", "--json", "--workers", "--store", &db.spec()])
+        .arg(&manifest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("murmur run --workers");
+    let mut cut = 0;
+    for k in 1..=3 {
+        crate::durability::wait_stored(&mut coordinator, &db, total * k / 4);
+        // Every LISTEN connection of the workers and the dispatcher, as a network
+        // failure or a server restart would end them.
+        cut += db
+            .count(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE application_name LIKE 'murmur queue%' AND datname = current_database()",
+            )
+            .expect("terminate");
+    }
+    let out = coordinator.wait_with_output().expect("the run ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(cut >= 3, "only {cut} connections were cut");
+    assert_eq!(fingerprint(&db), expected);
+    let reports: Vec<Value> = workers.into_iter().map(Worker::stop).collect();
+    assert!(
+        reports.iter().all(|r| r["reconnects"].as_u64() >= Some(1)),
+        "every worker reconnected: {reports:?}"
+    );
+}

@@ -21,6 +21,10 @@ use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<Outcome, String>>;
 
+/// How long the dispatcher tries to reach the database again before it gives up on the
+/// invocations it waits for (the run then stops, `running`, for `resume`).
+const OUT_OF_REACH: Duration = Duration::from_secs(60);
+
 /// Hands invocations to workers through a PostgreSQL task queue.
 pub struct PgDispatch {
     tx: mpsc::UnboundedSender<(InvocationRecord, Reply)>,
@@ -68,11 +72,14 @@ async fn dispatch_loop(
     mut rx: mpsc::UnboundedReceiver<(InvocationRecord, Reply)>,
     poll: Duration,
 ) {
-    let mut waiting: HashMap<String, Reply> = HashMap::new();
+    // What waits for an answer, and its task as queued (queued again after a reconnect).
+    let mut waiting: HashMap<String, (Reply, NewTask)> = HashMap::new();
     let mut runs: Vec<String> = Vec::new();
     let mut taken_over: HashSet<String> = HashSet::new();
+    let mut requeue = false;
     loop {
         let mut fresh = Vec::new();
+        let mut lost = false;
         tokio::select! {
             m = rx.recv() => match m {
                 Some(m) => {
@@ -84,43 +91,57 @@ async fn dispatch_loop(
                 None => return,
             },
             note = conn.notes.recv() => {
-                if note.is_none() {
-                    fail_all(&mut waiting, &format!("{url}: the dispatcher's connection closed"));
-                    return;
-                }
+                lost = note.is_none();
                 while conn.notes.try_recv().is_ok() {}
             }
             _ = tokio::time::sleep(poll), if !waiting.is_empty() => {}
         }
         let step = async {
-            if !fresh.is_empty() {
-                let mut tasks = Vec::with_capacity(fresh.len());
-                for (record, reply) in fresh {
-                    let run = record.workflow_id.to_string();
-                    if taken_over.insert(run.clone()) {
-                        // This process now drives the run: tasks an earlier driver queued
-                        // are gone, and their answers with them.
-                        queue::forget_run(&conn.client, &url, &run).await?;
-                        runs.push(run.clone());
-                    }
-                    let invocation = serde_json::to_string(&record)
-                        .map_err(|e| crate::blackboard::StoreError::Backend(e.to_string()))?;
-                    let id = record.id.to_string();
-                    tasks.push(NewTask {
-                        id: id.clone(),
-                        workflow_id: run,
-                        agent: record.agent.to_string(),
-                        priority: record.priority as i32,
-                        invocation,
-                    });
-                    waiting.insert(id, reply);
-                }
-                store.durable()?.await?;
+            if lost {
+                return Err(crate::blackboard::StoreError::Backend(format!(
+                    "{url}: the dispatcher's connection closed"
+                )));
+            }
+            if requeue {
+                // After a reconnect: the tasks may be gone (a server restart empties the
+                // queue). Queued again under new fences, they run again; an answer to the
+                // old ones is refused.
+                let tasks: Vec<&NewTask> = waiting.values().map(|(_, t)| t).collect();
                 queue::enqueue(&conn.client, &url, &tasks).await?;
+                requeue = false;
+            }
+            let mut tasks = Vec::with_capacity(fresh.len());
+            for (record, reply) in fresh {
+                let run = record.workflow_id.to_string();
+                if taken_over.insert(run.clone()) {
+                    // This process now drives the run: tasks an earlier driver queued
+                    // are gone, and their answers with them.
+                    queue::forget_run(&conn.client, &url, &run).await?;
+                    runs.push(run.clone());
+                }
+                let invocation = serde_json::to_string(&record)
+                    .map_err(|e| crate::blackboard::StoreError::Backend(e.to_string()))?;
+                let task = NewTask {
+                    id: record.id.to_string(),
+                    workflow_id: run,
+                    agent: record.agent.to_string(),
+                    priority: record.priority as i32,
+                    invocation,
+                };
+                tasks.push(task.id.clone());
+                waiting.insert(task.id.clone(), (reply, task));
+            }
+            if !tasks.is_empty() {
+                store.durable()?.await?;
+                let queued: Vec<&NewTask> = tasks
+                    .iter()
+                    .filter_map(|id| waiting.get(id).map(|(_, t)| t))
+                    .collect();
+                queue::enqueue(&conn.client, &url, &queued).await?;
             }
             if !waiting.is_empty() {
                 for (id, answer) in queue::take_done(&conn.client, &url, &runs).await? {
-                    let Some(reply) = waiting.remove(&id) else {
+                    let Some((reply, _)) = waiting.remove(&id) else {
                         continue; // Not one of ours (an answer to a task forgotten).
                     };
                     let outcome = serde_json::from_str::<Outcome>(&answer)
@@ -131,14 +152,40 @@ async fn dispatch_loop(
             Ok::<(), crate::blackboard::StoreError>(())
         };
         if let Err(e) = step.await {
-            fail_all(&mut waiting, &e.to_string());
-            return;
+            tracing::warn!("{e}; reconnecting");
+            match reconnect(&url).await {
+                Ok(c) => {
+                    conn = c;
+                    requeue = true;
+                }
+                Err(e) => {
+                    fail_all(&mut waiting, &e.to_string());
+                    return;
+                }
+            }
         }
     }
 }
 
-fn fail_all(waiting: &mut HashMap<String, Reply>, why: &str) {
-    for (_, reply) in waiting.drain() {
+/// Connect again, waiting longer between tries, for up to [`OUT_OF_REACH`].
+async fn reconnect(url: &PgUrl) -> Result<queue::Connection, crate::blackboard::StoreError> {
+    let gave_up = std::time::Instant::now() + OUT_OF_REACH;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        tokio::time::sleep(wait).await;
+        match queue::connect(url, &[queue::DONE_CHANNEL]).await {
+            Ok(c) => return Ok(c),
+            Err(e) if std::time::Instant::now() >= gave_up => return Err(e),
+            Err(e) => {
+                tracing::warn!("{e}; trying again");
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn fail_all(waiting: &mut HashMap<String, (Reply, NewTask)>, why: &str) {
+    for (_, (reply, _)) in waiting.drain() {
         let _ = reply.send(Err(why.to_string()));
     }
 }

@@ -38,10 +38,13 @@ fn failed(url: &PgUrl, what: &str, e: tokio_postgres::Error) -> StoreError {
 
 /// Connect (async) and listen on `channels`.
 pub async fn connect(url: &PgUrl, channels: &[&str]) -> Result<Connection, StoreError> {
-    let config: tokio_postgres::Config = url
+    let mut config: tokio_postgres::Config = url
         .url()
         .parse()
         .map_err(|e| failed(url, "not a connection string", e))?;
+    // Told apart from the store's connections (`murmur (pid …)`) in pg_stat_activity.
+    config.application_name(format!("murmur queue (pid {})", std::process::id()));
+    config.connect_timeout(Duration::from_secs(10));
     let (client, mut connection) = config
         .connect(NoTls)
         .await
@@ -84,8 +87,11 @@ pub struct NewTask {
 
 /// Queue `tasks` (a task queued again replaces its old row, with a new fence) and wake
 /// the workers.
-pub async fn enqueue(c: &Client, url: &PgUrl, tasks: &[NewTask]) -> Result<(), StoreError> {
-    let col = |f: fn(&NewTask) -> String| tasks.iter().map(f).collect::<Vec<String>>();
+pub async fn enqueue(c: &Client, url: &PgUrl, tasks: &[&NewTask]) -> Result<(), StoreError> {
+    if tasks.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&NewTask) -> String| tasks.iter().map(|t| f(t)).collect::<Vec<String>>();
     let (ids, runs, agents, invocations) = (
         col(|t| t.id.clone()),
         col(|t| t.workflow_id.clone()),

@@ -14,7 +14,7 @@ use crate::invocation::InvocationRecord;
 use crate::manifest::Manifest;
 use crate::scheduler::remote::{Outcome, Refused, run_here};
 use crate::workflow::{LoadOptions, Workflow};
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,6 +50,8 @@ pub struct WorkerReport {
     pub completed: u64,
     /// Answers refused: the task's lease had passed to another worker.
     pub refused: u64,
+    /// Times it lost its connection to the database and connected again.
+    pub reconnects: u64,
 }
 
 fn owner_host() -> String {
@@ -91,86 +93,133 @@ pub async fn work(options: WorkerOptions, stop: Arc<AtomicBool>) -> Result<Worke
     let mut last_beat = Instant::now();
     let beat_every = options.lease / 3;
     loop {
-        let stopping = stop.load(Ordering::SeqCst);
-        // Claim what there is room for.
-        let room = options.concurrency.saturating_sub(running.len());
-        let mut claimed_any = false;
-        if !stopping && room > 0 {
-            let claimed = queue::claim(
-                &conn.client,
-                &url,
-                &me,
-                options.agents.as_deref(),
-                room as i64,
-                options.lease,
-            )
-            .await?;
-            claimed_any = !claimed.is_empty();
-            report.claimed += claimed.len() as u64;
-            start(
-                claimed,
-                &options,
-                &conn,
-                &url,
-                &store,
-                &shared,
-                &mut workflows,
-                &mut running,
-                &mut held,
-            )
-            .await?;
-        }
-        if stopping && running.is_empty() && answers.is_empty() {
-            return Ok(report);
-        }
-        // Wait for something to do: a task finished, a notification, the heartbeat, the
-        // poll. Not at all when the last claim filled up: there may be more.
-        if !(claimed_any && running.len() < options.concurrency) {
-            let next_beat = beat_every.saturating_sub(last_beat.elapsed());
-            tokio::select! {
-                Some(done) = running.join_next(), if !running.is_empty() => {
-                    let (id, fence, outcome) = done.map_err(|e| anyhow!("a task panicked: {e}"))?;
-                    answers.push((id, fence, serde_json::to_string(&outcome)?));
-                    // Others that finished meanwhile go in the same answer.
-                    while let Some(done) = running.try_join_next() {
-                        let (id, fence, outcome) = done.map_err(|e| anyhow!("a task panicked: {e}"))?;
-                        answers.push((id, fence, serde_json::to_string(&outcome)?));
-                    }
-                }
-                note = conn.notes.recv() => {
-                    if note.is_none() {
-                        bail!("{url}: the worker's connection closed");
-                    }
-                    while conn.notes.try_recv().is_ok() {}
-                }
-                _ = tokio::time::sleep(next_beat.min(options.poll)) => {}
+        let step: Result<bool> = async {
+            let stopping = stop.load(Ordering::SeqCst);
+            // Claim what there is room for.
+            let room = options.concurrency.saturating_sub(running.len());
+            let mut claimed_any = false;
+            if !stopping && room > 0 {
+                let claimed = queue::claim(
+                    &conn.client,
+                    &url,
+                    &me,
+                    options.agents.as_deref(),
+                    room as i64,
+                    options.lease,
+                )
+                .await?;
+                claimed_any = !claimed.is_empty();
+                report.claimed += claimed.len() as u64;
+                start(
+                    claimed,
+                    &options,
+                    &conn,
+                    &url,
+                    &store,
+                    &shared,
+                    &mut workflows,
+                    &mut running,
+                    &mut held,
+                )
+                .await?;
             }
-        }
-        if !answers.is_empty() {
-            let accepted = queue::complete(&conn.client, &url, &me, &answers).await?;
-            report.completed += accepted.len() as u64;
-            for (id, _, _) in answers.drain(..) {
-                held.remove(&id);
-                if !accepted.contains(&id) {
-                    report.refused += 1;
+            if stopping && running.is_empty() && answers.is_empty() {
+                return Ok(true);
+            }
+            // Wait for something to do: a task finished, a notification, the heartbeat,
+            // the poll. Not at all when the last claim filled up: there may be more.
+            if !(claimed_any && running.len() < options.concurrency) {
+                let next_beat = beat_every.saturating_sub(last_beat.elapsed());
+                tokio::select! {
+                    Some(done) = running.join_next(), if !running.is_empty() => {
+                        answer(done, &mut answers)?;
+                        // Others that finished meanwhile go in the same answer.
+                        while let Some(done) = running.try_join_next() {
+                            answer(done, &mut answers)?;
+                        }
+                    }
+                    note = conn.notes.recv() => {
+                        if note.is_none() {
+                            bail!("{url}: the worker's connection closed");
+                        }
+                        while conn.notes.try_recv().is_ok() {}
+                    }
+                    _ = tokio::time::sleep(next_beat.min(options.poll)) => {}
+                }
+            }
+            if !answers.is_empty() {
+                // Kept until the database has them: a lost connection sends them again.
+                let accepted = queue::complete(&conn.client, &url, &me, &answers).await?;
+                report.completed += accepted.len() as u64;
+                for (id, _, _) in answers.drain(..) {
+                    held.remove(&id);
+                    if !accepted.contains(&id) {
+                        report.refused += 1;
+                        tracing::warn!(
+                            "task {id}: answer refused, the lease had passed to another worker"
+                        );
+                    }
+                }
+            }
+            if last_beat.elapsed() >= beat_every && !held.is_empty() {
+                last_beat = Instant::now();
+                let list: Vec<(String, i64)> = held.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                let kept = queue::heartbeat(&conn.client, &url, &me, &list, options.lease).await?;
+                if kept.len() < list.len() {
                     tracing::warn!(
-                        "task {id}: answer refused, the lease had passed to another worker"
+                        "{} lease(s) lost before the heartbeat (another worker may run them)",
+                        list.len() - kept.len()
                     );
                 }
+            } else if held.is_empty() {
+                last_beat = Instant::now();
+            }
+            Ok(false)
+        }
+        .await;
+        match step {
+            Ok(true) => return Ok(report),
+            Ok(false) => {}
+            Err(e) => {
+                // The database out of reach, or the connection lost: reconnect and go on.
+                // Tasks running go on; their answers wait, and those whose leases ran out
+                // meanwhile are refused as any late answer is.
+                tracing::warn!("{e:#}; reconnecting");
+                report.reconnects += 1;
+                conn = reconnect(&url, &stop).await?;
             }
         }
-        if last_beat.elapsed() >= beat_every && !held.is_empty() {
-            last_beat = Instant::now();
-            let list: Vec<(String, i64)> = held.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            let kept = queue::heartbeat(&conn.client, &url, &me, &list, options.lease).await?;
-            if kept.len() < list.len() {
-                tracing::warn!(
-                    "{} lease(s) lost before the heartbeat (another worker may run them)",
-                    list.len() - kept.len()
-                );
+    }
+}
+
+/// A finished task's answer, queued to be sent.
+fn answer(
+    done: Result<(String, i64, Outcome), tokio::task::JoinError>,
+    answers: &mut Vec<(String, i64, String)>,
+) -> Result<()> {
+    match done {
+        Ok((id, fence, outcome)) => answers.push((id, fence, serde_json::to_string(&outcome)?)),
+        // Unanswered: its lease runs out and another worker runs it.
+        Err(e) => tracing::error!("a task panicked: {e}"),
+    }
+    Ok(())
+}
+
+/// Connect again, waiting longer between tries (up to 5 s), until the database answers
+/// or the worker is stopped.
+async fn reconnect(url: &PgUrl, stop: &AtomicBool) -> Result<queue::Connection> {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            bail!("{url}: stopped while the database was out of reach");
+        }
+        tokio::time::sleep(wait).await;
+        match queue::connect(url, &[queue::TASKS_CHANNEL]).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::warn!("{e}; trying again");
+                wait = (wait * 2).min(Duration::from_secs(5));
             }
-        } else if held.is_empty() {
-            last_beat = Instant::now();
         }
     }
 }

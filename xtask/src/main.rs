@@ -597,6 +597,7 @@ fn release_murmur(root: &Path, args: &[String]) -> Result<()> {
 }
 
 fn test(root: &Path, args: &[String]) -> Result<()> {
+    postgres()?;
     build_plugins(root, &Plugins::from_args(root, &[])?)?;
     let schemathesis = schemathesis(root)?;
     let chromedriver = browser()?;
@@ -608,6 +609,23 @@ fn test(root: &Path, args: &[String]) -> Result<()> {
             .args(["test", "--workspace"])
             .args(args),
     )
+}
+
+/// The PostgreSQL the store and worker tests create their databases on must answer:
+/// they never skip, so say so before building for minutes.
+fn postgres() -> Result<()> {
+    if std::env::var_os("MURMUR_TEST_POSTGRES").is_some() {
+        return Ok(()); // Another server, which the tests reach themselves.
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 5432));
+    if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5)).is_err() {
+        bail!(
+            "PostgreSQL is not listening on {addr}: the store and worker tests run against it \
+             (trust authentication, user postgres, database test) and never skip; start it, \
+             or set MURMUR_TEST_POSTGRES to a server the tests may create databases on"
+        );
+    }
+    Ok(())
 }
 
 /// Debian's Chromium and its WebDriver, which the dashboard's test drives: installed

@@ -74,6 +74,17 @@ fn coordinate(manifest: &Path, db: &Db) -> Value {
     serde_json::from_slice(&out.stdout).expect("the summary")
 }
 
+/// `murmur run --workers --json` into `db`, running.
+fn spawn_coordinator(manifest: &Path, db: &Db) -> Child {
+    murmur()
+        .args(["run", "-q", "--json", "--workers", "--store", &db.spec()])
+        .arg(manifest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("murmur run --workers")
+}
+
 /// The reference: the same cascade run by one process.
 fn reference(manifest: &Path) -> crate::durability::Fingerprint {
     let db = Db::postgres();
@@ -120,13 +131,7 @@ fn twenty_seeded_kills_of_a_random_worker_end_in_the_identical_state() {
     let mut workers: Vec<Worker> = (0..3)
         .map(|_| Worker::start(&db, dir.path(), 1000))
         .collect();
-    let mut coordinator = murmur()
-        .args(["run", "-q", "--json", "--workers", "--store", &db.spec()])
-        .arg(&manifest)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("murmur run --workers");
+    let mut coordinator = spawn_coordinator(&manifest, &db);
     let mut rng = Rng(0x5eed_2026_1206);
     let mut kills = 0;
     // Each kill once the run has stored another twenty-first of what it will store; a
@@ -221,13 +226,7 @@ fn a_worker_stopped_past_its_lease_has_its_late_answer_refused() {
     std::fs::write(&manifest, expand(&text)).expect("write");
     let db = Db::postgres();
     let first = Worker::start(&db, dir.path(), 1000);
-    let coordinator = murmur()
-        .args(["run", "-q", "--json", "--workers", "--store", &db.spec()])
-        .arg(&manifest)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("murmur run --workers");
+    let coordinator = spawn_coordinator(&manifest, &db);
     let holds = |w: &Worker| {
         db.count(&format!(
             "SELECT count(*) FROM murmur.tasks WHERE state = 'claimed' AND owner LIKE '%:{}:%'",
@@ -355,13 +354,7 @@ fn a_run_a_worker_cannot_load_fails_its_invocation_with_the_reason_and_the_worke
     );
     std::fs::write(&manifest, expand(&text)).expect("write");
     let db = Db::postgres();
-    let coordinator = murmur()
-        .args(["run", "-q", "--json", "--workers", "--store", &db.spec()])
-        .arg(&manifest)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("murmur run --workers");
+    let coordinator = spawn_coordinator(&manifest, &db);
     // Once the task is queued, the component it needs disappears from the database.
     let waited = Instant::now();
     while db
@@ -433,13 +426,7 @@ fn queue_connections_cut_mid_run_reconnect_and_the_run_ends_identically() {
     let workers: Vec<Worker> = (0..2)
         .map(|_| Worker::start(&db, dir.path(), 2000))
         .collect();
-    let mut coordinator = murmur()
-        .args(["run", "-q", "--json", "--workers", "--store", &db.spec()])
-        .arg(&manifest)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("murmur run --workers");
+    let mut coordinator = spawn_coordinator(&manifest, &db);
     let mut cut = 0;
     for k in 1..=3 {
         crate::durability::wait_stored(&mut coordinator, &db, total * k / 4);

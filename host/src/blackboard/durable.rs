@@ -206,6 +206,24 @@ impl DurableStore {
     /// Load one run's records into the in-memory mirror (to resume or inspect it).
     pub fn load(&self, workflow_id: &str) -> Result<(), StoreError> {
         let loaded = self.backend.load(workflow_id)?;
+        self.absorb(workflow_id, loaded)
+    }
+
+    /// Bring the mirror up to date with what another process has written of run
+    /// `workflow_id` since this process last looked (all of it, the first time):
+    /// artifacts are immutable and work items keep their phase, so what was read stays
+    /// true. For a worker, which reads the run a coordinator writes.
+    pub fn catch_up(&self, workflow_id: &str) -> Result<(), StoreError> {
+        let mut followed = self.followed.lock().unwrap_or_else(|p| p.into_inner());
+        let since = followed.get(workflow_id).copied().unwrap_or_default();
+        let (loaded, next) = self.backend.load_since(workflow_id, since)?;
+        self.absorb(workflow_id, loaded)?;
+        followed.insert(workflow_id.to_string(), next);
+        Ok(())
+    }
+
+    /// Put records read from the database into the mirror.
+    fn absorb(&self, workflow_id: &str, loaded: Loaded) -> Result<(), StoreError> {
         for (plugin, key, value) in loaded.kv {
             self.mem.kv_set(workflow_id, &plugin, &key, Some(value))?;
         }
@@ -219,31 +237,6 @@ impl DurableStore {
             invocations: loaded.invocations,
             keys: loaded.keys,
         })
-    }
-
-    /// Bring the mirror up to date with what another process has written of run
-    /// `workflow_id` since this process last looked (all of it, the first time):
-    /// artifacts are immutable and work items keep their phase, so what was read stays
-    /// true. For a worker, which reads the run a coordinator writes.
-    pub fn catch_up(&self, workflow_id: &str) -> Result<(), StoreError> {
-        let mut followed = self.followed.lock().unwrap_or_else(|p| p.into_inner());
-        let since = followed.get(workflow_id).copied().unwrap_or_default();
-        let (loaded, next) = self.backend.load_since(workflow_id, since)?;
-        for (plugin, key, value) in loaded.kv {
-            self.mem.kv_set(workflow_id, &plugin, &key, Some(value))?;
-        }
-        self.mem.commit(Commit {
-            artifacts: loaded
-                .artifacts
-                .into_iter()
-                .map(SharedArtifact::new)
-                .collect(),
-            work_items: loaded.work_items,
-            invocations: loaded.invocations,
-            keys: loaded.keys,
-        })?;
-        followed.insert(workflow_id.to_string(), next);
-        Ok(())
     }
 
     /// Drop run `workflow_id`'s records from memory once the database has them (the

@@ -205,7 +205,8 @@ fn redact(url: &str) -> String {
         .join(" ")
 }
 
-fn hostname() -> String {
+/// This machine's name, as connections and task owners give it.
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "this host".into())

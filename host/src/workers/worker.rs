@@ -54,17 +54,11 @@ pub struct WorkerReport {
     pub reconnects: u64,
 }
 
-fn owner_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into())
-}
-
 /// This process as a task owner: `HOST:PID:START`.
 fn owner() -> String {
     format!(
         "{}:{}:{}",
-        owner_host(),
+        crate::blackboard::postgres::hostname(),
         std::process::id(),
         crate::artifact::now_ms()
     )
@@ -252,7 +246,10 @@ async fn start(
                     workflows.insert(run.clone(), wf);
                 }
                 Err(e) => {
-                    let why = format!("worker {}: cannot load run {run}: {e:#}", owner_host());
+                    let why = format!(
+                        "worker {}: cannot load run {run}: {e:#}",
+                        crate::blackboard::postgres::hostname()
+                    );
                     tracing::error!("{why}");
                     unloadable.insert(run.clone(), why);
                 }

@@ -25,6 +25,9 @@ type Reply = oneshot::Sender<Result<Outcome, String>>;
 /// invocations it waits for (the run then stops, `running`, for `resume`).
 const OUT_OF_REACH: Duration = Duration::from_secs(60);
 
+/// How long invocations wait unanswered before the run says no worker seems to be there.
+const SILENCE: Duration = Duration::from_secs(30);
+
 /// Hands invocations to workers through a PostgreSQL task queue.
 pub struct PgDispatch {
     tx: mpsc::UnboundedSender<(InvocationRecord, Reply)>,
@@ -77,7 +80,19 @@ async fn dispatch_loop(
     let mut runs: Vec<String> = Vec::new();
     let mut taken_over: HashSet<String> = HashSet::new();
     let mut requeue = false;
+    // When an answer last came (or the wait began), to say so when none comes.
+    let mut heard = std::time::Instant::now();
     loop {
+        if waiting.is_empty() {
+            heard = std::time::Instant::now();
+        } else if heard.elapsed() >= SILENCE {
+            tracing::warn!(
+                "{} invocation(s) handed out and no worker has answered for {} s: is `murmur worker --store {url}` running?",
+                waiting.len(),
+                SILENCE.as_secs()
+            );
+            heard = std::time::Instant::now();
+        }
         let mut fresh = Vec::new();
         let mut lost = false;
         tokio::select! {
@@ -141,6 +156,7 @@ async fn dispatch_loop(
             }
             if !waiting.is_empty() {
                 for (id, answer) in queue::take_done(&conn.client, &url, &runs).await? {
+                    heard = std::time::Instant::now();
                     let Some((reply, _)) = waiting.remove(&id) else {
                         continue; // Not one of ours (an answer to a task forgotten).
                     };

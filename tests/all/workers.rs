@@ -453,3 +453,48 @@ fn queue_connections_cut_mid_run_reconnect_and_the_run_ends_identically() {
         "every worker reconnected: {reports:?}"
     );
 }
+
+#[test]
+fn a_coordinator_whose_store_connection_is_cut_stops_and_resume_ends_identically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 300);
+    let expected = reference(&manifest);
+    let total = expected.0.values().sum::<u64>();
+    let db = Db::postgres();
+    let workers: Vec<Worker> = (0..2)
+        .map(|_| Worker::start(&db, dir.path(), 2000))
+        .collect();
+    let mut coordinator = spawn_coordinator(&manifest, &db);
+    crate::durability::wait_stored(&mut coordinator, &db, total / 3);
+    // The store's connections (writer and reader), as a database restart ends them.
+    let cut = db
+        .count(&format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name LIKE 'murmur (pid {} %'",
+            coordinator.id()
+        ))
+        .expect("terminate");
+    assert!(cut >= 1, "the coordinator's writer was found");
+    let out = coordinator
+        .wait_with_output()
+        .expect("the coordinator ends");
+    assert_eq!(out.status.code(), Some(1), "it stops with an error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("postgres://"),
+        "the error names the database: {stderr}"
+    );
+    let resumed = murmur()
+        .args(["resume", "-q", "--json", "--workers", "--store", &db.spec()])
+        .output()
+        .expect("murmur resume --workers");
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(fingerprint(&db), expected, "nothing lost, nothing twice");
+    for w in workers {
+        w.stop();
+    }
+}

@@ -17,9 +17,14 @@ struct Worker {
 
 impl Worker {
     fn start(db: &Db, cache: &Path, lease_ms: u64) -> Self {
+        Self::start_with(db, cache, lease_ms, &[])
+    }
+
+    fn start_with(db: &Db, cache: &Path, lease_ms: u64, args: &[&str]) -> Self {
         let child = murmur()
             .args(["worker", "--json", "--concurrency", "4", "--poll-ms", "100"])
             .args(["--lease-ms", &lease_ms.to_string(), "--store", &db.spec()])
+            .args(args)
             .arg("--cache-dir")
             .arg(cache)
             .stdout(Stdio::piped())
@@ -497,4 +502,28 @@ fn a_coordinator_whose_store_connection_is_cut_stops_and_resume_ends_identically
     for w in workers {
         w.stop();
     }
+}
+
+#[test]
+fn a_worker_lets_go_of_runs_it_no_longer_serves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 5);
+    let db = Db::postgres();
+    let worker = Worker::start_with(&db, dir.path(), 5000, &["--unload-after-ms", "100"]);
+    let mut invocations = 0;
+    for _ in 0..3 {
+        let summary = coordinate(&manifest, &db);
+        assert_eq!(summary["status"], "complete", "{summary}");
+        invocations += summary["invocations"].as_u64().expect("invocations");
+        // Longer than the worker keeps an idle run.
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    let report = worker.stop();
+    assert_eq!(report["completed"].as_u64(), Some(invocations), "{report}");
+    // Each run left the worker's memory once idle; a run may also have left it between
+    // two of its own generations (100 ms without a task) and been read again.
+    assert!(
+        report["unloaded"].as_u64() >= Some(3),
+        "each run left the worker's memory once idle: {report}"
+    );
 }

@@ -239,6 +239,17 @@ impl DurableStore {
         })
     }
 
+    /// Stop following run `workflow_id` (see [`DurableStore::catch_up`]): its records
+    /// leave memory once what this process wrote of it is in the database (a worker's
+    /// plugin values), and a later `catch_up` reads it from the start.
+    pub fn unfollow(&self, workflow_id: &str) -> Result<(), StoreError> {
+        let mut followed = self.followed.lock().unwrap_or_else(|p| p.into_inner());
+        self.flush()?;
+        self.mem.forget(workflow_id);
+        followed.remove(workflow_id);
+        Ok(())
+    }
+
     /// Drop run `workflow_id`'s records from memory once the database has them (the
     /// writer is flushed first): they are read again by [`DurableStore::load`]. Its run
     /// record stays. For a process that outlives its runs (`murmur serve`), whose memory

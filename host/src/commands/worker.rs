@@ -34,6 +34,9 @@ pub(crate) struct WorkerCommand {
     /// Print what the worker did as one JSON line when it stops.
     #[arg(long)]
     json: bool,
+    /// How long a run with no task for this worker stays in its memory, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 60_000, hide = true)]
+    unload_after_ms: u64,
 }
 
 impl WorkerCommand {
@@ -64,6 +67,7 @@ impl WorkerCommand {
             poll: Duration::from_millis(self.poll_ms),
             cache_dir,
             load: |m| super::settings::load_options(Some(m)),
+            unload_after: Duration::from_millis(self.unload_after_ms),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -39,6 +39,10 @@ pub struct WorkerOptions {
     pub cache_dir: PathBuf,
     /// Loading options for a run's workflow (the process's settings for its manifest).
     pub load: fn(&Manifest) -> LoadOptions,
+    /// A run none of whose tasks came for this long leaves the worker's memory (its
+    /// records and its workflow; read again if a task of it comes later): a worker that
+    /// serves run after run holds the runs it works on, not every run it served.
+    pub unload_after: Duration,
 }
 
 /// What a worker did, when it stops.
@@ -52,6 +56,8 @@ pub struct WorkerReport {
     pub refused: u64,
     /// Times it lost its connection to the database and connected again.
     pub reconnects: u64,
+    /// Runs it let go of, idle (`unload_after`).
+    pub unloaded: u64,
 }
 
 /// This process as a task owner: `HOST:PID:START`.
@@ -80,8 +86,11 @@ pub async fn work(options: WorkerOptions, stop: Arc<AtomicBool>) -> Result<Worke
     std::fs::create_dir_all(&options.cache_dir)
         .with_context(|| format!("creating {}", options.cache_dir.display()))?;
     let mut workflows: HashMap<String, Arc<Workflow>> = HashMap::new();
+    // When a task of each followed run last came.
+    let mut last_task: HashMap<String, Instant> = HashMap::new();
     let mut running: JoinSet<(String, i64, Outcome)> = JoinSet::new();
-    let mut held: HashMap<String, i64> = HashMap::new();
+    // The tasks held: id → (fence, run).
+    let mut held: HashMap<String, (i64, String)> = HashMap::new();
     let mut answers: Vec<(String, i64, String)> = Vec::new();
     let mut report = WorkerReport::default();
     let mut last_beat = Instant::now();
@@ -104,6 +113,9 @@ pub async fn work(options: WorkerOptions, stop: Arc<AtomicBool>) -> Result<Worke
                 .await?;
                 claimed_any = !claimed.is_empty();
                 report.claimed += claimed.len() as u64;
+                for task in &claimed {
+                    last_task.insert(task.workflow_id.clone(), Instant::now());
+                }
                 start(
                     claimed,
                     &options,
@@ -157,7 +169,7 @@ pub async fn work(options: WorkerOptions, stop: Arc<AtomicBool>) -> Result<Worke
             }
             if last_beat.elapsed() >= beat_every && !held.is_empty() {
                 last_beat = Instant::now();
-                let list: Vec<(String, i64)> = held.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                let list: Vec<(String, i64)> = held.iter().map(|(k, v)| (k.clone(), v.0)).collect();
                 let kept = queue::heartbeat(&conn.client, &url, &me, &list, options.lease).await?;
                 if kept.len() < list.len() {
                     tracing::warn!(
@@ -167,6 +179,26 @@ pub async fn work(options: WorkerOptions, stop: Arc<AtomicBool>) -> Result<Worke
                 }
             } else if held.is_empty() {
                 last_beat = Instant::now();
+            }
+            // Idle: no task of it came for a while, and none is held (a task waiting on a
+            // model for minutes still reads the run's records).
+            let idle: Vec<String> = last_task
+                .iter()
+                .filter(|(run, at)| {
+                    at.elapsed() >= options.unload_after && !held.values().any(|(_, r)| r == *run)
+                })
+                .map(|(run, _)| run.clone())
+                .collect();
+            for run in idle {
+                let store = store.clone();
+                let id = run.clone();
+                tokio::task::spawn_blocking(move || store.unfollow(&id))
+                    .await
+                    .context("letting a run go")??;
+                workflows.remove(&run);
+                last_task.remove(&run);
+                report.unloaded += 1;
+                tracing::info!("run {run}: idle, its records left memory");
             }
             Ok(false)
         }
@@ -230,7 +262,7 @@ async fn start(
     shared: &Arc<dyn Store>,
     workflows: &mut HashMap<String, Arc<Workflow>>,
     running: &mut JoinSet<(String, i64, Outcome)>,
-    held: &mut HashMap<String, i64>,
+    held: &mut HashMap<String, (i64, String)>,
 ) -> Result<()> {
     let mut runs: Vec<String> = claimed.iter().map(|c| c.workflow_id.clone()).collect();
     runs.sort();
@@ -277,7 +309,7 @@ async fn start(
                 continue;
             }
         };
-        held.insert(task.id.clone(), task.fence);
+        held.insert(task.id.clone(), (task.fence, task.workflow_id.clone()));
         let Some(wf) = workflows.get(&task.workflow_id).cloned() else {
             let why = unloadable
                 .get(&task.workflow_id)

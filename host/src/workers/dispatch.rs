@@ -12,7 +12,7 @@ use crate::blackboard::DurableStore;
 use crate::blackboard::postgres::PgUrl;
 use crate::invocation::InvocationRecord;
 use crate::scheduler::remote::{Dispatch, Outcome};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -77,8 +77,9 @@ async fn dispatch_loop(
 ) {
     // What waits for an answer, and its task as queued (queued again after a reconnect).
     let mut waiting: HashMap<String, (Reply, NewTask)> = HashMap::new();
-    let mut runs: Vec<String> = Vec::new();
-    let mut taken_over: HashSet<String> = HashSet::new();
+    // The runs with tasks waiting, and how many: their answers are collected. A run
+    // leaves when its last answer came (a server outlives its runs).
+    let mut ours: HashMap<String, usize> = HashMap::new();
     let mut requeue = false;
     // When an answer last came (or the wait began), to say so when none comes.
     let mut heard = std::time::Instant::now();
@@ -128,12 +129,12 @@ async fn dispatch_loop(
             let mut tasks = Vec::with_capacity(fresh.len());
             for (record, reply) in fresh {
                 let run = record.workflow_id.to_string();
-                if taken_over.insert(run.clone()) {
-                    // This process now drives the run: tasks an earlier driver queued
-                    // are gone, and their answers with them.
+                if !ours.contains_key(&run) {
+                    // This process drives the run and none of its tasks waits: any task of
+                    // it in the queue is an earlier driver's, gone with its answer.
                     queue::forget_run(&conn.client, &url, &run).await?;
-                    runs.push(run.clone());
                 }
+                *ours.entry(run.clone()).or_default() += 1;
                 let invocation = serde_json::to_string(&record)
                     .map_err(|e| crate::blackboard::StoreError::Backend(e.to_string()))?;
                 let task = NewTask {
@@ -155,11 +156,18 @@ async fn dispatch_loop(
                 queue::enqueue(&conn.client, &url, &queued).await?;
             }
             if !waiting.is_empty() {
+                let runs: Vec<String> = ours.keys().cloned().collect();
                 for (id, answer) in queue::take_done(&conn.client, &url, &runs).await? {
                     heard = std::time::Instant::now();
-                    let Some((reply, _)) = waiting.remove(&id) else {
+                    let Some((reply, task)) = waiting.remove(&id) else {
                         continue; // Not one of ours (an answer to a task forgotten).
                     };
+                    if let Some(n) = ours.get_mut(&task.workflow_id) {
+                        *n -= 1;
+                        if *n == 0 {
+                            ours.remove(&task.workflow_id);
+                        }
+                    }
                     let outcome = serde_json::from_str::<Outcome>(&answer)
                         .map_err(|e| format!("{url}: task {id}: an unreadable answer: {e}"));
                     let _ = reply.send(outcome);

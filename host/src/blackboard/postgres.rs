@@ -83,6 +83,8 @@ const MIGRATION_LOCK: i64 = 0x6d75_726d_7572;
 pub struct PgUrl {
     config: Config,
     shown: String,
+    /// The text it was parsed from (its options kept, for the async client).
+    source: String,
 }
 
 impl PgUrl {
@@ -103,7 +105,16 @@ impl PgUrl {
             hostname()
         ));
         let shown = shown(&config);
-        Ok(Self { config, shown })
+        Ok(Self {
+            config,
+            shown,
+            source: url.to_string(),
+        })
+    }
+
+    /// The text it was parsed from, every option in it (password included).
+    pub(crate) fn source(&self) -> &str {
+        &self.source
     }
 
     /// Connect. Only from a thread that is not running async tasks.
@@ -118,7 +129,13 @@ impl PgUrl {
         let mut config = self.config.clone();
         config.dbname(dbname);
         let shown = shown(&config);
-        Self { config, shown }
+        let mut url = Self {
+            config,
+            shown,
+            source: String::new(),
+        };
+        url.source = url.url();
+        url
     }
 }
 

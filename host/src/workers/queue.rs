@@ -38,13 +38,16 @@ fn failed(url: &PgUrl, what: &str, e: tokio_postgres::Error) -> StoreError {
 
 /// Connect (async) and listen on `channels`.
 pub async fn connect(url: &PgUrl, channels: &[&str]) -> Result<Connection, StoreError> {
+    // From the text the user gave: its options (timeouts, keepalives) apply here too.
     let mut config: tokio_postgres::Config = url
-        .url()
+        .source()
         .parse()
         .map_err(|e| failed(url, "not a connection string", e))?;
     // Told apart from the store's connections (`murmur (pid …)`) in pg_stat_activity.
     config.application_name(format!("murmur queue (pid {})", std::process::id()));
-    config.connect_timeout(Duration::from_secs(10));
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
     let (client, mut connection) = config
         .connect(NoTls)
         .await

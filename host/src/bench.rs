@@ -251,21 +251,9 @@ pub async fn cascade(
     let mut scheduler = Scheduler::new(wf.clone(), store).with_dispatch_samples(samples.clone());
     let workers = remote.as_ref().map_or(0, |r| r.workers);
     if let Some(remote) = remote {
-        let plugins: Vec<(String, std::path::PathBuf)> = wf
-            .plugins
-            .iter()
-            .map(|p| (p.sha256.clone(), p.path.clone()))
-            .collect();
-        crate::workers::publish_components(&remote.url, &plugins)
+        let dispatch = crate::workers::PgDispatch::start_for(&remote.url, remote.store, &wf)
             .await
             .map_err(|e| BenchError::Run(e.into()))?;
-        let dispatch = crate::workers::PgDispatch::start(
-            &remote.url,
-            remote.store,
-            std::time::Duration::from_millis(250),
-        )
-        .await
-        .map_err(|e| BenchError::Run(e.into()))?;
         scheduler = scheduler.with_dispatch(dispatch);
     }
     drop(wf);

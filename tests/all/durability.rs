@@ -588,14 +588,15 @@ fn a_database_from_a_newer_murmur_is_refused_and_an_older_one_is_migrated() {
     );
 }
 
-/// A run with one invocation that spins until its 20 s deadline: live meanwhile.
-fn slow_manifest(dir: &Path) -> PathBuf {
+/// A run with one invocation that spins until its deadline (`timeout_ms`): live
+/// meanwhile. Written to `dir/slow.toml`.
+pub(crate) fn slow_manifest(dir: &Path, timeout_ms: u64) -> PathBuf {
     let manifest = dir.join("slow.toml");
     let text = format!(
         "[workflow]\nname = \"slow\"\n[recovery]\nenabled = false\n{PHASES_AND_NOTE}{}\n[[input]]\ntype = \"Note\"\npayload = {{}}\n",
         probe("spinner", "mode = \"loop\"", "Note", None).replace(
             "world = \"agent\"\n",
-            "world = \"agent\"\nlimits = { timeout_ms = 20000 }\n"
+            &format!("world = \"agent\"\nlimits = {{ timeout_ms = {timeout_ms} }}\n")
         ),
     );
     std::fs::write(&manifest, expand(&text)).expect("write");
@@ -606,7 +607,7 @@ fn slow_manifest(dir: &Path) -> PathBuf {
 fn a_second_process_never_writes_a_postgres_run_a_live_process_is_writing() {
     // Processes share a PostgreSQL database: each run is claimed, not the database.
     let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = slow_manifest(dir.path());
+    let manifest = slow_manifest(dir.path(), 20_000);
     let db = Db::postgres();
     let mut first = spawn_run(&manifest, &db);
     // Held by the process's writer connection, which names its pid.
@@ -693,16 +694,8 @@ fn a_second_process_never_writes_a_postgres_run_a_live_process_is_writing() {
 #[test]
 fn a_second_process_never_writes_a_database_a_live_run_is_writing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = dir.path().join("slow.toml");
     // One invocation that spins until its 20 s deadline: the run is live meanwhile.
-    let text = format!(
-        "[workflow]\nname = \"slow\"\n[recovery]\nenabled = false\n{PHASES_AND_NOTE}{}\n[[input]]\ntype = \"Note\"\npayload = {{}}\n",
-        probe("spinner", "mode = \"loop\"", "Note", None).replace(
-            "world = \"agent\"\n",
-            "world = \"agent\"\nlimits = { timeout_ms = 20000 }\n"
-        ),
-    );
-    std::fs::write(&manifest, expand(&text)).expect("write");
+    let manifest = slow_manifest(dir.path(), 20_000);
     let db = Db::sqlite(dir.path().join("slow.db"));
     let mut first = spawn_run(&manifest, &db);
     let lock = dir.path().join("slow.db.lock");

@@ -90,6 +90,38 @@ fn spawn_coordinator(manifest: &Path, db: &Db) -> Child {
         .expect("murmur run --workers")
 }
 
+/// A cascade workload (N = 300), the end one process reaches with it, and a fresh
+/// database with workers on it.
+struct Setup {
+    dir: tempfile::TempDir,
+    manifest: std::path::PathBuf,
+    expected: crate::durability::Fingerprint,
+    /// The artifacts the run stores (without the completion record).
+    total: u64,
+    db: Db,
+    workers: Vec<Worker>,
+}
+
+/// [`Setup`] with `workers` workers, each with a lease of `lease_ms`.
+fn setup(workers: usize, lease_ms: u64) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = cascade_manifest(dir.path(), 300);
+    let expected = reference(&manifest);
+    let total = expected.0.values().sum::<u64>();
+    let db = Db::postgres();
+    let workers = (0..workers)
+        .map(|_| Worker::start(&db, dir.path(), lease_ms))
+        .collect();
+    Setup {
+        dir,
+        manifest,
+        expected,
+        total,
+        db,
+        workers,
+    }
+}
+
 /// The reference: the same cascade run by one process.
 fn reference(manifest: &Path) -> crate::durability::Fingerprint {
     let db = Db::postgres();
@@ -99,13 +131,14 @@ fn reference(manifest: &Path) -> crate::durability::Fingerprint {
 
 #[test]
 fn three_workers_finish_the_cascade_with_the_counts_one_process_reaches() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = cascade_manifest(dir.path(), 300);
-    let expected = reference(&manifest);
-    let db = Db::postgres();
-    let workers: Vec<Worker> = (0..3)
-        .map(|_| Worker::start(&db, dir.path(), 5000))
-        .collect();
+    let Setup {
+        dir: _dir,
+        manifest,
+        expected,
+        db,
+        workers,
+        ..
+    } = setup(3, 5000);
     let summary = coordinate(&manifest, &db);
     assert_eq!(summary["status"], "complete", "{summary}");
     assert_eq!(fingerprint(&db), expected, "the same end as one process");
@@ -128,14 +161,15 @@ fn three_workers_finish_the_cascade_with_the_counts_one_process_reaches() {
 
 #[test]
 fn twenty_seeded_kills_of_a_random_worker_end_in_the_identical_state() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = cascade_manifest(dir.path(), 300);
-    let expected = reference(&manifest);
-    let total = expected.0.values().sum::<u64>() + 1;
-    let db = Db::postgres();
-    let mut workers: Vec<Worker> = (0..3)
-        .map(|_| Worker::start(&db, dir.path(), 1000))
-        .collect();
+    let Setup {
+        dir,
+        manifest,
+        expected,
+        total,
+        db,
+        mut workers,
+    } = setup(3, 1000);
+    let total = total + 1;
     let mut coordinator = spawn_coordinator(&manifest, &db);
     let mut rng = Rng(0x5eed_2026_1206);
     let mut kills = 0;
@@ -175,14 +209,14 @@ fn twenty_seeded_kills_of_a_random_worker_end_in_the_identical_state() {
 
 #[test]
 fn a_coordinator_killed_mid_run_is_resumed_to_the_identical_state() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = cascade_manifest(dir.path(), 300);
-    let expected = reference(&manifest);
-    let total = expected.0.values().sum::<u64>();
-    let db = Db::postgres();
-    let workers: Vec<Worker> = (0..2)
-        .map(|_| Worker::start(&db, dir.path(), 1000))
-        .collect();
+    let Setup {
+        dir: _dir,
+        manifest,
+        expected,
+        total,
+        db,
+        workers,
+    } = setup(2, 1000);
     let mut coordinator = murmur()
         .args(["run", "-q", "--workers", "--store", &db.spec()])
         .arg(&manifest)
@@ -220,15 +254,7 @@ fn a_coordinator_killed_mid_run_is_resumed_to_the_identical_state() {
 fn a_worker_stopped_past_its_lease_has_its_late_answer_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     // One invocation that spins to its 3 s deadline.
-    let manifest = dir.path().join("slow.toml");
-    let text = format!(
-        "[workflow]\nname = \"slow\"\n[recovery]\nenabled = false\n{PHASES_AND_NOTE}{}\n[[input]]\ntype = \"Note\"\npayload = {{}}\n",
-        probe("spinner", "mode = \"loop\"", "Note", None).replace(
-            "world = \"agent\"\n",
-            "world = \"agent\"\nlimits = { timeout_ms = 3000 }\n"
-        ),
-    );
-    std::fs::write(&manifest, expand(&text)).expect("write");
+    let manifest = crate::durability::slow_manifest(dir.path(), 3_000);
     let db = Db::postgres();
     let first = Worker::start(&db, dir.path(), 1000);
     let coordinator = spawn_coordinator(&manifest, &db);
@@ -423,14 +449,14 @@ fn workers_need_a_postgres_store_and_say_so() {
 
 #[test]
 fn queue_connections_cut_mid_run_reconnect_and_the_run_ends_identically() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = cascade_manifest(dir.path(), 300);
-    let expected = reference(&manifest);
-    let total = expected.0.values().sum::<u64>();
-    let db = Db::postgres();
-    let workers: Vec<Worker> = (0..2)
-        .map(|_| Worker::start(&db, dir.path(), 2000))
-        .collect();
+    let Setup {
+        dir: _dir,
+        manifest,
+        expected,
+        total,
+        db,
+        workers,
+    } = setup(2, 2000);
     let mut coordinator = spawn_coordinator(&manifest, &db);
     let mut cut = 0;
     for k in 1..=3 {
@@ -461,14 +487,14 @@ fn queue_connections_cut_mid_run_reconnect_and_the_run_ends_identically() {
 
 #[test]
 fn a_coordinator_whose_store_connection_is_cut_stops_and_resume_ends_identically() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = cascade_manifest(dir.path(), 300);
-    let expected = reference(&manifest);
-    let total = expected.0.values().sum::<u64>();
-    let db = Db::postgres();
-    let workers: Vec<Worker> = (0..2)
-        .map(|_| Worker::start(&db, dir.path(), 2000))
-        .collect();
+    let Setup {
+        dir: _dir,
+        manifest,
+        expected,
+        total,
+        db,
+        workers,
+    } = setup(2, 2000);
     let mut coordinator = spawn_coordinator(&manifest, &db);
     crate::durability::wait_stored(&mut coordinator, &db, total / 3);
     // The store's connections (writer and reader), as a database restart ends them.

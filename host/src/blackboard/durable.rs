@@ -368,6 +368,14 @@ fn write_loop(
     }
 }
 
+/// A record's status as its table's `status` column holds it (the serialised name).
+pub(super) fn status_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// Write each work item and invocation in `batch` once, in its last state, where it
 /// first appears: one transaction writes the whole batch, so earlier versions would be
 /// overwritten before anyone could read them (an invocation is typically queued, then

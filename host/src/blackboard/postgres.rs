@@ -21,7 +21,7 @@
 //! of the server's; so the writer owns one connection on its thread, and reads go to a
 //! reader thread that owns another (connected when first needed, again after a failure).
 
-use super::durable::{Backend, DurableStore, Loaded, Msg, Since, Writer};
+use super::durable::{Backend, DurableStore, Loaded, Msg, Since, Writer, status_text};
 use super::{KeyRecord, RunRecord, StoreError, StoredEvent};
 use postgres::{Client, Config, NoTls};
 use std::collections::{HashMap, HashSet};
@@ -694,13 +694,6 @@ impl<const N: usize> Columns<N> {
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String, String> {
     serde_json::to_string(v).map_err(|e| e.to_string())
-}
-
-fn status_text<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 impl PgWriter {

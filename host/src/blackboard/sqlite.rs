@@ -10,7 +10,7 @@
 //! The schema is versioned (`meta.schema_version`): an older file is migrated when opened,
 //! a newer one is refused.
 
-use super::durable::{Backend, DurableStore, Loaded, Msg, Writer};
+use super::durable::{Backend, DurableStore, Loaded, Msg, Writer, status_text};
 use super::{KeyRecord, RunRecord, StoreError, StoredEvent};
 use crate::artifact::Artifact;
 use crate::invocation::InvocationRecord;
@@ -430,13 +430,6 @@ impl Backend for Sqlite {
 
 fn json<T: serde::Serialize>(v: &T) -> rusqlite::Result<String> {
     serde_json::to_string(v).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-}
-
-fn status_text<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 impl Writer for SqliteWriter {

@@ -1,7 +1,7 @@
 //! `murmur bench`: measure the engine on a workload.
 
 use super::store::StoreSpec;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use murmur::bench::{Agents, CascadeFigures};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -162,11 +162,13 @@ impl BenchCommand {
                 workers,
                 store,
             } => {
-                let server = match (workers, store) {
-                    (0, _) => None,
-                    (_, Some(StoreSpec::Postgres(url))) => Some(url),
-                    _ => bail!(
-                        "--workers: worker processes share a PostgreSQL store; pass --store postgres://…"
+                let server = match workers {
+                    0 => None,
+                    _ => Some(
+                        store
+                            .unwrap_or(StoreSpec::Memory)
+                            .workers_url()?
+                            .to_string(),
                     ),
                 };
                 let f = super::bench_llm::LlmBench {
@@ -293,21 +295,19 @@ impl BenchCommand {
             .enable_all()
             .build()
             .context("starting tokio")?;
-        let (opened, remote, crew) = match (&store, workers) {
-            (_, 0) => (store.open()?, None, None),
-            (StoreSpec::Postgres(url), k) => {
+        let (opened, remote, crew) = match workers {
+            0 => (store.open()?, None, None),
+            k => {
+                let url = store.workers_url()?;
                 let durable = store.open_durable()?.context("opening the store")?;
                 let crew = Crew::start(url, k, 64)?;
                 let remote = murmur::bench::Remote {
-                    url: url.clone(),
+                    url: url.to_string(),
                     store: durable.clone(),
                     workers: k,
                 };
                 (durable as Arc<dyn murmur::Store>, Some(remote), Some(crew))
             }
-            _ => bail!(
-                "--workers: worker processes share a PostgreSQL store; pass --store postgres://…"
-            ),
         };
         let figures = runtime.block_on(murmur::bench::cascade(
             &manifest,

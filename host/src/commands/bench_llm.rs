@@ -192,20 +192,11 @@ impl LlmBench {
                     self.workers,
                     self.in_flight,
                 )?);
-                let plugins: Vec<(String, std::path::PathBuf)> = wf
-                    .plugins
-                    .iter()
-                    .map(|p| (p.sha256.clone(), p.path.clone()))
-                    .collect();
-                let dispatch = runtime.block_on(async {
-                    murmur::workers::publish_components(&url, &plugins).await?;
-                    murmur::workers::PgDispatch::start(
-                        &url,
-                        store.clone(),
-                        Duration::from_millis(250),
-                    )
-                    .await
-                })?;
+                let dispatch = runtime.block_on(murmur::workers::PgDispatch::start_for(
+                    &url,
+                    store.clone(),
+                    &wf,
+                ))?;
                 scheduler = murmur::Scheduler::new(wf.clone(), store).with_dispatch(dispatch);
             }
         }

@@ -66,21 +66,11 @@ pub(crate) fn report(
     let keep = store.clone();
     let mut scheduler = Scheduler::new(wf.clone(), store).with_events(tx);
     if let Some(w) = workers {
-        // Workers fetch the components by sha256: they need only the binary and the URL.
-        let plugins: Vec<(String, std::path::PathBuf)> = wf
-            .plugins
-            .iter()
-            .map(|p| (p.sha256.clone(), p.path.clone()))
-            .collect();
-        let dispatch = runtime.block_on(async {
-            murmur::workers::publish_components(&w.url, &plugins).await?;
-            murmur::workers::PgDispatch::start(
-                &w.url,
-                w.store.clone(),
-                std::time::Duration::from_millis(250),
-            )
-            .await
-        })?;
+        let dispatch = runtime.block_on(murmur::workers::PgDispatch::start_for(
+            &w.url,
+            w.store.clone(),
+            &wf,
+        ))?;
         scheduler = scheduler.with_dispatch(dispatch);
         if !quiet {
             eprintln!(

@@ -3,7 +3,7 @@
 use super::report::{Reporting, Workers, report};
 use super::settings;
 use super::store::StoreSpec;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use murmur::manifest::Manifest;
 use murmur::workflow::{LoadOptions, Workflow};
 use std::path::PathBuf;
@@ -54,19 +54,16 @@ impl RunCommand {
             ..settings::load_options(Some(&manifest))
         };
         let wf = Arc::new(Workflow::from_manifest(manifest, options)?);
-        let (store, workers) = match (&store, self.workers) {
-            (_, false) => (store.open()?, None),
-            (StoreSpec::Postgres(url), true) => {
-                let durable = store.open_durable()?.context("opening the store")?;
-                let workers = Workers {
-                    url: url.clone(),
-                    store: durable.clone(),
-                };
-                (durable as Arc<dyn murmur::Store>, Some(workers))
-            }
-            (_, true) => bail!(
-                "--workers: worker processes share a PostgreSQL store; pass --store postgres://…"
-            ),
+        let (store, workers) = if self.workers {
+            let url = store.workers_url()?.to_string();
+            let durable = store.open_durable()?.context("opening the store")?;
+            let workers = Workers {
+                url,
+                store: durable.clone(),
+            };
+            (durable as Arc<dyn murmur::Store>, Some(workers))
+        } else {
+            (store.open()?, None)
         };
         if !self.quiet {
             eprintln!(

@@ -57,6 +57,16 @@ impl StoreSpec {
         Ok(Some(Arc::new(store)))
     }
 
+    /// The database `--workers` hands invocations out through: only a PostgreSQL store's.
+    pub(crate) fn workers_url(&self) -> Result<&str> {
+        match self {
+            StoreSpec::Postgres(url) => Ok(url),
+            _ => bail!(
+                "--workers: worker processes share a PostgreSQL store; pass --store postgres://…"
+            ),
+        }
+    }
+
     /// The default store of `murmur run`: a database beside the manifest
     /// (`workflow.toml` → `workflow.murmur.db`).
     pub(crate) fn beside(manifest: &Path) -> Self {
@@ -87,15 +97,10 @@ impl RunSelector {
 
     /// `--workers` on this store: only PostgreSQL's.
     pub(crate) fn workers(&self, store: &Arc<DurableStore>) -> Result<super::report::Workers> {
-        match &self.store {
-            StoreSpec::Postgres(url) => Ok(super::report::Workers {
-                url: url.clone(),
-                store: store.clone(),
-            }),
-            _ => bail!(
-                "--workers: worker processes share a PostgreSQL store; pass --store postgres://…"
-            ),
-        }
+        Ok(super::report::Workers {
+            url: self.store.workers_url()?.to_string(),
+            store: store.clone(),
+        })
     }
 }
 

@@ -21,6 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 
 type Reply = oneshot::Sender<Result<Outcome, String>>;
 
+/// How long an answer can wait unseen should its notification be lost.
+const POLL: Duration = Duration::from_millis(250);
+
 /// How long the dispatcher tries to reach the database again before it gives up on the
 /// invocations it waits for (the run then stops, `running`, for `resume`).
 const OUT_OF_REACH: Duration = Duration::from_secs(60);
@@ -35,18 +38,29 @@ pub struct PgDispatch {
 
 impl PgDispatch {
     /// Start dispatching on `url` (the store's database); `store` is the run's store,
-    /// waited on before each batch is queued. `poll` bounds how long an answer can wait
-    /// unseen should a notification be lost. On a tokio runtime.
+    /// waited on before each batch is queued. On a tokio runtime.
     pub async fn start(
         url: &str,
         store: Arc<DurableStore>,
-        poll: Duration,
     ) -> Result<Arc<Self>, crate::blackboard::StoreError> {
         let url = PgUrl::parse(url)?;
         let conn = queue::connect(&url, &[queue::DONE_CHANNEL]).await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(dispatch_loop(url, conn, store, rx, poll));
+        tokio::spawn(dispatch_loop(url, conn, store, rx));
         Ok(Arc::new(Self { tx }))
+    }
+}
+
+impl PgDispatch {
+    /// [`PgDispatch::start`] for the runs of `wf`, its components stored first
+    /// ([`publish_components`]).
+    pub async fn start_for(
+        url: &str,
+        store: Arc<DurableStore>,
+        wf: &crate::workflow::Workflow,
+    ) -> Result<Arc<Self>, crate::blackboard::StoreError> {
+        publish_components(url, wf).await?;
+        Self::start(url, store).await
     }
 }
 
@@ -73,7 +87,6 @@ async fn dispatch_loop(
     mut conn: queue::Connection,
     store: Arc<DurableStore>,
     mut rx: mpsc::UnboundedReceiver<(InvocationRecord, Reply)>,
-    poll: Duration,
 ) {
     // What waits for an answer, and its task as queued (queued again after a reconnect).
     let mut waiting: HashMap<String, (Reply, NewTask)> = HashMap::new();
@@ -110,7 +123,7 @@ async fn dispatch_loop(
                 lost = note.is_none();
                 while conn.notes.try_recv().is_ok() {}
             }
-            _ = tokio::time::sleep(poll), if !waiting.is_empty() => {}
+            _ = tokio::time::sleep(POLL), if !waiting.is_empty() => {}
         }
         let step = async {
             if lost {
@@ -214,19 +227,19 @@ fn fail_all(waiting: &mut HashMap<String, (Reply, NewTask)>, why: &str) {
     }
 }
 
-/// Store the components of `plugins` (sha256, file) in the database, so a worker on
-/// another machine needs only the binary and the database URL.
+/// Store the components of `wf` in the database by sha256, so a worker on another
+/// machine needs only the binary and the database URL.
 pub async fn publish_components(
     url: &str,
-    plugins: &[(String, std::path::PathBuf)],
+    wf: &crate::workflow::Workflow,
 ) -> Result<(), crate::blackboard::StoreError> {
     let url = PgUrl::parse(url)?;
     let conn = queue::connect(&url, &[]).await?;
-    for (sha256, path) in plugins {
-        let bytes = std::fs::read(path).map_err(|e| {
-            crate::blackboard::StoreError::Backend(format!("{}: {e}", path.display()))
+    for p in &wf.plugins {
+        let bytes = std::fs::read(&p.path).map_err(|e| {
+            crate::blackboard::StoreError::Backend(format!("{}: {e}", p.path.display()))
         })?;
-        queue::put_component(&conn.client, &url, sha256, &bytes).await?;
+        queue::put_component(&conn.client, &url, &p.sha256, &bytes).await?;
     }
     Ok(())
 }

@@ -155,7 +155,11 @@ pub async fn work(options: WorkerOptions, stop: Arc<AtomicBool>) -> Result<Worke
             }
             if !answers.is_empty() {
                 // Kept until the database has them: a lost connection sends them again.
-                let accepted = queue::complete(&conn.client, &url, &me, &answers).await?;
+                let accepted: std::collections::HashSet<String> =
+                    queue::complete(&conn.client, &url, &me, &answers)
+                        .await?
+                        .into_iter()
+                        .collect();
                 report.completed += accepted.len() as u64;
                 for (id, _, _) in answers.drain(..) {
                     held.remove(&id);

@@ -88,20 +88,19 @@ impl ServeCommand {
             }
             None => Arc::new(MemoryStore::keeping_events()),
         };
-        let workers = match (&self.store, &durable, self.workers) {
-            (_, _, false) => None,
-            (StoreSpec::Postgres(url), Some(store), true) => Some(runs::Workers {
-                url: url.clone(),
-                dispatch: murmur::workers::PgDispatch::start(
-                    url,
-                    store.clone(),
-                    std::time::Duration::from_millis(250),
-                )
-                .await?,
-            }),
-            _ => bail!(
-                "--workers: worker processes share a PostgreSQL store; pass --store postgres://…"
-            ),
+        let workers = match (&durable, self.workers) {
+            (Some(store), true) => {
+                let url = self.store.workers_url()?;
+                Some(runs::Workers {
+                    url: url.to_string(),
+                    dispatch: murmur::workers::PgDispatch::start(url, store.clone()).await?,
+                })
+            }
+            (None, true) => {
+                self.store.workers_url()?;
+                None
+            }
+            (_, false) => None,
         };
         let base = std::env::current_dir().context("finding the current directory")?;
         if let Some(dir) = &self.watch

@@ -481,12 +481,7 @@ impl Runs {
         // Workers fetch the run's components from the database by sha256.
         let components = self.options.workers.as_ref().map(|w| {
             scheduler = scheduler.clone().with_dispatch(w.dispatch.clone());
-            let plugins: Vec<(String, PathBuf)> = wf
-                .plugins
-                .iter()
-                .map(|p| (p.sha256.clone(), p.path.clone()))
-                .collect();
-            (w.url.clone(), plugins)
+            (w.url.clone(), wf.clone())
         });
         let requests = scheduler.requests();
         let done = Arc::new(Notify::new());
@@ -508,7 +503,7 @@ impl Runs {
         let runs = self.clone();
         tokio::spawn(async move {
             let published = match components {
-                Some((url, plugins)) => murmur::workers::publish_components(&url, &plugins).await,
+                Some((url, wf)) => murmur::workers::publish_components(&url, &wf).await,
                 None => Ok(()),
             };
             let outcome = match published {

@@ -620,7 +620,9 @@ fn a_second_process_never_writes_a_postgres_run_a_live_process_is_writing() {
         .is_some_and(|n| n > 0)
     };
     let claimed = Instant::now();
-    while !holds(first.id()) {
+    // The claim is taken just before the run's record is first written: wait for both,
+    // so the resume below finds the run to refuse.
+    while !holds(first.id()) || stored(&db).is_none() {
         assert!(
             claimed.elapsed() < Duration::from_secs(60),
             "the first run never claimed its run"

@@ -89,6 +89,7 @@ pub fn inspect(path: &Path, cache: ComponentCache) -> Result<Report, InspectErro
         tenant: None,
         grants: needs_grants.clone(),
         read_dirs: Vec::new(),
+        http: None,
     };
     let loaded = LoadedPlugin::link(&engine, &spec, compiled)
         .map_err(|e| InspectError::Component(e.to_string()))?;

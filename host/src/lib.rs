@@ -26,6 +26,7 @@ pub mod bench;
 pub mod blackboard;
 mod context;
 pub mod durations;
+pub mod egress;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod graph;

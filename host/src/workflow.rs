@@ -30,6 +30,9 @@ pub enum WorkflowError {
     /// The language-model setup failed (replay or record file).
     #[error(transparent)]
     Llm(#[from] crate::llm::LlmSetupError),
+    /// The HTTP record or replay file cannot be used.
+    #[error(transparent)]
+    Http(#[from] crate::egress::TapeError),
 }
 
 /// An agent: a loaded plugin and the subscriptions in force for it.
@@ -90,6 +93,25 @@ pub struct LoadOptions {
     /// An existing language-model host to keep (a hot-loaded version shares the run's
     /// budgets, cache and accounting).
     pub llm_host: Option<Arc<LlmHost>>,
+    /// Append every plugin HTTP exchange to this file (`--http-record`).
+    pub http_record: Option<PathBuf>,
+    /// Answer plugins' HTTP requests from this file, never the network (`--http-replay`).
+    pub http_replay: Option<PathBuf>,
+    /// An existing recording to keep (a hot-loaded version records into the run's).
+    pub http_tape: Option<Arc<crate::egress::Tape>>,
+    /// The variables `${env:NAME}` in the manifest's `http` headers read: the process's
+    /// environment, handed in by the command line.
+    pub secrets: Secrets,
+}
+
+/// Values `${env:NAME}` may read; never shown (`Debug` prints the names only).
+#[derive(Clone, Default)]
+pub struct Secrets(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 /// What the command line says about the language-model provider, over `[llm]`.
@@ -169,6 +191,8 @@ pub struct Workflow {
     pub(crate) placement: Option<Arc<dyn crate::placement::Scorer>>,
     /// The language-model host, when `[llm]`, `MURMUR_LLM_*` or a replay file configure one.
     pub llm: Option<Arc<LlmHost>>,
+    /// The recording (or replay) of the plugins' HTTP exchanges.
+    pub http_tape: Arc<crate::egress::Tape>,
     /// The engine they run on.
     pub engine: Arc<PluginEngine>,
 }
@@ -233,16 +257,36 @@ impl Workflow {
         })?;
         let engine = Arc::new(engine);
 
+        let http_tape = match &options.http_tape {
+            Some(tape) => tape.clone(),
+            None => Arc::new(crate::egress::Tape::open(
+                options.http_replay.as_deref(),
+                options.http_record.as_deref(),
+            )?),
+        };
         let mut agents = Vec::new();
         let mut plugins = Vec::new();
         for decl in &manifest.plugins {
-            let plugin = LoadedPlugin::load(&engine, &decl.spec).map_err(|e| {
+            let mut plugin = LoadedPlugin::load(&engine, &decl.spec).map_err(|e| {
                 manifest.located(
                     decl.origin.as_deref(),
                     decl.path_span.clone(),
                     e.to_string(),
                 )
             })?;
+            if let Some(spec) = &decl.spec.http {
+                let grant = crate::egress::HttpGrant::new(
+                    &decl.spec.name,
+                    spec,
+                    &options.secrets.0,
+                    decl.spec.limits.http(),
+                    http_tape.clone(),
+                )
+                .map_err(|e| {
+                    manifest.located(decl.origin.as_deref(), decl.span.clone(), e.to_string())
+                })?;
+                plugin.http = Some(Arc::new(grant));
+            }
             let plugin = Arc::new(plugin);
             for t in &plugin.info.publishes {
                 if !types.contains(t) {
@@ -344,6 +388,7 @@ impl Workflow {
             };
         Ok(Workflow {
             llm,
+            http_tape,
             context_providers: plugins
                 .iter()
                 .cloned()

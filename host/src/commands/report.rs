@@ -87,6 +87,7 @@ pub(crate) fn report(
                 wf.manifest.clone(),
                 LoadOptions {
                     llm_host: wf.llm.clone(),
+                    http_tape: Some(wf.http_tape.clone()),
                     ..super::settings::load_options(Some(&wf.manifest))
                 },
                 reload_tx,

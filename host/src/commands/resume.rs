@@ -25,6 +25,8 @@ pub(crate) struct ResumeCommand {
     /// (as `run --workers`).
     #[arg(long)]
     workers: bool,
+    #[command(flatten)]
+    http: super::settings::HttpTapeArgs,
 }
 
 impl ResumeCommand {
@@ -37,7 +39,10 @@ impl ResumeCommand {
         // The run goes on with the manifest it started with, and the same plugin files.
         let path = PathBuf::from(&record.manifest_path);
         let manifest = Manifest::parse(&path, &record.manifest_text)?;
-        let options = super::settings::load_options(Some(&manifest));
+        let options = self
+            .http
+            .clone()
+            .apply(super::settings::load_options(Some(&manifest)));
         let wf = Workflow::from_manifest(manifest, options)?;
         same_plugins(&wf, &record)?;
         if !self.quiet {

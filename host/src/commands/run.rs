@@ -35,6 +35,8 @@ pub(crate) struct RunCommand {
     /// Answer language-model requests from this file, with no network.
     #[arg(long)]
     llm_replay: Option<PathBuf>,
+    #[command(flatten)]
+    http: settings::HttpTapeArgs,
     /// Hand every invocation to `murmur worker` processes (on any machine) through the
     /// PostgreSQL store; this process keeps the run's decisions.
     #[arg(long)]
@@ -48,11 +50,11 @@ impl RunCommand {
             .unwrap_or_else(|| StoreSpec::beside(&self.manifest));
         let loaded = Instant::now();
         let manifest = Manifest::load(&self.manifest)?;
-        let options = LoadOptions {
+        let options = self.http.apply(LoadOptions {
             llm_record: self.llm_record,
             llm_replay: self.llm_replay,
             ..settings::load_options(Some(&manifest))
-        };
+        });
         let wf = Arc::new(Workflow::from_manifest(manifest, options)?);
         let (store, workers) = if self.workers {
             let url = store.workers_url()?.to_string();

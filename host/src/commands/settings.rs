@@ -45,6 +45,33 @@ pub(crate) fn load_options(manifest: Option<&Manifest>) -> LoadOptions {
     LoadOptions {
         cache: cache(),
         llm: llm(manifest),
+        // What `${env:NAME}` in `http` headers reads (a hot-loaded bundle may name
+        // variables the manifest did not). Held, never shown or stored.
+        secrets: murmur::workflow::Secrets(std::env::vars().collect()),
         ..LoadOptions::default()
+    }
+}
+
+/// `--http-record` and `--http-replay`: plugins' HTTP exchanges to a file, or answered
+/// from one.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct HttpTapeArgs {
+    /// Append every HTTP exchange of the plugins to this file (JSON lines; secrets
+    /// redacted).
+    #[arg(long, conflicts_with = "http_replay")]
+    pub(crate) http_record: Option<std::path::PathBuf>,
+    /// Answer the plugins' HTTP requests from this file, with no network.
+    #[arg(long)]
+    pub(crate) http_replay: Option<std::path::PathBuf>,
+}
+
+impl HttpTapeArgs {
+    /// `options` with these files.
+    pub(crate) fn apply(self, options: LoadOptions) -> LoadOptions {
+        LoadOptions {
+            http_record: self.http_record,
+            http_replay: self.http_replay,
+            ..options
+        }
     }
 }

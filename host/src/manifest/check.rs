@@ -322,6 +322,7 @@ fn plugin(
         spec: PluginSpec {
             grants: grants(&name, p.grants, at)?,
             read_dirs: read_dirs(&name, p.read_dirs, base, at)?,
+            http: http(&name, p.http, at)?,
             path: base.join(p.path.get_ref()),
             world,
             sha256: p.sha256.map(|s| s.into_inner().to_ascii_lowercase()),
@@ -374,6 +375,11 @@ fn plugin_limits(
         || l.max_output_bytes == 0
         || l.max_input_bytes == 0
         || l.fuel == Some(0)
+        || l.http_requests == 0
+        || l.http_request_bytes == 0
+        || l.http_response_bytes == 0
+        || l.http_timeout_ms == 0
+        || l.http_concurrency == 0
     {
         return Err(at(
             table,
@@ -390,6 +396,7 @@ fn plugin_limits(
         ));
     }
     duration("limits.timeout_ms", l.timeout_ms)
+        .and_then(|()| duration("limits.http_timeout_ms", l.http_timeout_ms))
         .map_err(|m| at(span, format!("plugin '{name}': {m}")))?;
     Ok(l)
 }
@@ -436,6 +443,95 @@ fn grants(
             })
         })
         .collect()
+}
+
+/// `http`: destinations, each `"SCHEME://HOST[:PORT]"` or `{ url = "…", headers = { … } }`,
+/// with no secret written in the manifest.
+fn http(
+    name: &str,
+    list: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    at: At<'_>,
+) -> Result<Option<crate::egress::HttpSpec>, ManifestError> {
+    use crate::egress::{Destination, HttpSpec, Rule, Template};
+    let Some(list) = list else {
+        return Ok(None);
+    };
+    let span = list.span();
+    let entries = list.into_inner();
+    if entries.is_empty() {
+        return Err(at(
+            span,
+            format!(
+                "plugin '{name}': `http` is empty; list where it may go, or leave the key out to grant no http"
+            ),
+        ));
+    }
+    let mut destinations = Vec::new();
+    for entry in entries {
+        let span = entry.span();
+        let fail = |m: String| at(span.clone(), format!("plugin '{name}': http: {m}"));
+        let (url, headers) = match entry.into_inner() {
+            toml::Value::String(url) => (url, toml::Table::new()),
+            toml::Value::Table(mut t) => {
+                let url = match t.remove("url") {
+                    Some(toml::Value::String(u)) => u,
+                    _ => {
+                        return Err(fail(
+                            "a table entry needs `url = \"SCHEME://HOST[:PORT]\"`".into(),
+                        ));
+                    }
+                };
+                let headers = match t.remove("headers") {
+                    None => toml::Table::new(),
+                    Some(toml::Value::Table(h)) => h,
+                    Some(_) => {
+                        return Err(fail(
+                            "`headers` is a table of header names and values".into(),
+                        ));
+                    }
+                };
+                if let Some(k) = t.keys().next() {
+                    return Err(fail(format!("unknown key '{k}' (expected url, headers)")));
+                }
+                (url, headers)
+            }
+            _ => {
+                return Err(fail(
+                    "each entry is a URL pattern such as \"https://api.github.com\" or a table { url, headers }".into(),
+                ));
+            }
+        };
+        let rule = Rule::parse(&url).map_err(fail)?;
+        let mut parsed = Vec::new();
+        for (header, value) in headers {
+            let toml::Value::String(value) = value else {
+                return Err(fail(format!("header {header}: the value is a string")));
+            };
+            if http_header_name(&header).is_none() {
+                return Err(fail(format!("'{header}' is not a header name")));
+            }
+            let template =
+                Template::parse(&value).map_err(|m| fail(format!("header {header}: {m}")))?;
+            template
+                .check_literal(&header)
+                .map_err(|m| fail(format!("{m} (destination {rule})")))?;
+            parsed.push((header, template));
+        }
+        destinations.push(Destination {
+            rule,
+            headers: parsed,
+        });
+    }
+    Ok(Some(HttpSpec { destinations }))
+}
+
+/// `name` if it is a valid HTTP header name.
+fn http_header_name(name: &str) -> Option<&str> {
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
+    .then_some(name)
 }
 
 /// `read_dirs`: absolute guest paths onto directories relative to the manifest.

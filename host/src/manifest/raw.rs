@@ -134,6 +134,10 @@ pub(crate) struct RawPlugin {
     pub(crate) grants: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     pub(crate) read_dirs: Option<Spanned<BTreeMap<String, String>>>,
+    /// Each entry a URL pattern, or a table `{ url, headers }` (checked in check.rs, where
+    /// a wrong shape gets a message of its own rather than serde's "no variant matched").
+    #[serde(default)]
+    pub(crate) http: Option<Spanned<Vec<Spanned<toml::Value>>>>,
     #[serde(default)]
     pub(crate) context: Option<Spanned<crate::policy::ContextOverride>>,
     #[serde(default)]

@@ -124,6 +124,7 @@ impl PluginEngine {
 
         let mut linker: Linker<InvocationState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         // The agent world imports every host interface, so its linker serves all worlds:
         // each interface through the bindings, but `context` by hand (see there).
         fn host(s: &mut InvocationState) -> &mut InvocationState {

@@ -214,6 +214,9 @@ pub struct LoadedPlugin {
     pub imports_context: bool,
     /// Read-only directories for WASI guests (guest path, host directory).
     pub read_dirs: Arc<[(String, PathBuf)]>,
+    /// Its `http` grant, ready to serve requests (set by the workflow that loads it, which
+    /// reads the grant's secrets and owns the run's recording).
+    pub http: Option<Arc<crate::egress::HttpGrant>>,
     /// Whether the compiled component came from the cache.
     pub cache: CacheOutcome,
     /// Time to load (read, compile or deserialise, link, describe).
@@ -324,6 +327,16 @@ impl LoadedPlugin {
         // Capabilities by omission: every host interface beyond `log` and `context` must
         // be granted.
         grant_check(&plugin, &shape, &spec.grants)?;
+        if let Some(import) = shape.imports_http()
+            && spec.http.is_none()
+        {
+            return Err(LoadError::NotGranted {
+                plugin: plugin.clone(),
+                imports: vec![import.to_string()],
+                capabilities: Vec::new(),
+                fix: "add `http = [\"https://HOST\"]`, the destinations it may send requests to, to its [[plugin]] table if it should reach them".into(),
+            });
+        }
         let imports_context = shape.imports_context();
         let link = |e: wasmtime::Error| LoadError::Link {
             plugin: plugin.clone(),
@@ -367,6 +380,7 @@ impl LoadedPlugin {
             context_on_demand: false,
             imports_context,
             read_dirs: spec.read_dirs.clone().into(),
+            http: None,
             cache,
             load_time: Duration::ZERO,
             pre,
@@ -489,7 +503,12 @@ impl LoadedPlugin {
             fault
         });
         // Reaching beyond a grant faults the call, whatever the guest made of the refusal.
-        if let Some(violation) = store.data_mut().violation.take() {
+        if let Some(violation) = store
+            .data_mut()
+            .violation
+            .take()
+            .or_else(|| store.data().http.take_violation())
+        {
             return Err(Fault {
                 kind: crate::invocation::FaultKind::Denied,
                 message: violation,
@@ -530,6 +549,11 @@ impl LoadedPlugin {
             Some(mut warm) => {
                 let state = warm.store.data_mut();
                 state.deadline = Instant::now() + timeout;
+                state.http = crate::egress::HttpCall::new(
+                    self.name.clone(),
+                    board.as_ref().and_then(|b| b.http.clone()),
+                    state.deadline,
+                );
                 state.board = board;
                 state.last_error = None;
                 state.log_lines = 0;

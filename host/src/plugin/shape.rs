@@ -76,6 +76,14 @@ impl Shape {
             .map(String::as_str)
     }
 
+    /// Its import of wasi:http's outgoing handler (outgoing HTTP), if it has one.
+    pub fn imports_http(&self) -> Option<&str> {
+        self.imports
+            .iter()
+            .find(|n| n.starts_with("wasi:http/outgoing-handler@"))
+            .map(String::as_str)
+    }
+
     /// Whether it imports `context` (its context on demand).
     pub fn imports_context(&self) -> bool {
         self.imported().any(|i| i == "context")

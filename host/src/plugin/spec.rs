@@ -31,6 +31,9 @@ pub struct PluginSpec {
     pub grants: Vec<Capability>,
     /// Directories a WASI guest may read, as (guest path, host directory); read-only.
     pub read_dirs: Vec<(String, PathBuf)>,
+    /// Where it may send HTTP requests (the manifest's `http` list), if anywhere. A
+    /// component that imports wasi:http's outgoing handler without one is refused at load.
+    pub http: Option<crate::egress::HttpSpec>,
 }
 
 /// Per-plugin resource limits. Every key has a documented default.
@@ -67,6 +70,33 @@ pub struct PluginLimits {
     /// faults, errs at the host, times out or prints a lot is dropped, not reused.
     /// Agents only; validators, routers and context providers are always fresh.
     pub reuse: u32,
+    /// HTTP requests one invocation may make (the `http` grant). Default 64; later ones
+    /// fail.
+    pub http_requests: u32,
+    /// Request body bytes one invocation may send, all its requests together. Default
+    /// 1 MiB.
+    pub http_request_bytes: usize,
+    /// Response body bytes one invocation may receive, all its requests together.
+    /// Default 8 MiB.
+    pub http_response_bytes: usize,
+    /// Longest one request may take, to the last byte of its answer; never past the
+    /// invocation's deadline. Default 10,000 ms.
+    pub http_timeout_ms: u64,
+    /// Requests of this plugin in flight at once, across its invocations. Default 4.
+    pub http_concurrency: usize,
+}
+
+impl PluginLimits {
+    /// The limits on its HTTP requests.
+    pub fn http(&self) -> crate::egress::HttpLimits {
+        crate::egress::HttpLimits {
+            requests: self.http_requests,
+            request_bytes: self.http_request_bytes,
+            response_bytes: self.http_response_bytes,
+            timeout: std::time::Duration::from_millis(self.http_timeout_ms),
+            concurrency: self.http_concurrency,
+        }
+    }
 }
 
 impl Default for PluginLimits {
@@ -81,6 +111,11 @@ impl Default for PluginLimits {
             max_query_bytes: 1 << 20,
             fuel: None,
             reuse: 0,
+            http_requests: 64,
+            http_request_bytes: 1 << 20,
+            http_response_bytes: 8 << 20,
+            http_timeout_ms: 10_000,
+            http_concurrency: 4,
         }
     }
 }

@@ -79,6 +79,8 @@ pub struct BoardAccess {
     pub kv: bool,
     /// The language-model host, when `llm` is granted and a provider is configured.
     pub llm: Option<LlmAccess>,
+    /// Its `http` grant, if it has one.
+    pub http: Option<Arc<crate::egress::HttpGrant>>,
 }
 
 /// A call's access to the language-model host.
@@ -118,16 +120,19 @@ impl BoardAccess {
             plugin.granted(Capability::Blackboard),
             plugin.granted(Capability::Kv),
         );
-        (read || kv || plugin.granted(Capability::Llm)).then(|| BoardAccess {
-            store: store.clone(),
-            workflow_id: workflow_id.to_string(),
-            labels: plugin.labels.clone(),
-            tenant: plugin.tenant.clone(),
-            max_results: plugin.limits.max_query_results,
-            max_bytes: plugin.limits.max_query_bytes,
-            read,
-            kv,
-            llm: None,
+        (read || kv || plugin.granted(Capability::Llm) || plugin.http.is_some()).then(|| {
+            BoardAccess {
+                store: store.clone(),
+                workflow_id: workflow_id.to_string(),
+                labels: plugin.labels.clone(),
+                tenant: plugin.tenant.clone(),
+                max_results: plugin.limits.max_query_results,
+                max_bytes: plugin.limits.max_query_bytes,
+                read,
+                kv,
+                llm: None,
+                http: plugin.http.clone(),
+            }
         })
     }
 }
@@ -157,6 +162,9 @@ pub struct InvocationState {
     /// The manifest's `read_dirs`, for the WASI context.
     read_dirs: Arc<[(String, std::path::PathBuf)]>,
     pub(crate) table: ResourceTable,
+    /// wasi:http's context (its field limits), and this call's requests.
+    http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    pub(crate) http: crate::egress::HttpCall,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) plugin: Arc<str>,
     pub(crate) deadline: Instant,
@@ -183,11 +191,18 @@ impl InvocationState {
         board: Option<BoardAccess>,
         read_dirs: Arc<[(String, std::path::PathBuf)]>,
     ) -> Self {
+        let http = crate::egress::HttpCall::new(
+            plugin.clone(),
+            board.as_ref().and_then(|b| b.http.clone()),
+            deadline,
+        );
         Self {
             wasi: None,
             output: None,
             read_dirs,
             table: ResourceTable::new(),
+            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http,
             limiter: MemoryLimiter {
                 max_bytes: max_memory,
                 denied: false,
@@ -265,6 +280,18 @@ impl WasiView for InvocationState {
         WasiCtxView {
             ctx: wasi.get_or_insert_with(|| make_wasi(output, read_dirs, plugin)),
             table,
+        }
+    }
+}
+
+/// wasi:http for guests: every request goes through this call's [`crate::egress::HttpCall`],
+/// which refuses all of them when the plugin has no `http` grant.
+impl wasmtime_wasi_http::WasiHttpView for InvocationState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
         }
     }
 }

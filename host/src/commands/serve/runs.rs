@@ -463,6 +463,7 @@ impl Runs {
                 let (reload_tx, reload_rx) = mpsc::unbounded_channel();
                 let options = murmur::workflow::LoadOptions {
                     llm_host: wf.llm.clone(),
+                    http_tape: Some(wf.http_tape.clone()),
                     ..super::super::settings::load_options(Some(&wf.manifest))
                 };
                 match murmur::hotload::watch(dir, wf.manifest.clone(), options, reload_tx) {

@@ -1,0 +1,374 @@
+//! One invocation's outgoing requests: wasi:http's `send_request` hook.
+//!
+//! wasmtime's wasi:http implementation builds the guest's request and hands it here; the
+//! host checks it against the grant before anything leaves the machine, adds the
+//! destination's secret headers, sends it with the plugin's own client (its resolver
+//! refuses private addresses the list does not name, and it follows no redirect), reads
+//! the whole answer within the byte limit, redacts secrets from it, records it, and
+//! hands it back. Requests and answers are whole in memory: they are bounded by the
+//! limits, and a recording needs them whole anyway.
+
+use super::HttpGrant;
+use super::rule::{Private, Scheme};
+use super::secret;
+use super::tape::{self, Exchange};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// What the guest's request future resolves to.
+type Sent = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
+        > + Send,
+>;
+
+/// One invocation's HTTP state: the grant (if any), what it has used of its limits, and
+/// a reach beyond the grant (which faults the call `denied`).
+pub struct HttpCall {
+    grant: Option<Arc<HttpGrant>>,
+    plugin: Arc<str>,
+    deadline: Instant,
+    requests: u32,
+    sent: Arc<AtomicUsize>,
+    received: Arc<AtomicUsize>,
+    violation: Arc<Mutex<Option<String>>>,
+}
+
+impl HttpCall {
+    /// The state of a call of `plugin` under `grant`, ending at `deadline`.
+    pub fn new(plugin: Arc<str>, grant: Option<Arc<HttpGrant>>, deadline: Instant) -> HttpCall {
+        HttpCall {
+            grant,
+            plugin,
+            deadline,
+            requests: 0,
+            sent: Arc::default(),
+            received: Arc::default(),
+            violation: Arc::default(),
+        }
+    }
+
+    /// The reach beyond the grant this call made, if any (taken).
+    pub fn take_violation(&self) -> Option<String> {
+        self.violation.lock().ok().and_then(|mut v| v.take())
+    }
+
+    fn deny(&self, message: String) -> Sent {
+        tracing::warn!(plugin = %self.plugin, "http request denied: {message}");
+        if let Ok(mut v) = self.violation.lock() {
+            v.get_or_insert(message);
+        }
+        Box::new(async { Err(Error::HttpRequestDenied) })
+    }
+}
+
+impl WasiHttpHooks for HttpCall {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Sent {
+        let uri = request.uri().clone();
+        let Some(grant) = self.grant.clone() else {
+            return self.deny(format!(
+                "requested {}, but its manifest grants no http (add `http = [\"SCHEME://HOST[:PORT]\"]` to its [[plugin]] table)",
+                without_query(&uri)
+            ));
+        };
+        let scheme = match uri.scheme_str() {
+            Some("http") => Scheme::Http,
+            Some("https") => Scheme::Https,
+            _ => {
+                return self.deny(format!(
+                    "requested {}: only http and https are allowed",
+                    without_query(&uri)
+                ));
+            }
+        };
+        let host = uri.host().unwrap_or_default().to_string();
+        let port = uri.port_u16().unwrap_or(scheme.default_port());
+        let Some(at) = grant
+            .destinations
+            .iter()
+            .position(|(rule, _)| rule.allows(scheme, &host, port))
+        else {
+            return self.deny(format!(
+                "requested {}, which its manifest's http list ({}) does not allow",
+                without_query(&uri),
+                grant.listed()
+            ));
+        };
+        self.requests += 1;
+        if self.requests > grant.limits.requests {
+            tracing::warn!(plugin = %self.plugin, "http request refused: limits.http_requests ({}) reached", grant.limits.requests);
+            return Box::new(async { Err(Error::ConnectionLimitReached) });
+        }
+        let call = Outgoing {
+            grant,
+            at,
+            deadline: self.deadline,
+            sent: self.sent.clone(),
+            received: self.received.clone(),
+            violation: self.violation.clone(),
+        };
+        Box::new(async move {
+            let response = call.exchange(request).await?;
+            let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                Box::new(async { Ok(()) });
+            Ok((response, done))
+        })
+    }
+}
+
+/// `uri` without its query (which may carry a key the plugin was given): for messages.
+fn without_query(uri: &http::Uri) -> String {
+    let mut text = format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("?"),
+        uri.authority().map(|a| a.as_str()).unwrap_or_default(),
+        uri.path()
+    );
+    if uri.query().is_some() {
+        text.push_str("?…");
+    }
+    text
+}
+
+/// One request on its way.
+struct Outgoing {
+    grant: Arc<HttpGrant>,
+    /// The destination that allows it.
+    at: usize,
+    deadline: Instant,
+    sent: Arc<AtomicUsize>,
+    received: Arc<AtomicUsize>,
+    violation: Arc<Mutex<Option<String>>>,
+}
+
+impl Outgoing {
+    async fn exchange(
+        self,
+        request: http::Request<WasiBody>,
+    ) -> Result<http::Response<WasiBody>, Error> {
+        let grant = &self.grant;
+        let limits = grant.limits;
+        let _slot = grant
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::ConnectionLimitReached)?;
+        let (parts, body) = request.into_parts();
+        // The body, within what the invocation may still send.
+        let room = limits
+            .request_bytes
+            .saturating_sub(self.sent.load(Ordering::Relaxed));
+        let body = http_body_util::Limited::new(body, room)
+            .collect()
+            .await
+            .map_err(|e| match e.downcast::<Error>() {
+                Ok(e) => *e,
+                Err(_) => Error::HttpRequestBodySize(Some(limits.request_bytes as u64)),
+            })?
+            .to_bytes();
+        self.sent.fetch_add(body.len(), Ordering::Relaxed);
+        let url = parts.uri.to_string();
+        let method = parts.method.as_str().to_string();
+        let guest_headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .filter(|(n, _)| *n != http::header::HOST)
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let key = tape::key(&method, &url, &guest_headers, &body);
+        let started = Instant::now();
+        let exchange = if grant.tape.replaying() {
+            grant.tape.answer(&key).ok_or_else(|| {
+                Error::InternalError(Some(format!(
+                    "replaying: the HTTP replay file has no answer for {method} {} (key {key}); record it first",
+                    grant.redact(&url)
+                )))
+            })?
+        } else {
+            let exchange = self.live(&parts, &method, &url, &key, body).await?;
+            grant.tape.record(&exchange);
+            exchange
+        };
+        tracing::info!(
+            plugin = %grant.plugin,
+            "http {method} {} → {} ({} ms)",
+            grant.redact(&url),
+            exchange.status,
+            started.elapsed().as_millis()
+        );
+        let mut response = http::Response::builder().status(exchange.status);
+        for (name, value) in &exchange.headers {
+            response = response.header(name.as_str(), value.as_str());
+        }
+        let body = Bytes::from(exchange.body_bytes());
+        response
+            .body(
+                http_body_util::Full::new(body)
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .map_err(|e| Error::InternalError(Some(format!("the response: {e}"))))
+    }
+
+    /// Send it over the network and read the whole answer (redacted).
+    async fn live(
+        &self,
+        parts: &http::request::Parts,
+        method: &str,
+        url: &str,
+        key: &str,
+        body: Bytes,
+    ) -> Result<Exchange, Error> {
+        let grant = &self.grant;
+        let limits = grant.limits;
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::ConnectionTimeout);
+        }
+        let timeout = limits.timeout.min(left);
+        let mut headers = parts.headers.clone();
+        headers.remove(http::header::HOST);
+        // The destination's own headers last: they replace any the guest set.
+        for (name, value) in &grant.destinations[self.at].1 {
+            headers.insert(name, value.clone());
+        }
+        let request = grant
+            .client
+            .request(parts.method.clone(), url)
+            .headers(headers)
+            .body(body)
+            .timeout(timeout);
+        let mut response = request.send().await.map_err(|e| self.failed(&e))?;
+        let status = response.status().as_u16();
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter(|(n, _)| {
+                !matches!(
+                    n.as_str(),
+                    "transfer-encoding" | "connection" | "keep-alive" | "content-length"
+                )
+            })
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    grant.redact(&String::from_utf8_lossy(v.as_bytes())),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.failed(&e))? {
+            let total = self.received.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
+            if total > limits.response_bytes {
+                return Err(Error::HttpResponseBodySize(Some(
+                    limits.response_bytes as u64,
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let mut exchange = Exchange {
+            key: key.to_string(),
+            plugin: grant.plugin.to_string(),
+            method: method.to_string(),
+            url: grant.redact(url),
+            status,
+            headers,
+            body: None,
+            body_hex: None,
+        };
+        exchange.set_body(&secret::redact_bytes(&body, &grant.secrets));
+        Ok(exchange)
+    }
+
+    /// The guest's error for a failed send; a refused address is a reach beyond the grant.
+    fn failed(&self, e: &reqwest::Error) -> Error {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            if let Some(refused) = s.downcast_ref::<Refused>() {
+                if let Ok(mut v) = self.violation.lock() {
+                    v.get_or_insert(refused.0.clone());
+                }
+                tracing::warn!(plugin = %self.grant.plugin, "http request denied: {}", refused.0);
+                return Error::HttpRequestDenied;
+            }
+            source = s.source();
+        }
+        if e.is_timeout() {
+            return Error::ConnectionTimeout;
+        }
+        if e.is_connect() {
+            return Error::ConnectionRefused;
+        }
+        Error::InternalError(Some(self.grant.redact(&e.to_string())))
+    }
+}
+
+/// A name resolved to an address the list does not name.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The resolver of a plugin's client: the system's, refusing names that resolve to an
+/// address that is not public unless the list names it.
+struct Resolver {
+    private: Private,
+}
+
+impl reqwest::dns::Resolve for Resolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let private = self.private.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(bad) = found.iter().find(|a| !private.permits(&host, a.ip())) {
+                return Err(Box::new(Refused(format!(
+                    "{host} resolves to {}, a private or loopback address its manifest's http list does not name",
+                    bad.ip()
+                )))
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// A plugin's client: no proxy from the environment, no redirects followed, names
+/// resolved through [`Resolver`].
+pub(crate) fn client(private: Private) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(Resolver { private }))
+        .user_agent(concat!("murmur/", env!("CARGO_PKG_VERSION")))
+        .build()
+}

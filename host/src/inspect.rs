@@ -89,7 +89,10 @@ pub fn inspect(path: &Path, cache: ComponentCache) -> Result<Report, InspectErro
         tenant: None,
         grants: needs_grants.clone(),
         read_dirs: Vec::new(),
-        http: None,
+        // Granted nowhere: describe() is inspected, and no request is allowed.
+        http: shape
+            .imports_http()
+            .map(|_| crate::egress::HttpSpec::default()),
     };
     let loaded = LoadedPlugin::link(&engine, &spec, compiled)
         .map_err(|e| InspectError::Component(e.to_string()))?;
@@ -100,7 +103,12 @@ pub fn inspect(path: &Path, cache: ComponentCache) -> Result<Report, InspectErro
         sha256: loaded.sha256.clone(),
         world: world.to_string(),
         api_version: info.api_version.clone(),
-        needs_grants: needs_grants.iter().map(|c| c.to_string()).collect(),
+        needs_grants: needs_grants
+            .iter()
+            .map(|c| c.to_string())
+            // `http` is a list of destinations rather than a `grants` entry.
+            .chain(shape.imports_http().map(|_| "http".to_string()))
+            .collect(),
         imports: shape.imports,
         exports: shape.exports,
         name: info.name.clone(),

@@ -45,6 +45,8 @@ pub use wit_bindgen as __wit_bindgen;
 /// The API version this SDK was built against; reported by `describe()`.
 pub const API_VERSION: &str = "0.1.0";
 
+#[cfg(feature = "http")]
+pub mod http;
 pub mod payload;
 #[cfg(feature = "fast-alloc")]
 pub mod size_classes;

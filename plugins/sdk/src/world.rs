@@ -9,6 +9,7 @@
 )))]
 compile_error!("murmur-guest: enable one world feature: agent, context-provider, router or validator");
 
+#[allow(unused_macros)]
 macro_rules! world_bindings {
     ($world:literal, $macro_name:literal, $module:literal) => {
         wit_bindgen::generate!({
@@ -24,10 +25,30 @@ macro_rules! world_bindings {
 }
 
 /// Generated bindings (agent world).
-#[cfg(feature = "agent")]
+#[cfg(all(feature = "agent", not(feature = "http")))]
 #[allow(missing_docs)]
 pub mod bindings {
     world_bindings!("agent", "__export_agent_world", "murmur_guest::bindings");
+    pub use exports::murmur::plugin::agent_api::Guest as AgentGuest;
+}
+
+/// Generated bindings (the agent world with outgoing HTTP, `http-agent`).
+#[cfg(all(feature = "agent", feature = "http"))]
+#[allow(missing_docs)]
+pub mod bindings {
+    // The WASI interfaces wasi:http uses (io, clocks) are generated here too.
+    wit_bindgen::generate!({
+        world: "http-agent",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_agent_world",
+        default_bindings_module: "murmur_guest::bindings",
+        runtime_path: "murmur_guest::__wit_bindgen::rt",
+        additional_derives: [Clone],
+        // A variant holding a resource (an I/O error) cannot be cloned.
+        additional_derives_ignore: ["stream-error"],
+        generate_all,
+    });
     pub use exports::murmur::plugin::agent_api::Guest as AgentGuest;
 }
 

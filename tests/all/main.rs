@@ -15,6 +15,7 @@ mod faults;
 mod fuzzed;
 mod hostile;
 mod hotload;
+mod integrations;
 mod llm;
 mod loading;
 mod loopback;

@@ -186,18 +186,7 @@ impl Outgoing {
         self.sent.fetch_add(body.len(), Ordering::Relaxed);
         let url = parts.uri.to_string();
         let method = parts.method.as_str().to_string();
-        let guest_headers: Vec<(String, String)> = parts
-            .headers
-            .iter()
-            .filter(|(n, _)| *n != http::header::HOST)
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let key = tape::key(&method, &url, &guest_headers, &body);
+        let key = tape::key(&method, &url);
         let started = Instant::now();
         let exchange = if grant.tape.replaying() {
             grant.tape.answer(&key).ok_or_else(|| {

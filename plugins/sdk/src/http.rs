@@ -123,8 +123,32 @@ impl Request {
         self
     }
 
-    /// Send it and read the whole answer.
+    /// Send it and read the whole answer, following up to 5 redirects as `fetch` does
+    /// (each one a request of its own, which the host checks against the manifest's
+    /// `http` list: a redirect elsewhere fails [`HttpError::Denied`]).
     pub fn send(self) -> Result<Response, HttpError> {
+        let mut request = self;
+        for _ in 0..5 {
+            let answer = request.clone().send_once()?;
+            let Some(location) = answer.header("location").filter(|_| matches!(answer.status, 301 | 302 | 303 | 307 | 308))
+            else {
+                return Ok(answer);
+            };
+            let url = resolve(&request.url, location).ok_or_else(|| HttpError::BadUrl(location.to_string()))?;
+            // 303, and 301/302 after a POST, go on as a GET without a body.
+            let as_get = answer.status == 303 || (matches!(answer.status, 301 | 302) && matches!(request.method, Method::Post));
+            request.url = url;
+            if as_get {
+                request.method = Method::Get;
+                request.body.clear();
+                request.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+            }
+        }
+        Err(HttpError::Failed(format!("more than 5 redirects, the last to {}", request.url)))
+    }
+
+    /// Send it once and read the whole answer.
+    fn send_once(self) -> Result<Response, HttpError> {
         let (scheme, authority, path) = split_url(&self.url).ok_or_else(|| HttpError::BadUrl(self.url.clone()))?;
         let entries: Vec<(String, Vec<u8>)> =
             self.headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
@@ -231,4 +255,14 @@ fn split_url(url: &str) -> Option<(Scheme, &str, String)> {
     }
     let path = if path.starts_with('/') { path.to_string() } else { format!("/{path}") };
     Some((scheme, authority, path))
+}
+
+/// `location` (absolute, or a path on `base`'s origin) as an absolute URL.
+fn resolve(base: &str, location: &str) -> Option<String> {
+    if location.contains("://") {
+        return Some(location.to_string());
+    }
+    let (scheme, rest) = base.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    location.starts_with('/').then(|| format!("{scheme}://{authority}{location}"))
 }

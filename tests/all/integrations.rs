@@ -1,0 +1,627 @@
+//! Outgoing HTTP for plugins, and the `github-issues` plugin, against a fake GitHub REST
+//! server: a real HTTP server on loopback that keeps issues, lists them, creates them,
+//! rate-limits on demand and records every request it got.
+
+use crate::helpers::{AUTH_AGENTS, murmur};
+use crate::loopback::{Answer, Request, serve_http};
+use serde_json::{Value, json};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The token the tests hand the host; it must reach the fake server and nothing else.
+const TOKEN: &str = "ghp_murmurTEST0123456789abcdefSECRET";
+
+/// What the fake server does besides answering.
+#[derive(Default)]
+struct Behaviour {
+    /// Answer this many issue creations with GitHub's primary rate limit (403).
+    rate_limited_posts: u32,
+    /// Keep a creation's answer this long after storing the issue (a kill lands there).
+    post_delay: Duration,
+    /// Answer a creation with 422 and the request's Authorization header in the body and
+    /// a header (a hostile or broken server).
+    echo_authorization: bool,
+}
+
+#[derive(Default)]
+struct State {
+    issues: Vec<Value>,
+    /// Request line and headers of every request.
+    requests: Vec<(String, Vec<(String, String)>)>,
+    behaviour: Behaviour,
+}
+
+struct FakeGitHub {
+    port: u16,
+    state: Arc<Mutex<State>>,
+}
+
+fn json_answer(status: u16, body: &Value) -> Answer {
+    Answer {
+        status,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+        delay: Duration::ZERO,
+        close: false,
+    }
+}
+
+impl FakeGitHub {
+    fn start(behaviour: Behaviour) -> FakeGitHub {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let state = Arc::new(Mutex::new(State {
+            behaviour,
+            ..State::default()
+        }));
+        let shared = state.clone();
+        serve_http(listener, move |req| answer(&shared, req));
+        FakeGitHub { port, state }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn issues(&self) -> Vec<Value> {
+        self.state.lock().expect("state").issues.clone()
+    }
+
+    fn requests(&self) -> Vec<(String, Vec<(String, String)>)> {
+        self.state.lock().expect("state").requests.clone()
+    }
+}
+
+fn answer(state: &Mutex<State>, req: Request) -> Answer {
+    let mut s = state.lock().expect("state");
+    s.requests.push((req.line.clone(), req.headers.clone()));
+    let mut parts = req.line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    match (method, path) {
+        ("GET", "/repos/acme/widgets/issues") => {
+            let page: usize = param("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let per_page: usize = param("per_page").and_then(|p| p.parse().ok()).unwrap_or(30);
+            let label = param("labels");
+            let listed: Vec<Value> = s
+                .issues
+                .iter()
+                .rev()
+                .filter(|i| {
+                    label.as_ref().is_none_or(|l| {
+                        i["labels"]
+                            .as_array()
+                            .is_some_and(|ls| ls.iter().any(|x| x["name"] == l.as_str()))
+                    })
+                })
+                .skip((page - 1) * per_page)
+                .take(per_page)
+                .cloned()
+                .collect();
+            json_answer(200, &Value::Array(listed))
+        }
+        ("POST", "/repos/acme/widgets/issues") => {
+            if s.behaviour.echo_authorization {
+                let auth = req.header("authorization").unwrap_or("").to_string();
+                let mut a = json_answer(
+                    422,
+                    &json!({ "message": format!("bad credentials: {auth}") }),
+                );
+                a.headers.push(("X-Echo".into(), auth));
+                return a;
+            }
+            if s.behaviour.rate_limited_posts > 0 {
+                s.behaviour.rate_limited_posts -= 1;
+                let now = SystemTime::now();
+                let reset = now
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .expect("clock")
+                    .as_secs()
+                    + 1;
+                let mut a = json_answer(403, &json!({ "message": "API rate limit exceeded" }));
+                a.headers.extend([
+                    ("X-RateLimit-Remaining".into(), "0".into()),
+                    ("X-RateLimit-Reset".into(), reset.to_string()),
+                    ("Date".into(), httpdate::fmt_http_date(now)),
+                ]);
+                return a;
+            }
+            let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
+                return json_answer(400, &json!({ "message": "Problems parsing JSON" }));
+            };
+            let number = s.issues.len() as u64 + 1;
+            let labels: Vec<Value> = body["labels"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|l| json!({ "name": l }))
+                .collect();
+            let issue = json!({
+                "number": number,
+                "html_url": format!("https://github.example/acme/widgets/issues/{number}"),
+                "title": body["title"],
+                "body": body["body"],
+                "labels": labels,
+            });
+            s.issues.push(issue.clone());
+            let mut a = json_answer(201, &issue);
+            a.delay = s.behaviour.post_delay;
+            a
+        }
+        _ => json_answer(404, &json!({ "message": "Not Found" })),
+    }
+}
+
+/// The auth-system workflow with `github-issues` mirroring its discoveries to `api`.
+fn manifest(dir: &Path, api: &str, allowed: &str) -> PathBuf {
+    let path = dir.join("workflow.toml");
+    let text = format!(
+        r#"[workflow]
+name = "github-sync"
+{AUTH_AGENTS}
+[[type]]
+name = "ExternalLink"
+schema = {{ type = "object", required = ["url", "number", "discovery_id"] }}
+
+[[plugin]]
+name = "github"
+path = "{{plugin:github-issues}}"
+world = "agent"
+observer = true
+grants = ["kv"]
+http = [{{ url = "{allowed}", headers = {{ Authorization = "Bearer ${{env:MURMUR_TEST_GITHUB_TOKEN}}" }} }}]
+[plugin.limits]
+timeout_ms = 30000
+[plugin.config]
+repo = "acme/widgets"
+api_url = "{api}"
+"#
+    );
+    std::fs::write(&path, crate::helpers::expand(&text)).expect("write manifest");
+    path
+}
+
+/// `murmur run` with the token in the environment: its output (stderr is the log, at
+/// info).
+fn run(manifest: &Path, db: &Path, extra: &[&str]) -> std::process::Output {
+    murmur()
+        .args(["run", "-q", "--json", "-v", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .args(extra)
+        .arg(manifest)
+        .env("MURMUR_TEST_GITHUB_TOKEN", TOKEN)
+        .output()
+        .expect("murmur run")
+}
+
+fn summary(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "run printed no summary ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Every (type, payload) stored in `db`.
+fn artifacts(db: &Path, type_name: &str) -> Vec<Value> {
+    let c = rusqlite::Connection::open(db).expect("open db");
+    let mut q = c
+        .prepare("SELECT data FROM artifacts WHERE type_name = ?1 ORDER BY seq")
+        .expect("prepare");
+    let rows = q
+        .query_map([type_name], |r| r.get::<_, String>(0))
+        .expect("query");
+    rows.map(|r| {
+        let v: Value = serde_json::from_str(&r.expect("row")).expect("artifact json");
+        v
+    })
+    .collect()
+}
+
+/// Every failed invocation's record in `db`, as stored (its error and fault class).
+fn invocation_errors(db: &Path) -> Vec<String> {
+    let c = rusqlite::Connection::open(db).expect("open db");
+    let mut q = c
+        .prepare("SELECT data FROM invocations WHERE status = 'failed'")
+        .expect("prepare");
+    let rows = q.query_map([], |r| r.get::<_, String>(0)).expect("query");
+    rows.map(|r| r.expect("row")).collect()
+}
+
+/// Each discovery id the issues' markers name, and how many issues name it.
+fn markers(issues: &[Value]) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for issue in issues {
+        let body = issue["body"].as_str().unwrap_or_default();
+        let id = body
+            .split("<!-- murmur-discovery: ")
+            .nth(1)
+            .and_then(|rest| rest.split(" -->").next())
+            .unwrap_or_else(|| panic!("issue without a marker: {issue}"));
+        *seen.entry(id.to_string()).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn assert_no_token(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    assert!(!text.contains(TOKEN), "the token appears in {what}");
+    assert!(
+        !text.contains("murmurTEST"),
+        "part of the token appears in {what}"
+    );
+}
+
+#[test]
+fn every_discovery_becomes_one_issue_with_its_fields_and_a_link_back_and_the_token_stays_on_the_wire()
+ {
+    let github = FakeGitHub::start(Behaviour::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = manifest(dir.path(), &github.url(), &github.url());
+    let db = dir.path().join("run.db");
+    let recording = dir.path().join("http.jsonl");
+    let out = run(
+        &manifest,
+        &db,
+        &["--http-record", &recording.display().to_string()],
+    );
+    let s = summary(&out);
+    assert_eq!(s["status"], "complete", "{s}");
+
+    let discoveries = artifacts(&db, "WorkDiscovery");
+    let issues = github.issues();
+    assert!(
+        discoveries.len() >= 5,
+        "the scenario discovers work: {discoveries:?}"
+    );
+    assert_eq!(issues.len(), discoveries.len(), "one issue per discovery");
+    assert!(
+        markers(&issues).values().all(|n| *n == 1),
+        "no discovery has two issues"
+    );
+    let links = artifacts(&db, "ExternalLink");
+    assert_eq!(links.len(), issues.len(), "one ExternalLink per issue");
+    for link in &links {
+        let number = link["payload"]["number"].as_u64().expect("number");
+        let issue = &issues[number as usize - 1];
+        assert_eq!(link["payload"]["url"], issue["html_url"]);
+        assert_eq!(link["payload"]["repo"], "acme/widgets");
+        let body = issue["body"].as_str().expect("body");
+        let id = link["payload"]["discovery_id"]
+            .as_str()
+            .expect("discovery id");
+        assert!(body.contains(id), "the body names the discovery artifact");
+        assert!(
+            body.contains(s["workflow_id"].as_str().expect("run id")),
+            "and the run"
+        );
+    }
+    // Fields of one discovery, as the issue carries them.
+    let caching = issues
+        .iter()
+        .find(|i| i["title"] == "Caching pattern could optimize all API routes")
+        .expect("the validator's caching discovery has its issue");
+    let body = caching["body"].as_str().expect("body");
+    for field in [
+        "Caching pattern could optimize all API routes",
+        "| Phase | analysis |",
+        "| Priority | high |",
+        "| Discovered by | validator |",
+        "**Done when:**",
+    ] {
+        assert!(body.contains(field), "issue body lacks {field}: {body}");
+    }
+    let labels: Vec<&str> = caching["labels"]
+        .as_array()
+        .expect("labels")
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert_eq!(labels, ["murmur", "phase:analysis", "priority:high"]);
+
+    // The token went on every request to the server, and nowhere else.
+    let requests = github.requests();
+    assert!(!requests.is_empty());
+    for (line, headers) in &requests {
+        let auth = headers
+            .iter()
+            .find(|(n, _)| n == "authorization")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(auth, Some(&*format!("Bearer {TOKEN}")), "{line}");
+    }
+    assert_no_token("the run's stdout", &out.stdout);
+    assert_no_token("the log", &out.stderr);
+    assert_no_token("the store", &std::fs::read(&db).expect("db"));
+    let recorded = std::fs::read(&recording).expect("recording");
+    assert_no_token("the recording", &recorded);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("http POST"),
+        "the log names each exchange"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&recorded).lines().count(),
+        requests.len(),
+        "one recorded line per exchange"
+    );
+}
+
+#[test]
+fn a_rerun_replays_its_recorded_exchanges_with_no_server() {
+    let github = FakeGitHub::start(Behaviour::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = manifest(dir.path(), &github.url(), &github.url());
+    let recording = dir.path().join("http.jsonl");
+    let first = summary(&run(
+        &manifest,
+        &dir.path().join("first.db"),
+        &["--http-record", &recording.display().to_string()],
+    ));
+    assert_eq!(first["status"], "complete", "{first}");
+    let created = github.issues().len();
+    let requests = github.requests().len();
+
+    // The same workflow again: the recording answers, the server is not asked (it
+    // counts every request it gets).
+    let replayed = dir.path().join("replayed.db");
+    let out = run(
+        &manifest,
+        &replayed,
+        &["--http-replay", &recording.display().to_string()],
+    );
+    let second = summary(&out);
+    assert_eq!(second["status"], "complete", "{second}");
+    assert_eq!(artifacts(&replayed, "ExternalLink").len(), created);
+    assert_eq!(
+        github.requests().len(),
+        requests,
+        "the server was not asked again"
+    );
+}
+
+#[test]
+fn a_kill_between_creating_an_issue_and_recording_it_and_resume_make_no_second_issue() {
+    let github = FakeGitHub::start(Behaviour {
+        // Long enough that the process is killed while the first answer is held back.
+        post_delay: Duration::from_millis(1500),
+        ..Behaviour::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = manifest(dir.path(), &github.url(), &github.url());
+    let db = dir.path().join("run.db");
+    let mut child = murmur()
+        .args(["run", "-q", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .arg(&manifest)
+        .env("MURMUR_TEST_GITHUB_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while github.issues().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        !github.issues().is_empty(),
+        "an issue was created before the kill"
+    );
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    let before = github.issues().len();
+
+    github.state.lock().expect("state").behaviour.post_delay = Duration::ZERO;
+    let out = murmur()
+        .args(["resume", "-q", "--json", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .env("MURMUR_TEST_GITHUB_TOKEN", TOKEN)
+        .output()
+        .expect("resume");
+    let s = summary(&out);
+    assert_eq!(s["status"], "complete", "{s}");
+    let issues = github.issues();
+    assert!(issues.len() >= before);
+    let seen = markers(&issues);
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "a discovery got two issues: {seen:?}"
+    );
+    assert_eq!(seen.len(), artifacts(&db, "WorkDiscovery").len());
+    assert_eq!(artifacts(&db, "ExternalLink").len(), issues.len());
+}
+
+#[test]
+fn githubs_rate_limit_is_waited_out() {
+    let github = FakeGitHub::start(Behaviour {
+        rate_limited_posts: 2,
+        ..Behaviour::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = manifest(dir.path(), &github.url(), &github.url());
+    let db = dir.path().join("run.db");
+    let out = run(&manifest, &db, &[]);
+    let s = summary(&out);
+    assert_eq!(s["status"], "complete", "{s}");
+    assert_eq!(github.issues().len(), artifacts(&db, "WorkDiscovery").len());
+    let posts = github
+        .requests()
+        .iter()
+        .filter(|(line, _)| line.starts_with("POST"))
+        .count();
+    assert_eq!(
+        posts,
+        github.issues().len() + 2,
+        "the two refused creations were retried"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rate limited by GitHub"),
+        "the plugin says why it waits"
+    );
+    assert!(
+        invocation_errors(&db).is_empty(),
+        "no invocation failed for it"
+    );
+}
+
+#[test]
+fn a_host_the_list_does_not_name_faults_the_call_denied_and_the_server_is_never_asked() {
+    let github = FakeGitHub::start(Behaviour::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The list names another port of the same host.
+    let closed = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let other = format!(
+        "http://127.0.0.1:{}",
+        closed.local_addr().expect("addr").port()
+    );
+    let manifest = manifest(dir.path(), &github.url(), &other);
+    let db = dir.path().join("run.db");
+    let out = run(&manifest, &db, &[]);
+    let _ = summary(&out);
+    assert!(github.requests().is_empty(), "nothing left the host");
+    assert!(artifacts(&db, "ExternalLink").is_empty());
+    let errors = invocation_errors(&db);
+    assert!(!errors.is_empty());
+    for e in &errors {
+        assert!(e.contains("denied"), "{e}");
+        assert!(e.contains("does not allow"), "{e}");
+    }
+}
+
+#[test]
+fn a_name_that_resolves_to_loopback_is_denied_unless_the_list_names_the_address() {
+    let github = FakeGitHub::start(Behaviour::default());
+    // A name of this machine's own (from /etc/hosts or its hostname) that resolves to a
+    // loopback or private address.
+    let mut candidates: Vec<String> = ["vm", "runsc"].map(String::from).to_vec();
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        candidates.push(h.trim().to_string());
+    }
+    let name = candidates
+        .into_iter()
+        .find(|n| {
+            use std::net::ToSocketAddrs;
+            (n.as_str(), 0)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .is_some_and(|a| !murmur::egress::rule::is_public(a.ip()))
+        })
+        .expect(
+            "a name of this machine that resolves to a private or loopback address (/etc/hosts)",
+        );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let api = format!("http://{name}:{}", github.port);
+    let manifest = manifest(dir.path(), &api, &format!("http://{name}:*"));
+    let db = dir.path().join("run.db");
+    let _ = summary(&run(&manifest, &db, &[]));
+    assert!(github.requests().is_empty(), "nothing reached the server");
+    let errors = invocation_errors(&db);
+    assert!(!errors.is_empty());
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("denied") && e.contains("private or loopback")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_component_that_imports_http_without_the_grant_is_refused_at_load() {
+    let github = FakeGitHub::start(Behaviour::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = manifest(dir.path(), &github.url(), &github.url());
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("http = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&manifest, without).expect("write");
+    let out = run(&manifest, &dir.path().join("run.db"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("imports wasi:http/outgoing-handler") && err.contains("add `http = ["),
+        "{err}"
+    );
+    assert!(github.requests().is_empty());
+}
+
+#[test]
+fn a_server_that_echoes_the_token_is_redacted_before_the_plugin_the_store_or_the_log_see_it() {
+    let github = FakeGitHub::start(Behaviour {
+        echo_authorization: true,
+        ..Behaviour::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = manifest(dir.path(), &github.url(), &github.url());
+    let db = dir.path().join("run.db");
+    let recording = dir.path().join("http.jsonl");
+    let out = run(
+        &manifest,
+        &db,
+        &["--http-record", &recording.display().to_string()],
+    );
+    let _ = summary(&out);
+    // The plugin failed with GitHub's answer in its error: redacted on the way in.
+    let errors = invocation_errors(&db);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("bad credentials: Bearer [redacted]")),
+        "{errors:?}"
+    );
+    assert_no_token("the store", &std::fs::read(&db).expect("db"));
+    assert_no_token("the log", &out.stderr);
+    assert_no_token(
+        "the recording",
+        &std::fs::read(&recording).expect("recording"),
+    );
+}
+
+#[test]
+fn a_literal_secret_in_a_manifest_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = manifest(dir.path(), "http://127.0.0.1:1", "http://127.0.0.1:1");
+    let text = std::fs::read_to_string(&manifest)
+        .expect("manifest")
+        .replace("${env:MURMUR_TEST_GITHUB_TOKEN}", TOKEN);
+    std::fs::write(&manifest, &text).expect("write");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("http = "))
+        .expect("http line")
+        + 1;
+    let out = run(&manifest, &dir.path().join("run.db"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("workflow.toml:{line}")), "{err}");
+    assert!(
+        err.contains("header Authorization carries a credential"),
+        "{err}"
+    );
+    assert_no_token("the error", &out.stderr);
+
+    // And a variable that is not set is named, at load.
+    std::fs::write(
+        &manifest,
+        text.replace(TOKEN, "${env:MURMUR_TEST_UNSET_TOKEN}"),
+    )
+    .expect("write");
+    let out = run(&manifest, &dir.path().join("run.db"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("${env:MURMUR_TEST_UNSET_TOKEN}, which is not set"),
+        "{err}"
+    );
+}

@@ -625,3 +625,256 @@ fn a_literal_secret_in_a_manifest_is_refused_with_its_line() {
         "{err}"
     );
 }
+
+/// Limits, redirects and concurrency, with the `fetch` test agent in process.
+mod limits {
+    use crate::helpers::{PHASES_AND_NOTE, run};
+    use crate::loopback::{Answer, serve_http};
+    use murmur::invocation::FaultKind;
+    use std::net::TcpListener;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    /// A server answering every request with `status`, `body` after `delay`, counting
+    /// requests and the most in flight at once.
+    struct Server {
+        port: u16,
+        requests: Arc<AtomicUsize>,
+        peak: Arc<AtomicUsize>,
+    }
+
+    fn server(
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        delay: Duration,
+    ) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (r, f, p) = (requests.clone(), in_flight.clone(), peak.clone());
+        serve_http(listener, move |_req| {
+            r.fetch_add(1, Ordering::SeqCst);
+            let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+            p.fetch_max(now, Ordering::SeqCst);
+            // The answer's delay is served after this returns: hold the count here.
+            std::thread::sleep(delay);
+            f.fetch_sub(1, Ordering::SeqCst);
+            Answer {
+                status,
+                headers: headers.clone(),
+                body: body.clone(),
+                delay: Duration::ZERO,
+                close: false,
+            }
+        });
+        Server {
+            port,
+            requests,
+            peak,
+        }
+    }
+
+    /// A workflow of `inputs` Notes, each handed to `fetch` with `config` and `limits`,
+    /// allowed to reach `allowed`.
+    fn workflow(allowed: &str, config: &str, limits: &str, inputs: u32) -> String {
+        format!(
+            "[workflow]\nname = \"fetch\"\n[workflow.limits]\nconcurrency = 8\n{PHASES_AND_NOTE}\n[[plugin]]\nname = \"fetch\"\npath = \"{{plugin:fetch}}\"\nworld = \"agent\"\nhttp = [\"{allowed}\"]\nconfig = {{ {config} }}\n[plugin.limits]\n{limits}\n[[plugin.subscribe]]\ntype = \"Note\"\n[[input]]\ntype = \"Note\"\ncount = {inputs}\npayload = {{ n = \"{{index}}\" }}\n"
+        )
+    }
+
+    /// The `results` of every Note `fetch` published.
+    fn results(run: &crate::helpers::Run) -> Vec<Vec<serde_json::Value>> {
+        run.artifacts("Note")
+            .iter()
+            .filter(|a| &*a.producer == "fetch")
+            .map(|a| a.payload["results"].as_array().cloned().expect("results"))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_beyond_the_per_invocation_limit_fail_and_the_call_goes_on() {
+        let s = server(200, vec![], b"ok".to_vec(), Duration::ZERO);
+        let url = format!("http://127.0.0.1:{}", s.port);
+        let run = run(&workflow(
+            &url,
+            &format!("url = \"{url}/x\", times = 5"),
+            "http_requests = 3",
+            1,
+        ))
+        .await;
+        let results = results(&run);
+        assert_eq!(results.len(), 1);
+        let r = &results[0];
+        assert!(r[..3].iter().all(|x| x["status"] == 200), "{r:?}");
+        assert!(
+            r[3..].iter().all(|x| x["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("ConnectionLimitReached"))),
+            "{r:?}"
+        );
+        assert_eq!(s.requests.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_body_over_the_byte_limit_is_never_sent_and_an_answer_over_it_is_cut_off() {
+        let s = server(200, vec![], vec![b'a'; 100_000], Duration::ZERO);
+        let url = format!("http://127.0.0.1:{}", s.port);
+        let big_body = run(&workflow(
+            &url,
+            &format!("url = \"{url}/up\", method = \"POST\", body_bytes = 5000"),
+            "http_request_bytes = 1000",
+            1,
+        ))
+        .await;
+        let r = &results(&big_body)[0];
+        assert!(
+            r[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("HttpRequestBodySize")),
+            "{r:?}"
+        );
+        assert_eq!(s.requests.load(Ordering::SeqCst), 0, "nothing was sent");
+
+        let big_answer = run(&workflow(
+            &url,
+            &format!("url = \"{url}/down\""),
+            "http_response_bytes = 10000",
+            1,
+        ))
+        .await;
+        let r = &results(&big_answer)[0];
+        assert!(
+            r[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("HttpResponseBodySize")),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_server_times_out_at_the_request_timeout_inside_the_deadline() {
+        let s = server(200, vec![], b"late".to_vec(), Duration::from_secs(5));
+        let url = format!("http://127.0.0.1:{}", s.port);
+        let started = Instant::now();
+        let run = run(&workflow(
+            &url,
+            &format!("url = \"{url}/slow\""),
+            "http_timeout_ms = 300\ntimeout_ms = 20000",
+            1,
+        ))
+        .await;
+        let r = &results(&run)[0];
+        assert!(
+            r[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("ConnectionTimeout")),
+            "{r:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the call did not wait for the server"
+        );
+
+        // The invocation's own deadline bounds a request whatever its timeout.
+        let started = Instant::now();
+        let run = crate::helpers::run(&workflow(
+            &url,
+            &format!("url = \"{url}/slow\""),
+            "http_timeout_ms = 60000\ntimeout_ms = 500",
+            1,
+        ))
+        .await;
+        let inv = &run.invocations()[0];
+        assert!(
+            matches!(inv.fault(), Some(FaultKind::Timeout))
+                || results(&run)
+                    .first()
+                    .is_some_and(|r| r[0]["error"].is_string()),
+            "{:?} {:?}",
+            inv.fault(),
+            inv.error()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the deadline cut the request short"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redirect_to_a_host_the_list_does_not_name_is_denied() {
+        let elsewhere = server(200, vec![], b"secret".to_vec(), Duration::ZERO);
+        let to = format!("http://127.0.0.1:{}/x", elsewhere.port);
+        let s = server(302, vec![("Location".into(), to)], vec![], Duration::ZERO);
+        let url = format!("http://127.0.0.1:{}", s.port);
+        let run = run(&workflow(
+            &url,
+            &format!("url = \"{url}/start\""),
+            "timeout_ms = 5000",
+            1,
+        ))
+        .await;
+        assert!(results(&run).is_empty(), "nothing was published");
+        let inv = &run.invocations()[0];
+        assert_eq!(inv.fault(), Some(FaultKind::Denied), "{:?}", inv.error());
+        assert!(
+            inv.error().is_some_and(|e| e.contains("does not allow")),
+            "{:?}",
+            inv.error()
+        );
+        assert_eq!(s.requests.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            elsewhere.requests.load(Ordering::SeqCst),
+            0,
+            "the redirect was not followed"
+        );
+
+        // A redirect within the list is followed (here, to itself, until the SDK stops).
+        let hop = server(
+            302,
+            vec![("Location".into(), "/moved".into())],
+            vec![],
+            Duration::ZERO,
+        );
+        let hop_url = format!("http://127.0.0.1:{}", hop.port);
+        let run = crate::helpers::run(&workflow(
+            "http://127.0.0.1:*",
+            &format!("url = \"{hop_url}/start\""),
+            "timeout_ms = 5000",
+            1,
+        ))
+        .await;
+        let r = &results(&run)[0];
+        // `/moved` on the same server answers 302 again: five hops, then the SDK stops.
+        assert!(
+            r[0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("more than 5 redirects")),
+            "{r:?}"
+        );
+        assert_eq!(hop.requests.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plugins_requests_in_flight_never_exceed_its_concurrency() {
+        let s = server(200, vec![], b"ok".to_vec(), Duration::from_millis(200));
+        let url = format!("http://127.0.0.1:{}", s.port);
+        let run = run(&workflow(
+            &url,
+            &format!("url = \"{url}/c\""),
+            "http_concurrency = 2",
+            6,
+        ))
+        .await;
+        assert_eq!(results(&run).len(), 6);
+        assert_eq!(s.requests.load(Ordering::SeqCst), 6);
+        assert_eq!(
+            s.peak.load(Ordering::SeqCst),
+            2,
+            "two at a time, never more"
+        );
+    }
+}

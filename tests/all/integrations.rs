@@ -878,3 +878,89 @@ mod limits {
         );
     }
 }
+
+#[test]
+fn the_webhook_posts_each_discovery_signed_by_the_host_and_a_failed_delivery_is_retried() {
+    use hmac::Mac;
+    const SECRET: &str = "whsec_murmurTEST0123456789abcdef";
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let got: Arc<Mutex<Vec<Request>>> = Arc::default();
+    let seen = got.clone();
+    serve_http(listener, move |req| {
+        let mut got = seen.lock().expect("got");
+        let first = got.is_empty();
+        got.push(req);
+        // The first delivery meets an outage.
+        json_answer(if first { 503 } else { 202 }, &json!({}))
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("http://127.0.0.1:{port}");
+    let text = format!(
+        r#"[workflow]
+name = "hooks"
+{AUTH_AGENTS}
+[[plugin]]
+name = "webhook"
+path = "{{plugin:webhook}}"
+world = "agent"
+observer = true
+http = [{{ url = "{url}", sign = {{ header = "X-Murmur-Signature", secret = "${{env:MURMUR_TEST_WEBHOOK_SECRET}}" }} }}]
+config = {{ url = "{url}/hooks/murmur" }}
+"#
+    );
+    let manifest = dir.path().join("workflow.toml");
+    std::fs::write(&manifest, crate::helpers::expand(&text)).expect("write");
+    let db = dir.path().join("run.db");
+    let out = murmur()
+        .args(["run", "-q", "--json", "-v", "--store"])
+        .arg(format!("sqlite:{}", db.display()))
+        .arg(&manifest)
+        .env("MURMUR_TEST_WEBHOOK_SECRET", SECRET)
+        .output()
+        .expect("run");
+    let s = summary(&out);
+    assert_eq!(s["status"], "complete", "{s}");
+
+    let got = got.lock().expect("got");
+    let discoveries = artifacts(&db, "WorkDiscovery");
+    assert_eq!(
+        got.len(),
+        discoveries.len() + 1,
+        "every discovery, and the retried one"
+    );
+    let mut delivered = std::collections::BTreeSet::new();
+    for req in got.iter() {
+        assert!(req.line.starts_with("POST /hooks/murmur "), "{}", req.line);
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+        mac.update(&req.body);
+        let expected: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            req.header("x-murmur-signature"),
+            Some(&*format!("sha256={expected}")),
+            "the signature is the body's HMAC under the secret"
+        );
+        let body: Value = serde_json::from_slice(&req.body).expect("json body");
+        assert_eq!(body["event"], "artifact");
+        assert_eq!(body["workflow_id"], s["workflow_id"]);
+        assert_eq!(body["artifact"]["type"], "WorkDiscovery");
+        assert!(body["artifact"]["payload"]["description"].is_string());
+        assert_eq!(
+            req.header("x-murmur-delivery"),
+            body["artifact"]["id"].as_str()
+        );
+        delivered.insert(body["artifact"]["id"].as_str().expect("id").to_string());
+    }
+    assert_eq!(
+        delivered.len(),
+        discoveries.len(),
+        "each discovery delivered"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET));
+    assert!(!String::from_utf8_lossy(&std::fs::read(&db).expect("db")).contains(SECRET));
+}

@@ -102,7 +102,7 @@ impl WasiHttpHooks for HttpCall {
         let Some(at) = grant
             .destinations
             .iter()
-            .position(|(rule, _)| rule.allows(scheme, &host, port))
+            .position(|d| d.rule.allows(scheme, &host, port))
         else {
             return self.deny(format!(
                 "requested {}, which its manifest's http list ({}) does not allow",
@@ -240,8 +240,12 @@ impl Outgoing {
         let mut headers = parts.headers.clone();
         headers.remove(http::header::HOST);
         // The destination's own headers last: they replace any the guest set.
-        for (name, value) in &grant.destinations[self.at].1 {
+        let destination = &grant.destinations[self.at];
+        for (name, value) in &destination.headers {
             headers.insert(name, value.clone());
+        }
+        if let Some((name, key)) = &destination.sign {
+            headers.insert(name, signature(key, &body));
         }
         let request = grant
             .client
@@ -310,7 +314,15 @@ impl Outgoing {
         if e.is_connect() {
             return Error::ConnectionRefused;
         }
-        Error::InternalError(Some(self.grant.redact(&e.to_string())))
+        // reqwest's message names the URL; the cause is in its sources.
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        Error::InternalError(Some(self.grant.redact(&message)))
     }
 }
 
@@ -360,4 +372,37 @@ pub(crate) fn client(private: Private) -> Result<reqwest::Client, reqwest::Error
         .dns_resolver(Arc::new(Resolver { private }))
         .user_agent(concat!("murmur/", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+/// `sha256=HEX`: the HMAC-SHA256 of `body` under `key`.
+fn signature(key: &[u8], body: &[u8]) -> http::HeaderValue {
+    use hmac::Mac;
+    // HMAC takes a key of any length: this never fails.
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        return http::HeaderValue::from_static("sha256=");
+    };
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut value = http::HeaderValue::from_str(&format!("sha256={hex}"))
+        .unwrap_or(http::HeaderValue::from_static("sha256="));
+    value.set_sensitive(true);
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_signature_is_hmac_sha256_as_rfc_4231_gives_it() {
+        // RFC 4231, test case 2.
+        let value = super::signature(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(
+            value.to_str().expect("ascii"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
 }

@@ -42,6 +42,19 @@ pub struct Destination {
     pub rule: Rule,
     /// Headers added on the way out: name and value template.
     pub headers: Vec<(String, Template)>,
+    /// A signature the host adds: HMAC-SHA256 of the request body under a secret key.
+    pub sign: Option<Signing>,
+}
+
+/// `sign = { header = "X-Murmur-Signature", secret = "${env:NAME}" }`: the host adds
+/// `header: sha256=HEX`, the HMAC-SHA256 of the body under the secret (the scheme GitHub's
+/// and many chat tools' webhooks use), so the plugin signs without holding the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signing {
+    /// The header the signature goes in.
+    pub header: String,
+    /// The key, from the environment.
+    pub secret: Template,
 }
 
 /// A plugin's `http` list, as the manifest has it (secrets not yet read).
@@ -118,11 +131,19 @@ pub enum GrantError {
     },
 }
 
+/// One destination of a grant, its secrets read.
+pub(crate) struct Allowed {
+    pub(crate) rule: Rule,
+    pub(crate) headers: http::HeaderMap,
+    /// The signature header and its key.
+    pub(crate) sign: Option<(http::HeaderName, Vec<u8>)>,
+}
+
 /// A plugin's grant, ready to serve requests: its destinations with their headers read
 /// from the environment, its limits, its client and the run's recording.
 pub struct HttpGrant {
     pub(crate) plugin: Arc<str>,
-    pub(crate) destinations: Vec<(Rule, http::HeaderMap)>,
+    pub(crate) destinations: Vec<Allowed>,
     /// Every secret value its headers hold, for redaction.
     pub(crate) secrets: Vec<String>,
     pub(crate) limits: HttpLimits,
@@ -136,7 +157,7 @@ impl std::fmt::Debug for HttpGrant {
         let rules: Vec<String> = self
             .destinations
             .iter()
-            .map(|(r, _)| r.to_string())
+            .map(|d| d.rule.to_string())
             .collect();
         f.debug_struct("HttpGrant")
             .field("plugin", &self.plugin)
@@ -184,12 +205,41 @@ impl HttpGrant {
                 headers.insert(header, value);
                 secrets.extend(found);
             }
-            destinations.push((d.rule.clone(), headers));
+            let sign = match &d.sign {
+                None => None,
+                Some(signing) => {
+                    let header_error = |message: String| GrantError::Header {
+                        plugin: plugin.to_string(),
+                        rule: d.rule.to_string(),
+                        header: signing.header.clone(),
+                        message,
+                    };
+                    let (key, found) =
+                        signing
+                            .secret
+                            .resolve(env)
+                            .map_err(|variable| GrantError::Unset {
+                                plugin: plugin.to_string(),
+                                rule: d.rule.to_string(),
+                                header: signing.header.clone(),
+                                variable,
+                            })?;
+                    secrets.extend(found);
+                    let name = http::HeaderName::from_bytes(signing.header.as_bytes())
+                        .map_err(|e| header_error(format!("the name: {e}")))?;
+                    Some((name, key.into_bytes()))
+                }
+            };
+            destinations.push(Allowed {
+                rule: d.rule.clone(),
+                headers,
+                sign,
+            });
         }
         // Longest first: a secret that contains another is redacted whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
-        let rules: Vec<Rule> = destinations.iter().map(|(r, _)| r.clone()).collect();
+        let rules: Vec<Rule> = destinations.iter().map(|d| d.rule.clone()).collect();
         let client = call::client(rule::Private::of(&rules)).map_err(|e| GrantError::Client {
             plugin: plugin.to_string(),
             message: e.to_string(),
@@ -210,7 +260,7 @@ impl HttpGrant {
         let rules: Vec<String> = self
             .destinations
             .iter()
-            .map(|(r, _)| r.to_string())
+            .map(|d| d.rule.to_string())
             .collect();
         rules.join(", ")
     }

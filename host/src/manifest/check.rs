@@ -470,8 +470,8 @@ fn http(
     for entry in entries {
         let span = entry.span();
         let fail = |m: String| at(span.clone(), format!("plugin '{name}': http: {m}"));
-        let (url, headers) = match entry.into_inner() {
-            toml::Value::String(url) => (url, toml::Table::new()),
+        let (url, headers, sign) = match entry.into_inner() {
+            toml::Value::String(url) => (url, toml::Table::new(), None),
             toml::Value::Table(mut t) => {
                 let url = match t.remove("url") {
                     Some(toml::Value::String(u)) => u,
@@ -490,10 +490,47 @@ fn http(
                         ));
                     }
                 };
+                let sign = match t.remove("sign") {
+                    None => None,
+                    Some(toml::Value::Table(mut sign)) => {
+                        let (Some(toml::Value::String(header)), Some(toml::Value::String(secret))) =
+                            (sign.remove("header"), sign.remove("secret"))
+                        else {
+                            return Err(fail(
+                                "`sign` is { header = \"X-Signature\", secret = \"${env:NAME}\" }"
+                                    .into(),
+                            ));
+                        };
+                        if let Some(k) = sign.keys().next() {
+                            return Err(fail(format!(
+                                "sign: unknown key '{k}' (expected header, secret)"
+                            )));
+                        }
+                        if http_header_name(&header).is_none() {
+                            return Err(fail(format!("sign: '{header}' is not a header name")));
+                        }
+                        let secret =
+                            Template::parse(&secret).map_err(|m| fail(format!("sign: {m}")))?;
+                        if secret.variables().next().is_none() {
+                            return Err(fail(
+                                "sign: the secret is written in the manifest; write it as ${env:NAME} and set NAME where the plugin runs".into(),
+                            ));
+                        }
+                        Some(crate::egress::Signing { header, secret })
+                    }
+                    Some(_) => {
+                        return Err(fail(
+                            "`sign` is { header = \"X-Signature\", secret = \"${env:NAME}\" }"
+                                .into(),
+                        ));
+                    }
+                };
                 if let Some(k) = t.keys().next() {
-                    return Err(fail(format!("unknown key '{k}' (expected url, headers)")));
+                    return Err(fail(format!(
+                        "unknown key '{k}' (expected url, headers, sign)"
+                    )));
                 }
-                (url, headers)
+                (url, headers, sign)
             }
             _ => {
                 return Err(fail(
@@ -520,6 +557,7 @@ fn http(
         destinations.push(Destination {
             rule,
             headers: parsed,
+            sign,
         });
     }
     Ok(Some(HttpSpec { destinations }))

@@ -964,3 +964,40 @@ config = {{ url = "{url}/hooks/murmur" }}
     assert!(!String::from_utf8_lossy(&out.stderr).contains(SECRET));
     assert!(!String::from_utf8_lossy(&std::fs::read(&db).expect("db")).contains(SECRET));
 }
+
+#[test]
+fn the_github_sync_example_mirrors_the_auth_demos_discoveries() {
+    let github = FakeGitHub::start(Behaviour::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = crate::helpers::repo().join("target/plugins");
+    let text =
+        std::fs::read_to_string(crate::helpers::repo().join("examples/github-sync/workflow.toml"))
+            .expect("example")
+            .replace("https://api.github.com", &github.url())
+            .replace("your-org/your-repo", "acme/widgets")
+            .replace("../../target/plugins", &plugins.display().to_string())
+            .replace("GITHUB_TOKEN", "MURMUR_TEST_GITHUB_TOKEN");
+    let manifest = dir.path().join("workflow.toml");
+    std::fs::write(&manifest, text).expect("write");
+    let db = dir.path().join("run.db");
+    let s = summary(&run(&manifest, &db, &[]));
+    assert_eq!(s["status"], "complete", "{s}");
+    let discoveries = artifacts(&db, "WorkDiscovery");
+    assert!(
+        discoveries.len() >= 8,
+        "the demo's discoveries: {}",
+        discoveries.len()
+    );
+    // Each discovery that became work has its issue (the one that failed for good too);
+    // the ones the host recorded as duplicates of open or done work get none (they are
+    // noise on a tracker too).
+    let c = rusqlite::Connection::open(&db).expect("open db");
+    let count = |sql: &str| c.query_row(sql, [], |r| r.get::<_, i64>(0)).expect("count") as usize;
+    let work = count("SELECT count(*) FROM work_items WHERE status <> 'duplicate'");
+    let duplicates = count("SELECT count(*) FROM work_items WHERE status = 'duplicate'");
+    assert!(duplicates > 0, "the demo records duplicates: {s}");
+    assert_eq!(work + duplicates, discoveries.len());
+    assert_eq!(github.issues().len(), work);
+    assert!(markers(&github.issues()).values().all(|n| *n == 1));
+    assert_eq!(artifacts(&db, "ExternalLink").len(), work);
+}

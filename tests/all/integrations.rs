@@ -1001,3 +1001,78 @@ fn the_github_sync_example_mirrors_the_auth_demos_discoveries() {
     assert!(markers(&github.issues()).values().all(|n| *n == 1));
     assert_eq!(artifacts(&db, "ExternalLink").len(), work);
 }
+
+/// `fetch` in a JavaScript plugin (componentize-js over wasi:http), unchanged.
+mod javascript {
+    use crate::helpers::{PHASES_AND_NOTE, expand, options, run_workflow};
+    use crate::loopback::{Answer, serve_http};
+    use murmur::invocation::FaultKind;
+    use murmur::workflow::Secrets;
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    const TOKEN: &str = "ghp_javascriptTEST0123456789abcdef";
+
+    async fn run_fetcher(allowed: &str, url: &str) -> crate::helpers::Run {
+        let text = expand(&format!(
+            "[workflow]\nname = \"js\"\n{PHASES_AND_NOTE}\n[[plugin]]\nname = \"js-fetcher\"\npath = \"{{plugin:js-fetcher}}\"\nworld = \"agent\"\nhttp = [{{ url = \"{allowed}\", headers = {{ Authorization = \"Bearer ${{env:JS_TOKEN}}\" }} }}]\nconfig = {{ url = \"{url}\" }}\n[plugin.limits]\ntimeout_ms = 30000\n[[plugin.subscribe]]\ntype = \"Note\"\nfrom = [\"user\"]\n[[input]]\ntype = \"Note\"\npayload = {{}}\n"
+        ));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("workflow.toml");
+        std::fs::write(&path, &text).expect("write");
+        let manifest = murmur::Manifest::parse(&path, &text).expect("manifest");
+        let wf = murmur::Workflow::from_manifest(
+            manifest,
+            murmur::LoadOptions {
+                secrets: Secrets([("JS_TOKEN".to_string(), TOKEN.to_string())].into()),
+                ..options()
+            },
+        )
+        .expect("load");
+        run_workflow(wf).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fetch_reaches_a_listed_server_with_the_hosts_header_and_never_sees_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        serve_http(listener, |req| Answer {
+            status: 200,
+            // The server shows what it got, as a header: the plugin must not see it.
+            headers: vec![(
+                "X-Seen-Authorization".into(),
+                req.header("authorization").unwrap_or("").to_string(),
+            )],
+            body: b"hello from loopback".to_vec(),
+            delay: Duration::ZERO,
+            close: false,
+        });
+        let url = format!("http://127.0.0.1:{port}");
+        let run = run_fetcher(&url, &format!("{url}/hello")).await;
+        let notes: Vec<_> = run
+            .artifacts("Note")
+            .into_iter()
+            .filter(|a| &*a.producer == "js-fetcher")
+            .collect();
+        assert_eq!(notes.len(), 1, "{:?}", run.invocations());
+        let note = &notes[0].payload;
+        assert_eq!(note["status"], 200);
+        assert_eq!(note["body"], "hello from loopback");
+        assert_eq!(
+            note["authorization"], "Bearer [redacted]",
+            "the server got the token; the plugin sees it redacted"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fetch_to_an_unlisted_host_faults_denied() {
+        let run = run_fetcher("http://127.0.0.1:1", "http://127.0.0.1:2/elsewhere").await;
+        let inv = &run.invocations()[0];
+        assert_eq!(inv.fault(), Some(FaultKind::Denied), "{:?}", inv.error());
+        assert!(
+            run.artifacts("Note")
+                .iter()
+                .all(|a| &*a.producer != "js-fetcher")
+        );
+    }
+}

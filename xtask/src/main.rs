@@ -394,20 +394,23 @@ fn build_polyglot(root: &Path, plugins: &Path, out_dir: &Path) -> Result<Vec<Pat
                 ]))
                 .context("installing componentize-js (needs Node.js and npm)")?;
             }
+            // `fetch` stays in only for a world that imports wasi:http (`http-basic-agent`):
+            // elsewhere the host would refuse the import the component then carries.
+            let world = world_of(source);
+            let disabled: &[&str] = if world.starts_with("http-") {
+                &["fetch-event"]
+            } else {
+                &["http", "fetch-event"]
+            };
             status(
                 Command::new(js.join("node_modules/.bin/componentize-js"))
                     .current_dir(&js)
                     .arg(source)
                     .arg("--wit")
                     .arg(&wit)
-                    .args([
-                        "--world-name",
-                        &world_of(source),
-                        "-d",
-                        "http",
-                        "fetch-event",
-                        "-o",
-                    ])
+                    .args(["--world-name", &world, "-d"])
+                    .args(disabled)
+                    .arg("-o")
                     .arg(&out),
             )?;
         }

@@ -1076,3 +1076,36 @@ mod javascript {
         );
     }
 }
+
+#[test]
+fn a_rerun_of_the_workflow_links_the_issues_the_first_run_opened() {
+    let github = FakeGitHub::start(Behaviour::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = manifest(dir.path(), &github.url(), &github.url());
+    let db = dir.path().join("run.db");
+    let first = summary(&run(&manifest, &db, &[]));
+    assert_eq!(first["status"], "complete", "{first}");
+    let opened = github.issues().len();
+    assert!(opened > 0);
+    let second = summary(&run(&manifest, &db, &[]));
+    assert_eq!(second["status"], "complete", "{second}");
+    assert_ne!(first["workflow_id"], second["workflow_id"], "a new run");
+    assert_eq!(github.issues().len(), opened, "no issue opened twice");
+    let c = rusqlite::Connection::open(&db).expect("open db");
+    let mut q = c
+        .prepare("SELECT data FROM artifacts WHERE type_name = 'ExternalLink' AND workflow_id = ?1")
+        .expect("prepare");
+    let links: Vec<Value> = q
+        .query_map([second["workflow_id"].as_str().expect("id")], |r| {
+            r.get::<_, String>(0)
+        })
+        .expect("query")
+        .map(|r| serde_json::from_str(&r.expect("row")).expect("json"))
+        .collect();
+    assert_eq!(links.len(), opened, "the rerun links every issue");
+    let numbers: std::collections::BTreeSet<u64> = links
+        .iter()
+        .map(|l| l["payload"]["number"].as_u64().expect("number"))
+        .collect();
+    assert_eq!(numbers, (1..=opened as u64).collect());
+}

@@ -445,6 +445,21 @@ fn workers_need_a_postgres_store_and_say_so() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("postgres://"), "{args:?}: {stderr}");
     }
+    // A recording of the plugins' HTTP exchanges would see none: they happen in the
+    // workers.
+    let out = murmur()
+        .args(["run", "--workers", "--http-record", "x.jsonl", "--store"])
+        .arg("postgres://postgres@127.0.0.1:1/none")
+        .arg(&manifest)
+        .output()
+        .expect("murmur");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("with --workers they run in `murmur worker` processes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

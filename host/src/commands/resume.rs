@@ -31,6 +31,7 @@ pub(crate) struct ResumeCommand {
 
 impl ResumeCommand {
     pub(crate) fn execute(self) -> Result<i32> {
+        self.http.check_local(self.workers)?;
         let (store, record) = self.run.open(Access::Write)?;
         let workers = match self.workers {
             true => Some(self.run.workers(&store)?),

@@ -48,6 +48,7 @@ impl RunCommand {
         let store = self
             .store
             .unwrap_or_else(|| StoreSpec::beside(&self.manifest));
+        self.http.check_local(self.workers)?;
         let loaded = Instant::now();
         let manifest = Manifest::load(&self.manifest)?;
         let options = self.http.apply(LoadOptions {

@@ -66,6 +66,17 @@ pub(crate) struct HttpTapeArgs {
 }
 
 impl HttpTapeArgs {
+    /// Refused with `--workers`: the invocations, and so their requests, run in the
+    /// worker processes, which this process's file would never see.
+    pub(crate) fn check_local(&self, workers: bool) -> anyhow::Result<()> {
+        if workers && (self.http_record.is_some() || self.http_replay.is_some()) {
+            anyhow::bail!(
+                "--http-record and --http-replay apply to the requests of invocations this process runs; with --workers they run in `murmur worker` processes"
+            );
+        }
+        Ok(())
+    }
+
     /// `options` with these files.
     pub(crate) fn apply(self, options: LoadOptions) -> LoadOptions {
         LoadOptions {

@@ -6,7 +6,9 @@
 //! GitHub's answers as data.
 //!
 //! **Never two issues for one discovery**, across retries, `resume` after a kill and
-//! reruns: the issue's body carries a marker (`<!-- murmur-discovery: ID -->`), and before
+//! reruns of the workflow: the issue's body carries a marker (`<!-- murmur-discovery: FP
+//! -->`, a fingerprint of the discovery's phase, description and done definition, so a
+//! rerun's discovery of the same work finds the issue the first run opened), and before
 //! creating one the plugin looks for it, first in `kv` (the mapping it records after each
 //! creation), then among the repository's issues labelled `murmur` (newest first; the
 //! issues list, not the search API, whose index lags behind new issues). A kill between
@@ -101,8 +103,23 @@ fn priority_name(p: Priority) -> &'static str {
     }
 }
 
-fn marker(discovery_id: &str) -> String {
-    format!("<!-- murmur-discovery: {discovery_id} -->")
+fn marker(fingerprint: &str) -> String {
+    format!("<!-- murmur-discovery: {fingerprint} -->")
+}
+
+/// The same work's fingerprint in every run: FNV-1a (64 bits, as 16 hex digits) over the
+/// phase, the description and the done definition, whitespace collapsed. Discoveries of
+/// the same work within one run are the host's to record as duplicates.
+fn fingerprint(work: &WorkDiscovery) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for field in [&work.phase, &work.description, &work.done_definition] {
+        let text = field.split_whitespace().collect::<Vec<_>>().join(" ");
+        for b in text.bytes().chain([0u8]) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
 }
 
 impl Agent for GitHubIssues {
@@ -126,7 +143,8 @@ impl Agent for GitHubIssues {
         {
             return Ok(Vec::new());
         }
-        let kv_key = format!("issue/{}", artifact.id);
+        let fingerprint = fingerprint(&work);
+        let kv_key = format!("issue/{fingerprint}");
         let kv_err = |e: murmur_guest::kv::HostError| PluginError::failed(format!("kv: {e:?}"));
         let link = |number: u64, url: String| {
             Output::json(
@@ -140,9 +158,9 @@ impl Agent for GitHubIssues {
             return Ok(vec![link(known.number, known.url)?]);
         }
         let github = GitHub { config: &config };
-        let issue = match github.find(&marker(&artifact.id))? {
+        let issue = match github.find(&marker(&fingerprint))? {
             Some(issue) => issue,
-            None => github.create(&inv, &artifact, &work)?,
+            None => github.create(&inv, &artifact, &work, &fingerprint)?,
         };
         let record = ExternalLink {
             url: issue.html_url.clone(),
@@ -217,7 +235,13 @@ impl GitHub<'_> {
         Ok(None)
     }
 
-    fn create(&self, inv: &Invocation, artifact: &Artifact, work: &WorkDiscovery) -> Result<Issue, PluginError> {
+    fn create(
+        &self,
+        inv: &Invocation,
+        artifact: &Artifact,
+        work: &WorkDiscovery,
+        fingerprint: &str,
+    ) -> Result<Issue, PluginError> {
         let first_line = work.description.lines().next().unwrap_or("work discovered").trim();
         let mut title: String = first_line.chars().take(100).collect();
         if title.len() < first_line.len() {
@@ -232,7 +256,7 @@ impl GitHub<'_> {
             by = work.discovered_by,
             run = inv.workflow_id,
             id = artifact.id,
-            marker = marker(&artifact.id),
+            marker = marker(fingerprint),
         );
         let mut labels = self.config.labels.clone();
         labels.push(format!("phase:{}", work.phase));

@@ -1002,8 +1002,9 @@ fn the_github_sync_example_mirrors_the_auth_demos_discoveries() {
     assert_eq!(artifacts(&db, "ExternalLink").len(), work);
 }
 
-/// `fetch` in a JavaScript plugin (componentize-js over wasi:http), unchanged.
-mod javascript {
+/// JavaScript's own `fetch` (componentize-js) and Python's wasi:http bindings
+/// (componentize-py), through the same grant.
+mod polyglot {
     use crate::helpers::{PHASES_AND_NOTE, expand, options, run_workflow};
     use crate::loopback::{Answer, serve_http};
     use murmur::invocation::FaultKind;
@@ -1011,11 +1012,13 @@ mod javascript {
     use std::net::TcpListener;
     use std::time::Duration;
 
-    const TOKEN: &str = "ghp_javascriptTEST0123456789abcdef";
+    const TOKEN: &str = "ghp_polyglotTEST0123456789abcdefgh";
 
-    async fn run_fetcher(allowed: &str, url: &str) -> crate::helpers::Run {
+    /// `plugin` (its component's name; it names itself `plugin`) handed one Note,
+    /// fetching `url`, allowed `allowed` with the token as its Authorization header.
+    async fn run_fetcher(plugin: &str, allowed: &str, url: &str) -> crate::helpers::Run {
         let text = expand(&format!(
-            "[workflow]\nname = \"js\"\n{PHASES_AND_NOTE}\n[[plugin]]\nname = \"js-fetcher\"\npath = \"{{plugin:js-fetcher}}\"\nworld = \"agent\"\nhttp = [{{ url = \"{allowed}\", headers = {{ Authorization = \"Bearer ${{env:JS_TOKEN}}\" }} }}]\nconfig = {{ url = \"{url}\" }}\n[plugin.limits]\ntimeout_ms = 30000\n[[plugin.subscribe]]\ntype = \"Note\"\nfrom = [\"user\"]\n[[input]]\ntype = \"Note\"\npayload = {{}}\n"
+            "[workflow]\nname = \"fetch\"\n{PHASES_AND_NOTE}\n[[plugin]]\nname = \"{plugin}\"\npath = \"{{plugin:{plugin}}}\"\nworld = \"agent\"\nhttp = [{{ url = \"{allowed}\", headers = {{ Authorization = \"Bearer ${{env:FETCH_TOKEN}}\" }} }}]\nconfig = {{ url = \"{url}\" }}\n[plugin.limits]\ntimeout_ms = 30000\n[[plugin.subscribe]]\ntype = \"Note\"\nfrom = [\"user\"]\n[[input]]\ntype = \"Note\"\npayload = {{}}\n"
         ));
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("workflow.toml");
@@ -1024,7 +1027,7 @@ mod javascript {
         let wf = murmur::Workflow::from_manifest(
             manifest,
             murmur::LoadOptions {
-                secrets: Secrets([("JS_TOKEN".to_string(), TOKEN.to_string())].into()),
+                secrets: Secrets([("FETCH_TOKEN".to_string(), TOKEN.to_string())].into()),
                 ..options()
             },
         )
@@ -1032,13 +1035,12 @@ mod javascript {
         run_workflow(wf).await
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn fetch_reaches_a_listed_server_with_the_hosts_header_and_never_sees_it() {
+    /// A server that says hello and shows, as a header, the Authorization it got.
+    fn server() -> String {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         serve_http(listener, |req| Answer {
             status: 200,
-            // The server shows what it got, as a header: the plugin must not see it.
             headers: vec![(
                 "X-Seen-Authorization".into(),
                 req.header("authorization").unwrap_or("").to_string(),
@@ -1047,12 +1049,16 @@ mod javascript {
             delay: Duration::ZERO,
             close: false,
         });
-        let url = format!("http://127.0.0.1:{port}");
-        let run = run_fetcher(&url, &format!("{url}/hello")).await;
+        format!("http://127.0.0.1:{port}")
+    }
+
+    async fn reaches_a_listed_server_with_the_hosts_header_and_never_sees_it(plugin: &str) {
+        let url = server();
+        let run = run_fetcher(plugin, &url, &format!("{url}/hello")).await;
         let notes: Vec<_> = run
             .artifacts("Note")
             .into_iter()
-            .filter(|a| &*a.producer == "js-fetcher")
+            .filter(|a| &*a.producer == plugin)
             .collect();
         assert_eq!(notes.len(), 1, "{:?}", run.invocations());
         let note = &notes[0].payload;
@@ -1064,16 +1070,31 @@ mod javascript {
         );
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn fetch_to_an_unlisted_host_faults_denied() {
-        let run = run_fetcher("http://127.0.0.1:1", "http://127.0.0.1:2/elsewhere").await;
+    async fn faults_denied_at_an_unlisted_host(plugin: &str) {
+        let run = run_fetcher(plugin, "http://127.0.0.1:1", "http://127.0.0.1:2/elsewhere").await;
         let inv = &run.invocations()[0];
         assert_eq!(inv.fault(), Some(FaultKind::Denied), "{:?}", inv.error());
-        assert!(
-            run.artifacts("Note")
-                .iter()
-                .all(|a| &*a.producer != "js-fetcher")
-        );
+        assert!(run.artifacts("Note").iter().all(|a| &*a.producer != plugin));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn javascript_fetch_reaches_a_listed_server_with_the_hosts_header_and_never_sees_it() {
+        reaches_a_listed_server_with_the_hosts_header_and_never_sees_it("js-fetcher").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn javascript_fetch_to_an_unlisted_host_faults_denied() {
+        faults_denied_at_an_unlisted_host("js-fetcher").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn python_reaches_a_listed_server_with_the_hosts_header_and_never_sees_it() {
+        reaches_a_listed_server_with_the_hosts_header_and_never_sees_it("py-fetcher").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn python_to_an_unlisted_host_faults_denied() {
+        faults_denied_at_an_unlisted_host("py-fetcher").await;
     }
 }
 

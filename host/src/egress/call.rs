@@ -123,8 +123,12 @@ impl WasiHttpHooks for HttpCall {
             received: self.received.clone(),
             violation: self.violation.clone(),
         };
+        // Waiting for a slot counts against the invocation's deadline too.
+        let left = self.deadline.saturating_duration_since(Instant::now());
         Box::new(async move {
-            let response = call.exchange(request).await?;
+            let response = tokio::time::timeout(left, call.exchange(request))
+                .await
+                .map_err(|_| Error::ConnectionTimeout)??;
             let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
                 Box::new(async { Ok(()) });
             Ok((response, done))

@@ -18,6 +18,8 @@ const TOKEN: &str = "ghp_murmurTEST0123456789abcdefSECRET";
 struct Behaviour {
     /// Answer this many issue creations with GitHub's primary rate limit (403).
     rate_limited_posts: u32,
+    /// Then this many with its secondary rate limit (429 and `Retry-After`).
+    retry_after_posts: u32,
     /// Keep a creation's answer this long after storing the issue (a kill lands there).
     post_delay: Duration,
     /// Answer a creation with 422 and the request's Authorization header in the body and
@@ -132,6 +134,15 @@ fn answer(state: &Mutex<State>, req: Request) -> Answer {
                     ("X-RateLimit-Reset".into(), reset.to_string()),
                     ("Date".into(), httpdate::fmt_http_date(now)),
                 ]);
+                return a;
+            }
+            if s.behaviour.retry_after_posts > 0 {
+                s.behaviour.retry_after_posts -= 1;
+                let mut a = json_answer(
+                    429,
+                    &json!({ "message": "You have exceeded a secondary rate limit" }),
+                );
+                a.headers.push(("Retry-After".into(), "1".into()));
                 return a;
             }
             let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
@@ -440,9 +451,10 @@ fn a_kill_between_creating_an_issue_and_recording_it_and_resume_make_no_second_i
 }
 
 #[test]
-fn githubs_rate_limit_is_waited_out() {
+fn githubs_rate_limits_403_with_a_reset_and_429_with_retry_after_are_waited_out() {
     let github = FakeGitHub::start(Behaviour {
         rate_limited_posts: 2,
+        retry_after_posts: 1,
         ..Behaviour::default()
     });
     let dir = tempfile::tempdir().expect("tempdir");
@@ -459,8 +471,8 @@ fn githubs_rate_limit_is_waited_out() {
         .count();
     assert_eq!(
         posts,
-        github.issues().len() + 2,
-        "the two refused creations were retried"
+        github.issues().len() + 3,
+        "the three refused creations were retried"
     );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("rate limited by GitHub"),

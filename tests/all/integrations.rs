@@ -1142,3 +1142,48 @@ fn a_rerun_of_the_workflow_links_the_issues_the_first_run_opened() {
         .collect();
     assert_eq!(numbers, (1..=opened as u64).collect());
 }
+
+#[test]
+fn a_server_hands_plugins_only_the_secrets_its_secret_env_names() {
+    use crate::serve::Server;
+    let github = FakeGitHub::start(Behaviour::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = manifest(dir.path(), &github.url(), &github.url());
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let body = json!({ "manifest": text, "base_dir": dir.path().display().to_string() });
+
+    // The variable is in the server's environment, but not named: a manifest sent to
+    // its API cannot read it.
+    let closed = Server::start_with(
+        &dir.path().join("closed.db"),
+        &[],
+        &[("MURMUR_TEST_GITHUB_TOKEN", TOKEN)],
+    );
+    let (status, answer) = closed.post("/v1/workflows", body.clone());
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.to_string().contains("--secret-env"), "{answer}");
+    assert!(github.requests().is_empty());
+
+    let open = Server::start_with(
+        &dir.path().join("open.db"),
+        &["--secret-env", "MURMUR_TEST_GITHUB_TOKEN"],
+        &[("MURMUR_TEST_GITHUB_TOKEN", TOKEN)],
+    );
+    let id = crate::serve::start(&open, body);
+    let ended = open.wait_ended(&id);
+    assert_eq!(ended["status"], "complete", "{ended}");
+    assert!(!github.issues().is_empty());
+    assert!(github.requests().iter().all(|(_, h)| {
+        h.iter()
+            .any(|(n, v)| n == "authorization" && v.ends_with(TOKEN))
+    }));
+
+    // A named variable that is not set stops the server at once.
+    let out = murmur()
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory"])
+        .args(["--secret-env", "MURMUR_TEST_NOT_SET_ANYWHERE"])
+        .output()
+        .expect("serve");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MURMUR_TEST_NOT_SET_ANYWHERE"));
+}

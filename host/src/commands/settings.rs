@@ -52,6 +52,20 @@ pub(crate) fn load_options(manifest: Option<&Manifest>) -> LoadOptions {
     }
 }
 
+/// The secrets a server or worker hands plugins: only the variables `--secret-env` names
+/// (a manifest it runs may come from anyone allowed to start a run, and must not read the
+/// process's own credentials); each must be set.
+pub(crate) fn secrets_named(names: &[String]) -> anyhow::Result<murmur::workflow::Secrets> {
+    let mut secrets = std::collections::BTreeMap::new();
+    for name in names {
+        let value = std::env::var(name).map_err(|_| {
+            anyhow::anyhow!("--secret-env {name}: the variable is not set (or not UTF-8)")
+        })?;
+        secrets.insert(name.clone(), value);
+    }
+    Ok(murmur::workflow::Secrets(secrets))
+}
+
 /// `--http-record` and `--http-replay`: plugins' HTTP exchanges to a file, or answered
 /// from one.
 #[derive(Debug, Clone, clap::Args)]

@@ -37,6 +37,11 @@ pub(crate) struct WorkerCommand {
     /// How long a run with no task for this worker stays in its memory, milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 60_000, hide = true)]
     unload_after_ms: u64,
+    /// An environment variable plugins' `http` headers may read as `${env:NAME}`
+    /// (repeatable). A worker hands plugins no other: the runs it serves may have been
+    /// started by anyone allowed to start one.
+    #[arg(long = "secret-env", value_name = "NAME")]
+    secret_env: Vec<String>,
 }
 
 impl WorkerCommand {
@@ -67,6 +72,7 @@ impl WorkerCommand {
             poll: Duration::from_millis(self.poll_ms),
             cache_dir,
             load: |m| super::settings::load_options(Some(m)),
+            secrets: super::settings::secrets_named(&self.secret_env)?,
             unload_after: Duration::from_millis(self.unload_after_ms),
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()

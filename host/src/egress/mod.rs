@@ -95,7 +95,7 @@ pub struct HttpLimits {
 pub enum GrantError {
     /// A header reads an environment variable that is not set.
     #[error(
-        "plugin '{plugin}': the http header {header} for {rule} reads ${{env:{variable}}}, which is not set in this process's environment"
+        "plugin '{plugin}': the http header {header} for {rule} reads ${{env:{variable}}}, which is not set in this process's environment (`murmur serve` and `murmur worker` hand plugins only the variables their --secret-env names)"
     )]
     Unset {
         /// The plugin.

@@ -39,6 +39,8 @@ pub struct WorkerOptions {
     pub cache_dir: PathBuf,
     /// Loading options for a run's workflow (the process's settings for its manifest).
     pub load: fn(&Manifest) -> LoadOptions,
+    /// What `${env:…}` in a run's `http` headers may read, whatever `load` gives.
+    pub secrets: crate::workflow::Secrets,
     /// A run none of whose tasks came for this long leaves the worker's memory (its
     /// records and its workflow; read again if a task of it comes later): a worker that
     /// serves run after run holds the runs it works on, not every run it served.
@@ -386,6 +388,7 @@ async fn load_run(
         files.insert(p.name.clone(), file);
     }
     let load = options.load;
+    let secrets = options.secrets.clone();
     let wf = tokio::task::spawn_blocking(move || -> Result<Workflow> {
         let mut manifest = Manifest::parse(
             std::path::Path::new(&record.manifest_path),
@@ -402,7 +405,10 @@ async fn load_run(
                 ),
             }
         }
-        let options = load(&manifest);
+        let options = LoadOptions {
+            secrets,
+            ..load(&manifest)
+        };
         let wf = Workflow::from_manifest(manifest, options)?;
         // Never a component whose hash differs from the run's.
         for used in &record.plugins {

@@ -61,6 +61,11 @@ pub(crate) struct ServeCommand {
     /// the PostgreSQL store (as `run --workers`).
     #[arg(long)]
     workers: bool,
+    /// An environment variable plugins' `http` headers may read as `${env:NAME}`
+    /// (repeatable). A server hands plugins no other: the manifests it runs come from its
+    /// API, and must not reach the server's own credentials.
+    #[arg(long = "secret-env", value_name = "NAME")]
+    secret_env: Vec<String>,
 }
 
 impl ServeCommand {
@@ -117,6 +122,7 @@ impl ServeCommand {
                 linger: std::time::Duration::from_millis(self.linger_ms),
                 unload_after: std::time::Duration::from_millis(self.unload_after_ms),
                 workers,
+                secrets: super::settings::secrets_named(&self.secret_env)?,
             },
         );
         let resumed = runs.resume_interrupted().await?;

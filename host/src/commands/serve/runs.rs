@@ -84,6 +84,8 @@ pub(crate) struct Options {
     pub(crate) unload_after: Duration,
     /// `--workers`: invocations go to worker processes.
     pub(crate) workers: Option<Workers>,
+    /// What `${env:…}` in a run's `http` headers may read (`--secret-env`).
+    pub(crate) secrets: murmur::workflow::Secrets,
 }
 
 /// Where a server's runs hand their invocations: worker processes on its PostgreSQL
@@ -373,7 +375,9 @@ impl Runs {
                     .map_err(|e| RunsError::Invalid(e.into()))?
             }
         };
-        let wf = load(manifest).await.map_err(RunsError::Invalid)?;
+        let wf = load(manifest, &self.options.secrets)
+            .await
+            .map_err(RunsError::Invalid)?;
         let id = Scheduler::new_run_id();
         // Its records are made in memory as it runs; held until it is driven.
         let hold = self.durable.as_ref().map(|_| {
@@ -464,6 +468,7 @@ impl Runs {
                 let options = murmur::workflow::LoadOptions {
                     llm_host: wf.llm.clone(),
                     http_tape: Some(wf.http_tape.clone()),
+                    secrets: self.options.secrets.clone(),
                     ..super::super::settings::load_options(Some(&wf.manifest))
                 };
                 match murmur::hotload::watch(dir, wf.manifest.clone(), options, reload_tx) {
@@ -637,7 +642,9 @@ impl Runs {
                 let manifest =
                     Manifest::parse(Path::new(&record.manifest_path), &record.manifest_text)
                         .map_err(|e| RunsError::Invalid(e.into()))?;
-                let wf = load(manifest).await.map_err(RunsError::Invalid)?;
+                let wf = load(manifest, &self.options.secrets)
+                    .await
+                    .map_err(RunsError::Invalid)?;
                 super::super::resume::same_plugins(&wf, &record).map_err(RunsError::Invalid)?;
                 wf
             }
@@ -781,8 +788,11 @@ impl Runs {
 }
 
 /// Load a workflow (compiling its components) off the async threads.
-async fn load(manifest: Manifest) -> Result<Arc<Workflow>> {
-    let options = super::super::settings::load_options(Some(&manifest));
+async fn load(manifest: Manifest, secrets: &murmur::workflow::Secrets) -> Result<Arc<Workflow>> {
+    let options = murmur::workflow::LoadOptions {
+        secrets: secrets.clone(),
+        ..super::super::settings::load_options(Some(&manifest))
+    };
     let wf = tokio::task::spawn_blocking(move || Workflow::from_manifest(manifest, options))
         .await
         .context("loading the workflow")??;

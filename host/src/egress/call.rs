@@ -400,6 +400,38 @@ fn signature(key: &[u8], body: &[u8]) -> http::HeaderValue {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn request(url: &str) -> http::Request<WasiBody> {
+        http::Request::get(url)
+            .body(
+                http_body_util::Empty::<Bytes>::new()
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn a_call_without_the_grant_is_denied_and_noted_as_a_violation() {
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let mut call = HttpCall::new("p".into(), None, deadline);
+        let sent = call.send_request(
+            request("https://example.com/x?key=1"),
+            None,
+            Box::new(async { Ok(()) }),
+        );
+        let answer = Box::into_pin(sent).await;
+        assert!(matches!(answer, Err(Error::HttpRequestDenied)));
+        let violation = call.take_violation().expect("a violation");
+        assert!(violation.contains("grants no http"), "{violation}");
+        assert!(
+            violation.contains("https://example.com/x?…"),
+            "the query is not shown: {violation}"
+        );
+        assert!(call.take_violation().is_none(), "taken once");
+    }
+
     #[test]
     fn the_signature_is_hmac_sha256_as_rfc_4231_gives_it() {
         // RFC 4231, test case 2.

@@ -172,6 +172,28 @@ fn answer(state: &Mutex<State>, req: Request) -> Answer {
     }
 }
 
+/// A fake GitHub behaving as told, and the workflow mirroring to it in a temporary
+/// directory, with the database path a run should use.
+struct Scene {
+    github: FakeGitHub,
+    dir: tempfile::TempDir,
+    manifest: PathBuf,
+    db: PathBuf,
+}
+
+fn scene(behaviour: Behaviour) -> Scene {
+    let github = FakeGitHub::start(behaviour);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = manifest(dir.path(), &github.url(), &github.url());
+    let db = dir.path().join("run.db");
+    Scene {
+        github,
+        dir,
+        manifest,
+        db,
+    }
+}
+
 /// The auth-system workflow with `github-issues` mirroring its discoveries to `api`.
 fn manifest(dir: &Path, api: &str, allowed: &str) -> PathBuf {
     let path = dir.join("workflow.toml");
@@ -276,10 +298,12 @@ fn assert_no_token(what: &str, bytes: &[u8]) {
 #[test]
 fn every_discovery_becomes_one_issue_with_its_fields_and_a_link_back_and_the_token_stays_on_the_wire()
  {
-    let github = FakeGitHub::start(Behaviour::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = manifest(dir.path(), &github.url(), &github.url());
-    let db = dir.path().join("run.db");
+    let Scene {
+        github,
+        dir,
+        manifest,
+        db,
+    } = scene(Behaviour::default());
     let recording = dir.path().join("http.jsonl");
     let out = run(
         &manifest,
@@ -368,9 +392,12 @@ fn every_discovery_becomes_one_issue_with_its_fields_and_a_link_back_and_the_tok
 
 #[test]
 fn a_rerun_replays_its_recorded_exchanges_with_no_server() {
-    let github = FakeGitHub::start(Behaviour::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = manifest(dir.path(), &github.url(), &github.url());
+    let Scene {
+        github,
+        dir,
+        manifest,
+        ..
+    } = scene(Behaviour::default());
     let recording = dir.path().join("http.jsonl");
     let first = summary(&run(
         &manifest,
@@ -401,14 +428,16 @@ fn a_rerun_replays_its_recorded_exchanges_with_no_server() {
 
 #[test]
 fn a_kill_between_creating_an_issue_and_recording_it_and_resume_make_no_second_issue() {
-    let github = FakeGitHub::start(Behaviour {
+    let Scene {
+        github,
+        dir: _dir,
+        manifest,
+        db,
+    } = scene(Behaviour {
         // Long enough that the process is killed while the first answer is held back.
         post_delay: Duration::from_millis(1500),
         ..Behaviour::default()
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = manifest(dir.path(), &github.url(), &github.url());
-    let db = dir.path().join("run.db");
     let mut child = murmur()
         .args(["run", "-q", "--store"])
         .arg(format!("sqlite:{}", db.display()))
@@ -452,14 +481,16 @@ fn a_kill_between_creating_an_issue_and_recording_it_and_resume_make_no_second_i
 
 #[test]
 fn githubs_rate_limits_403_with_a_reset_and_429_with_retry_after_are_waited_out() {
-    let github = FakeGitHub::start(Behaviour {
+    let Scene {
+        github,
+        dir: _dir,
+        manifest,
+        db,
+    } = scene(Behaviour {
         rate_limited_posts: 2,
         retry_after_posts: 1,
         ..Behaviour::default()
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = manifest(dir.path(), &github.url(), &github.url());
-    let db = dir.path().join("run.db");
     let out = run(&manifest, &db, &[]);
     let s = summary(&out);
     assert_eq!(s["status"], "complete", "{s}");
@@ -548,9 +579,12 @@ fn a_name_that_resolves_to_loopback_is_denied_unless_the_list_names_the_address(
 
 #[test]
 fn a_component_that_imports_http_without_the_grant_is_refused_at_load() {
-    let github = FakeGitHub::start(Behaviour::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = manifest(dir.path(), &github.url(), &github.url());
+    let Scene {
+        github,
+        dir,
+        manifest,
+        ..
+    } = scene(Behaviour::default());
     let text = std::fs::read_to_string(&manifest).expect("manifest");
     let without: String = text
         .lines()
@@ -570,13 +604,15 @@ fn a_component_that_imports_http_without_the_grant_is_refused_at_load() {
 
 #[test]
 fn a_server_that_echoes_the_token_is_redacted_before_the_plugin_the_store_or_the_log_see_it() {
-    let github = FakeGitHub::start(Behaviour {
+    let Scene {
+        github: _github,
+        dir,
+        manifest,
+        db,
+    } = scene(Behaviour {
         echo_authorization: true,
         ..Behaviour::default()
     });
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = manifest(dir.path(), &github.url(), &github.url());
-    let db = dir.path().join("run.db");
     let recording = dir.path().join("http.jsonl");
     let out = run(
         &manifest,
@@ -707,27 +743,36 @@ mod limits {
             .collect()
     }
 
+    /// Assert that `result` (one request's) is an error saying `what`.
+    fn assert_failed(result: &serde_json::Value, what: &str) {
+        assert!(
+            result["error"].as_str().is_some_and(|e| e.contains(what)),
+            "expected an error saying {what}: {result}"
+        );
+    }
+
+    /// The results of the one Note `fetch` published, fetching with `config` and `limits`.
+    async fn fetch_once(allowed: &str, config: &str, limits: &str) -> Vec<serde_json::Value> {
+        let run = run(&workflow(allowed, config, limits, 1)).await;
+        let mut all = results(&run);
+        assert_eq!(all.len(), 1, "{:?}", run.invocations());
+        all.remove(0)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn requests_beyond_the_per_invocation_limit_fail_and_the_call_goes_on() {
         let s = server(200, vec![], b"ok".to_vec(), Duration::ZERO);
         let url = format!("http://127.0.0.1:{}", s.port);
-        let run = run(&workflow(
+        let r = fetch_once(
             &url,
             &format!("url = \"{url}/x\", times = 5"),
             "http_requests = 3",
-            1,
-        ))
+        )
         .await;
-        let results = results(&run);
-        assert_eq!(results.len(), 1);
-        let r = &results[0];
         assert!(r[..3].iter().all(|x| x["status"] == 200), "{r:?}");
-        assert!(
-            r[3..].iter().all(|x| x["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("ConnectionLimitReached"))),
-            "{r:?}"
-        );
+        for late in &r[3..] {
+            assert_failed(late, "ConnectionLimitReached");
+        }
         assert_eq!(s.requests.load(Ordering::SeqCst), 3);
     }
 
@@ -735,36 +780,22 @@ mod limits {
     async fn a_body_over_the_byte_limit_is_never_sent_and_an_answer_over_it_is_cut_off() {
         let s = server(200, vec![], vec![b'a'; 100_000], Duration::ZERO);
         let url = format!("http://127.0.0.1:{}", s.port);
-        let big_body = run(&workflow(
+        let big_body = fetch_once(
             &url,
             &format!("url = \"{url}/up\", method = \"POST\", body_bytes = 5000"),
             "http_request_bytes = 1000",
-            1,
-        ))
+        )
         .await;
-        let r = &results(&big_body)[0];
-        assert!(
-            r[0]["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("HttpRequestBodySize")),
-            "{r:?}"
-        );
+        assert_failed(&big_body[0], "HttpRequestBodySize");
         assert_eq!(s.requests.load(Ordering::SeqCst), 0, "nothing was sent");
 
-        let big_answer = run(&workflow(
+        let big_answer = fetch_once(
             &url,
             &format!("url = \"{url}/down\""),
             "http_response_bytes = 10000",
-            1,
-        ))
+        )
         .await;
-        let r = &results(&big_answer)[0];
-        assert!(
-            r[0]["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("HttpResponseBodySize")),
-            "{r:?}"
-        );
+        assert_failed(&big_answer[0], "HttpResponseBodySize");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -772,20 +803,13 @@ mod limits {
         let s = server(200, vec![], b"late".to_vec(), Duration::from_secs(5));
         let url = format!("http://127.0.0.1:{}", s.port);
         let started = Instant::now();
-        let run = run(&workflow(
+        let r = fetch_once(
             &url,
             &format!("url = \"{url}/slow\""),
             "http_timeout_ms = 300\ntimeout_ms = 20000",
-            1,
-        ))
+        )
         .await;
-        let r = &results(&run)[0];
-        assert!(
-            r[0]["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("ConnectionTimeout")),
-            "{r:?}"
-        );
+        assert_failed(&r[0], "ConnectionTimeout");
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "the call did not wait for the server"
@@ -852,21 +876,14 @@ mod limits {
             Duration::ZERO,
         );
         let hop_url = format!("http://127.0.0.1:{}", hop.port);
-        let run = crate::helpers::run(&workflow(
+        let r = fetch_once(
             "http://127.0.0.1:*",
             &format!("url = \"{hop_url}/start\""),
             "timeout_ms = 5000",
-            1,
-        ))
+        )
         .await;
-        let r = &results(&run)[0];
         // `/moved` on the same server answers 302 again: five hops, then the SDK stops.
-        assert!(
-            r[0]["error"]
-                .as_str()
-                .is_some_and(|e| e.contains("more than 5 redirects")),
-            "{r:?}"
-        );
+        assert_failed(&r[0], "more than 5 redirects");
         assert_eq!(hop.requests.load(Ordering::SeqCst), 5);
     }
 
@@ -1112,10 +1129,12 @@ mod polyglot {
 
 #[test]
 fn a_rerun_of_the_workflow_links_the_issues_the_first_run_opened() {
-    let github = FakeGitHub::start(Behaviour::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = manifest(dir.path(), &github.url(), &github.url());
-    let db = dir.path().join("run.db");
+    let Scene {
+        github,
+        dir: _dir,
+        manifest,
+        db,
+    } = scene(Behaviour::default());
     let first = summary(&run(&manifest, &db, &[]));
     assert_eq!(first["status"], "complete", "{first}");
     let opened = github.issues().len();
@@ -1146,9 +1165,12 @@ fn a_rerun_of_the_workflow_links_the_issues_the_first_run_opened() {
 #[test]
 fn a_server_hands_plugins_only_the_secrets_its_secret_env_names() {
     use crate::serve::Server;
-    let github = FakeGitHub::start(Behaviour::default());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let manifest = manifest(dir.path(), &github.url(), &github.url());
+    let Scene {
+        github,
+        dir,
+        manifest,
+        ..
+    } = scene(Behaviour::default());
     let text = std::fs::read_to_string(&manifest).expect("manifest");
     let body = json!({ "manifest": text, "base_dir": dir.path().display().to_string() });
 

@@ -1209,3 +1209,62 @@ fn a_server_hands_plugins_only_the_secrets_its_secret_env_names() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MURMUR_TEST_NOT_SET_ANYWHERE"));
 }
+
+#[test]
+fn worker_processes_send_the_requests_with_the_secrets_their_secret_env_names() {
+    use crate::durability::Db;
+    let Scene {
+        github,
+        dir,
+        manifest,
+        ..
+    } = scene(Behaviour::default());
+    let db = Db::postgres();
+    let worker = murmur()
+        .args(["worker", "--json", "--concurrency", "4", "--poll-ms", "100"])
+        .args([
+            "--store",
+            &db.spec(),
+            "--secret-env",
+            "MURMUR_TEST_GITHUB_TOKEN",
+        ])
+        .arg("--cache-dir")
+        .arg(dir.path())
+        .env("MURMUR_TEST_GITHUB_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("murmur worker");
+    let out = murmur()
+        .args(["run", "-q", "--json", "--workers", "--store", &db.spec()])
+        .arg(&manifest)
+        .env("MURMUR_TEST_GITHUB_TOKEN", TOKEN)
+        .output()
+        .expect("murmur run --workers");
+    // SAFETY: kill(2) on our own child's pid, not yet waited for.
+    let sent = unsafe { libc::kill(worker.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let report = worker.wait_with_output().expect("the worker stops");
+    let report: Value = serde_json::from_slice(&report.stdout).expect("the worker's report");
+    let s = summary(&out);
+    assert_eq!(s["status"], "complete", "{s}");
+    assert!(
+        report["completed"].as_u64().is_some_and(|n| n > 0),
+        "{report}"
+    );
+    let issues = github.issues();
+    assert!(!issues.is_empty());
+    assert!(markers(&issues).values().all(|n| *n == 1));
+    assert_eq!(
+        s["by_type"]["ExternalLink"].as_u64(),
+        Some(issues.len() as u64)
+    );
+    for (line, headers) in github.requests() {
+        let auth = headers.iter().find(|(n, _)| n == "authorization");
+        assert_eq!(
+            auth.map(|(_, v)| v.as_str()),
+            Some(&*format!("Bearer {TOKEN}")),
+            "{line}"
+        );
+    }
+}

@@ -264,3 +264,44 @@ fn only_an_agent_can_be_an_observer() {
         "{err}"
     );
 }
+
+#[test]
+fn a_malformed_http_entry_is_refused_at_its_line_saying_what_was_expected() {
+    for (entry, says) in [
+        ("[]", "`http` is empty"),
+        ("[\"api.github.com\"]", "has no scheme"),
+        ("[\"https://example.com/repos\"]", "not a path"),
+        ("[42]", "each entry is a URL pattern"),
+        ("[{ headers = {} }]", "a table entry needs `url"),
+        (
+            "[{ url = \"https://a.example\", header = {} }]",
+            "unknown key 'header'",
+        ),
+        (
+            "[{ url = \"https://a.example\", headers = { \"X Y\" = \"v\" } }]",
+            "'X Y' is not a header name",
+        ),
+        (
+            "[{ url = \"https://a.example\", headers = { Accept = 1 } }]",
+            "header Accept: the value is a string",
+        ),
+        (
+            "[{ url = \"https://a.example\", headers = { Accept = \"${file:/x}\" } }]",
+            "only ${env:NAME} is known",
+        ),
+        (
+            "[{ url = \"https://a.example\", sign = \"yes\" }]",
+            "`sign` is { header",
+        ),
+        (
+            "[{ url = \"https://a.example\", sign = { header = \"X-Sig\", secret = \"plain\" } }]",
+            "the secret is written in the manifest",
+        ),
+    ] {
+        let err = error_of(&format!(
+            "[workflow]\nname = \"w\"\n\n[[plugin]]\nname = \"p\"\npath = \"x.wasm\"\nworld = \"agent\"\nhttp = {entry}\n"
+        ));
+        assert!(err.contains("workflow.toml:8:"), "{entry}: {err}");
+        assert!(err.contains(says), "{entry}: {err}");
+    }
+}

@@ -34,41 +34,53 @@ type Sent = Box<
 >;
 
 /// One invocation's HTTP state: the grant (if any), what it has used of its limits, and
-/// a reach beyond the grant (which faults the call `denied`).
+/// a reach beyond the grant (which faults the call `denied`). Made for every call, so it
+/// allocates nothing until the call sends its first request.
 pub struct HttpCall {
     grant: Option<Arc<HttpGrant>>,
-    plugin: Arc<str>,
     deadline: Instant,
     requests: u32,
-    sent: Arc<AtomicUsize>,
-    received: Arc<AtomicUsize>,
-    violation: Arc<Mutex<Option<String>>>,
+    /// A request refused before it left (no grant, an unlisted destination).
+    denied: Option<String>,
+    /// What the call's requests in flight share, from its first request on.
+    shared: Option<Arc<Shared>>,
+}
+
+/// The bytes a call's requests sent and received, and a refusal met on the way (a name
+/// resolved to an address the list does not name).
+#[derive(Default)]
+struct Shared {
+    sent: AtomicUsize,
+    received: AtomicUsize,
+    violation: Mutex<Option<String>>,
 }
 
 impl HttpCall {
-    /// The state of a call of `plugin` under `grant`, ending at `deadline`.
-    pub fn new(plugin: Arc<str>, grant: Option<Arc<HttpGrant>>, deadline: Instant) -> HttpCall {
+    /// The state of a call under `grant`, ending at `deadline`.
+    pub fn new(grant: Option<Arc<HttpGrant>>, deadline: Instant) -> HttpCall {
         HttpCall {
             grant,
-            plugin,
             deadline,
             requests: 0,
-            sent: Arc::default(),
-            received: Arc::default(),
-            violation: Arc::default(),
+            denied: None,
+            shared: None,
         }
     }
 
     /// The reach beyond the grant this call made, if any (taken).
-    pub fn take_violation(&self) -> Option<String> {
-        self.violation.lock().ok().and_then(|mut v| v.take())
+    pub fn take_violation(&mut self) -> Option<String> {
+        self.denied.take().or_else(|| {
+            let shared = self.shared.as_ref()?;
+            shared.violation.lock().ok()?.take()
+        })
     }
 
-    fn deny(&self, message: String) -> Sent {
-        tracing::warn!(plugin = %self.plugin, "http request denied: {message}");
-        if let Ok(mut v) = self.violation.lock() {
-            v.get_or_insert(message);
+    fn deny(&mut self, message: String) -> Sent {
+        match &self.grant {
+            Some(grant) => tracing::warn!(plugin = %grant.plugin, "http request denied: {message}"),
+            None => tracing::warn!("http request denied: {message}"),
         }
+        self.denied.get_or_insert(message);
         Box::new(async { Err(Error::HttpRequestDenied) })
     }
 }
@@ -112,16 +124,14 @@ impl WasiHttpHooks for HttpCall {
         };
         self.requests += 1;
         if self.requests > grant.limits.requests {
-            tracing::warn!(plugin = %self.plugin, "http request refused: limits.http_requests ({}) reached", grant.limits.requests);
+            tracing::warn!(plugin = %grant.plugin, "http request refused: limits.http_requests ({}) reached", grant.limits.requests);
             return Box::new(async { Err(Error::ConnectionLimitReached) });
         }
         let call = Outgoing {
             grant,
             at,
             deadline: self.deadline,
-            sent: self.sent.clone(),
-            received: self.received.clone(),
-            violation: self.violation.clone(),
+            shared: self.shared.get_or_insert_with(Arc::default).clone(),
         };
         // Waiting for a slot counts against the invocation's deadline too.
         let left = self.deadline.saturating_duration_since(Instant::now());
@@ -156,9 +166,7 @@ struct Outgoing {
     /// The destination that allows it.
     at: usize,
     deadline: Instant,
-    sent: Arc<AtomicUsize>,
-    received: Arc<AtomicUsize>,
-    violation: Arc<Mutex<Option<String>>>,
+    shared: Arc<Shared>,
 }
 
 impl Outgoing {
@@ -178,7 +186,7 @@ impl Outgoing {
         // The body, within what the invocation may still send.
         let room = limits
             .request_bytes
-            .saturating_sub(self.sent.load(Ordering::Relaxed));
+            .saturating_sub(self.shared.sent.load(Ordering::Relaxed));
         let body = http_body_util::Limited::new(body, room)
             .collect()
             .await
@@ -187,7 +195,7 @@ impl Outgoing {
                 Err(_) => Error::HttpRequestBodySize(Some(limits.request_bytes as u64)),
             })?
             .to_bytes();
-        self.sent.fetch_add(body.len(), Ordering::Relaxed);
+        self.shared.sent.fetch_add(body.len(), Ordering::Relaxed);
         let url = parts.uri.to_string();
         let method = parts.method.as_str().to_string();
         let key = tape::key(&method, &url);
@@ -277,7 +285,11 @@ impl Outgoing {
             .collect();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| self.failed(&e))? {
-            let total = self.received.fetch_add(chunk.len(), Ordering::Relaxed) + chunk.len();
+            let total = self
+                .shared
+                .received
+                .fetch_add(chunk.len(), Ordering::Relaxed)
+                + chunk.len();
             if total > limits.response_bytes {
                 return Err(Error::HttpResponseBodySize(Some(
                     limits.response_bytes as u64,
@@ -304,7 +316,7 @@ impl Outgoing {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(s) = source {
             if let Some(refused) = s.downcast_ref::<Refused>() {
-                if let Ok(mut v) = self.violation.lock() {
+                if let Ok(mut v) = self.shared.violation.lock() {
                     v.get_or_insert(refused.0.clone());
                 }
                 tracing::warn!(plugin = %self.grant.plugin, "http request denied: {}", refused.0);
@@ -415,7 +427,7 @@ mod tests {
     #[tokio::test]
     async fn a_call_without_the_grant_is_denied_and_noted_as_a_violation() {
         let deadline = Instant::now() + std::time::Duration::from_secs(5);
-        let mut call = HttpCall::new("p".into(), None, deadline);
+        let mut call = HttpCall::new(None, deadline);
         let sent = call.send_request(
             request("https://example.com/x?key=1"),
             None,

@@ -65,15 +65,6 @@ pub struct HttpSpec {
     pub destinations: Vec<Destination>,
 }
 
-impl HttpSpec {
-    /// The environment variables its headers read.
-    pub fn variables(&self) -> impl Iterator<Item = &str> {
-        self.destinations
-            .iter()
-            .flat_map(|d| d.headers.iter().flat_map(|(_, t)| t.variables()))
-    }
-}
-
 /// The limits on one plugin's requests (its `[plugin.limits]` `http_*` keys).
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
@@ -154,14 +145,9 @@ pub struct HttpGrant {
 
 impl std::fmt::Debug for HttpGrant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let rules: Vec<String> = self
-            .destinations
-            .iter()
-            .map(|d| d.rule.to_string())
-            .collect();
         f.debug_struct("HttpGrant")
             .field("plugin", &self.plugin)
-            .field("destinations", &rules)
+            .field("destinations", &self.listed())
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -179,56 +165,47 @@ impl HttpGrant {
         let mut destinations = Vec::new();
         let mut secrets = Vec::new();
         for d in &spec.destinations {
-            let mut headers = http::HeaderMap::new();
-            for (name, template) in &d.headers {
-                let header_error = |message: String| GrantError::Header {
-                    plugin: plugin.to_string(),
-                    rule: d.rule.to_string(),
-                    header: name.clone(),
-                    message,
-                };
+            let error = |header: &str, message: String| GrantError::Header {
+                plugin: plugin.to_string(),
+                rule: d.rule.to_string(),
+                header: header.to_string(),
+                message,
+            };
+            // A header's name and its template's value; the secrets in it go to `secrets`.
+            let mut resolve = |header: &str, template: &Template| {
                 let (value, found) =
                     template
                         .resolve(env)
                         .map_err(|variable| GrantError::Unset {
                             plugin: plugin.to_string(),
                             rule: d.rule.to_string(),
-                            header: name.clone(),
+                            header: header.to_string(),
                             variable,
                         })?;
-                let header = http::HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|e| header_error(format!("the name: {e}")))?;
-                let mut value = http::HeaderValue::from_str(&value).map_err(|_| {
-                    header_error("its value holds characters a header cannot carry".into())
-                })?;
-                value.set_sensitive(!found.is_empty());
-                headers.insert(header, value);
+                let name = http::HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|e| error(header, format!("the name: {e}")))?;
+                let sensitive = !found.is_empty();
                 secrets.extend(found);
+                Ok::<_, GrantError>((name, value, sensitive))
+            };
+            let mut headers = http::HeaderMap::new();
+            for (header, template) in &d.headers {
+                let (name, value, sensitive) = resolve(header, template)?;
+                let mut value = http::HeaderValue::from_str(&value).map_err(|_| {
+                    error(
+                        header,
+                        "its value holds characters a header cannot carry".into(),
+                    )
+                })?;
+                value.set_sensitive(sensitive);
+                headers.insert(name, value);
             }
             let sign = match &d.sign {
-                None => None,
                 Some(signing) => {
-                    let header_error = |message: String| GrantError::Header {
-                        plugin: plugin.to_string(),
-                        rule: d.rule.to_string(),
-                        header: signing.header.clone(),
-                        message,
-                    };
-                    let (key, found) =
-                        signing
-                            .secret
-                            .resolve(env)
-                            .map_err(|variable| GrantError::Unset {
-                                plugin: plugin.to_string(),
-                                rule: d.rule.to_string(),
-                                header: signing.header.clone(),
-                                variable,
-                            })?;
-                    secrets.extend(found);
-                    let name = http::HeaderName::from_bytes(signing.header.as_bytes())
-                        .map_err(|e| header_error(format!("the name: {e}")))?;
+                    let (name, key, _) = resolve(&signing.header, &signing.secret)?;
                     Some((name, key.into_bytes()))
                 }
+                None => None,
             };
             destinations.push(Allowed {
                 rule: d.rule.clone(),
@@ -239,11 +216,11 @@ impl HttpGrant {
         // Longest first: a secret that contains another is redacted whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
-        let rules: Vec<Rule> = destinations.iter().map(|d| d.rule.clone()).collect();
-        let client = call::client(rule::Private::of(&rules)).map_err(|e| GrantError::Client {
-            plugin: plugin.to_string(),
-            message: e.to_string(),
-        })?;
+        let client = call::client(rule::Private::of(destinations.iter().map(|d| &d.rule)))
+            .map_err(|e| GrantError::Client {
+                plugin: plugin.to_string(),
+                message: e.to_string(),
+            })?;
         Ok(HttpGrant {
             plugin: plugin.into(),
             destinations,

@@ -230,19 +230,16 @@ pub struct Private {
 
 impl Private {
     /// What `rules` name.
-    pub fn of(rules: &[Rule]) -> Private {
-        Private {
-            named: rules
-                .iter()
-                .filter_map(|r| match r.host {
-                    HostPattern::Ip(ip) => Some(ip),
-                    _ => None,
-                })
-                .collect(),
-            localhost: rules
-                .iter()
-                .any(|r| r.host == HostPattern::Name("localhost".into())),
+    pub fn of<'a>(rules: impl IntoIterator<Item = &'a Rule>) -> Private {
+        let mut private = Private::default();
+        for rule in rules {
+            match &rule.host {
+                HostPattern::Ip(ip) => private.named.push(*ip),
+                HostPattern::Name(name) if name == "localhost" => private.localhost = true,
+                _ => {}
+            }
         }
+        private
     }
 
     /// Whether the name `name` may be reached at `ip`.

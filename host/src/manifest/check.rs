@@ -445,14 +445,13 @@ fn grants(
         .collect()
 }
 
-/// `http`: destinations, each `"SCHEME://HOST[:PORT]"` or `{ url = "…", headers = { … } }`,
-/// with no secret written in the manifest.
+/// `http`: destinations, each `"SCHEME://HOST[:PORT]"` or `{ url = "…", headers = { … },
+/// sign = { … } }`, with no secret written in the manifest.
 fn http(
     name: &str,
     list: Option<Spanned<Vec<Spanned<toml::Value>>>>,
     at: At<'_>,
 ) -> Result<Option<crate::egress::HttpSpec>, ManifestError> {
-    use crate::egress::{Destination, HttpSpec, Rule, Template};
     let Some(list) = list else {
         return Ok(None);
     };
@@ -466,110 +465,94 @@ fn http(
             ),
         ));
     }
-    let mut destinations = Vec::new();
-    for entry in entries {
-        let span = entry.span();
-        let fail = |m: String| at(span.clone(), format!("plugin '{name}': http: {m}"));
-        let (url, headers, sign) = match entry.into_inner() {
-            toml::Value::String(url) => (url, toml::Table::new(), None),
-            toml::Value::Table(mut t) => {
-                let url = match t.remove("url") {
-                    Some(toml::Value::String(u)) => u,
-                    _ => {
-                        return Err(fail(
-                            "a table entry needs `url = \"SCHEME://HOST[:PORT]\"`".into(),
-                        ));
-                    }
-                };
-                let headers = match t.remove("headers") {
-                    None => toml::Table::new(),
-                    Some(toml::Value::Table(h)) => h,
-                    Some(_) => {
-                        return Err(fail(
-                            "`headers` is a table of header names and values".into(),
-                        ));
-                    }
-                };
-                let sign = match t.remove("sign") {
-                    None => None,
-                    Some(toml::Value::Table(mut sign)) => {
-                        let (Some(toml::Value::String(header)), Some(toml::Value::String(secret))) =
-                            (sign.remove("header"), sign.remove("secret"))
-                        else {
-                            return Err(fail(
-                                "`sign` is { header = \"X-Signature\", secret = \"${env:NAME}\" }"
-                                    .into(),
-                            ));
-                        };
-                        if let Some(k) = sign.keys().next() {
-                            return Err(fail(format!(
-                                "sign: unknown key '{k}' (expected header, secret)"
-                            )));
-                        }
-                        if http_header_name(&header).is_none() {
-                            return Err(fail(format!("sign: '{header}' is not a header name")));
-                        }
-                        let secret =
-                            Template::parse(&secret).map_err(|m| fail(format!("sign: {m}")))?;
-                        if secret.variables().next().is_none() {
-                            return Err(fail(
-                                "sign: the secret is written in the manifest; write it as ${env:NAME} and set NAME where the plugin runs".into(),
-                            ));
-                        }
-                        Some(crate::egress::Signing { header, secret })
-                    }
-                    Some(_) => {
-                        return Err(fail(
-                            "`sign` is { header = \"X-Signature\", secret = \"${env:NAME}\" }"
-                                .into(),
-                        ));
-                    }
-                };
-                if let Some(k) = t.keys().next() {
-                    return Err(fail(format!(
-                        "unknown key '{k}' (expected url, headers, sign)"
-                    )));
-                }
-                (url, headers, sign)
-            }
-            _ => {
-                return Err(fail(
-                    "each entry is a URL pattern such as \"https://api.github.com\" or a table { url, headers }".into(),
-                ));
-            }
-        };
-        let rule = Rule::parse(&url).map_err(fail)?;
-        let mut parsed = Vec::new();
-        for (header, value) in headers {
-            let toml::Value::String(value) = value else {
-                return Err(fail(format!("header {header}: the value is a string")));
-            };
-            if http_header_name(&header).is_none() {
-                return Err(fail(format!("'{header}' is not a header name")));
-            }
-            let template =
-                Template::parse(&value).map_err(|m| fail(format!("header {header}: {m}")))?;
-            template
-                .check_literal(&header)
-                .map_err(|m| fail(format!("{m} (destination {rule})")))?;
-            parsed.push((header, template));
-        }
-        destinations.push(Destination {
-            rule,
-            headers: parsed,
-            sign,
-        });
-    }
-    Ok(Some(HttpSpec { destinations }))
+    let destinations = entries
+        .into_iter()
+        .map(|entry| {
+            let span = entry.span();
+            http_destination(entry.into_inner())
+                .map_err(|m| at(span, format!("plugin '{name}': http: {m}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(crate::egress::HttpSpec { destinations }))
 }
 
-/// `name` if it is a valid HTTP header name.
-fn http_header_name(name: &str) -> Option<&str> {
-    (!name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
-    .then_some(name)
+/// One `http` entry; `Err` says what is wrong with it.
+fn http_destination(entry: toml::Value) -> Result<crate::egress::Destination, String> {
+    use crate::egress::{Destination, Rule, Template};
+    let (url, headers, sign) = match entry {
+        toml::Value::String(url) => (url, toml::Table::new(), None),
+        toml::Value::Table(mut t) => {
+            let Some(toml::Value::String(url)) = t.remove("url") else {
+                return Err("a table entry needs `url = \"SCHEME://HOST[:PORT]\"`".into());
+            };
+            let headers = match t.remove("headers") {
+                None => toml::Table::new(),
+                Some(toml::Value::Table(h)) => h,
+                Some(_) => return Err("`headers` is a table of header names and values".into()),
+            };
+            let sign = t.remove("sign").map(http_sign).transpose()?;
+            if let Some(k) = t.keys().next() {
+                return Err(format!("unknown key '{k}' (expected url, headers, sign)"));
+            }
+            (url, headers, sign)
+        }
+        _ => {
+            return Err(
+                "each entry is a URL pattern such as \"https://api.github.com\" or a table { url, headers }".into(),
+            );
+        }
+    };
+    let rule = Rule::parse(&url)?;
+    let headers = headers
+        .into_iter()
+        .map(|(header, value)| {
+            let toml::Value::String(value) = value else {
+                return Err(format!("header {header}: the value is a string"));
+            };
+            header_name(&header)?;
+            let template = Template::parse(&value).map_err(|m| format!("header {header}: {m}"))?;
+            template
+                .check_literal(&header)
+                .map_err(|m| format!("{m} (destination {rule})"))?;
+            Ok((header, template))
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Destination {
+        rule,
+        headers,
+        sign,
+    })
+}
+
+/// `sign = { header = "…", secret = "${env:NAME}" }`.
+fn http_sign(sign: toml::Value) -> Result<crate::egress::Signing, String> {
+    const SHAPE: &str = "`sign` is { header = \"X-Signature\", secret = \"${env:NAME}\" }";
+    let toml::Value::Table(mut sign) = sign else {
+        return Err(SHAPE.into());
+    };
+    let (Some(toml::Value::String(header)), Some(toml::Value::String(secret))) =
+        (sign.remove("header"), sign.remove("secret"))
+    else {
+        return Err(SHAPE.into());
+    };
+    if let Some(k) = sign.keys().next() {
+        return Err(format!("sign: unknown key '{k}' (expected header, secret)"));
+    }
+    header_name(&header).map_err(|m| format!("sign: {m}"))?;
+    let secret = crate::egress::Template::parse(&secret).map_err(|m| format!("sign: {m}"))?;
+    if secret.variables().next().is_none() {
+        return Err(
+            "sign: the secret is written in the manifest; write it as ${env:NAME} and set NAME where the plugin runs".into(),
+        );
+    }
+    Ok(crate::egress::Signing { header, secret })
+}
+
+/// `Err` unless `name` is an HTTP header name (the check the grant's headers pass later).
+fn header_name(name: &str) -> Result<(), String> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map(drop)
+        .map_err(|_| format!("'{name}' is not a header name"))
 }
 
 /// `read_dirs`: absolute guest paths onto directories relative to the manifest.

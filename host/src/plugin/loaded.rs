@@ -507,7 +507,7 @@ impl LoadedPlugin {
             .data_mut()
             .violation
             .take()
-            .or_else(|| store.data().http.take_violation())
+            .or_else(|| store.data_mut().http.take_violation())
         {
             return Err(Fault {
                 kind: crate::invocation::FaultKind::Denied,
@@ -550,7 +550,6 @@ impl LoadedPlugin {
                 let state = warm.store.data_mut();
                 state.deadline = Instant::now() + timeout;
                 state.http = crate::egress::HttpCall::new(
-                    self.name.clone(),
                     board.as_ref().and_then(|b| b.http.clone()),
                     state.deadline,
                 );

@@ -191,11 +191,8 @@ impl InvocationState {
         board: Option<BoardAccess>,
         read_dirs: Arc<[(String, std::path::PathBuf)]>,
     ) -> Self {
-        let http = crate::egress::HttpCall::new(
-            plugin.clone(),
-            board.as_ref().and_then(|b| b.http.clone()),
-            deadline,
-        );
+        let http =
+            crate::egress::HttpCall::new(board.as_ref().and_then(|b| b.http.clone()), deadline);
         Self {
             wasi: None,
             output: None,

@@ -1,9 +1,10 @@
 //! `cargo xtask`: the project's build tasks, in Rust so they run wherever cargo does.
 //!
-//! - `cargo xtask build-plugins [--plugins DIR] [--out DIR]`: build every guest plugin in
-//!   `plugins/` (or a plugins tree laid out like it, e.g. one `murmur new` wrote) to a
-//!   WebAssembly component at `target/plugins/NAME.wasm` (or in DIR), installing the guest
-//!   toolchain if missing;
+//! - `cargo xtask build-plugins [--plugins DIR] [--out DIR] [NAME…]`: build the guest
+//!   plugins in `plugins/` (or a tree laid out like it) to WebAssembly components at
+//!   `target/plugins/NAME.wasm` (or in DIR), installing the guest toolchains if missing;
+//!   with names, only those (`triage`, `js-implementer`, `py-librarian`). It builds through
+//!   `murmur-toolchain`, the code `murmur build` builds a plugin project with;
 //! - `cargo xtask demo`: build the plugins and the host (release) and run
 //!   `examples/auth-system`;
 //! - `cargo xtask fuzz [--seconds N] [TARGET…]`: build the fuzz targets in `fuzz/` with
@@ -14,25 +15,15 @@
 //!   with an uninterrupted run; one JSON line);
 //! - `cargo xtask test [ARGS]`: build the plugins and run every test (`cargo test --workspace ARGS`).
 //!
-//! Guest toolchains, in order of preference (see `docs/plugins.md`):
-//! 1. rustup with the `wasm32-wasip2` target: cargo emits components directly;
-//! 2. Debian's Rust (`rustc-web`, `/usr/bin/rustc`) with `-Zbuild-std` for
-//!    `wasm32-unknown-unknown`, then each core module is wrapped into a component here
-//!    with `wit-component` (no `wasm-tools` CLI needed). On a Debian machine without it,
-//!    running as root, the packages are installed with apt (a package registry, no
-//!    toolchain download). Set `MURMUR_GUEST_TOOLCHAIN=rustup|debian` to force one.
+//! The guest toolchains and how they are chosen and installed: `host/toolchain`
+//! (`murmur_toolchain::rust`, `js`, `python`) and `docs/plugins.md`.
 
 use anyhow::{Context, Result, bail};
+use murmur_toolchain::process::{is_root, which};
+use murmur_toolchain::{js, python, rust};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const DEBIAN_PACKAGES: &[&str] = &[
-    "rustc-web",
-    "cargo-web",
-    "rust-web-src",
-    "libstd-rust-web-dev",
-    "lld-19",
-];
 
 fn main() {
     if let Err(e) = run() {
@@ -57,7 +48,7 @@ fn run() -> Result<()> {
         "test" => test(&root, &rest),
         _ => {
             eprintln!(
-                "usage: cargo xtask <build-plugins [--plugins DIR] [--out DIR] | demo | fuzz [--seconds N] [TARGET…] | soak [--kills N] [ARGS] | test [ARGS]>"
+                "usage: cargo xtask <build-plugins [--plugins DIR] [--out DIR] [NAME…] | demo | fuzz [--seconds N] [TARGET…] | soak [--kills N] [ARGS] | test [ARGS]>"
             );
             std::process::exit(2);
         }
@@ -83,143 +74,46 @@ fn status(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Toolchain {
-    RustupWasip2,
-    DebianBuildStd,
-}
-
-fn rustup_has_wasip2() -> bool {
-    Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.trim() == "wasm32-wasip2")
-        })
-        .unwrap_or(false)
-}
-
-fn debian_ready() -> bool {
-    Path::new("/usr/bin/rustc").exists()
-        && Path::new("/usr/bin/cargo").exists()
-        && Path::new("/usr/lib/rustlib/src/rust/library").exists()
-        && which("wasm-ld-19")
-}
-
-fn which(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-        .unwrap_or(false)
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-fn choose_toolchain() -> Result<Toolchain> {
-    match std::env::var("MURMUR_GUEST_TOOLCHAIN").as_deref() {
-        Ok("rustup") => return Ok(Toolchain::RustupWasip2),
-        Ok("debian") => {}
-        _ => {
-            if rustup_has_wasip2() {
-                return Ok(Toolchain::RustupWasip2);
-            }
-        }
-    }
-    if !debian_ready() {
-        if which("apt-get") && is_root() {
-            eprintln!(
-                "xtask: installing the guest toolchain from Debian packages: {}",
-                DEBIAN_PACKAGES.join(" ")
-            );
-            status(Command::new("apt-get").arg("update").arg("-qq"))?;
-            status(
-                Command::new("apt-get")
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .args(["install", "-y", "-qq", "--no-install-recommends"])
-                    .args(DEBIAN_PACKAGES),
-            )?;
-        } else {
-            bail!(
-                "no WebAssembly guest toolchain found. Install one:\n  rustup target add wasm32-wasip2\n\
-                 or, on Debian 12 as root: apt-get install {}",
-                DEBIAN_PACKAGES.join(" ")
-            );
-        }
-    }
-    if !debian_ready() {
-        bail!(
-            "the Debian guest toolchain is still incomplete after installing {}",
-            DEBIAN_PACKAGES.join(" ")
-        );
-    }
-    Ok(Toolchain::DebianBuildStd)
-}
-
-/// The plugin crates (members of `plugins/` that build a `cdylib`), grouped by the
+/// The plugin crates (members of the plugins tree that build a `cdylib`), grouped by the
 /// guest SDK world feature they enable. Each group is built by its own cargo command:
 /// cargo unifies a dependency's features across the packages of one build, and a
 /// component must carry exactly one world.
-fn plugin_groups(plugins: &Path) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
-    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for name in plugin_crates(plugins)? {
-        let text =
-            std::fs::read_to_string(plugins.join(&name).join("Cargo.toml")).unwrap_or_default();
-        let world = text
-            .lines()
-            .find(|l| l.trim_start().starts_with("murmur-guest"))
-            .and_then(|l| l.split("features = [\"").nth(1))
-            .and_then(|r| r.split('"').next())
-            .unwrap_or("")
-            .to_string();
-        groups.entry(world).or_default().push(name);
+fn plugin_groups(plugins: &Path) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut groups: BTreeMap<String, Vec<String>> = Default::default();
+    for entry in std::fs::read_dir(plugins)
+        .with_context(|| format!("reading the plugins tree {}", plugins.display()))?
+    {
+        let text = std::fs::read_to_string(entry?.path().join("Cargo.toml")).unwrap_or_default();
+        if let Some(name) = rust::cdylib_name(&text) {
+            let world = rust::world_feature(&text).unwrap_or_default();
+            groups.entry(world).or_default().push(name);
+        }
+    }
+    for names in groups.values_mut() {
+        names.sort();
     }
     Ok(groups)
 }
 
-/// The plugin crates: members of the plugins tree that build a `cdylib`.
-fn plugin_crates(plugins: &Path) -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(plugins)
-        .with_context(|| format!("reading the plugins tree {}", plugins.display()))?
-    {
-        let dir = entry?.path();
-        let manifest = dir.join("Cargo.toml");
-        if let Ok(text) = std::fs::read_to_string(&manifest)
-            && text.contains("cdylib")
-            && let Some(name) = text.lines().find_map(|l| {
-                l.strip_prefix("name = \"")
-                    .and_then(|r| r.strip_suffix('"'))
-            })
-        {
-            names.push(name.to_string());
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// Which plugins tree to build, and where its components go.
+/// Which plugins tree to build, where its components go, and which of its plugins.
 struct Plugins {
     /// The tree: a cargo workspace of Rust plugins, `js/*.js`, `python/NAME/app.py`.
     dir: PathBuf,
     /// Where the components are written.
     out: PathBuf,
+    /// Only these plugins (by component name without `.wasm`: `triage`, `js-implementer`,
+    /// `py-librarian`); all when empty.
+    only: Vec<String>,
 }
 
 impl Plugins {
     /// The repository's own (`plugins/` into `target/plugins`), or what `--plugins DIR`
-    /// and `--out DIR` name.
+    /// and `--out DIR` name; other arguments name the plugins to build.
     fn from_args(root: &Path, args: &[String]) -> Result<Self> {
         let mut plugins = Self {
             dir: root.join("plugins"),
             out: root.join("target/plugins"),
+            only: Vec::new(),
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -231,95 +125,111 @@ impl Plugins {
             match arg.as_str() {
                 "--plugins" => plugins.dir = value(args.next())?,
                 "--out" => plugins.out = value(args.next())?,
-                other => bail!("build-plugins: unknown argument '{other}'"),
+                other if other.starts_with('-') => {
+                    bail!("build-plugins: unknown argument '{other}'")
+                }
+                name => plugins.only.push(name.to_string()),
             }
         }
         Ok(plugins)
     }
+
+    fn wanted(&self, component: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|n| n == component)
+    }
 }
 
+/// Build the plugins tree with the same functions `murmur build` uses for a project.
 fn build_plugins(root: &Path, plugins: &Plugins) -> Result<Vec<PathBuf>> {
-    let toolchain = choose_toolchain()?;
-    let plugins_dir = &plugins.dir;
-    // One guest target directory whatever the tree: shared dependencies build once.
-    let target_dir = root.join("target/wasm-guests");
-    let out_dir = &plugins.out;
-    std::fs::create_dir_all(out_dir)?;
-    let mut triple = "wasm32-wasip2";
-    for packages in plugin_groups(plugins_dir)?.values() {
-        let mut cmd = match toolchain {
-            Toolchain::RustupWasip2 => {
-                let mut cmd = Command::new("cargo");
-                cmd.args(["build", "--release", "--target", "wasm32-wasip2"]);
-                cmd
-            }
-            Toolchain::DebianBuildStd => {
-                triple = "wasm32-unknown-unknown";
-                let mut cmd = Command::new("/usr/bin/cargo");
-                cmd.env("RUSTC_BOOTSTRAP", "1")
-                    .env("RUSTC", "/usr/bin/rustc")
-                    .env("RUSTDOC", "/usr/bin/rustdoc")
-                    .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", "wasm-ld-19")
-                    .env_remove("RUSTUP_TOOLCHAIN")
-                    .env_remove("CARGO")
-                    .args([
-                        "build",
-                        "--release",
-                        "-Zbuild-std=std,panic_abort",
-                        "--target",
-                        "wasm32-unknown-unknown",
-                    ]);
-                cmd
-            }
-        };
-        cmd.current_dir(plugins_dir)
-            .arg("--target-dir")
-            .arg(&target_dir);
-        for p in packages {
-            cmd.args(["-p", p]);
-        }
-        status(&mut cmd)?;
-    }
     let mut built = Vec::new();
-    for name in plugin_crates(plugins_dir)? {
-        let file = name.replace('-', "_");
-        let module = target_dir
-            .join(triple)
-            .join("release")
-            .join(format!("{file}.wasm"));
-        let out = out_dir.join(format!("{name}.wasm"));
-        let fresh = match (std::fs::metadata(&module), std::fs::metadata(&out)) {
-            (Ok(m), Ok(o)) => o.modified()? >= m.modified()?,
-            _ => false,
-        };
-        if !fresh {
-            let bytes =
-                std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
-            let component = if toolchain == Toolchain::RustupWasip2 {
-                bytes // already a component
-            } else {
-                wit_component::ComponentEncoder::default()
-                    .module(&bytes)
-                    .with_context(|| format!("{name}: reading the module's component type"))?
-                    .validate(true)
-                    .encode()
-                    .with_context(|| format!("{name}: encoding the component"))?
-            };
-            std::fs::write(&out, component)?;
+    let mut seen = std::collections::BTreeSet::new();
+    let groups = plugin_groups(&plugins.dir)?;
+    let rust_wanted: Vec<(&String, Vec<String>)> = groups
+        .iter()
+        .map(|(w, names)| {
+            (
+                w,
+                names
+                    .iter()
+                    .filter(|n| plugins.wanted(n))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, names)| !names.is_empty())
+        .collect();
+    if !rust_wanted.is_empty() {
+        let toolchain = rust::choose()?;
+        // One guest target directory whatever the tree: shared dependencies build once.
+        let target_dir = root.join("target/wasm-guests");
+        for (_, packages) in rust_wanted {
+            seen.extend(packages.iter().cloned());
+            built.extend(rust::build(
+                toolchain,
+                &plugins.dir,
+                &packages,
+                &target_dir,
+                &plugins.out,
+            )?);
+        }
+    }
+    let wit = root.join("wit");
+    let js_sources = std::fs::read_dir(plugins.dir.join("js"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "js"));
+    for source in js_sources {
+        let stem = source
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin");
+        let name = format!("js-{stem}");
+        if !plugins.wanted(&name) {
+            continue;
+        }
+        seen.insert(name.clone());
+        let out = plugins.out.join(format!("{name}.wasm"));
+        if stale(&out, &[&wit, &source]) {
+            js::build(&source, &wit, &world_of(&source), &out)?;
         }
         built.push(out);
     }
-    built.extend(build_polyglot(root, plugins_dir, out_dir)?);
+    for entry in std::fs::read_dir(plugins.dir.join("python"))
+        .into_iter()
+        .flatten()
+    {
+        let dir = entry?.path();
+        let app = dir.join("app.py");
+        let dir_name = dir.file_name().and_then(|s| s.to_str()).unwrap_or("plugin");
+        let name = format!("py-{dir_name}");
+        if !app.exists() || !plugins.wanted(&name) {
+            continue;
+        }
+        seen.insert(name.clone());
+        let out = plugins.out.join(format!("{name}.wasm"));
+        if stale(&out, &[&wit, &dir]) {
+            python::build(&[&dir], "app", &wit, &world_of(&app), &out)?;
+        }
+        built.push(out);
+    }
+    if let Some(missing) = plugins.only.iter().find(|n| !seen.contains(*n)) {
+        bail!(
+            "build-plugins: no plugin '{missing}' in {} (Rust crates by name, js/NAME.js as js-NAME, python/NAME as py-NAME)",
+            plugins.dir.display()
+        );
+    }
     eprintln!(
         "xtask: {} plugin components in {}",
         built.len(),
-        out_dir.display()
+        plugins.out.display()
     );
     Ok(built)
 }
 
-/// The WIT world a JavaScript or Python plugin declares with a `murmur-world: NAME`
-/// comment; `basic-agent` without one.
+/// The WIT world a JavaScript or Python plugin of this repository declares with a
+/// `murmur-world: NAME` comment; `basic-agent` without one (these toolchains import every
+/// interface of their world, used or not).
 fn world_of(source: &Path) -> String {
     std::fs::read_to_string(source)
         .unwrap_or_default()
@@ -330,140 +240,9 @@ fn world_of(source: &Path) -> String {
         .unwrap_or_else(|| "basic-agent".into())
 }
 
-/// Pinned guest toolchains for the other languages (from PyPI and the npm registry).
-const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
-
-/// componentize-py, run through the Python that has it (no reliance on PATH or shims).
-fn componentize_py() -> Command {
-    let mut cmd = Command::new("python3");
-    cmd.args([
-        "-c",
-        "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; sys.exit(script())",
-    ]);
-    cmd
-}
-
 /// Whether `out` is older than any file under `sources` (or missing).
-fn stale(out: &Path, sources: &[PathBuf]) -> bool {
-    let Ok(built) = std::fs::metadata(out).and_then(|m| m.modified()) else {
-        return true;
-    };
-    sources.iter().any(|s| {
-        std::fs::metadata(s)
-            .and_then(|m| m.modified())
-            .map(|t| t > built)
-            .unwrap_or(true)
-    })
-}
-
-/// The JavaScript and Python plugins: `plugins/js/*.js` with componentize-js (npm),
-/// `plugins/python/NAME/app.py` with componentize-py (PyPI), both against the WIT world
-/// `basic-agent` unless the source names another world in a `murmur-world:` comment
-/// (these toolchains import every interface of their world, used or not).
-///
-/// The toolchains live in this repository (`plugins/js/node_modules`, the machine's
-/// Python) whichever tree is built.
-fn build_polyglot(root: &Path, plugins: &Path, out_dir: &Path) -> Result<Vec<PathBuf>> {
-    let wit = root.join("wit");
-    let wit_files: Vec<PathBuf> = std::fs::read_dir(&wit)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    let mut built = Vec::new();
-
-    let js = root.join("plugins/js");
-    let js_sources: Vec<PathBuf> = std::fs::read_dir(plugins.join("js"))
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "js"))
-        .collect();
-    for source in &js_sources {
-        let stem = source
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("plugin");
-        let out = out_dir.join(format!("js-{stem}.wasm"));
-        let mut inputs = wit_files.clone();
-        inputs.push(source.clone());
-        if stale(&out, &inputs) {
-            if !js.join("node_modules/.bin/componentize-js").exists() {
-                status(Command::new("npm").current_dir(&js).args([
-                    "ci",
-                    "--no-audit",
-                    "--no-fund",
-                ]))
-                .context("installing componentize-js (needs Node.js and npm)")?;
-            }
-            // `fetch` stays in only for a world that imports wasi:http (`http-basic-agent`):
-            // elsewhere the host would refuse the import the component then carries.
-            let world = world_of(source);
-            let disabled: &[&str] = if world.starts_with("http-") {
-                &["fetch-event"]
-            } else {
-                &["http", "fetch-event"]
-            };
-            status(
-                Command::new(js.join("node_modules/.bin/componentize-js"))
-                    .current_dir(&js)
-                    .arg(source)
-                    .arg("--wit")
-                    .arg(&wit)
-                    .args(["--world-name", &world, "-d"])
-                    .args(disabled)
-                    .arg("-o")
-                    .arg(&out),
-            )?;
-        }
-        built.push(out);
-    }
-
-    for entry in std::fs::read_dir(plugins.join("python"))
-        .into_iter()
-        .flatten()
-    {
-        let dir = entry?.path();
-        let app = dir.join("app.py");
-        if !app.exists() {
-            continue;
-        }
-        let name = dir.file_name().and_then(|s| s.to_str()).unwrap_or("plugin");
-        let out = out_dir.join(format!("py-{name}.wasm"));
-        let mut inputs = wit_files.clone();
-        inputs.push(app.clone());
-        if stale(&out, &inputs) {
-            let have = Command::new("python3")
-                .args([
-                    "-c",
-                    "import importlib.metadata as m; print(m.version('componentize-py'))",
-                ])
-                .output()
-                .map(|o| {
-                    o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "0.25.1"
-                })
-                .unwrap_or(false);
-            if !have {
-                status(Command::new("python3").args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    COMPONENTIZE_PY,
-                ]))
-                .context("installing componentize-py (needs Python 3 and pip)")?;
-            }
-            status(
-                componentize_py()
-                    .arg("-d")
-                    .arg(&wit)
-                    .args(["-w", &world_of(&app), "componentize", "app", "-p"])
-                    .arg(&dir)
-                    .arg("-o")
-                    .arg(&out),
-            )?;
-        }
-        built.push(out);
-    }
-    Ok(built)
+fn stale(out: &Path, sources: &[&Path]) -> bool {
+    murmur_toolchain::process::stale(out, sources)
 }
 
 /// The fuzz targets (`fuzz/fuzz_targets/NAME.rs`), and the most bytes each input may

@@ -1,0 +1,120 @@
+//! Which world imports what: an import the chosen world lacks is a build error that names
+//! the worlds to declare instead, before a toolchain fails on it in its own words
+//! (componentize-js: `Error loading module "murmur:plugin/llm@0.1.0"`).
+
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeSet;
+use std::path::Path;
+use wit_parser::{Resolve, WorldItem, WorldKey};
+
+/// The WIT worlds in `wit` (a directory with `deps/`), each with the interfaces it
+/// imports, named `namespace:package/interface@version`.
+pub fn worlds(wit: &Path) -> Result<Vec<(String, BTreeSet<String>)>> {
+    let mut resolve = Resolve::default();
+    let (pkg, _) = resolve
+        .push_dir(wit)
+        .with_context(|| format!("reading the WIT in {}", wit.display()))?;
+    let mut out = Vec::new();
+    for (_, world) in resolve
+        .worlds
+        .iter()
+        .filter(|(_, w)| w.package == Some(pkg))
+    {
+        let mut imports = BTreeSet::new();
+        for (key, item) in &world.imports {
+            if let (WorldKey::Interface(id), WorldItem::Interface { .. }) = (key, item)
+                && let Some(name) = resolve.id_of(*id)
+            {
+                imports.insert(name);
+            }
+        }
+        out.push((world.name.clone(), imports));
+    }
+    Ok(out)
+}
+
+/// The interfaces `source` (JavaScript or Python) imports, with the line of each.
+fn imports_of(source: &Path, text: &str) -> Vec<(usize, String)> {
+    let python = source.extension().is_some_and(|e| e == "py");
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if python {
+            // from wit_world.imports import llm, kv / from wit_world.imports.llm import …
+            // import wit_world.imports.llm
+            let rest = line
+                .strip_prefix("from wit_world.imports")
+                .or_else(|| line.strip_prefix("import wit_world.imports"));
+            let Some(rest) = rest else { continue };
+            let names: Vec<&str> = if let Some(sub) = rest.strip_prefix('.') {
+                vec![sub.split([' ', '.']).next().unwrap_or("")]
+            } else if let Some(list) = rest.trim().strip_prefix("import ") {
+                list.split(',')
+                    .map(|n| n.split(" as ").next().unwrap_or("").trim())
+                    .collect()
+            } else {
+                vec![]
+            };
+            for n in names.into_iter().filter(|n| !n.is_empty() && *n != "types") {
+                found.push((i + 1, n.trim_matches(['(', ')']).replace('_', "-")));
+            }
+        } else {
+            for quote in ['\'', '"'] {
+                for part in line.split(quote).skip(1).step_by(2) {
+                    if part.starts_with("murmur:plugin/") || part.starts_with("wasi:") {
+                        found.push((i + 1, part.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Fail if `source` imports an interface the world `world` of `wit` does not: the error
+/// names the file, the line and the worlds that do import it.
+pub fn check_imports(source: &Path, wit: &Path, world: &str) -> Result<()> {
+    let text =
+        std::fs::read_to_string(source).with_context(|| format!("reading {}", source.display()))?;
+    let all = worlds(wit)?;
+    let Some((_, imports)) = all.iter().find(|(n, _)| n == world) else {
+        let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        bail!(
+            "there is no world '{world}' in {}; the worlds are: {}",
+            wit.display(),
+            names.join(", ")
+        );
+    };
+    for (line, wanted) in imports_of(source, &text) {
+        // JavaScript names an interface in full; Python by its short name.
+        let matches = |i: &String| {
+            if wanted.contains(':') {
+                *i == wanted
+            } else {
+                i.rsplit('/').next().and_then(|n| n.split('@').next()) == Some(wanted.as_str())
+                    && i.starts_with("murmur:plugin/")
+            }
+        };
+        if imports.iter().any(matches) {
+            continue;
+        }
+        let with: Vec<&str> = all
+            .iter()
+            .filter(|(_, i)| i.iter().any(matches))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let hint = if with.is_empty() {
+            "no world of this version of the WIT imports it".to_string()
+        } else {
+            format!(
+                "declare a world that does as the plugin's world ({})",
+                with.join(", ")
+            )
+        };
+        bail!(
+            "{}:{line}: imports {wanted}, which the world '{world}' does not import; {hint}",
+            source.display()
+        );
+    }
+    Ok(())
+}

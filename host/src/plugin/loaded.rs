@@ -500,6 +500,11 @@ impl LoadedPlugin {
                 let last = tail[tail.len().saturating_sub(3)..].join(" | ");
                 fault.message = format!("{last} | {}", fault.message);
             }
+            if let Some(reason) = store.data().refused.take() {
+                // The guest failed on a call the host refused: that is the cause.
+                fault.kind = crate::invocation::FaultKind::Denied;
+                fault.message = format!("the host refused a call: {reason} | {}", fault.message);
+            }
             fault
         });
         // Reaching beyond a grant faults the call, whatever the guest made of the refusal.
@@ -555,6 +560,7 @@ impl LoadedPlugin {
                 );
                 state.board = board;
                 state.last_error = None;
+                state.refused.set(None);
                 state.log_lines = 0;
                 state.limiter.denied = false;
                 self.arm(&mut warm.store).map_err(InvokeError::Fault)?;

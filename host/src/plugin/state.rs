@@ -180,6 +180,10 @@ pub struct InvocationState {
     /// The last error-level line the guest logged (a panic message, typically), so a trap
     /// is reported with the guest's own words rather than a bare `unreachable`.
     pub(crate) last_error: Option<String>,
+    /// Why the host refused a call the guest made (no grant, no model provider): if the
+    /// call then traps (an exception its language let escape), it faults
+    /// `denied` with this reason rather than a bare trap.
+    pub(crate) refused: std::cell::Cell<Option<String>>,
 }
 
 impl InvocationState {
@@ -212,6 +216,7 @@ impl InvocationState {
             violation: None,
             past_deadline: false,
             last_error: None,
+            refused: Default::default(),
         }
     }
 
@@ -375,7 +380,7 @@ impl blackboard::Host for InvocationState {
             .board
             .as_ref()
             .filter(|b| b.read)
-            .ok_or_else(|| HostError::Denied("blackboard access not granted".into()))?;
+            .ok_or_else(|| HostError::Denied(self.refuse("blackboard access not granted")))?;
         if let Some(other) = q.workflow_id.as_ref().filter(|w| **w != board.workflow_id) {
             let message = format!(
                 "queried workflow '{other}'; a plugin may only read its own workflow's blackboard"
@@ -422,7 +427,7 @@ impl blackboard::Host for InvocationState {
             .board
             .as_ref()
             .filter(|b| b.read)
-            .ok_or_else(|| HostError::Denied("blackboard access not granted".into()))?;
+            .ok_or_else(|| HostError::Denied(self.refuse("blackboard access not granted")))?;
         // Text that is no id names no artifact.
         let Some(id) = ArtifactId::parse(&id) else {
             return Ok(None);
@@ -457,7 +462,7 @@ impl InvocationState {
         self.board
             .as_ref()
             .filter(|b| b.kv)
-            .ok_or_else(|| HostError::Denied("kv not granted".into()))
+            .ok_or_else(|| HostError::Denied(self.refuse("kv not granted")))
     }
 }
 
@@ -535,6 +540,12 @@ fn llm_error(e: crate::llm::LlmError) -> llm::LlmError {
 }
 
 impl InvocationState {
+    /// Note that the host refused a call for `reason`, and hand the reason on.
+    fn refuse(&self, reason: &str) -> String {
+        self.refused.set(Some(reason.to_string()));
+        reason.to_string()
+    }
+
     fn llm_access(&self) -> Result<LlmAccess, llm::LlmError> {
         if Instant::now() >= self.deadline {
             return Err(llm::LlmError::Timeout(
@@ -545,20 +556,25 @@ impl InvocationState {
             .as_ref()
             .and_then(|b| b.llm.clone())
             .ok_or_else(|| {
-                llm::LlmError::Denied(
-                    "no language-model provider is configured for this host: set [llm] base_url and model (or MURMUR_LLM_BASE_URL and MURMUR_LLM_MODEL)".into(),
-                )
+                llm::LlmError::Denied(self.refuse(
+                    "no language-model provider is configured for this host: set [llm] base_url and model (or MURMUR_LLM_BASE_URL and MURMUR_LLM_MODEL)",
+                ))
             })
     }
 }
 
 impl InvocationState {
-    /// A model call that timed out with the invocation's deadline passed ends the call.
-    fn note_deadline<T>(&mut self, answer: &Result<T, crate::llm::LlmError>) {
-        if matches!(answer, Err(crate::llm::LlmError::Timeout(_)))
-            && Instant::now() >= self.deadline
-        {
-            self.past_deadline = true;
+    /// What a model's answer means for the call: a timeout with the invocation's deadline
+    /// passed ends it; a refusal is noted (see [`InvocationState::refused`]).
+    fn note_answer<T>(&mut self, answer: &Result<T, crate::llm::LlmError>) {
+        match answer {
+            Err(crate::llm::LlmError::Timeout(_)) if Instant::now() >= self.deadline => {
+                self.past_deadline = true;
+            }
+            Err(crate::llm::LlmError::Denied(reason)) => {
+                self.refuse(reason);
+            }
+            _ => {}
         }
     }
 }
@@ -600,7 +616,7 @@ impl llm::Host for InvocationState {
             .host
             .complete(&self.plugin, &access.phase, request, Some(self.deadline))
             .await;
-        self.note_deadline(&answer);
+        self.note_answer(&answer);
         let c = access.answer(answer)?;
         Ok(llm::Completion {
             content: c.content,
@@ -612,7 +628,7 @@ impl llm::Host for InvocationState {
     async fn embed(&mut self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, llm::LlmError> {
         let access = self.llm_access()?;
         let answer = access.host.embed(&texts, Some(self.deadline)).await;
-        self.note_deadline(&answer);
+        self.note_answer(&answer);
         access.answer(answer)
     }
 }

@@ -27,6 +27,7 @@ pub mod blackboard;
 mod context;
 pub mod durations;
 pub mod egress;
+pub mod expect;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod graph;

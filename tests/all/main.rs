@@ -4,6 +4,7 @@
 mod helpers;
 
 mod approval;
+mod authoring;
 mod blocking;
 mod cascade;
 mod cli;

@@ -191,7 +191,13 @@ fn build_plugins(root: &Path, plugins: &Plugins) -> Result<Vec<PathBuf>> {
         seen.insert(name.clone());
         let out = plugins.out.join(format!("{name}.wasm"));
         if stale(&out, &[&wit, &source]) {
-            js::build(&source, &wit, &world_of(&source), &out)?;
+            js::build(
+                &plugins.dir.join("js"),
+                &source,
+                &wit,
+                &world_of(&source),
+                &out,
+            )?;
         }
         built.push(out);
     }

@@ -7,6 +7,7 @@ mod approve;
 mod bench;
 mod bench_llm;
 mod bench_serve;
+mod build;
 mod cancel;
 mod client;
 mod graph;
@@ -22,6 +23,7 @@ mod soak;
 mod status;
 mod store;
 mod telemetry;
+mod test;
 mod worker;
 
 use anyhow::Result;
@@ -59,6 +61,8 @@ enum Command {
     Approve(approve::ApproveCommand),
     Reject(approve::RejectCommand),
     New(new::NewCommand),
+    Build(build::BuildCommand),
+    Test(test::TestCommand),
     Inspect(inspect::InspectCommand),
     Bench(bench::BenchCommand),
 }
@@ -79,6 +83,8 @@ pub(crate) fn main() -> Result<i32> {
         Command::Approve(c) => c.execute(),
         Command::Reject(c) => c.execute(),
         Command::New(c) => c.execute(),
+        Command::Build(c) => c.execute(),
+        Command::Test(c) => c.execute(),
         Command::Inspect(c) => c.execute(),
         Command::Bench(c) => c.execute(),
     }

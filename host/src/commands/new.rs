@@ -1,4 +1,4 @@
-//! `murmur new`: create a plugin that builds, with a test workflow that passes.
+//! `murmur new`: a plugin project anywhere, that builds and whose test passes.
 
 use anyhow::Result;
 use clap::ValueEnum;
@@ -6,7 +6,9 @@ use murmur::manifest::World;
 use murmur::scaffold::Language;
 use std::path::PathBuf;
 
-/// Create a plugin that builds (`cargo xtask build-plugins`) and a test workflow for it.
+/// Create a plugin project (in ./NAME, or --dir): its source, the WIT it speaks, the SDK
+/// or helper of its language and a test workflow. Then `murmur build` and `murmur test`
+/// in it.
 #[derive(Debug, clap::Args)]
 pub(crate) struct NewCommand {
     /// The plugin's world.
@@ -17,12 +19,9 @@ pub(crate) struct NewCommand {
     /// The plugin's language.
     #[arg(long, value_enum, default_value = "rust")]
     lang: LanguageArg,
-    /// The plugins directory.
-    #[arg(long, default_value = "plugins")]
-    plugins: PathBuf,
-    /// Where built components land.
-    #[arg(long, default_value = "target/plugins")]
-    components: PathBuf,
+    /// The project directory (default: ./NAME); must not exist, or be empty.
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 /// The worlds, as `murmur new` spells them.
@@ -72,22 +71,19 @@ impl From<LanguageArg> for Language {
 
 impl NewCommand {
     pub(crate) fn execute(self) -> Result<i32> {
-        let components = std::path::absolute(&self.components).unwrap_or(self.components);
-        let created = murmur::scaffold::create(
-            &self.plugins,
-            &components,
-            self.world.into(),
-            &self.name,
-            self.lang.into(),
-        )?;
+        let dir = self.dir.unwrap_or_else(|| PathBuf::from(&self.name));
+        let created =
+            murmur::scaffold::create(&dir, self.world.into(), &self.name, self.lang.into())?;
         for f in &created.files {
             println!("  wrote {}", f.display());
         }
         println!(
-            "next: cargo xtask build-plugins   (builds {})
-      murmur run {} --store memory",
-            created.component,
-            created.test.display()
+            "  wrote {} (the WIT this plugin speaks)",
+            created.dir.join("wit").display()
+        );
+        println!(
+            "next: cd {} && murmur build && murmur test",
+            created.dir.display()
         );
         Ok(0)
     }

@@ -57,6 +57,9 @@ pub struct Manifest {
     pub policies: Policies,
     /// `[llm]`: the language-model provider, if any.
     pub llm: Option<crate::llm::LlmConfig>,
+    /// `[[expect]]` tables: what `murmur test` checks on the finished run (a run
+    /// ignores them).
+    pub expectations: Vec<crate::expect::Expectation>,
 }
 
 /// `[workflow]`.
@@ -294,7 +297,20 @@ impl Manifest {
             None => None,
         };
 
+        let expectations = raw
+            .expect
+            .into_iter()
+            .map(|e| {
+                let span = e.span();
+                let e = e.into_inner();
+                let line = source[..span.start.min(source.len())].matches('\n').count() + 1;
+                crate::expect::Expectation::compile(&e.that, e.why, line)
+                    .map_err(|message| at(span, message))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+
         Ok(Manifest {
+            expectations,
             path: path.to_path_buf(),
             source: source.to_string(),
             workflow,

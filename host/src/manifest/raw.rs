@@ -46,6 +46,17 @@ pub(crate) struct RawManifest {
     pub(crate) validation: Option<Spanned<ValidationPolicy>>,
     #[serde(default)]
     pub(crate) llm: Option<Spanned<crate::llm::LlmConfig>>,
+    #[serde(default)]
+    pub(crate) expect: Vec<Spanned<RawExpect>>,
+}
+
+/// `[[expect]]`: what a test workflow's finished run must show (`murmur test`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExpect {
+    pub(crate) that: String,
+    #[serde(default)]
+    pub(crate) why: Option<String>,
 }
 
 impl RawManifest {
@@ -75,6 +86,7 @@ impl RawManifest {
                 span(self.validation.as_ref().map(Spanned::span)),
             ),
             ("[llm]", span(self.llm.as_ref().map(Spanned::span))),
+            ("[[expect]]", span(self.expect.first().map(Spanned::span))),
         ]
         .into_iter()
         .find_map(|(name, s)| s.map(|s| (name, s)))

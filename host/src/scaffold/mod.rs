@@ -1,9 +1,15 @@
-//! `murmur new WORLD NAME --lang LANG`: a plugin that builds and has a passing test.
+//! `murmur new WORLD NAME --lang LANG [--dir PATH]`: a plugin project, anywhere.
 //!
-//! Every world in every language. Creates the plugin's source where `cargo xtask build-plugins` builds it (`plugins/NAME`
-//! for Rust and Python, `plugins/js/NAME.js` for JavaScript) and a `test.toml` workflow
-//! beside it that feeds the plugin one input and completes when the plugin works:
-//! `murmur run plugins/NAME/test.toml --store memory` exits 0.
+//! The project stands on its own: it carries the WIT this binary speaks (`wit/`), for
+//! Rust the guest SDK (`murmur-guest/`, so it builds without this repository and without
+//! fetching the SDK), for JavaScript and Python a small helper module that turns an
+//! escaped exception into a plugin error with the author's message; a
+//! `murmur-plugin.toml` (`murmur build` reads it); and a test workflow in `tests/` that
+//! feeds the plugin real input and checks its effect with `[[expect]]` tables
+//! (`murmur test`): an agent answers, a validator accepts one draft and rejects another, a
+//! router routes an `auto` discovery, a context provider reorders what an agent sees.
+//! Validators and context providers are tested through a fixture agent in the same
+//! language (`tests/feeder`, `tests/witness`), built beside the plugin.
 
 use crate::manifest::World;
 use std::path::{Path, PathBuf};
@@ -12,22 +18,33 @@ use thiserror::Error;
 /// The languages a plugin can be created in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
-    /// Rust, with the `murmur-guest` SDK (`plugins/NAME`).
+    /// Rust, with the `murmur-guest` SDK.
     Rust,
-    /// JavaScript, built with componentize-js (`plugins/js/NAME.js`).
+    /// JavaScript, built with componentize-js.
     Js,
-    /// Python, built with componentize-py (`plugins/python/NAME`).
+    /// Python, built with componentize-py.
     Python,
 }
 
-/// Why a plugin could not be created.
+impl Language {
+    /// As `murmur-plugin.toml` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::Rust => "rust",
+            Language::Js => "js",
+            Language::Python => "python",
+        }
+    }
+}
+
+/// Why a plugin project could not be created.
 #[derive(Debug, Error)]
 pub enum ScaffoldError {
     /// A bad name.
     #[error("{0}")]
     Invalid(String),
     /// Something is already there.
-    #[error("{} already exists; choose another name", .0.display())]
+    #[error("{} already exists and is not empty; choose another directory (--dir)", .0.display())]
     Exists(PathBuf),
     /// Writing failed.
     #[error("cannot write {}: {source}", path.display())]
@@ -42,441 +59,315 @@ pub enum ScaffoldError {
 /// What was created.
 #[derive(Debug)]
 pub struct Created {
-    /// The files written.
+    /// The project directory.
+    pub dir: PathBuf,
+    /// The files written, the WIT and the SDK's aside.
     pub files: Vec<PathBuf>,
-    /// The component `cargo xtask build-plugins` will produce.
-    pub component: String,
-    /// The test workflow.
-    pub test: PathBuf,
 }
 
-const RUST_CARGO: &str = r#"[package]
-name = "{name}"
-version.workspace = true
-edition.workspace = true
-license.workspace = true
-publish = false
-
-[lib]
-crate-type = ["cdylib"]
-
-[dependencies]
-murmur-guest = { workspace = true, features = ["{world}"] }
-serde.workspace = true
-serde_json.workspace = true
-"#;
-
-const RUST_AGENT: &str = r#"//! {name}: an agent. Answers every Request with a Response.
-
-use murmur_guest::prelude::*;
-use serde_json::json;
-
-struct Plugin;
-
-impl Agent for Plugin {
-    fn describe() -> PluginInfo {
-        PluginInfo::agent("{name}", env!("CARGO_PKG_VERSION"))
-            .description("answers requests")
-            .subscribe(Subscription::to("Request"))
-            .publishes(["Response"])
-            // Handed no context; `inv.read_context()` asks the host for it when needed.
-            .context_on_demand()
+mod templates {
+    pub(super) mod rust {
+        pub(crate) const CARGO: &str = include_str!("templates/rust/Cargo.toml");
+        pub(crate) const AGENT: &str = include_str!("templates/rust/agent.rs");
+        pub(crate) const VALIDATOR: &str = include_str!("templates/rust/validator.rs");
+        pub(crate) const ROUTER: &str = include_str!("templates/rust/router.rs");
+        pub(crate) const CONTEXT_PROVIDER: &str =
+            include_str!("templates/rust/context-provider.rs");
+        pub(crate) const FEEDER: &str = include_str!("templates/rust/feeder.rs");
+        pub(crate) const WITNESS: &str = include_str!("templates/rust/witness.rs");
     }
-
-    fn handle(inv: Invocation) -> Result<Vec<Output>, PluginError> {
-        let request: serde_json::Value = inv.input()?;
-        log(Level::Info, &format!("{name} handles {request}"));
-        Ok(vec![Output::json("Response", &json!({ "answer": request, "by": inv.agent }))?])
+    pub(super) mod js {
+        pub(crate) const HELPER: &str = include_str!("templates/js/murmur.js");
+        pub(crate) const AGENT: &str = include_str!("templates/js/agent.js");
+        pub(crate) const VALIDATOR: &str = include_str!("templates/js/validator.js");
+        pub(crate) const ROUTER: &str = include_str!("templates/js/router.js");
+        pub(crate) const CONTEXT_PROVIDER: &str = include_str!("templates/js/context-provider.js");
+        pub(crate) const FEEDER: &str = include_str!("templates/js/feeder.js");
+        pub(crate) const WITNESS: &str = include_str!("templates/js/witness.js");
+    }
+    pub(super) mod python {
+        pub(crate) const HELPER: &str = include_str!("templates/python/murmur_plugin.py");
+        pub(crate) const AGENT: &str = include_str!("templates/python/agent.py");
+        pub(crate) const VALIDATOR: &str = include_str!("templates/python/validator.py");
+        pub(crate) const ROUTER: &str = include_str!("templates/python/router.py");
+        pub(crate) const CONTEXT_PROVIDER: &str =
+            include_str!("templates/python/context-provider.py");
+        pub(crate) const FEEDER: &str = include_str!("templates/python/feeder.py");
+        pub(crate) const WITNESS: &str = include_str!("templates/python/witness.py");
+    }
+    pub(super) mod tests {
+        pub(crate) const AGENT: &str = include_str!("templates/tests/agent.toml");
+        pub(crate) const VALIDATOR: &str = include_str!("templates/tests/validator.toml");
+        pub(crate) const ROUTER: &str = include_str!("templates/tests/router.toml");
+        pub(crate) const CONTEXT_PROVIDER: &str =
+            include_str!("templates/tests/context-provider.toml");
     }
 }
 
-murmur_guest::export_agent!(Plugin);
-"#;
-
-const RUST_VALIDATOR: &str = r#"//! {name}: a validator. Rejects outputs whose payload mentions TODO.
-
-use murmur_guest::prelude::*;
-
-struct Plugin;
-
-impl Validator for Plugin {
-    fn describe() -> PluginInfo {
-        PluginInfo::validator("{name}", env!("CARGO_PKG_VERSION")).description("rejects unfinished work")
-    }
-
-    fn validate(_inv: Invocation, outputs: Vec<Output>) -> Result<Verdict, PluginError> {
-        let reasons: Vec<String> = outputs
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| o.payload.contains("TODO"))
-            .map(|(i, o)| format!("output #{i} ({}) mentions TODO", o.type_name))
-            .collect();
-        Ok(Verdict { accepted: reasons.is_empty(), reasons })
-    }
-}
-
-murmur_guest::export_validator!(Plugin);
-"#;
-
-const RUST_ROUTER: &str = r#"//! {name}: a router. Sends a discovery to the first phase named in its description.
-
-use murmur_guest::prelude::*;
-
-struct Plugin;
-
-impl Router for Plugin {
-    fn describe() -> PluginInfo {
-        PluginInfo::router("{name}", env!("CARGO_PKG_VERSION")).description("routes by phase name")
-    }
-
-    fn route(discovery: Artifact, phases: Vec<PhaseInfo>) -> Result<RouteDecision, PluginError> {
-        let work: WorkDiscovery = discovery.parse()?;
-        let text = work.description.to_lowercase();
-        phases
-            .iter()
-            .find(|p| text.contains(&p.name))
-            .map(|p| RouteDecision { phase: p.name.clone(), reason: format!("the description names '{}'", p.name) })
-            .ok_or_else(|| PluginError::invalid_input("no phase is named; the built-in router decides"))
-    }
-}
-
-murmur_guest::export_router!(Plugin);
-"#;
-
-const RUST_CONTEXT_PROVIDER: &str = r#"//! {name}: a context provider. Keeps the host's candidates, newest first.
-
-use murmur_guest::prelude::*;
-
-struct Plugin;
-
-impl ContextProvider for Plugin {
-    fn describe() -> PluginInfo {
-        PluginInfo::context_provider("{name}", env!("CARGO_PKG_VERSION")).description("newest context first")
-    }
-
-    fn provide(_inv: Invocation, mut candidates: Vec<Artifact>) -> Result<Vec<Artifact>, PluginError> {
-        candidates.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms));
-        Ok(candidates)
-    }
-}
-
-murmur_guest::export_context_provider!(Plugin);
-"#;
-
-const JS_AGENT: &str = r#"// {name}: an agent in JavaScript. Answers every Request with a Response.
-import { log } from 'murmur:plugin/log@0.1.0';
-
-export const agentApi = {
-  describe() {
-    return {
-      name: '{name}', version: '0.1.0', apiVersion: '0.1.0', kind: 'agent',
-      description: 'answers requests',
-      subscriptions: [{ typeName: 'Request', filter: undefined, fromProducers: [], tags: [], allowSelf: false }],
-      // 'context': handed no context; `get()` from 'murmur:plugin/context@0.1.0'
-      // asks the host for it when needed.
-      publishes: ['Response'], phases: [], capabilities: ['context'],
-    };
-  },
-  handle(invocation) {
-    const request = JSON.parse(invocation.inputs[0].payload);
-    log('info', `{name} handles ${JSON.stringify(request)}`);
-    return [{ typeName: 'Response', payload: JSON.stringify({ answer: request, by: invocation.agent }), tags: [], visibility: undefined }];
-  },
-};
-"#;
-
-const PY_AGENT: &str = r#""""{name}: an agent in Python. Answers every Request with a Response."""
-import json
-from wit_world import exports
-from wit_world.imports import types, log
-
-
-class AgentApi(exports.AgentApi):
-    def describe(self) -> types.PluginInfo:
-        return types.PluginInfo(
-            name="{name}", version="0.1.0", api_version="0.1.0", kind=types.PluginKind.AGENT,
-            description="answers requests",
-            subscriptions=[types.Subscription(type_name="Request", filter=None, from_producers=[], tags=[], allow_self=False)],
-            # "context": handed no context; wit_world.imports.context.get() asks the host
-            # for it when needed.
-            publishes=["Response"], phases=[], capabilities=["context"])
-
-    def handle(self, invocation: types.Invocation):
-        request = json.loads(invocation.inputs[0].payload)
-        log.log(types.Level.INFO, "{name} handles " + json.dumps(request))
-        answer = {"answer": request, "by": invocation.agent}
-        return [types.Output(type_name="Response", payload=json.dumps(answer), tags=[], visibility=None)]
-"#;
-
-const JS_VALIDATOR: &str = r#"// murmur-world: validator
-// {name}: a validator in JavaScript. Rejects outputs whose payload mentions TODO.
-export const validatorApi = {
-  describe() {
-    return { name: '{name}', version: '0.1.0', apiVersion: '0.1.0', kind: 'validator',
-             description: 'rejects unfinished work', subscriptions: [], publishes: [], phases: [], capabilities: [] };
-  },
-  validate(invocation, outputs) {
-    const reasons = outputs
-      .map((o, i) => (o.payload.includes('TODO') ? `output #${i} (${o.typeName}) mentions TODO` : null))
-      .filter((r) => r !== null);
-    return { accepted: reasons.length === 0, reasons };
-  },
-};
-"#;
-
-const JS_ROUTER: &str = r#"// murmur-world: router
-// {name}: a router in JavaScript. Sends a discovery to the first phase its description names.
-function words(artifact) {
-  const d = JSON.parse(artifact.payload).description || '';
-  return new Set(d.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean));
-}
-export const routerApi = {
-  describe() {
-    return { name: '{name}', version: '0.1.0', apiVersion: '0.1.0', kind: 'router',
-             description: 'routes by phase name', subscriptions: [], publishes: [], phases: [], capabilities: [] };
-  },
-  route(discovery, phases) {
-    const text = (JSON.parse(discovery.payload).description || '').toLowerCase();
-    const phase = phases.find((p) => text.includes(p.name));
-    if (!phase) throw { tag: 'invalid-input', val: 'no phase is named; the built-in router decides' };
-    return { phase: phase.name, reason: `the description names '${phase.name}'` };
-  },
-  similarity(discovery, candidates) {
-    const a = words(discovery);
-    return candidates.map((c) => {
-      const b = words(c);
-      const common = [...a].filter((w) => b.has(w)).length;
-      const union = a.size + b.size - common;
-      return union === 0 ? 1 : common / union;
-    });
-  },
-};
-"#;
-
-const JS_CONTEXT_PROVIDER: &str = r#"// murmur-world: context-provider
-// {name}: a context provider in JavaScript. Keeps the host's candidates, newest first.
-export const contextProviderApi = {
-  describe() {
-    return { name: '{name}', version: '0.1.0', apiVersion: '0.1.0', kind: 'context-provider',
-             description: 'newest context first', subscriptions: [], publishes: [], phases: [], capabilities: [] };
-  },
-  provide(invocation, candidates) {
-    return [...candidates].sort((a, b) => (b.createdAtMs > a.createdAtMs ? 1 : b.createdAtMs < a.createdAtMs ? -1 : 0));
-  },
-};
-"#;
-
-const PY_VALIDATOR: &str = r#"# murmur-world: validator
-"""{name}: a validator in Python. Rejects outputs whose payload mentions TODO."""
-from wit_world import exports
-from wit_world.imports import types
-
-
-class ValidatorApi(exports.ValidatorApi):
-    def describe(self) -> types.PluginInfo:
-        return types.PluginInfo(
-            name="{name}", version="0.1.0", api_version="0.1.0", kind=types.PluginKind.VALIDATOR,
-            description="rejects unfinished work", subscriptions=[], publishes=[], phases=[], capabilities=[])
-
-    def validate(self, invocation: types.Invocation, outputs) -> types.Verdict:
-        reasons = [f"output #{i} ({o.type_name}) mentions TODO" for i, o in enumerate(outputs) if "TODO" in o.payload]
-        return types.Verdict(accepted=not reasons, reasons=reasons)
-"#;
-
-const PY_ROUTER: &str = r#"# murmur-world: router
-"""{name}: a router in Python. Sends a discovery to the first phase its description names."""
-import json
-from wit_world import exports
-from wit_world.imports import types
-from componentize_py_types import Err
-
-
-def words(artifact):
-    text = json.loads(artifact.payload).get("description", "").lower()
-    return set("".join(c if c.isalnum() else " " for c in text).split())
-
-
-class RouterApi(exports.RouterApi):
-    def describe(self) -> types.PluginInfo:
-        return types.PluginInfo(
-            name="{name}", version="0.1.0", api_version="0.1.0", kind=types.PluginKind.ROUTER,
-            description="routes by phase name", subscriptions=[], publishes=[], phases=[], capabilities=[])
-
-    def route(self, discovery: types.Artifact, phases) -> types.RouteDecision:
-        text = json.loads(discovery.payload).get("description", "").lower()
-        for phase in phases:
-            if phase.name in text:
-                return types.RouteDecision(phase=phase.name, reason=f"the description names '{phase.name}'")
-        raise Err(types.PluginError_InvalidInput("no phase is named; the built-in router decides"))
-
-    def similarity(self, discovery: types.Artifact, candidates):
-        a = words(discovery)
-        scores = []
-        for c in candidates:
-            b = words(c)
-            union = len(a | b)
-            scores.append(1.0 if union == 0 else len(a & b) / union)
-        return scores
-"#;
-
-const PY_CONTEXT_PROVIDER: &str = r#"# murmur-world: context-provider
-"""{name}: a context provider in Python. Keeps the host's candidates, newest first."""
-from wit_world import exports
-from wit_world.imports import types
-
-
-class ContextProviderApi(exports.ContextProviderApi):
-    def describe(self) -> types.PluginInfo:
-        return types.PluginInfo(
-            name="{name}", version="0.1.0", api_version="0.1.0", kind=types.PluginKind.CONTEXT_PROVIDER,
-            description="newest context first", subscriptions=[], publishes=[], phases=[], capabilities=[])
-
-    def provide(self, invocation: types.Invocation, candidates):
-        return sorted(candidates, key=lambda a: a.created_at_ms, reverse=True)
-"#;
-
-/// The `grants` a JavaScript or Python plugin of `world` needs: those toolchains import
-/// every interface of the world, used or not.
-fn whole_world_grants(world: World) -> &'static str {
+/// The fixture agent a world's test uses, if any: its role (`feeder`, `witness`), named
+/// `NAME-ROLE` so that projects sharing a cargo target directory never overwrite each
+/// other's.
+fn fixture(world: World) -> Option<&'static str> {
     match world {
-        World::Validator => "grants = [\"blackboard\", \"llm\"]\n",
-        World::Router => "grants = [\"llm\"]\n",
-        World::ContextProvider => "grants = [\"blackboard\"]\n",
-        World::Agent => "",
+        World::Validator => Some("feeder"),
+        World::ContextProvider => Some("witness"),
+        World::Agent | World::Router => None,
     }
 }
 
-/// The test workflow: for an agent, one Request in, one Response out; for the other
-/// worlds, the plugin is loaded and described beside a workflow that completes.
-fn test_manifest(name: &str, world: &str, component: &str, grants: &str) -> String {
-    let io = if world == "agent" {
-        "\n[[input]]\ntype = \"Request\"\npayload = { question = \"ping\" }\n".to_string()
-    } else {
-        String::new()
-    };
-    format!(
-        "# The test of plugin '{name}': `murmur run <this file> --store memory` exits 0.\n\
-         [workflow]\nname = \"{name}-test\"\n\n[[phase]]\nname = \"analysis\"\n\n\
-         [[type]]\nname = \"Request\"\nschema = {{ type = \"object\" }}\n\
-         [[type]]\nname = \"Response\"\nschema = {{ type = \"object\", required = [\"answer\"] }}\n\n\
-         [[plugin]]\nname = \"{name}\"\npath = \"{component}\"\nworld = \"{world}\"\n{grants}{io}"
-    )
+/// The WIT world a plugin of `world` in `lang` is built against. JavaScript and Python
+/// toolchains import every interface of their world, used or not: their agents use
+/// `basic-agent` (log and context only), so the test needs no grants.
+fn wit_world(world: World, lang: Language) -> &'static str {
+    match (world, lang) {
+        (World::Agent, Language::Js | Language::Python) => "basic-agent",
+        _ => world.as_str(),
+    }
 }
 
-fn write(path: &Path, text: &str, files: &mut Vec<PathBuf>) -> Result<(), ScaffoldError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| ScaffoldError::Io {
-            path: dir.to_path_buf(),
+/// The `grants` line a plugin of `world` in `lang` needs: JavaScript and Python import
+/// every interface of their world.
+fn grants(world: World, lang: Language) -> &'static str {
+    match (world, lang) {
+        (_, Language::Rust) | (World::Agent, _) => "",
+        (World::Validator, _) => "grants = [\"blackboard\", \"llm\"]\n",
+        (World::Router, _) => "grants = [\"llm\"]\n",
+        (World::ContextProvider, _) => "grants = [\"blackboard\"]\n",
+    }
+}
+
+const README: &str = "# {name}
+
+A Murmuration {world} plugin in {language}, made by `murmur new`.
+
+    murmur build    # builds target/{name}.wasm (and any test fixture), compiled ahead
+    murmur test     # builds, then runs tests/*.toml and checks their [[expect]] tables
+
+Use it in a workflow manifest:
+
+    [[plugin]]
+    name = \"{name}\"
+    path = \"{dir}/target/{name}.wasm\"
+    world = \"{manifest_world}\"
+{grants_indented}
+`wit/` is the interface this plugin speaks (murmur:plugin@{api}).
+";
+
+struct Writer {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+impl Writer {
+    fn write(&mut self, rel: &str, text: &str) -> Result<(), ScaffoldError> {
+        let path = self.dir.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| ScaffoldError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        std::fs::write(&path, text).map_err(|source| ScaffoldError::Io {
+            path: path.clone(),
             source,
         })?;
+        self.files.push(path);
+        Ok(())
     }
-    std::fs::write(path, text).map_err(|source| ScaffoldError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    files.push(path.to_path_buf());
-    Ok(())
 }
 
-/// Create plugin `name` of `world` in `lang` under the plugins directory `plugins`.
-/// `components` is where built components land (`target/plugins`), for the test
-/// manifest's path.
+/// Check a plugin name: lower-case letters, digits and '-', starting with a letter.
+fn check_name(name: &str) -> Result<(), ScaffoldError> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ScaffoldError::Invalid(format!(
+            "'{name}': a plugin name is lower-case letters, digits and '-', starting with a letter"
+        )))
+    }
+}
+
+/// Create the project of plugin `name` of `world` in `lang` in `dir` (which must not
+/// exist, or be empty).
 pub fn create(
-    plugins: &Path,
-    components: &Path,
+    dir: &Path,
     world: World,
     name: &str,
     lang: Language,
 ) -> Result<Created, ScaffoldError> {
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && name.starts_with(|c: char| c.is_ascii_lowercase());
-    if !valid {
-        return Err(ScaffoldError::Invalid(format!(
-            "'{name}': a plugin name is lower-case letters, digits and '-', starting with a letter"
-        )));
+    check_name(name)?;
+    let role = fixture(world);
+    let fixture = role.map(|r| format!("{name}-{r}"));
+    let fixture = fixture.as_deref();
+    if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(ScaffoldError::Exists(dir.to_path_buf()));
     }
-    let mut files = Vec::new();
-    let fill = |t: &str| t.replace("{name}", name).replace("{world}", world.as_str());
-    let (component, test) = match lang {
-        Language::Rust => {
-            let source = match world {
-                World::Agent => RUST_AGENT,
-                World::Validator => RUST_VALIDATOR,
-                World::Router => RUST_ROUTER,
-                World::ContextProvider => RUST_CONTEXT_PROVIDER,
-            };
-            let dir = plugins.join(name);
-            if dir.exists() {
-                return Err(ScaffoldError::Exists(dir));
-            }
-            write(&dir.join("Cargo.toml"), &fill(RUST_CARGO), &mut files)?;
-            write(&dir.join("src/lib.rs"), &fill(source), &mut files)?;
-            // Join the plugins workspace.
-            let ws = plugins.join("Cargo.toml");
-            if let Ok(text) = std::fs::read_to_string(&ws)
-                && let Some(pos) = text.find("members = [")
-                && let Some(end) = text[pos..].find(']')
-            {
-                let list = &text[pos + "members = [".len()..pos + end];
-                let sep = if list.trim().is_empty() { "" } else { ", " };
-                let mut updated = text.clone();
-                updated.insert_str(pos + end, &format!("{sep}\"{name}\""));
-                write(&ws, &updated, &mut files)?;
-            }
-            (format!("{name}.wasm"), dir.join("test.toml"))
-        }
-        Language::Js => {
-            let file = plugins.join("js").join(format!("{name}.js"));
-            if file.exists() {
-                return Err(ScaffoldError::Exists(file));
-            }
-            let source = match world {
-                World::Agent => JS_AGENT,
-                World::Validator => JS_VALIDATOR,
-                World::Router => JS_ROUTER,
-                World::ContextProvider => JS_CONTEXT_PROVIDER,
-            };
-            write(&file, &fill(source), &mut files)?;
-            (
-                format!("js-{name}.wasm"),
-                plugins.join("js").join(format!("{name}.test.toml")),
-            )
-        }
-        Language::Python => {
-            let dir = plugins.join("python").join(name);
-            if dir.exists() {
-                return Err(ScaffoldError::Exists(dir));
-            }
-            let source = match world {
-                World::Agent => PY_AGENT,
-                World::Validator => PY_VALIDATOR,
-                World::Router => PY_ROUTER,
-                World::ContextProvider => PY_CONTEXT_PROVIDER,
-            };
-            write(&dir.join("app.py"), &fill(source), &mut files)?;
-            (format!("py-{name}.wasm"), dir.join("test.toml"))
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: anyhow::Error| ScaffoldError::Io {
+            path,
+            source: std::io::Error::other(format!("{e:#}")),
         }
     };
-    let component_path = components.join(&component);
-    write(
-        &test,
-        &test_manifest(
-            name,
-            world.as_str(),
-            &component_path.display().to_string(),
-            match lang {
-                Language::Rust => "",
-                Language::Js | Language::Python => whole_world_grants(world),
-            },
-        ),
-        &mut files,
+    murmur_toolchain::embedded::write_wit(&dir.join("wit")).map_err(io(&dir.join("wit")))?;
+    let mut w = Writer {
+        dir: dir.to_path_buf(),
+        files: Vec::new(),
+    };
+    let fill = |t: &str| t.replace("{name}", name);
+    let (source, fixture_source) = match lang {
+        Language::Rust => {
+            let sdk = dir.join("murmur-guest");
+            murmur_toolchain::embedded::write_sdk(&sdk, "../wit").map_err(io(&sdk))?;
+            let cargo = |name: &str, sdk: &str, feature: &str| {
+                templates::rust::CARGO
+                    .replace("{name}", name)
+                    .replace("{sdk}", sdk)
+                    .replace("{feature}", feature)
+                    .replace(
+                        "{serde}",
+                        &murmur_toolchain::embedded::dependency("serde").unwrap_or_default(),
+                    )
+                    .replace(
+                        "{serde_json}",
+                        &murmur_toolchain::embedded::dependency("serde_json").unwrap_or_default(),
+                    )
+                    .replace("{profile}", &murmur_toolchain::embedded::release_profile())
+            };
+            let lib = match world {
+                World::Agent => templates::rust::AGENT,
+                World::Validator => templates::rust::VALIDATOR,
+                World::Router => templates::rust::ROUTER,
+                World::ContextProvider => templates::rust::CONTEXT_PROVIDER,
+            };
+            w.write("Cargo.toml", &cargo(name, "murmur-guest", world.as_str()))?;
+            w.write("Cargo.lock", murmur_toolchain::embedded::GUEST_LOCKFILE)?;
+            w.write("src/lib.rs", &fill(lib))?;
+            let fixture_source = match fixture {
+                Some(f) => {
+                    let text = if role == Some("feeder") {
+                        templates::rust::FEEDER
+                    } else {
+                        templates::rust::WITNESS
+                    };
+                    w.write(
+                        &format!("tests/{f}/Cargo.toml"),
+                        &cargo(f, "../../murmur-guest", "agent"),
+                    )?;
+                    w.write(
+                        &format!("tests/{f}/Cargo.lock"),
+                        murmur_toolchain::embedded::GUEST_LOCKFILE,
+                    )?;
+                    w.write(&format!("tests/{f}/src/lib.rs"), &fill(text))?;
+                    Some(format!("tests/{f}/Cargo.toml"))
+                }
+                None => None,
+            };
+            ("Cargo.toml".to_string(), fixture_source)
+        }
+        Language::Js => {
+            let main = match world {
+                World::Agent => templates::js::AGENT,
+                World::Validator => templates::js::VALIDATOR,
+                World::Router => templates::js::ROUTER,
+                World::ContextProvider => templates::js::CONTEXT_PROVIDER,
+            };
+            w.write(&format!("{name}.js"), &fill(main))?;
+            w.write("murmur.js", templates::js::HELPER)?;
+            let fixture_source = match fixture {
+                Some(f) => {
+                    let text = if role == Some("feeder") {
+                        templates::js::FEEDER
+                    } else {
+                        templates::js::WITNESS
+                    };
+                    w.write(&format!("tests/{f}.js"), &fill(text))?;
+                    Some(format!("tests/{f}.js"))
+                }
+                None => None,
+            };
+            (format!("{name}.js"), fixture_source)
+        }
+        Language::Python => {
+            let main = match world {
+                World::Agent => templates::python::AGENT,
+                World::Validator => templates::python::VALIDATOR,
+                World::Router => templates::python::ROUTER,
+                World::ContextProvider => templates::python::CONTEXT_PROVIDER,
+            };
+            w.write("app.py", &fill(main))?;
+            w.write("murmur_plugin.py", templates::python::HELPER)?;
+            let fixture_source = match fixture {
+                Some(f) => {
+                    let text = if role == Some("feeder") {
+                        templates::python::FEEDER
+                    } else {
+                        templates::python::WITNESS
+                    };
+                    w.write(&format!("tests/{f}.py"), &fill(text))?;
+                    Some(format!("tests/{f}.py"))
+                }
+                None => None,
+            };
+            ("app.py".to_string(), fixture_source)
+        }
+    };
+
+    let mut project = format!(
+        "# A Murmuration plugin project: `murmur build` builds it, `murmur test` tests it.\n\
+         [plugin]\nname = \"{name}\"\n# The WIT world it implements (wit/worlds.wit).\nworld = \"{}\"\n\
+         language = \"{}\"\nsource = \"{source}\"\n",
+        wit_world(world, lang),
+        lang.as_str()
+    );
+    if let (Some(f), Some(fs)) = (fixture, &fixture_source) {
+        project.push_str(&format!(
+            "\n# A plugin only the tests use, built beside this one (target/{f}.wasm).\n\
+             [[fixture]]\nname = \"{f}\"\nworld = \"{}\"\nsource = \"{fs}\"\n",
+            wit_world(World::Agent, lang)
+        ));
+    }
+    w.write(murmur_toolchain::project::PROJECT_FILE, &project)?;
+
+    let test = match world {
+        World::Agent => templates::tests::AGENT,
+        World::Validator => templates::tests::VALIDATOR,
+        World::Router => templates::tests::ROUTER,
+        World::ContextProvider => templates::tests::CONTEXT_PROVIDER,
+    };
+    w.write(
+        &format!("tests/{name}.toml"),
+        &fill(test).replace("{grants}", grants(world, lang)),
     )?;
+    let grants_indented: String = grants(world, lang)
+        .lines()
+        .map(|l| format!("    {l}\n"))
+        .collect();
+    w.write(
+        "README.md",
+        &README
+            .replace("{name}", name)
+            .replace("{world}", world.as_str())
+            .replace(
+                "{language}",
+                match lang {
+                    Language::Rust => "Rust",
+                    Language::Js => "JavaScript",
+                    Language::Python => "Python",
+                },
+            )
+            .replace("{dir}", &dir.display().to_string())
+            .replace("{manifest_world}", world.as_str())
+            .replace("{grants_indented}", &grants_indented)
+            .replace("{api}", crate::plugin::version::API_VERSION),
+    )?;
+    w.write(".gitignore", "target/\n__pycache__/\n")?;
     Ok(Created {
-        files,
-        component,
-        test,
+        dir: dir.to_path_buf(),
+        files: w.files,
     })
 }

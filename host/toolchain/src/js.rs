@@ -64,8 +64,10 @@ pub fn ensure() -> Result<PathBuf> {
 }
 
 /// Build the JavaScript module `source` against `world` of the WIT in `wit` into the
-/// component `out`.
-pub fn build(source: &Path, wit: &Path, world: &str, out: &Path) -> Result<()> {
+/// component `out`. Its relative imports resolve within `root` (componentize-js reads
+/// modules under the directory it runs in): a project's fixture in `tests/` imports the
+/// helper at the project's root.
+pub fn build(root: &Path, source: &Path, wit: &Path, world: &str, out: &Path) -> Result<()> {
     crate::worlds::check_imports(source, wit, world)?;
     let bin = ensure()?;
     if let Some(dir) = out.parent() {
@@ -78,11 +80,10 @@ pub fn build(source: &Path, wit: &Path, world: &str, out: &Path) -> Result<()> {
     } else {
         &["http", "fetch-event"]
     };
-    let dir = source.parent().unwrap_or(Path::new("."));
     crate::process::captured(
         Command::new(bin)
-            .current_dir(dir)
-            .arg(source)
+            .current_dir(root)
+            .arg(source.strip_prefix(root).unwrap_or(source))
             .arg("--wit")
             .arg(wit)
             .args(["--world-name", world, "-d"])

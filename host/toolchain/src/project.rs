@@ -267,7 +267,7 @@ impl Project {
             (Language::Rust, None) => bail!("no Rust toolchain chosen"),
             (Language::Js, _) => {
                 if crate::process::stale(out, &[&source_dir, &wit]) {
-                    crate::js::build(&source, &wit, &unit.world, out)?;
+                    crate::js::build(&self.dir, &source, &wit, &unit.world, out)?;
                 }
             }
             (Language::Python, _) => {
@@ -288,5 +288,85 @@ impl Project {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{PROJECT_FILE, Project};
+
+    fn project(text: &str, files: &[&str]) -> (tempfile::TempDir, anyhow::Result<Project>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(PROJECT_FILE), text).expect("write");
+        for f in files {
+            std::fs::write(dir.path().join(f), "").expect("write");
+        }
+        let opened = Project::open(dir.path());
+        (dir, opened)
+    }
+
+    fn error(text: &str, files: &[&str]) -> String {
+        let (_dir, opened) = project(text, files);
+        format!("{:#}", opened.expect_err("refused"))
+    }
+
+    #[test]
+    fn a_project_file_is_found_from_a_directory_below_it() {
+        let (dir, opened) = project(
+            "[plugin]\nname = \"p\"\nworld = \"basic-agent\"\nlanguage = \"js\"\n",
+            &["p.js"],
+        );
+        opened.expect("opens");
+        std::fs::create_dir(dir.path().join("tests")).expect("mkdir");
+        let below = Project::open(&dir.path().join("tests")).expect("found above");
+        assert_eq!(below.plugin.name, "p");
+        assert_eq!(below.plugin.source.to_str(), Some("p.js"));
+    }
+
+    #[test]
+    fn a_bad_project_file_is_refused_with_its_file_line_and_what_was_expected() {
+        let e = error(
+            "[plugin]\nname = \"p\"\nworld = \"agent\"\nlanguage = \"ruby\"\n",
+            &[],
+        );
+        assert!(e.contains(&format!("{PROJECT_FILE}:4")), "{e}");
+        assert!(
+            e.contains("unknown variant `ruby`, expected one of `rust`, `js`, `python`"),
+            "{e}"
+        );
+        let e = error(
+            "[plugin]\nname = \"p\"\nworld = \"agent\"\nlanguage = \"js\"\nsorce = \"x.js\"\n",
+            &[],
+        );
+        assert!(
+            e.contains(":5") && e.contains("unknown field `sorce`"),
+            "{e}"
+        );
+        let e = error(
+            "[plugin]\nname = \"P!\"\nworld = \"agent\"\nlanguage = \"js\"\n",
+            &[],
+        );
+        assert!(e.contains("name 'P!': expected lower-case letters"), "{e}");
+        let e = error(
+            "[plugin]\nname = \"p\"\nworld = \"agent\"\nlanguage = \"js\"\n",
+            &[],
+        );
+        assert!(e.contains("source 'p.js' of 'p' does not exist"), "{e}");
+        let e = error(
+            "[plugin]\nname = \"p\"\nworld = \"agent\"\nlanguage = \"js\"\n[[fixture]]\nname = \"f\"\nworld = \"agent\"\nsource = \"tests/f.js\"\n",
+            &["p.js"],
+        );
+        assert!(
+            e.contains("source 'tests/f.js' of 'f' does not exist"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_directory_without_a_project_says_how_to_make_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = format!("{:#}", Project::open(dir.path()).expect_err("none"));
+        assert!(e.contains("no murmur-plugin.toml in"), "{e}");
+        assert!(e.contains("murmur new WORLD NAME --lang LANG"), "{e}");
     }
 }

@@ -118,3 +118,54 @@ pub fn check_imports(source: &Path, wit: &Path, world: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_imports;
+
+    fn wit() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::embedded::write_wit(dir.path()).expect("wit");
+        dir
+    }
+
+    fn check(file: &str, text: &str, world: &str) -> Result<(), String> {
+        let wit = wit();
+        let source = wit.path().join(file);
+        std::fs::write(&source, text).expect("write");
+        check_imports(&source, wit.path(), world).map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn an_import_the_world_lacks_names_the_file_line_and_the_worlds_that_have_it() {
+        let js = "import { log } from 'murmur:plugin/log@0.1.0';\nimport { complete } from \"murmur:plugin/llm@0.1.0\";\n";
+        check("a.js", js, "agent").expect("agent imports llm");
+        let e = check("a.js", js, "basic-agent").expect_err("basic-agent does not");
+        assert!(e.contains("a.js:2: imports murmur:plugin/llm@0.1.0, which the world 'basic-agent' does not import"), "{e}");
+        assert!(
+            e.contains("(agent, router, validator, http-agent)") || e.contains("agent,"),
+            "{e}"
+        );
+        let py = "import json\nfrom wit_world.imports import types, log\nfrom wit_world.imports import kv\n";
+        check("app.py", py, "agent").expect("agent imports kv");
+        let e = check("app.py", py, "basic-agent").expect_err("no kv");
+        assert!(
+            e.contains("app.py:3: imports kv, which the world 'basic-agent' does not import"),
+            "{e}"
+        );
+        let e = check(
+            "a.js",
+            "import 'wasi:http/outgoing-handler@0.2.12';\n",
+            "agent",
+        )
+        .expect_err("no http");
+        assert!(e.contains("http-agent"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_world_lists_the_worlds() {
+        let e = check("a.js", "", "agnt").expect_err("no such world");
+        assert!(e.contains("there is no world 'agnt'"), "{e}");
+        assert!(e.contains("basic-agent"), "{e}");
+    }
+}

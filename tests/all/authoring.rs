@@ -68,6 +68,35 @@ fn follow_the_guide(lang: &str) {
                 && tested.contains("1 passed; 0 failed"),
             "{world}: {tested}"
         );
+        if world == "agent" {
+            // The manifest fragment, pasted into a workflow elsewhere.
+            let fragment = std::fs::read_to_string(project.join("plugin.toml")).expect("fragment");
+            let fragment =
+                fragment.replace("path = \"target/", &format!("path = \"../{name}/target/"));
+            let elsewhere = dir.path().join("elsewhere");
+            std::fs::create_dir_all(&elsewhere).expect("mkdir");
+            std::fs::write(
+                elsewhere.join("workflow.toml"),
+                format!(
+                    "[workflow]\nname = \"uses-{name}\"\n[[phase]]\nname = \"analysis\"\n\
+                     [[type]]\nname = \"Request\"\nschema = {{ type = \"object\" }}\n\
+                     [[type]]\nname = \"Response\"\nschema = {{ type = \"object\" }}\n\
+                     [[input]]\ntype = \"Request\"\npayload = {{ q = 1 }}\n{fragment}"
+                ),
+            )
+            .expect("workflow");
+            let ran = murmur_in(
+                &elsewhere,
+                &["run", "workflow.toml", "--store", "memory", "--json", "-q"],
+            );
+            assert!(
+                ran.status.success(),
+                "run with the fragment: {}",
+                text(&ran)
+            );
+            let summary: serde_json::Value = serde_json::from_slice(&ran.stdout).expect("summary");
+            assert_eq!(summary["by_type"]["Response"], 1, "{summary}");
+        }
         if world == "validator" {
             // The validator stops recognising unfinished work: its test must say so.
             let source = match lang {

@@ -143,14 +143,9 @@ A Murmuration {world} plugin in {language}, made by `murmur new`.
     murmur build    # builds target/{name}.wasm (and any test fixture), compiled ahead
     murmur test     # builds, then runs tests/*.toml and checks their [[expect]] tables
 
-Use it in a workflow manifest:
-
-    [[plugin]]
-    name = \"{name}\"
-    path = \"{dir}/target/{name}.wasm\"
-    world = \"{manifest_world}\"
-{grants_indented}
-`wit/` is the interface this plugin speaks (murmur:plugin@{api}).
+Use it in a workflow manifest: `plugin.toml` holds the `[[plugin]]` table to copy (its
+path is relative to this directory; make it relative to your manifest), with the grants
+it needs. `wit/` is the interface this plugin speaks (murmur:plugin@{api}).
 ";
 
 struct Writer {
@@ -343,10 +338,16 @@ pub fn create(
         &format!("tests/{name}.toml"),
         &fill(test).replace("{grants}", grants(world, lang)),
     )?;
-    let grants_indented: String = grants(world, lang)
-        .lines()
-        .map(|l| format!("    {l}\n"))
-        .collect();
+    w.write(
+        "plugin.toml",
+        &format!(
+            "# The manifest fragment for this plugin: copy it into a workflow manifest, its\n\
+             # path made relative to that manifest.\n\
+             [[plugin]]\nname = \"{name}\"\npath = \"target/{name}.wasm\"\nworld = \"{}\"\n{}",
+            world.as_str(),
+            grants(world, lang)
+        ),
+    )?;
     w.write(
         "README.md",
         &README
@@ -360,9 +361,6 @@ pub fn create(
                     Language::Python => "Python",
                 },
             )
-            .replace("{dir}", &dir.display().to_string())
-            .replace("{manifest_world}", world.as_str())
-            .replace("{grants_indented}", &grants_indented)
             .replace("{api}", crate::plugin::version::API_VERSION),
     )?;
     w.write(".gitignore", "target/\n__pycache__/\n")?;

@@ -15,27 +15,8 @@ use crate::manifest::World;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-/// The languages a plugin can be created in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Language {
-    /// Rust, with the `murmur-guest` SDK.
-    Rust,
-    /// JavaScript, built with componentize-js.
-    Js,
-    /// Python, built with componentize-py.
-    Python,
-}
-
-impl Language {
-    /// As `murmur-plugin.toml` spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Language::Rust => "rust",
-            Language::Js => "js",
-            Language::Python => "python",
-        }
-    }
-}
+/// The languages a plugin can be created in: one home, the toolchain that builds them.
+pub use murmur_toolchain::Language;
 
 /// Why a plugin project could not be created.
 #[derive(Debug, Error)]

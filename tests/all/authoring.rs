@@ -445,3 +445,25 @@ fn xtask_builds_one_plugin_by_name_and_refuses_a_name_it_does_not_have() {
         text(&none)
     );
 }
+
+#[test]
+fn build_and_test_outside_a_project_or_without_tests_say_what_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for command in ["build", "test"] {
+        let out = murmur_in(dir.path(), &[command]);
+        let said = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{said}");
+        assert!(said.contains("no murmur-plugin.toml in"), "{said}");
+        assert!(said.contains("murmur new WORLD NAME --lang LANG"), "{said}");
+    }
+    succeeds(murmur_in(dir.path(), &["new", "agent", "untested"]), "new");
+    let project = dir.path().join("untested");
+    std::fs::remove_file(project.join("tests/untested.toml")).expect("rm");
+    let out = murmur_in(&project, &["test", "--no-build"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("holds no test workflows (tests/*.toml)"),
+        "{said}"
+    );
+}

@@ -28,7 +28,7 @@ const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Error)]
 pub enum LoadError {
     /// The component file could not be read.
-    #[error("plugin '{plugin}': cannot read {}: {source}{hint}", path.display(), hint = if source.kind() == std::io::ErrorKind::NotFound { " (build the plugins first: `cargo xtask build-plugins`)" } else { "" })]
+    #[error("plugin '{plugin}': cannot read {}: {source}{hint}", path.display(), hint = if source.kind() == std::io::ErrorKind::NotFound { " (build it first: `murmur build` in its plugin project; in this repository, `cargo xtask build-plugins`)" } else { "" })]
     Read {
         /// Plugin name.
         plugin: String,

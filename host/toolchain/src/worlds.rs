@@ -86,14 +86,15 @@ pub fn check_imports(source: &Path, wit: &Path, world: &str) -> Result<()> {
         );
     };
     for (line, wanted) in imports_of(source, &text) {
-        // JavaScript names an interface in full; Python by its short name.
+        // JavaScript names an interface in full; Python by its short name, or (when two
+        // packages have one of that name) as `namespace-package-interface`.
         let matches = |i: &String| {
             if wanted.contains(':') {
-                *i == wanted
-            } else {
-                i.rsplit('/').next().and_then(|n| n.split('@').next()) == Some(wanted.as_str())
-                    && i.starts_with("murmur:plugin/")
+                return *i == wanted;
             }
+            let unversioned = i.split('@').next().unwrap_or(i);
+            let short = unversioned.rsplit('/').next().unwrap_or(unversioned);
+            short == wanted || unversioned.replace([':', '/'], "-") == wanted
         };
         if imports.iter().any(matches) {
             continue;
@@ -153,6 +154,17 @@ mod tests {
             e.contains("app.py:3: imports kv, which the world 'basic-agent' does not import"),
             "{e}"
         );
+        // componentize-py's names: short, or qualified where two packages share one.
+        let fetcher = "from wit_world.imports import log, outgoing_handler, streams\nfrom wit_world.imports import murmur_plugin_types as types\nfrom wit_world.imports import wasi_http_types as http\n";
+        check("app.py", fetcher, "http-basic-agent").expect("http-basic-agent imports them");
+        let e = check("app.py", fetcher, "basic-agent").expect_err("no http");
+        assert!(
+            e.contains(
+                "app.py:1: imports outgoing-handler, which the world 'basic-agent' does not import"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("(http-agent, http-basic-agent)"), "{e}");
         let e = check(
             "a.js",
             "import 'wasi:http/outgoing-handler@0.2.12';\n",

@@ -19,7 +19,7 @@
 //! (`murmur_toolchain::rust`, `js`, `python`) and `docs/plugins.md`.
 
 use anyhow::{Context, Result, bail};
-use murmur_toolchain::process::{is_root, which};
+use murmur_toolchain::process::{is_root, stale, which};
 use murmur_toolchain::{js, python, rust};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -244,11 +244,6 @@ fn world_of(source: &Path) -> String {
         .map(|w| w.trim().to_string())
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "basic-agent".into())
-}
-
-/// Whether `out` is older than any file under `sources` (or missing).
-fn stale(out: &Path, sources: &[&Path]) -> bool {
-    murmur_toolchain::process::stale(out, sources)
 }
 
 /// The fuzz targets (`fuzz/fuzz_targets/NAME.rs`), and the most bytes each input may

@@ -276,7 +276,8 @@ impl OnDemand {
         let phase = self
             .phase
             .as_ref()
-            .and_then(|p| self.wf.phase_context.get(p.as_str()));
+            .and_then(|p| self.wf.phase_for(p.as_str(), &agent.plugin.viewer()));
+        let phase = phase.as_deref();
         let mut context = pinned(phase, self.workflow_id.as_str(), self.depth, self.previous);
         let pinned = context.len();
         let mut reuse = self.reuse;

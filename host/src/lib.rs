@@ -35,6 +35,7 @@ pub mod hotload;
 mod id;
 pub mod inspect;
 pub mod invocation;
+pub mod lessons;
 mod llm;
 pub mod manifest;
 mod name;

@@ -95,8 +95,22 @@ pub struct RunSummary {
     /// `failed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_work: Vec<OpenWork>,
+    /// The lessons from earlier runs it used, and what its end did to them (with
+    /// `[lessons]` in the manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lessons: Option<LessonsReport>,
     /// Wall-clock time of the run.
     pub elapsed_ms: u64,
+}
+
+/// A run's lessons: which each phase used, and what its end distilled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LessonsReport {
+    /// The ids of the lessons each phase's instructions carried.
+    pub used: BTreeMap<String, Vec<String>>,
+    /// What its end did to the workflow's lessons, once distilled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distilled: Option<crate::lessons::distill::Distilled>,
 }
 
 impl RunSummary {
@@ -120,6 +134,22 @@ impl RunSummary {
                 model_ms,
             });
         }
+    }
+
+    /// Name the lessons `record`'s run used and what its end distilled, if it used or
+    /// distilled any.
+    pub fn add_lessons(&mut self, record: &crate::blackboard::RunRecord) {
+        if record.lessons.is_empty() && record.distilled.is_none() {
+            return;
+        }
+        self.lessons = Some(LessonsReport {
+            used: record
+                .lessons
+                .iter()
+                .map(|(phase, l)| (phase.clone(), l.iter().map(|u| u.id.clone()).collect()))
+                .collect(),
+            distilled: record.distilled.as_deref().cloned(),
+        });
     }
 
     /// The summary of the run `record` describes, as its records in `store` stand now:
@@ -150,6 +180,7 @@ impl RunSummary {
         )?;
         summary.llm = record.llm_usage.clone();
         summary.add_times(&record.agent_times);
+        summary.add_lessons(record);
         summary.provider = record
             .summary
             .as_ref()
@@ -265,6 +296,7 @@ impl RunSummary {
             provider: None,
             open_work,
             failed_work,
+            lessons: None,
             elapsed_ms,
         })
     }

@@ -90,6 +90,9 @@ pub struct LoadOptions {
     pub llm_record: Option<PathBuf>,
     /// Answer language-model requests from this file, never the network (`--llm-replay`).
     pub llm_replay: Option<PathBuf>,
+    /// With `llm_replay`: a request the file has no answer for goes to the configured
+    /// provider instead of being refused (`murmur lessons eval --fallback provider`).
+    pub llm_fallback: bool,
     /// An existing language-model host to keep (a hot-loaded version shares the run's
     /// budgets, cache and accounting).
     pub llm_host: Option<Arc<LlmHost>>,
@@ -136,7 +139,9 @@ impl std::fmt::Debug for LlmSettings {
     }
 }
 
-/// A phase in the form every invocation serving it receives, built once at load.
+/// A phase in the form every invocation serving it receives, built once at load (and
+/// once more, with its lessons, when a run that uses lessons starts).
+#[derive(Clone)]
 pub struct PhaseContext {
     /// The phase as WIT.
     pub info: wit::PhaseInfo,
@@ -147,21 +152,44 @@ pub struct PhaseContext {
 
 impl PhaseContext {
     fn new(phase: &Phase) -> Self {
-        let payload = serde_json::json!({
+        Self::with_lessons(phase, &[])
+    }
+
+    /// The phase with `lessons` from earlier runs after its instructions: in the
+    /// instructions' text (under [`crate::lessons::inject::HEADING`], one `- ` line
+    /// each) and, with their ids, in the `PhaseInstructions` payload.
+    pub(crate) fn with_lessons(phase: &Phase, lessons: &[&crate::lessons::UsedLesson]) -> Self {
+        let instructions = crate::lessons::inject::instructions(&phase.instructions, lessons);
+        let mut payload = serde_json::json!({
             "phase_name": phase.name,
             "description": phase.description,
             "done_definitions": phase.done_definitions,
             "expected_outputs": phase.expected_outputs,
-            "instructions": phase.instructions,
+            "instructions": instructions,
         });
+        if !lessons.is_empty() {
+            payload["lessons"] = lessons
+                .iter()
+                .map(|l| serde_json::json!({ "id": l.id, "text": l.text }))
+                .collect();
+        }
+        let mut info = phase_to_wit(phase);
+        info.instructions = instructions;
         Self {
-            info: phase_to_wit(phase),
+            info,
             instructions: wit::Artifact {
                 id: format!("phase-instructions/{}", phase.name),
                 ..crate::plugin::convert::unpublished(PHASE_INSTRUCTIONS, &payload, "host", "")
             },
         }
     }
+}
+
+/// The lessons a run put in its phases' instructions, and each phase as an agent that
+/// may see all of them receives it.
+struct RunLessons {
+    used: BTreeMap<String, Vec<crate::lessons::UsedLesson>>,
+    everyone: BTreeMap<String, PhaseContext>,
 }
 
 /// A workflow ready to run.
@@ -195,6 +223,11 @@ pub struct Workflow {
     pub http_tape: Arc<crate::egress::Tape>,
     /// The engine they run on.
     pub engine: Arc<PluginEngine>,
+    /// The retrospective that distils lessons when a run ends (`[lessons] retrospective`).
+    pub retrospective: Option<crate::plugin::Retrospective>,
+    /// The lessons the run puts in its phases' instructions: set once, when it starts
+    /// or resumes (see [`Workflow::use_lessons`]).
+    lessons: std::sync::OnceLock<RunLessons>,
 }
 
 impl Workflow {
@@ -353,6 +386,14 @@ impl Workflow {
             .map(|p| (p.name.clone(), PhaseContext::new(p)))
             .collect();
 
+        // `[lessons] retrospective` names one (checked with the manifest).
+        let retrospective = manifest
+            .lessons
+            .as_ref()
+            .and_then(|l| l.retrospective.as_deref())
+            .and_then(|name| plugins.iter().find(|p| *p.name == *name).cloned())
+            .and_then(crate::plugin::Retrospective::new);
+
         // The policies name routers (checked with the manifest).
         let named = |name: &Option<toml::Spanned<String>>| {
             name.as_ref()
@@ -403,12 +444,62 @@ impl Workflow {
             placement,
             phases: manifest.phase_map(),
             phase_context,
+            retrospective,
+            lessons: std::sync::OnceLock::new(),
             manifest,
             types,
             agents,
             plugins,
             engine,
         })
+    }
+
+    /// Put `used` (lessons by phase, as a run chose them when it started) in the phases'
+    /// instructions of every invocation from now on. Set once: a later call is ignored
+    /// (a run keeps the lessons it started with, resumed or hot-reloaded).
+    pub fn use_lessons(&self, used: BTreeMap<String, Vec<crate::lessons::UsedLesson>>) {
+        let everyone = used
+            .iter()
+            .filter_map(|(name, lessons)| {
+                let phase = self.phases.get(name)?;
+                let all: Vec<&crate::lessons::UsedLesson> = lessons.iter().collect();
+                Some((name.clone(), PhaseContext::with_lessons(phase, &all)))
+            })
+            .collect();
+        let _ = self.lessons.set(RunLessons { used, everyone });
+    }
+
+    /// The lessons the run put in its phases' instructions, by phase.
+    pub fn lessons_in_use(&self) -> BTreeMap<String, Vec<crate::lessons::UsedLesson>> {
+        self.lessons
+            .get()
+            .map(|l| l.used.clone())
+            .unwrap_or_default()
+    }
+
+    /// Phase `name` as `viewer` receives it: with the run's lessons that it may see
+    /// (a lesson carries the visibility of its evidence).
+    pub fn phase_for(
+        &self,
+        name: &str,
+        viewer: &crate::artifact::Viewer<'_>,
+    ) -> Option<std::borrow::Cow<'_, PhaseContext>> {
+        use std::borrow::Cow;
+        let base = self.phase_context.get(name)?;
+        let Some(run) = self.lessons.get() else {
+            return Some(Cow::Borrowed(base));
+        };
+        let (Some(used), Some(everyone)) = (run.used.get(name), run.everyone.get(name)) else {
+            return Some(Cow::Borrowed(base));
+        };
+        let seen =
+            |l: &&crate::lessons::UsedLesson| l.visibility.iter().all(|v| v.allows("host", viewer));
+        if used.iter().all(|l| seen(&l)) {
+            return Some(Cow::Borrowed(everyone));
+        }
+        let visible: Vec<&crate::lessons::UsedLesson> = used.iter().filter(seen).collect();
+        let phase = self.phases.get(name)?;
+        Some(Cow::Owned(PhaseContext::with_lessons(phase, &visible)))
     }
 
     /// The workflow's name.
@@ -485,7 +576,7 @@ fn llm_host(
     }
     .with_overrides(&options.llm);
     let provider: Option<Box<dyn crate::llm::Provider>> =
-        if options.llm_replay.is_none() && !config.base_url.is_empty() {
+        if (options.llm_replay.is_none() || options.llm_fallback) && !config.base_url.is_empty() {
             let client = crate::llm::openai::OpenAi::new(&config, options.llm.api_key.clone())
                 .map_err(crate::llm::LlmSetupError::Client)?;
             Some(Box::new(client))

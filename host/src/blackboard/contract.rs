@@ -411,6 +411,8 @@ fn runs_are_listed_newest_first_with_their_last_state(s: &Subject) {
         summary: None,
         llm_usage: None,
         agent_times: Default::default(),
+        lessons: Default::default(),
+        distilled: None,
     };
     s.store.save_run(&run("old", 1)).expect("save");
     s.store.save_run(&run(WF, 2)).expect("save");
@@ -475,6 +477,63 @@ fn events_are_numbered_and_read_after_a_position(s: &Subject) {
 }
 
 /// Each guarantee, once per store.
+fn kept(id: &str, workflow: &str, text: &str) -> crate::lessons::Lesson {
+    crate::lessons::Lesson {
+        id: id.into(),
+        workflow: workflow.into(),
+        phase: "implementation".into(),
+        text: text.into(),
+        evidence: vec!["e1".into()],
+        source_run: WF.into(),
+        uses: 0,
+        helped: 0,
+        misses: 0,
+        about: vec!["rejection implementer: no tests".into()],
+        visibility: vec![Visibility::Tenant("acme".into())],
+        by: "retro".into(),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    }
+}
+
+/// Lessons are kept per workflow name, in the order first kept; a change replaces and
+/// forgets in one step, and is durable when it returns.
+fn lessons_are_kept_per_workflow_and_changed_whole(s: &Subject) {
+    use crate::lessons::LessonChange;
+    let store = s.store.as_ref();
+    store
+        .change_lessons(&LessonChange {
+            put: vec![
+                kept("l1", "auth", "first"),
+                kept("l2", "other", "second"),
+                kept("l3", "auth", "third"),
+            ],
+            forget: Vec::new(),
+        })
+        .expect("put");
+    let mut better = kept("l1", "auth", "first, reworded");
+    better.uses = 2;
+    better.helped = 1;
+    store
+        .change_lessons(&LessonChange {
+            put: vec![better.clone()],
+            forget: vec!["l3".into()],
+        })
+        .expect("change");
+    for store in [s.store.clone(), s.reopened()] {
+        let auth = store.lessons(Some("auth")).expect("read");
+        assert_eq!(auth, vec![better.clone()], "{}", store.describe());
+        let all: Vec<String> = store
+            .lessons(None)
+            .expect("read all")
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(all, ["l1", "l2"], "{}", store.describe());
+        assert!(store.lessons(Some("none")).expect("read").is_empty());
+    }
+}
+
 macro_rules! contract {
     ($($guarantee:ident),* $(,)?) => {
         $(
@@ -506,4 +565,5 @@ contract!(
     idempotency_keys_land_with_their_artifact,
     runs_are_listed_newest_first_with_their_last_state,
     events_are_numbered_and_read_after_a_position,
+    lessons_are_kept_per_workflow_and_changed_whole,
 );

@@ -44,6 +44,7 @@ pub(super) enum Msg {
     Run(Box<RunRecord>),
     Events(String, Vec<Event>),
     Kv(String, String, String, Option<String>),
+    Lessons(crate::lessons::LessonChange),
     Flush(Ack),
     /// Claim a run for this process ([`DurableStore::claim_run`]).
     Claim(String, mpsc::Sender<Result<(), String>>),
@@ -88,6 +89,8 @@ pub trait Backend: Send + Sync + 'static {
     fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// One run's records, in the order written.
     fn load(&self, workflow_id: &str) -> Result<Loaded, StoreError>;
+    /// The lessons of the workflow named `workflow` (all with `None`), oldest first.
+    fn lessons(&self, workflow: Option<&str>) -> Result<Vec<crate::lessons::Lesson>, StoreError>;
     /// A run's recorded events, oldest first, as JSON.
     fn events(&self, workflow_id: &str) -> Result<Vec<serde_json::Value>, StoreError>;
     /// A run's recorded events numbered after `after`, oldest first, at most `limit`.
@@ -638,6 +641,19 @@ impl Store for DurableStore {
         prefix: &str,
     ) -> Result<Vec<String>, StoreError> {
         self.mem.kv_keys(workflow_id, plugin, prefix)
+    }
+
+    fn lessons(&self, workflow: Option<&str>) -> Result<Vec<crate::lessons::Lesson>, StoreError> {
+        // Every change is durable when `change_lessons` returns: the database has them.
+        self.backend.lessons(workflow)
+    }
+
+    fn change_lessons(&self, change: &crate::lessons::LessonChange) -> Result<(), StoreError> {
+        if change.is_empty() {
+            return Ok(());
+        }
+        self.send(Msg::Lessons(change.clone()))?;
+        self.flush()
     }
 
     fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {

@@ -154,6 +154,8 @@ struct Inner {
     runs: Vec<RunRecord>,
     /// Notable events, numbered from 1 in the order recorded.
     events: Vec<(Name, StoredEvent)>,
+    /// Lessons, in the order first kept.
+    lessons: Vec<crate::lessons::Lesson>,
 }
 
 impl MemoryStore {
@@ -380,6 +382,28 @@ impl Store for MemoryStore {
             .iter()
             .find(|r| r.workflow_id == workflow_id)
             .cloned())
+    }
+
+    fn lessons(&self, workflow: Option<&str>) -> Result<Vec<crate::lessons::Lesson>, StoreError> {
+        Ok(self
+            .lock()
+            .lessons
+            .iter()
+            .filter(|l| workflow.is_none_or(|w| l.workflow == w))
+            .cloned()
+            .collect())
+    }
+
+    fn change_lessons(&self, change: &crate::lessons::LessonChange) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        g.lessons.retain(|l| !change.forget.contains(&l.id));
+        for l in &change.put {
+            match g.lessons.iter_mut().find(|k| k.id == l.id) {
+                Some(k) => *k = l.clone(),
+                None => g.lessons.push(l.clone()),
+            }
+        }
+        Ok(())
     }
 
     fn save_run(&self, run: &RunRecord) -> Result<(), StoreError> {

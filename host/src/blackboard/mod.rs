@@ -20,6 +20,7 @@ pub mod tally;
 
 use crate::artifact::{ArtifactId, SharedArtifact, Viewer};
 use crate::invocation::{InvocationId, InvocationRecord};
+use crate::lessons::{Lesson, LessonChange};
 use crate::observe::Event;
 use crate::work::WorkItem;
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,13 @@ pub struct RunRecord {
     /// on counting).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub agent_times: BTreeMap<String, crate::durations::Durations>,
+    /// The lessons from earlier runs the run put in its phases' instructions, by phase
+    /// (chosen when it started: a resumed run uses the same).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lessons: BTreeMap<String, Vec<crate::lessons::UsedLesson>>,
+    /// What its end did to the workflow's lessons, once it has been distilled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distilled: Option<Box<crate::lessons::distill::Distilled>>,
 }
 
 /// A plugin file a run used.
@@ -319,6 +327,11 @@ pub trait Store: Send + Sync {
         workflow_id: &str,
         key: &str,
     ) -> Result<Option<KeyRecord>, StoreError>;
+    /// The lessons kept for the workflow named `workflow` (every workflow's with
+    /// `None`), oldest first.
+    fn lessons(&self, workflow: Option<&str>) -> Result<Vec<Lesson>, StoreError>;
+    /// Apply `change` to the lessons atomically; durable when it returns.
+    fn change_lessons(&self, change: &LessonChange) -> Result<(), StoreError>;
     /// Wait until everything committed so far is durable.
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())

@@ -70,6 +70,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX tasks_to_claim ON murmur.tasks (priority DESC, seq) WHERE state <> 'done';
      CREATE INDEX tasks_answered ON murmur.tasks (workflow_id) WHERE state = 'done';
      CREATE TABLE murmur.components (sha256 TEXT PRIMARY KEY, bytes BYTEA NOT NULL);",
+    // 3: lessons, kept per workflow name across its runs.
+    "CREATE TABLE murmur.lessons (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+                                  workflow TEXT NOT NULL, data TEXT NOT NULL);
+     CREATE INDEX lessons_by_workflow ON murmur.lessons (workflow, seq);",
 ];
 
 /// The schema version this build writes.
@@ -484,6 +488,17 @@ impl Backend for Postgres {
         parse(&self.url, "runs", rows)
     }
 
+    fn lessons(&self, workflow: Option<&str>) -> Result<Vec<crate::lessons::Lesson>, StoreError> {
+        let workflow = workflow.map(str::to_string);
+        let rows = self.read("lessons", move |c| {
+            texts(c.query(
+                "SELECT data FROM murmur.lessons WHERE $1::text IS NULL OR workflow = $1 ORDER BY seq",
+                &[&workflow],
+            )?)
+        })?;
+        parse(&self.url, "lessons", rows)
+    }
+
     fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let id = workflow_id.to_string();
         let rows = self.read("runs", move |c| {
@@ -707,6 +722,7 @@ impl PgWriter {
         // Runs, plugin versions and values: the last of each in the batch.
         let mut runs: Vec<&RunRecord> = Vec::new();
         let mut kv: HashMap<(&str, &str, &str), Option<&str>> = HashMap::new();
+        let mut lessons: Vec<&crate::lessons::LessonChange> = Vec::new();
         for msg in batch {
             match msg {
                 Msg::Commit(c) => {
@@ -752,6 +768,7 @@ impl PgWriter {
                 Msg::Kv(workflow_id, plugin, key, value) => {
                     kv.insert((workflow_id, plugin, key), value.as_deref());
                 }
+                Msg::Lessons(change) => lessons.push(change),
                 Msg::Flush(_) | Msg::Claim(..) => {}
             }
         }
@@ -849,6 +866,20 @@ impl PgWriter {
                 &[wf, plugin, key],
             )
             .map_err(sql)?;
+        }
+        for change in lessons {
+            for id in &change.forget {
+                tx.execute("DELETE FROM murmur.lessons WHERE id = $1", &[id])
+                    .map_err(sql)?;
+            }
+            for l in &change.put {
+                tx.execute(
+                    "INSERT INTO murmur.lessons (id, workflow, data) VALUES ($1, $2, $3)
+                     ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                    &[&l.id, &l.workflow, &json(l)?],
+                )
+                .map_err(sql)?;
+            }
         }
         tx.commit().map_err(sql)
     }

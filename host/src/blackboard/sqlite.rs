@@ -78,6 +78,10 @@ const MIGRATIONS: &[&str] = &[
     // 5: idempotency keys of publishes from outside a run (`murmur serve`).
     "CREATE TABLE idempotency_keys (workflow_id TEXT NOT NULL, key TEXT NOT NULL,
                                     data TEXT NOT NULL, PRIMARY KEY (workflow_id, key));",
+    // 6: lessons, kept per workflow name across its runs.
+    "CREATE TABLE lessons (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+                           workflow TEXT NOT NULL, data TEXT NOT NULL);
+     CREATE INDEX lessons_by_workflow ON lessons (workflow, seq);",
 ];
 
 /// The schema version this build writes.
@@ -364,6 +368,27 @@ impl Backend for Sqlite {
         Ok(out)
     }
 
+    fn lessons(&self, workflow: Option<&str>) -> Result<Vec<crate::lessons::Lesson>, StoreError> {
+        let conn =
+            Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
+        let fail = |e| backend(&self.path, "cannot read lessons", e);
+        let mut stmt = conn
+            .prepare("SELECT data FROM lessons WHERE ?1 IS NULL OR workflow = ?1 ORDER BY seq")
+            .map_err(fail)?;
+        let rows = stmt
+            .query_map(params![workflow], |r| r.get::<_, String>(0))
+            .map_err(fail)?;
+        let mut lessons = Vec::new();
+        for row in rows {
+            let text = row.map_err(fail)?;
+            lessons.push(
+                serde_json::from_str(&text)
+                    .map_err(|e| backend(&self.path, "has an unreadable lesson", e))?,
+            );
+        }
+        Ok(lessons)
+    }
+
     fn run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let conn =
             Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?;
@@ -529,6 +554,18 @@ fn write_batch(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
                         )?;
                     }
                 },
+                Msg::Lessons(change) => {
+                    for id in &change.forget {
+                        tx.execute("DELETE FROM lessons WHERE id = ?1", params![id])?;
+                    }
+                    for l in &change.put {
+                        tx.execute(
+                            "INSERT INTO lessons (id, workflow, data) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (id) DO UPDATE SET data = excluded.data",
+                            params![l.id, l.workflow, json(l)?],
+                        )?;
+                    }
+                }
                 Msg::Flush(_) | Msg::Claim(..) => {}
             }
         }

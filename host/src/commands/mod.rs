@@ -12,6 +12,8 @@ mod cancel;
 mod client;
 mod graph;
 mod inspect;
+mod lessons;
+mod lessons_eval;
 mod new;
 mod report;
 mod resume;
@@ -63,6 +65,7 @@ enum Command {
     New(new::NewCommand),
     Build(build::BuildCommand),
     Test(test::TestCommand),
+    Lessons(lessons::LessonsCommand),
     Inspect(inspect::InspectCommand),
     Bench(bench::BenchCommand),
 }
@@ -85,6 +88,7 @@ pub(crate) fn main() -> Result<i32> {
         Command::New(c) => c.execute(),
         Command::Build(c) => c.execute(),
         Command::Test(c) => c.execute(),
+        Command::Lessons(c) => c.execute(),
         Command::Inspect(c) => c.execute(),
         Command::Bench(c) => c.execute(),
     }

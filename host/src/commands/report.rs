@@ -361,6 +361,27 @@ pub(crate) fn print_summary_to(s: &RunSummary, out: &mut dyn Write) {
     if !faults.is_empty() {
         let _ = writeln!(out, "  faults: {}", faults.join(", "));
     }
+    if let Some(l) = &s.lessons {
+        for (phase, ids) in &l.used {
+            let _ = writeln!(out, "  lessons used in {phase}: {}", ids.join(", "));
+        }
+        if let Some(d) = &l.distilled {
+            let _ = writeln!(
+                out,
+                "  lessons: {} finding(s); {} added, {} merged, {} dropped; {} helped, {} missed{}",
+                d.findings,
+                d.added.len(),
+                d.merged.len(),
+                d.dropped.len(),
+                d.helped.len(),
+                d.missed.len(),
+                d.error
+                    .as_ref()
+                    .map(|e| format!("; nothing learned: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     if let Some(o) = &s.provider {
         let _ = writeln!(
             out,

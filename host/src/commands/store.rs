@@ -124,7 +124,7 @@ pub(crate) struct RunTarget {
 /// Where a command finds its run.
 pub(crate) enum Target {
     /// In a database, opened.
-    Store(Arc<dyn Store>, RunRecord),
+    Store(Arc<dyn Store>, Box<RunRecord>),
     /// On a server: a client for it, and the run's id.
     Server(super::client::Client, String),
 }
@@ -135,7 +135,7 @@ impl RunTarget {
         match (&self.store, &self.server) {
             (Some(spec), _) => {
                 let (store, record) = open_run(spec, self.workflow.as_deref(), access)?;
-                Ok(Target::Store(store, record))
+                Ok(Target::Store(store, Box::new(record)))
             }
             (None, Some(url)) => {
                 let client = super::client::Client::new(url, self.token_env.as_deref())?;

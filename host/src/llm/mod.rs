@@ -588,8 +588,9 @@ impl std::fmt::Debug for LlmHost {
 }
 
 impl LlmHost {
-    /// A host calling `provider` under `config` (with `replay`, answering from a file and
-    /// never the network; with `record`, appending every exchange to a file).
+    /// A host calling `provider` under `config` (with `replay`, answering from a file:
+    /// a request it has no answer for goes to `provider` if there is one, and is refused
+    /// if not; with `record`, appending every exchange to a file).
     pub fn new(
         config: LlmConfig,
         provider: Option<Box<dyn Provider>>,
@@ -855,15 +856,22 @@ impl LlmHost {
             return Ok(hit);
         }
         if let Some(replay) = &self.replay {
-            let answer = replay.get(&key).cloned().ok_or_else(|| {
-                LlmError::Denied(format!(
-                    "replaying: the replay file has no answer for this request (key {key}); record it first"
-                ))
-            })?;
-            Self::lock(&self.usage).cached += 1;
-            self.account(agent, phase, &answer, false);
-            Self::lock(&self.cache).insert(key, answer.clone());
-            return Ok(answer);
+            // A request the file has no answer for goes to the provider if one is
+            // configured beside the file (a fallback), and is refused otherwise.
+            match replay.get(&key).cloned() {
+                Some(answer) => {
+                    Self::lock(&self.usage).cached += 1;
+                    self.account(agent, phase, &answer, false);
+                    Self::lock(&self.cache).insert(key, answer.clone());
+                    return Ok(answer);
+                }
+                None if self.provider.is_some() => {}
+                None => {
+                    return Err(LlmError::Denied(format!(
+                        "replaying: the replay file has no answer for this request (key {key}); record it first"
+                    )));
+                }
+            }
         }
         let provider = self.provider.as_ref().ok_or_else(|| {
             LlmError::Denied(

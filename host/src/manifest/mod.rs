@@ -60,6 +60,8 @@ pub struct Manifest {
     /// `[[expect]]` tables: what `murmur test` checks on the finished run (a run
     /// ignores them).
     pub expectations: Vec<crate::expect::Expectation>,
+    /// `[lessons]`: how runs learn from each other, if they do.
+    pub lessons: Option<crate::lessons::Settings>,
 }
 
 /// `[workflow]`.
@@ -309,7 +311,42 @@ impl Manifest {
             })
             .collect::<Result<Vec<_>, _>>()?;
 
+        let lessons = match raw.lessons {
+            Some(l) => {
+                let span = l.span();
+                let l = l.into_inner();
+                if let Some(problem) = l.problem() {
+                    return Err(at(span, problem));
+                }
+                if let Some(name) = &l.retrospective {
+                    match plugins.iter().find(|p| p.spec.name == *name) {
+                        Some(p) if p.spec.world == World::Retrospective => {}
+                        Some(p) => {
+                            return Err(at(
+                                span,
+                                format!(
+                                    "lessons.retrospective names plugin '{name}', which implements world '{}', not 'retrospective'",
+                                    p.spec.world
+                                ),
+                            ));
+                        }
+                        None => {
+                            return Err(at(
+                                span,
+                                format!(
+                                    "lessons.retrospective names '{name}', which is not a [[plugin]] of this manifest"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                Some(l)
+            }
+            None => None,
+        };
+
         Ok(Manifest {
+            lessons,
             expectations,
             path: path.to_path_buf(),
             source: source.to_string(),
@@ -509,7 +546,7 @@ mod tests {
         )
         .expect_err("refused");
         assert!(
-            err.to_string().starts_with("w.toml:6:9: unknown world 'agnt' (expected agent, context-provider, router or validator)"),
+            err.to_string().starts_with("w.toml:6:9: unknown world 'agnt' (expected agent, context-provider, router, validator or retrospective)"),
             "{err}"
         );
     }

@@ -48,6 +48,8 @@ pub(crate) struct RawManifest {
     pub(crate) llm: Option<Spanned<crate::llm::LlmConfig>>,
     #[serde(default)]
     pub(crate) expect: Vec<Spanned<RawExpect>>,
+    #[serde(default)]
+    pub(crate) lessons: Option<Spanned<crate::lessons::Settings>>,
 }
 
 /// `[[expect]]`: what a test workflow's finished run must show (`murmur test`).
@@ -87,6 +89,7 @@ impl RawManifest {
             ),
             ("[llm]", span(self.llm.as_ref().map(Spanned::span))),
             ("[[expect]]", span(self.expect.first().map(Spanned::span))),
+            ("[lessons]", span(self.lessons.as_ref().map(Spanned::span))),
         ]
         .into_iter()
         .find_map(|(name, s)| s.map(|s| (name, s)))

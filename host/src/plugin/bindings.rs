@@ -61,5 +61,19 @@ pub mod context_provider {
     });
 }
 
+/// The `retrospective` world.
+pub mod retrospective {
+    wasmtime::component::bindgen!({
+        world: "retrospective",
+        path: "../wit",
+        exports: { default: async },
+        with: {
+            "murmur:plugin/types": super::agent::murmur::plugin::types,
+            "murmur:plugin/log": super::agent::murmur::plugin::log,
+            "murmur:plugin/llm": super::agent::murmur::plugin::llm,
+        },
+    });
+}
+
 pub use agent::murmur::plugin::types;
 pub use agent::murmur::plugin::{blackboard, context, kv, llm, log};

@@ -5,12 +5,14 @@ use crate::artifact::{Artifact, Visibility};
 use crate::phase::Phase;
 
 /// The `plugin-kind` a plugin of `world` describes itself as.
-pub fn kind_to_wit(world: super::World) -> wit::PluginKind {
+pub fn kind_to_wit(world: super::World) -> Option<wit::PluginKind> {
     match world {
-        super::World::Agent => wit::PluginKind::Agent,
-        super::World::Validator => wit::PluginKind::Validator,
-        super::World::Router => wit::PluginKind::Router,
-        super::World::ContextProvider => wit::PluginKind::ContextProvider,
+        super::World::Agent => Some(wit::PluginKind::Agent),
+        super::World::Validator => Some(wit::PluginKind::Validator),
+        super::World::Router => Some(wit::PluginKind::Router),
+        super::World::ContextProvider => Some(wit::PluginKind::ContextProvider),
+        // Its `describe()` answers a record of its own, without a kind.
+        super::World::Retrospective => None,
     }
 }
 

@@ -66,6 +66,12 @@ handle!(
     World::ContextProvider
 );
 
+handle!(
+    /// A plugin of world `retrospective`.
+    Retrospective,
+    World::Retrospective
+);
+
 impl Agent {
     /// Call `handle()`; `context` is what its `context` import answers. A future: while
     /// the guest waits in a host call (a model's answer) its thread serves others.
@@ -120,5 +126,21 @@ impl ContextProvider {
         board: Option<BoardAccess>,
     ) -> Result<Vec<wit::Artifact>, InvokeError> {
         self.0.provide(invocation, candidates, board)
+    }
+}
+
+impl Retrospective {
+    /// Call `distill()` (a future, as `Agent::handle`: it may wait for a model).
+    pub async fn distill(
+        &self,
+        review: &super::bindings::retrospective::exports::murmur::plugin::retrospective_api::RunReview,
+        board: Option<BoardAccess>,
+    ) -> Result<
+        Vec<
+            super::bindings::retrospective::exports::murmur::plugin::retrospective_api::LessonDraft,
+        >,
+        InvokeError,
+    > {
+        self.0.distill(review, board).await
     }
 }

@@ -5,7 +5,7 @@
 //! of the same plugin (see [`PluginLimits::reuse`]).
 
 use super::bindings::types::{self as wit, PluginKind};
-use super::bindings::{agent, context_provider, router, validator};
+use super::bindings::{agent, context_provider, retrospective, router, validator};
 use super::cache::{CacheOutcome, sha256_hex};
 use super::capability::Capability;
 use super::engine::PluginEngine;
@@ -15,6 +15,9 @@ use super::spec::{PluginLimits, PluginSpec};
 use super::state::{BoardAccess, ContextSource, InvocationState};
 use super::version;
 use super::world::World;
+use retrospective::exports::murmur::plugin::retrospective_api::{
+    LessonDraft, RetrospectiveInfo, RunReview,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -107,6 +110,7 @@ enum Pre {
     Validator(validator::ValidatorPre<InvocationState>),
     Router(router::RouterPre<InvocationState>),
     ContextProvider(context_provider::ContextProviderPre<InvocationState>),
+    Retrospective(retrospective::RetrospectivePre<InvocationState>),
 }
 
 /// An agent's `handle` export, found once per component so that an instance (fresh, or
@@ -355,6 +359,9 @@ impl LoadedPlugin {
             World::ContextProvider => Pre::ContextProvider(
                 context_provider::ContextProviderPre::new(instance_pre).map_err(link)?,
             ),
+            World::Retrospective => Pre::Retrospective(
+                retrospective::RetrospectivePre::new(instance_pre).map_err(link)?,
+            ),
         };
         let mut loaded = LoadedPlugin {
             name: plugin.as_str().into(),
@@ -392,7 +399,9 @@ impl LoadedPlugin {
             plugin: plugin.clone(),
             message: f.to_string(),
         })?;
-        if info.kind != super::convert::kind_to_wit(spec.world) {
+        if let Some(kind) = super::convert::kind_to_wit(spec.world)
+            && info.kind != kind
+        {
             return Err(LoadError::Describe {
                 plugin,
                 message: format!(
@@ -670,6 +679,13 @@ impl LoadedPlugin {
                         .call_describe(&mut store)
                         .await
                 }
+                Pre::Retrospective(p) => p
+                    .instantiate_async(&mut store)
+                    .await?
+                    .murmur_plugin_retrospective_api()
+                    .call_describe(&mut store)
+                    .await
+                    .map(retrospective_info),
             }
         });
         self.finish_call(&mut store, result, deadline, 0)
@@ -810,6 +826,27 @@ impl LoadedPlugin {
         Ok(scores)
     }
 
+    /// Call a retrospective's `distill()`: a future, as the model calls it makes wait.
+    pub(super) async fn distill(
+        &self,
+        review: &RunReview,
+        board: Option<BoardAccess>,
+    ) -> Result<Vec<LessonDraft>, InvokeError> {
+        let Pre::Retrospective(p) = &self.pre else {
+            return Err(self.not_a("a retrospective"));
+        };
+        let (mut store, deadline) = self.call_store(self.timeout(), board)?;
+        let result = async {
+            p.instantiate_async(&mut store)
+                .await?
+                .murmur_plugin_retrospective_api()
+                .call_distill(&mut store, review)
+                .await
+        }
+        .await;
+        flatten(self.finish_call(&mut store, result, deadline, 0))
+    }
+
     /// Call a context provider's `provide()`.
     pub(super) fn provide(
         &self,
@@ -829,6 +866,23 @@ impl LoadedPlugin {
                 .await
         });
         flatten(self.finish_call(&mut store, result, deadline, 0))
+    }
+}
+
+/// A retrospective's `describe()` as the plugin info every world keeps: it declares no
+/// subscriptions, types, phases or capabilities, and its kind is never read (its world
+/// tells it apart).
+fn retrospective_info(info: RetrospectiveInfo) -> wit::PluginInfo {
+    wit::PluginInfo {
+        name: info.name,
+        version: info.version,
+        api_version: info.api_version,
+        kind: PluginKind::Agent,
+        description: info.description,
+        subscriptions: Vec::new(),
+        publishes: Vec::new(),
+        phases: Vec::new(),
+        capabilities: Vec::new(),
     }
 }
 

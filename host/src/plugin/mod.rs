@@ -27,7 +27,7 @@ pub use cache::{CacheOutcome, ComponentCache};
 pub use capability::Capability;
 pub use engine::{EngineOptions, PluginEngine};
 pub use fault::Fault;
-pub use handles::{Agent, ContextProvider, Router, Validator};
+pub use handles::{Agent, ContextProvider, Retrospective, Router, Validator};
 pub use loaded::{InvokeError, LoadError, LoadedPlugin};
 pub use spec::{PluginLimits, PluginSpec};
 pub use state::{BoardAccess, ContextSource, LlmAccess};

@@ -14,15 +14,18 @@ pub enum World {
     Router,
     /// Accepts or rejects outputs before publication.
     Validator,
+    /// Turns what a run went through into lessons for the next run.
+    Retrospective,
 }
 
 impl World {
     /// Every world, in the order errors list them.
-    pub const ALL: [World; 4] = [
+    pub const ALL: [World; 5] = [
         World::Agent,
         World::ContextProvider,
         World::Router,
         World::Validator,
+        World::Retrospective,
     ];
 
     /// The world's name in the WIT package (and in manifests).
@@ -32,6 +35,7 @@ impl World {
             World::ContextProvider => "context-provider",
             World::Router => "router",
             World::Validator => "validator",
+            World::Retrospective => "retrospective",
         }
     }
 
@@ -47,10 +51,11 @@ impl World {
             World::ContextProvider => "context-provider-api",
             World::Router => "router-api",
             World::Validator => "validator-api",
+            World::Retrospective => "retrospective-api",
         }
     }
 
-    /// The worlds' names, for messages: `agent, context-provider, router or validator`.
+    /// The worlds' names, for messages: `agent, context-provider, router, validator or retrospective`.
     pub fn choices() -> String {
         let names: Vec<&str> = World::ALL.iter().map(|w| w.as_str()).collect();
         format!(
@@ -92,7 +97,7 @@ mod tests {
         assert_eq!(World::parse("agnt"), None);
         assert_eq!(
             World::choices(),
-            "agent, context-provider, router or validator"
+            "agent, context-provider, router, validator or retrospective"
         );
     }
 }

@@ -92,7 +92,7 @@ fn fixture(world: World) -> Option<&'static str> {
     match world {
         World::Validator => Some("feeder"),
         World::ContextProvider => Some("witness"),
-        World::Agent | World::Router => None,
+        World::Agent | World::Router | World::Retrospective => None,
     }
 }
 
@@ -112,7 +112,7 @@ fn grants(world: World, lang: Language) -> &'static str {
     match (world, lang) {
         (_, Language::Rust) | (World::Agent, _) => "",
         (World::Validator, _) => "grants = [\"blackboard\", \"llm\"]\n",
-        (World::Router, _) => "grants = [\"llm\"]\n",
+        (World::Router | World::Retrospective, _) => "grants = [\"llm\"]\n",
         (World::ContextProvider, _) => "grants = [\"blackboard\"]\n",
     }
 }
@@ -176,6 +176,11 @@ pub fn create(
     lang: Language,
 ) -> Result<Created, ScaffoldError> {
     check_name(name)?;
+    if world == World::Retrospective {
+        return Err(ScaffoldError::Invalid(
+            "there is no project template for world 'retrospective': start from plugins/retrospective in the murmur repository".into(),
+        ));
+    }
     let role = fixture(world);
     let fixture = role.map(|r| format!("{name}-{r}"));
     let fixture = fixture.as_deref();
@@ -219,6 +224,7 @@ pub fn create(
                 World::Validator => templates::rust::VALIDATOR,
                 World::Router => templates::rust::ROUTER,
                 World::ContextProvider => templates::rust::CONTEXT_PROVIDER,
+                World::Retrospective => unreachable!("refused above"),
             };
             w.write("Cargo.toml", &cargo(name, "murmur-guest", world.as_str()))?;
             w.write("Cargo.lock", murmur_toolchain::embedded::GUEST_LOCKFILE)?;
@@ -251,6 +257,7 @@ pub fn create(
                 World::Validator => templates::js::VALIDATOR,
                 World::Router => templates::js::ROUTER,
                 World::ContextProvider => templates::js::CONTEXT_PROVIDER,
+                World::Retrospective => unreachable!("refused above"),
             };
             w.write(&format!("{name}.js"), &fill(main))?;
             w.write("murmur.js", templates::js::HELPER)?;
@@ -274,6 +281,7 @@ pub fn create(
                 World::Validator => templates::python::VALIDATOR,
                 World::Router => templates::python::ROUTER,
                 World::ContextProvider => templates::python::CONTEXT_PROVIDER,
+                World::Retrospective => unreachable!("refused above"),
             };
             w.write("app.py", &fill(main))?;
             w.write("murmur_plugin.py", templates::python::HELPER)?;
@@ -314,6 +322,7 @@ pub fn create(
         World::Validator => templates::tests::VALIDATOR,
         World::Router => templates::tests::ROUTER,
         World::ContextProvider => templates::tests::CONTEXT_PROVIDER,
+        World::Retrospective => unreachable!("refused above"),
     };
     w.write(
         &format!("tests/{name}.toml"),

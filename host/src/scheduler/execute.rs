@@ -132,9 +132,11 @@ async fn run(
         Some(w) => store.work_phase(w).map_err(|e| internal(e.to_string()))?,
         None => None,
     };
+    // The phase as this agent receives it: with the run's lessons it may see.
     let phase = phase_name
         .as_ref()
-        .and_then(|name| wf.phase_context.get(name.as_str()));
+        .and_then(|name| wf.phase_for(name.as_str(), &agent.plugin.viewer()));
+    let phase = phase.as_deref();
     let previous = (!record.feedback().is_empty()).then(|| previous_attempt(record));
     let mut reuse = context::Reuse::take();
     let mut invocation = wit::Invocation {

@@ -301,6 +301,8 @@ impl Scheduler {
             summary: None,
             llm_usage: None,
             agent_times: Default::default(),
+            lessons: Default::default(),
+            distilled: None,
         }
     }
 
@@ -319,6 +321,15 @@ impl Scheduler {
     pub async fn run_as(&self, workflow_id: String) -> Result<RunSummary, RunError> {
         let started = Instant::now();
         let mut record = self.new_record(&workflow_id);
+        // The lessons earlier runs left, chosen once: the run keeps them to its end.
+        let wf = self.wf();
+        if let Some(settings) = wf.manifest.lessons.as_ref().filter(|s| s.use_kept) {
+            let kept = self.store.lessons(Some(wf.name()))?;
+            let phases: Vec<String> = wf.manifest.phases.iter().map(|p| p.name.clone()).collect();
+            record.lessons = crate::lessons::inject::choose(&kept, &phases, settings.max_chars);
+        }
+        wf.use_lessons(record.lessons.clone());
+        drop(wf);
         self.store.save_run(&record)?;
         let mut state = CascadeState::default();
         let mut feed = InputFeed::new(&self.wf().manifest.inputs, 0);
@@ -341,6 +352,7 @@ impl Scheduler {
             // It ended; resuming changes nothing.
             return self.summary(&workflow_id, record.status, started);
         }
+        self.wf().use_lessons(record.lessons.clone());
         let requeued = self.store.requeue_running(&workflow_id)?;
         if requeued > 0 {
             tracing::info!(
@@ -682,6 +694,8 @@ impl Scheduler {
         run.llm_usage = summary.llm.clone();
         run.status = summary.status;
         run.finished_at_ms = Some(now_ms());
+        self.learn(run);
+        summary.add_lessons(run);
         run.summary = serde_json::to_value(&summary).ok();
         self.store.save_run(run)?;
         self.emit(
@@ -692,6 +706,34 @@ impl Scheduler {
         );
         self.store.flush()?;
         Ok(summary)
+    }
+
+    /// At the end of a run that ended for good, with `[lessons]` in its manifest: judge
+    /// the lessons it used and distil its findings (see `lessons::distill`). What goes
+    /// wrong there is reported with the run and never changes how it ended.
+    fn learn(&self, run: &mut RunRecord) {
+        let wf = self.wf();
+        if wf.manifest.lessons.is_none() || run.distilled.is_some() {
+            return;
+        }
+        if !matches!(
+            run.status,
+            RunStatus::Complete
+                | RunStatus::Failed
+                | RunStatus::Stalled
+                | RunStatus::BudgetExhausted
+        ) {
+            return;
+        }
+        let distilled = tokio::runtime::Handle::current().block_on(
+            crate::lessons::distill::distill(&wf, &self.store, run, true),
+        );
+        run.distilled = Some(Box::new(distilled.unwrap_or_else(|e| {
+            crate::lessons::distill::Distilled {
+                error: Some(format!("the lessons could not be kept: {e}")),
+                ..Default::default()
+            }
+        })));
     }
 
     /// Publish an invocation's outputs with its completion, or retry it, or record its
@@ -1008,6 +1050,8 @@ impl Scheduler {
             .map(|p| p.name.to_string())
             .filter(|n| !before.contains(n))
             .collect();
+        // The run goes on with the lessons it started with.
+        workflow.use_lessons(self.wf().lessons_in_use());
         match self.current.write() {
             Ok(mut w) => *w = workflow.clone(),
             Err(p) => *p.into_inner() = workflow.clone(),

@@ -8,7 +8,9 @@
 //! Two configurable behaviours replay what real agents do:
 //! - `drafts`: for work whose description contains one of these keywords, the first
 //!   attempt is a draft without tests; when a validator refuses it, the retry receives
-//!   the reasons (the host's `PreviousAttempt` context) and adds the tests;
+//!   the reasons (the host's `PreviousAttempt` context) and adds the tests. Like a model
+//!   that reads its instructions, it honours a lesson from an earlier run: when the
+//!   phase's instructions carry one that mentions tests, the first attempt has them;
 //! - `unsupported`: work containing one of these keywords fails for good with the given
 //!   error (the host then spawns recovery work).
 
@@ -67,7 +69,12 @@ impl Agent for Implementer {
             return Err(PluginError::invalid_input("work description has no words to name files after"));
         }
         let refused = inv.previous_refusal();
-        let draft = refused.is_empty() && config.drafts.iter().any(|d| mentions(&work.description, d));
+        let warned = inv.lessons().iter().any(|l| mentions(l, "test"));
+        if warned {
+            log(Level::Info, "a lesson from an earlier run asks for tests up front");
+        }
+        let draft =
+            refused.is_empty() && !warned && config.drafts.iter().any(|d| mentions(&work.description, d));
         if !refused.is_empty() {
             log(Level::Info, &format!("revising after refusal: {}", refused.join("; ")));
         }

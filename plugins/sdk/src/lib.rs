@@ -73,6 +73,8 @@ pub mod prelude {
     pub use crate::{RouteDecision, Router};
     #[cfg(feature = "context-provider")]
     pub use crate::ContextProvider;
+    #[cfg(feature = "retrospective")]
+    pub use crate::{Finding, FindingKind, KeptLesson, LessonDraft, Retrospective, RetrospectiveInfo, RunReview};
 }
 
 impl PluginError {
@@ -129,7 +131,21 @@ impl Invocation {
     pub fn phase_name(&self) -> &str {
         self.phase.as_ref().map(|p| p.name.as_str()).unwrap_or("")
     }
+
+    /// The lessons from earlier runs of the workflow that the host put in the phase's
+    /// instructions (after [`LESSONS_HEADING`], one `- ` line each), in order.
+    pub fn lessons(&self) -> alloc::vec::Vec<&str> {
+        self.phase
+            .as_ref()
+            .and_then(|p| p.instructions.split_once(LESSONS_HEADING))
+            .map(|(_, rest)| rest.lines().filter_map(|l| l.strip_prefix("- ")).collect())
+            .unwrap_or_default()
+    }
 }
+
+/// The line after which the host lists lessons from earlier runs in a phase's
+/// instructions.
+pub const LESSONS_HEADING: &str = "Lessons from earlier runs of this workflow:";
 
 impl Output {
     /// An output of type `type_name` whose payload is `value` serialised to JSON.

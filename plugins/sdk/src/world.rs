@@ -5,9 +5,10 @@
     feature = "agent",
     feature = "context-provider",
     feature = "router",
-    feature = "validator"
+    feature = "validator",
+    feature = "retrospective"
 )))]
-compile_error!("murmur-guest: enable one world feature: agent, context-provider, router or validator");
+compile_error!("murmur-guest: enable one world feature: agent, context-provider, router, validator or retrospective");
 
 #[allow(unused_macros)]
 macro_rules! world_bindings {
@@ -74,6 +75,14 @@ pub mod bindings {
 pub mod bindings {
     world_bindings!("context-provider", "__export_context_provider_world", "murmur_guest::bindings");
     pub use exports::murmur::plugin::context_provider_api::Guest as ContextProviderGuest;
+}
+
+/// Generated bindings (retrospective world).
+#[cfg(feature = "retrospective")]
+#[allow(missing_docs)]
+pub mod bindings {
+    world_bindings!("retrospective", "__export_retrospective_world", "murmur_guest::bindings");
+    pub use exports::murmur::plugin::retrospective_api::Guest as RetrospectiveGuest;
 }
 
 pub use bindings::murmur::plugin::types::{
@@ -238,6 +247,56 @@ macro_rules! export_context_provider {
             }
         }
         $crate::bindings::__export_context_provider_world!(__MurmurContextProviderExport);
+    };
+}
+
+/// The retrospective's records: what it is handed and what it answers.
+#[cfg(feature = "retrospective")]
+pub use bindings::exports::murmur::plugin::retrospective_api::{
+    Finding, FindingKind, KeptLesson, LessonDraft, RetrospectiveInfo, RunReview,
+};
+
+/// Implement this for a retrospective, then `murmur_guest::export_retrospective!(YourType);`.
+#[cfg(feature = "retrospective")]
+pub trait Retrospective {
+    /// Name, version and description.
+    fn describe() -> RetrospectiveInfo;
+    /// Turn a run's findings into lessons for the workflow's next runs.
+    fn distill(review: RunReview) -> Result<alloc::vec::Vec<LessonDraft>, PluginError>;
+}
+
+#[cfg(feature = "retrospective")]
+impl RetrospectiveInfo {
+    /// The info of retrospective `name` at `version`, built against this SDK's API.
+    pub fn new(name: &str, version: &str, description: &str) -> Self {
+        use alloc::string::ToString;
+        Self {
+            name: name.to_string(),
+            version: version.to_string(),
+            api_version: crate::API_VERSION.to_string(),
+            description: description.to_string(),
+        }
+    }
+}
+
+/// Export a [`Retrospective`] implementation.
+#[cfg(feature = "retrospective")]
+#[macro_export]
+macro_rules! export_retrospective {
+    ($ty:ty) => {
+        struct __MurmurRetrospectiveExport;
+        impl $crate::bindings::RetrospectiveGuest for __MurmurRetrospectiveExport {
+            fn describe() -> $crate::RetrospectiveInfo {
+                <$ty as $crate::Retrospective>::describe()
+            }
+            fn distill(
+                review: $crate::RunReview,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::LessonDraft>, $crate::PluginError> {
+                $crate::__install_panic_hook();
+                <$ty as $crate::Retrospective>::distill(review)
+            }
+        }
+        $crate::bindings::__export_retrospective_world!(__MurmurRetrospectiveExport);
     };
 }
 

@@ -1,0 +1,298 @@
+//! Keeping lessons sane: what a run's end does to the lessons of its workflow.
+//!
+//! Two steps, both pure (the caller reads the lessons and stores the change in one
+//! commit): [`judge`] scores the lessons the run used — one that the run's findings show
+//! did not prevent its problem misses, and after [`Policy::give_up_after`] misses in a
+//! row it is dropped — and [`absorb`] folds the run's new lessons in: a new lesson as
+//! close as [`Policy::merge_at`] to a kept one of the same phase merges into it (its
+//! evidence and problems added), and a phase over [`Policy::budget`] loses its
+//! lowest-scored lessons.
+
+use super::{Lesson, LessonChange};
+use crate::similarity::{jaccard, words};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The rules lessons are kept by (`[lessons]` in the manifest).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Most lessons kept per phase.
+    pub budget: usize,
+    /// Word-set similarity (Jaccard) at which two lessons of a phase are one.
+    pub merge_at: f64,
+    /// Uses in a row that did not help after which a lesson is dropped.
+    pub give_up_after: u32,
+    /// Most evidence ids one lesson keeps (the newest win).
+    pub max_evidence: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            budget: 5,
+            merge_at: 0.6,
+            give_up_after: 3,
+            max_evidence: 32,
+        }
+    }
+}
+
+/// Whether `problem` (a finding's signature) is one `lesson` is about.
+pub fn is_about(lesson: &Lesson, problem: &str, policy: &Policy) -> bool {
+    let p = words(problem);
+    lesson
+        .about
+        .iter()
+        .any(|a| jaccard(&words(a), &p) >= policy.merge_at)
+}
+
+/// Score the lessons a run used: `used` names them by phase; `problems` are the run's
+/// findings' signatures (of every phase: a lesson for one phase may be about a problem
+/// met in another). Returns the lessons as they stand after the run (changed ones in
+/// `put`, dropped ones in `forget`).
+pub fn judge(
+    kept: &[Lesson],
+    used: &BTreeMap<String, Vec<String>>,
+    problems: &[String],
+    policy: &Policy,
+    now_ms: u64,
+) -> LessonChange {
+    let mut change = LessonChange::default();
+    for lesson in kept {
+        let Some(ids) = used.get(&lesson.phase) else {
+            continue;
+        };
+        if !ids.contains(&lesson.id) {
+            continue;
+        }
+        let came_back = problems.iter().any(|p| is_about(lesson, p, policy));
+        let mut l = lesson.clone();
+        l.uses += 1;
+        if came_back {
+            l.misses += 1;
+        } else {
+            l.helped += 1;
+            l.misses = 0;
+        }
+        l.updated_at_ms = now_ms;
+        if l.misses >= policy.give_up_after {
+            change.forget.push(l.id);
+        } else {
+            change.put.push(l);
+        }
+    }
+    change
+}
+
+/// Fold `new` lessons into `kept` (as [`judge`] left them: apply its change first).
+/// Returns the change to store.
+pub fn absorb(kept: &[Lesson], new: Vec<Lesson>, policy: &Policy) -> LessonChange {
+    let mut all: Vec<Lesson> = kept.to_vec();
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    for lesson in new {
+        let w = words(&lesson.text);
+        let twin = all.iter_mut().find(|k| {
+            k.phase == lesson.phase
+                && k.workflow == lesson.workflow
+                && jaccard(&words(&k.text), &w) >= policy.merge_at
+        });
+        match twin {
+            Some(k) => {
+                merge_into(k, lesson, policy);
+                touched.insert(k.id.clone());
+            }
+            None => {
+                touched.insert(lesson.id.clone());
+                all.push(lesson);
+            }
+        }
+    }
+    // The budget, per phase: the lowest scores go (the older of a tie).
+    let mut by_phase: BTreeMap<String, Vec<&Lesson>> = BTreeMap::new();
+    for l in &all {
+        by_phase.entry(l.phase.clone()).or_default().push(l);
+    }
+    let mut dropped = BTreeSet::new();
+    for lessons in by_phase.values_mut() {
+        if lessons.len() <= policy.budget {
+            continue;
+        }
+        lessons.sort_by(|a, b| {
+            b.score()
+                .total_cmp(&a.score())
+                .then(b.created_at_ms.cmp(&a.created_at_ms))
+                .then(b.id.cmp(&a.id))
+        });
+        for l in &lessons[policy.budget..] {
+            dropped.insert(l.id.clone());
+        }
+    }
+    let kept_ids: BTreeSet<&str> = kept.iter().map(|k| k.id.as_str()).collect();
+    LessonChange {
+        put: all
+            .iter()
+            .filter(|l| touched.contains(&l.id) && !dropped.contains(&l.id))
+            .cloned()
+            .collect(),
+        forget: dropped
+            .into_iter()
+            .filter(|id| kept_ids.contains(id.as_str()))
+            .collect(),
+    }
+}
+
+/// `new` merged into `kept`: its text stays (it has a record), the evidence, problems
+/// and visibilities of both are kept (evidence capped, newest kept).
+fn merge_into(kept: &mut Lesson, new: Lesson, policy: &Policy) {
+    for id in new.evidence {
+        if !kept.evidence.contains(&id) {
+            kept.evidence.push(id);
+        }
+    }
+    let over = kept.evidence.len().saturating_sub(policy.max_evidence);
+    kept.evidence.drain(..over);
+    for a in new.about {
+        if !kept.about.contains(&a) {
+            kept.about.push(a);
+        }
+    }
+    for v in new.visibility {
+        if !kept.visibility.contains(&v) {
+            kept.visibility.push(v);
+        }
+    }
+    kept.updated_at_ms = new.updated_at_ms.max(kept.updated_at_ms);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::Visibility;
+
+    fn lesson(id: &str, phase: &str, text: &str) -> Lesson {
+        Lesson {
+            id: id.into(),
+            workflow: "wf".into(),
+            phase: phase.into(),
+            text: text.into(),
+            evidence: vec![format!("e-{id}")],
+            source_run: "run-1".into(),
+            uses: 0,
+            helped: 0,
+            misses: 0,
+            about: vec![format!("rejection implementer: {text}")],
+            visibility: Vec::new(),
+            by: "retro".into(),
+            created_at_ms: 1,
+            updated_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_near_duplicate_merges_into_the_kept_lesson_with_its_evidence_and_visibility() {
+        let kept = vec![lesson(
+            "a",
+            "implementation",
+            "List test files in the first draft of an implementation",
+        )];
+        let mut twin = lesson(
+            "b",
+            "implementation",
+            "List the test files in the first draft of every implementation",
+        );
+        twin.visibility = vec![Visibility::Tenant("acme".into())];
+        let change = absorb(&kept, vec![twin], &Policy::default());
+        assert!(change.forget.is_empty());
+        assert_eq!(change.put.len(), 1, "{change:?}");
+        let merged = &change.put[0];
+        assert_eq!(merged.id, "a");
+        assert_eq!(merged.evidence, vec!["e-a", "e-b"]);
+        assert_eq!(merged.visibility, vec![Visibility::Tenant("acme".into())]);
+        assert_eq!(merged.tenant(), Some("acme"));
+    }
+
+    #[test]
+    fn lessons_of_other_phases_or_other_words_stay_apart() {
+        let kept = vec![lesson("a", "implementation", "Write tests before the code")];
+        let change = absorb(
+            &kept,
+            vec![
+                lesson("b", "validation", "Write tests before the code"),
+                lesson("c", "implementation", "Ask for an LDAP library up front"),
+            ],
+            &Policy::default(),
+        );
+        let ids: Vec<&str> = change.put.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids, ["b", "c"]);
+    }
+
+    #[test]
+    fn a_phase_over_its_budget_loses_its_lowest_scored_lessons() {
+        let mut proven = lesson("proven", "analysis", "alpha beta gamma");
+        proven.uses = 4;
+        proven.helped = 4;
+        let mut failing = lesson("failing", "analysis", "delta epsilon zeta");
+        failing.uses = 2;
+        failing.misses = 2;
+        let kept = vec![proven, failing];
+        let policy = Policy {
+            budget: 2,
+            ..Policy::default()
+        };
+        let change = absorb(
+            &kept,
+            vec![lesson("new", "analysis", "eta theta iota")],
+            &policy,
+        );
+        assert_eq!(change.forget, vec!["failing".to_string()]);
+        let ids: Vec<&str> = change.put.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids, ["new"]);
+    }
+
+    #[test]
+    fn a_new_lesson_over_a_full_budget_of_better_ones_is_not_kept() {
+        let mut kept = Vec::new();
+        for (i, text) in ["one two", "three four"].iter().enumerate() {
+            let mut l = lesson(&format!("k{i}"), "analysis", text);
+            l.uses = 3;
+            l.helped = 3;
+            kept.push(l);
+        }
+        let policy = Policy {
+            budget: 2,
+            ..Policy::default()
+        };
+        let change = absorb(&kept, vec![lesson("new", "analysis", "five six")], &policy);
+        assert!(change.is_empty(), "{change:?}");
+    }
+
+    #[test]
+    fn a_used_lesson_helps_when_its_problem_does_not_come_back_and_drops_after_misses() {
+        let l = lesson("a", "implementation", "Implementation lists no test_files");
+        let used = BTreeMap::from([("implementation".to_string(), vec!["a".to_string()])]);
+        let policy = Policy::default();
+        // The problem did not come back.
+        let change = judge(std::slice::from_ref(&l), &used, &[], &policy, 5);
+        assert_eq!((change.put[0].uses, change.put[0].helped), (1, 1));
+        // It came back, three runs in a row.
+        let problems =
+            vec!["rejection implementer: Implementation lists no test_files".to_string()];
+        let mut current = l;
+        for run in 1..=3 {
+            let change = judge(&[current.clone()], &used, &problems, &policy, 5);
+            if run < 3 {
+                assert_eq!(change.put[0].misses, run);
+                current = change.put[0].clone();
+            } else {
+                assert!(change.put.is_empty());
+                assert_eq!(change.forget, vec!["a".to_string()]);
+            }
+        }
+    }
+
+    #[test]
+    fn a_lesson_the_run_did_not_use_is_not_judged() {
+        let l = lesson("a", "implementation", "x");
+        let change = judge(&[l], &BTreeMap::new(), &[], &Policy::default(), 5);
+        assert!(change.is_empty());
+    }
+}

@@ -17,6 +17,7 @@ mod fuzzed;
 mod hostile;
 mod hotload;
 mod integrations;
+mod lessons;
 mod llm;
 mod loading;
 mod loopback;

@@ -56,6 +56,10 @@ pub(crate) type AppState = Arc<Runs>;
         super::detail::get_work,
         super::detail::list_invocations,
         super::detail::list_types,
+        super::lessons::list_lessons,
+        super::lessons::get_lesson,
+        super::lessons::forget_lesson,
+        super::lessons::distill_run,
         events::stream,
         super::health::healthz,
         super::health::readyz,
@@ -83,7 +87,10 @@ pub(crate) type AppState = Arc<Runs>;
         super::detail::InvocationPage,
         super::detail::WorkStory,
         super::detail::TypeView,
-        super::detail::TypeList
+        super::detail::TypeList,
+        super::lessons::LessonView,
+        super::lessons::LessonList,
+        super::lessons::DistilledView
     )),
     modifiers(&CommonAnswers)
 )]

@@ -12,6 +12,7 @@ mod dashboard;
 mod detail;
 mod events;
 mod health;
+mod lessons;
 mod runs;
 
 use super::store::StoreSpec;
@@ -217,6 +218,15 @@ fn router(runs: Arc<runs::Runs>, tokens: Arc<auth::Tokens>) -> Router {
         )
         .route("/v1/workflows/{id}/graph", get(api::get_graph))
         .route("/v1/workflows/{id}/events", get(events::stream))
+        .route(
+            "/v1/workflows/{id}/lessons/distill",
+            post(lessons::distill_run),
+        )
+        .route("/v1/lessons", get(lessons::list_lessons))
+        .route(
+            "/v1/lessons/{lesson}",
+            get(lessons::get_lesson).delete(lessons::forget_lesson),
+        )
         .route("/metrics", get(health::metrics))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)

@@ -208,6 +208,11 @@ impl Runs {
         self.store.as_ref()
     }
 
+    /// The store, shared (for work that outlives the request's borrow).
+    pub(crate) fn shared_store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
     /// The run's record, its records held in memory for reading while the answer lives.
     pub(crate) fn record(&self, id: &str) -> Result<Reading, RunsError> {
         let record = self

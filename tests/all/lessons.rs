@@ -383,3 +383,116 @@ fn a_lessons_table_naming_the_wrong_plugin_or_a_bad_budget_is_refused_with_its_l
         );
     }
 }
+
+#[test]
+fn a_server_keeps_lists_forgets_and_distils_lessons_over_its_api() {
+    use crate::serve::{Server, start};
+    use serde_json::json;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("serve.db"));
+    let manifest = json!({ "manifest_path": demo().display().to_string() });
+    let first = start(&server, manifest.clone());
+    let summary = server.wait_ended(&first);
+    assert_eq!(summary["status"], "complete");
+    assert!(work(&summary, "rejected_outputs") >= 1);
+    let added = summary["lessons"]["distilled"]["added"]
+        .as_array()
+        .expect("added")
+        .len();
+    assert!(added >= 2, "{summary}");
+
+    let (status, list) = server.get("/v1/lessons?workflow=auth-system");
+    assert_eq!(status, 200, "{list}");
+    let lessons = list["lessons"].as_array().expect("lessons");
+    assert_eq!(lessons.len(), added);
+    let (_, implementation) = server.get("/v1/lessons?workflow=auth-system&phase=implementation");
+    assert!(
+        implementation["lessons"]
+            .as_array()
+            .expect("lessons")
+            .iter()
+            .all(|l| l["phase"] == "implementation")
+    );
+    let (_, none) = server.get("/v1/lessons?workflow=another");
+    assert_eq!(none["lessons"], json!([]));
+    let id = lessons[0]["id"].as_str().expect("id").to_string();
+    let (status, one) = server.get(&format!("/v1/lessons/{id}"));
+    assert_eq!((status, &one["id"]), (200, &lessons[0]["id"]));
+    assert_eq!(one["source_run"], first.as_str());
+
+    // The next run through the server reads them: no refused draft.
+    let second = start(&server, manifest);
+    let again = server.wait_ended(&second);
+    assert!(
+        work(&again, "rejected_outputs") < work(&summary, "rejected_outputs"),
+        "{again}"
+    );
+    assert!(again["lessons"]["used"]["implementation"].is_array());
+
+    let (status, _) = server.request("DELETE", &format!("/v1/lessons/{id}"), &[], None);
+    assert_eq!(status, 204);
+    let (status, gone) = server.get(&format!("/v1/lessons/{id}"));
+    assert_eq!(status, 404, "{gone}");
+    assert!(
+        gone.to_string().contains(&format!("no lesson {id}")),
+        "{gone}"
+    );
+    let (status, _) = server.request("DELETE", &format!("/v1/lessons/{id}"), &[], None);
+    assert_eq!(status, 404);
+
+    // Distilling the first run again finds what was forgotten and keeps it anew.
+    let (status, d) = server.post(&format!("/v1/workflows/{first}/lessons/distill"), json!({}));
+    assert_eq!(status, 200, "{d}");
+    assert!(d["proposed"].as_u64().expect("proposed") >= 2, "{d}");
+    assert!(d["error"].is_null(), "{d}");
+    let (_, after) = server.get("/v1/lessons?workflow=auth-system");
+    assert_eq!(after["lessons"].as_array().expect("lessons").len(), added);
+    let (status, _) = server.post("/v1/workflows/no-such-run/lessons/distill", json!({}));
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llm_retrospective_keeps_the_models_lessons_on_the_evidence_it_cites() {
+    use serde_json::json;
+    // An OpenAI-compatible server on loopback: it reads the findings the retrospective
+    // sent and answers one lesson on the first finding's evidence.
+    let fake = crate::llm::serve(|_, body| {
+        let user = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default();
+        let review: Value = serde_json::from_str(user).unwrap_or_default();
+        let f = &review["findings"][0];
+        let answer = json!({ "lessons": [{
+            "phase": f["phase"],
+            "text": "Write the tests together with the code.",
+            "evidence": f["evidence"],
+        }] });
+        crate::llm::ok(&answer.to_string(), 40)
+    });
+    let retro = format!(
+        "[[plugin]]\nname = \"retro\"\npath = \"{{plugin:llm-retrospective}}\"\nworld = \"retrospective\"\ngrants = [\"llm\"]\n\n[llm]\nbase_url = \"{}\"\nmodel = \"test-model\"\n",
+        fake.url
+    );
+    let run = run(&demo_with(&retro)).await;
+    assert_eq!(run.summary.status, RunStatus::Complete);
+    let distilled = run
+        .summary
+        .lessons
+        .as_ref()
+        .and_then(|l| l.distilled.clone())
+        .expect("distilled");
+    assert_eq!(distilled.error, None);
+    assert_eq!((distilled.proposed, distilled.added.len()), (1, 1));
+    let kept = run.store.lessons(Some("auth-system")).expect("lessons");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].text, "Write the tests together with the code.");
+    assert_eq!(kept[0].by, "retro");
+    assert!(!kept[0].evidence.is_empty());
+    let usage = run.summary.llm.as_ref().expect("usage");
+    assert!(
+        usage.prompt_tokens + usage.completion_tokens > 0,
+        "{usage:?}"
+    );
+}

@@ -19,7 +19,7 @@ pub(crate) struct Reply {
     delay: Duration,
 }
 
-fn ok(content: &str, tokens: u32) -> Reply {
+pub(crate) fn ok(content: &str, tokens: u32) -> Reply {
     Reply {
         status: 200,
         headers: vec![],

@@ -689,12 +689,13 @@ impl Scheduler {
             }
             None => self.finish(workflow_id, budget_hit, started)?,
         };
+        run.status = summary.status;
+        // Before the usage is read: the retrospective's model calls count with the run.
+        self.learn(run);
         summary.llm = self.wf().llm.as_ref().map(|l| l.usage());
         summary.add_times(&run.agent_times);
         run.llm_usage = summary.llm.clone();
-        run.status = summary.status;
         run.finished_at_ms = Some(now_ms());
-        self.learn(run);
         summary.add_lessons(run);
         run.summary = serde_json::to_value(&summary).ok();
         self.store.save_run(run)?;

@@ -39,6 +39,7 @@ pub(crate) const BUILTIN_TYPES: &[(&str, &str)] = &[
         WORKFLOW_METRICS,
         include_str!("../schemas/WorkflowMetrics.json"),
     ),
+    (LESSON, include_str!("../schemas/Lesson.json")),
     (
         WORKFLOW_COMPLETE,
         include_str!("../schemas/WorkflowComplete.json"),
@@ -57,13 +58,17 @@ pub(crate) const PREVIOUS_ATTEMPT: &str = "PreviousAttempt";
 pub(crate) const WORKFLOW_METRICS: &str = "WorkflowMetrics";
 /// The types only the host publishes: a plugin that returns one is refused
 /// (`invalid_output`), so no plugin can end a run, report its metrics, or write the phase
-/// instructions and retry feedback other agents trust, in the host's name.
+/// instructions, retry feedback and lessons other agents trust, in the host's name.
 pub(crate) const HOST_ONLY: &[&str] = &[
     WORKFLOW_COMPLETE,
     WORKFLOW_METRICS,
     PHASE_INSTRUCTIONS,
     PREVIOUS_ATTEMPT,
+    LESSON,
 ];
+/// The type name of a lesson (see `lessons/`): text that reaches later runs' prompts,
+/// so no plugin may publish one.
+pub(crate) const LESSON: &str = "Lesson";
 
 /// The type name of analysis results (checked by the built-in validator).
 pub(crate) const ANALYSIS_RESULT: &str = "AnalysisResult";

@@ -421,6 +421,8 @@ async fn load_run(
                 ),
             }
         }
+        // The lessons the run chose when it started, as its coordinator uses them.
+        wf.use_lessons(record.lessons.clone());
         Ok(wf)
     })
     .await

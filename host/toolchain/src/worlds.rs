@@ -144,7 +144,8 @@ mod tests {
         let e = check("a.js", js, "basic-agent").expect_err("basic-agent does not");
         assert!(e.contains("a.js:2: imports murmur:plugin/llm@0.1.0, which the world 'basic-agent' does not import"), "{e}");
         assert!(
-            e.contains("(agent, router, validator, retrospective, http-agent)") || e.contains("agent,"),
+            e.contains("(agent, router, validator, retrospective, http-agent)")
+                || e.contains("agent,"),
             "{e}"
         );
         let py = "import json\nfrom wit_world.imports import types, log\nfrom wit_world.imports import kv\n";

@@ -377,7 +377,7 @@ fn an_import_the_world_lacks_is_a_build_error_naming_the_world_to_declare() {
         assert_eq!(out.status.code(), Some(1), "{said}");
         assert!(said.contains(says), "{lang}: {said}");
         assert!(
-            said.contains("declare a world that does as the plugin's world (agent, router, validator, retrospective, http-agent)"),
+            said.contains("declare a world that does as the plugin's world (agent, http-agent)"),
             "{lang}: {said}"
         );
         assert!(

@@ -283,10 +283,10 @@ async fn a_misbehaving_retrospective_teaches_nothing_and_the_run_ends_as_it_woul
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lesson_carries_its_evidence_visibility_and_reaches_only_agents_that_may_see_it() {
-    // Work for tenant acme that its agent cannot do: the failure's evidence is acme's.
-    let text = format!(
+/// Work for tenant acme that its agent cannot do: the failure's evidence is acme's, and
+/// the hostile retrospective (mode `each`) makes one lesson of it.
+fn tenants_manifest() -> String {
+    format!(
         r#"[workflow]
 name = "tenants"
 [recovery]
@@ -314,7 +314,12 @@ retrospective = "retro"
             None
         ),
         hostile("each", ""),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lesson_carries_its_evidence_visibility_and_reaches_only_agents_that_may_see_it() {
+    let text = tenants_manifest();
     let wf = load(&text).expect("load");
     let store: Arc<dyn murmur::Store> = Arc::new(murmur::MemoryStore::new());
     let summary = murmur::scheduler::Scheduler::new(Arc::new(wf), store.clone())
@@ -495,4 +500,91 @@ async fn the_llm_retrospective_keeps_the_models_lessons_on_the_evidence_it_cites
         usage.prompt_tokens + usage.completion_tokens > 0,
         "{usage:?}"
     );
+}
+
+#[test]
+fn a_tenants_token_reads_only_the_lessons_whose_evidence_it_may_see_and_forgets_none() {
+    use crate::serve::Server;
+    use serde_json::json;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        "[[token]]\nenv = \"T_ACME\"\ntenant = \"acme\"\n[[token]]\nenv = \"T_GLOBEX\"\ntenant = \"globex\"\n",
+    )
+    .expect("write");
+    let (admin, acme, globex) = (
+        "admin-token-0123456789",
+        "acme-token-0123456789",
+        "globex-token-0123456789",
+    );
+    let server = Server::start_with(
+        &dir.path().join("serve.db"),
+        &[
+            "--token-env",
+            "T_ADMIN",
+            "--tokens",
+            tokens.to_str().expect("utf-8"),
+        ],
+        &[("T_ADMIN", admin), ("T_ACME", acme), ("T_GLOBEX", globex)],
+    );
+    let call = |token: &str, method: &str, path: &str, body: Option<Value>| {
+        let bearer = format!("Bearer {token}");
+        let body = body.map(|b| b.to_string());
+        server.request(
+            method,
+            path,
+            &[("Authorization", &bearer)],
+            body.as_deref().map(str::as_bytes),
+        )
+    };
+    let (status, body) = call(
+        admin,
+        "POST",
+        "/v1/workflows",
+        Some(json!({ "manifest": expand(&tenants_manifest()) })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["workflow_id"].as_str().expect("id").to_string();
+    let started = std::time::Instant::now();
+    loop {
+        let (_, summary) = call(admin, "GET", &format!("/v1/workflows/{id}"), None);
+        if summary["status"] != "running" {
+            assert_eq!(summary["status"], "failed", "{summary}");
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let count = |token: &str| {
+        let (status, list) = call(token, "GET", "/v1/lessons?workflow=tenants", None);
+        assert_eq!(status, 200, "{list}");
+        list["lessons"].as_array().expect("lessons").clone()
+    };
+    let all = count(admin);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0]["tenant"], "acme");
+    assert_eq!(count(acme).len(), 1);
+    assert!(
+        count(globex).is_empty(),
+        "globex may not see acme's evidence"
+    );
+    let lesson = format!("/v1/lessons/{}", all[0]["id"].as_str().expect("id"));
+    let (status, _) = call(globex, "GET", &lesson, None);
+    assert_eq!(status, 404);
+    let (status, body) = call(acme, "DELETE", &lesson, None);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = call(
+        acme,
+        "POST",
+        &format!("/v1/workflows/{id}/lessons/distill"),
+        Some(json!({})),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = call(admin, "DELETE", &lesson, None);
+    assert_eq!(status, 204);
+    assert!(count(admin).is_empty());
 }

@@ -7,9 +7,19 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use wit_parser::{Resolve, WorldItem, WorldKey};
 
-/// The WIT worlds in `wit` (a directory with `deps/`), each with the interfaces it
-/// imports, named `namespace:package/interface@version`.
-pub fn worlds(wit: &Path) -> Result<Vec<(String, BTreeSet<String>)>> {
+/// A WIT world: its name, and the interfaces it imports and exports, named
+/// `namespace:package/interface@version`.
+pub struct World {
+    /// The world's name.
+    pub name: String,
+    /// The interfaces it imports.
+    pub imports: BTreeSet<String>,
+    /// The interfaces it exports (what kind of plugin it is).
+    pub exports: BTreeSet<String>,
+}
+
+/// The WIT worlds in `wit` (a directory with `deps/`).
+pub fn worlds(wit: &Path) -> Result<Vec<World>> {
     let mut resolve = Resolve::default();
     let (pkg, _) = resolve
         .push_dir(wit)
@@ -20,15 +30,22 @@ pub fn worlds(wit: &Path) -> Result<Vec<(String, BTreeSet<String>)>> {
         .iter()
         .filter(|(_, w)| w.package == Some(pkg))
     {
-        let mut imports = BTreeSet::new();
-        for (key, item) in &world.imports {
-            if let (WorldKey::Interface(id), WorldItem::Interface { .. }) = (key, item)
-                && let Some(name) = resolve.id_of(*id)
-            {
-                imports.insert(name);
+        let names = |items: &wit_parser::IndexMap<WorldKey, WorldItem>| {
+            let mut names = BTreeSet::new();
+            for (key, item) in items {
+                if let (WorldKey::Interface(id), WorldItem::Interface { .. }) = (key, item)
+                    && let Some(name) = resolve.id_of(*id)
+                {
+                    names.insert(name);
+                }
             }
-        }
-        out.push((world.name.clone(), imports));
+            names
+        };
+        out.push(World {
+            name: world.name.clone(),
+            imports: names(&world.imports),
+            exports: names(&world.exports),
+        });
     }
     Ok(out)
 }
@@ -77,8 +94,8 @@ pub fn check_imports(source: &Path, wit: &Path, world: &str) -> Result<()> {
     let text =
         std::fs::read_to_string(source).with_context(|| format!("reading {}", source.display()))?;
     let all = worlds(wit)?;
-    let Some((_, imports)) = all.iter().find(|(n, _)| n == world) else {
-        let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+    let Some(chosen) = all.iter().find(|w| w.name == world) else {
+        let names: Vec<&str> = all.iter().map(|w| w.name.as_str()).collect();
         bail!(
             "there is no world '{world}' in {}; the worlds are: {}",
             wit.display(),
@@ -96,14 +113,20 @@ pub fn check_imports(source: &Path, wit: &Path, world: &str) -> Result<()> {
             let short = unversioned.rsplit('/').next().unwrap_or(unversioned);
             short == wanted || unversioned.replace([':', '/'], "-") == wanted
         };
-        if imports.iter().any(matches) {
+        if chosen.imports.iter().any(matches) {
             continue;
         }
-        let with: Vec<&str> = all
-            .iter()
-            .filter(|(_, i)| i.iter().any(matches))
-            .map(|(n, _)| n.as_str())
+        // The worlds that import it, those of the same kind (exporting what the chosen
+        // world exports) first: a basic agent wanting the model is an `agent`, not a
+        // router.
+        let importing = || all.iter().filter(|w| w.imports.iter().any(matches));
+        let mut with: Vec<&str> = importing()
+            .filter(|w| w.exports == chosen.exports)
+            .map(|w| w.name.as_str())
             .collect();
+        if with.is_empty() {
+            with = importing().map(|w| w.name.as_str()).collect();
+        }
         let hint = if with.is_empty() {
             "no world of this version of the WIT imports it".to_string()
         } else {
@@ -144,8 +167,15 @@ mod tests {
         let e = check("a.js", js, "basic-agent").expect_err("basic-agent does not");
         assert!(e.contains("a.js:2: imports murmur:plugin/llm@0.1.0, which the world 'basic-agent' does not import"), "{e}");
         assert!(
-            e.contains("(agent, router, validator, retrospective, http-agent)")
-                || e.contains("agent,"),
+            e.contains("declare a world that does as the plugin's world (agent, http-agent)"),
+            "{e}"
+        );
+        // No world of the context provider's kind has the model: every world that does.
+        let e = check("a.js", js, "context-provider").expect_err("no llm");
+        assert!(
+            e.contains(
+                "as the plugin's world (agent, router, validator, retrospective, http-agent)"
+            ),
             "{e}"
         );
         let py = "import json\nfrom wit_world.imports import types, log\nfrom wit_world.imports import kv\n";

@@ -588,3 +588,49 @@ fn a_tenants_token_reads_only_the_lessons_whose_evidence_it_may_see_and_forgets_
     assert_eq!(status, 204);
     assert!(count(admin).is_empty());
 }
+
+#[test]
+fn a_lesson_that_stops_helping_is_retired_and_its_problem_proposed_again_stays_retired() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("auth.db");
+    // Runs 2 to 4 use every lesson; the LDAP failure and the duplicates come back in
+    // each (no agent of the demo heeds those lessons), so after three misses in a row
+    // their lessons retire, and the fifth run reads only the one that helps.
+    let mut last = Value::Null;
+    for _ in 0..5 {
+        last = run_demo(&db);
+    }
+    let kept = lessons_of(&db);
+    let (retired, active): (Vec<&Value>, Vec<&Value>) =
+        kept.iter().partition(|l| l["retired"] == true);
+    assert_eq!(active.len(), 1, "{kept:?}");
+    assert!(
+        active[0]["text"]
+            .as_str()
+            .expect("text")
+            .contains("test_files")
+    );
+    assert_eq!(
+        (active[0]["uses"].as_u64(), active[0]["helped"].as_u64()),
+        (Some(4), Some(4))
+    );
+    assert_eq!(retired.len(), 3, "{kept:?}");
+    for l in &retired {
+        assert_eq!(
+            (l["uses"].as_u64(), l["helped"].as_u64()),
+            (Some(3), Some(0)),
+            "{l}"
+        );
+    }
+    let used = last["lessons"]["used"].as_object().expect("used");
+    let ids: Vec<&Value> = used
+        .values()
+        .flat_map(|v| v.as_array().expect("ids"))
+        .collect();
+    assert_eq!(ids, [&active[0]["id"]], "{used:?}");
+    // The retrospective proposed the same problems again: they merged into the retired
+    // lessons, and nothing new was kept.
+    let distilled = &last["lessons"]["distilled"];
+    assert_eq!(distilled["added"], serde_json::json!([]), "{distilled}");
+    assert_eq!(distilled["merged"].as_array().expect("merged").len(), 3);
+}

@@ -490,6 +490,7 @@ fn kept(id: &str, workflow: &str, text: &str) -> crate::lessons::Lesson {
         misses: 0,
         about: vec!["rejection implementer: no tests".into()],
         visibility: vec![Visibility::Tenant("acme".into())],
+        retired: false,
         by: "retro".into(),
         created_at_ms: 1,
         updated_at_ms: 1,

@@ -91,12 +91,13 @@ impl LessonsCommand {
                 }
                 for l in &lessons {
                     println!(
-                        "{}  {}/{}  used {}, helped {}{}\n    {}",
+                        "{}  {}/{}  used {}, helped {}{}{}\n    {}",
                         l.id,
                         l.workflow,
                         l.phase,
                         l.uses,
                         l.helped,
+                        if l.retired { ", retired" } else { "" },
                         l.tenant()
                             .map(|t| format!(", tenant {t}"))
                             .unwrap_or_default(),
@@ -226,8 +227,15 @@ fn print_lesson(l: &Lesson) {
     println!("  text      {}", l.text);
     println!("  by        {} (from run {})", l.by, l.source_run);
     println!(
-        "  record    used {}, helped {}, missed {} in a row",
-        l.uses, l.helped, l.misses
+        "  record    used {}, helped {}, missed {} in a row{}",
+        l.uses,
+        l.helped,
+        l.misses,
+        if l.retired {
+            "; retired: no run reads it"
+        } else {
+            ""
+        }
     );
     println!("  evidence  {}", l.evidence.join(", "));
     for a in &l.about {

@@ -39,7 +39,8 @@ pub struct Distilled {
     pub added: Vec<String>,
     /// Kept lessons proposals merged into.
     pub merged: Vec<String>,
-    /// Lessons dropped: over a phase's budget, or no longer helping.
+    /// Lessons retired by this change: no longer helping, or over a phase's budget
+    /// (no run reads them; a problem proposed again merges into them).
     pub dropped: Vec<String>,
     /// Lessons the run used whose problem did not come back.
     pub helped: Vec<String>,
@@ -89,9 +90,10 @@ pub async fn distill(
             } else {
                 out.missed.push(l.id.clone());
             }
+            if l.retired {
+                out.dropped.push(l.id.clone());
+            }
         }
-        out.missed.extend(judged.forget.iter().cloned());
-        out.dropped.extend(judged.forget.iter().cloned());
         apply(&mut current, &judged);
         change = judged;
     }
@@ -122,13 +124,12 @@ pub async fn distill(
             Ok(new) => {
                 let absorbed = keep::absorb(&current, new, &policy);
                 for l in &absorbed.put {
-                    if current.iter().any(|k| k.id == l.id) {
-                        out.merged.push(l.id.clone());
-                    } else {
-                        out.added.push(l.id.clone());
+                    match current.iter().find(|k| k.id == l.id) {
+                        None => out.added.push(l.id.clone()),
+                        Some(k) if l.retired && !k.retired => out.dropped.push(l.id.clone()),
+                        Some(_) => out.merged.push(l.id.clone()),
                     }
                 }
-                out.dropped.extend(absorbed.forget.iter().cloned());
                 change = combine(change, absorbed);
             }
             Err(e) => {
@@ -305,6 +306,7 @@ fn check(
             misses: 0,
             about,
             visibility,
+            retired: false,
             by: by.to_string(),
             created_at_ms: now,
             updated_at_ms: now,

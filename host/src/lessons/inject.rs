@@ -22,7 +22,10 @@ pub fn choose(
     max_chars: usize,
 ) -> BTreeMap<String, Vec<UsedLesson>> {
     let mut by_phase: BTreeMap<String, Vec<&Lesson>> = BTreeMap::new();
-    for l in kept.iter().filter(|l| phases.contains(&l.phase)) {
+    for l in kept
+        .iter()
+        .filter(|l| !l.retired && phases.contains(&l.phase))
+    {
         by_phase.entry(l.phase.clone()).or_default().push(l);
     }
     let mut chosen = BTreeMap::new();
@@ -91,6 +94,7 @@ mod tests {
             misses: 0,
             about: Vec::new(),
             visibility: Vec::new(),
+            retired: false,
             by: "retro".into(),
             created_at_ms: 1,
             updated_at_ms: 1,
@@ -104,6 +108,10 @@ mod tests {
             lesson("strong", "implementation", "bbbb bbbb", 4, 4),
             lesson("long", "implementation", &"c".repeat(200), 0, 0),
             lesson("elsewhere", "retired-phase", "dddd", 0, 0),
+            Lesson {
+                retired: true,
+                ..lesson("retired", "implementation", "eeee", 0, 0)
+            },
         ];
         let phases = vec!["implementation".to_string(), "analysis".to_string()];
         let chosen = choose(&kept, &phases, 30);

@@ -3,10 +3,16 @@
 //! Two steps, both pure (the caller reads the lessons and stores the change in one
 //! commit): [`judge`] scores the lessons the run used — one that the run's findings show
 //! did not prevent its problem misses, and after [`Policy::give_up_after`] misses in a
-//! row it is dropped — and [`absorb`] folds the run's new lessons in: a new lesson as
+//! row it is retired — and [`absorb`] folds the run's new lessons in: a new lesson as
 //! close as [`Policy::merge_at`] to a kept one of the same phase merges into it (its
-//! evidence and problems added), and a phase over [`Policy::budget`] loses its
+//! evidence and problems added), and a phase over [`Policy::budget`] retires its
 //! lowest-scored lessons.
+//!
+//! A retired lesson is no longer read by any run, but it is kept (at most
+//! [`Policy::budget`] per phase, the most recently changed), so that the problem that
+//! keeps coming back, proposed again by the next retrospective, merges into the lesson
+//! that failed instead of starting over with a clean record. Forgetting a lesson
+//! (`murmur lessons forget`) deletes it, retired or not.
 
 use super::{Lesson, LessonChange};
 use crate::similarity::{jaccard, words};
@@ -19,7 +25,7 @@ pub struct Policy {
     pub budget: usize,
     /// Word-set similarity (Jaccard) at which two lessons of a phase are one.
     pub merge_at: f64,
-    /// Uses in a row that did not help after which a lesson is dropped.
+    /// Uses in a row that did not help after which a lesson is retired.
     pub give_up_after: u32,
     /// Most evidence ids one lesson keeps (the newest win).
     pub max_evidence: usize,
@@ -47,8 +53,8 @@ pub fn is_about(lesson: &Lesson, problem: &str, policy: &Policy) -> bool {
 
 /// Score the lessons a run used: `used` names them by phase; `problems` are the run's
 /// findings' signatures (of every phase: a lesson for one phase may be about a problem
-/// met in another). Returns the lessons as they stand after the run (changed ones in
-/// `put`, dropped ones in `forget`).
+/// met in another). Returns the lessons the run changed (in `put`; those that missed
+/// their last chance retired).
 pub fn judge(
     kept: &[Lesson],
     used: &BTreeMap<String, Vec<String>>,
@@ -74,11 +80,8 @@ pub fn judge(
             l.misses = 0;
         }
         l.updated_at_ms = now_ms;
-        if l.misses >= policy.give_up_after {
-            change.forget.push(l.id);
-        } else {
-            change.put.push(l);
-        }
+        l.retired = l.misses >= policy.give_up_after;
+        change.put.push(l);
     }
     change
 }
@@ -90,6 +93,7 @@ pub fn absorb(kept: &[Lesson], new: Vec<Lesson>, policy: &Policy) -> LessonChang
     let mut touched: BTreeSet<String> = BTreeSet::new();
     for lesson in new {
         let w = words(&lesson.text);
+        // A retired twin takes it too: a problem that keeps coming back stays retired.
         let twin = all.iter_mut().find(|k| {
             k.phase == lesson.phase
                 && k.workflow == lesson.workflow
@@ -106,34 +110,60 @@ pub fn absorb(kept: &[Lesson], new: Vec<Lesson>, policy: &Policy) -> LessonChang
             }
         }
     }
-    // The budget, per phase: the lowest scores go (the older of a tie).
-    let mut by_phase: BTreeMap<String, Vec<&Lesson>> = BTreeMap::new();
-    for l in &all {
-        by_phase.entry(l.phase.clone()).or_default().push(l);
+    let kept_ids: BTreeSet<&str> = kept.iter().map(|k| k.id.as_str()).collect();
+    // The budget, per phase: the lowest-scored active lessons retire (the older of a
+    // tie); a new one that does not make it is not kept at all.
+    let mut by_phase: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, l) in all.iter().enumerate().filter(|(_, l)| !l.retired) {
+        by_phase.entry(l.phase.clone()).or_default().push(i);
     }
-    let mut dropped = BTreeSet::new();
-    for lessons in by_phase.values_mut() {
-        if lessons.len() <= policy.budget {
+    let mut unkept = BTreeSet::new();
+    for active in by_phase.values_mut() {
+        if active.len() <= policy.budget {
             continue;
         }
-        lessons.sort_by(|a, b| {
+        active.sort_by(|&a, &b| {
+            let (a, b) = (&all[a], &all[b]);
             b.score()
                 .total_cmp(&a.score())
                 .then(b.created_at_ms.cmp(&a.created_at_ms))
                 .then(b.id.cmp(&a.id))
         });
-        for l in &lessons[policy.budget..] {
-            dropped.insert(l.id.clone());
+        for &i in &active[policy.budget..] {
+            if kept_ids.contains(all[i].id.as_str()) {
+                all[i].retired = true;
+                touched.insert(all[i].id.clone());
+            } else {
+                unkept.insert(all[i].id.clone());
+            }
         }
     }
-    let kept_ids: BTreeSet<&str> = kept.iter().map(|k| k.id.as_str()).collect();
+    // Retired lessons are kept as a memory of what did not help, a budget's worth per
+    // phase (the most recently changed); older ones go.
+    let mut retired: BTreeMap<String, Vec<&Lesson>> = BTreeMap::new();
+    for l in all.iter().filter(|l| l.retired) {
+        retired.entry(l.phase.clone()).or_default().push(l);
+    }
+    let mut forget = BTreeSet::new();
+    for list in retired.values_mut() {
+        list.sort_by(|a, b| {
+            b.updated_at_ms
+                .cmp(&a.updated_at_ms)
+                .then(b.created_at_ms.cmp(&a.created_at_ms))
+        });
+        for l in list.iter().skip(policy.budget) {
+            forget.insert(l.id.clone());
+        }
+    }
     LessonChange {
         put: all
             .iter()
-            .filter(|l| touched.contains(&l.id) && !dropped.contains(&l.id))
+            .filter(|l| {
+                touched.contains(&l.id) && !unkept.contains(&l.id) && !forget.contains(&l.id)
+            })
             .cloned()
             .collect(),
-        forget: dropped
+        forget: forget
             .into_iter()
             .filter(|id| kept_ids.contains(id.as_str()))
             .collect(),
@@ -181,6 +211,7 @@ mod tests {
             misses: 0,
             about: vec![format!("rejection implementer: {text}")],
             visibility: Vec::new(),
+            retired: false,
             by: "retro".into(),
             created_at_ms: 1,
             updated_at_ms: 1,
@@ -243,9 +274,13 @@ mod tests {
             vec![lesson("new", "analysis", "eta theta iota")],
             &policy,
         );
-        assert_eq!(change.forget, vec!["failing".to_string()]);
-        let ids: Vec<&str> = change.put.iter().map(|l| l.id.as_str()).collect();
-        assert_eq!(ids, ["new"]);
+        assert!(change.forget.is_empty());
+        let put: Vec<(&str, bool)> = change
+            .put
+            .iter()
+            .map(|l| (l.id.as_str(), l.retired))
+            .collect();
+        assert_eq!(put, [("failing", true), ("new", false)]);
     }
 
     #[test]
@@ -266,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn a_used_lesson_helps_when_its_problem_does_not_come_back_and_drops_after_misses() {
+    fn a_used_lesson_helps_when_its_problem_does_not_come_back_and_retires_after_misses() {
         let l = lesson("a", "implementation", "Implementation lists no test_files");
         let used = BTreeMap::from([("implementation".to_string(), vec!["a".to_string()])]);
         let policy = Policy::default();
@@ -279,14 +314,53 @@ mod tests {
         let mut current = l;
         for run in 1..=3 {
             let change = judge(&[current.clone()], &used, &problems, &policy, 5);
-            if run < 3 {
-                assert_eq!(change.put[0].misses, run);
-                current = change.put[0].clone();
-            } else {
-                assert!(change.put.is_empty());
-                assert_eq!(change.forget, vec!["a".to_string()]);
-            }
+            assert_eq!(change.put[0].misses, run);
+            assert_eq!(change.put[0].retired, run == 3, "run {run}");
+            assert!(change.forget.is_empty());
+            current = change.put[0].clone();
         }
+    }
+
+    #[test]
+    fn a_problem_that_keeps_coming_back_merges_into_its_retired_lesson_and_stays_retired() {
+        let mut failed = lesson("old", "implementation", "Ask for an LDAP library up front");
+        failed.retired = true;
+        failed.uses = 3;
+        failed.misses = 3;
+        let again = lesson(
+            "again",
+            "implementation",
+            "Ask for an LDAP library up front",
+        );
+        let change = absorb(
+            std::slice::from_ref(&failed),
+            vec![again],
+            &Policy::default(),
+        );
+        assert_eq!(change.put.len(), 1, "{change:?}");
+        assert_eq!(change.put[0].id, "old");
+        assert!(change.put[0].retired);
+        assert_eq!(change.put[0].evidence, vec!["e-old", "e-again"]);
+    }
+
+    #[test]
+    fn retired_lessons_are_kept_a_budgets_worth_per_phase_the_newest_first() {
+        let policy = Policy {
+            budget: 2,
+            ..Policy::default()
+        };
+        let kept: Vec<Lesson> = (1..=3u64)
+            .map(|i| {
+                let mut l = lesson(&format!("r{i}"), "analysis", &format!("word{i} other{i}"));
+                l.retired = true;
+                l.updated_at_ms = i;
+                l
+            })
+            .collect();
+        let change = absorb(&kept, vec![lesson("n", "analysis", "fresh text")], &policy);
+        assert_eq!(change.forget, vec!["r1".to_string()]);
+        let ids: Vec<&str> = change.put.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids, ["n"]);
     }
 
     #[test]

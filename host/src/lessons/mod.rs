@@ -14,7 +14,7 @@
 //! - a lesson carries the visibility of every artifact it rests on, and reaches only an
 //!   agent that may see all of them;
 //! - lessons never grow without bound: a budget per phase, near-duplicates merged, and
-//!   a lesson that stops helping drops out.
+//!   a lesson that stops helping is retired (no longer read, and not proposed anew).
 
 pub mod distill;
 pub mod findings;
@@ -52,6 +52,10 @@ pub struct Lesson {
     /// Every visibility of its evidence: a viewer must pass each one to see it.
     #[serde(default)]
     pub visibility: Vec<Visibility>,
+    /// Retired: it stopped helping (or lost its place to better ones), so no run reads
+    /// it; kept so that its problem, proposed again, merges here (see [`keep`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
     /// The retrospective plugin that wrote it.
     pub by: String,
     /// When it was first kept (ms since the Unix epoch).

@@ -33,6 +33,8 @@ pub(crate) struct LessonView {
     helped: u32,
     /// Uses in a row that did not help.
     misses: u32,
+    /// Retired: it stopped helping or lost its place; no run reads it.
+    retired: bool,
     /// The problems it is about.
     about: Vec<String>,
     /// Its tenant, when its evidence belongs to one.
@@ -66,6 +68,7 @@ impl From<Lesson> for LessonView {
             uses: l.uses,
             helped: l.helped,
             misses: l.misses,
+            retired: l.retired,
             about: l.about,
             by: l.by,
             created_at_ms: l.created_at_ms,

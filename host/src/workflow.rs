@@ -186,10 +186,11 @@ impl PhaseContext {
 }
 
 /// The lessons a run put in its phases' instructions, and each phase as an agent that
-/// may see all of them receives it.
+/// may see all of them receives it (with whether every agent may: all the phase's
+/// lessons are public, so no invocation needs to check).
 struct RunLessons {
     used: BTreeMap<String, Vec<crate::lessons::UsedLesson>>,
-    everyone: BTreeMap<String, PhaseContext>,
+    everyone: BTreeMap<String, (PhaseContext, bool)>,
 }
 
 /// A workflow ready to run.
@@ -463,7 +464,11 @@ impl Workflow {
             .filter_map(|(name, lessons)| {
                 let phase = self.phases.get(name)?;
                 let all: Vec<&crate::lessons::UsedLesson> = lessons.iter().collect();
-                Some((name.clone(), PhaseContext::with_lessons(phase, &all)))
+                let public = lessons.iter().all(|l| l.visibility.is_empty());
+                Some((
+                    name.clone(),
+                    (PhaseContext::with_lessons(phase, &all), public),
+                ))
             })
             .collect();
         let _ = self.lessons.set(RunLessons { used, everyone });
@@ -489,9 +494,13 @@ impl Workflow {
         let Some(run) = self.lessons.get() else {
             return Some(Cow::Borrowed(base));
         };
-        let (Some(used), Some(everyone)) = (run.used.get(name), run.everyone.get(name)) else {
+        let (Some(used), Some((everyone, public))) = (run.used.get(name), run.everyone.get(name))
+        else {
             return Some(Cow::Borrowed(base));
         };
+        if *public {
+            return Some(Cow::Borrowed(everyone));
+        }
         let seen =
             |l: &&crate::lessons::UsedLesson| l.visibility.iter().all(|v| v.allows("host", viewer));
         if used.iter().all(|l| seen(&l)) {

@@ -190,18 +190,7 @@ impl LessonsCommand {
 
 /// Open a database's lessons (no run is claimed: lessons are not a run's).
 fn open(spec: &StoreSpec) -> Result<Arc<DurableStore>> {
-    let store = match spec {
-        StoreSpec::Memory => {
-            bail!("lessons live in a database: pass --store sqlite:PATH or postgres://…")
-        }
-        StoreSpec::Sqlite(path) => {
-            if !path.exists() {
-                bail!("{}: no such database", path.display());
-            }
-            DurableStore::sqlite(path)?
-        }
-        StoreSpec::Postgres(url) => DurableStore::postgres(url)?,
-    };
+    let store = spec.open_existing()?;
     store.check()?;
     Ok(Arc::new(store))
 }

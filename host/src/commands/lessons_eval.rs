@@ -156,6 +156,9 @@ impl EvalCommand {
     }
 }
 
+/// A line of the comparison: its name, and its value on one side.
+type Row = (&'static str, fn(&Side) -> String);
+
 fn print(c: &Comparison) {
     println!(
         "run {} of '{}' replayed from {} (a request not on the tape: {})",
@@ -171,39 +174,22 @@ fn print(c: &Comparison) {
         "{:<22} {:>16} {:>16}",
         "", "without lessons", "with lessons"
     );
-    let row = |name: &str, a: String, b: String| println!("{name:<22} {a:>16} {b:>16}");
-    let (a, b) = (&c.without, &c.with);
-    row("status", a.status.clone(), b.status.clone());
-    row(
-        "lessons used",
-        a.lessons_used.to_string(),
-        b.lessons_used.to_string(),
-    );
-    row(
-        "rejected outputs",
-        a.rejected_outputs.to_string(),
-        b.rejected_outputs.to_string(),
-    );
-    row("retries", a.retries.to_string(), b.retries.to_string());
-    row(
-        "failed invocations",
-        a.failed_invocations.to_string(),
-        b.failed_invocations.to_string(),
-    );
-    row(
-        "invocations",
-        a.invocations.to_string(),
-        b.invocations.to_string(),
-    );
-    row("tokens", a.tokens.to_string(), b.tokens.to_string());
-    row(
-        "answers from the tape",
-        a.from_tape.to_string(),
-        b.from_tape.to_string(),
-    );
-    row(
-        "answers from provider",
-        a.from_provider.to_string(),
-        b.from_provider.to_string(),
-    );
+    let rows: [Row; 9] = [
+        ("status", |s| s.status.clone()),
+        ("lessons used", |s| s.lessons_used.to_string()),
+        ("rejected outputs", |s| s.rejected_outputs.to_string()),
+        ("retries", |s| s.retries.to_string()),
+        ("failed invocations", |s| s.failed_invocations.to_string()),
+        ("invocations", |s| s.invocations.to_string()),
+        ("tokens", |s| s.tokens.to_string()),
+        ("answers from the tape", |s| s.from_tape.to_string()),
+        ("answers from provider", |s| s.from_provider.to_string()),
+    ];
+    for (name, value) in rows {
+        println!(
+            "{name:<22} {:>16} {:>16}",
+            value(&c.without),
+            value(&c.with)
+        );
+    }
 }

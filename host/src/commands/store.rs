@@ -57,6 +57,23 @@ impl StoreSpec {
         Ok(Some(Arc::new(store)))
     }
 
+    /// Open a database that must exist already, to read it (or change what a command
+    /// owns in it): `memory` and a missing SQLite file are refused.
+    pub(crate) fn open_existing(&self) -> Result<DurableStore> {
+        Ok(match self {
+            StoreSpec::Memory => {
+                bail!("this command reads a database: pass --store sqlite:PATH or postgres://…")
+            }
+            StoreSpec::Sqlite(path) => {
+                if !path.exists() {
+                    bail!("{}: no such database", path.display());
+                }
+                DurableStore::sqlite(path)?
+            }
+            StoreSpec::Postgres(url) => DurableStore::postgres(url)?,
+        })
+    }
+
     /// The database `--workers` hands invocations out through: only a PostgreSQL store's.
     pub(crate) fn workers_url(&self) -> Result<&str> {
         match self {
@@ -165,18 +182,7 @@ fn open_run(
     workflow: Option<&str>,
     access: Access,
 ) -> Result<(Arc<DurableStore>, RunRecord)> {
-    let store = match spec {
-        StoreSpec::Memory => {
-            bail!("this command reads a database: pass --store sqlite:PATH or postgres://…")
-        }
-        StoreSpec::Sqlite(path) => {
-            if !path.exists() {
-                bail!("{}: no such database", path.display());
-            }
-            DurableStore::sqlite(path)?
-        }
-        StoreSpec::Postgres(url) => DurableStore::postgres(url)?,
-    };
+    let store = spec.open_existing()?;
     if access == Access::Write {
         store.claim_writer()?;
     }

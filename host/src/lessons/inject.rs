@@ -83,21 +83,9 @@ mod tests {
 
     fn lesson(id: &str, phase: &str, text: &str, uses: u32, helped: u32) -> Lesson {
         Lesson {
-            id: id.into(),
-            workflow: "wf".into(),
-            phase: phase.into(),
-            text: text.into(),
-            evidence: vec!["e".into()],
-            source_run: "r".into(),
             uses,
             helped,
-            misses: 0,
-            about: Vec::new(),
-            visibility: Vec::new(),
-            retired: false,
-            by: "retro".into(),
-            created_at_ms: 1,
-            updated_at_ms: 1,
+            ..crate::lessons::sample(id, phase, text)
         }
     }
 

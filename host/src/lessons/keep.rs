@@ -198,25 +198,7 @@ mod tests {
     use super::*;
     use crate::artifact::Visibility;
 
-    fn lesson(id: &str, phase: &str, text: &str) -> Lesson {
-        Lesson {
-            id: id.into(),
-            workflow: "wf".into(),
-            phase: phase.into(),
-            text: text.into(),
-            evidence: vec![format!("e-{id}")],
-            source_run: "run-1".into(),
-            uses: 0,
-            helped: 0,
-            misses: 0,
-            about: vec![format!("rejection implementer: {text}")],
-            visibility: Vec::new(),
-            retired: false,
-            by: "retro".into(),
-            created_at_ms: 1,
-            updated_at_ms: 1,
-        }
-    }
+    use crate::lessons::sample as lesson;
 
     #[test]
     fn a_near_duplicate_merges_into_the_kept_lesson_with_its_evidence_and_visibility() {

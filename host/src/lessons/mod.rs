@@ -194,3 +194,25 @@ impl Settings {
         None
     }
 }
+
+/// A lesson for the tests: of workflow `wf`, about a rejection of `text`.
+#[cfg(test)]
+pub(crate) fn sample(id: &str, phase: &str, text: &str) -> Lesson {
+    Lesson {
+        id: id.into(),
+        workflow: "wf".into(),
+        phase: phase.into(),
+        text: text.into(),
+        evidence: vec![format!("e-{id}")],
+        source_run: "run-1".into(),
+        uses: 0,
+        helped: 0,
+        misses: 0,
+        about: vec![format!("rejection implementer: {text}")],
+        visibility: Vec::new(),
+        retired: false,
+        by: "retro".into(),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+    }
+}

@@ -5,7 +5,6 @@ use crate::blackboard::tally::Tally;
 pub use crate::blackboard::tally::{PhaseCounts, WorkCounters};
 use crate::blackboard::{Store, StoreError};
 use crate::invocation::FaultKind;
-use crate::invocation::{DEPTH_LIMIT_REASON, InvocationStatus};
 pub use crate::run::RunStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -55,6 +54,19 @@ pub struct OpenWork {
     pub description: String,
     /// Why it is stuck.
     pub reason: String,
+}
+
+impl OpenWork {
+    /// How the summary names work item `w`.
+    fn of(w: &crate::work::WorkItem) -> Self {
+        OpenWork {
+            id: w.id.to_string(),
+            phase: w.phase.to_string(),
+            status: w.status().to_string(),
+            description: w.description.to_string(),
+            reason: w.reason().unwrap_or_default().to_string(),
+        }
+    }
 }
 
 /// What `murmur run --json` prints.
@@ -200,86 +212,53 @@ impl RunSummary {
     ) -> Result<Self, StoreError> {
         let counts = store.counts(workflow_id)?;
         let declared: Vec<String> = declared_phases.into_iter().collect();
-        let mut phases = BTreeMap::new();
-        let mut work = WorkCounters::default();
         let mut open_work = Vec::new();
         let mut failed_work = Vec::new();
-        let mut depth_limited = 0;
         let mut agents: BTreeMap<String, AgentCounts> = BTreeMap::new();
         let mut faults: BTreeMap<String, u64> = FaultKind::ALL
             .iter()
             .map(|k| (k.as_str().to_string(), 0))
             .collect();
-        let mut invocations = 0;
-        // Counted in place: copying a large run's records costs more than counting them.
-        store.scan(workflow_id, &mut |work_items, all_invocations| {
-            let tally = Tally::recount(work_items.iter().copied(), all_invocations.iter().copied());
-            phases = tally.phase_counts(declared.iter().cloned());
-            work = tally.work;
-            for w in crate::work::unrecovered_failures(work_items) {
-                failed_work.push(OpenWork {
-                    id: w.id.to_string(),
-                    phase: w.phase.to_string(),
-                    status: w.status().to_string(),
-                    description: w.description.to_string(),
-                    reason: w.reason().unwrap_or_default().to_string(),
-                });
+        // Counted from the store's tally (kept as records change), the artifact counts
+        // and the notable work: never the run's whole history.
+        let tally = Tally::of(store, workflow_id)?;
+        let phases = tally.phase_counts(declared.iter().cloned());
+        let work = tally.work.clone();
+        store.notable_work(workflow_id, &mut |notable| {
+            for w in crate::work::unrecovered_failures(notable) {
+                failed_work.push(OpenWork::of(w));
             }
-            for w in work_items {
-                if !w.status().is_final() && status != RunStatus::Complete {
-                    open_work.push(OpenWork {
-                        id: w.id.to_string(),
-                        phase: w.phase.to_string(),
-                        status: w.status().to_string(),
-                        description: w.description.to_string(),
-                        reason: w.reason().unwrap_or_default().to_string(),
-                    });
-                }
-            }
-            for inv in all_invocations {
-                if inv.status == InvocationStatus::Cancelled
-                    && inv.error() == Some(DEPTH_LIMIT_REASON)
-                {
-                    depth_limited += 1;
-                }
-                if !matches!(
-                    inv.status,
-                    InvocationStatus::Done | InvocationStatus::Failed
-                ) {
-                    continue;
-                }
-                invocations += 1;
-                let a = match agents.get_mut(inv.agent.as_str()) {
-                    Some(a) => a,
-                    None => agents.entry(inv.agent.to_string()).or_default(),
-                };
-                a.invocations += 1;
-                if inv.status == InvocationStatus::Failed {
-                    a.failed += 1;
-                }
-                if let Some(f) = inv.fault() {
-                    *faults.entry(f.as_str().to_string()).or_default() += 1;
+            if status != RunStatus::Complete {
+                for w in notable.iter().filter(|w| !w.status().is_final()) {
+                    open_work.push(OpenWork::of(w));
                 }
             }
         })?;
         // What each agent published: an agent's artifacts are exactly the outputs of its
         // completed invocations (the host and the workflow's inputs are not agents).
-        let everything = crate::blackboard::ArtifactQuery {
-            workflow_id: workflow_id.to_string(),
-            limit: usize::MAX,
-            ..Default::default()
-        };
-        for art in store.query(&everything, &crate::artifact::Viewer::operator())? {
-            let Some(a) = agents.get_mut(art.producer.as_str()) else {
+        for (agent, t) in &tally.agents {
+            if t.ran == 0 {
                 continue;
-            };
-            match a.published.get_mut(art.type_name.as_str()) {
-                Some(n) => *n += 1,
-                None => {
-                    a.published.insert(art.type_name.to_string(), 1);
-                }
             }
+            for (fault, n) in FaultKind::ALL.iter().zip(t.faults) {
+                *faults.entry(fault.as_str().to_string()).or_default() += n;
+            }
+            agents.insert(
+                agent.to_string(),
+                AgentCounts {
+                    invocations: t.ran,
+                    failed: t.failed,
+                    published: counts
+                        .by_producer
+                        .get(agent.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
+                    time: None,
+                },
+            );
         }
+        let invocations = tally.ran;
+        let depth_limited = tally.depth_limited;
         Ok(RunSummary {
             status,
             workflow: workflow.to_string(),

@@ -115,7 +115,6 @@ where
     }
 
     /// Records stored.
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.records.len()
     }

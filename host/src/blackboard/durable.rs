@@ -9,6 +9,18 @@
 //!   writes everything waiting in **one transaction** (group commit: the batch grows with
 //!   the load, so durability costs one transaction per batch, not per change).
 //!
+//! **The mirror holds what open work needs, not the run's history.** Once the mirror
+//! holds more than a bound, the writer — between two batches, with every change the
+//! mirror shows in the database and no change being sent (it holds the sender's lock) —
+//! drops what open work does not need ([`MemoryStore::settled`]): beyond the newest
+//! [`KEEP`] artifacts, work items and invocations of each run, the ended invocations, the
+//! final work items a summary does not name, and the artifacts no open work reads. Tallies
+//! and counts keep counting them. A read the mirror cannot answer goes to the database: by
+//! id, the walk over older artifacts (context, queries), and whole-run reads (a listing,
+//! a graph, a retrospective), which wait for the writer and read the database alone. A
+//! commit that updates a dropped record takes its stored version back first, so the
+//! tally stays exact. A server that drives a run for weeks keeps its memory.
+//!
 //! What makes a crash cost nothing but time: each [`Commit`] — an invocation's outputs, the
 //! work and invocations they create and the invocation's completion — lands inside one
 //! transaction, and transactions land in order, so after a crash the database holds a
@@ -16,9 +28,10 @@
 //! the lost suffix) are queued again on resume; their outputs were never written, so they
 //! never appear twice.
 
+use super::memory::{Held, Recall, Recalled, RecentHeld};
 use super::{
-    ArtifactCounts, ArtifactQuery, Commit, KeyRecord, MemoryStore, RunRecord, Store, StoreError,
-    StoredEvent,
+    ArtifactCounts, ArtifactQuery, ArtifactReader, Commit, KeyRecord, MemoryStore, RunRecord,
+    Store, StoreError, StoredEvent,
 };
 use crate::artifact::{Artifact, ArtifactId, SharedArtifact, Viewer};
 use crate::invocation::{InvocationId, InvocationRecord, InvocationStatus};
@@ -30,6 +43,18 @@ use std::thread::JoinHandle;
 
 /// Most changes one writer transaction takes before it commits.
 const MAX_BATCH: usize = 8192;
+
+/// How many of each run's newest artifacts, work items and invocations the mirror keeps
+/// whatever their state: context reads the newest artifacts, deduplication the newest
+/// work. The mirror is trimmed when it holds more than [`TRIM_AT`] times this (and twice
+/// what the last trim left), so a trim's walk over the mirror is paid once per doubling.
+pub const KEEP: usize = 16_384;
+
+/// See [`KEEP`].
+const TRIM_AT: usize = 4;
+
+/// The environment variable that sets [`KEEP`] for a process (0 keeps every record).
+pub const KEEP_VAR: &str = "MURMUR_MIRROR_KEEP";
 
 /// Most changes waiting for the writer. A run that produces faster than the file takes
 /// its commits waits here instead of holding every waiting commit's records twice (in
@@ -48,6 +73,8 @@ pub(super) enum Msg {
     Flush(Ack),
     /// Claim a run for this process ([`DurableStore::claim_run`]).
     Claim(String, mpsc::Sender<Result<(), String>>),
+    /// Trim the mirror now, whatever it holds ([`DurableStore::trim`]).
+    Trim(Ack),
 }
 
 /// Where the writer says that what was queued before a flush is in the file.
@@ -100,6 +127,8 @@ pub trait Backend: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Answer each of `selects` (its rows' JSON), all from one snapshot of the database.
+    fn select(&self, selects: &[Select]) -> Result<Vec<Vec<String>>, StoreError>;
     /// The artifacts and work items of a run written after `since` (from the start,
     /// its plugins' values too), and where that leaves the reader: for a process that
     /// follows a run another process writes (a worker). A backend whose runs one
@@ -110,6 +139,60 @@ pub trait Backend: Send + Sync + 'static {
             self.describe()
         )))
     }
+}
+
+/// A table of a run's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Artifacts.
+    Artifacts,
+    /// Work items.
+    WorkItems,
+    /// Invocations.
+    Invocations,
+}
+
+impl Table {
+    /// Its name in the database.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Artifacts => "artifacts",
+            Table::WorkItems => "work_items",
+            Table::Invocations => "invocations",
+        }
+    }
+}
+
+/// A read of records the mirror no longer holds ([`Backend::select`]); each answers the
+/// rows' stored JSON.
+#[derive(Debug, Clone)]
+pub enum Select {
+    /// The row of a table with this id (none or one).
+    One(Table, String),
+    /// Every row of a table of this run, in the order first written.
+    All(Table, String),
+    /// A run's artifacts written before artifact `before` (every one, without it), of
+    /// type `type_name` if given, newest first, at most `limit`.
+    Older {
+        /// The run.
+        workflow_id: String,
+        /// The artifact they precede.
+        before: Option<String>,
+        /// Only this type.
+        type_name: Option<String>,
+        /// At most this many.
+        limit: usize,
+    },
+    /// A run's artifacts from position `from` (0 = its first), in the order written, at
+    /// most `limit`.
+    From {
+        /// The run.
+        workflow_id: String,
+        /// The first position.
+        from: u64,
+        /// At most this many.
+        limit: usize,
+    },
 }
 
 /// How far a follower has read a run (the database's row numbers).
@@ -146,11 +229,30 @@ pub struct Loaded {
     pub keys: Vec<KeyRecord>,
 }
 
+/// The sender to the writer; its lock is held from a change to the mirror until the
+/// change is sent, so whoever holds it sees no change that is not on its way.
+type Sender = Arc<Mutex<Option<mpsc::SyncSender<Msg>>>>;
+
+/// How much of its runs' history the mirror keeps (see the module docs).
+struct Bound {
+    /// The newest records of each kind kept per run; 0 keeps everything.
+    keep: std::sync::atomic::AtomicUsize,
+    /// Records held at which the writer next trims.
+    trim_at: std::sync::atomic::AtomicUsize,
+}
+
+impl Bound {
+    fn keep(&self) -> usize {
+        self.keep.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// A durable [`Store`]: an in-memory mirror, and a writer thread that makes it durable.
 pub struct DurableStore {
-    backend: Box<dyn Backend>,
-    mem: MemoryStore,
-    tx: Mutex<Option<mpsc::SyncSender<Msg>>>,
+    backend: Arc<dyn Backend>,
+    mem: Arc<MemoryStore>,
+    bound: Arc<Bound>,
+    tx: Sender,
     writer: Mutex<Option<JoinHandle<()>>>,
     failed: Arc<Mutex<Option<String>>>,
     /// The runs this process follows (`catch_up`), and how far it has read each.
@@ -166,23 +268,67 @@ impl DurableStore {
     ) -> Result<Self, StoreError> {
         let failed = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::sync_channel(MAX_BACKLOG);
+        let tx: Sender = Arc::new(Mutex::new(Some(tx)));
         let name = backend.describe();
+        let mem = Arc::new(MemoryStore::new());
+        let keep = match std::env::var(KEEP_VAR) {
+            Ok(v) => v.trim().parse::<usize>().map_err(|_| {
+                StoreError::Backend(format!(
+                    "{KEEP_VAR}={v:?}: expected a number of records (0 keeps every record)"
+                ))
+            })?,
+            Err(_) => KEEP,
+        };
+        let bound = Arc::new(Bound {
+            keep: keep.into(),
+            trim_at: (TRIM_AT * keep.max(1)).into(),
+        });
         let handle = {
             let failed = failed.clone();
             let writer_name = name.clone();
+            let trim = Trim {
+                mem: mem.clone(),
+                bound: bound.clone(),
+                tx: tx.clone(),
+            };
             std::thread::Builder::new()
                 .name(thread.into())
-                .spawn(move || write_loop(writer, &writer_name, rx, failed))
+                .spawn(move || write_loop(writer, &writer_name, rx, failed, trim))
                 .map_err(|e| StoreError::Backend(format!("{name}: cannot start the writer: {e}")))?
         };
         Ok(Self {
-            backend,
-            mem: MemoryStore::new(),
-            tx: Mutex::new(Some(tx)),
+            backend: Arc::from(backend),
+            mem,
+            bound,
+            tx,
             writer: Mutex::new(Some(handle)),
             failed,
             followed: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Keep the newest `keep` records of each kind per run in memory (and what open
+    /// work needs); 0 keeps every record. [`KEEP`] unless set.
+    pub fn bound_memory(&self, keep: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bound.keep.store(keep, Relaxed);
+        self.bound.trim_at.store(TRIM_AT * keep.max(1), Relaxed);
+    }
+
+    /// Records the mirror holds (artifacts, work items and invocations together).
+    pub fn held(&self) -> usize {
+        self.mem.held()
+    }
+
+    /// Write what is waiting, then trim the mirror to its bound whatever it holds;
+    /// returns once it is trimmed. The writer trims on its own as the mirror grows; this
+    /// is for a caller that wants the memory now (a test, a server going idle).
+    pub fn trim(&self) -> Result<(), StoreError> {
+        let (ack, done) = mpsc::channel();
+        self.send(Msg::Trim(Ack::Blocking(ack)))?;
+        done.recv()
+            .map_err(|_| self.stopped())?
+            .map_err(StoreError::Backend)
     }
 
     /// Claim the database for writing runs (see [`Backend::claim_writer`]).
@@ -218,6 +364,9 @@ impl DurableStore {
     /// true. For a worker, which reads the run a coordinator writes.
     pub fn catch_up(&self, workflow_id: &str) -> Result<(), StoreError> {
         let mut followed = self.followed.lock().unwrap_or_else(|p| p.into_inner());
+        // A follower's mirror is what it read of another process's run, brought up to
+        // date by rows it reads again: it is not trimmed.
+        self.bound_memory(0);
         let since = followed.get(workflow_id).copied().unwrap_or_default();
         let (loaded, next) = self.backend.load_since(workflow_id, since)?;
         self.absorb(workflow_id, loaded)?;
@@ -292,6 +441,17 @@ impl DurableStore {
     }
 
     fn send(&self, msg: Msg) -> Result<(), StoreError> {
+        self.change(|| Ok(Some(msg)))
+    }
+
+    /// Make a change to the mirror (`apply`) and send what it answers to the writer,
+    /// holding the sender's lock from one to the other: the writer, which trims the
+    /// mirror only while it holds that lock, then never sees a change that is not on its
+    /// way to the database.
+    fn change(
+        &self,
+        apply: impl FnOnce() -> Result<Option<Msg>, StoreError>,
+    ) -> Result<(), StoreError> {
         if let Some(e) = self
             .failed
             .lock()
@@ -301,13 +461,48 @@ impl DurableStore {
             return Err(StoreError::Backend(e.clone()));
         }
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        match tx.as_ref() {
-            Some(tx) => tx.send(msg).map_err(|_| self.stopped()),
-            None => Err(StoreError::Backend(format!(
+        let Some(tx) = tx.as_ref() else {
+            return Err(StoreError::Backend(format!(
                 "{}: writer: the store is closed",
                 self.backend.describe()
-            ))),
+            )));
+        };
+        match apply()? {
+            Some(msg) => tx.send(msg).map_err(|_| self.stopped()),
+            None => Ok(()),
         }
+    }
+
+    /// Records of the database by `selects`, parsed.
+    fn select<T: serde::de::DeserializeOwned>(&self, select: Select) -> Result<Vec<T>, StoreError> {
+        let rows = self.backend.select(std::slice::from_ref(&select))?;
+        parse_rows(&self.backend.describe(), rows.into_iter().flatten())
+    }
+
+    /// One record by id from the database, where the mirror may have dropped it.
+    fn recall_one<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        id: String,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.select(Select::One(table, id))?.pop())
+    }
+
+    /// Every record of run `workflow_id` in `table`, from the database once the writer
+    /// has written everything committed so far (for a run whose mirror has been
+    /// trimmed).
+    fn all<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        workflow_id: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        self.flush()?;
+        self.select(Select::All(table, workflow_id.to_string()))
+    }
+
+    /// Whether run `workflow_id`'s mirror has been trimmed.
+    fn trimmed(&self, workflow_id: &str) -> bool {
+        self.mem.evicted(workflow_id).is_some()
     }
 
     /// Let the writer finish what is queued and stop; returns once it has closed its
@@ -327,20 +522,188 @@ impl Drop for DurableStore {
     }
 }
 
+impl DurableStore {
+    /// The database's version of a record a commit names that the mirror dropped.
+    fn recall(&self, recall: Recall) -> Result<Recalled, StoreError> {
+        Ok(match recall {
+            Recall::Artifact(id) => {
+                match self.recall_one::<Artifact>(Table::Artifacts, id.to_string())? {
+                    Some(_) => Recalled::Artifact,
+                    None => Recalled::Absent,
+                }
+            }
+            Recall::Work(id) => match self.recall_one(Table::WorkItems, id.to_string())? {
+                Some(w) => Recalled::Work(Box::new(w)),
+                None => Recalled::Absent,
+            },
+            Recall::Invocation(id) => match self.recall_one(Table::Invocations, id.to_string())? {
+                Some(i) => Recalled::Invocation(Box::new(i)),
+                None => Recalled::Absent,
+            },
+        })
+    }
+}
+
+/// A trimmed mirror's reader: what the mirror holds, then the database.
+struct Continued<'a, 'g> {
+    held: &'a Held<'g>,
+    store: &'a DurableStore,
+}
+
+/// How many older artifacts one read of the database brings for a walk.
+const OLDER_PAGE: usize = 256;
+
+impl ArtifactReader for Continued<'_, '_> {
+    fn visit_artifact(
+        &self,
+        id: &ArtifactId,
+        visit: &mut dyn FnMut(&SharedArtifact),
+    ) -> Result<bool, StoreError> {
+        if self.held.visit_artifact(id, visit) {
+            return Ok(true);
+        }
+        match self
+            .store
+            .recall_one::<Artifact>(Table::Artifacts, id.to_string())?
+        {
+            Some(a) => {
+                visit(&SharedArtifact::new(a));
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn visit_recent(
+        &self,
+        query: &ArtifactQuery,
+        viewer: &Viewer<'_>,
+        visit: &mut dyn FnMut(&SharedArtifact) -> bool,
+    ) -> Result<(), StoreError> {
+        match self.held.visit_recent(query, viewer, visit) {
+            RecentHeld::Continue { before, remaining } => {
+                self.store
+                    .walk_older(query, viewer, Some(before), remaining, visit)
+            }
+            RecentHeld::Done => Ok(()),
+        }
+    }
+}
+
+impl DurableStore {
+    /// Visit, newest first, run `query.workflow_id`'s artifacts in the database written
+    /// before `before` (all, without it) that `query` asks for and `viewer` may see, at
+    /// most `remaining`; stop early when `visit` returns `false`.
+    fn walk_older(
+        &self,
+        query: &ArtifactQuery,
+        viewer: &Viewer<'_>,
+        mut before: Option<ArtifactId>,
+        mut remaining: usize,
+        visit: &mut dyn FnMut(&SharedArtifact) -> bool,
+    ) -> Result<(), StoreError> {
+        while remaining > 0 {
+            let page: Vec<Artifact> = self.select(Select::Older {
+                workflow_id: query.workflow_id.clone(),
+                before: before.map(|b| b.to_string()),
+                type_name: query.type_name.as_ref().map(|t| t.to_string()),
+                limit: OLDER_PAGE,
+            })?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            before = Some(last.id);
+            let last_page = page.len() < OLDER_PAGE;
+            for a in page {
+                if !super::memory::matches(&a, query, viewer) {
+                    continue;
+                }
+                remaining -= 1;
+                if !visit(&SharedArtifact::new(a)) || remaining == 0 {
+                    return Ok(());
+                }
+            }
+            if last_page {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the writer needs to trim the mirror.
+struct Trim {
+    mem: Arc<MemoryStore>,
+    bound: Arc<Bound>,
+    tx: Sender,
+}
+
+impl Trim {
+    /// Trim the mirror if it has grown past its bound and nothing is being sent: what
+    /// is waiting is written first (`write`), so the mirror and the database agree on
+    /// every record when it is trimmed. Whether the writes succeeded.
+    fn maybe(
+        &self,
+        forced: bool,
+        write: &mut dyn FnMut(Vec<Msg>) -> bool,
+        rx: &mpsc::Receiver<Msg>,
+    ) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let keep = self.bound.keep();
+        if keep == 0 || (!forced && self.mem.held() < self.bound.trim_at.load(Relaxed)) {
+            return true;
+        }
+        let _sending = loop {
+            match self.tx.try_lock() {
+                Ok(guard) => break guard,
+                // A sender waiting for room holds the lock: trim after a later batch,
+                // or, asked to trim now, make room and try again.
+                Err(std::sync::TryLockError::WouldBlock) if forced => {
+                    let waiting: Vec<Msg> = rx.try_iter().collect();
+                    if !waiting.is_empty() && !write(waiting) {
+                        return false;
+                    }
+                    std::thread::yield_now();
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return true,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+            }
+        };
+        let waiting: Vec<Msg> = rx.try_iter().collect();
+        if !waiting.is_empty() && !write(waiting) {
+            return false;
+        }
+        let settled = self.mem.settled(keep);
+        self.mem.drop_settled(&settled);
+        let held = self.mem.held();
+        self.bound
+            .trim_at
+            .store((TRIM_AT * keep).max(2 * held), Relaxed);
+        true
+    }
+}
+
 fn write_loop(
     mut writer: Box<dyn Writer>,
     name: &str,
     rx: mpsc::Receiver<Msg>,
     failed: Arc<Mutex<Option<String>>>,
+    trim: Trim,
 ) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
+    // Trims asked for, answered once done.
+    let trims: std::cell::RefCell<Vec<Ack>> = Default::default();
+    // Write one batch and answer its flushes; whether it was written.
+    let mut write = |mut batch: Vec<Msg>| -> bool {
+        batch.retain_mut(|m| match m {
+            Msg::Trim(ack) => {
+                let (stand_in, _) = mpsc::channel();
+                trims
+                    .borrow_mut()
+                    .push(std::mem::replace(ack, Ack::Blocking(stand_in)));
+                false
             }
-        }
+            _ => true,
+        });
         // Claims go first, answered on their own: a refused claim fails its caller, not
         // the store.
         batch.retain_mut(|m| match m {
@@ -351,7 +714,7 @@ fn write_loop(
             _ => true,
         });
         if batch.is_empty() {
-            continue;
+            return true;
         }
         supersede(&mut batch);
         let result = match writer.write(&batch) {
@@ -363,12 +726,58 @@ fn write_loop(
                 Err(message)
             }
         };
+        let ok = result.is_ok();
         for msg in batch {
             if let Msg::Flush(ack) = msg {
                 ack.send(result.clone());
             }
         }
+        ok
+    };
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        // A failed write leaves the mirror ahead of the database: never trimmed after.
+        let written = write(batch);
+        let forced = !trims.borrow().is_empty();
+        if !written || !trim.maybe(forced, &mut write, &rx) {
+            trim.bound_off();
+        }
+        for ack in trims.take() {
+            ack.send(if written {
+                Ok(())
+            } else {
+                Err(format!("{name}: not trimmed: a write failed"))
+            });
+        }
     }
+}
+
+impl Trim {
+    /// Stop trimming (the database no longer follows the mirror).
+    fn bound_off(&self) {
+        self.bound
+            .keep
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Rows' JSON as records.
+fn parse_rows<T: serde::de::DeserializeOwned>(
+    store: &str,
+    rows: impl IntoIterator<Item = String>,
+) -> Result<Vec<T>, StoreError> {
+    rows.into_iter()
+        .map(|t| {
+            serde_json::from_str(&t)
+                .map_err(|e| StoreError::Backend(format!("{store}: has an unreadable record: {e}")))
+        })
+        .collect()
 }
 
 /// A record's status as its table's `status` column holds it (the serialised name).
@@ -466,12 +875,23 @@ impl Store for DurableStore {
             invocations: commit.invocations.clone(),
             keys: commit.keys.clone(),
         };
-        self.mem.commit(commit)?;
-        self.send(Msg::Commit(copy))
+        self.change(|| {
+            self.mem
+                .commit_recalling(commit, &mut |recall| self.recall(recall))?;
+            Ok(Some(Msg::Commit(copy)))
+        })
     }
 
     fn artifact(&self, id: &ArtifactId) -> Result<Option<SharedArtifact>, StoreError> {
-        self.mem.artifact(id)
+        if let Some(a) = self.mem.artifact(id)? {
+            return Ok(Some(a));
+        }
+        if !self.mem.any_evicted() {
+            return Ok(None);
+        }
+        Ok(self
+            .recall_one::<Artifact>(Table::Artifacts, id.to_string())?
+            .map(SharedArtifact::new))
     }
 
     fn artifacts_from(
@@ -480,6 +900,18 @@ impl Store for DurableStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<SharedArtifact>, StoreError> {
+        if self.trimmed(workflow_id) {
+            if let Some(recent) = self.mem.recent_artifacts_from(workflow_id, from, limit) {
+                return Ok(recent);
+            }
+            self.flush()?;
+            let rows: Vec<Artifact> = self.select(Select::From {
+                workflow_id: workflow_id.to_string(),
+                from,
+                limit,
+            })?;
+            return Ok(rows.into_iter().map(SharedArtifact::new).collect());
+        }
         // The mirror holds a run's artifacts in the order the file does.
         self.mem.artifacts_from(workflow_id, from, limit)
     }
@@ -526,21 +958,37 @@ impl Store for DurableStore {
         query: &ArtifactQuery,
         viewer: &Viewer<'_>,
     ) -> Result<Vec<SharedArtifact>, StoreError> {
-        self.mem.query(query, viewer)
+        if !self.trimmed(&query.workflow_id) {
+            return self.mem.query(query, viewer);
+        }
+        // From the database alone, once it holds every change so far: a walk over a
+        // long run's history holds no lock the run needs.
+        self.flush()?;
+        let mut out = Vec::new();
+        self.walk_older(query, viewer, None, query.limit, &mut |a| {
+            out.push(a.clone());
+            true
+        })?;
+        out.reverse();
+        Ok(out)
     }
 
     fn claim_next(&self, workflow_id: &str) -> Result<Option<InvocationRecord>, StoreError> {
         // Written: the invocation (now running, one more attempt) and its work item only
         // if this claim activated it; later claims of the same work leave it as it is.
-        let Some((claimed, activated)) = self.mem.claim(workflow_id) else {
-            return Ok(None);
-        };
-        self.send(Msg::Commit(Commit {
-            work_items: activated.into_iter().collect(),
-            invocations: vec![claimed.clone()],
-            ..Default::default()
-        }))?;
-        Ok(Some(claimed))
+        let mut out = None;
+        self.change(|| {
+            let Some((claimed, activated)) = self.mem.claim(workflow_id) else {
+                return Ok(None);
+            };
+            out = Some(claimed.clone());
+            Ok(Some(Msg::Commit(Commit {
+                work_items: activated.into_iter().collect(),
+                invocations: vec![claimed],
+                ..Default::default()
+            })))
+        })?;
+        Ok(out)
     }
 
     fn next_wakeup(&self, workflow_id: &str) -> Result<Option<u64>, StoreError> {
@@ -548,11 +996,21 @@ impl Store for DurableStore {
     }
 
     fn work_item(&self, id: &ArtifactId) -> Result<Option<WorkItem>, StoreError> {
-        self.mem.work_item(id)
+        if let Some(w) = self.mem.work_item(id)? {
+            return Ok(Some(w));
+        }
+        if !self.mem.any_evicted() {
+            return Ok(None);
+        }
+        self.recall_one(Table::WorkItems, id.to_string())
     }
 
     fn read(&self, read: super::Reading<'_>) -> Result<(), StoreError> {
-        self.mem.read(read)
+        if !self.mem.any_evicted() {
+            return self.mem.read(read);
+        }
+        self.mem
+            .read_held(|held| read(&Continued { held, store: self }))
     }
 
     fn tally(&self, workflow_id: &str) -> Result<Option<super::tally::Tally>, StoreError> {
@@ -560,18 +1018,38 @@ impl Store for DurableStore {
     }
 
     fn work_phase(&self, id: &ArtifactId) -> Result<Option<crate::name::Name>, StoreError> {
-        self.mem.work_phase(id)
+        if let Some(p) = self.mem.work_phase(id)? {
+            return Ok(Some(p));
+        }
+        Ok(self.work_item(id)?.map(|w| w.phase))
     }
 
     fn work_items(&self, workflow_id: &str) -> Result<Vec<WorkItem>, StoreError> {
+        if self.trimmed(workflow_id) {
+            return self.all(Table::WorkItems, workflow_id);
+        }
         self.mem.work_items(workflow_id)
     }
 
     fn invocation(&self, id: &InvocationId) -> Result<Option<InvocationRecord>, StoreError> {
-        self.mem.invocation(id)
+        if let Some(i) = self.mem.invocation(id)? {
+            return Ok(Some(i));
+        }
+        if !self.mem.any_evicted() {
+            return Ok(None);
+        }
+        self.recall_one(Table::Invocations, id.to_string())
+    }
+
+    fn open_invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError> {
+        // Open work: the mirror holds every one.
+        self.mem.open_invocations(workflow_id)
     }
 
     fn invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError> {
+        if self.trimmed(workflow_id) {
+            return self.all(Table::Invocations, workflow_id);
+        }
         self.mem.invocations(workflow_id)
     }
 
@@ -580,7 +1058,34 @@ impl Store for DurableStore {
         workflow_id: &str,
         visit: &mut dyn FnMut(&[&WorkItem], &[&InvocationRecord]),
     ) -> Result<(), StoreError> {
-        self.mem.scan(workflow_id, visit)
+        if !self.trimmed(workflow_id) {
+            return self.mem.scan(workflow_id, visit);
+        }
+        self.flush()?;
+        let mut rows = self
+            .backend
+            .select(&[
+                Select::All(Table::WorkItems, workflow_id.to_string()),
+                Select::All(Table::Invocations, workflow_id.to_string()),
+            ])?
+            .into_iter();
+        let store = self.backend.describe();
+        let work: Vec<WorkItem> = parse_rows(&store, rows.next().unwrap_or_default())?;
+        let invocations: Vec<InvocationRecord> =
+            parse_rows(&store, rows.next().unwrap_or_default())?;
+        visit(
+            &work.iter().collect::<Vec<_>>(),
+            &invocations.iter().collect::<Vec<_>>(),
+        );
+        Ok(())
+    }
+
+    fn notable_work(
+        &self,
+        workflow_id: &str,
+        visit: &mut dyn FnMut(&[&WorkItem]),
+    ) -> Result<(), StoreError> {
+        self.mem.notable_work(workflow_id, visit)
     }
 
     fn counts(&self, workflow_id: &str) -> Result<ArtifactCounts, StoreError> {
@@ -588,24 +1093,28 @@ impl Store for DurableStore {
     }
 
     fn requeue_running(&self, workflow_id: &str) -> Result<u64, StoreError> {
-        let before: Vec<InvocationId> = self
-            .mem
-            .invocations(workflow_id)?
-            .into_iter()
-            .filter(|i| i.status == InvocationStatus::Running)
-            .map(|i| i.id)
-            .collect();
-        let n = self.mem.requeue_running(workflow_id)?;
-        let mut invocations = Vec::new();
-        for id in before {
-            if let Some(i) = self.mem.invocation(&id)? {
-                invocations.push(i);
+        let mut n = 0;
+        self.change(|| {
+            // Running invocations are open work: the mirror holds every one.
+            let before: Vec<InvocationId> = self
+                .mem
+                .invocations(workflow_id)?
+                .into_iter()
+                .filter(|i| i.status == InvocationStatus::Running)
+                .map(|i| i.id)
+                .collect();
+            n = self.mem.requeue_running(workflow_id)?;
+            let mut invocations = Vec::new();
+            for id in before {
+                if let Some(i) = self.mem.invocation(&id)? {
+                    invocations.push(i);
+                }
             }
-        }
-        self.send(Msg::Commit(Commit {
-            invocations,
-            ..Default::default()
-        }))?;
+            Ok(Some(Msg::Commit(Commit {
+                invocations,
+                ..Default::default()
+            })))
+        })?;
         Ok(n)
     }
 
@@ -775,5 +1284,230 @@ mod tests {
         let mut untouched = vec![vec![("a", 1)], vec![("b", 1)]];
         last_state_first_place(&mut untouched, |(k, _)| *k);
         assert_eq!(untouched, [vec![("a", 1)], vec![("b", 1)]]);
+    }
+
+    /// A copy of `c`, for a second store.
+    fn copy(c: &Commit) -> Commit {
+        Commit {
+            artifacts: c.artifacts.clone(),
+            work_items: c.work_items.clone(),
+            invocations: c.invocations.clone(),
+            keys: c.keys.clone(),
+        }
+    }
+
+    fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+        serde_json::to_value(v).expect("serialises")
+    }
+
+    fn ids(artifacts: &[SharedArtifact]) -> Vec<ArtifactId> {
+        artifacts.iter().map(|a| a.id).collect()
+    }
+
+    /// Drive `durable` (bound to 2 records of each kind) and a memory store through the
+    /// same run — work done, failed, duplicated, left open on old artifacts, records
+    /// updated after they left memory, a second run beside it — trimming after every
+    /// step, and check that every read answers the same.
+    fn a_trimmed_mirror_answers_every_read_as_the_whole_run(durable: DurableStore) {
+        use crate::artifact::{Audience, Visibility};
+        durable.bound_memory(2);
+        let oracle = MemoryStore::new();
+        let both = |c: Commit| {
+            oracle.commit(copy(&c)).expect("memory commit");
+            durable.commit(c).expect("durable commit");
+            durable.trim().expect("trim");
+        };
+        let artifact = |n: usize, wf: &str, parent: Option<ArtifactId>| {
+            SharedArtifact::new(Artifact {
+                id: ArtifactId::generate(),
+                type_name: if n.is_multiple_of(2) { "Note" } else { "Draft" }.into(),
+                payload: serde_json::json!({ "n": n }).into(),
+                producer: if n.is_multiple_of(3) { "a" } else { "b" }.into(),
+                workflow_id: wf.into(),
+                parent_ids: parent.into_iter().collect::<Vec<_>>().into(),
+                audience: Audience::boxed(
+                    if n.is_multiple_of(4) {
+                        vec!["t".to_string()]
+                    } else {
+                        vec![]
+                    },
+                    Visibility::Public,
+                ),
+                created_at_ms: n as u64,
+                depth: 0,
+                work_item: None,
+            })
+        };
+        let mut all = Vec::new();
+        let mut work_ids = Vec::new();
+        let mut invocation_ids = Vec::new();
+        let mut parent = None;
+        for n in 0..40 {
+            let wf = if n % 10 == 9 { "other" } else { "wf" };
+            let a = artifact(n, wf, parent);
+            parent = Some(a.id);
+            all.push(a.id);
+            let work = WorkItem::new(a.id, wf, "analysis", Priority::Medium);
+            let mut inv = InvocationRecord::queued(wf, "agent", vec![a.id], n as u64);
+            inv.work_item = Some(a.id);
+            work_ids.push(a.id);
+            invocation_ids.push(inv.id);
+            both(Commit {
+                artifacts: vec![a],
+                work_items: vec![work.clone()],
+                invocations: vec![inv.clone()],
+                keys: vec![],
+            });
+            // Two stay open on their (soon old) artifacts; the rest end.
+            if n == 3 || n == 17 {
+                continue;
+            }
+            let claimed = oracle.claim_next(wf).expect("claim").expect("queued");
+            let same = durable.claim_next(wf).expect("claim").expect("queued");
+            assert_eq!(claimed.id, same.id, "claims follow the same order");
+            let mut done = claimed.clone();
+            let mut item = work.clone().with_status(WorkStatus::Active);
+            let output = artifact(100 + n, wf, Some(all[n]));
+            all.push(output.id);
+            if n.is_multiple_of(7) {
+                done.status = InvocationStatus::Failed;
+                done.setback_mut().fault = Some(crate::invocation::FaultKind::Trap);
+                item.fail("trapped".into()).expect("fail");
+            } else {
+                done.status = InvocationStatus::Done;
+                item.finish().expect("finish");
+            }
+            let mut outputs = vec![];
+            if done.status == InvocationStatus::Done {
+                outputs.push(output);
+            }
+            both(Commit {
+                artifacts: outputs,
+                work_items: vec![item],
+                invocations: vec![done],
+                keys: vec![],
+            });
+        }
+        // An invocation of the open work is claimed while its input is old.
+        let early = oracle.claim_next("wf").expect("claim").expect("open work");
+        assert_eq!(
+            durable.claim_next("wf").expect("claim").map(|i| i.id),
+            Some(early.id)
+        );
+        // A record that left memory is updated: a duplicate found of finished work.
+        let mut original = oracle.work_item(&work_ids[1]).expect("read").expect("kept");
+        original.detail_mut().duplicates += 1;
+        both(Commit {
+            work_items: vec![original],
+            ..Default::default()
+        });
+        assert!(
+            durable.held() < all.len() + 2 * work_ids.len(),
+            "the mirror was trimmed: {} held",
+            durable.held()
+        );
+        // An artifact that left memory is never written twice.
+        let again = SharedArtifact::new(Artifact::clone(
+            &oracle.artifact(&all[0]).expect("read").expect("kept"),
+        ));
+        assert!(matches!(
+            durable.commit(Commit {
+                artifacts: vec![again],
+                ..Default::default()
+            }),
+            Err(StoreError::DuplicateArtifact(_))
+        ));
+
+        let stores: [&dyn Store; 2] = [&oracle, &durable];
+        let answers = |store: &dyn Store, wf: &str| {
+            let mut out = Vec::new();
+            for id in all.iter().chain([&ArtifactId::generate()]) {
+                out.push(json(&store.artifact(id).expect("artifact").map(|a| a.id)));
+            }
+            for id in &work_ids {
+                out.push(json(&store.work_item(id).expect("work item")));
+                out.push(json(&store.work_phase(id).expect("phase")));
+            }
+            for id in &invocation_ids {
+                out.push(json(&store.invocation(id).expect("invocation")));
+            }
+            out.push(json(&store.work_items(wf).expect("work items")));
+            out.push(json(&store.invocations(wf).expect("invocations")));
+            out.push(json(&store.open_invocations(wf).expect("open")));
+            let total = store.counts(wf).expect("counts").total;
+            // From the start, the middle, and among the newest (held) positions.
+            for (from, limit) in [(0, 1000), (5, 3), (total - 3, 2), (total - 2, 10)] {
+                out.push(json(&ids(&store
+                    .artifacts_from(wf, from, limit)
+                    .expect("from"))));
+            }
+            for (type_name, tags, limit) in [
+                (None, vec![], 1000),
+                (Some("Note"), vec![], 1000),
+                (None, vec!["t".to_string()], 5),
+                (Some("Draft"), vec![], 7),
+            ] {
+                let query = ArtifactQuery {
+                    workflow_id: wf.to_string(),
+                    type_name: type_name.map(Into::into),
+                    tags,
+                    limit,
+                };
+                out.push(json(&ids(&store
+                    .query(&query, &Viewer::operator())
+                    .expect("query"))));
+                let mut walked = Vec::new();
+                store
+                    .read(&mut |board| {
+                        for id in all.iter().take(3) {
+                            board.visit_artifact(id, &mut |a| walked.push(a.id))?;
+                        }
+                        board.visit_recent(&query, &Viewer::operator(), &mut |a| {
+                            walked.push(a.id);
+                            walked.len() < 30
+                        })
+                    })
+                    .expect("read");
+                out.push(json(&walked));
+            }
+            let mut scanned = (0, 0);
+            store
+                .scan(wf, &mut |w, i| scanned = (w.len(), i.len()))
+                .expect("scan");
+            out.push(json(&scanned));
+            let mut notable = Vec::new();
+            store
+                .notable_work(wf, &mut |w| notable = w.iter().map(|w| w.id).collect())
+                .expect("notable");
+            out.push(json(&notable));
+            let counts = store.counts(wf).expect("counts");
+            out.push(json(&(counts.total, &counts.by_type, &counts.by_producer)));
+            out.push(serde_json::Value::String(format!(
+                "{:?}",
+                store.tally(wf).expect("tally")
+            )));
+            out
+        };
+        for wf in ["wf", "other"] {
+            let [expected, got] = stores.map(|s| answers(s, wf));
+            for (n, (e, g)) in expected.iter().zip(&got).enumerate() {
+                assert_eq!(e, g, "{wf}: answer {n} of {}", durable.describe());
+            }
+            assert_eq!(expected.len(), got.len());
+        }
+    }
+
+    #[test]
+    fn a_trimmed_sqlite_mirror_answers_every_read_as_the_whole_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = DurableStore::sqlite(&dir.path().join("trim.db")).expect("open");
+        a_trimmed_mirror_answers_every_read_as_the_whole_run(store);
+    }
+
+    #[test]
+    fn a_trimmed_postgres_mirror_answers_every_read_as_the_whole_run() {
+        let db = crate::blackboard::postgres::scratch::for_test("murmur_trim");
+        let store = DurableStore::postgres(&db.url()).expect("open");
+        a_trimmed_mirror_answers_every_read_as_the_whole_run(store);
     }
 }

@@ -128,6 +128,9 @@ pub struct MemoryStore {
     /// Whether recorded events are kept (for a reader such as `murmur serve`'s event
     /// stream); a batch run's memory store has no reader and keeps none.
     keep_events: bool,
+    /// Whether any record has been dropped ([`MemoryStore::drop_settled`]): read on every
+    /// miss and every context read, without the lock.
+    dropped_any: std::sync::atomic::AtomicBool,
 }
 
 /// A hash map with foldhash's fast hasher.
@@ -156,7 +159,57 @@ struct Inner {
     events: Vec<(Name, StoredEvent)>,
     /// Lessons, in the order first kept.
     lessons: Vec<crate::lessons::Lesson>,
+    /// Per workflow, what has left memory for the database ([`MemoryStore::drop_settled`]).
+    evicted: Map<Name, Evicted>,
 }
+
+/// What of one workflow's records a mirror has dropped: the greatest id of each kind
+/// (every dropped record's id is at most that, so a record with a greater id was never
+/// dropped: ids are generated in increasing order, and the test holds for any id), and
+/// the oldest artifact kept because it is recent (older ones are read from the database).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Evicted {
+    pub(crate) artifacts: Option<ArtifactId>,
+    pub(crate) work: Option<ArtifactId>,
+    pub(crate) invocations: Option<InvocationId>,
+    pub(crate) recent_from: Option<ArtifactId>,
+}
+
+/// Records a mirror may drop once the database holds them ([`MemoryStore::settled`]).
+#[derive(Debug, Default)]
+pub(crate) struct Settled {
+    pub(crate) artifacts: Vec<ArtifactId>,
+    pub(crate) work: Vec<ArtifactId>,
+    pub(crate) invocations: Vec<InvocationId>,
+    /// Per workflow, the oldest artifact kept because it is recent.
+    pub(crate) recent_from: Vec<(Name, ArtifactId)>,
+}
+
+/// A record a commit names that the mirror may have dropped: the database's version is
+/// asked for ([`MemoryStore::commit_recalling`]).
+pub(crate) enum Recall {
+    /// An artifact (a commit may not write one that exists).
+    Artifact(ArtifactId),
+    /// A work item (a commit that updates one needs its old version for the tally).
+    Work(ArtifactId),
+    /// An invocation (likewise).
+    Invocation(InvocationId),
+}
+
+/// What the database holds of a [`Recall`].
+pub(crate) enum Recalled {
+    /// Nothing.
+    Absent,
+    /// The artifact exists.
+    Artifact,
+    /// The work item's stored version.
+    Work(Box<WorkItem>),
+    /// The invocation's stored version.
+    Invocation(Box<InvocationRecord>),
+}
+
+/// How [`MemoryStore::commit_recalling`] asks the database.
+pub(crate) type Recaller<'r> = &'r mut dyn FnMut(Recall) -> Result<Recalled, StoreError>;
 
 impl MemoryStore {
     /// [`Store::claim_next`], also returning the claimed invocation's work item if the
@@ -232,6 +285,197 @@ impl MemoryStore {
         g.tallies.remove(workflow_id);
         g.kv.retain(|(w, _, _), _| w != workflow_id);
         g.keys.retain(|(w, _), _| w != workflow_id);
+        g.evicted.remove(workflow_id);
+    }
+
+    /// Records held: artifacts, work items and invocations together.
+    pub(crate) fn held(&self) -> usize {
+        let g = self.lock();
+        g.artifacts.len() + g.work.len() + g.invocations.len()
+    }
+
+    /// What has left memory of `workflow_id`'s records, if anything has.
+    pub(crate) fn evicted(&self, workflow_id: &str) -> Option<Evicted> {
+        if !self.any_evicted() {
+            return None;
+        }
+        self.lock().evicted.get(workflow_id).copied()
+    }
+
+    /// [`Store::artifacts_from`] of a trimmed run, answered from memory when position
+    /// `from` is among the artifacts held because they are recent (every artifact from
+    /// the oldest of those on is held, in order); `None` sends the caller to the
+    /// database. A reader following a run live reads there.
+    pub(crate) fn recent_artifacts_from(
+        &self,
+        workflow_id: &str,
+        from: u64,
+        limit: usize,
+    ) -> Option<Vec<SharedArtifact>> {
+        let g = self.lock();
+        let oldest = g.evicted.get(workflow_id)?.recent_from?;
+        let total = g.counts.get(workflow_id)?.total;
+        let mut held = g
+            .artifacts
+            .iter()
+            .filter(|a| &*a.workflow_id == workflow_id)
+            .skip_while(|a| a.id != oldest)
+            .peekable();
+        held.peek()?;
+        let recent: Vec<&SharedArtifact> = held.collect();
+        let first = total.checked_sub(recent.len() as u64)?;
+        let skip = usize::try_from(from.checked_sub(first)?).ok()?;
+        Some(recent.into_iter().skip(skip).take(limit).cloned().collect())
+    }
+
+    /// Whether any record has ever left memory.
+    pub(crate) fn any_evicted(&self) -> bool {
+        self.dropped_any.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The records open work does not need: of each workflow, beyond its newest `keep`
+    /// artifacts, work items and invocations, the invocations that ended, the work
+    /// items that are final and not [`super::is_notable`], and the artifacts that no
+    /// open invocation takes as input and no open work item is. The caller drops them
+    /// ([`MemoryStore::drop_settled`]) once the database holds every version seen here.
+    pub(crate) fn settled(&self, keep: usize) -> Settled {
+        let g = self.lock();
+        let mut out = Settled::default();
+        // The artifacts open work needs, wherever they are in the run.
+        let mut pinned: std::collections::HashSet<ArtifactId, foldhash::fast::RandomState> =
+            Default::default();
+        for i in g.invocations.iter() {
+            if matches!(
+                i.status,
+                InvocationStatus::Queued | InvocationStatus::Running
+            ) {
+                pinned.extend(i.inputs.iter().copied());
+                pinned.extend(i.work_item);
+            }
+        }
+        for w in g.work.iter() {
+            if !w.status().is_final() {
+                pinned.insert(w.id);
+            }
+        }
+        let mut seen: Map<Name, usize> = Map::default();
+        for a in g.artifacts.iter().rev() {
+            let n = entry_mut(&mut seen, &a.workflow_id);
+            *n += 1;
+            if *n == keep {
+                out.recent_from.push((a.workflow_id.clone(), a.id));
+            }
+            if *n > keep && !pinned.contains(&a.id) {
+                out.artifacts.push(a.id);
+            }
+        }
+        seen.clear();
+        for w in g.work.iter().rev() {
+            let n = entry_mut(&mut seen, &w.workflow_id);
+            *n += 1;
+            if *n > keep && w.status().is_final() && !super::is_notable(w) {
+                out.work.push(w.id);
+            }
+        }
+        seen.clear();
+        for i in g.invocations.iter().rev() {
+            let n = entry_mut(&mut seen, &i.workflow_id);
+            *n += 1;
+            if *n > keep
+                && matches!(
+                    i.status,
+                    InvocationStatus::Done | InvocationStatus::Failed | InvocationStatus::Cancelled
+                )
+            {
+                out.invocations.push(i.id);
+            }
+        }
+        out
+    }
+
+    /// Drop `settled` records (see [`MemoryStore::settled`]), once the database holds
+    /// them. A record that is no longer settled (changed since) stays. The tallies and
+    /// counts keep counting what was dropped.
+    pub(crate) fn drop_settled(&self, settled: &Settled) {
+        let mut g = self.lock();
+        if !(settled.artifacts.is_empty()
+            && settled.work.is_empty()
+            && settled.invocations.is_empty())
+        {
+            // Set before anything is dropped (under the lock): a reader that misses a
+            // record looks in the database.
+            self.dropped_any
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        let g = &mut *g;
+        let artifacts: std::collections::HashSet<&ArtifactId, foldhash::fast::RandomState> =
+            settled.artifacts.iter().collect();
+        let work: std::collections::HashSet<&ArtifactId, foldhash::fast::RandomState> =
+            settled.work.iter().collect();
+        let invocations: std::collections::HashSet<&InvocationId, foldhash::fast::RandomState> =
+            settled.invocations.iter().collect();
+        let evicted = &mut g.evicted;
+        let mut note = |workflow: &Name, f: &mut dyn FnMut(&mut Evicted)| {
+            f(entry_mut(evicted, workflow));
+        };
+        if !artifacts.is_empty() {
+            g.artifacts.retain(|a| {
+                let gone = artifacts.contains(&a.id);
+                if gone {
+                    note(&a.workflow_id, &mut |e| {
+                        e.artifacts = e.artifacts.max(Some(a.id));
+                    });
+                }
+                !gone
+            });
+        }
+        if !work.is_empty() {
+            g.work.retain(|w| {
+                let gone = work.contains(&w.id) && w.status().is_final() && !super::is_notable(w);
+                if gone {
+                    note(&w.workflow_id, &mut |e| e.work = e.work.max(Some(w.id)));
+                }
+                !gone
+            });
+        }
+        if !invocations.is_empty() {
+            g.invocations.retain(|i| {
+                let gone = invocations.contains(&i.id)
+                    && matches!(
+                        i.status,
+                        InvocationStatus::Done
+                            | InvocationStatus::Failed
+                            | InvocationStatus::Cancelled
+                    );
+                if gone {
+                    note(&i.workflow_id, &mut |e| {
+                        e.invocations = e.invocations.max(Some(i.id));
+                    });
+                }
+                !gone
+            });
+        }
+        for (workflow, from) in &settled.recent_from {
+            if let Some(e) = g.evicted.get_mut(workflow)
+                && e.artifacts.is_some()
+            {
+                e.recent_from = Some(*from);
+            }
+        }
+    }
+
+    /// [`Store::commit`] for a mirror that may have dropped records: a record the commit
+    /// names that is not held, and whose id is not above what was dropped of its kind,
+    /// is asked of `recall` — an artifact that exists refuses the commit, a work item or
+    /// invocation comes back (uncounted: the tally still counts it) before it is
+    /// updated. New records have greater ids than any dropped one, so they are not
+    /// asked.
+    pub(crate) fn commit_recalling(
+        &self,
+        commit: Commit,
+        recall: Recaller<'_>,
+    ) -> Result<(), StoreError> {
+        self.apply(commit, Some(recall))
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -253,10 +497,93 @@ impl Inner {
             .iter()
             .rev()
             .filter(|a| a.workflow_id == query.workflow_id)
-            .filter(|a| query.type_name.as_ref().is_none_or(|t| *t == a.type_name))
-            .filter(|a| query.tags.iter().all(|t| a.tags().contains(t)))
-            .filter(|a| a.visible_to(viewer))
+            .filter(|a| matches(a, query, viewer))
             .take(query.limit)
+    }
+}
+
+/// The mirror's records under its lock, as a durable store reads them: what is held,
+/// and where a walk over recent artifacts must go on in the database.
+pub(crate) struct Held<'g>(&'g Inner);
+
+/// How far [`Held::visit_recent`] got.
+pub(crate) enum RecentHeld {
+    /// The visitor stopped, the limit was reached, or every artifact was held.
+    Done,
+    /// The held recent artifacts ran out: go on with those published before `before`,
+    /// at most `remaining` more.
+    Continue {
+        /// The oldest artifact held because it is recent.
+        before: ArtifactId,
+        /// How many more the query may visit.
+        remaining: usize,
+    },
+}
+
+impl Held<'_> {
+    /// Visit artifact `id` if it is held; whether it is.
+    pub(crate) fn visit_artifact(
+        &self,
+        id: &ArtifactId,
+        visit: &mut dyn FnMut(&SharedArtifact),
+    ) -> bool {
+        self.0.artifacts.get(id).map(visit).is_some()
+    }
+
+    /// [`super::ArtifactReader::visit_recent`] over the held artifacts down to the
+    /// oldest kept because it is recent (older ones held because open work needs them are
+    /// left to the database's walk, which finds them in their place).
+    pub(crate) fn visit_recent(
+        &self,
+        query: &ArtifactQuery,
+        viewer: &Viewer<'_>,
+        visit: &mut dyn FnMut(&SharedArtifact) -> bool,
+    ) -> RecentHeld {
+        if query.limit == 0 {
+            return RecentHeld::Done;
+        }
+        let from = self
+            .0
+            .evicted
+            .get(query.workflow_id.as_str())
+            .and_then(|e| e.recent_from);
+        let mut visited = 0;
+        for a in self
+            .0
+            .artifacts
+            .iter()
+            .rev()
+            .filter(|a| a.workflow_id == query.workflow_id)
+        {
+            if matches(a, query, viewer) {
+                visited += 1;
+                if !visit(a) || visited >= query.limit {
+                    return RecentHeld::Done;
+                }
+            }
+            if Some(a.id) == from {
+                return RecentHeld::Continue {
+                    before: a.id,
+                    remaining: query.limit - visited,
+                };
+            }
+        }
+        RecentHeld::Done
+    }
+}
+
+/// Whether artifact `a` is one `query` asks for and `viewer` may see (its workflow
+/// aside).
+pub(crate) fn matches(a: &Artifact, query: &ArtifactQuery, viewer: &Viewer<'_>) -> bool {
+    query.type_name.as_ref().is_none_or(|t| *t == a.type_name)
+        && query.tags.iter().all(|t| a.tags().contains(t))
+        && a.visible_to(viewer)
+}
+
+impl MemoryStore {
+    /// Run `read` over the held records, under the lock.
+    pub(crate) fn read_held<R>(&self, read: impl FnOnce(&Held<'_>) -> R) -> R {
+        read(&Held(&self.lock()))
     }
 }
 
@@ -284,9 +611,14 @@ impl super::ArtifactReader for Inner {
     }
 }
 
-impl Store for MemoryStore {
-    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+impl MemoryStore {
+    /// Apply `commit`, asking `recall` for what the mirror may have dropped.
+    fn apply(&self, commit: Commit, recall: Option<Recaller<'_>>) -> Result<(), StoreError> {
         let mut g = self.lock();
+        let mut recalled = Vec::new();
+        if let Some(recall) = recall {
+            recalled = g.recall(&commit, recall)?;
+        }
         // Check everything first so the commit applies whole or not at all.
         for a in &commit.artifacts {
             if g.artifacts.contains_key(&a.id) {
@@ -299,18 +631,22 @@ impl Store for MemoryStore {
             }
         }
         let g = &mut *g;
+        for r in recalled {
+            match r {
+                Recalled::Work(w) => {
+                    g.work.insert(w);
+                }
+                Recalled::Invocation(i) => {
+                    g.invocations.insert(i);
+                }
+                Recalled::Absent | Recalled::Artifact => {}
+            }
+        }
         for k in commit.keys {
             g.keys.insert((k.workflow_id.clone(), k.key.clone()), k);
         }
         for a in commit.artifacts {
-            let counts = entry_mut(&mut g.counts, &a.workflow_id);
-            counts.total += 1;
-            match counts.by_type.get_mut(&*a.type_name) {
-                Some(n) => *n += 1,
-                None => {
-                    counts.by_type.insert(a.type_name.to_string(), 1);
-                }
-            }
+            entry_mut(&mut g.counts, &a.workflow_id).add(&a.producer, &a.type_name);
             g.artifacts.insert(a);
         }
         for w in commit.work_items {
@@ -331,6 +667,48 @@ impl Store for MemoryStore {
             upsert(&mut g.invocations, tally, inv, |i| Record::Invocation(i));
         }
         Ok(())
+    }
+}
+
+impl Inner {
+    /// The database's versions of the records `commit` names that this mirror may have
+    /// dropped (see [`MemoryStore::commit_recalling`]); an artifact it holds already is
+    /// refused.
+    fn recall(&self, commit: &Commit, recall: Recaller<'_>) -> Result<Vec<Recalled>, StoreError> {
+        let mut out = Vec::new();
+        let dropped = |workflow: &str| self.evicted.get(workflow);
+        for a in &commit.artifacts {
+            if let Some(e) = dropped(&a.workflow_id)
+                && e.artifacts.is_some_and(|max| a.id <= max)
+                && !self.artifacts.contains_key(&a.id)
+                && matches!(recall(Recall::Artifact(a.id))?, Recalled::Artifact)
+            {
+                return Err(StoreError::DuplicateArtifact(a.id));
+            }
+        }
+        for w in &commit.work_items {
+            if let Some(e) = dropped(&w.workflow_id)
+                && e.work.is_some_and(|max| w.id <= max)
+                && !self.work.contains_key(&w.id)
+            {
+                out.push(recall(Recall::Work(w.id))?);
+            }
+        }
+        for i in &commit.invocations {
+            if let Some(e) = dropped(&i.workflow_id)
+                && e.invocations.is_some_and(|max| i.id <= max)
+                && !self.invocations.contains_key(&i.id)
+            {
+                out.push(recall(Recall::Invocation(i.id))?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Store for MemoryStore {
+    fn commit(&self, commit: Commit) -> Result<(), StoreError> {
+        self.apply(commit, None)
     }
 
     fn artifact(&self, id: &ArtifactId) -> Result<Option<SharedArtifact>, StoreError> {
@@ -806,8 +1184,28 @@ mod tests {
         s.claim_next("w").expect("claim").expect("i2");
         s.requeue_running("w").expect("requeue");
         check("a requeue after a crash");
+        let mut faulted = invocation("i3", Priority::Low, 2);
+        faulted.status = InvocationStatus::Failed;
+        faulted.setback_mut().fault = Some(crate::invocation::FaultKind::Timeout);
+        let mut too_deep = invocation("i4", Priority::Low, 3);
+        too_deep.status = InvocationStatus::Cancelled;
+        too_deep.setback_mut().error = Some(crate::invocation::DEPTH_LIMIT_REASON.into());
+        s.commit(Commit {
+            invocations: vec![faulted, too_deep],
+            ..Default::default()
+        })
+        .expect("commit");
+        check("a fault and a cancellation by the depth limit");
         let tally = s.tally("w").expect("tally").expect("kept");
-        assert_eq!(tally.ran, 1);
+        assert_eq!(tally.ran, 2);
+        assert_eq!(
+            (tally.queued, tally.depth_limited),
+            (1, 1),
+            "i2 waits again"
+        );
+        let agent = &tally.agents["a"];
+        assert_eq!((agent.ran, agent.failed), (2, 1));
+        assert_eq!(agent.faults, [0, 1, 0, 0, 0], "one timeout");
         assert_eq!((tally.work.retries, tally.work.rejected_outputs), (1, 2));
         assert_eq!((tally.work.unblocked, tally.work.recovery_spawned), (1, 1));
         assert_eq!((tally.work.duplicates, tally.work.auto_routed), (1, 1));

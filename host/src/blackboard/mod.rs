@@ -79,6 +79,14 @@ pub struct PluginVersion {
     pub sha256: String,
 }
 
+/// Whether a summary names work item `w` ([`Store::notable_work`]).
+pub fn is_notable(w: &WorkItem) -> bool {
+    use crate::work::WorkStatus;
+    !w.status().is_final()
+        || w.status() == WorkStatus::Failed
+        || (w.status() == WorkStatus::Done && w.recovery_of().is_some())
+}
+
 /// A store failure.
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -172,6 +180,33 @@ pub struct ArtifactCounts {
     pub total: u64,
     /// By type name.
     pub by_type: BTreeMap<String, u64>,
+    /// By producer (an agent, `user`, `host`), then type name.
+    pub by_producer: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl ArtifactCounts {
+    /// Count one more artifact of `type_name` published by `producer`.
+    pub fn add(&mut self, producer: &str, type_name: &str) {
+        fn one(map: &mut BTreeMap<String, u64>, key: &str) {
+            match map.get_mut(key) {
+                Some(n) => *n += 1,
+                None => {
+                    map.insert(key.to_string(), 1);
+                }
+            }
+        }
+        self.total += 1;
+        one(&mut self.by_type, type_name);
+        match self.by_producer.get_mut(producer) {
+            Some(types) => one(types, type_name),
+            None => {
+                self.by_producer.insert(
+                    producer.to_string(),
+                    BTreeMap::from([(type_name.to_string(), 1)]),
+                );
+            }
+        }
+    }
 }
 
 /// Artifacts read in place, by id or newest first, within one [`Store::read`]: no copy,
@@ -232,10 +267,44 @@ pub trait Store: Send + Sync {
     }
     /// A workflow's work items, in creation order.
     fn work_items(&self, workflow_id: &str) -> Result<Vec<WorkItem>, StoreError>;
+    /// Show `visit` the work items of a workflow a summary names one by one, in creation
+    /// order: those not final, those failed, and the recoveries done (which decide
+    /// whether a failure was recovered, [`crate::work::unrecovered_failures`]). Without
+    /// copies, and without the rest of the run's history, which a store need not keep in
+    /// memory.
+    fn notable_work(
+        &self,
+        workflow_id: &str,
+        visit: &mut dyn FnMut(&[&WorkItem]),
+    ) -> Result<(), StoreError> {
+        self.scan(workflow_id, &mut |work, _| {
+            let notable: Vec<&WorkItem> = work.iter().copied().filter(|w| is_notable(w)).collect();
+            visit(&notable);
+        })
+    }
     /// One invocation.
     fn invocation(&self, id: &InvocationId) -> Result<Option<InvocationRecord>, StoreError>;
     /// A workflow's invocations, in creation order.
     fn invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError>;
+    /// A workflow's invocations that have not ended (queued or running), in creation
+    /// order: open work, which a store keeps in memory however long the run.
+    fn open_invocations(&self, workflow_id: &str) -> Result<Vec<InvocationRecord>, StoreError> {
+        let mut open = Vec::new();
+        self.scan(workflow_id, &mut |_, invocations| {
+            open = invocations
+                .iter()
+                .filter(|i| {
+                    matches!(
+                        i.status,
+                        crate::invocation::InvocationStatus::Queued
+                            | crate::invocation::InvocationStatus::Running
+                    )
+                })
+                .map(|i| InvocationRecord::clone(i))
+                .collect();
+        })?;
+        Ok(open)
+    }
     /// Show `visit` a workflow's work items and invocations (in creation order) without
     /// copying them: the periodic WorkflowMetrics reads every record, and copies of a
     /// large run's records cost more than the counting.

@@ -21,7 +21,7 @@
 //! of the server's; so the writer owns one connection on its thread, and reads go to a
 //! reader thread that owns another (connected when first needed, again after a failure).
 
-use super::durable::{Backend, DurableStore, Loaded, Msg, Since, Writer, status_text};
+use super::durable::{Backend, DurableStore, Loaded, Msg, Select, Since, Writer, status_text};
 use super::{KeyRecord, RunRecord, StoreError, StoredEvent};
 use postgres::{Client, Config, NoTls};
 use std::collections::{HashMap, HashSet};
@@ -559,6 +559,68 @@ impl Backend for Postgres {
         })
     }
 
+    fn select(&self, selects: &[Select]) -> Result<Vec<Vec<String>>, StoreError> {
+        let selects = selects.to_vec();
+        self.read("records", move |c| {
+            // One snapshot: every answer from the same state of the run.
+            let mut tx = c
+                .build_transaction()
+                .read_only(true)
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .start()?;
+            let mut out = Vec::with_capacity(selects.len());
+            for select in &selects {
+                let rows = match select {
+                    Select::One(t, id) => tx.query(
+                        &format!("SELECT data FROM murmur.{} WHERE id = $1", t.name()),
+                        &[id],
+                    )?,
+                    Select::All(t, workflow_id) => tx.query(
+                        &format!(
+                            "SELECT data FROM murmur.{} WHERE workflow_id = $1 ORDER BY seq",
+                            t.name()
+                        ),
+                        &[workflow_id],
+                    )?,
+                    Select::Older {
+                        workflow_id,
+                        before,
+                        type_name,
+                        limit,
+                    } => tx.query(
+                        "SELECT data FROM murmur.artifacts WHERE workflow_id = $1
+                           AND ($2::text IS NULL
+                                OR seq < (SELECT seq FROM murmur.artifacts WHERE id = $2))
+                           AND ($3::text IS NULL OR type_name = $3)
+                         ORDER BY seq DESC LIMIT $4",
+                        &[
+                            workflow_id,
+                            before,
+                            type_name,
+                            &i64::try_from(*limit).unwrap_or(i64::MAX),
+                        ],
+                    )?,
+                    Select::From {
+                        workflow_id,
+                        from,
+                        limit,
+                    } => tx.query(
+                        "SELECT data FROM murmur.artifacts WHERE workflow_id = $1 ORDER BY seq
+                         LIMIT $3 OFFSET $2",
+                        &[
+                            workflow_id,
+                            &i64::try_from(*from).unwrap_or(i64::MAX),
+                            &i64::try_from(*limit).unwrap_or(i64::MAX),
+                        ],
+                    )?,
+                };
+                out.push(texts(rows)?);
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
     fn load_since(&self, workflow_id: &str, since: Since) -> Result<(Loaded, Since), StoreError> {
         let id = workflow_id.to_string();
         type Rows = (
@@ -769,7 +831,7 @@ impl PgWriter {
                     kv.insert((workflow_id, plugin, key), value.as_deref());
                 }
                 Msg::Lessons(change) => lessons.push(change),
-                Msg::Flush(_) | Msg::Claim(..) => {}
+                Msg::Flush(_) | Msg::Claim(..) | Msg::Trim(_) => {}
             }
         }
         for r in &runs {

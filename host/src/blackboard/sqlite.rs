@@ -10,7 +10,7 @@
 //! The schema is versioned (`meta.schema_version`): an older file is migrated when opened,
 //! a newer one is refused.
 
-use super::durable::{Backend, DurableStore, Loaded, Msg, Writer, status_text};
+use super::durable::{Backend, DurableStore, Loaded, Msg, Select, Writer, status_text};
 use super::{KeyRecord, RunRecord, StoreError, StoredEvent};
 use crate::artifact::Artifact;
 use crate::invocation::InvocationRecord;
@@ -92,6 +92,8 @@ struct Sqlite {
     path: PathBuf,
     /// The writer's claim on the file (`claim_writer`), held while the store lives.
     claim: Mutex<Option<std::fs::File>>,
+    /// A connection for reading what the mirror no longer holds, opened on first use.
+    reader: Mutex<Option<Connection>>,
 }
 
 /// The writer thread's connection.
@@ -205,6 +207,7 @@ impl DurableStore {
             Box::new(Sqlite {
                 path: path.to_path_buf(),
                 claim: Mutex::new(None),
+                reader: Mutex::new(None),
             }),
             Box::new(SqliteWriter { conn }),
             "murmur-sqlite-writer",
@@ -349,6 +352,78 @@ impl Backend for Sqlite {
             kv,
             keys,
         })
+    }
+
+    fn select(&self, selects: &[Select]) -> Result<Vec<Vec<String>>, StoreError> {
+        let mut reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        if reader.is_none() {
+            *reader = Some(
+                Connection::open(&self.path).map_err(|e| backend(&self.path, "cannot open", e))?,
+            );
+        }
+        let Some(conn) = reader.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let fail = |e: rusqlite::Error| backend(&self.path, "cannot read", e);
+        // One read transaction: every answer from the same snapshot.
+        let tx = conn.transaction().map_err(fail)?;
+        let mut out = Vec::with_capacity(selects.len());
+        for select in selects {
+            let (sql, args): (String, Vec<rusqlite::types::Value>) = match select {
+                Select::One(t, id) => (
+                    format!("SELECT data FROM {} WHERE id = ?1", t.name()),
+                    vec![id.clone().into()],
+                ),
+                Select::All(t, workflow_id) => (
+                    format!(
+                        "SELECT data FROM {} WHERE workflow_id = ?1 ORDER BY rowid",
+                        t.name()
+                    ),
+                    vec![workflow_id.clone().into()],
+                ),
+                Select::Older {
+                    workflow_id,
+                    before,
+                    type_name,
+                    limit,
+                } => (
+                    "SELECT data FROM artifacts WHERE workflow_id = ?1
+                       AND (?2 IS NULL OR rowid < (SELECT rowid FROM artifacts WHERE id = ?2))
+                       AND (?3 IS NULL OR type_name = ?3)
+                     ORDER BY rowid DESC LIMIT ?4"
+                        .to_string(),
+                    vec![
+                        workflow_id.clone().into(),
+                        before.clone().into(),
+                        type_name.clone().into(),
+                        i64::try_from(*limit).unwrap_or(i64::MAX).into(),
+                    ],
+                ),
+                Select::From {
+                    workflow_id,
+                    from,
+                    limit,
+                } => (
+                    "SELECT data FROM artifacts WHERE workflow_id = ?1 ORDER BY rowid
+                     LIMIT ?3 OFFSET ?2"
+                        .to_string(),
+                    vec![
+                        workflow_id.clone().into(),
+                        i64::try_from(*from).unwrap_or(i64::MAX).into(),
+                        i64::try_from(*limit).unwrap_or(i64::MAX).into(),
+                    ],
+                ),
+            };
+            let mut stmt = tx.prepare_cached(&sql).map_err(fail)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))
+                .map_err(fail)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(fail)?;
+            out.push(rows);
+        }
+        drop(tx);
+        Ok(out)
     }
 
     fn events(&self, workflow_id: &str) -> Result<Vec<serde_json::Value>, StoreError> {
@@ -566,7 +641,7 @@ fn write_batch(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
                         )?;
                     }
                 }
-                Msg::Flush(_) | Msg::Claim(..) => {}
+                Msg::Flush(_) | Msg::Claim(..) | Msg::Trim(_) => {}
             }
         }
     }

@@ -7,8 +7,12 @@
 //! by the difference each changed record makes: take the old version's counts out, put the
 //! new version's in. [`Tally::count`] defines what a record contributes, once, for both
 //! directions and for a full recount.
+//!
+//! The tally is also what a run's summary counts from (with the artifact counts and the
+//! open and failed work): a store that keeps only a run's open work in memory answers a
+//! summary without reading the run's history back.
 
-use crate::invocation::{InvocationRecord, InvocationStatus};
+use crate::invocation::{DEPTH_LIMIT_REASON, FaultKind, InvocationRecord, InvocationStatus};
 use crate::name::Name;
 use crate::work::{WorkItem, WorkStatus};
 use serde::{Deserialize, Serialize};
@@ -23,6 +27,25 @@ pub struct Tally {
     pub work: WorkCounters,
     /// Invocations that ran to an end (done or failed).
     pub ran: u64,
+    /// Invocations waiting in the queue.
+    pub queued: u64,
+    /// Invocations running.
+    pub running: u64,
+    /// Invocations cancelled because their work was too deep in the cascade.
+    pub depth_limited: u64,
+    /// Invocations that ran to an end, by agent (an agent is listed once one has).
+    pub agents: BTreeMap<Name, AgentTally>,
+}
+
+/// What one agent's invocations that ran to an end add up to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentTally {
+    /// Done or failed.
+    pub ran: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Faults by class, in [`FaultKind::ALL`]'s order.
+    pub faults: [u64; FaultKind::ALL.len()],
 }
 
 /// A record whose counts a [`Tally`] holds.
@@ -86,6 +109,38 @@ impl Tally {
                 let ended = matches!(i.status, InvocationStatus::Done | InvocationStatus::Failed);
                 step(&mut self.ran, up, u64::from(ended));
                 step(
+                    &mut self.queued,
+                    up,
+                    u64::from(i.status == InvocationStatus::Queued),
+                );
+                step(
+                    &mut self.running,
+                    up,
+                    u64::from(i.status == InvocationStatus::Running),
+                );
+                if i.status == InvocationStatus::Cancelled && i.error() == Some(DEPTH_LIMIT_REASON)
+                {
+                    step(&mut self.depth_limited, up, 1);
+                }
+                if ended {
+                    // Cloned (an atomic count both workers share) only for a new agent.
+                    if !self.agents.contains_key(&i.agent) {
+                        self.agents.insert(i.agent.clone(), AgentTally::default());
+                    }
+                    let a = self.agents.get_mut(&i.agent).expect("inserted above");
+                    step(&mut a.ran, up, 1);
+                    step(
+                        &mut a.failed,
+                        up,
+                        u64::from(i.status == InvocationStatus::Failed),
+                    );
+                    if let Some(f) = i.fault()
+                        && let Some(k) = FaultKind::ALL.iter().position(|k| *k == f)
+                    {
+                        step(&mut a.faults[k], up, 1);
+                    }
+                }
+                step(
                     &mut self.work.rejected_outputs,
                     up,
                     u64::from(i.rejections()),
@@ -93,6 +148,19 @@ impl Tally {
                 step(&mut self.work.retries, up, u64::from(i.retries()));
             }
         }
+    }
+
+    /// What `workflow_id`'s records in `store` add up to: the store's kept tally, or
+    /// counted afresh from the records where the store keeps none.
+    pub fn of(store: &dyn super::Store, workflow_id: &str) -> Result<Self, super::StoreError> {
+        if let Some(tally) = store.tally(workflow_id)? {
+            return Ok(tally);
+        }
+        let mut tally = Tally::default();
+        store.scan(workflow_id, &mut |work, invocations| {
+            tally = Tally::recount(work.iter().copied(), invocations.iter().copied());
+        })?;
+        Ok(tally)
     }
 
     /// The tally of these records, counted afresh.
@@ -153,6 +221,26 @@ pub struct PhaseCounts {
     /// Not decided on before its approval timeout.
     #[serde(default)]
     pub expired: u64,
+}
+
+impl PhaseCounts {
+    /// Work items in the phase, whatever their status.
+    pub fn total(&self) -> u64 {
+        self.pending
+            + self.active
+            + self.done
+            + self.failed
+            + self.duplicate
+            + self.blocked
+            + self.cancelled
+            + self.awaiting_approval
+            + self.expired
+    }
+
+    /// Work items not yet final: pending, active, blocked or awaiting approval.
+    pub fn open(&self) -> u64 {
+        self.pending + self.active + self.blocked + self.awaiting_approval
+    }
 }
 
 /// What the self-improving loop did (the summary's `work`).

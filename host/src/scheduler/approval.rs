@@ -216,7 +216,7 @@ impl Scheduler {
         let now = now_ms();
         let mut decided = Vec::new();
         let mut overdue = Vec::new();
-        self.store.scan(workflow_id, &mut |work, _| {
+        self.store.notable_work(workflow_id, &mut |work| {
             for w in work
                 .iter()
                 .filter(|w| w.status() == WorkStatus::AwaitingApproval)

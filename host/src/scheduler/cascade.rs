@@ -483,7 +483,7 @@ impl<'a> Cascade<'a> {
 
     /// Raise the priority of `work`'s queued invocations.
     fn reprioritise(&mut self, work: &ArtifactId, priority: Priority) -> Result<(), StoreError> {
-        for mut inv in self.store.invocations(self.workflow_id)? {
+        for mut inv in self.store.open_invocations(self.workflow_id)? {
             if inv.work_item.as_ref() == Some(work)
                 && inv.status == InvocationStatus::Queued
                 && inv.priority < priority

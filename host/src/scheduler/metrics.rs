@@ -16,16 +16,7 @@ pub(super) fn snapshot(
     workflow_id: &str,
 ) -> Result<Value, StoreError> {
     let artifacts = store.counts(workflow_id)?.total;
-    let tally = match store.tally(workflow_id)? {
-        Some(tally) => tally,
-        None => {
-            let mut tally = Tally::default();
-            store.scan(workflow_id, &mut |work, invocations| {
-                tally = Tally::recount(work.iter().copied(), invocations.iter().copied());
-            })?;
-            tally
-        }
-    };
+    let tally = Tally::of(store, workflow_id)?;
     Ok(json!({
         "phases": tally.phase_counts(wf.manifest.phases.iter().map(|p| p.name.clone())),
         "artifacts": artifacts,

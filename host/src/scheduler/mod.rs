@@ -23,10 +23,12 @@ mod pool;
 pub mod remote;
 
 use crate::artifact::{ArtifactId, Visibility, now_ms};
+use crate::blackboard::tally::{PhaseCounts, Tally};
 use crate::blackboard::{PluginVersion, RunRecord, Store, StoreError};
 use crate::hotload::Reload;
 use crate::invocation::FaultKind;
 use crate::invocation::{InvocationRecord, InvocationStatus};
+use crate::name::Name;
 use crate::observe::Event;
 use crate::plugin::bindings::types::PluginError;
 use crate::plugin::{Fault, InvokeError};
@@ -1005,11 +1007,17 @@ impl Scheduler {
     }
 
     fn has_open_work(&self, workflow_id: &str) -> Result<bool, RunError> {
-        let mut open = false;
-        self.store.scan(workflow_id, &mut |work, _| {
-            open = work.iter().any(|w| !w.status().is_final());
-        })?;
-        Ok(open)
+        Ok(self
+            .tally(workflow_id)?
+            .phases
+            .values()
+            .any(|c| c.open() > 0))
+    }
+
+    /// What the run's records add up to: the store's tally, counted afresh where the
+    /// store keeps none.
+    fn tally(&self, workflow_id: &str) -> Result<Tally, RunError> {
+        Ok(Tally::of(self.store.as_ref(), workflow_id)?)
     }
 
     /// Swap in a hot-loaded version of the workflow (or report why one was rejected), and
@@ -1149,35 +1157,31 @@ impl Scheduler {
         started: Instant,
     ) -> Result<RunSummary, RunError> {
         let wf = self.wf();
-        // Counted in place: copying a large run's records costs more than counting them.
-        let mut any_open = false;
-        let mut total_work = 0;
-        let mut ran = 0;
-        let mut failed = 0;
-        let mut phases_completed = std::collections::BTreeSet::new();
+        // Counted from the store's tally and the notable work: never the run's history.
+        let tally = self.tally(workflow_id)?;
+        let total_work: u64 = tally.phases.values().map(PhaseCounts::total).sum();
+        let any_open = tally.phases.values().any(|c| c.open() > 0);
+        let phases_completed: std::collections::BTreeSet<&Name> = tally
+            .phases
+            .iter()
+            .filter(|(_, c)| c.done > 0)
+            .map(|(p, _)| p)
+            .collect();
+        let ran = tally.ran;
+        let failed: u64 = tally.agents.values().map(|a| a.failed).sum();
+        let mut open = Vec::new();
         let mut unrecovered = 0;
-        self.store.scan(workflow_id, &mut |work, invocations| {
-            total_work = work.len();
-            unrecovered = crate::work::unrecovered_failures(work).len();
-            for w in work {
-                any_open |= !w.status().is_final();
-                if w.status() == WorkStatus::Done && !phases_completed.contains(&w.phase) {
-                    phases_completed.insert(w.phase.clone());
-                }
-            }
-            for i in invocations {
-                ran += usize::from(matches!(
-                    i.status,
-                    InvocationStatus::Done | InvocationStatus::Failed
-                ));
-                failed += usize::from(i.status == InvocationStatus::Failed);
-            }
+        self.store.notable_work(workflow_id, &mut |notable| {
+            unrecovered = crate::work::unrecovered_failures(notable).len();
+            open = notable
+                .iter()
+                .filter(|w| !w.status().is_final())
+                .map(|w| WorkItem::clone(w))
+                .collect();
         })?;
         let status = if budget_hit {
             RunStatus::BudgetExhausted
         } else if any_open {
-            let work = self.store.work_items(workflow_id)?;
-            let open: Vec<_> = work.iter().filter(|w| !w.status().is_final()).collect();
             // Nothing is queued or running, so open work has no agent that will take it,
             // or waits for blockers that will never be done.
             let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
@@ -1194,9 +1198,11 @@ impl Scheduler {
                     let blockers: Vec<String> = w
                         .blocked_by()
                         .iter()
-                        .map(|b| match work.iter().find(|x| x.id == *b) {
-                            Some(x) => format!("{} '{}' ({})", x.id, x.description, x.status()),
-                            None => b.to_string(),
+                        .map(|b| match self.store.work_item(b) {
+                            Ok(Some(x)) => {
+                                format!("{} '{}' ({})", x.id, x.description, x.status())
+                            }
+                            _ => b.to_string(),
                         })
                         .collect();
                     format!(

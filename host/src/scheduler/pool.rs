@@ -30,7 +30,7 @@ use super::{RunError, Scheduler, cascade::CascadeState};
 use crate::artifact::now_ms;
 use crate::blackboard::RunRecord;
 use crate::hotload::Reload;
-use crate::invocation::{InvocationRecord, InvocationStatus};
+use crate::invocation::InvocationRecord;
 use crate::observe::Event;
 use crate::policy::MonitoringPolicy;
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -477,13 +477,8 @@ impl Scheduler {
             }
         }
         if g.started >= max_invocations {
-            let mut queued = false;
-            self.store.scan(workflow_id, &mut |_, invocations| {
-                queued = invocations
-                    .iter()
-                    .any(|i| i.status == InvocationStatus::Queued);
-            })?;
-            g.budget_hit = queued;
+            g.budget_hit =
+                crate::blackboard::tally::Tally::of(self.store.as_ref(), workflow_id)?.queued > 0;
             return Ok(None);
         }
         let claimed = self.store.claim_next(workflow_id)?;

@@ -119,16 +119,8 @@ fn render(runs: &AppState) -> Result<String, ApiError> {
                 label(class)
             );
         }
-        let (mut q, mut r) = (0u64, 0u64);
-        runs.store().scan(&record.workflow_id, &mut |_, all| {
-            for i in all {
-                match i.status {
-                    murmur::invocation::InvocationStatus::Queued => q += 1,
-                    murmur::invocation::InvocationStatus::Running => r += 1,
-                    _ => {}
-                }
-            }
-        })?;
+        let tally = murmur::blackboard::tally::Tally::of(runs.store(), &record.workflow_id)?;
+        let (q, r) = (tally.queued, tally.running);
         let _ = writeln!(
             queued,
             "murmur_invocations_queued{{workflow_id=\"{wf}\"}} {q}"

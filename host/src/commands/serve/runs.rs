@@ -719,14 +719,17 @@ impl Runs {
     /// A run that ended `waiting` goes on when its earliest approval expires, to expire
     /// it (a decision before then opens it anyway).
     pub(crate) fn wake_at_expiry(self: &Arc<Self>, id: &str) {
-        let Ok(work) = self.store.work_items(id) else {
+        let mut earliest = None;
+        let read = self.store.notable_work(id, &mut |work| {
+            earliest = work
+                .iter()
+                .filter(|w| w.status() == murmur::work::WorkStatus::AwaitingApproval)
+                .filter_map(|w| w.approval().and_then(|a| a.expires_at_ms))
+                .min();
+        });
+        if read.is_err() {
             return;
-        };
-        let earliest = work
-            .iter()
-            .filter(|w| w.status() == murmur::work::WorkStatus::AwaitingApproval)
-            .filter_map(|w| w.approval().and_then(|a| a.expires_at_ms))
-            .min();
+        }
         let Some(at) = earliest else {
             return;
         };

@@ -161,6 +161,70 @@ fn bench_cascade_checks_its_counts_against_the_closed_form_and_prints_one_json_l
     }
 }
 
+/// A durable run whose mirror keeps only a few records of each kind reads the rest from
+/// the database — context beyond the newest artifacts, work found duplicate after it
+/// left memory, the summary — and counts exactly what the closed form says, on SQLite
+/// and on PostgreSQL with worker processes.
+#[test]
+fn a_cascade_through_a_mirror_that_keeps_a_few_records_counts_what_the_closed_form_says() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = format!("sqlite:{}", dir.path().join("trim.db").display());
+    let postgres = murmur::blackboard::postgres::scratch::test_server();
+    for args in [
+        vec!["--store", sqlite.as_str()],
+        vec!["--store", postgres.as_str(), "--workers", "2"],
+    ] {
+        let out = murmur()
+            .current_dir(repo())
+            .env("MURMUR_MIRROR_KEEP", "16")
+            .args(["bench", "cascade", "--n", "300", "--json"])
+            .args(&args)
+            .output()
+            .expect("murmur runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let figures: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        // 300 + 60 + 12 + 3 work items, four artifacts each.
+        assert_eq!(figures["artifacts"], 4 * 375, "{args:?}: {figures}");
+    }
+    // The run's status read back from the file: every count from what the store kept.
+    let status = murmur()
+        .env("MURMUR_MIRROR_KEEP", "16")
+        .args(["status", "--json", "--store", &sqlite])
+        .output()
+        .expect("murmur status");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    assert_eq!(status["invocations"], 3 * 375, "{status}");
+    assert_eq!(status["status"], "complete", "{status}");
+}
+
+#[test]
+fn a_mirror_bound_that_is_not_a_number_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = murmur()
+        .current_dir(repo())
+        .env("MURMUR_MIRROR_KEEP", "lots")
+        .args(["run", "--quiet", "--store"])
+        .arg(format!("sqlite:{}", dir.path().join("x.db").display()))
+        .arg("examples/auth-system/workflow.toml")
+        .output()
+        .expect("murmur runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("MURMUR_MIRROR_KEEP=\"lots\": expected a number of records"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bench_cascade_without_json_prints_its_figures_as_text() {
     let out = murmur()

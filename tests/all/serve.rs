@@ -376,6 +376,81 @@ fn a_served_run_ends_as_the_same_run_in_batch_does() {
     assert_eq!(stored["artifacts"], served["artifacts"]);
 }
 
+/// A server whose store keeps two records of each kind in memory (and what open work
+/// needs) drives the demo to the same end, and every listing of the run — work,
+/// artifacts, the graph, the event stream, the summary — reads what left memory from
+/// the file.
+#[test]
+fn a_run_driven_through_a_mirror_that_keeps_two_records_answers_every_read_in_full() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(&db(&dir), &[], &[("MURMUR_MIRROR_KEEP", "2")]);
+    let id = start(&server, json!({ "manifest_path": auth_demo() }));
+    let served = server.wait_ended(&id);
+    let batch = murmur()
+        .args(["run", "--quiet", "--json", "--store", "memory"])
+        .arg(auth_demo())
+        .output()
+        .expect("murmur run");
+    let batch: Value = serde_json::from_slice(&batch.stdout).expect("batch summary");
+    for field in [
+        "status",
+        "artifacts",
+        "invocations",
+        "by_type",
+        "phases",
+        "work",
+        "faults",
+    ] {
+        assert_eq!(served[field], batch[field], "{field}");
+    }
+    for (agent, counts) in batch["agents"].as_object().expect("agents") {
+        assert_eq!(
+            served["agents"][agent]["published"], counts["published"],
+            "{agent}"
+        );
+        assert_eq!(
+            served["agents"][agent]["invocations"], counts["invocations"],
+            "{agent}"
+        );
+    }
+    let total = batch["artifacts"].as_u64().expect("artifacts");
+    let (status, page) = server.get(&format!("/v1/workflows/{id}/artifacts?limit=1000"));
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        page["artifacts"].as_array().map(Vec::len),
+        Some(total as usize),
+        "every artifact listed"
+    );
+    let work_items: u64 = batch["phases"]
+        .as_object()
+        .expect("phases")
+        .values()
+        .flat_map(|c| c.as_object().expect("counts").values())
+        .filter_map(Value::as_u64)
+        .sum();
+    let (status, work) = server.get(&format!("/v1/workflows/{id}/work?limit=1000"));
+    assert_eq!(status, 200, "{work}");
+    assert_eq!(
+        work["items"].as_array().map(Vec::len),
+        Some(work_items as usize),
+        "every work item listed"
+    );
+    let (status, graph) = server.get(&format!("/v1/workflows/{id}/graph?format=json"));
+    assert_eq!(status, 200, "{graph}");
+    assert_eq!(
+        graph["nodes"].as_array().map(Vec::len),
+        Some(total as usize),
+        "every artifact drawn"
+    );
+    // The event stream from the start names every artifact published.
+    let ended = |e: &[Sse]| e.iter().any(|e| e.event == "run_ended");
+    let published = events(server.addr, &id, None, ended)
+        .iter()
+        .filter(|e| e.event == "published")
+        .count();
+    assert_eq!(published as u64, total, "every publish streamed");
+}
+
 #[test]
 fn a_bad_request_is_answered_with_its_status_and_the_json_pointer_at_fault() {
     let dir = tempfile::tempdir().expect("tempdir");

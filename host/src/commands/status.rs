@@ -4,7 +4,6 @@ use super::report::print_summary_to;
 use super::store::{Access, RunTarget, Target};
 use anyhow::{Context, Result};
 use murmur::artifact::now_ms;
-use murmur::invocation::InvocationStatus;
 use murmur::summary::RunSummary;
 
 /// Where a run stands: per phase, per agent, open and blocked work.
@@ -49,32 +48,27 @@ impl StatusCommand {
         );
         print_summary_to(&summary, &mut std::io::stdout());
         print_agents(&summary);
-        let queued = store
-            .invocations(&record.workflow_id)?
-            .iter()
-            .filter(|i| {
-                matches!(
-                    i.status,
-                    InvocationStatus::Queued | InvocationStatus::Running
-                )
-            })
-            .count();
+        let queued = store.open_invocations(&record.workflow_id)?.len();
         println!("  invocations queued or running: {queued}");
-        for w in store.work_items(&record.workflow_id)? {
-            if !w.status().is_final() {
+        let mut open = Vec::new();
+        store.notable_work(&record.workflow_id, &mut |work| {
+            for w in work.iter().filter(|w| !w.status().is_final()) {
                 let waiting = if w.blocked_by().is_empty() {
                     String::new()
                 } else {
                     let ids: Vec<String> = w.blocked_by().iter().map(|b| b.to_string()).collect();
                     format!(" waiting for {}", ids.join(", "))
                 };
-                println!(
+                open.push(format!(
                     "  open: [{}] {} ({}){waiting}",
                     w.phase,
                     w.description,
                     w.status()
-                );
+                ));
             }
+        })?;
+        for line in open {
+            println!("{line}");
         }
         Ok(0)
     }

@@ -339,11 +339,10 @@ fn db(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("serve.db")
 }
 
-#[test]
-fn a_served_run_ends_as_the_same_run_in_batch_does() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(&db(&dir));
-    let id = start(&server, json!({ "manifest_path": auth_demo() }));
+/// The auth demo run by `server` to its end, and the same demo run in batch on a memory
+/// store: the run's id and both summaries, checked to count alike.
+fn demo_served_and_in_batch(server: &Server) -> (String, Value, Value) {
+    let id = start(server, json!({ "manifest_path": auth_demo() }));
     let served = server.wait_ended(&id);
     let batch = murmur()
         .args(["run", "--quiet", "--json", "--store", "memory"])
@@ -358,9 +357,18 @@ fn a_served_run_ends_as_the_same_run_in_batch_does() {
         "by_type",
         "phases",
         "work",
+        "faults",
     ] {
         assert_eq!(served[field], batch[field], "{field}");
     }
+    (id, served, batch)
+}
+
+#[test]
+fn a_served_run_ends_as_the_same_run_in_batch_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&db(&dir));
+    let (id, served, _) = demo_served_and_in_batch(&server);
     let (status, list) = server.get("/v1/workflows");
     assert_eq!(status, 200);
     assert_eq!(list["workflows"][0]["workflow_id"], id.as_str());
@@ -384,25 +392,7 @@ fn a_served_run_ends_as_the_same_run_in_batch_does() {
 fn a_run_driven_through_a_mirror_that_keeps_two_records_answers_every_read_in_full() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start_with(&db(&dir), &[], &[("MURMUR_MIRROR_KEEP", "2")]);
-    let id = start(&server, json!({ "manifest_path": auth_demo() }));
-    let served = server.wait_ended(&id);
-    let batch = murmur()
-        .args(["run", "--quiet", "--json", "--store", "memory"])
-        .arg(auth_demo())
-        .output()
-        .expect("murmur run");
-    let batch: Value = serde_json::from_slice(&batch.stdout).expect("batch summary");
-    for field in [
-        "status",
-        "artifacts",
-        "invocations",
-        "by_type",
-        "phases",
-        "work",
-        "faults",
-    ] {
-        assert_eq!(served[field], batch[field], "{field}");
-    }
+    let (id, served, batch) = demo_served_and_in_batch(&server);
     for (agent, counts) in batch["agents"].as_object().expect("agents") {
         assert_eq!(
             served["agents"][agent]["published"], counts["published"],

@@ -403,12 +403,16 @@ fn a_run_driven_through_a_mirror_that_keeps_two_records_answers_every_read_in_fu
             "{agent}"
         );
     }
+    // How many entries the list under `key` of the answer to GET `path` holds.
+    let listed = |path: &str, key: &str| -> Option<u64> {
+        let (status, body) = server.get(&format!("/v1/workflows/{id}/{path}"));
+        assert_eq!(status, 200, "{path}: {body}");
+        body[key].as_array().map(|a| a.len() as u64)
+    };
     let total = batch["artifacts"].as_u64().expect("artifacts");
-    let (status, page) = server.get(&format!("/v1/workflows/{id}/artifacts?limit=1000"));
-    assert_eq!(status, 200, "{page}");
     assert_eq!(
-        page["artifacts"].as_array().map(Vec::len),
-        Some(total as usize),
+        listed("artifacts?limit=1000", "artifacts"),
+        Some(total),
         "every artifact listed"
     );
     let work_items: u64 = batch["phases"]
@@ -418,18 +422,14 @@ fn a_run_driven_through_a_mirror_that_keeps_two_records_answers_every_read_in_fu
         .flat_map(|c| c.as_object().expect("counts").values())
         .filter_map(Value::as_u64)
         .sum();
-    let (status, work) = server.get(&format!("/v1/workflows/{id}/work?limit=1000"));
-    assert_eq!(status, 200, "{work}");
     assert_eq!(
-        work["items"].as_array().map(Vec::len),
-        Some(work_items as usize),
+        listed("work?limit=1000", "items"),
+        Some(work_items),
         "every work item listed"
     );
-    let (status, graph) = server.get(&format!("/v1/workflows/{id}/graph?format=json"));
-    assert_eq!(status, 200, "{graph}");
     assert_eq!(
-        graph["nodes"].as_array().map(Vec::len),
-        Some(total as usize),
+        listed("graph?format=json", "nodes"),
+        Some(total),
         "every artifact drawn"
     );
     // The event stream from the start names every artifact published.

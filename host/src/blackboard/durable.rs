@@ -639,6 +639,13 @@ struct Trim {
 }
 
 impl Trim {
+    /// Stop trimming (the database no longer follows the mirror).
+    fn bound_off(&self) {
+        self.bound
+            .keep
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Trim the mirror if it has grown past its bound and nothing is being sent: what
     /// is waiting is written first (`write`), so the mirror and the database agree on
     /// every record when it is trimmed. Whether the writes succeeded.
@@ -755,15 +762,6 @@ fn write_loop(
                 Err(format!("{name}: not trimmed: a write failed"))
             });
         }
-    }
-}
-
-impl Trim {
-    /// Stop trimming (the database no longer follows the mirror).
-    fn bound_off(&self) {
-        self.bound
-            .keep
-            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

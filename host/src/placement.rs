@@ -55,7 +55,7 @@ pub(crate) struct Candidate {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Known {
     /// Entries in the phase's index then: the commit compares later ones itself.
-    pub(crate) seen: usize,
+    pub(crate) seen: u64,
     /// The most recent open or done work items, most recent first.
     pub(crate) candidates: Vec<Candidate>,
 }
@@ -77,7 +77,7 @@ pub(crate) struct Pending {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Placement {
     /// Entries in its phase's index when the candidates were read.
-    pub(crate) seen: usize,
+    pub(crate) seen: u64,
     /// Candidates at or above the scorer's threshold, most similar first.
     pub(crate) ranked: Vec<(Target, f64)>,
     /// Who scored (`builtin`, a plugin's name, `embedding`).

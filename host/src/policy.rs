@@ -116,7 +116,15 @@ pub struct DedupPolicy {
     /// With an `[llm] embedding_model` (and no plugin), descriptions are compared by the
     /// cosine similarity of their embeddings, duplicates at or above this. Default 0.9.
     pub embedding_threshold: f64,
+    /// A discovery is compared with its phase's open work and with the phase's `window`
+    /// newest work items, done ones among them; done work older than that is no longer
+    /// an original. Bounds the memory a long run's index takes. Default 65,536; 0
+    /// compares with all of a run's work.
+    pub window: usize,
 }
+
+/// The default [`DedupPolicy::window`].
+pub(crate) const DEDUP_WINDOW: usize = 65_536;
 
 impl Default for DedupPolicy {
     fn default() -> Self {
@@ -125,6 +133,7 @@ impl Default for DedupPolicy {
             threshold: 0.8,
             plugin: None,
             embedding_threshold: 0.9,
+            window: DEDUP_WINDOW,
         }
     }
 }

@@ -89,10 +89,21 @@ fn similarity(a: &str, b: &str) -> f64 {
 /// have a list of the others. A description's one unusual word ("i988") then costs a
 /// dozen bytes, not a map slot, a string, a list and an allocation each (144 bytes an
 /// entry before).
+///
+/// A run that goes on for weeks must not grow its index with every item it ever saw:
+/// [`DedupIndex::keep`] rebuilds it from the entries a caller still wants (the scheduler
+/// keeps open work and a window of the newest), dropping the words only the others used.
+/// Entries are numbered in the order they were added, and the numbers survive a rebuild,
+/// so "the entries added since" stays a question the index can answer.
 #[derive(Debug)]
 pub(crate) struct DedupIndex<K = String> {
-    /// Per entry: its key, and where its word numbers end in `entry_words`.
-    entries: Vec<(K, u32)>,
+    /// Per entry: its key, where its word numbers end in `entry_words`, and its number
+    /// in the order entries were added.
+    entries: Vec<(K, u32, u64)>,
+    /// Entries ever added, those dropped by [`DedupIndex::keep`] included.
+    added: u64,
+    /// Entries the last [`DedupIndex::keep`] kept.
+    kept: usize,
     entry_words: Vec<u32>,
     /// Every word's text, one after another; a word's text ends at `word_ends[word]`.
     word_text: String,
@@ -110,6 +121,8 @@ impl<K> Default for DedupIndex<K> {
     fn default() -> Self {
         Self {
             entries: Vec::new(),
+            added: 0,
+            kept: 0,
             entry_words: Vec::new(),
             word_text: String::new(),
             word_ends: Vec::new(),
@@ -214,8 +227,14 @@ fn index_u32(n: usize) -> u32 {
 impl<K: Clone> DedupIndex<K> {
     /// Add `text` under `key`.
     pub(crate) fn insert(&mut self, key: K, text: &str) {
+        let ordinal = self.added;
+        self.add(key, ordinal, words(text).iter().map(String::as_str));
+    }
+
+    /// Add an entry of normalised `words` under `key`, numbered `ordinal`.
+    fn add<'w>(&mut self, key: K, ordinal: u64, words: impl Iterator<Item = &'w str>) {
         let n = index_u32(self.entries.len());
-        let mut ids: Vec<u32> = words(text).iter().map(|w| self.number_or_add(w)).collect();
+        let mut ids: Vec<u32> = words.map(|w| self.number_or_add(w)).collect();
         ids.sort_unstable();
         for &w in &ids {
             let first = &mut self.first_entry[w as usize];
@@ -226,7 +245,9 @@ impl<K: Clone> DedupIndex<K> {
             }
         }
         self.entry_words.extend_from_slice(&ids);
-        self.entries.push((key, index_u32(self.entry_words.len())));
+        self.entries
+            .push((key, index_u32(self.entry_words.len()), ordinal));
+        self.added = self.added.max(ordinal + 1);
     }
 
     /// How many texts are indexed.
@@ -234,9 +255,42 @@ impl<K: Clone> DedupIndex<K> {
         self.entries.len()
     }
 
+    /// How many texts were ever added, those [`DedupIndex::keep`] dropped included.
+    pub(crate) fn added(&self) -> u64 {
+        self.added
+    }
+
     /// The keys indexed, oldest first.
     pub(crate) fn keys(&self) -> impl DoubleEndedIterator<Item = &K> {
-        self.entries.iter().map(|(k, _)| k)
+        self.entries.iter().map(|(k, _, _)| k)
+    }
+
+    /// The keys of the texts added after the first `added` ones, oldest first.
+    pub(crate) fn keys_since(&self, added: u64) -> impl Iterator<Item = &K> {
+        let from = self.entries.partition_point(|(_, _, n)| *n < added);
+        self.entries[from..].iter().map(|(k, _, _)| k)
+    }
+
+    /// How many entries the last [`DedupIndex::keep`] kept (0 before the first).
+    pub(crate) fn kept(&self) -> usize {
+        self.kept
+    }
+
+    /// Rebuild the index from the entries `keep` says to keep (it is asked with each
+    /// entry's key and how many entries were added after it), oldest first. Words that
+    /// only dropped entries used are dropped too; what [`DedupIndex::similar`] finds among
+    /// the kept entries does not change.
+    pub(crate) fn keep(&mut self, mut keep: impl FnMut(&K, u64) -> bool) {
+        let mut kept = DedupIndex::default();
+        for (i, (key, _, ordinal)) in self.entries.iter().enumerate() {
+            if keep(key, self.added - 1 - ordinal) {
+                let words = self.words_of(i).iter().map(|&w| self.word(w));
+                kept.add(key.clone(), *ordinal, words);
+            }
+        }
+        kept.added = self.added;
+        kept.kept = kept.entries.len();
+        *self = kept;
     }
 
     /// Keys of indexed texts whose similarity with `text` is at least `threshold`, most
@@ -327,6 +381,32 @@ mod tests {
             "found through its rare word"
         );
         assert_eq!(index.similar("follow-up g1", 0.75).len(), 1000);
+    }
+
+    #[test]
+    fn keeping_some_entries_drops_the_others_and_their_words_and_keeps_their_numbers() {
+        let mut index = DedupIndex::default();
+        for i in 0..100u32 {
+            index.insert(i, &format!("follow-up g1-i{i}"));
+        }
+        index.keep(|k, newer| *k % 10 == 0 || newer < 5);
+        // 0, 10, …, 90, and the five newest, 95 to 99.
+        assert_eq!(index.len(), 15);
+        assert_eq!(
+            index.word_ends.len(),
+            3 + 15,
+            "the dropped entries' words went"
+        );
+        assert_eq!(index.similar("follow-up g1-i7", 1.0), vec![]);
+        assert_eq!(index.similar("follow-up g1-i20", 1.0), vec![(20, 1.0)]);
+        assert_eq!(index.similar("follow-up g1", 0.75).len(), 15);
+        assert_eq!(index.added(), 100);
+        assert_eq!(index.kept(), 15);
+        let since = |index: &DedupIndex<u32>, n| index.keys_since(n).copied().collect::<Vec<_>>();
+        assert_eq!(since(&index, 89), [90, 95, 96, 97, 98, 99]);
+        index.insert(100, "follow-up g1-i100");
+        assert_eq!(since(&index, 100), [100]);
+        assert_eq!(index.similar("follow-up g1-i100", 1.0), vec![(100, 1.0)]);
     }
 
     #[test]

@@ -184,3 +184,72 @@ async fn a_slow_similarity_plugin_does_not_hold_up_other_agents_commits() {
         "only {ticks_meanwhile} ticks committed while the discovery was scored"
     );
 }
+
+/// The dedup window test's run: `orig` done first, `audit` left open until last, and a
+/// thinker that discovers six new items, then both again.
+async fn a_run_with_a_dedup_window(window: &str) -> Run {
+    let again: Vec<String> = [
+        "Map the billing flows",
+        "Index the audit trail",
+        "Profile the checkout page",
+        "Draft the incident runbook",
+        "Review the cache headers",
+        "Trim the docker images",
+        "Rotate the signing key",
+        "Audit the session token",
+    ]
+    .iter()
+    .map(|d| {
+        format!(
+            "{{ description = \"{d}\", phase = \"analysis\", done_definition = \"done\", discovered_by = \"thinker\" }}"
+        )
+    })
+    .collect();
+    let thinker = format!("mode = \"discover\", discoveries = [{}]", again.join(", "));
+    let text = format!(
+        "[workflow]\nname = \"d\"\nlimits = {{ concurrency = 1 }}\n{PHASES_AND_NOTE}[dedup]\n{window}\n[[type]]\nname = \"Go\"\nschema = {{ type = \"object\" }}\n{}{}{}\n[[input]]\ntype = \"Go\"\npayload = {{}}\n{}",
+        worker("true"),
+        probe("thinker", &thinker, "Go", None),
+        discovery(
+            "Rotate the signing keys",
+            "analysis",
+            ", priority = \"critical\""
+        ),
+        discovery(
+            "Audit the session tokens",
+            "analysis",
+            ", priority = \"low\""
+        ),
+    );
+    run(&text).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn done_work_older_than_the_window_is_no_original_and_open_work_always_is() {
+    // window = 4: six discoveries push the done "Rotate the signing keys" out of it.
+    let run = a_run_with_a_dedup_window("window = 4").await;
+    assert_eq!(run.summary.status, RunStatus::Complete);
+    assert_eq!(
+        run.work("Rotate the signing key").status(),
+        WorkStatus::Done,
+        "done work outside the window is no original"
+    );
+    let audit = run.work("Audit the session tokens");
+    let again = run.work("Audit the session token");
+    assert_eq!(again.status(), WorkStatus::Duplicate, "open work always is");
+    assert_eq!(again.duplicate_of(), Some(audit.id));
+    assert_eq!(run.summary.work.duplicates, 1);
+    assert_eq!(run.summary.agents["worker"].invocations, 9);
+
+    // The same run, every done item compared: both are duplicates.
+    let all = a_run_with_a_dedup_window("window = 0").await;
+    assert_eq!(all.summary.work.duplicates, 2);
+    assert_eq!(
+        all.work("Rotate the signing key").status(),
+        WorkStatus::Duplicate
+    );
+    assert_eq!(all.summary.agents["worker"].invocations, 8);
+    // And by default (65,536 items) too.
+    let default = a_run_with_a_dedup_window("").await;
+    assert_eq!(default.summary.work.duplicates, 2);
+}

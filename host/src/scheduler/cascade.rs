@@ -49,8 +49,13 @@ pub(super) struct CascadeState {
 
 impl CascadeState {
     /// Rebuild the state of `workflow_id` from the store.
-    pub(super) fn rebuild(store: &dyn Store, workflow_id: &str) -> Result<Self, StoreError> {
+    pub(super) fn rebuild(
+        store: &dyn Store,
+        workflow_id: &str,
+        dedup_window: usize,
+    ) -> Result<Self, StoreError> {
         let mut state = CascadeState::default();
+        let mut open = std::collections::HashSet::new();
         for inv in store.invocations(workflow_id)? {
             state.next_seq = state.next_seq.max(inv.seq + 1);
             if inv.status != InvocationStatus::Cancelled {
@@ -69,12 +74,13 @@ impl CascadeState {
                     state.waiting.entry(*b).or_default().push(w.id);
                 }
             }
+            if !w.status().is_final() {
+                open.insert(w.id);
+            }
             if w.status() != WorkStatus::Duplicate {
-                state
-                    .dedup
-                    .entry(w.phase.clone())
-                    .or_default()
-                    .insert(w.id, &w.description);
+                state.index_work(&w.phase, w.id, &w.description, dedup_window, || {
+                    Ok(open.clone())
+                })?;
             }
         }
         // A run that already recorded its end needs no further metrics.
@@ -83,6 +89,34 @@ impl CascadeState {
             .by_type
             .contains_key(WORKFLOW_COMPLETE);
         Ok(state)
+    }
+
+    /// Index work `id`'s `description` for deduplication in `phase`. Once the phase's
+    /// index holds a quarter more than `window` and than it kept at its last trim, it
+    /// keeps only the `window` newest entries and the older ones whose work is still
+    /// `open` (asked then), so a trim's cost is spread over as many inserts as a quarter
+    /// of what it keeps, however much work is open; `window` 0 keeps everything.
+    pub(super) fn index_work(
+        &mut self,
+        phase: &Name,
+        id: ArtifactId,
+        description: &str,
+        window: usize,
+        open: impl FnOnce() -> Result<std::collections::HashSet<ArtifactId>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let index = self.dedup.entry(phase.clone()).or_default();
+        index.insert(id, description);
+        let slack = (window / 4).max(1);
+        if window == 0
+            || index.len() < window + slack
+            || index.len() < index.kept() + slack.max(index.kept() / 4)
+        {
+            return Ok(());
+        }
+        let open = open()?;
+        let window = window as u64;
+        index.keep(|id, newer| newer < window || open.contains(id));
+        Ok(())
     }
 }
 
@@ -147,7 +181,7 @@ struct Lineage {
 #[derive(Debug, Default)]
 pub(super) struct Checked {
     /// Entries in the phase's index when the candidates were read.
-    pub seen: usize,
+    pub seen: u64,
     /// Candidates at or above the threshold, most similar first.
     pub ranked: Vec<(ArtifactId, f64)>,
     /// Ids of the batch's earlier outputs, all scored already.
@@ -212,7 +246,7 @@ pub(super) fn known_work(
         known.insert(
             phase.clone(),
             Known {
-                seen: index.len(),
+                seen: index.added(),
                 candidates,
             },
         );
@@ -382,11 +416,14 @@ impl<'a> Cascade<'a> {
                 });
                 false
             } else {
-                state
-                    .dedup
-                    .entry(item.phase.clone())
-                    .or_default()
-                    .insert(id, &item.description);
+                let (store, workflow_id) = (self.store, self.workflow_id);
+                state.index_work(
+                    &item.phase,
+                    id,
+                    &item.description,
+                    self.wf.manifest.policies.dedup.window,
+                    || open_work(store, workflow_id),
+                )?;
                 let mut open = Vec::new();
                 for b in blocked_by {
                     let b = self.resolve_duplicate(b)?;
@@ -460,8 +497,7 @@ impl<'a> Cascade<'a> {
                     candidates.push((self.resolve_duplicate(id)?, score));
                 }
                 let newer: std::collections::HashSet<ArtifactId> = index
-                    .keys()
-                    .skip(placed.seen)
+                    .keys_since(placed.seen)
                     .filter(|k| !placed.batch.contains(k))
                     .copied()
                     .collect();
@@ -700,6 +736,19 @@ impl<'a> Cascade<'a> {
     }
 }
 
+/// The ids of `workflow_id`'s work that is not final yet, read from what the store keeps
+/// in memory (open work always is).
+fn open_work(
+    store: &dyn Store,
+    workflow_id: &str,
+) -> Result<std::collections::HashSet<ArtifactId>, StoreError> {
+    let mut open = std::collections::HashSet::new();
+    store.notable_work(workflow_id, &mut |work| {
+        open.extend(work.iter().filter(|w| !w.status().is_final()).map(|w| w.id));
+    })?;
+    Ok(open)
+}
+
 /// Whether a work item in this state can be the original of a duplicate: open (awaiting
 /// approval included) or done work, not failed, cancelled, expired or itself a duplicate.
 fn counts_for_dedup(status: WorkStatus) -> bool {
@@ -711,4 +760,55 @@ fn counts_for_dedup(status: WorkStatus) -> bool {
             | WorkStatus::Done
             | WorkStatus::AwaitingApproval
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn a_phases_index_keeps_its_open_work_and_a_window_of_the_newest() {
+        let mut state = CascadeState::default();
+        let phase = Name::new("analysis");
+        let ids: Vec<ArtifactId> = (0..10_000).map(|_| ArtifactId::generate()).collect();
+        let open: HashSet<ArtifactId> = ids[..3].iter().copied().collect();
+        let mut asked = 0;
+        let mut most = 0;
+        for (i, id) in ids.iter().enumerate() {
+            state
+                .index_work(&phase, *id, &format!("item i{i}"), 100, || {
+                    asked += 1;
+                    Ok(open.clone())
+                })
+                .expect("indexes");
+            most = most.max(state.dedup[&phase].len());
+        }
+        let index = &state.dedup[&phase];
+        assert!(most <= 3 + 100 + 25, "the index held {most} entries");
+        assert!(asked <= 10_000 / 25, "open work was read {asked} times");
+        let found = |text: &str| {
+            index
+                .similar(text, 1.0)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found("item i1"), [ids[1]], "open work stays");
+        assert_eq!(found("item i9999"), [ids[9999]], "so do the newest");
+        assert_eq!(found("item i9900"), [ids[9900]]);
+        assert!(
+            found("item i5000").is_empty(),
+            "done work outside the window went"
+        );
+        assert_eq!(index.added(), 10_000);
+
+        // Window 0 keeps everything.
+        let mut all = CascadeState::default();
+        for (i, id) in ids.iter().enumerate() {
+            all.index_work(&phase, *id, &format!("item i{i}"), 0, || Ok(HashSet::new()))
+                .expect("indexes");
+        }
+        assert_eq!(all.dedup[&phase].len(), 10_000);
+    }
 }

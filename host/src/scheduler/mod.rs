@@ -364,7 +364,11 @@ impl Scheduler {
         record.status = RunStatus::Running;
         record.finished_at_ms = None;
         self.store.save_run(&record)?;
-        let mut state = CascadeState::rebuild(self.store.as_ref(), &workflow_id)?;
+        let mut state = CascadeState::rebuild(
+            self.store.as_ref(),
+            &workflow_id,
+            self.wf().manifest.policies.dedup.window,
+        )?;
         // Inputs are published in manifest order, a chunk at a time: those on the
         // blackboard are a prefix, and the rest follow as in a new run.
         let published = self.inputs_published(&workflow_id)?;

@@ -29,10 +29,15 @@ pub(crate) fn words(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Fold simple inflections so "routes"/"route" and "optimise"/"optimize" meet.
+/// Fold simple inflections so "routes"/"route", "policies"/"policy",
+/// "cookies"/"cookie" and "optimise"/"optimize" meet ("-ies" and "-ie" both fold to
+/// "-y").
 fn fold(mut w: String) -> String {
     if w.len() > 4 && w.ends_with("ies") {
         w.truncate(w.len() - 3);
+        w.push('y');
+    } else if w.len() > 3 && w.ends_with("ie") {
+        w.truncate(w.len() - 2);
         w.push('y');
     } else if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") {
         w.pop();
@@ -357,6 +362,13 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         assert_eq!(w, expected);
+    }
+
+    #[test]
+    fn plurals_in_ies_meet_their_singular_in_y_or_ie() {
+        assert_eq!(similarity("cookies", "cookie"), 1.0);
+        assert_eq!(similarity("policies", "policy"), 1.0);
+        assert_eq!(similarity("movies", "movie"), 1.0);
     }
 
     #[test]

@@ -196,7 +196,7 @@ async fn a_run_with_a_dedup_window(window: &str) -> Run {
         "Review the cache headers",
         "Trim the docker images",
         "Rotate the signing key",
-        "Audit the session token",
+        "Audit the session cookie",
     ]
     .iter()
     .map(|d| {
@@ -216,7 +216,7 @@ async fn a_run_with_a_dedup_window(window: &str) -> Run {
             ", priority = \"critical\""
         ),
         discovery(
-            "Audit the session tokens",
+            "Audit the session cookies",
             "analysis",
             ", priority = \"low\""
         ),
@@ -234,8 +234,8 @@ async fn done_work_older_than_the_window_is_no_original_and_open_work_always_is(
         WorkStatus::Done,
         "done work outside the window is no original"
     );
-    let audit = run.work("Audit the session tokens");
-    let again = run.work("Audit the session token");
+    let audit = run.work("Audit the session cookies");
+    let again = run.work("Audit the session cookie");
     assert_eq!(again.status(), WorkStatus::Duplicate, "open work always is");
     assert_eq!(again.duplicate_of(), Some(audit.id));
     assert_eq!(run.summary.work.duplicates, 1);

@@ -416,13 +416,13 @@ impl<'a> Cascade<'a> {
                 });
                 false
             } else {
-                let (store, workflow_id) = (self.store, self.workflow_id);
+                let (store, workflow_id, work) = (self.store, self.workflow_id, &self.work);
                 state.index_work(
                     &item.phase,
                     id,
                     &item.description,
                     self.wf.manifest.policies.dedup.window,
-                    || open_work(store, workflow_id),
+                    || open_work(store, workflow_id, work),
                 )?;
                 let mut open = Vec::new();
                 for b in blocked_by {
@@ -736,16 +736,24 @@ impl<'a> Cascade<'a> {
     }
 }
 
-/// The ids of `workflow_id`'s work that is not final yet, read from what the store keeps
-/// in memory (open work always is).
+/// The ids of `workflow_id`'s work that is not final yet: the store's open work (which it
+/// keeps in memory), as the commit being assembled (`changed`) leaves it.
 fn open_work(
     store: &dyn Store,
     workflow_id: &str,
+    changed: &HashMap<ArtifactId, WorkItem>,
 ) -> Result<std::collections::HashSet<ArtifactId>, StoreError> {
     let mut open = std::collections::HashSet::new();
     store.notable_work(workflow_id, &mut |work| {
         open.extend(work.iter().filter(|w| !w.status().is_final()).map(|w| w.id));
     })?;
+    for (id, w) in changed {
+        if w.status().is_final() {
+            open.remove(id);
+        } else {
+            open.insert(*id);
+        }
+    }
     Ok(open)
 }
 

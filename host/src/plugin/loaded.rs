@@ -26,6 +26,19 @@ use wasmtime::Store;
 
 /// Deadline of the load-time `describe()` call.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many times loading instantiates a component whose memory image the kernel would not
+/// seal yet (pauses of 20, 40, 80, 160 and 320 ms between tries: about 0.6 s in all).
+const SEAL_TRIES: usize = 6;
+
+/// Whether `err` is the kernel refusing, for now, to seal a memory image's memfd
+/// (`EBUSY` from `fcntl(F_ADD_SEALS)`): a moment's contention, not the plugin's doing.
+fn image_seal_was_busy(err: &wasmtime::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::EBUSY))
+    })
+}
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, Error)]
@@ -646,10 +659,41 @@ impl LoadedPlugin {
     }
 
     /// Call `describe()` (from code that is not async: loading).
+    ///
+    /// This is a component's first instantiation, where wasmtime builds each memory's
+    /// copy-on-write image in a sealed memfd. Linux refuses the seal with `EBUSY` while
+    /// any page of the new file is briefly referenced elsewhere (a per-CPU LRU batch,
+    /// compaction, migration), which a loaded machine sees now and then; wasmtime does not
+    /// keep the failure, so the call is tried again, a few times, with a growing pause.
+    /// `describe()` has no effects, so a second try is the same call.
     pub fn describe(&self) -> Result<wit::PluginInfo, Fault> {
+        let mut pause = Duration::from_millis(20);
+        for _ in 1..SEAL_TRIES {
+            let mut store = self.new_store(DESCRIBE_TIMEOUT, None)?;
+            match self.describe_in(&mut store) {
+                Err(e) if image_seal_was_busy(&e) => {
+                    tracing::debug!(plugin = %self.name, "memory image not sealed yet ({e:#}); trying again in {pause:?}");
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                }
+                result => {
+                    let deadline = store.data().deadline;
+                    return self.finish_call(&mut store, result, deadline, 0);
+                }
+            }
+        }
         let mut store = self.new_store(DESCRIBE_TIMEOUT, None)?;
         let deadline = store.data().deadline;
-        let result = super::block_on(async {
+        let result = self.describe_in(&mut store);
+        self.finish_call(&mut store, result, deadline, 0)
+    }
+
+    /// One instantiation and `describe()` call in `store`.
+    fn describe_in(
+        &self,
+        mut store: &mut Store<InvocationState>,
+    ) -> wasmtime::Result<wit::PluginInfo> {
+        super::block_on(async {
             match &self.pre {
                 Pre::Agent(p, _) => {
                     p.instantiate_async(&mut store)
@@ -687,8 +731,7 @@ impl LoadedPlugin {
                     .await
                     .map(retrospective_info),
             }
-        });
-        self.finish_call(&mut store, result, deadline, 0)
+        })
     }
 
     /// Call an agent's `handle()`; `context` is what its `context` import answers.
@@ -948,7 +991,38 @@ fn flatten<R>(result: Result<Result<R, wit::PluginError>, Fault>) -> Result<R, I
 
 #[cfg(test)]
 mod tests {
-    use super::{Capability, Shape, grant_check, take_for};
+    use super::{Capability, Shape, grant_check, image_seal_was_busy, take_for};
+
+    /// The error memfd reports when the kernel refuses the seal: `EBUSY` under its words.
+    #[derive(Debug)]
+    struct AddSeals(std::io::Error);
+
+    impl std::fmt::Display for AddSeals {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cannot add seals to the memfd")
+        }
+    }
+
+    impl std::error::Error for AddSeals {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn only_a_busy_memory_image_seal_is_tried_again() {
+        let busy = wasmtime::Error::new(AddSeals(std::io::Error::from_raw_os_error(libc::EBUSY)));
+        assert!(image_seal_was_busy(&busy));
+        assert!(image_seal_was_busy(&busy.context("instantiating")));
+        let denied = wasmtime::Error::new(AddSeals(std::io::Error::from_raw_os_error(libc::EPERM)));
+        assert!(!image_seal_was_busy(&denied));
+        assert!(!image_seal_was_busy(&wasmtime::Error::new(
+            wasmtime::Trap::UnreachableCodeReached
+        )));
+        assert!(!image_seal_was_busy(&wasmtime::Error::msg(
+            "device or resource busy"
+        )));
+    }
 
     #[test]
     fn every_missing_grant_is_named_in_one_message_with_the_fix_that_reads_right() {

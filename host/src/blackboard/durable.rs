@@ -14,12 +14,14 @@
 //! mirror shows in the database and no change being sent (it holds the sender's lock) —
 //! drops what open work does not need ([`MemoryStore::settled`]): beyond the newest
 //! [`KEEP`] artifacts, work items and invocations of each run, the ended invocations, the
-//! final work items a summary does not name, and the artifacts no open work reads. Tallies
-//! and counts keep counting them. A read the mirror cannot answer goes to the database: by
-//! id, the walk over older artifacts (context, queries), and whole-run reads (a listing,
-//! a graph, a retrospective), which wait for the writer and read the database alone. A
-//! commit that updates a dropped record takes its stored version back first, so the
-//! tally stays exact. A server that drives a run for weeks keeps its memory.
+//! final work items a summary does not name, and the artifacts no open work reads (with
+//! the idempotency keys that published them). Tallies and counts keep counting them. A
+//! read the mirror cannot answer goes to the database: by id or key, the walk over older
+//! artifacts (context, queries), and whole-run reads (a listing, a graph, a
+//! retrospective), which wait for the writer and read the database alone. A commit that
+//! updates a dropped record takes its stored version back first, so the tally stays
+//! exact, and one that takes a dropped key is refused. A server that drives a run for
+//! weeks keeps its memory.
 //!
 //! What makes a crash cost nothing but time: each [`Commit`] — an invocation's outputs, the
 //! work and invocations they create and the invocation's completion — lands inside one
@@ -183,6 +185,8 @@ pub enum Select {
         /// At most this many.
         limit: usize,
     },
+    /// A run's idempotency key (none or one).
+    Key(String, String),
     /// A run's artifacts from position `from` (0 = its first), in the order written, at
     /// most `limit`.
     From {
@@ -540,6 +544,13 @@ impl DurableStore {
                 Some(i) => Recalled::Invocation(Box::new(i)),
                 None => Recalled::Absent,
             },
+            Recall::Key(workflow_id, key) => {
+                let taken: Option<KeyRecord> = self.select(Select::Key(workflow_id, key))?.pop();
+                match taken {
+                    Some(_) => Recalled::Key,
+                    None => Recalled::Absent,
+                }
+            }
         })
     }
 }
@@ -919,7 +930,16 @@ impl Store for DurableStore {
         workflow_id: &str,
         key: &str,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        self.mem.idempotency_key(workflow_id, key)
+        if let Some(k) = self.mem.idempotency_key(workflow_id, key)? {
+            return Ok(Some(k));
+        }
+        // A key leaves memory with its artifact, once the database holds both.
+        if self.mem.evicted(workflow_id).is_some_and(|e| e.keys) {
+            return Ok(self
+                .select(Select::Key(workflow_id.to_string(), key.to_string()))?
+                .pop());
+        }
+        Ok(None)
     }
 
     fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
@@ -1304,8 +1324,8 @@ mod tests {
 
     /// Drive `durable` (bound to 2 records of each kind) and a memory store through the
     /// same run — work done, failed, duplicated, left open on old artifacts, records
-    /// updated after they left memory, a second run beside it — trimming after every
-    /// step, and check that every read answers the same.
+    /// updated after they left memory, idempotency keys taken, a second run beside it —
+    /// trimming after every step, and check that every read answers the same.
     fn a_trimmed_mirror_answers_every_read_as_the_whole_run(durable: DurableStore) {
         use crate::artifact::{Audience, Visibility};
         durable.bound_memory(2);
@@ -1339,6 +1359,7 @@ mod tests {
         let mut all = Vec::new();
         let mut work_ids = Vec::new();
         let mut invocation_ids = Vec::new();
+        let mut keys = Vec::new();
         let mut parent = None;
         for n in 0..40 {
             let wf = if n % 10 == 9 { "other" } else { "wf" };
@@ -1350,11 +1371,19 @@ mod tests {
             inv.work_item = Some(a.id);
             work_ids.push(a.id);
             invocation_ids.push(inv.id);
+            // Every fourth input is published with an idempotency key.
+            let key = n.is_multiple_of(4).then(|| KeyRecord {
+                workflow_id: wf.to_string(),
+                key: format!("k{n}"),
+                request_sha256: format!("{n:064}"),
+                artifact: a.id,
+            });
+            keys.extend(key.iter().map(|k| k.key.clone()));
             both(Commit {
                 artifacts: vec![a],
                 work_items: vec![work.clone()],
                 invocations: vec![inv.clone()],
-                keys: vec![],
+                keys: key.into_iter().collect(),
             });
             // Two stay open on their (soon old) artifacts; the rest end.
             if n == 3 || n == 17 {
@@ -1416,6 +1445,25 @@ mod tests {
             Err(StoreError::DuplicateArtifact(_))
         ));
 
+        // A key that left memory with its artifact is still taken.
+        assert_eq!(durable.mem.idempotency_key("wf", "k0").expect("read"), None);
+        for store in [&oracle as &dyn Store, &durable] {
+            let taken = store.commit(Commit {
+                artifacts: vec![artifact(200, "wf", None)],
+                keys: vec![KeyRecord {
+                    workflow_id: "wf".into(),
+                    key: "k0".into(),
+                    request_sha256: "ff".repeat(32),
+                    artifact: ArtifactId::generate(),
+                }],
+                ..Default::default()
+            });
+            assert!(
+                matches!(&taken, Err(StoreError::KeyTaken(k)) if k == "k0"),
+                "{taken:?}"
+            );
+        }
+
         let stores: [&dyn Store; 2] = [&oracle, &durable];
         let answers = |store: &dyn Store, wf: &str| {
             let mut out = Vec::new();
@@ -1428,6 +1476,9 @@ mod tests {
             }
             for id in &invocation_ids {
                 out.push(json(&store.invocation(id).expect("invocation")));
+            }
+            for key in keys.iter().map(String::as_str).chain(["k1", "none"]) {
+                out.push(json(&store.idempotency_key(wf, key).expect("key")));
             }
             out.push(json(&store.work_items(wf).expect("work items")));
             out.push(json(&store.invocations(wf).expect("invocations")));

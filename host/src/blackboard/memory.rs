@@ -173,6 +173,8 @@ pub(crate) struct Evicted {
     pub(crate) work: Option<ArtifactId>,
     pub(crate) invocations: Option<InvocationId>,
     pub(crate) recent_from: Option<ArtifactId>,
+    /// Whether idempotency keys have left memory (with their artifact).
+    pub(crate) keys: bool,
 }
 
 /// Records a mirror may drop once the database holds them ([`MemoryStore::settled`]).
@@ -194,6 +196,8 @@ pub(crate) enum Recall {
     Work(ArtifactId),
     /// An invocation (likewise).
     Invocation(InvocationId),
+    /// An idempotency key of a run (a commit may not take one that is taken).
+    Key(String, String),
 }
 
 /// What the database holds of a [`Recall`].
@@ -206,6 +210,8 @@ pub(crate) enum Recalled {
     Work(Box<WorkItem>),
     /// The invocation's stored version.
     Invocation(Box<InvocationRecord>),
+    /// The idempotency key is taken.
+    Key,
 }
 
 /// How [`MemoryStore::commit_recalling`] asks the database.
@@ -288,10 +294,10 @@ impl MemoryStore {
         g.evicted.remove(workflow_id);
     }
 
-    /// Records held: artifacts, work items and invocations together.
+    /// Records held: artifacts, work items, invocations and idempotency keys together.
     pub(crate) fn held(&self) -> usize {
         let g = self.lock();
-        g.artifacts.len() + g.work.len() + g.invocations.len()
+        g.artifacts.len() + g.work.len() + g.invocations.len() + g.keys.len()
     }
 
     /// What has left memory of `workflow_id`'s records, if anything has.
@@ -336,7 +342,8 @@ impl MemoryStore {
     /// The records open work does not need: of each workflow, beyond its newest `keep`
     /// artifacts, work items and invocations, the invocations that ended, the work
     /// items that are final and not [`super::is_notable`], and the artifacts that no
-    /// open invocation takes as input and no open work item is. The caller drops them
+    /// open invocation takes as input and no open work item is (with the idempotency
+    /// keys that published them: a repeat finds its key in the database). The caller drops them
     /// ([`MemoryStore::drop_settled`]) once the database holds every version seen here.
     pub(crate) fn settled(&self, keep: usize) -> Settled {
         let g = self.lock();
@@ -425,6 +432,13 @@ impl MemoryStore {
                     note(&a.workflow_id, &mut |e| {
                         e.artifacts = e.artifacts.max(Some(a.id));
                     });
+                }
+                !gone
+            });
+            g.keys.retain(|(workflow, _), k| {
+                let gone = artifacts.contains(&k.artifact);
+                if gone {
+                    note(&Name::from(workflow.as_str()), &mut |e| e.keys = true);
                 }
                 !gone
             });
@@ -639,7 +653,7 @@ impl MemoryStore {
                 Recalled::Invocation(i) => {
                     g.invocations.insert(i);
                 }
-                Recalled::Absent | Recalled::Artifact => {}
+                Recalled::Absent | Recalled::Artifact | Recalled::Key => {}
             }
         }
         for k in commit.keys {
@@ -700,6 +714,19 @@ impl Inner {
                 && !self.invocations.contains_key(&i.id)
             {
                 out.push(recall(Recall::Invocation(i.id))?);
+            }
+        }
+        for k in &commit.keys {
+            if dropped(&k.workflow_id).is_some_and(|e| e.keys)
+                && !self
+                    .keys
+                    .contains_key(&(k.workflow_id.clone(), k.key.clone()))
+                && matches!(
+                    recall(Recall::Key(k.workflow_id.clone(), k.key.clone()))?,
+                    Recalled::Key
+                )
+            {
+                return Err(StoreError::KeyTaken(k.key.clone()));
             }
         }
         Ok(out)

@@ -582,6 +582,11 @@ impl Backend for Postgres {
                         ),
                         &[workflow_id],
                     )?,
+                    Select::Key(workflow_id, key) => tx.query(
+                        "SELECT data FROM murmur.idempotency_keys
+                         WHERE workflow_id = $1 AND key = $2",
+                        &[workflow_id, key],
+                    )?,
                     Select::Older {
                         workflow_id,
                         before,

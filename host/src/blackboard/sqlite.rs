@@ -381,6 +381,11 @@ impl Backend for Sqlite {
                     ),
                     vec![workflow_id.clone().into()],
                 ),
+                Select::Key(workflow_id, key) => (
+                    "SELECT data FROM idempotency_keys WHERE workflow_id = ?1 AND key = ?2"
+                        .to_string(),
+                    vec![workflow_id.clone().into(), key.clone().into()],
+                ),
                 Select::Older {
                     workflow_id,
                     before,

@@ -185,6 +185,46 @@ async fn a_slow_similarity_plugin_does_not_hold_up_other_agents_commits() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_discoveries_larger_than_the_window_still_finds_its_own_repeat() {
+    // window = 4: the index trims while the thinker's eight discoveries are indexed, in
+    // one commit; the first is open (in that commit), so it stays an original.
+    let discoveries: Vec<String> = [
+        "Rotate the signing keys",
+        "Map the billing flows",
+        "Index the audit trail",
+        "Profile the checkout page",
+        "Draft the incident runbook",
+        "Review the cache headers",
+        "Trim the docker images",
+        "Rotate the signing key",
+    ]
+    .iter()
+    .map(|d| {
+        format!(
+            "{{ description = \"{d}\", phase = \"analysis\", done_definition = \"done\", discovered_by = \"thinker\" }}"
+        )
+    })
+    .collect();
+    let thinker = format!(
+        "mode = \"discover\", discoveries = [{}]",
+        discoveries.join(", ")
+    );
+    let text = format!(
+        "[workflow]\nname = \"d\"\nlimits = {{ concurrency = 1 }}\n{PHASES_AND_NOTE}[dedup]\nwindow = 4\n[[type]]\nname = \"Go\"\nschema = {{ type = \"object\" }}\n{}{}\n[[input]]\ntype = \"Go\"\npayload = {{}}\n",
+        worker("true"),
+        probe("thinker", &thinker, "Go", None),
+    );
+    let run = run(&text).await;
+    assert_eq!(run.summary.status, RunStatus::Complete);
+    let first = run.work("Rotate the signing keys");
+    let again = run.work("Rotate the signing key");
+    assert_eq!(again.status(), WorkStatus::Duplicate);
+    assert_eq!(again.duplicate_of(), Some(first.id));
+    assert_eq!(run.summary.work.duplicates, 1);
+    assert_eq!(run.summary.agents["worker"].invocations, 7);
+}
+
 /// The dedup window test's run: `orig` done first, `audit` left open until last, and a
 /// thinker that discovers six new items, then both again.
 async fn a_run_with_a_dedup_window(window: &str) -> Run {

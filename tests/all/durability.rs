@@ -554,6 +554,12 @@ fn a_database_from_a_newer_murmur_is_refused_and_an_older_one_is_migrated() {
             )
             .expect("query");
         assert_eq!(has_events, 0, "schema 1 has no events table");
+        conn.execute_batch(
+            r#"INSERT INTO work_items (id, workflow_id, status, data) VALUES
+               ('w1', 'w1', 'done', '{"id": "w1", "key": "parse"}'),
+               ('w2', 'w1', 'done', '{"id": "w2"}');"#,
+        )
+        .expect("work of schema 1");
     }
     let store = DurableStore::sqlite(&old).expect("an older database is migrated");
     assert_eq!(
@@ -573,6 +579,18 @@ fn a_database_from_a_newer_murmur_is_refused_and_an_older_one_is_migrated() {
     assert_eq!(
         version,
         murmur::blackboard::sqlite::SCHEMA_VERSION.to_string()
+    );
+    let keys: Vec<(String, String, String)> = conn
+        .prepare("SELECT workflow_id, key, work_id FROM discovery_keys")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .expect("discovery keys");
+    assert_eq!(
+        keys,
+        [("w1".to_string(), "parse".to_string(), "w1".to_string())],
+        "the keys older work took are found by key"
     );
     conn.execute(
         "UPDATE meta SET value = '99' WHERE key = 'schema_version'",

@@ -346,6 +346,59 @@ fn work_items_keep_their_order_and_last_state(s: &Subject) {
     }
 }
 
+/// A discovery's key names its work item in its run, whatever became of the work.
+fn discovery_keys_name_their_work_item_per_run(s: &Subject) {
+    let keyed = |id: &str, workflow: &str, key: Option<&str>| {
+        let mut w = WorkItem::new(
+            ArtifactId::named(id),
+            workflow,
+            "analysis",
+            Priority::Medium,
+        );
+        if let Some(key) = key {
+            w.detail_mut().key = Some(key.to_string());
+        }
+        w
+    };
+    commit(
+        s.store.as_ref(),
+        Commit {
+            work_items: vec![
+                keyed("w1", WF, Some("parse")),
+                keyed("w2", WF, None),
+                keyed("w3", "other", Some("parse")),
+            ],
+            ..Default::default()
+        },
+    );
+    let mut done = keyed("w1", WF, Some("parse"));
+    done.start().expect("pending → active");
+    done.finish().expect("active → done");
+    commit(
+        s.store.as_ref(),
+        Commit {
+            work_items: vec![done],
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        s.store.discovery_key("other", "parse").expect("read"),
+        Some(ArtifactId::named("w3")),
+        "each run has its own keys"
+    );
+    for store in [s.store.clone(), s.reopened()] {
+        let find = |workflow: &str, key: &str| {
+            store
+                .discovery_key(workflow, key)
+                .expect("read")
+                .map(|id| id.to_string())
+        };
+        assert_eq!(find(WF, "parse"), Some(ArtifactId::named("w1").to_string()));
+        assert_eq!(find(WF, "w2"), None, "an id is no key");
+        assert_eq!(find(WF, "lex"), None);
+    }
+}
+
 /// A plugin's values: set, replaced, deleted, listed by prefix in order, per plugin.
 fn kv_values_are_per_plugin_and_listed_in_order(s: &Subject) {
     let st = s.store.as_ref();
@@ -562,6 +615,7 @@ contract!(
     queries_filter_by_type_tags_and_visibility,
     claims_are_exclusive_ordered_and_durable,
     work_items_keep_their_order_and_last_state,
+    discovery_keys_name_their_work_item_per_run,
     kv_values_are_per_plugin_and_listed_in_order,
     idempotency_keys_land_with_their_artifact,
     runs_are_listed_newest_first_with_their_last_state,

@@ -187,6 +187,8 @@ pub enum Select {
     },
     /// A run's idempotency key (none or one).
     Key(String, String),
+    /// The work item of a run whose discovery took a key (none or one).
+    Discovery(String, String),
     /// A run's artifacts from position `from` (0 = its first), in the order written, at
     /// most `limit`.
     From {
@@ -942,6 +944,28 @@ impl Store for DurableStore {
         Ok(None)
     }
 
+    fn discovery_key(
+        &self,
+        workflow_id: &str,
+        key: &str,
+    ) -> Result<Option<ArtifactId>, StoreError> {
+        if let Some(id) = self.mem.discovery_key(workflow_id, key)? {
+            return Ok(Some(id));
+        }
+        // A key leaves memory with its (final) work item, once the database holds it.
+        if self
+            .mem
+            .evicted(workflow_id)
+            .is_some_and(|e| e.work.is_some())
+        {
+            let work: Option<WorkItem> = self
+                .select(Select::Discovery(workflow_id.to_string(), key.to_string()))?
+                .pop();
+            return Ok(work.map(|w| w.id));
+        }
+        Ok(None)
+    }
+
     fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
         // The file's runs, as this process last saved them where it did: the writer may
         // not have written the newest records yet.
@@ -1324,7 +1348,8 @@ mod tests {
 
     /// Drive `durable` (bound to 2 records of each kind) and a memory store through the
     /// same run — work done, failed, duplicated, left open on old artifacts, records
-    /// updated after they left memory, idempotency keys taken, a second run beside it —
+    /// updated after they left memory, idempotency and discovery keys taken, a second run
+    /// beside it —
     /// trimming after every step, and check that every read answers the same.
     fn a_trimmed_mirror_answers_every_read_as_the_whole_run(durable: DurableStore) {
         use crate::artifact::{Audience, Visibility};
@@ -1360,13 +1385,19 @@ mod tests {
         let mut work_ids = Vec::new();
         let mut invocation_ids = Vec::new();
         let mut keys = Vec::new();
+        let mut discovery_keys = Vec::new();
         let mut parent = None;
         for n in 0..40 {
             let wf = if n % 10 == 9 { "other" } else { "wf" };
             let a = artifact(n, wf, parent);
             parent = Some(a.id);
             all.push(a.id);
-            let work = WorkItem::new(a.id, wf, "analysis", Priority::Medium);
+            let mut work = WorkItem::new(a.id, wf, "analysis", Priority::Medium);
+            // Every third work item took a discovery key.
+            if n % 3 == 1 {
+                work.detail_mut().key = Some(format!("d{n}"));
+                discovery_keys.push(format!("d{n}"));
+            }
             let mut inv = InvocationRecord::queued(wf, "agent", vec![a.id], n as u64);
             inv.work_item = Some(a.id);
             work_ids.push(a.id);
@@ -1445,8 +1476,10 @@ mod tests {
             Err(StoreError::DuplicateArtifact(_))
         ));
 
-        // A key that left memory with its artifact is still taken.
+        // A key that left memory with its artifact is still taken; a discovery key that
+        // left with its work item still names it.
         assert_eq!(durable.mem.idempotency_key("wf", "k0").expect("read"), None);
+        assert_eq!(durable.mem.discovery_key("wf", "d4").expect("read"), None);
         for store in [&oracle as &dyn Store, &durable] {
             let taken = store.commit(Commit {
                 artifacts: vec![artifact(200, "wf", None)],
@@ -1479,6 +1512,13 @@ mod tests {
             }
             for key in keys.iter().map(String::as_str).chain(["k1", "none"]) {
                 out.push(json(&store.idempotency_key(wf, key).expect("key")));
+            }
+            for key in discovery_keys
+                .iter()
+                .map(String::as_str)
+                .chain(["d0", "none"])
+            {
+                out.push(json(&store.discovery_key(wf, key).expect("discovery key")));
             }
             out.push(json(&store.work_items(wf).expect("work items")));
             out.push(json(&store.invocations(wf).expect("invocations")));

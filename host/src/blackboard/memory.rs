@@ -153,6 +153,9 @@ struct Inner {
     kv: std::collections::BTreeMap<(String, String, String), String>,
     /// Idempotency keys by (workflow, key).
     keys: std::collections::HashMap<(String, String), KeyRecord>,
+    /// Work items by discovery key, per workflow (those held: a durable mirror drops a
+    /// key with its work item).
+    discovery: Map<Name, std::collections::HashMap<Box<str>, ArtifactId>>,
     /// Runs' records, in the order first saved.
     runs: Vec<RunRecord>,
     /// Notable events, numbered from 1 in the order recorded.
@@ -291,6 +294,7 @@ impl MemoryStore {
         g.tallies.remove(workflow_id);
         g.kv.retain(|(w, _, _), _| w != workflow_id);
         g.keys.retain(|(w, _), _| w != workflow_id);
+        g.discovery.remove(workflow_id);
         g.evicted.remove(workflow_id);
     }
 
@@ -444,10 +448,16 @@ impl MemoryStore {
             });
         }
         if !work.is_empty() {
+            let discovery = &mut g.discovery;
             g.work.retain(|w| {
                 let gone = work.contains(&w.id) && w.status().is_final() && !super::is_notable(w);
                 if gone {
                     note(&w.workflow_id, &mut |e| e.work = e.work.max(Some(w.id)));
+                    if let Some(key) = w.discovery_key()
+                        && let Some(keys) = discovery.get_mut(&w.workflow_id)
+                    {
+                        keys.remove(key);
+                    }
                 }
                 !gone
             });
@@ -664,6 +674,12 @@ impl MemoryStore {
             g.artifacts.insert(a);
         }
         for w in commit.work_items {
+            if let Some(key) = w.discovery_key() {
+                let keys = entry_mut(&mut g.discovery, &w.workflow_id);
+                if !keys.contains_key(key) {
+                    keys.insert(key.into(), w.id);
+                }
+            }
             let tally = entry_mut(&mut g.tallies, &w.workflow_id);
             upsert(&mut g.work, tally, w, |w| Record::Work(w));
         }
@@ -770,6 +786,19 @@ impl Store for MemoryStore {
             .keys
             .get(&(workflow_id.to_string(), key.to_string()))
             .cloned())
+    }
+
+    fn discovery_key(
+        &self,
+        workflow_id: &str,
+        key: &str,
+    ) -> Result<Option<ArtifactId>, StoreError> {
+        Ok(self
+            .lock()
+            .discovery
+            .get(workflow_id)
+            .and_then(|keys| keys.get(key))
+            .copied())
     }
 
     fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {

@@ -396,6 +396,10 @@ pub trait Store: Send + Sync {
         workflow_id: &str,
         key: &str,
     ) -> Result<Option<KeyRecord>, StoreError>;
+    /// The work item of run `workflow_id` whose discovery took `key`, if one did (a
+    /// run's discovery keys are unique; later discoveries name it as a blocker by it).
+    fn discovery_key(&self, workflow_id: &str, key: &str)
+    -> Result<Option<ArtifactId>, StoreError>;
     /// The lessons kept for the workflow named `workflow` (every workflow's with
     /// `None`), oldest first.
     fn lessons(&self, workflow: Option<&str>) -> Result<Vec<Lesson>, StoreError>;

@@ -74,6 +74,14 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE murmur.lessons (seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE,
                                   workflow TEXT NOT NULL, data TEXT NOT NULL);
      CREATE INDEX lessons_by_workflow ON murmur.lessons (workflow, seq);",
+    // 4: work items by discovery key (schema 7 of the SQLite file says why).
+    "CREATE TABLE murmur.discovery_keys (workflow_id TEXT NOT NULL, key TEXT NOT NULL,
+                                         work_id TEXT NOT NULL,
+                                         PRIMARY KEY (workflow_id, key));
+     INSERT INTO murmur.discovery_keys (workflow_id, key, work_id)
+         SELECT workflow_id, data::jsonb->>'key', id FROM murmur.work_items
+         WHERE data::jsonb->>'key' IS NOT NULL ORDER BY seq
+         ON CONFLICT DO NOTHING;",
 ];
 
 /// The schema version this build writes.
@@ -473,7 +481,8 @@ impl Backend for Postgres {
                 "SELECT 1 FROM murmur.runs LIMIT 1; SELECT 1 FROM murmur.artifacts LIMIT 1;
                  SELECT 1 FROM murmur.work_items LIMIT 1; SELECT 1 FROM murmur.invocations LIMIT 1;
                  SELECT 1 FROM murmur.events LIMIT 1; SELECT 1 FROM murmur.kv LIMIT 1;
-                 SELECT 1 FROM murmur.idempotency_keys LIMIT 1;",
+                 SELECT 1 FROM murmur.idempotency_keys LIMIT 1;
+                 SELECT 1 FROM murmur.discovery_keys LIMIT 1;",
             )
         })
     }
@@ -585,6 +594,12 @@ impl Backend for Postgres {
                     Select::Key(workflow_id, key) => tx.query(
                         "SELECT data FROM murmur.idempotency_keys
                          WHERE workflow_id = $1 AND key = $2",
+                        &[workflow_id, key],
+                    )?,
+                    Select::Discovery(workflow_id, key) => tx.query(
+                        "SELECT w.data FROM murmur.discovery_keys k
+                         JOIN murmur.work_items w ON w.id = k.work_id
+                         WHERE k.workflow_id = $1 AND k.key = $2",
                         &[workflow_id, key],
                     )?,
                     Select::Older {
@@ -784,6 +799,7 @@ impl PgWriter {
         let mut work = Columns::<4>::default();
         let mut invocations = Columns::<4>::default();
         let mut keys = Columns::<3>::default();
+        let mut keyed = Columns::<3>::default();
         let mut events = Columns::<3>::default();
         let mut event_times: Vec<i64> = Vec::new();
         // Runs, plugin versions and values: the last of each in the batch.
@@ -808,6 +824,13 @@ impl PgWriter {
                             w.status().to_string(),
                             json(w)?,
                         ]);
+                        if let Some(key) = w.discovery_key() {
+                            keyed.push([
+                                w.workflow_id.to_string(),
+                                key.to_string(),
+                                w.id.text().to_string(),
+                            ]);
+                        }
                     }
                     for i in &c.invocations {
                         invocations.push([
@@ -878,6 +901,17 @@ impl PgWriter {
                 "INSERT INTO murmur.idempotency_keys (workflow_id, key, data)
                  SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
                 &[wf, key, data],
+            )
+            .map_err(sql)?;
+        }
+        if !keyed.is_empty() {
+            // Every version of a keyed work item names its key: the first one stays.
+            let [wf, key, work_id] = &keyed.0;
+            tx.execute(
+                "INSERT INTO murmur.discovery_keys (workflow_id, key, work_id)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+                 ON CONFLICT DO NOTHING",
+                &[wf, key, work_id],
             )
             .map_err(sql)?;
         }
@@ -1141,6 +1175,40 @@ mod tests {
             .expect("refused")
             .to_string();
         assert!(e.contains("is not a murmur store"), "{e}");
+    }
+
+    #[test]
+    fn a_database_of_schema_3_finds_the_discovery_keys_its_work_took() {
+        let db = scratch();
+        let url = PgUrl::parse(&db.url()).expect("url");
+        psql(&db, |c| {
+            migrate(c, &url, 3).expect("schema 3");
+            c.batch_execute(
+                r#"INSERT INTO murmur.work_items (id, workflow_id, status, data) VALUES
+                   ('w1', 'wf', 'done', '{"id": "w1", "key": "parse"}'),
+                   ('w2', 'wf', 'done', '{"id": "w2"}'),
+                   ('w3', 'other', 'pending', '{"id": "w3", "key": "parse"}')"#,
+            )
+        })
+        .expect("work of schema 3");
+        drop(DurableStore::postgres(&db.url()).expect("migrates"));
+        let keys: Vec<(String, String, String)> = psql(&db, |c| {
+            c.query(
+                "SELECT workflow_id, key, work_id FROM murmur.discovery_keys ORDER BY work_id",
+                &[],
+            )
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2)))
+                    .collect()
+            })
+        })
+        .expect("read");
+        let row = |w: &str, k: &str, id: &str| (w.to_string(), k.to_string(), id.to_string());
+        assert_eq!(
+            keys,
+            [row("wf", "parse", "w1"), row("other", "parse", "w3")]
+        );
     }
 
     #[test]

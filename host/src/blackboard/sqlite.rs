@@ -82,6 +82,15 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE lessons (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
                            workflow TEXT NOT NULL, data TEXT NOT NULL);
      CREATE INDEX lessons_by_workflow ON lessons (workflow, seq);",
+    // 7: work items by discovery key, for a run whose memory no longer holds its old
+    // work. A table of its own, written only for keyed work, rather than an index on
+    // the JSON that every work item's every write would evaluate.
+    "CREATE TABLE discovery_keys (workflow_id TEXT NOT NULL, key TEXT NOT NULL,
+                                  work_id TEXT NOT NULL, PRIMARY KEY (workflow_id, key))
+         WITHOUT ROWID;
+     INSERT OR IGNORE INTO discovery_keys (workflow_id, key, work_id)
+         SELECT workflow_id, json_extract(data, '$.key'), id FROM work_items
+         WHERE json_extract(data, '$.key') IS NOT NULL ORDER BY seq;",
 ];
 
 /// The schema version this build writes.
@@ -386,6 +395,12 @@ impl Backend for Sqlite {
                         .to_string(),
                     vec![workflow_id.clone().into(), key.clone().into()],
                 ),
+                Select::Discovery(workflow_id, key) => (
+                    "SELECT w.data FROM discovery_keys k JOIN work_items w ON w.id = k.work_id
+                     WHERE k.workflow_id = ?1 AND k.key = ?2"
+                        .to_string(),
+                    vec![workflow_id.clone().into(), key.clone().into()],
+                ),
                 Select::Older {
                     workflow_id,
                     before,
@@ -568,6 +583,9 @@ fn write_batch(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
         let mut keys = tx.prepare_cached(
             "INSERT INTO idempotency_keys (workflow_id, key, data) VALUES (?1, ?2, ?3)",
         )?;
+        let mut keyed = tx.prepare_cached(
+            "INSERT OR IGNORE INTO discovery_keys (workflow_id, key, work_id) VALUES (?1, ?2, ?3)",
+        )?;
         for msg in batch {
             match msg {
                 Msg::Commit(c) => {
@@ -586,6 +604,9 @@ fn write_batch(conn: &mut Connection, batch: &[Msg]) -> rusqlite::Result<()> {
                             w.status().to_string(),
                             json(w)?
                         ])?;
+                        if let Some(key) = w.discovery_key() {
+                            keyed.execute(params![w.workflow_id, key, &*w.id.text()])?;
+                        }
                     }
                     for i in &c.invocations {
                         inv.execute(params![

@@ -35,8 +35,6 @@ pub(super) struct CascadeState {
     pub next_seq: u64,
     /// Invocations created per agent.
     pub per_agent: HashMap<Name, u64>,
-    /// Work item ids by discovery `key`.
-    pub keys: HashMap<String, ArtifactId>,
     /// Descriptions of non-duplicate work, per phase, for deduplication.
     pub dedup: HashMap<Name, DedupIndex<ArtifactId>>,
     /// Blocked work items, by the blocker they wait for.
@@ -63,9 +61,6 @@ impl CascadeState {
             }
         }
         for w in store.work_items(workflow_id)? {
-            if let Some(k) = w.discovery_key() {
-                state.keys.insert(k.to_string(), w.id);
-            }
             if w.recovery_of().is_some() {
                 state.recovery_spawned += 1;
             }
@@ -271,6 +266,14 @@ impl<'a> Cascade<'a> {
     }
 
     /// The work item `id`, loaded once into this commit.
+    /// The work item whose discovery took `key` in this run, in this commit or before.
+    pub(super) fn keyed(&self, key: &str) -> Result<Option<ArtifactId>, StoreError> {
+        if let Some(w) = self.work.values().find(|w| w.discovery_key() == Some(key)) {
+            return Ok(Some(w.id));
+        }
+        self.store.discovery_key(self.workflow_id, key)
+    }
+
     pub(super) fn work_item(
         &mut self,
         id: &ArtifactId,
@@ -381,9 +384,6 @@ impl<'a> Cascade<'a> {
         item.parent_work = parent_work;
         if recovery_of.is_some() {
             item.detail_mut().recovery_of = recovery_of;
-        }
-        if let Some(k) = item.discovery_key() {
-            state.keys.insert(k.to_string(), id);
         }
         if let Some(r) = item.routed() {
             self.events.push(Event::WorkRouted {

@@ -432,7 +432,7 @@ impl Scheduler {
         }
         let wf = self.wf();
         let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
-        let plan = plan::blocking(&mut cascade, state, &inputs)?.map_err(RunError::Inputs)?;
+        let plan = plan::blocking(&mut cascade, &inputs)?.map_err(RunError::Inputs)?;
         let mut ids = Vec::with_capacity(inputs.len());
         for (input, planned) in inputs.into_iter().zip(plan) {
             let placement = input.placement.map(|p| Checked::resolve(*p, &ids));
@@ -510,7 +510,7 @@ impl Scheduler {
         let mut cascade = Cascade::new(&wf, self.store.as_ref(), workflow_id);
         let failed = |e: StoreError| PublishError::Failed(e.to_string());
         // A discovery naming blockers the run does not hold is the client's mistake.
-        let plan = plan::blocking(&mut cascade, state, std::slice::from_ref(&output))
+        let plan = plan::blocking(&mut cascade, std::slice::from_ref(&output))
             .map_err(failed)?
             .map_err(|m| PublishError::Invalid {
                 type_name: output.type_name.to_string(),
@@ -772,7 +772,7 @@ impl Scheduler {
             return Ok(());
         }
         let result = match result {
-            Ok(outputs) => match plan::blocking(&mut cascade, state, &outputs)? {
+            Ok(outputs) => match plan::blocking(&mut cascade, &outputs)? {
                 Ok(plan) => Ok((outputs, plan)),
                 Err(message) => Err(Failure::Invoke(InvokeError::Fault(Fault {
                     kind: FaultKind::InvalidOutput,

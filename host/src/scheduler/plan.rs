@@ -6,7 +6,7 @@
 //! yet, and a reference to nothing known is refused. A refusal fails the invocation as
 //! `invalid_output` with a message naming the outputs involved; nothing is published.
 
-use super::cascade::{Cascade, CascadeState};
+use super::cascade::Cascade;
 use super::execute::CheckedOutput;
 use crate::artifact::ArtifactId;
 use crate::blackboard::StoreError;
@@ -25,7 +25,6 @@ pub(super) struct Planned {
 /// Plan `outputs`; the inner error is the reason to refuse them.
 pub(super) fn blocking(
     cascade: &mut Cascade<'_>,
-    state: &CascadeState,
     outputs: &[CheckedOutput],
 ) -> Result<Result<Vec<Planned>, String>, StoreError> {
     let mut plan: Vec<Planned> = outputs.iter().map(|_| Planned::default()).collect();
@@ -36,7 +35,7 @@ pub(super) fn blocking(
         }
         plan[i].id = Some(ArtifactId::generate());
         if let Some(key) = out.payload.get("key").and_then(|k| k.as_str()) {
-            if let Some(existing) = state.keys.get(key) {
+            if let Some(existing) = cascade.keyed(key)? {
                 return Ok(Err(format!(
                     "output #{i}: discovery key '{key}' is already used by work item {existing}"
                 )));
@@ -68,8 +67,8 @@ pub(super) fn blocking(
                 }
                 edges[i].push(k);
                 plan[k].id
-            } else if let Some(id) = state.keys.get(r) {
-                Some(*id)
+            } else if let Some(id) = cascade.keyed(r)? {
+                Some(id)
             } else if let Some(id) = ArtifactId::parse(r) {
                 cascade.work_item(&id)?.map(|_| id)
             } else {

@@ -1231,6 +1231,42 @@ fn a_server_on_postgres_killed_mid_run_resumes_it_and_an_event_stream_goes_on_wi
     killed_mid_run_resumes_without_a_gap(&db.url());
 }
 
+#[test]
+fn a_server_takes_a_postgres_run_over_once_the_process_holding_it_lets_go() {
+    let db = murmur::blackboard::postgres::scratch::for_test("murmur_serve");
+    let server = Server::start_store(&db.url(), "127.0.0.1:0", &[], &[]);
+    let id = start(&server, json!({ "manifest": slow_manifest(8) }));
+    let failed = |e: &[Sse]| e.iter().filter(|e| e.event == "invocation_failed").count();
+    events(server.addr, &id, None, |e| failed(e) >= 2);
+    server.kill();
+    // Another process holds the run: a session takes its claim (once the killed
+    // server's session has let go of it).
+    let mut holder = postgres::Client::connect(&db.url(), postgres::NoTls).expect("connect");
+    holder
+        .execute(
+            "SELECT pg_advisory_lock(hashtextextended('murmur run ' || $1::text, 0))",
+            &[&id],
+        )
+        .expect("hold the run");
+    let server = Server::start_store(&db.url(), "127.0.0.1:0", &[], &[]);
+    let invocations = || {
+        let (status, summary) = server.get(&format!("/v1/workflows/{id}"));
+        assert_eq!(status, 200, "{summary}");
+        assert_eq!(summary["status"], "running", "{summary}");
+        summary["invocations"].clone()
+    };
+    let held = invocations();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        invocations(),
+        held,
+        "a run another process holds is not driven"
+    );
+    drop(holder);
+    let summary = server.wait_ended(&id);
+    assert_eq!(summary["invocations"], 8, "{summary}");
+}
+
 fn killed_mid_run_resumes_without_a_gap(store: &str) {
     let server = Server::start_store(store, "127.0.0.1:0", &[], &[]);
     let id = start(&server, json!({ "manifest": slow_manifest(12) }));

@@ -74,7 +74,7 @@ pub(super) enum Msg {
     Lessons(crate::lessons::LessonChange),
     Flush(Ack),
     /// Claim a run for this process ([`DurableStore::claim_run`]).
-    Claim(String, mpsc::Sender<Result<(), String>>),
+    Claim(String, mpsc::Sender<Result<bool, StoreError>>),
     /// Trim the mirror now, whatever it holds ([`DurableStore::trim`]).
     Trim(Ack),
 }
@@ -216,8 +216,9 @@ pub(super) trait Writer: Send + 'static {
     /// in it are answered by the caller.
     fn write(&mut self, batch: &[Msg]) -> Result<(), String>;
     /// Take run `workflow_id` for this process, so a second process writing it is
-    /// refused; held until the store closes or the process ends.
-    fn claim_run(&mut self, workflow_id: &str) -> Result<(), String>;
+    /// refused; held until the store closes or the process ends. Whether this call took
+    /// it (see [`DurableStore::claim_run`]).
+    fn claim_run(&mut self, workflow_id: &str) -> Result<bool, StoreError>;
 }
 
 /// One run's records as a database holds them, for the mirror.
@@ -343,14 +344,15 @@ impl DurableStore {
     }
 
     /// Claim run `workflow_id` before going on writing it (`resume`, a server resuming
-    /// it): a second process writing the same run is refused with a clear error. A run's
-    /// first record claims it too, so a new run needs no call.
-    pub fn claim_run(&self, workflow_id: &str) -> Result<(), StoreError> {
+    /// it): a second process writing the same run is refused with a clear error
+    /// ([`StoreError::RunHeld`]). A run's first record claims it too, so a new run needs
+    /// no call. Whether this call took the claim (not when this process held it already,
+    /// nor where the backend claims the whole database): then another process may have
+    /// written the run since this one last read it.
+    pub fn claim_run(&self, workflow_id: &str) -> Result<bool, StoreError> {
         let (ack, done) = mpsc::channel();
         self.send(Msg::Claim(workflow_id.to_string(), ack))?;
-        done.recv()
-            .map_err(|_| self.stopped())?
-            .map_err(StoreError::Backend)
+        done.recv().map_err(|_| self.stopped())?
     }
 
     /// Check the database can be read whole.
@@ -728,7 +730,11 @@ fn write_loop(
         // the store.
         batch.retain_mut(|m| match m {
             Msg::Claim(run, ack) => {
-                let _ = ack.send(writer.claim_run(run).map_err(|e| format!("{name}: {e}")));
+                let _ = ack.send(writer.claim_run(run).map_err(|e| match e {
+                    StoreError::RunHeld(why) => StoreError::RunHeld(format!("{name}: {why}")),
+                    StoreError::Backend(why) => StoreError::Backend(format!("{name}: {why}")),
+                    other => other,
+                }));
                 false
             }
             _ => true,

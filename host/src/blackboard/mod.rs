@@ -102,6 +102,9 @@ pub enum StoreError {
     /// The backend failed.
     #[error("store backend: {0}")]
     Backend(String),
+    /// Another process is writing the run (it holds the run's claim); it may let go.
+    #[error("{0}")]
+    RunHeld(String),
     /// A change would move a work item where its lifecycle does not allow.
     #[error(transparent)]
     Lifecycle(#[from] crate::work::IllegalTransition),

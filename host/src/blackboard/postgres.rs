@@ -864,7 +864,10 @@ impl PgWriter {
         }
         for r in &runs {
             if !self.claimed.contains(&r.workflow_id) {
-                self.claim_run(&r.workflow_id)?;
+                self.claim_run(&r.workflow_id).map_err(|e| match e {
+                    StoreError::RunHeld(why) | StoreError::Backend(why) => why,
+                    other => other.to_string(),
+                })?;
             }
         }
         let mut tx = self.client.transaction().map_err(|e| pg_message(&e))?;
@@ -994,11 +997,11 @@ impl Writer for PgWriter {
         self.write_batch(batch)
     }
 
-    fn claim_run(&mut self, workflow_id: &str) -> Result<(), String> {
+    fn claim_run(&mut self, workflow_id: &str) -> Result<bool, StoreError> {
         if self.claimed.contains(workflow_id) {
-            return Ok(());
+            return Ok(false);
         }
-        let sql = |e: postgres::Error| pg_message(&e);
+        let sql = |e: postgres::Error| StoreError::Backend(pg_message(&e));
         let key: i64 = self
             .client
             .query_one(RUN_LOCK, &[&workflow_id])
@@ -1023,14 +1026,15 @@ impl Writer for PgWriter {
                 )
                 .ok()
                 .flatten()
-                .and_then(|r| r.try_get(0).ok());
-            return Err(format!(
+                .and_then(|r| r.try_get::<_, String>(0).ok())
+                .filter(|name| !name.is_empty());
+            return Err(StoreError::RunHeld(format!(
                 "run {workflow_id} is being written by another process{}; wait for it to end, or stop it and `murmur resume` the run",
                 holder.map(|h| format!(" ({h})")).unwrap_or_default()
-            ));
+            )));
         }
         self.claimed.insert(workflow_id.to_string());
-        Ok(())
+        Ok(true)
     }
 }
 

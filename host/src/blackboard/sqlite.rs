@@ -557,9 +557,9 @@ impl Writer for SqliteWriter {
         write_batch(&mut self.conn, batch).map_err(|e| e.to_string())
     }
 
-    fn claim_run(&mut self, _workflow_id: &str) -> Result<(), String> {
+    fn claim_run(&mut self, _workflow_id: &str) -> Result<bool, StoreError> {
         // One process writes the file (`claim_writer`): its runs are all its own.
-        Ok(())
+        Ok(false)
     }
 }
 

@@ -231,7 +231,7 @@ impl From<RunsError> for ApiError {
     fn from(e: RunsError) -> Self {
         let status = match &e {
             RunsError::NotFound(_) => StatusCode::NOT_FOUND,
-            RunsError::Conflict { .. } => StatusCode::CONFLICT,
+            RunsError::Conflict { .. } | RunsError::Held(_) => StatusCode::CONFLICT,
             RunsError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             RunsError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -11,7 +11,7 @@
 
 use anyhow::{Context, Result, anyhow};
 use murmur::TypeRegistry;
-use murmur::blackboard::{DurableStore, RunRecord, Store};
+use murmur::blackboard::{DurableStore, RunRecord, Store, StoreError};
 use murmur::manifest::Manifest;
 use murmur::observe::Event;
 use murmur::scheduler::{Request, Requests, Scheduler, StopHandle};
@@ -142,6 +142,9 @@ impl std::ops::Deref for Reading {
 /// Workflows kept for runs that may be opened again.
 const KEPT_WORKFLOWS: usize = 16;
 
+/// The longest pause between two tries to take over a run another process holds.
+const TAKE_OVER_EVERY: Duration = Duration::from_secs(5);
+
 /// How a workflow to start is given.
 pub(crate) enum Source {
     /// A manifest file the server can read.
@@ -165,6 +168,9 @@ pub(crate) enum RunsError {
         status: RunStatus,
         why: &'static str,
     },
+    /// Another process writes the run (a PostgreSQL store shared by several servers).
+    #[error("{0}")]
+    Held(String),
     #[error("{0:#}")]
     Invalid(anyhow::Error),
     #[error("{0:#}")]
@@ -246,6 +252,21 @@ impl Runs {
         Ok(Hold {
             loaded: Some((self.loaded.clone(), id.to_string())),
         })
+    }
+
+    /// Read run `id`'s records afresh if they are in memory (a server that has just
+    /// taken the run over from another process read them while that one wrote).
+    fn reload(&self, id: &str) -> Result<(), RunsError> {
+        let Some(durable) = &self.durable else {
+            return Ok(());
+        };
+        let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        if loaded.contains_key(id) {
+            let fail = |e: StoreError| RunsError::Internal(anyhow!("loading run {id}: {e}"));
+            durable.unload(id).map_err(fail)?;
+            durable.load(id).map_err(fail)?;
+        }
+        Ok(())
     }
 
     /// How many runs have their records in the durable store's mirror's memory now.
@@ -630,17 +651,24 @@ impl Runs {
         if self.is_live(&id) {
             return Ok(());
         }
-        // Its records stay in memory from here until it is driven (then, while it is).
-        let _hold = self.hold(&id)?;
         if let Some(durable) = self.durable.clone() {
             // A database other processes write too (PostgreSQL): the run must be this
             // server's alone before it goes on.
             let claimed = id.clone();
-            tokio::task::spawn_blocking(move || durable.claim_run(&claimed))
+            let taken = tokio::task::spawn_blocking(move || durable.claim_run(&claimed))
                 .await
                 .map_err(|e| RunsError::Internal(e.into()))?
-                .map_err(|e| RunsError::Internal(e.into()))?;
+                .map_err(|e| match e {
+                    StoreError::RunHeld(why) => RunsError::Held(why),
+                    e => RunsError::Internal(e.into()),
+                })?;
+            if taken {
+                // Another process may have written it since a reader here loaded it.
+                self.reload(&id)?;
+            }
         }
+        // Its records stay in memory from here until it is driven (then, while it is).
+        let _hold = self.hold(&id)?;
         let wf = match self.kept_workflow(&id) {
             Some(wf) => wf,
             None => {
@@ -778,12 +806,48 @@ impl Runs {
                 continue;
             }
             let id = record.workflow_id.clone();
-            match self.go_on(record).await {
+            match self.go_on(record.clone()).await {
                 Ok(()) => resumed.push(id),
+                Err(RunsError::Held(why)) => {
+                    tracing::warn!("{why}; this server takes run {id} over when it is let go");
+                    self.take_over_when_free(record);
+                }
                 Err(e) => tracing::error!("run {id} cannot be resumed: {e}"),
             }
         }
         Ok(resumed)
+    }
+
+    /// Resume `record`'s run once the process that holds it lets go: one that was killed
+    /// a moment ago (PostgreSQL ends its session, and with it the claim, once it sees the
+    /// connection gone), or a server that stops or dies later. Tried again with a pause
+    /// that doubles up to [`TAKE_OVER_EVERY`], for as long as the store has the run
+    /// `running` and this server does not drive it.
+    fn take_over_when_free(self: &Arc<Self>, record: RunRecord) {
+        let runs = Arc::clone(self);
+        tokio::spawn(async move {
+            let id = record.workflow_id.clone();
+            let mut pause = Duration::from_millis(100);
+            loop {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(TAKE_OVER_EVERY);
+                match runs.record(&id) {
+                    Ok(now) if now.record.status == RunStatus::Running && !runs.is_live(&id) => {}
+                    _ => return,
+                }
+                match runs.go_on(record.clone()).await {
+                    Ok(()) => {
+                        tracing::info!("run {id}: its holder let go; resumed");
+                        return;
+                    }
+                    Err(RunsError::Held(_)) => {}
+                    Err(e) => {
+                        tracing::error!("run {id} cannot be resumed: {e}");
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// Stop every live run (they stay `running`, for the next server) and wait.

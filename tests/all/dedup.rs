@@ -189,7 +189,7 @@ async fn a_slow_similarity_plugin_does_not_hold_up_other_agents_commits() {
 async fn a_batch_of_discoveries_larger_than_the_window_still_finds_its_own_repeat() {
     // window = 4: the index trims while the thinker's eight discoveries are indexed, in
     // one commit; the first is open (in that commit), so it stays an original.
-    let discoveries: Vec<String> = [
+    let thinker = discovering(&[
         "Rotate the signing keys",
         "Map the billing flows",
         "Index the audit trail",
@@ -198,18 +198,7 @@ async fn a_batch_of_discoveries_larger_than_the_window_still_finds_its_own_repea
         "Review the cache headers",
         "Trim the docker images",
         "Rotate the signing key",
-    ]
-    .iter()
-    .map(|d| {
-        format!(
-            "{{ description = \"{d}\", phase = \"analysis\", done_definition = \"done\", discovered_by = \"thinker\" }}"
-        )
-    })
-    .collect();
-    let thinker = format!(
-        "mode = \"discover\", discoveries = [{}]",
-        discoveries.join(", ")
-    );
+    ]);
     let text = format!(
         "[workflow]\nname = \"d\"\nlimits = {{ concurrency = 1 }}\n{PHASES_AND_NOTE}[dedup]\nwindow = 4\n[[type]]\nname = \"Go\"\nschema = {{ type = \"object\" }}\n{}{}\n[[input]]\ntype = \"Go\"\npayload = {{}}\n",
         worker("true"),
@@ -225,10 +214,27 @@ async fn a_batch_of_discoveries_larger_than_the_window_still_finds_its_own_repea
     assert_eq!(run.summary.agents["worker"].invocations, 7);
 }
 
+/// A thinker probe's configuration: one invocation discovers `descriptions` in the
+/// analysis phase, in this order, in one commit.
+fn discovering(descriptions: &[&str]) -> String {
+    let discoveries: Vec<String> = descriptions
+        .iter()
+        .map(|d| {
+            format!(
+                "{{ description = \"{d}\", phase = \"analysis\", done_definition = \"done\", discovered_by = \"thinker\" }}"
+            )
+        })
+        .collect();
+    format!(
+        "mode = \"discover\", discoveries = [{}]",
+        discoveries.join(", ")
+    )
+}
+
 /// The dedup window test's run: `orig` done first, `audit` left open until last, and a
 /// thinker that discovers six new items, then both again.
 async fn a_run_with_a_dedup_window(window: &str) -> Run {
-    let again: Vec<String> = [
+    let thinker = discovering(&[
         "Map the billing flows",
         "Index the audit trail",
         "Profile the checkout page",
@@ -237,15 +243,7 @@ async fn a_run_with_a_dedup_window(window: &str) -> Run {
         "Trim the docker images",
         "Rotate the signing key",
         "Audit the session cookie",
-    ]
-    .iter()
-    .map(|d| {
-        format!(
-            "{{ description = \"{d}\", phase = \"analysis\", done_definition = \"done\", discovered_by = \"thinker\" }}"
-        )
-    })
-    .collect();
-    let thinker = format!("mode = \"discover\", discoveries = [{}]", again.join(", "));
+    ]);
     let text = format!(
         "[workflow]\nname = \"d\"\nlimits = {{ concurrency = 1 }}\n{PHASES_AND_NOTE}[dedup]\n{window}\n[[type]]\nname = \"Go\"\nschema = {{ type = \"object\" }}\n{}{}{}\n[[input]]\ntype = \"Go\"\npayload = {{}}\n{}",
         worker("true"),

@@ -94,6 +94,9 @@ async fn dispatch_loop(
     // leaves when its last answer came (a server outlives its runs).
     let mut ours: HashMap<String, usize> = HashMap::new();
     let mut requeue = false;
+    // Runs this process has just begun to drive, whose earlier drivers' tasks are still
+    // to be cleared from the queue (before any task of theirs is queued).
+    let mut unforgotten: std::collections::HashSet<String> = Default::default();
     // When an answer last came (or the wait began), to say so when none comes.
     let mut heard = std::time::Instant::now();
     loop {
@@ -125,43 +128,57 @@ async fn dispatch_loop(
             }
             _ = tokio::time::sleep(POLL), if !waiting.is_empty() => {}
         }
+        // What came is waiting from here on, whatever the database says next: a failed
+        // step reconnects and queues every waiting task again, so none is dropped.
+        let mut tasks = Vec::with_capacity(fresh.len());
+        for (record, reply) in fresh {
+            let invocation = match serde_json::to_string(&record) {
+                Ok(invocation) => invocation,
+                Err(e) => {
+                    let _ = reply.send(Err(format!("invocation {}: {e}", record.id)));
+                    continue;
+                }
+            };
+            let run = record.workflow_id.to_string();
+            if !ours.contains_key(&run) {
+                // This process drives the run and none of its tasks waits: any task of
+                // it in the queue is an earlier driver's, gone with its answer.
+                unforgotten.insert(run.clone());
+            }
+            *ours.entry(run.clone()).or_default() += 1;
+            let task = NewTask {
+                id: record.id.to_string(),
+                workflow_id: run,
+                agent: record.agent.to_string(),
+                priority: record.priority as i32,
+                invocation,
+            };
+            tasks.push(task.id.clone());
+            waiting.insert(task.id.clone(), (reply, task));
+        }
         let step = async {
             if lost {
                 return Err(crate::blackboard::StoreError::Backend(format!(
                     "{url}: the dispatcher's connection closed"
                 )));
             }
+            let runs: Vec<String> = unforgotten.iter().cloned().collect();
+            for run in runs {
+                queue::forget_run(&conn.client, &url, &run).await?;
+                unforgotten.remove(&run);
+            }
+            if !tasks.is_empty() {
+                // A task is queued once its inputs are in the database.
+                store.durable()?.await?;
+            }
             if requeue {
                 // After a reconnect: the tasks may be gone (a server restart empties the
                 // queue). Queued again under new fences, they run again; an answer to the
-                // old ones is refused.
+                // old ones is refused. (Those that just came are among them.)
                 let tasks: Vec<&NewTask> = waiting.values().map(|(_, t)| t).collect();
                 queue::enqueue(&conn.client, &url, &tasks).await?;
                 requeue = false;
-            }
-            let mut tasks = Vec::with_capacity(fresh.len());
-            for (record, reply) in fresh {
-                let run = record.workflow_id.to_string();
-                if !ours.contains_key(&run) {
-                    // This process drives the run and none of its tasks waits: any task of
-                    // it in the queue is an earlier driver's, gone with its answer.
-                    queue::forget_run(&conn.client, &url, &run).await?;
-                }
-                *ours.entry(run.clone()).or_default() += 1;
-                let invocation = serde_json::to_string(&record)
-                    .map_err(|e| crate::blackboard::StoreError::Backend(e.to_string()))?;
-                let task = NewTask {
-                    id: record.id.to_string(),
-                    workflow_id: run,
-                    agent: record.agent.to_string(),
-                    priority: record.priority as i32,
-                    invocation,
-                };
-                tasks.push(task.id.clone());
-                waiting.insert(task.id.clone(), (reply, task));
-            }
-            if !tasks.is_empty() {
-                store.durable()?.await?;
+            } else if !tasks.is_empty() {
                 let queued: Vec<&NewTask> = tasks
                     .iter()
                     .filter_map(|id| waiting.get(id).map(|(_, t)| t))
@@ -189,6 +206,8 @@ async fn dispatch_loop(
             Ok::<(), crate::blackboard::StoreError>(())
         };
         if let Err(e) = step.await {
+            // A lost connection, or a transaction PostgreSQL aborted (a deadlock with a
+            // worker's claim): either way a new connection queues everything again.
             tracing::warn!("{e}; reconnecting");
             match reconnect(&url).await {
                 Ok(c) => {
